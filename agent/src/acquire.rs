@@ -1,0 +1,201 @@
+//! `forensic-collector acquire`: one source, one image, one manifest, in a local directory.
+//!
+//! Order of writes is the evidence contract: image (under `.partial`, renamed when synced) → SHA-256
+//! sidecar → capture log → manifest. The manifest is last and atomic, so its presence means the rest
+//! is complete. Any failure removes the partial image and writes no manifest.
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
+use imaging::hash::HashAlgorithm;
+use imaging::manifest::{self, CaseInfo, Context, HostInfo, Manifest, Status};
+use imaging::naming::{EvidenceFiles, SafeName};
+use imaging::pipeline::{self, PipelineConfig};
+use imaging::sink::LocalSink;
+
+use crate::cli::AcquireArgs;
+use crate::exit::{Exit, Failure};
+use crate::logging::CaptureLog;
+use crate::progress::Reporter;
+use crate::sysinfo;
+
+/// Runs an acquisition and returns how the process should exit.
+pub fn run(args: &AcquireArgs, json: bool, capture: &CaptureLog, cancel: &AtomicBool) -> Result<Exit, Failure> {
+    let config = pipeline_config(args)?;
+    let incident = args
+        .incident
+        .as_deref()
+        .map(|id| SafeName::parse(id, "incident ID"))
+        .transpose()
+        .map_err(usage)?;
+    let explicit_name = args
+        .name
+        .as_deref()
+        .map(|n| SafeName::parse(n, "evidence name"))
+        .transpose()
+        .map_err(usage)?;
+
+    let source = Source::open(
+        &args.source,
+        &SourceOptions {
+            set_read_only: !args.no_kernel_read_only,
+            ..SourceOptions::default()
+        },
+    )?;
+    let name = match explicit_name {
+        Some(name) => name,
+        None => default_name(&source)?,
+    };
+    let files = EvidenceFiles::new(&name);
+    report_source(&source, &name);
+
+    fs::create_dir_all(&args.out)
+        .map_err(|e| Failure::new(Exit::Output, anyhow!("cannot create output directory {}: {e}", args.out.display())))?;
+    for existing in [&files.manifest, &files.sidecar] {
+        let path = args.out.join(existing);
+        if path.exists() {
+            return Err(imaging::Error::AlreadyExists { path }.into());
+        }
+    }
+    let sink = LocalSink::create(&args.out, &files.image)?;
+
+    let reporter = Reporter::new(source.size(), json, Duration::from_secs(args.progress_interval.max(1)));
+    tracing::info!(
+        source = %source.path().display(),
+        bytes = source.size(),
+        out = %args.out.display(),
+        queue_depth = config.queue_depth,
+        chunk_size = config.chunk_size,
+        "Acquisition started."
+    );
+    let outcome = pipeline::run(&source, Box::new(sink), &config, &|p| reporter.update(p), cancel);
+    reporter.finish();
+    let outcome = outcome.map_err(|err| {
+        if matches!(err, imaging::Error::Cancelled) {
+            tracing::error!("Acquisition interrupted: partial image removed, no manifest written.");
+        } else {
+            tracing::error!(error = %err, "Acquisition failed: partial image removed, no manifest written.");
+        }
+        Failure::from(err)
+    })?;
+
+    let context = Context {
+        tool: sysinfo::tool_info(),
+        case: CaseInfo {
+            incident_id: incident.map(|i| i.to_string()),
+            evidence_name: name.to_string(),
+        },
+        host: HostInfo {
+            hostname: sysinfo::hostname(),
+            instance_id: None,
+        },
+        image_file_name: files.image.clone(),
+        peak_rss_bytes: sysinfo::peak_rss_bytes(),
+    };
+    let manifest = Manifest::new(context, &source, &config, outcome);
+    log_result(&manifest);
+    write_companions(&args.out, &files, &manifest, capture)?;
+    Ok(match manifest.acquisition.status {
+        Status::Completed => Exit::Ok,
+        Status::CompletedWithErrors => Exit::CompletedWithErrors,
+    })
+}
+
+fn usage(message: String) -> Failure {
+    Failure::new(Exit::Usage, anyhow!(message))
+}
+
+fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
+    let algorithms = HashAlgorithm::parse_list(&args.hashes)?;
+    let chunk_size = usize::try_from(args.chunk_size.as_u64())
+        .map_err(|_| usage(format!("chunk size {} is too large", args.chunk_size)))?;
+    let config = PipelineConfig {
+        chunk_size,
+        queue_depth: args.queue_depth,
+        algorithms,
+        piece_size: Some(args.piece_size.as_u64()).filter(|&p| p > 0),
+        sector_retries: args.sector_retries,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// The EBS volume ID when the device has one, else the device's or file's own name.
+fn default_name(source: &Source) -> Result<SafeName, Failure> {
+    if let Some(id) = &source.identity().ebs_volume_id {
+        return SafeName::parse(id.as_str(), "evidence name").map_err(usage);
+    }
+    let base = match source.kind() {
+        SourceKind::BlockDevice => source.identity().kernel_name.clone(),
+        SourceKind::RegularFile => None,
+    };
+    let base = base.or_else(|| {
+        let path = fs::canonicalize(source.path()).unwrap_or_else(|_| source.path().to_path_buf());
+        path.file_stem().map(|s| s.to_string_lossy().into_owned())
+    });
+    base.as_deref()
+        .and_then(SafeName::sanitise)
+        .ok_or_else(|| usage(format!("cannot derive a name from {}; pass --name", source.path().display())))
+}
+
+fn report_source(source: &Source, name: &SafeName) {
+    let identity = source.identity();
+    tracing::info!(
+        source = %source.path().display(),
+        name = %name,
+        size = source.size(),
+        logical_sector = source.logical_sector_size(),
+        model = identity.model.as_deref().unwrap_or("-"),
+        serial = identity.serial.as_deref().unwrap_or("-"),
+        "Source opened read-only."
+    );
+    if !source.direct_io() {
+        tracing::warn!("The source's filesystem refuses O_DIRECT; reading through the page cache.");
+    }
+    let live = source.live_use();
+    if !live.is_idle() {
+        tracing::warn!(
+            mounts = ?live.mount_points,
+            swaps = ?live.swaps,
+            holders = ?live.holders,
+            "Live acquisition: the host is using this device, so the kernel read-only flag is left alone and the image is only crash-consistent."
+        );
+    }
+    if let ReadOnlyFlag::Failed(reason) = source.read_only_flag() {
+        tracing::warn!(reason = %reason, "Could not set the kernel read-only flag; the device is still opened read-only.");
+    }
+}
+
+fn log_result(manifest: &Manifest) {
+    let acq = &manifest.acquisition;
+    let hashes: Vec<String> = manifest
+        .image
+        .hashes
+        .iter()
+        .map(|(alg, digest)| format!("{alg}={digest}"))
+        .collect();
+    if manifest.bad_ranges.is_empty() {
+        tracing::info!(bytes = acq.bytes_read, seconds = format_args!("{:.2}", acq.duration_seconds),
+            mb_per_s = format_args!("{:.1}", acq.throughput_mb_per_s), hashes = %hashes.join(" "),
+            "Acquisition completed.");
+    } else {
+        tracing::warn!(bytes = acq.bytes_read, bad_bytes = acq.bad_bytes, bad_ranges = manifest.bad_ranges.len(),
+            hashes = %hashes.join(" "),
+            "Acquisition completed with unreadable sectors; they are zero-filled in the image and listed in the manifest.");
+    }
+}
+
+/// Sidecar, capture log, then the manifest last.
+fn write_companions(dir: &Path, files: &EvidenceFiles, manifest: &Manifest, capture: &CaptureLog) -> Result<(), Failure> {
+    if let Some(line) = manifest.sha256sum_line() {
+        manifest::write_atomic(&dir.join(&files.sidecar), line.as_bytes())?;
+    }
+    tracing::info!(manifest = %dir.join(&files.manifest).display(), "Writing manifest.");
+    manifest::write_atomic(&dir.join(&files.capture_log), &capture.contents())?;
+    manifest::write_atomic(&dir.join(&files.manifest), manifest.to_json().as_bytes())?;
+    Ok(())
+}

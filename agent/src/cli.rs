@@ -1,0 +1,83 @@
+//! Command-line interface. Parsing only: every value is checked here or in the command it feeds, before
+//! anything is opened.
+
+use std::path::PathBuf;
+
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+
+/// Images block devices as verifiable forensic evidence.
+#[derive(Debug, Parser)]
+#[command(name = "forensic-collector", version = crate::VERSION_LINE, about)]
+pub struct Cli {
+    /// Log as JSON lines (the default under systemd, where JOURNAL_STREAM is set).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Image a block device (or a file) once: hashes, image, sidecar and manifest into a directory.
+    Acquire(AcquireArgs),
+    /// Re-hash an image and compare it with its manifest.
+    Verify(VerifyArgs),
+}
+
+/// `acquire` options.
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// Block device (e.g. /dev/nvme1n1) or regular file to image.
+    pub source: PathBuf,
+
+    /// Directory for the image, its sidecar, capture log and manifest (created if missing).
+    #[arg(long, default_value = "evidence")]
+    pub out: PathBuf,
+
+    /// Evidence name used for every output file [default: EBS volume ID, else device or file name].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Incident ID recorded in the manifest.
+    #[arg(long)]
+    pub incident: Option<String>,
+
+    /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
+    #[arg(long = "hash", default_value = "sha256,blake3")]
+    pub hashes: String,
+
+    /// Size of each piecewise SHA-256 (e.g. 1GiB); 0 turns piecewise hashing off.
+    #[arg(long, default_value = "1GiB")]
+    pub piece_size: ByteSize,
+
+    /// Bytes per read (a multiple of 4 KiB).
+    #[arg(long, default_value = "4MiB")]
+    pub chunk_size: ByteSize,
+
+    /// Reads in flight. Snapshot-restored EBS volumes get faster with more.
+    #[arg(long, default_value_t = imaging::pipeline::DEFAULT_QUEUE_DEPTH)]
+    pub queue_depth: usize,
+
+    /// Extra attempts for each unreadable sector before it is zero-filled.
+    #[arg(long, default_value_t = imaging::pipeline::DEFAULT_SECTOR_RETRIES)]
+    pub sector_retries: u32,
+
+    /// Do not set the kernel read-only flag on the device (it is still opened read-only).
+    #[arg(long)]
+    pub no_kernel_read_only: bool,
+
+    /// Seconds between progress log lines when no progress bar is shown.
+    #[arg(long, default_value_t = 10)]
+    pub progress_interval: u64,
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest written by `acquire` (the image is looked up beside it).
+    pub manifest: PathBuf,
+}

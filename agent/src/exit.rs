@@ -1,0 +1,134 @@
+//! Exit codes: the one place where outcomes become numbers. Documented in README.md; scripts and the
+//! SSM document rely on them, so a code never changes meaning.
+
+use std::process::ExitCode;
+
+use imaging::ErrorKind;
+
+/// Every way the process can end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Image complete, every sector read (or verification matched).
+    Ok,
+    /// A bug or an unexpected failure.
+    Internal,
+    /// Bad arguments or settings.
+    Usage,
+    /// Image complete, but some sectors were unreadable and zero-filled.
+    CompletedWithErrors,
+    /// Verification found a mismatch.
+    VerifyMismatch,
+    /// The source does not exist.
+    SourceMissing,
+    /// No permission for the source.
+    SourcePermission,
+    /// The source is not a block device or regular file, or cannot be queried.
+    SourceUnusable,
+    /// The source went away mid-run.
+    SourceVanished,
+    /// Reading failed for another reason.
+    SourceRead,
+    /// The output could not be written (permission, existing evidence).
+    Output,
+    /// The output filesystem is full.
+    OutputFull,
+    /// Interrupted by SIGINT/SIGTERM.
+    Interrupted,
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Internal => 1,
+            Exit::Usage => 2,
+            Exit::CompletedWithErrors => 3,
+            Exit::VerifyMismatch => 4,
+            Exit::SourceMissing => 10,
+            Exit::SourcePermission => 11,
+            Exit::SourceUnusable => 12,
+            Exit::SourceVanished => 13,
+            Exit::SourceRead => 14,
+            Exit::Output => 20,
+            Exit::OutputFull => 21,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit.code())
+    }
+}
+
+impl From<ErrorKind> for Exit {
+    fn from(kind: ErrorKind) -> Exit {
+        match kind {
+            ErrorKind::SourceMissing => Exit::SourceMissing,
+            ErrorKind::SourcePermission => Exit::SourcePermission,
+            ErrorKind::SourceUnusable => Exit::SourceUnusable,
+            ErrorKind::SourceVanished => Exit::SourceVanished,
+            ErrorKind::SourceRead => Exit::SourceRead,
+            ErrorKind::OutputFull => Exit::OutputFull,
+            ErrorKind::Output => Exit::Output,
+            ErrorKind::Usage => Exit::Usage,
+            ErrorKind::Cancelled => Exit::Interrupted,
+            ErrorKind::Internal => Exit::Internal,
+        }
+    }
+}
+
+/// A failure on its way out: the message for the operator and the code for the machine.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub exit: Exit,
+    /// The error chain.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Wraps an error with its exit code.
+    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<imaging::Error> for Failure {
+    fn from(err: imaging::Error) -> Self {
+        Failure::new(err.kind().into(), err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let all = [
+            Exit::Ok,
+            Exit::Internal,
+            Exit::Usage,
+            Exit::CompletedWithErrors,
+            Exit::VerifyMismatch,
+            Exit::SourceMissing,
+            Exit::SourcePermission,
+            Exit::SourceUnusable,
+            Exit::SourceVanished,
+            Exit::SourceRead,
+            Exit::Output,
+            Exit::OutputFull,
+            Exit::Interrupted,
+        ];
+        let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+}

@@ -1,0 +1,50 @@
+//! `forensic-collector`: the thin binary around the `imaging` engine. It parses, sets up logging and
+//! signals, runs one command, and turns the result into a documented exit code (see `exit.rs`).
+
+mod acquire;
+mod cli;
+mod exit;
+mod logging;
+mod progress;
+mod signals;
+mod sysinfo;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+
+/// `--version` output: package version and git revision.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FORENSIC_COLLECTOR_GIT_REVISION"),
+    ")"
+);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = logging::wants_json(cli.json);
+    let capture = logging::init(json);
+    let cancel = match signals::cancel_on_signals() {
+        Ok(flag) => flag,
+        Err(err) => {
+            tracing::error!(error = %err, "Cannot install signal handlers.");
+            return Exit::Internal.into();
+        }
+    };
+    let result = match &cli.command {
+        Command::Acquire(args) => acquire::run(args, json, &capture, &cancel),
+        Command::Verify(args) => verify::run(args, json, &cancel),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            tracing::error!(exit_code = failure.exit.code(), "{:#}", failure.error);
+            failure.exit.into()
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Opening the source: read-only, O_DIRECT, its geometry from the kernel, and the write-block.
+//!
+//! A block device gets the kernel read-only flag (BLKROSET) before the first read, so that nothing on
+//! this host — not a stray `fsck`, not an automounter — can write to the evidence while we image it.
+//! The exception is live acquisition: when the device (or a partition of it) is mounted, swapped on or
+//! held by device-mapper, it belongs to the running system, and flipping it read-only would break that
+//! system. Then we leave the flag alone, warn, and record the mount points in the manifest.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+
+mod ioctl {
+    //! The block-device ioctls we need, from <linux/fs.h>.
+    use nix::{ioctl_read, ioctl_read_bad, ioctl_write_ptr_bad, request_code_none};
+    ioctl_read!(blk_get_size64, 0x12, 114, u64);
+    ioctl_read_bad!(blk_ssz_get, request_code_none!(0x12, 104), libc::c_int);
+    ioctl_read_bad!(blk_pbsz_get, request_code_none!(0x12, 123), libc::c_uint);
+    ioctl_read_bad!(blk_ro_get, request_code_none!(0x12, 94), libc::c_int);
+    ioctl_write_ptr_bad!(blk_ro_set, request_code_none!(0x12, 93), libc::c_int);
+}
+
+/// Sector size assumed for regular-file sources, whose "sectors" only matter for bad-range reporting.
+const FILE_SECTOR_SIZE: u32 = 512;
+
+/// What kind of thing the source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A kernel block device (the real case: an attached EBS volume).
+    BlockDevice,
+    /// A regular file (an image of an image, or tests).
+    RegularFile,
+}
+
+/// What happened to the kernel read-only flag, recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum ReadOnlyFlag {
+    /// We set it before reading.
+    Set,
+    /// It was already set.
+    AlreadySet,
+    /// Not set because the device is in use by this host (live acquisition).
+    SkippedLive,
+    /// Not set because the caller asked us not to.
+    SkippedByRequest,
+    /// Setting it failed (e.g. no CAP_SYS_ADMIN); the source is still opened read-only.
+    Failed(String),
+    /// Regular files have no such flag.
+    NotApplicable,
+}
+
+/// How the host itself is using the source, when it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveUse {
+    /// Mount points of filesystems on the device or its partitions.
+    pub mount_points: Vec<PathBuf>,
+    /// Swap areas on it.
+    pub swaps: Vec<PathBuf>,
+    /// Kernel names of devices stacked on it (device-mapper, md).
+    pub holders: Vec<String>,
+}
+
+impl LiveUse {
+    /// True when nothing on this host uses the device.
+    pub fn is_idle(&self) -> bool {
+        self.mount_points.is_empty() && self.swaps.is_empty() && self.holders.is_empty()
+    }
+}
+
+/// Where the system tables live; tests point these at fixtures.
+#[derive(Debug, Clone)]
+pub struct SystemPaths {
+    /// Usually `/sys`.
+    pub sysfs: PathBuf,
+    /// Usually `/proc/self/mountinfo`.
+    pub mountinfo: PathBuf,
+    /// Usually `/proc/swaps`.
+    pub swaps: PathBuf,
+}
+
+impl Default for SystemPaths {
+    fn default() -> Self {
+        Self {
+            sysfs: PathBuf::from("/sys"),
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            swaps: PathBuf::from("/proc/swaps"),
+        }
+    }
+}
+
+/// How to open a source.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Set BLKROSET on idle block devices (default true).
+    pub set_read_only: bool,
+    /// System tables to consult.
+    pub system: SystemPaths,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            set_read_only: true,
+            system: SystemPaths::default(),
+        }
+    }
+}
+
+/// An opened source, ready to be read concurrently with `pread`.
+#[derive(Debug)]
+pub struct Source {
+    file: File,
+    path: PathBuf,
+    kind: SourceKind,
+    size: u64,
+    logical_sector_size: u32,
+    physical_sector_size: u32,
+    direct_io: bool,
+    read_only_flag: ReadOnlyFlag,
+    live: LiveUse,
+    identity: Identity,
+    dev: Option<(u64, u64)>,
+    sysfs: PathBuf,
+}
+
+impl Source {
+    /// Opens `path` for imaging. Never writes to it: the descriptor is O_RDONLY, and block devices
+    /// that the host does not use get the kernel read-only flag.
+    pub fn open(path: &Path, options: &SourceOptions) -> Result<Self> {
+        let open_err = |source| Error::OpenSource {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = fs::metadata(path).map_err(open_err)?;
+        let kind = if meta.file_type().is_block_device() {
+            SourceKind::BlockDevice
+        } else if meta.is_file() {
+            SourceKind::RegularFile
+        } else {
+            return Err(Error::UnsupportedSource {
+                path: path.to_path_buf(),
+            });
+        };
+        let (file, direct_io) = open_read_only(path, kind).map_err(open_err)?;
+
+        let mut source = Self {
+            file,
+            path: path.to_path_buf(),
+            kind,
+            size: meta.len(),
+            logical_sector_size: FILE_SECTOR_SIZE,
+            physical_sector_size: FILE_SECTOR_SIZE,
+            direct_io,
+            read_only_flag: ReadOnlyFlag::NotApplicable,
+            live: LiveUse::default(),
+            identity: Identity::default(),
+            dev: None,
+            sysfs: options.system.sysfs.clone(),
+        };
+        if kind == SourceKind::BlockDevice {
+            source.inspect_block_device(meta.rdev(), options)?;
+        }
+        Ok(source)
+    }
+
+    fn inspect_block_device(&mut self, rdev: u64, options: &SourceOptions) -> Result<()> {
+        let (major, minor) = (libc::major(rdev).into(), libc::minor(rdev).into());
+        self.dev = Some((major, minor));
+        self.size = self.query_size()?;
+        let fd = self.file.as_raw_fd();
+        let mut logical: libc::c_int = 0;
+        // SAFETY: BLKSSZGET writes one c_int through the pointer, which is valid for the call.
+        unsafe { ioctl::blk_ssz_get(fd, &mut logical) }
+            .map_err(|e| self.query_err("logical sector size (BLKSSZGET)", e))?;
+        let mut physical: libc::c_uint = 0;
+        // SAFETY: BLKPBSZGET writes one c_uint through the pointer, which is valid for the call.
+        unsafe { ioctl::blk_pbsz_get(fd, &mut physical) }
+            .map_err(|e| self.query_err("physical sector size (BLKPBSZGET)", e))?;
+        self.logical_sector_size = u32::try_from(logical).unwrap_or(FILE_SECTOR_SIZE);
+        self.physical_sector_size = physical;
+        self.identity = Identity::from_sysfs(&options.system.sysfs, major, minor);
+        self.live = live_use(&options.system, major, minor);
+        self.read_only_flag = if !self.live.is_idle() {
+            ReadOnlyFlag::SkippedLive
+        } else if !options.set_read_only {
+            ReadOnlyFlag::SkippedByRequest
+        } else {
+            self.set_kernel_read_only()
+        };
+        Ok(())
+    }
+
+    fn set_kernel_read_only(&self) -> ReadOnlyFlag {
+        let fd = self.file.as_raw_fd();
+        let mut current: libc::c_int = 0;
+        // SAFETY: BLKROGET writes one c_int through the pointer, which is valid for the call.
+        if unsafe { ioctl::blk_ro_get(fd, &mut current) }.is_ok() && current != 0 {
+            return ReadOnlyFlag::AlreadySet;
+        }
+        let on: libc::c_int = 1;
+        // SAFETY: BLKROSET reads one c_int through the pointer, which is valid for the call.
+        match unsafe { ioctl::blk_ro_set(fd, &on) } {
+            Ok(_) => ReadOnlyFlag::Set,
+            Err(errno) => ReadOnlyFlag::Failed(errno.desc().to_owned()),
+        }
+    }
+
+    fn query_size(&self) -> Result<u64> {
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for the call.
+        unsafe { ioctl::blk_get_size64(self.file.as_raw_fd(), &mut size) }
+            .map_err(|e| self.query_err("size (BLKGETSIZE64)", e))?;
+        Ok(size)
+    }
+
+    fn query_err(&self, what: &'static str, errno: nix::errno::Errno) -> Error {
+        Error::DeviceQuery {
+            path: self.path.clone(),
+            what,
+            source: io::Error::from(errno),
+        }
+    }
+
+    /// Checks, after a failed read, whether the source is still there with the size it had: a detached
+    /// or hot-unplugged device must stop the run, not be recorded as a disk full of bad sectors.
+    pub fn still_present(&self) -> bool {
+        match self.kind {
+            SourceKind::BlockDevice => {
+                let sysfs_ok = self.dev.is_none_or(|(major, minor)| {
+                    self.sysfs.join(format!("dev/block/{major}:{minor}")).exists()
+                });
+                sysfs_ok && self.query_size().is_ok_and(|size| size == self.size)
+            }
+            SourceKind::RegularFile => self.file.metadata().is_ok_and(|m| m.len() >= self.size),
+        }
+    }
+
+    /// The open descriptor (read with `pread` from any thread).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+    /// The path as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Block device or regular file.
+    pub fn kind(&self) -> SourceKind {
+        self.kind
+    }
+    /// Size in bytes, from BLKGETSIZE64 for devices.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// Logical sector size: the unit of O_DIRECT reads and of bad-sector reporting.
+    pub fn logical_sector_size(&self) -> u32 {
+        self.logical_sector_size
+    }
+    /// Physical sector size, for the record.
+    pub fn physical_sector_size(&self) -> u32 {
+        self.physical_sector_size
+    }
+    /// Whether reads bypass the page cache (false only for files on filesystems without O_DIRECT).
+    pub fn direct_io(&self) -> bool {
+        self.direct_io
+    }
+    /// What happened to the kernel read-only flag.
+    pub fn read_only_flag(&self) -> &ReadOnlyFlag {
+        &self.read_only_flag
+    }
+    /// How the host uses the device; non-idle means live acquisition.
+    pub fn live_use(&self) -> &LiveUse {
+        &self.live
+    }
+    /// Model, serial, volume ID and friends.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+/// Opens read-only with O_DIRECT, falling back to buffered reads only for regular files on filesystems
+/// that refuse O_DIRECT (tmpfs). O_NOATIME keeps even the access time of a file source unchanged.
+fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, bool)> {
+    let try_open = |flags: libc::c_int| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(flags | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let noatime = if kind == SourceKind::RegularFile {
+        libc::O_NOATIME
+    } else {
+        0
+    };
+    let attempts = [
+        (libc::O_DIRECT | noatime, true),
+        (libc::O_DIRECT, true),
+        (noatime, false),
+        (0, false),
+    ];
+    let mut last_err = None;
+    for (flags, direct) in attempts {
+        if kind == SourceKind::BlockDevice && !direct {
+            break;
+        }
+        match try_open(flags) {
+            Ok(file) => return Ok((file, direct)),
+            // EPERM: O_NOATIME on a file we do not own. EINVAL: no O_DIRECT on this filesystem.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::InvalidInput)))
+}
+
+/// Collects every way this host uses device `major:minor` or its partitions.
+fn live_use(system: &SystemPaths, major: u64, minor: u64) -> LiveUse {
+    let dev_dir = system.sysfs.join(format!("dev/block/{major}:{minor}"));
+    let mut devices = vec![(major, minor)];
+    let mut holder_dirs = vec![dev_dir.join("holders")];
+    if let Ok(entries) = fs::read_dir(&dev_dir) {
+        for entry in entries.flatten() {
+            let child = entry.path();
+            if child.join("partition").exists() {
+                if let Some(dev) = read_dev_number(&child.join("dev")) {
+                    devices.push(dev);
+                }
+                holder_dirs.push(child.join("holders"));
+            }
+        }
+    }
+    let mountinfo = fs::read_to_string(&system.mountinfo).unwrap_or_default();
+    let swaps = fs::read_to_string(&system.swaps).unwrap_or_default();
+    LiveUse {
+        mount_points: mounts_of(&mountinfo, &devices),
+        swaps: swaps_on(&swaps, &devices),
+        holders: holder_dirs
+            .iter()
+            .filter_map(|dir| fs::read_dir(dir).ok())
+            .flat_map(|entries| entries.flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+    }
+}
+
+fn read_dev_number(path: &Path) -> Option<(u64, u64)> {
+    parse_dev_number(fs::read_to_string(path).ok()?.trim())
+}
+
+fn parse_dev_number(text: &str) -> Option<(u64, u64)> {
+    let (major, minor) = text.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Mount points in a `/proc/self/mountinfo` text whose device is one of `devices`.
+fn mounts_of(mountinfo: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let dev = parse_dev_number(fields.nth(2)?)?;
+            let mount_point = fields.nth(1)?;
+            devices
+                .contains(&dev)
+                .then(|| PathBuf::from(unescape_mount_field(mount_point)))
+        })
+        .collect()
+}
+
+/// Swap areas in a `/proc/swaps` text that live on one of `devices`.
+fn swaps_on(swaps: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
+    swaps
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .map(|name| PathBuf::from(unescape_mount_field(name)))
+        .filter(|path| {
+            fs::metadata(path).is_ok_and(|m| {
+                m.file_type().is_block_device()
+                    && devices.contains(&(libc::major(m.rdev()).into(), libc::minor(m.rdev()).into()))
+            })
+        })
+        .collect()
+}
+
+/// The kernel escapes space, tab, newline and backslash in these tables as `\ooo` octal.
+fn unescape_mount_field(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c))
+        });
+        if let Some(digits) = octal {
+            let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            out.push(u8::try_from(value).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+35 22 259:1 / /mnt/evidence\\040copy rw,relatime shared:2 - ext4 /dev/nvme1n1p1 rw
+36 22 0:5 / /dev rw shared:3 - devtmpfs udev rw
+";
+
+    #[test]
+    fn mounts_are_found_by_device_number_and_unescaped() {
+        assert_eq!(
+            mounts_of(MOUNTINFO, &[(259, 0), (259, 1)]),
+            vec![PathBuf::from("/mnt/evidence copy")]
+        );
+        assert!(mounts_of(MOUNTINFO, &[(7, 3)]).is_empty());
+    }
+
+    #[test]
+    fn dev_numbers_parse() {
+        assert_eq!(parse_dev_number("259:12"), Some((259, 12)));
+        assert_eq!(parse_dev_number("259"), None);
+    }
+
+    #[test]
+    fn directories_are_refused_with_a_clear_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Source::open(dir.path(), &SourceOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedSource { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_sources_are_classified_as_missing() {
+        let err = Source::open(Path::new("/nonexistent/disk"), &SourceOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::SourceMissing);
+    }
+}

@@ -1,0 +1,164 @@
+//! One error type for the engine. Every variant names the path and, where it matters, the byte offset
+//! that failed, because an examiner reading a failed capture log needs to know exactly where it stopped.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop an acquisition. Media errors on individual sectors are *not* errors: the
+/// reader zero-fills and records them, and the run completes with status `completed_with_errors`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The source path could not be opened or inspected.
+    #[error("cannot open source {path}: {source}")]
+    OpenSource {
+        /// The source path as given.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The source exists but is neither a block device nor a regular file (a directory, a socket…).
+    #[error("source {path} is not a block device or a regular file")]
+    UnsupportedSource {
+        /// The source path as given.
+        path: PathBuf,
+    },
+    /// An ioctl or sysfs query about the device failed.
+    #[error("cannot query {what} of {path}: {source}")]
+    DeviceQuery {
+        /// The device.
+        path: PathBuf,
+        /// Which property (e.g. "size (BLKGETSIZE64)").
+        what: &'static str,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The device went away (detached, hot-unplugged, FUSE server gone) while it was being read.
+    #[error("source {path} vanished at offset {offset}: {source}")]
+    SourceVanished {
+        /// The device.
+        path: PathBuf,
+        /// First byte that could not be read.
+        offset: u64,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// A read failed in a way that is not a media error and not a vanished device.
+    #[error("read of {path} failed at offset {offset}: {source}")]
+    Read {
+        /// The device.
+        path: PathBuf,
+        /// Offset of the failed read.
+        offset: u64,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The image destination refused a write (unwritable, full, gone).
+    #[error("cannot write {path} at offset {offset}: {source}")]
+    SinkWrite {
+        /// The destination.
+        path: PathBuf,
+        /// Offset in the image.
+        offset: u64,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The image destination could not be created, finished or removed.
+    #[error("cannot {action} {path}: {source}")]
+    SinkIo {
+        /// What was being done ("create", "sync", "rename").
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// Refusing to overwrite evidence that is already there.
+    #[error("refusing to overwrite existing evidence {path}")]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The manifest could not be written or read.
+    #[error("manifest {path}: {reason}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A hash algorithm name that we do not know.
+    #[error("unknown hash algorithm {0:?} (known: sha256, blake3, md5, sha1)")]
+    UnknownAlgorithm(String),
+    /// Configuration that cannot work (zero chunk size, unaligned piece size…).
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    /// A broken invariant inside the engine; a bug, reported instead of a panic.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    /// Stopped by a signal or by the caller; nothing written counts as evidence.
+    #[error("acquisition cancelled")]
+    Cancelled,
+}
+
+/// Coarse classes of [`Error`], stable enough for a binary to map to documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The source does not exist.
+    SourceMissing,
+    /// No permission to open or query the source.
+    SourcePermission,
+    /// The source is something we cannot image.
+    SourceUnusable,
+    /// The source went away mid-read.
+    SourceVanished,
+    /// Reading failed for another reason.
+    SourceRead,
+    /// The destination is full.
+    OutputFull,
+    /// The destination failed otherwise (permission, missing directory, existing evidence).
+    Output,
+    /// Invalid settings.
+    Usage,
+    /// Cancelled by signal.
+    Cancelled,
+    /// A bug.
+    Internal,
+}
+
+impl Error {
+    /// Classifies the error so that callers can choose an exit code without matching every variant.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::OpenSource { source, .. } | Error::DeviceQuery { source, .. } => {
+                match source.kind() {
+                    io::ErrorKind::NotFound => ErrorKind::SourceMissing,
+                    io::ErrorKind::PermissionDenied => ErrorKind::SourcePermission,
+                    _ => ErrorKind::SourceUnusable,
+                }
+            }
+            Error::UnsupportedSource { .. } => ErrorKind::SourceUnusable,
+            Error::SourceVanished { .. } => ErrorKind::SourceVanished,
+            Error::Read { .. } => ErrorKind::SourceRead,
+            Error::SinkWrite { source, .. } | Error::SinkIo { source, .. }
+                if is_no_space(source) =>
+            {
+                ErrorKind::OutputFull
+            }
+            Error::SinkWrite { .. }
+            | Error::SinkIo { .. }
+            | Error::AlreadyExists { .. }
+            | Error::Manifest { .. } => ErrorKind::Output,
+            Error::UnknownAlgorithm(_) | Error::InvalidSetting(_) => ErrorKind::Usage,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+fn is_no_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG))
+}

@@ -1,0 +1,33 @@
+//! Forensic imaging engine: read a source once, hash exactly what is written, prove it in a manifest.
+//!
+//! The data path runs left to right through these modules:
+//!
+//! # Layout
+//! - [`device`]: opens the source (block device or file) read-only with O_DIRECT, asks the kernel for its
+//!   size and sector sizes, sets the block-device read-only flag, and detects live (mounted) acquisition.
+//! - [`identity`]: what the source is: model, serial, EBS volume ID, loop backing file (from sysfs).
+//! - [`buffer`]: the fixed pool of aligned buffers; the only `unsafe` in the crate. Memory is flat in
+//!   device size because nothing else allocates per chunk.
+//! - [`reader`]: several O_DIRECT reads in flight, and the bad-sector policy (retry sector by sector,
+//!   zero-fill, record).
+//! - [`hash`]: SHA-256, BLAKE3, MD5, SHA-1 and piecewise hashes.
+//! - [`pipeline`]: wires reader → hashers → sink with back-pressure and cancellation.
+//! - [`sink`]: where the image goes ([`sink::LocalSink`] writes a file; S3 comes later), behind one trait.
+//! - [`manifest`]: the evidence record, its schema, and its atomic write.
+//! - [`naming`]: evidence names and the file names derived from them.
+//! - [`ranges`]: merging bad sectors into byte ranges.
+//! - [`error`]: the error type, classified into kinds that callers map to exit codes.
+
+pub mod buffer;
+pub mod device;
+pub mod error;
+pub mod hash;
+pub mod identity;
+pub mod manifest;
+pub mod naming;
+pub mod pipeline;
+pub mod ranges;
+pub mod reader;
+pub mod sink;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,322 @@
+//! The manifest: the evidence record that makes an image trustworthy.
+//!
+//! It is written last and atomically (temporary file, fsync, rename, fsync of the directory), so its
+//! presence means the image beside it is complete and its hashes are final. The schema is documented
+//! in `docs/manifest.md`; `schema_version` changes whenever a field changes meaning or disappears.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::device::{LiveUse, ReadOnlyFlag, Source, SourceKind};
+use crate::error::{Error, Result};
+use crate::hash::{HashAlgorithm, Piece};
+use crate::identity::Identity;
+use crate::pipeline::{Outcome, PipelineConfig};
+use crate::ranges::{self, BadRange};
+use crate::sink::local::sync_parent;
+
+/// Identifies manifests written by this tool.
+pub const SCHEMA: &str = "forensic-collector/manifest";
+/// Version of the manifest layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// [`SCHEMA_VERSION`] at the time of writing.
+    pub schema_version: u32,
+    /// Which program made the image.
+    pub tool: ToolInfo,
+    /// Which case it belongs to.
+    pub case: CaseInfo,
+    /// Where it was made.
+    pub host: HostInfo,
+    /// What was imaged.
+    pub source: SourceRecord,
+    /// How the run went.
+    pub acquisition: AcquisitionRecord,
+    /// The image and its hashes.
+    pub image: ImageRecord,
+    /// Ranges written as zeros because they could not be read. Empty on a clean run.
+    pub bad_ranges: Vec<BadRange>,
+}
+
+/// Program identity, so an examiner can reproduce the exact build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// `forensic-collector`.
+    pub name: String,
+    /// Cargo package version.
+    pub version: String,
+    /// Git commit the binary was built from (`unknown` outside a checkout).
+    pub git_revision: String,
+}
+
+/// Case identifiers supplied by the responder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseInfo {
+    /// Incident ID, when given.
+    pub incident_id: Option<String>,
+    /// The evidence name used for every file of this acquisition.
+    pub evidence_name: String,
+}
+
+/// The collecting host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name at the time of collection.
+    pub hostname: String,
+    /// EC2 instance ID, when known.
+    pub instance_id: Option<String>,
+}
+
+/// Facts about the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// Path as given on the command line.
+    pub path: PathBuf,
+    /// Block device or regular file.
+    pub kind: SourceKind,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Logical sector size (bad ranges are counted in these).
+    pub logical_sector_size: u32,
+    /// Physical sector size.
+    pub physical_sector_size: u32,
+    /// Model, serial, EBS volume ID, loop backing file.
+    pub identity: Identity,
+    /// Whether the page cache was bypassed.
+    pub direct_io: bool,
+    /// What happened to the kernel read-only flag.
+    pub kernel_read_only: ReadOnlyFlag,
+    /// True when the host was using the device while it was imaged (the image is then a
+    /// crash-consistent snapshot at best).
+    pub live_acquisition: bool,
+    /// How it was in use.
+    pub live_use: LiveUse,
+}
+
+/// Final state of a run that produced an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every sector read.
+    Completed,
+    /// Some sectors were unreadable and zero-filled; see `bad_ranges`.
+    CompletedWithErrors,
+}
+
+/// How the run went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcquisitionRecord {
+    /// Final status.
+    pub status: Status,
+    /// UTC start.
+    pub started_at: DateTime<Utc>,
+    /// UTC end (image durable).
+    pub ended_at: DateTime<Utc>,
+    /// Seconds, monotonic clock.
+    pub duration_seconds: f64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes zero-filled.
+    pub bad_bytes: u64,
+    /// Average throughput in MB/s (10^6 bytes per second).
+    pub throughput_mb_per_s: f64,
+    /// Read size.
+    pub chunk_size: u64,
+    /// Reads in flight.
+    pub queue_depth: u32,
+    /// Extra attempts per bad sector.
+    pub sector_retries: u32,
+    /// Peak resident memory of the process, when measured.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The image and its hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// File name of the image, relative to the manifest.
+    pub file_name: String,
+    /// Where it was stored (`file://…`, `s3://…`).
+    pub location: String,
+    /// Image size in bytes (equals the source size).
+    pub size_bytes: u64,
+    /// Whole-image digests, lower-case hex.
+    pub hashes: BTreeMap<HashAlgorithm, String>,
+    /// Piecewise digests, when computed.
+    pub piecewise: Option<Piecewise>,
+}
+
+/// Piecewise hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piecewise {
+    /// Algorithm of every piece.
+    pub algorithm: HashAlgorithm,
+    /// Piece size (the last piece may be shorter).
+    pub piece_size: u64,
+    /// The pieces in order.
+    pub pieces: Vec<Piece>,
+}
+
+/// Everything the engine does not know by itself.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Program identity.
+    pub tool: ToolInfo,
+    /// Case identifiers.
+    pub case: CaseInfo,
+    /// The collecting host.
+    pub host: HostInfo,
+    /// File name of the image.
+    pub image_file_name: String,
+    /// Peak RSS, when the caller measured it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Manifest {
+    /// Builds the record of a finished run.
+    pub fn new(context: Context, source: &Source, config: &PipelineConfig, outcome: Outcome) -> Self {
+        let bad_bytes = ranges::total_bytes(&outcome.bad_ranges);
+        let seconds = outcome.elapsed.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // throughput is informative; f64 is exact to 2^53 bytes
+        let throughput = if seconds > 0.0 {
+            outcome.bytes as f64 / seconds / 1e6
+        } else {
+            0.0
+        };
+        Self {
+            schema: SCHEMA.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            tool: context.tool,
+            case: context.case,
+            host: context.host,
+            source: SourceRecord {
+                path: source.path().to_path_buf(),
+                kind: source.kind(),
+                size_bytes: source.size(),
+                logical_sector_size: source.logical_sector_size(),
+                physical_sector_size: source.physical_sector_size(),
+                identity: source.identity().clone(),
+                direct_io: source.direct_io(),
+                kernel_read_only: source.read_only_flag().clone(),
+                live_acquisition: !source.live_use().is_idle(),
+                live_use: source.live_use().clone(),
+            },
+            acquisition: AcquisitionRecord {
+                status: if outcome.bad_ranges.is_empty() {
+                    Status::Completed
+                } else {
+                    Status::CompletedWithErrors
+                },
+                started_at: outcome.started_at,
+                ended_at: outcome.ended_at,
+                duration_seconds: seconds,
+                bytes_read: outcome.bytes,
+                bad_bytes,
+                throughput_mb_per_s: throughput,
+                chunk_size: config.chunk_size as u64,
+                queue_depth: u32::try_from(config.queue_depth).unwrap_or(u32::MAX),
+                sector_retries: config.sector_retries,
+                peak_rss_bytes: context.peak_rss_bytes,
+            },
+            image: ImageRecord {
+                file_name: context.image_file_name,
+                location: outcome.receipt.location,
+                size_bytes: outcome.receipt.bytes,
+                hashes: outcome.hashes,
+                piecewise: config.piece_size.map(|piece_size| Piecewise {
+                    algorithm: PipelineConfig::PIECE_ALGORITHM,
+                    piece_size,
+                    pieces: outcome.pieces,
+                }),
+            },
+            bad_ranges: outcome.bad_ranges,
+        }
+    }
+
+    /// The manifest as pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("manifest serialises");
+        text.push('\n');
+        text
+    }
+
+    /// Reads and checks a manifest file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let err = |reason: String| Error::Manifest {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let manifest: Self = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if manifest.schema != SCHEMA || manifest.schema_version > SCHEMA_VERSION {
+            return Err(err(format!(
+                "unsupported schema {} version {}",
+                manifest.schema, manifest.schema_version
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// The `sha256sum -c` line for the image, when SHA-256 was computed.
+    pub fn sha256sum_line(&self) -> Option<String> {
+        let digest = self.image.hashes.get(&HashAlgorithm::Sha256)?;
+        Some(format!("{digest}  {}\n", self.image.file_name))
+    }
+}
+
+/// Writes `contents` to `path` atomically: a crash leaves either the old state or the whole new file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let err = |action: &'static str, at: &Path| {
+        let at = at.to_path_buf();
+        move |source| Error::SinkIo {
+            action,
+            path: at,
+            source,
+        }
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file = File::create(&temp).map_err(err("create", &temp))?;
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(err("write", &temp));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    fs::rename(&temp, path).map_err(err("rename", &temp))?;
+    sync_parent(path).map_err(err("sync directory of", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.manifest.json");
+        write_atomic(&path, b"{}\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{}\n");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn foreign_or_future_manifests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        fs::write(&path, r#"{"schema":"other"}"#).unwrap();
+        assert!(Manifest::read(&path).is_err());
+    }
+}

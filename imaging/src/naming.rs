@@ -1,0 +1,94 @@
+//! Names of evidence files. Evidence names and incident IDs become file names here and S3 key parts
+//! later, so they are restricted to characters that are safe in both and cannot climb out of a
+//! directory (`..`, `/`).
+
+use std::fmt;
+
+/// Longest accepted name: well inside file-name (255) and S3 key (1024) limits with the suffixes.
+const MAX_LEN: usize = 128;
+
+/// A validated identifier: 1–128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SafeName(String);
+
+impl SafeName {
+    /// Checks `text`; `what` names the field in the error ("evidence name", "incident ID").
+    pub fn parse(text: &str, what: &str) -> Result<Self, String> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if text.is_empty() || text.len() > MAX_LEN {
+            return Err(format!("{what} must be 1 to {MAX_LEN} characters, got {}", text.len()));
+        }
+        if text.starts_with(['.', '-']) || !text.chars().all(allowed) {
+            return Err(format!(
+                "{what} {text:?} may only contain letters, digits, '.', '_' and '-', and must not start with '.' or '-'"
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// Best-effort conversion of a device or file name into a valid name (`nvme1n1`, `disk_img`).
+    pub fn sanitise(text: &str) -> Option<Self> {
+        let cleaned: String = text
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+            .collect();
+        let cleaned = cleaned.trim_start_matches(['.', '-']);
+        Self::parse(&cleaned[..cleaned.len().min(MAX_LEN)], "name").ok()
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The files of one acquisition, all derived from its evidence name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceFiles {
+    /// `<name>.image.dd`
+    pub image: String,
+    /// `<name>.image.dd.sha256`, a line `sha256sum -c` accepts.
+    pub sidecar: String,
+    /// `<name>.capture.log`, the human log of the run.
+    pub capture_log: String,
+    /// `<name>.manifest.json`, written last.
+    pub manifest: String,
+}
+
+impl EvidenceFiles {
+    /// File names for evidence `name`.
+    pub fn new(name: &SafeName) -> Self {
+        Self {
+            image: format!("{name}.image.dd"),
+            sidecar: format!("{name}.image.dd.sha256"),
+            capture_log: format!("{name}.capture.log"),
+            manifest: format!("{name}.manifest.json"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_or_break_keys_are_refused() {
+        for bad in ["", "..", "../x", "a/b", ".hidden", "-rf", "a b", "vol\u{e9}"] {
+            assert!(SafeName::parse(bad, "name").is_err(), "{bad:?}");
+        }
+        assert!(SafeName::parse("vol-0123456789abcdef0", "name").is_ok());
+    }
+
+    #[test]
+    fn device_names_are_sanitised() {
+        assert_eq!(SafeName::sanitise("disk 1.img").unwrap().as_str(), "disk_1.img");
+        assert_eq!(SafeName::sanitise("..x").unwrap().as_str(), "x");
+        assert!(SafeName::sanitise("..").is_none());
+    }
+}

@@ -1,0 +1,54 @@
+//! Where the image bytes go. One trait, so the pipeline has one code path whether the image lands in a
+//! local file or (later) streams to S3, and tests can swap destinations.
+
+pub(crate) mod local;
+
+pub use local::LocalSink;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// A destination for the image. Chunks arrive in order and contiguous, from one dedicated thread.
+pub trait Sink: Send {
+    /// Appends the next chunk of the image, which starts at byte `offset`.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Makes everything durable and moves the image to its final name. Only after this returns
+    /// may anyone write a manifest that points at the image.
+    fn finish(self: Box<Self>) -> Result<SinkReceipt>;
+
+    /// Removes what was written: an interrupted image must not be mistaken for evidence.
+    fn abort(self: Box<Self>);
+}
+
+/// Where a finished image is, for the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkReceipt {
+    /// `file:///…` or `s3://…`.
+    pub location: String,
+    /// Bytes stored.
+    pub bytes: u64,
+}
+
+/// Keeps nothing: for verification, where only the hashes of what is read matter.
+#[derive(Debug, Default)]
+pub struct DiscardSink {
+    bytes: u64,
+}
+
+impl Sink for DiscardSink {
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Result<()> {
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReceipt> {
+        Ok(SinkReceipt {
+            location: "discard:".to_owned(),
+            bytes: self.bytes,
+        })
+    }
+
+    fn abort(self: Box<Self>) {}
+}
