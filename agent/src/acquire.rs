@@ -24,7 +24,12 @@ use crate::progress::Reporter;
 use crate::sysinfo;
 
 /// Runs an acquisition and returns how the process should exit.
-pub fn run(args: &AcquireArgs, json: bool, capture: &CaptureLog, cancel: &AtomicBool) -> Result<Exit, Failure> {
+pub fn run(
+    args: &AcquireArgs,
+    json: bool,
+    capture: &CaptureLog,
+    cancel: &AtomicBool,
+) -> Result<Exit, Failure> {
     let config = pipeline_config(args)?;
     let incident = args
         .incident
@@ -53,8 +58,12 @@ pub fn run(args: &AcquireArgs, json: bool, capture: &CaptureLog, cancel: &Atomic
     let files = EvidenceFiles::new(&name);
     report_source(&source, &name);
 
-    fs::create_dir_all(&args.out)
-        .map_err(|e| Failure::new(Exit::Output, anyhow!("cannot create output directory {}: {e}", args.out.display())))?;
+    fs::create_dir_all(&args.out).map_err(|e| {
+        Failure::new(
+            Exit::Output,
+            anyhow!("cannot create output directory {}: {e}", args.out.display()),
+        )
+    })?;
     for existing in [&files.manifest, &files.sidecar] {
         let path = args.out.join(existing);
         if path.exists() {
@@ -63,7 +72,11 @@ pub fn run(args: &AcquireArgs, json: bool, capture: &CaptureLog, cancel: &Atomic
     }
     let sink = LocalSink::create(&args.out, &files.image)?;
 
-    let reporter = Reporter::new(source.size(), json, Duration::from_secs(args.progress_interval.max(1)));
+    let reporter = Reporter::new(
+        source.size(),
+        json,
+        Duration::from_secs(args.progress_interval.max(1)),
+    );
     tracing::info!(
         source = %source.path().display(),
         bytes = source.size(),
@@ -72,7 +85,13 @@ pub fn run(args: &AcquireArgs, json: bool, capture: &CaptureLog, cancel: &Atomic
         chunk_size = config.chunk_size,
         "Acquisition started."
     );
-    let outcome = pipeline::run(&source, Box::new(sink), &config, &|p| reporter.update(p), cancel);
+    let outcome = pipeline::run(
+        &source,
+        Box::new(sink),
+        &config,
+        &|p| reporter.update(p),
+        cancel,
+    );
     reporter.finish();
     let outcome = outcome.map_err(|err| {
         if matches!(err, imaging::Error::Cancelled) {
@@ -137,9 +156,12 @@ fn default_name(source: &Source) -> Result<SafeName, Failure> {
         let path = fs::canonicalize(source.path()).unwrap_or_else(|_| source.path().to_path_buf());
         path.file_stem().map(|s| s.to_string_lossy().into_owned())
     });
-    base.as_deref()
-        .and_then(SafeName::sanitise)
-        .ok_or_else(|| usage(format!("cannot derive a name from {}; pass --name", source.path().display())))
+    base.as_deref().and_then(SafeName::sanitise).ok_or_else(|| {
+        usage(format!(
+            "cannot derive a name from {}; pass --name",
+            source.path().display()
+        ))
+    })
 }
 
 fn report_source(source: &Source, name: &SafeName) {
@@ -190,7 +212,12 @@ fn log_result(manifest: &Manifest) {
 }
 
 /// Sidecar, capture log, then the manifest last.
-fn write_companions(dir: &Path, files: &EvidenceFiles, manifest: &Manifest, capture: &CaptureLog) -> Result<(), Failure> {
+fn write_companions(
+    dir: &Path,
+    files: &EvidenceFiles,
+    manifest: &Manifest,
+    capture: &CaptureLog,
+) -> Result<(), Failure> {
     if let Some(line) = manifest.sha256sum_line() {
         manifest::write_atomic(&dir.join(&files.sidecar), line.as_bytes())?;
     }

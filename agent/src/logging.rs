@@ -4,10 +4,10 @@
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::{EnvFilter, Layer};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Every log line of this run, in human format, for `<name>.capture.log`.
 #[derive(Clone, Default)]

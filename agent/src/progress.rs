@@ -92,7 +92,11 @@ pub struct Rates {
 
 impl Rates {
     /// Computes the rates of a progress snapshot.
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     pub fn of(progress: &Progress) -> Self {
         let done = progress.bytes_done as f64;
         let total = progress.bytes_total.max(1) as f64;
@@ -102,7 +106,11 @@ impl Rates {
         Self {
             percent: done / total * 100.0,
             mb_per_s: rate / 1e6,
-            eta_seconds: if rate > 0.0 { (left / rate).round() as u64 } else { 0 },
+            eta_seconds: if rate > 0.0 {
+                (left / rate).round() as u64
+            } else {
+                0
+            },
         }
     }
 }

@@ -21,15 +21,33 @@ use crate::progress::Reporter;
 /// Verifies and returns `Exit::Ok` on a full match, `Exit::VerifyMismatch` otherwise.
 pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, Failure> {
     let manifest = Manifest::read(&args.manifest)?;
-    let dir = args.manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    SafeName::parse(&manifest.image.file_name, "image file name")
-        .map_err(|e| Failure::new(Exit::Usage, anyhow!("manifest {}: {e}", args.manifest.display())))?;
+    let dir = args
+        .manifest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    SafeName::parse(&manifest.image.file_name, "image file name").map_err(|e| {
+        Failure::new(
+            Exit::Usage,
+            anyhow!("manifest {}: {e}", args.manifest.display()),
+        )
+    })?;
     let image = dir.join(&manifest.image.file_name);
-    let source = Source::open(&image, &SourceOptions { set_read_only: false, ..SourceOptions::default() })?;
+    let source = Source::open(
+        &image,
+        &SourceOptions {
+            set_read_only: false,
+            ..SourceOptions::default()
+        },
+    )?;
 
     let mut problems = Vec::new();
     if source.size() != manifest.image.size_bytes {
-        problems.push(format!("size is {} bytes, manifest says {}", source.size(), manifest.image.size_bytes));
+        problems.push(format!(
+            "size is {} bytes, manifest says {}",
+            source.size(),
+            manifest.image.size_bytes
+        ));
     }
     let config = PipelineConfig {
         algorithms: manifest.image.hashes.keys().copied().collect(),
@@ -37,7 +55,13 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         ..PipelineConfig::default()
     };
     let reporter = Reporter::new(source.size(), json, Duration::from_secs(10));
-    let outcome = pipeline::run(&source, Box::<DiscardSink>::default(), &config, &|p| reporter.update(p), cancel);
+    let outcome = pipeline::run(
+        &source,
+        Box::<DiscardSink>::default(),
+        &config,
+        &|p| reporter.update(p),
+        cancel,
+    );
     reporter.finish();
     let outcome = outcome?;
 
@@ -54,12 +78,24 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         let bad: Vec<u64> = piecewise
             .pieces
             .iter()
-            .zip(outcome.pieces.iter().map(Some).chain(std::iter::repeat(None)))
-            .filter(|(want, got)| got.is_none_or(|got| got.digest != want.digest || got.length != want.length))
+            .zip(
+                outcome
+                    .pieces
+                    .iter()
+                    .map(Some)
+                    .chain(std::iter::repeat(None)),
+            )
+            .filter(|(want, got)| {
+                got.is_none_or(|got| got.digest != want.digest || got.length != want.length)
+            })
             .map(|(want, _)| want.index)
             .collect();
         if bad.is_empty() && outcome.pieces.len() == piecewise.pieces.len() {
-            println!("pieces: OK {} x {} bytes", piecewise.pieces.len(), piecewise.piece_size);
+            println!(
+                "pieces: OK {} x {} bytes",
+                piecewise.pieces.len(),
+                piecewise.piece_size
+            );
         } else {
             println!("pieces: MISMATCH in pieces {bad:?}");
             problems.push(format!("{} pieces differ", bad.len()));
@@ -87,7 +123,10 @@ fn check_sidecar(dir: &Path, manifest: &Manifest) -> Option<String> {
             println!("sidecar: OK {}", path.display());
             None
         }
-        Ok(_) => Some(format!("sidecar {} disagrees with the manifest", path.display())),
+        Ok(_) => Some(format!(
+            "sidecar {} disagrees with the manifest",
+            path.display()
+        )),
         Err(_) => {
             println!("sidecar: absent");
             None

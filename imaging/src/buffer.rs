@@ -154,8 +154,13 @@ mod tests {
     fn pool_is_bounded_and_buffers_come_back_on_drop() {
         let pool = BufferPool::new(2, 4096);
         let a = pool.take_timeout(Duration::from_millis(10)).expect("first");
-        let b = pool.take_timeout(Duration::from_millis(10)).expect("second");
-        assert!(pool.take_timeout(Duration::from_millis(10)).is_none(), "pool must be empty");
+        let b = pool
+            .take_timeout(Duration::from_millis(10))
+            .expect("second");
+        assert!(
+            pool.take_timeout(Duration::from_millis(10)).is_none(),
+            "pool must be empty"
+        );
         drop(a);
         assert!(pool.take_timeout(Duration::from_millis(10)).is_some());
         drop(b);

@@ -236,7 +236,9 @@ impl Source {
         match self.kind {
             SourceKind::BlockDevice => {
                 let sysfs_ok = self.dev.is_none_or(|(major, minor)| {
-                    self.sysfs.join(format!("dev/block/{major}:{minor}")).exists()
+                    self.sysfs
+                        .join(format!("dev/block/{major}:{minor}"))
+                        .exists()
                 });
                 sysfs_ok && self.query_size().is_ok_and(|size| size == self.size)
             }
@@ -387,7 +389,8 @@ fn swaps_on(swaps: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
         .filter(|path| {
             fs::metadata(path).is_ok_and(|m| {
                 m.file_type().is_block_device()
-                    && devices.contains(&(libc::major(m.rdev()).into(), libc::minor(m.rdev()).into()))
+                    && devices
+                        .contains(&(libc::major(m.rdev()).into(), libc::minor(m.rdev()).into()))
             })
         })
         .collect()
@@ -399,11 +402,13 @@ fn unescape_mount_field(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| {
-            bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c))
-        });
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         if let Some(digits) = octal {
-            let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            let value = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
             out.push(u8::try_from(value).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -448,8 +453,8 @@ mod tests {
 
     #[test]
     fn missing_sources_are_classified_as_missing() {
-        let err = Source::open(Path::new("/nonexistent/disk"), &SourceOptions::default())
-            .unwrap_err();
+        let err =
+            Source::open(Path::new("/nonexistent/disk"), &SourceOptions::default()).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::SourceMissing);
     }
 }

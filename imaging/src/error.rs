@@ -160,5 +160,8 @@ impl Error {
 }
 
 fn is_no_space(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG))
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
+    )
 }

@@ -48,7 +48,9 @@ impl HashAlgorithm {
             }
         }
         if algorithms.is_empty() {
-            return Err(Error::InvalidSetting("at least one hash algorithm is needed".into()));
+            return Err(Error::InvalidSetting(
+                "at least one hash algorithm is needed".into(),
+            ));
         }
         Ok(algorithms)
     }
@@ -218,9 +220,18 @@ mod tests {
             digest(HashAlgorithm::Sha256),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(digest(HashAlgorithm::Md5), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(digest(HashAlgorithm::Sha1), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(digest(HashAlgorithm::Blake3), blake3::hash(b"abc").to_hex().to_string());
+        assert_eq!(
+            digest(HashAlgorithm::Md5),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            digest(HashAlgorithm::Sha1),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            digest(HashAlgorithm::Blake3),
+            blake3::hash(b"abc").to_hex().to_string()
+        );
     }
 
     #[test]

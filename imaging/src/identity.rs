@@ -89,7 +89,9 @@ impl Identity {
         };
         let is_partition = dev_dir.join("partition").exists();
         let disk_dir = if is_partition {
-            dev_dir.parent().map_or_else(|| dev_dir.clone(), Path::to_path_buf)
+            dev_dir
+                .parent()
+                .map_or_else(|| dev_dir.clone(), Path::to_path_buf)
         } else {
             dev_dir.clone()
         };
@@ -129,14 +131,23 @@ mod tests {
             Some(id)
         );
         assert_eq!(
-            VolumeId::from_serial_or_id("vol-1234abcd").unwrap().as_str(),
+            VolumeId::from_serial_or_id("vol-1234abcd")
+                .unwrap()
+                .as_str(),
             "vol-1234abcd"
         );
     }
 
     #[test]
     fn volume_id_rejects_other_serials() {
-        for bad in ["", "vol", "vol-xyz", "QM00001", "vol0123456789ABCDEF0", "vol-0123456789abcdef01"] {
+        for bad in [
+            "",
+            "vol",
+            "vol-xyz",
+            "QM00001",
+            "vol0123456789ABCDEF0",
+            "vol-0123456789abcdef01",
+        ] {
             assert_eq!(VolumeId::from_serial_or_id(bad), None, "{bad}");
         }
     }

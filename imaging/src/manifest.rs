@@ -183,10 +183,16 @@ pub struct Context {
 
 impl Manifest {
     /// Builds the record of a finished run.
-    pub fn new(context: Context, source: &Source, config: &PipelineConfig, outcome: Outcome) -> Self {
+    pub fn new(
+        context: Context,
+        source: &Source,
+        config: &PipelineConfig,
+        outcome: Outcome,
+    ) -> Self {
         let bad_bytes = ranges::total_bytes(&outcome.bad_ranges);
         let seconds = outcome.elapsed.as_secs_f64();
-        #[allow(clippy::cast_precision_loss)] // throughput is informative; f64 is exact to 2^53 bytes
+        #[allow(clippy::cast_precision_loss)]
+        // throughput is informative; f64 is exact to 2^53 bytes
         let throughput = if seconds > 0.0 {
             outcome.bytes as f64 / seconds / 1e6
         } else {
@@ -283,7 +289,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
             source,
         }
     };
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.tmp"));
     let mut file = File::create(&temp).map_err(err("create", &temp))?;
     let written = file
@@ -308,7 +317,11 @@ mod tests {
         let path = dir.path().join("x.manifest.json");
         write_atomic(&path, b"{}\n").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"{}\n");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 

@@ -16,7 +16,10 @@ impl SafeName {
     pub fn parse(text: &str, what: &str) -> Result<Self, String> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if text.is_empty() || text.len() > MAX_LEN {
-            return Err(format!("{what} must be 1 to {MAX_LEN} characters, got {}", text.len()));
+            return Err(format!(
+                "{what} must be 1 to {MAX_LEN} characters, got {}",
+                text.len()
+            ));
         }
         if text.starts_with(['.', '-']) || !text.chars().all(allowed) {
             return Err(format!(
@@ -30,7 +33,13 @@ impl SafeName {
     pub fn sanitise(text: &str) -> Option<Self> {
         let cleaned: String = text
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let cleaned = cleaned.trim_start_matches(['.', '-']);
         Self::parse(&cleaned[..cleaned.len().min(MAX_LEN)], "name").ok()
@@ -79,7 +88,16 @@ mod tests {
 
     #[test]
     fn names_that_could_escape_or_break_keys_are_refused() {
-        for bad in ["", "..", "../x", "a/b", ".hidden", "-rf", "a b", "vol\u{e9}"] {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-rf",
+            "a b",
+            "vol\u{e9}",
+        ] {
             assert!(SafeName::parse(bad, "name").is_err(), "{bad:?}");
         }
         assert!(SafeName::parse("vol-0123456789abcdef0", "name").is_ok());
@@ -87,7 +105,10 @@ mod tests {
 
     #[test]
     fn device_names_are_sanitised() {
-        assert_eq!(SafeName::sanitise("disk 1.img").unwrap().as_str(), "disk_1.img");
+        assert_eq!(
+            SafeName::sanitise("disk 1.img").unwrap().as_str(),
+            "disk_1.img"
+        );
         assert_eq!(SafeName::sanitise("..x").unwrap().as_str(), "x");
         assert!(SafeName::sanitise("..").is_none());
     }

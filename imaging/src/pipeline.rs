@@ -91,7 +91,9 @@ impl PipelineConfig {
             )));
         }
         if self.algorithms.is_empty() {
-            return Err(Error::InvalidSetting("at least one hash algorithm is needed".into()));
+            return Err(Error::InvalidSetting(
+                "at least one hash algorithm is needed".into(),
+            ));
         }
         if self.piece_size == Some(0) {
             return Err(Error::InvalidSetting("piece size must be positive".into()));
@@ -287,7 +289,9 @@ fn reorder_and_dispatch(
             Ok(chunk) => chunk?,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::Internal("reader threads stopped before the last chunk"));
+                return Err(Error::Internal(
+                    "reader threads stopped before the last chunk",
+                ));
             }
         };
         waiting.insert(chunk.index, chunk);

@@ -108,14 +108,20 @@ pub fn read_worker(shared: &ReaderShared<'_>, chunks: &Sender<Result<Chunk>>) {
         }
         let offset = shared.plan.offset(index);
         let len = usize::try_from(shared.plan.len(index)).expect("chunk length fits in memory");
-        let result = read_chunk(shared.source, offset, &mut buf.as_mut_slice()[..], len, shared.sector_retries)
-            .map(|bad| Chunk {
-                index,
-                offset,
-                len,
-                buf,
-                bad,
-            });
+        let result = read_chunk(
+            shared.source,
+            offset,
+            &mut buf.as_mut_slice()[..],
+            len,
+            shared.sector_retries,
+        )
+        .map(|bad| Chunk {
+            index,
+            offset,
+            len,
+            buf,
+            bad,
+        });
         let failed = result.is_err();
         if chunks.send(result).is_err() || failed {
             return;
@@ -236,7 +242,10 @@ fn pread_full(source: &Source, offset: u64, buf: &mut [u8], len: usize) -> io::R
     let mut done = 0;
     while done < len {
         let want = (len - done).next_multiple_of(sector).min(buf.len() - done);
-        match source.file().read_at(&mut buf[done..done + want], offset + done as u64) {
+        match source
+            .file()
+            .read_at(&mut buf[done..done + want], offset + done as u64)
+        {
             Ok(0) => return Err(io::Error::from_raw_os_error(libc::ENXIO)),
             Ok(n) => done += n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

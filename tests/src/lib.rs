@@ -1,1 +1,61 @@
+//! Shared support for the end-to-end suites: the real binary, real loop devices, a real FUSE
+//! filesystem that injects kernel I/O errors and latency, and real tmpfs mounts.
+//!
+//! Everything here needs root (loop devices, mounts). A missing prerequisite is a test failure with
+//! a message saying what to install, never a silent skip: CI runs as root with `tests/setup.sh` done.
 
+pub mod fixtures;
+pub mod loopdev;
+pub mod process;
+
+use std::path::PathBuf;
+
+pub use fixtures::{FaultFs, Tmpfs};
+pub use loopdev::LoopDevice;
+pub use process::{Run, collector};
+
+/// Fails the test unless it runs as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test drives loop devices and mounts and must run as root (CI runs it as root); \
+         run `sudo tests/run` or the README's test command"
+    );
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file of `size` pseudo-random bytes from `seed` (reproducible, incompressible).
+pub fn random_file(path: &std::path::Path, size: u64, seed: u64) {
+    use rand::{RngExt, SeedableRng};
+    use std::io::Write;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(path).expect("create random file"));
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        rng.fill(&mut block[..]);
+        let n = usize::try_from(left.min(block.len() as u64)).expect("fits");
+        file.write_all(&block[..n]).expect("write random file");
+        left -= n as u64;
+    }
+    file.flush().expect("flush random file");
+}
+
+/// SHA-256 of a byte slice, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// BLAKE3 of a byte slice, hex.
+pub fn blake3_hex(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}

@@ -108,11 +108,13 @@ impl Sink for LocalSink {
                 source,
             }
         };
-        self.file.sync_all().map_err(io_err("sync", &self.partial))?;
+        self.file
+            .sync_all()
+            .map_err(io_err("sync", &self.partial))?;
         fs::rename(&self.partial, &self.final_path).map_err(io_err("rename", &self.partial))?;
         sync_parent(&self.final_path).map_err(io_err("sync directory of", &self.final_path))?;
-        let location = fs::canonicalize(&self.final_path)
-            .unwrap_or_else(|_| self.final_path.clone());
+        let location =
+            fs::canonicalize(&self.final_path).unwrap_or_else(|_| self.final_path.clone());
         Ok(SinkReceipt {
             location: format!("file://{}", location.display()),
             bytes: self.written,
@@ -129,7 +131,10 @@ impl Sink for LocalSink {
 
 /// Syncs the directory holding `path`, so a rename survives a power cut.
 pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
 }
 

@@ -1,0 +1,117 @@
+//! Running the real `forensic-collector` binary with a deadline and measuring its peak memory.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one run of the binary may take in tests before it is killed and the test fails.
+const RUN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The binary under test: `$FORENSIC_COLLECTOR_BIN`, else the one cargo built beside this test.
+pub fn collector() -> Command {
+    let path = std::env::var_os("FORENSIC_COLLECTOR_BIN").map_or_else(
+        || {
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>");
+            profile_dir.join("forensic-collector")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` so the binary is built",
+        path.display()
+    );
+    let mut cmd = Command::new(path);
+    cmd.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
+    cmd
+}
+
+/// The result of one finished run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (128 + signal when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (the logs).
+    pub stderr: String,
+    /// Peak resident set size of the process, from wait4's rusage.
+    pub peak_rss_bytes: u64,
+}
+
+impl Run {
+    /// Runs `cmd` to completion.
+    pub fn of(cmd: &mut Command) -> Self {
+        Self::wait(Self::spawn(cmd))
+    }
+
+    /// Starts `cmd` with piped output, for tests that act on it while it runs.
+    pub fn spawn(cmd: &mut Command) -> Child {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start forensic-collector")
+    }
+
+    /// Waits (bounded) for a spawned child and collects its output and peak memory.
+    pub fn wait(mut child: Child) -> Self {
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+        let deadline = Instant::now() + RUN_DEADLINE;
+        let (status, usage) = loop {
+            let mut status = 0;
+            // SAFETY: rusage is plain old data; zeroed is a valid value for wait4 to overwrite.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: pid is our own unreaped child; both pointers are valid for the call.
+            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            assert!(
+                reaped >= 0,
+                "wait4 failed: {}",
+                std::io::Error::last_os_error()
+            );
+            if reaped == pid {
+                break (status, usage);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("forensic-collector did not finish within {RUN_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        };
+        Self {
+            code,
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+            peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        }
+    }
+
+    /// Panics with the logs unless the exit code is `expected`.
+    pub fn expect_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}

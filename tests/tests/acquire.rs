@@ -1,0 +1,301 @@
+//! `acquire` against real loop devices and files: the image is exact, the hashes are right, the
+//! sidecar satisfies `sha256sum -c`, the manifest records the device, and the device is write-blocked.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use collector_e2e::{
+    LoopDevice, Run, blake3_hex, collector, random_file, require_root, sha256_hex,
+};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+fn manifest(dir: &Path, name: &str) -> Value {
+    let text =
+        fs::read_to_string(dir.join(format!("{name}.manifest.json"))).expect("manifest exists");
+    serde_json::from_str(&text).expect("manifest is JSON")
+}
+
+fn sha256sum_check(dir: &Path, sidecar: &str) -> bool {
+    Command::new("sha256sum")
+        .arg("-c")
+        .arg(sidecar)
+        .current_dir(dir)
+        .status()
+        .expect("sha256sum runs")
+        .success()
+}
+
+#[test]
+fn odd_sized_loop_device_is_imaged_bit_for_bit_with_correct_hashes() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source.bin");
+    let size = 100 * MIB + 7 * 512;
+    random_file(&source, size, 1);
+    let dev = LoopDevice::attach(&source, &["--direct-io=on"]);
+    let out = work.path().join("out");
+
+    Run::of(
+        collector()
+            .arg("acquire")
+            .arg(dev.path())
+            .arg("--out")
+            .arg(&out)
+            .args(["--incident", "IR-2026-001", "--piece-size", "16MiB"]),
+    )
+    .expect_code(0);
+
+    let name = dev.name();
+    let original = fs::read(&source).unwrap();
+    let image = fs::read(out.join(format!("{name}.image.dd"))).unwrap();
+    assert_eq!(image.len() as u64, size);
+    assert!(image == original, "image differs from the source");
+
+    let m = manifest(&out, &name);
+    assert_eq!(m["image"]["hashes"]["sha256"], sha256_hex(&original));
+    assert_eq!(m["image"]["hashes"]["blake3"], blake3_hex(&original));
+    let pieces = m["image"]["piecewise"]["pieces"].as_array().unwrap();
+    let expected: Vec<&[u8]> = original.chunks(16 << 20).collect();
+    assert_eq!(pieces.len(), expected.len());
+    for (piece, bytes) in pieces.iter().zip(expected) {
+        assert_eq!(piece["digest"], sha256_hex(bytes));
+        assert_eq!(piece["length"], bytes.len() as u64);
+    }
+    assert!(sha256sum_check(&out, &format!("{name}.image.dd.sha256")));
+
+    assert_eq!(m["acquisition"]["status"], "completed");
+    assert_eq!(m["case"]["incident_id"], "IR-2026-001");
+    assert_eq!(m["source"]["size_bytes"], size);
+    assert_eq!(m["source"]["logical_sector_size"], 512);
+    assert_eq!(m["source"]["kind"], "block_device");
+    assert_eq!(m["source"]["direct_io"], true);
+    assert_eq!(m["source"]["live_acquisition"], false);
+    assert_eq!(m["source"]["kernel_read_only"]["state"], "set");
+    assert_eq!(
+        m["source"]["identity"]["loop_backing_file"],
+        source.canonicalize().unwrap().to_string_lossy().as_ref()
+    );
+    assert!(m["bad_ranges"].as_array().unwrap().is_empty());
+    assert!(
+        dev.kernel_read_only(),
+        "the device must be left write-blocked"
+    );
+    assert!(out.join(format!("{name}.capture.log")).exists());
+}
+
+#[test]
+fn regular_file_with_a_size_off_the_sector_grid_is_imaged_exactly() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("odd.raw");
+    let size = 9 * MIB + 3;
+    random_file(&source, size, 2);
+    let out = work.path().join("out");
+    Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out)
+            .args(["--hash", "sha256,blake3,md5,sha1"]),
+    )
+    .expect_code(0);
+
+    let original = fs::read(&source).unwrap();
+    assert!(fs::read(out.join("odd.image.dd")).unwrap() == original);
+    let m = manifest(&out, "odd");
+    assert_eq!(m["source"]["kind"], "regular_file");
+    assert_eq!(m["image"]["hashes"]["sha256"], sha256_hex(&original));
+    let md5 = Command::new("md5sum").arg(&source).output().unwrap();
+    let md5 = String::from_utf8_lossy(&md5.stdout);
+    assert_eq!(
+        m["image"]["hashes"]["md5"],
+        md5.split_whitespace().next().unwrap()
+    );
+    let sha1 = Command::new("sha1sum").arg(&source).output().unwrap();
+    let sha1 = String::from_utf8_lossy(&sha1.stdout);
+    assert_eq!(
+        m["image"]["hashes"]["sha1"],
+        sha1.split_whitespace().next().unwrap()
+    );
+}
+
+#[test]
+fn a_gpt_partition_and_its_whole_disk_are_both_imaged() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("gpt.img");
+    random_file(&disk, 64 * MIB, 3);
+    let status = Command::new("sgdisk")
+        .args(["-n", "1:2048:+20M", "-n", "2:0:+10M", "-c", "1:evidence"])
+        .arg(&disk)
+        .output()
+        .expect("sgdisk runs (gdisk package)");
+    assert!(
+        status.status.success(),
+        "sgdisk: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let dev = LoopDevice::attach_partitioned(&disk);
+    let part = dev.partition(1);
+    let out = work.path().join("out");
+
+    Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&part)
+            .arg("--out")
+            .arg(&out)
+            .args(["--name", "part1"]),
+    )
+    .expect_code(0);
+    Run::of(
+        collector()
+            .arg("acquire")
+            .arg(dev.path())
+            .arg("--out")
+            .arg(&out)
+            .args(["--name", "whole"]),
+    )
+    .expect_code(0);
+
+    let whole = fs::read(&disk).unwrap();
+    assert!(
+        fs::read(out.join("whole.image.dd")).unwrap() == whole,
+        "whole-disk image differs"
+    );
+    let start = 2048 * 512;
+    let expected_part = &whole[start..start + 20 * (1 << 20)];
+    assert!(
+        fs::read(out.join("part1.image.dd")).unwrap() == expected_part,
+        "partition image differs"
+    );
+    let m = manifest(&out, "part1");
+    assert_eq!(m["source"]["identity"]["parent_disk"], dev.name());
+    assert_eq!(m["image"]["hashes"]["sha256"], sha256_hex(expected_part));
+}
+
+#[test]
+fn a_mounted_device_is_imaged_live_without_being_write_blocked() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("ext4.img");
+    fs::File::create(&disk).unwrap().set_len(32 * MIB).unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-L", "LIVE"])
+        .arg(&disk)
+        .status()
+        .expect("mkfs.ext4");
+    assert!(mkfs.success());
+    let dev = LoopDevice::attach(&disk, &[]);
+    let mnt = work.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    assert!(
+        Command::new("mount")
+            .arg(dev.path())
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = work.path().join("out");
+
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(dev.path())
+            .arg("--out")
+            .arg(&out)
+            .args(["--name", "live"]),
+    );
+    let still_writable = !dev.kernel_read_only();
+    let _ = Command::new("umount").arg(&mnt).status();
+
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("Live acquisition"),
+        "a warning must say so: {}",
+        run.stderr
+    );
+    assert!(
+        still_writable,
+        "a mounted device must not be flipped read-only"
+    );
+    let m = manifest(&out, "live");
+    assert_eq!(m["source"]["live_acquisition"], true);
+    assert_eq!(m["source"]["kernel_read_only"]["state"], "skipped_live");
+    assert_eq!(
+        m["source"]["live_use"]["mount_points"][0],
+        mnt.to_string_lossy().as_ref()
+    );
+}
+
+#[test]
+fn verify_passes_on_the_image_and_names_the_damaged_piece_after_tampering() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("evidence.raw");
+    random_file(&source, 8 * MIB, 4);
+    let out = work.path().join("out");
+    Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out)
+            .args(["--piece-size", "1MiB"]),
+    )
+    .expect_code(0);
+    let manifest_path = out.join("evidence.manifest.json");
+    let ok = Run::of(collector().arg("verify").arg(&manifest_path));
+    ok.expect_code(0);
+    assert!(ok.stdout.contains("sha256: OK"));
+
+    let image = out.join("evidence.image.dd");
+    let mut bytes = fs::read(&image).unwrap();
+    bytes[5 * (1 << 20) + 17] ^= 0x01;
+    fs::write(&image, bytes).unwrap();
+    let bad = Run::of(collector().arg("verify").arg(&manifest_path));
+    bad.expect_code(4);
+    assert!(bad.stdout.contains("sha256: MISMATCH"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("pieces [5]"),
+        "the damaged piece must be named: {}",
+        bad.stdout
+    );
+}
+
+#[test]
+fn existing_evidence_is_never_overwritten() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("e.raw");
+    random_file(&source, MIB, 5);
+    let out = work.path().join("out");
+    Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out),
+    )
+    .expect_code(0);
+    let before = fs::read(out.join("e.manifest.json")).unwrap();
+    let again = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out),
+    );
+    again.expect_code(20);
+    assert!(
+        again.stderr.contains("refusing to overwrite"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(fs::read(out.join("e.manifest.json")).unwrap(), before);
+}
