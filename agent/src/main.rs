@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            tracing::error!(exit_code = failure.exit.code(), "{:#}", failure.error);
+            tracing::error!(exit_code = failure.exit.code(), "{}", failure.error);
             failure.exit.into()
         }
     }

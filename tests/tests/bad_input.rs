@@ -1,0 +1,255 @@
+//! Bad input and failures mid-run: each gives a clear message and its own exit code, never a panic,
+//! and never leaves a manifest or a complete-looking image behind.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use collector_e2e::{FaultFs, Run, Tmpfs, collector, random_file, require_root};
+
+const MIB: u64 = 1 << 20;
+
+/// Asserts `dir` holds no evidence at all: no image, no partial image, no manifest.
+fn assert_no_evidence(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains(".image.dd") && !n.ends_with(".manifest.json")),
+        "a failed run left evidence-looking files: {names:?}"
+    );
+}
+
+/// A work directory that the unprivileged user can enter.
+fn open_workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// The collector run as `nobody`.
+fn collector_as_nobody() -> Command {
+    let probe = collector();
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "nobody", "--"])
+        .arg(probe.get_program())
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+#[test]
+fn a_missing_source_is_reported_with_its_own_code() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let run = Run::of(
+        collector()
+            .args(["acquire", "/dev/does-not-exist"])
+            .arg("--out")
+            .arg(&out),
+    );
+    run.expect_code(10);
+    assert!(
+        run.stderr
+            .contains("cannot open source /dev/does-not-exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"));
+    assert_no_evidence(&out);
+}
+
+#[test]
+fn a_directory_is_not_a_source() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(work.path())
+            .arg("--out")
+            .arg(work.path().join("out")),
+    );
+    run.expect_code(12);
+    assert!(
+        run.stderr
+            .contains("is not a block device or a regular file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_source_without_read_permission_is_refused() {
+    require_root();
+    let work = open_workdir();
+    let source = work.path().join("secret.raw");
+    random_file(&source, MIB, 7);
+    fs::set_permissions(&source, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let run = Run::of(
+        collector_as_nobody()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out),
+    );
+    run.expect_code(11);
+    assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
+    assert_no_evidence(&out);
+}
+
+#[test]
+fn an_unwritable_output_directory_is_refused() {
+    require_root();
+    let work = open_workdir();
+    let source = work.path().join("e.raw");
+    random_file(&source, MIB, 8);
+    fs::set_permissions(&source, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = work.path().join("locked");
+    fs::create_dir(&out).unwrap();
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = Run::of(
+        collector_as_nobody()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out),
+    );
+    run.expect_code(20);
+    assert!(run.stderr.contains("cannot create"), "{}", run.stderr);
+    assert_no_evidence(&out);
+}
+
+#[test]
+fn a_full_output_filesystem_stops_the_run_and_removes_the_partial_image() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("big.raw");
+    random_file(&source, 32 * MIB, 9);
+    let small = Tmpfs::mount("8m");
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(small.path()),
+    );
+    run.expect_code(21);
+    assert!(
+        run.stderr.contains("No space left on device"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("no manifest written"), "{}", run.stderr);
+    assert_no_evidence(small.path());
+}
+
+#[test]
+fn unknown_hash_names_and_bad_sizes_are_usage_errors() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("e.raw");
+    random_file(&source, MIB, 10);
+    let out = work.path().join("out");
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out)
+            .args(["--hash", "sha256,crc32"]),
+    );
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("unknown hash algorithm \"crc32\""),
+        "{}",
+        run.stderr
+    );
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out)
+            .args(["--chunk-size", "1000"]),
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("chunk size 1000"), "{}", run.stderr);
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(&source)
+            .arg("--out")
+            .arg(&out)
+            .args(["--name", "../escape"]),
+    );
+    run.expect_code(2);
+    assert_no_evidence(&out);
+    assert_no_evidence(work.path());
+}
+
+#[test]
+fn a_source_that_vanishes_mid_run_stops_it_with_its_own_code() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("backing.raw");
+    random_file(&backing, 64 * MIB, 11);
+    let fs = FaultFs::mount(
+        &backing,
+        &["--die-after-bytes".into(), (16 * MIB).to_string()],
+    );
+    let out = work.path().join("out");
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(fs.file())
+            .arg("--out")
+            .arg(&out)
+            .args(["--name", "gone"]),
+    );
+    run.expect_code(13);
+    assert!(run.stderr.contains("vanished"), "{}", run.stderr);
+    assert_no_evidence(&out);
+}
+
+#[test]
+fn sigterm_mid_run_stops_reading_and_leaves_no_manifest() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("slow.raw");
+    random_file(&backing, 64 * MIB, 12);
+    let fs = FaultFs::mount(&backing, &["--delay-ms".into(), "50".into()]);
+    let out = work.path().join("out");
+    let child = Run::spawn(
+        collector()
+            .arg("acquire")
+            .arg(fs.file())
+            .arg("--out")
+            .arg(&out)
+            .args(["--name", "stopped", "--queue-depth", "1"]),
+    );
+    let partial = out.join("stopped.image.dd.partial");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !partial.exists() {
+        assert!(Instant::now() < deadline, "the run never started writing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let run = Run::wait(child);
+    run.expect_code(130);
+    assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+    assert_no_evidence(&out);
+}
