@@ -257,8 +257,17 @@ def main():
         opts["max_threads"] = a.threads
         opts["max_idle_threads"] = a.threads
     # Returns after unmount (fusermount -u / umount) or SIGINT/SIGTERM (which unmount).
-    FUSE(ops, a.mountpoint, raw_fi=True, **opts)
+    try:
+        FUSE(ops, a.mountpoint, raw_fi=True, **opts)
+    except RuntimeError as e:
+        status = str(e)
+        if status == "8":  # libfuse 3's fuse_main: the loop was ended by a signal
+            return 0
+        sys.stderr.write(f"faultfs: libfuse failed (fuse_main status {status})\n")
+        return int(status) if status.isdigit() else 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
+
