@@ -68,22 +68,31 @@ def parse_errno(text):
 
 
 def load_fuse(libfuse):
-    """Returns (FUSE, FuseOSError, Operations) bound to libfuse 2 or 3."""
-    if "FUSE_LIBRARY_PATH" not in os.environ:
+    """Returns (FUSE, FuseOSError, Operations, major version) for libfuse 2, 3 or auto (0)."""
+    if "FUSE_LIBRARY_PATH" not in os.environ and libfuse:
         os.environ["FUSE_LIBRARY_NAME"] = "fuse3" if libfuse == 3 else "fuse"
+    elif "FUSE_LIBRARY_PATH" not in os.environ:
+        os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
     try:
         import mfusepy as m
-        if m.fuse_version_major != libfuse:
-            sys.exit(f"faultfs: wanted libfuse {libfuse}, loaded {m._libfuse_path}")
+        major = m.fuse_version_major
     except ImportError:
         if libfuse == 3:
-            sys.exit("faultfs: needs the mfusepy module for libfuse 3 (pip install mfusepy; "
-                     "tests/helpers/setup-deps.sh), or --libfuse 2 with fusepy")
+            sys.exit("faultfs: libfuse 3 needs the mfusepy module (pip install mfusepy; "
+                     "tests/helpers/setup-deps.sh)")
         try:  # Debian's python3-fusepy installs the module as `fusepy`, pip's as `fuse`
             import fusepy as m
         except ImportError:
             import fuse as m
-    return m.FUSE, m.FuseOSError, m.Operations
+        major = 2
+        if not libfuse:
+            sys.stderr.write("faultfs: mfusepy missing, using fusepy with libfuse 2: a loop "
+                             "device on top will send one request at a time\n")
+    except OSError as e:  # mfusepy found no such library
+        sys.exit(f"faultfs: {e} (apt-get install fuse3 libfuse2; tests/helpers/setup-deps.sh)")
+    if libfuse and major != libfuse:
+        sys.exit(f"faultfs: wanted libfuse {libfuse}, loaded libfuse {major}")
+    return m.FUSE, m.FuseOSError, m.Operations, major
 
 
 def make_fs(FuseOSError, Operations):
@@ -221,15 +230,18 @@ def main():
     p.add_argument("--die-after-bytes", type=parse_size, default=None, metavar="N",
                    help="exit abruptly instead of serving byte N+1")
     p.add_argument("--errno", type=parse_errno, default=errno.EIO, dest="err",
-                   help="error for bad ranges (name or number; default EIO). Through a "
-                        "loop device the reader sees EIO whatever this is")
+                   help="error for bad ranges (name or number; default EIO). A loop "
+                        "device passes on EIO, ENODATA, EILSEQ, EREMOTEIO, ETIMEDOUT, "
+                        "ENOLINK as they are and turns e.g. EPERM, EACCES into EIO")
     p.add_argument("--max-read", type=parse_size, default=None, metavar="BYTES",
                    help="largest read request the kernel sends (mount option max_read); "
                         "default: the library's (1 MiB with libfuse 3, 128 KiB with 2)")
     p.add_argument("--threads", type=int, default=32,
                    help="libfuse 3: most requests served at once (max_threads and the "
                         "kernel's max_background); default 32")
-    p.add_argument("--libfuse", type=int, choices=(2, 3), default=3)
+    p.add_argument("--libfuse", type=int, choices=(0, 2, 3), default=0,
+                   help="3: mfusepy + libfuse 3; 2: libfuse 2 (mfusepy or fusepy); "
+                        "0 (default): 3 if mfusepy is installed, else 2")
     p.add_argument("--allow-other", action="store_true",
                    help="let other users (not only the mounting one) open the file")
     p.add_argument("--stats", action="store_true",
@@ -242,18 +254,18 @@ def main():
         p.error(f"mountpoint {a.mountpoint!r} is not a directory")
     if not os.path.isfile(a.backing):
         p.error(f"backing file {a.backing!r} is not a regular file")
-    FUSE, FuseOSError, Operations = load_fuse(a.libfuse)
+    FUSE, FuseOSError, Operations, major = load_fuse(a.libfuse)
     FaultFS = make_fs(FuseOSError, Operations)
     ready_fd = os.dup(sys.stdout.fileno())
     ops = FaultFS(a.backing, a.bad, a.delay_ms / 1000.0, a.die_after_bytes, a.err,
-                  ready_fd, a.stats, a.threads if a.libfuse == 3 else None, a.max_read)
+                  ready_fd, a.stats, a.threads if major == 3 else None, a.max_read)
     opts = dict(foreground=True, nothreads=False, ro=True, fsname="faultfs",
                 subtype="faultfs", debug=a.debug)
     if a.allow_other:
         opts["allow_other"] = True
     if a.max_read:
         opts["max_read"] = a.max_read
-    if a.libfuse == 3:
+    if major == 3:
         opts["max_threads"] = a.threads
         opts["max_idle_threads"] = a.threads
     # Returns after unmount (fusermount -u / umount) or SIGINT/SIGTERM (which unmount).

@@ -47,10 +47,19 @@ fn bad_sectors_are_zero_filled_and_listed_exactly() {
     }
     let image = fs::read(out.join("failing.image.dd")).unwrap();
     assert_eq!(image.len(), expected.len());
-    let differing: Vec<usize> = (0..image.len()).step_by(512).filter(|&i| image[i..i + 512] != expected[i..i + 512]).collect();
-    assert!(differing.is_empty(), "sectors differ from the zero-filled source: {:?}", &differing[..differing.len().min(10)]);
+    let differing: Vec<usize> = (0..image.len())
+        .step_by(512)
+        .filter(|&i| image[i..i + 512] != expected[i..i + 512])
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "sectors differ from the zero-filled source: {:?}",
+        &differing[..differing.len().min(10)]
+    );
 
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(out.join("failing.manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("failing.manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["acquisition"]["status"], "completed_with_errors");
     assert_eq!(manifest["acquisition"]["bad_bytes"], 7 * 512);
     assert_eq!(manifest["image"]["hashes"]["sha256"], sha256_hex(&expected));
@@ -63,5 +72,10 @@ fn bad_sectors_are_zero_filled_and_listed_exactly() {
         assert_eq!(range["length"], count * 512);
         assert_eq!(range["errno"], 5, "EIO from the loop device");
     }
-    Run::of(collector().arg("verify").arg(out.join("failing.manifest.json"))).expect_code(0);
+    Run::of(
+        collector()
+            .arg("verify")
+            .arg(out.join("failing.manifest.json")),
+    )
+    .expect_code(0);
 }

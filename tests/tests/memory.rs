@@ -15,7 +15,14 @@ fn peak_rss_imaging(size: u64) -> u64 {
     let sparse = work.path().join("sparse.raw");
     fs::File::create(&sparse).unwrap().set_len(size).unwrap();
     let dev = LoopDevice::attach(&sparse, &["--direct-io=on"]);
-    let run = Run::of(collector().arg("acquire").arg(dev.path()).arg("--out").arg(work.path().join("out")).args(["--name", "m"]));
+    let run = Run::of(
+        collector()
+            .arg("acquire")
+            .arg(dev.path())
+            .arg("--out")
+            .arg(work.path().join("out"))
+            .args(["--name", "m"]),
+    );
     run.expect_code(0);
     run.peak_rss_bytes
 }
@@ -25,8 +32,21 @@ fn peak_memory_does_not_grow_with_device_size() {
     require_root();
     let small = peak_rss_imaging(64 * MIB);
     let large = peak_rss_imaging(2048 * MIB);
-    eprintln!("peak RSS: 64 MiB source {} KiB, 2 GiB source {} KiB", small / 1024, large / 1024);
-    assert!(small < PEAK_RSS_BOUND, "64 MiB source: peak RSS {small} bytes");
-    assert!(large < PEAK_RSS_BOUND, "2 GiB source: peak RSS {large} bytes");
-    assert!(large < small + GROWTH_BOUND, "peak RSS grew from {small} to {large} bytes");
+    eprintln!(
+        "peak RSS: 64 MiB source {} KiB, 2 GiB source {} KiB",
+        small / 1024,
+        large / 1024
+    );
+    assert!(
+        small < PEAK_RSS_BOUND,
+        "64 MiB source: peak RSS {small} bytes"
+    );
+    assert!(
+        large < PEAK_RSS_BOUND,
+        "2 GiB source: peak RSS {large} bytes"
+    );
+    assert!(
+        large < small + GROWTH_BOUND,
+        "peak RSS grew from {small} to {large} bytes"
+    );
 }
