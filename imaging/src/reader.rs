@@ -145,9 +145,14 @@ fn classify(err: &io::Error) -> Failure {
         // NVMe reports unrecovered read errors as ENODATA, SCSI/virtio as EIO; EILSEQ and EREMOTEIO
         // come from some transports (dm-integrity, target errors).
         Some(libc::EIO | libc::ENODATA | libc::EILSEQ | libc::EREMOTEIO) => Failure::Media,
-        Some(libc::ENXIO | libc::ENODEV | libc::ENOTCONN | libc::ESHUTDOWN | libc::ESTALE) => {
-            Failure::Vanished
-        }
+        Some(
+            libc::ENXIO
+            | libc::ENODEV
+            | libc::ENOTCONN
+            | libc::ECONNABORTED
+            | libc::ESHUTDOWN
+            | libc::ESTALE,
+        ) => Failure::Vanished,
         _ => Failure::Other,
     }
 }

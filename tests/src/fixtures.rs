@@ -47,7 +47,7 @@ impl FaultFs {
         };
         assert!(
             ready,
-            "faultfs did not mount within {MOUNT_DEADLINE:?}: run tests/setup.sh (FUSE, python modules)"
+            "faultfs did not mount within {MOUNT_DEADLINE:?}: run tests/helpers/setup-deps.sh (FUSE 3, mfusepy)"
         );
         fs
     }
