@@ -55,7 +55,7 @@ pub struct AcquireArgs {
     pub piece_size: ByteSize,
 
     /// Bytes per read (a multiple of 4 KiB).
-    #[arg(long, default_value = "4MiB")]
+    #[arg(long, default_value = "1MiB")]
     pub chunk_size: ByteSize,
 
     /// Reads in flight. Snapshot-restored EBS volumes get faster with more.

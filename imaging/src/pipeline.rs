@@ -28,12 +28,14 @@ use crate::ranges::{self, BadRange};
 use crate::reader::{self, Chunk, ChunkPlan, ReaderShared};
 use crate::sink::{Sink, SinkReceipt};
 
-/// Default chunk: 4 MiB is large enough that per-request overhead vanishes on loop and NVMe devices,
-/// small enough that queue depth × chunk stays modest in memory (8 × 4 MiB in flight).
-pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
-/// Default reads in flight: EBS snapshot-restored volumes keep improving up to a few dozen
-/// outstanding requests; 8 × 4 MiB already saturates gp3 baseline throughput while staying small.
-pub const DEFAULT_QUEUE_DEPTH: usize = 8;
+/// Default read size: 1 MiB, the request size AWS recommends for initialising (first-reading) EBS
+/// volumes restored from snapshots; larger requests are split by the NVMe driver anyway.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Default reads in flight: 32, AWS's recommended I/O depth for initialising restored volumes, whose
+/// throughput grows with outstanding requests (each first-touched block is fetched from S3). Measured
+/// on a loop device over a FUSE file with 20 ms per request: 4 MiB × 8 gave 514 MB/s, 1 MiB × 32 gave
+/// 581 MB/s, `dd bs=8M` 264 MB/s. Memory: (32 + 4) × 1 MiB of buffers.
+pub const DEFAULT_QUEUE_DEPTH: usize = 32;
 /// Default piece for piecewise hashes, as in dc3dd's common `hlog` practice: 1 GiB.
 pub const DEFAULT_PIECE_SIZE: u64 = 1 << 30;
 /// Default extra attempts per bad sector before it is zero-filled.

@@ -17,7 +17,8 @@ cd "$(dirname "$0")/../.."
 SIZE_MIB=${SIZE_MIB:-4096}
 ROUNDS=${ROUNDS:-3}
 LATENCY_SIZE_MIB=${LATENCY_SIZE_MIB:-256}
-DELAY_MS=${DELAY_MS:-5}
+DELAY_MS=${DELAY_MS:-20}
+DC3DD_LATENCY_MIB=${DC3DD_LATENCY_MIB:-16}
 WORK=${WORK:-$(mktemp -d /var/tmp/fc-bench.XXXXXX)}
 OUT_ON_TMPFS=${OUT_ON_TMPFS:-0}
 
@@ -30,9 +31,9 @@ LOOPS=()
 FAULTFS_PID=""
 cleanup() {
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
-  [ -n "$FAULTFS_PID" ] && kill "$FAULTFS_PID" 2>/dev/null && wait "$FAULTFS_PID" 2>/dev/null || true
+  if [ -n "$FAULTFS_PID" ]; then kill "$FAULTFS_PID" 2>/dev/null || true; wait "$FAULTFS_PID" 2>/dev/null || true; fi
   umount -l "$WORK/mnt" 2>/dev/null || true
-  [ "$OUT_ON_TMPFS" = 1 ] && umount "$WORK/out" 2>/dev/null || true
+  if [ "$OUT_ON_TMPFS" = 1 ]; then umount "$WORK/out" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -42,11 +43,12 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # Runs "$@" with caches dropped; prints "<seconds> <peak_rss_kib>".
 timed() {
   drop_caches
-  local t0 t1 rss
+  local t0 t1
   t0=$(date +%s.%N)
-  rss=$( { /usr/bin/time -f '%M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+  /usr/bin/time -o "$WORK/rss" -f '%M' "$@" >/dev/null 2>"$WORK/stderr" || {
+    echo "benchmark command failed: $*" >&2; cat "$WORK/stderr" >&2; exit 1; }
   t1=$(date +%s.%N)
-  echo "$(echo "$t1 - $t0" | bc -l) $rss"
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -63,7 +65,7 @@ BYTES=$((SIZE_MIB << 20))
 declare -A SECS RSS
 tools=(dd dc3dd acquire acquire_nopieces)
 for t in "${tools[@]}"; do SECS[$t]=""; RSS[$t]=""; done
-for round in $(seq 1 "$ROUNDS"); do
+for _ in $(seq 1 "$ROUNDS"); do
   for t in "${tools[@]}"; do
     rm -rf "$WORK/out"/* 2>/dev/null || true
     case $t in
@@ -78,11 +80,11 @@ done
 rm -rf "$WORK/out"/* 2>/dev/null || true
 
 mbps() { echo "$BYTES / $1 / 1000000" | bc -l; }
-dd_s=$(echo ${SECS[dd]} | tr ' ' '\n' | median)
+dd_s=$(echo "${SECS[dd]}" | tr ' ' '\n' | median)
 printf '%-44s %10s %10s %12s\n' tool "MB/s" "x dd" "peak RSS MiB"
 for t in "${tools[@]}"; do
-  s=$(echo ${SECS[$t]} | tr ' ' '\n' | median)
-  r=$(echo ${RSS[$t]} | tr ' ' '\n' | sort -n | tail -1)
+  s=$(echo "${SECS[$t]}" | tr ' ' '\n' | median)
+  r=$(echo "${RSS[$t]}" | tr ' ' '\n' | sort -n | tail -1)
   case $t in
     dd) label="dd iflag=direct bs=8M of=/dev/null" ;;
     dc3dd) label="dc3dd hash=sha256 of=FILE" ;;
@@ -104,12 +106,19 @@ read -r -t 20 line <&"$FFS"
 SLOW=$(losetup -f --show -r --direct-io=on "$WORK/mnt/disk.img"); LOOPS+=("$SLOW")
 BYTES=$((LATENCY_SIZE_MIB << 20))
 lat_dd=$(timed dd if="$SLOW" iflag=direct bs=8M of=/dev/null); lat_dd=${lat_dd% *}
+lat_dd1=$(timed dd if="$SLOW" iflag=direct bs=1M of=/dev/null); lat_dd1=${lat_dd1% *}
+# dc3dd reads in small blocks, one at a time: only a prefix, or it takes minutes.
+lat_dc=$(timed dc3dd if="$SLOW" hash=sha256 of="$WORK/out/dc3dd.img" cnt=$((DC3DD_LATENCY_MIB << 11))); lat_dc=${lat_dc% *}
 rm -rf "$WORK/out"/*
 lat_q1=$(timed "$BIN" acquire "$SLOW" --out "$WORK/out" --name q1 --queue-depth 1); lat_q1=${lat_q1% *}
 rm -rf "$WORK/out"/*
 lat_qd=$(timed "$BIN" acquire "$SLOW" --out "$WORK/out" --name qd); lat_qd=${lat_qd% *}
 rm -rf "$WORK/out"/*
+dd_mbps=$(mbps "$lat_dd")
+row() { printf '%-44s %10.1f %10.2f\n' "$1" "$2" "$(echo "$2 / $dd_mbps" | bc -l)"; }
 printf '%-44s %10s %10s\n' tool "MB/s" "x dd"
-printf '%-44s %10.1f %10.2f\n' "dd iflag=direct bs=8M" "$(mbps "$lat_dd")" 1
-printf '%-44s %10.1f %10.2f\n' "acquire --queue-depth 1" "$(mbps "$lat_q1")" "$(echo "$lat_dd / $lat_q1" | bc -l)"
-printf '%-44s %10.1f %10.2f\n' "acquire (default queue depth)" "$(mbps "$lat_qd")" "$(echo "$lat_dd / $lat_qd" | bc -l)"
+row "dd iflag=direct bs=8M" "$dd_mbps"
+row "dd iflag=direct bs=1M" "$(mbps "$lat_dd1")"
+row "dc3dd hash=sha256 (first ${DC3DD_LATENCY_MIB} MiB)" "$(echo "$((DC3DD_LATENCY_MIB << 20)) / $lat_dc / 1000000" | bc -l)"
+row "acquire --queue-depth 1" "$(mbps "$lat_q1")"
+row "acquire (default queue depth)" "$(mbps "$lat_qd")"

@@ -5,7 +5,7 @@ use std::fs;
 use collector_e2e::{LoopDevice, Run, collector, require_root};
 
 const MIB: u64 = 1 << 20;
-/// Default pipeline: (8 reads in flight + 4 queued) × 4 MiB = 48 MiB of buffers, plus the program.
+/// Default pipeline: (32 reads in flight + 4 queued) × 1 MiB = 36 MiB of buffers, plus the program.
 const PEAK_RSS_BOUND: u64 = 80 * MIB;
 /// How much more a 32× larger device may cost: nothing grows per chunk, so only noise.
 const GROWTH_BOUND: u64 = 8 * MIB;
