@@ -58,6 +58,15 @@ pub fn run(
     let files = EvidenceFiles::new(&name);
     report_source(&source, &name);
 
+    if source.holds_path(existing_ancestor(&args.out)) {
+        return Err(Failure::new(
+            Exit::Output,
+            anyhow!(
+                "output directory {} is on the source device itself; writing there would change the evidence",
+                args.out.display()
+            ),
+        ));
+    }
     fs::create_dir_all(&args.out).map_err(|e| {
         Failure::new(
             Exit::Output,
@@ -122,6 +131,13 @@ pub fn run(
         Status::Completed => Exit::Ok,
         Status::CompletedWithErrors => Exit::CompletedWithErrors,
     })
+}
+
+/// The directory itself, or the closest parent that exists (where `create_dir_all` would write).
+fn existing_ancestor(dir: &Path) -> &Path {
+    dir.ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."))
 }
 
 fn usage(message: String) -> Failure {

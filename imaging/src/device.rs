@@ -129,6 +129,7 @@ pub struct Source {
     live: LiveUse,
     identity: Identity,
     dev: Option<(u64, u64)>,
+    family: Vec<(u64, u64)>,
     sysfs: PathBuf,
 }
 
@@ -164,6 +165,7 @@ impl Source {
             live: LiveUse::default(),
             identity: Identity::default(),
             dev: None,
+            family: Vec::new(),
             sysfs: options.system.sysfs.clone(),
         };
         if kind == SourceKind::BlockDevice {
@@ -188,7 +190,8 @@ impl Source {
         self.logical_sector_size = u32::try_from(logical).unwrap_or(FILE_SECTOR_SIZE);
         self.physical_sector_size = physical;
         self.identity = Identity::from_sysfs(&options.system.sysfs, major, minor);
-        self.live = live_use(&options.system, major, minor);
+        self.family = device_family(&options.system.sysfs, major, minor);
+        self.live = live_use(&options.system, &self.family);
         self.read_only_flag = if !self.live.is_idle() {
             ReadOnlyFlag::SkippedLive
         } else if !options.set_read_only {
@@ -244,6 +247,15 @@ impl Source {
             }
             SourceKind::RegularFile => self.file.metadata().is_ok_and(|m| m.len() >= self.size),
         }
+    }
+
+    /// True when `path` lives on a filesystem of this device or one of its partitions: writing the
+    /// image there would change the evidence while it is being read.
+    pub fn holds_path(&self, path: &Path) -> bool {
+        fs::metadata(path).is_ok_and(|m| {
+            self.family
+                .contains(&(libc::major(m.dev()).into(), libc::minor(m.dev()).into()))
+        })
     }
 
     /// The open descriptor (read with `pread` from any thread).
@@ -325,30 +337,38 @@ fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, bool)> {
     Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::InvalidInput)))
 }
 
-/// Collects every way this host uses device `major:minor` or its partitions.
-fn live_use(system: &SystemPaths, major: u64, minor: u64) -> LiveUse {
-    let dev_dir = system.sysfs.join(format!("dev/block/{major}:{minor}"));
-    let mut devices = vec![(major, minor)];
-    let mut holder_dirs = vec![dev_dir.join("holders")];
-    if let Ok(entries) = fs::read_dir(&dev_dir) {
-        for entry in entries.flatten() {
-            let child = entry.path();
-            if child.join("partition").exists() {
-                if let Some(dev) = read_dev_number(&child.join("dev")) {
-                    devices.push(dev);
-                }
-                holder_dirs.push(child.join("holders"));
-            }
-        }
+/// The device and its partitions, as (major, minor) pairs, read from sysfs.
+fn device_family(sysfs: &Path, major: u64, minor: u64) -> Vec<(u64, u64)> {
+    let mut family = vec![(major, minor)];
+    if let Ok(entries) = fs::read_dir(sysfs.join(format!("dev/block/{major}:{minor}"))) {
+        family.extend(
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|child| child.join("partition").exists())
+                .filter_map(|child| read_dev_number(&child.join("dev"))),
+        );
     }
+    family
+}
+
+/// Collects every way this host uses the devices of `family`.
+fn live_use(system: &SystemPaths, family: &[(u64, u64)]) -> LiveUse {
     let mountinfo = fs::read_to_string(&system.mountinfo).unwrap_or_default();
     let swaps = fs::read_to_string(&system.swaps).unwrap_or_default();
     LiveUse {
-        mount_points: mounts_of(&mountinfo, &devices),
-        swaps: swaps_on(&swaps, &devices),
-        holders: holder_dirs
+        mount_points: mounts_of(&mountinfo, family),
+        swaps: swaps_on(&swaps, family),
+        holders: family
             .iter()
-            .filter_map(|dir| fs::read_dir(dir).ok())
+            .filter_map(|(major, minor)| {
+                fs::read_dir(
+                    system
+                        .sysfs
+                        .join(format!("dev/block/{major}:{minor}/holders")),
+                )
+                .ok()
+            })
             .flat_map(|entries| entries.flatten())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
