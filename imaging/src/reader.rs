@@ -171,11 +171,7 @@ pub fn read_chunk(
         Err(err) => match classify(&err) {
             Failure::Media => salvage(source, offset, buf, len, sector_retries),
             Failure::Vanished => Err(vanished(source, offset, err)),
-            Failure::Other => Err(Error::Read {
-                path: source.path().to_path_buf(),
-                offset,
-                source: err,
-            }),
+            Failure::Other => Err(read_failed(source, offset, err)),
         },
     }
 }
@@ -213,13 +209,7 @@ fn salvage(
                 Err(err) if classify(&err) == Failure::Vanished => {
                     return Err(vanished(source, at, err));
                 }
-                Err(err) => {
-                    return Err(Error::Read {
-                        path: source.path().to_path_buf(),
-                        offset: at,
-                        source: err,
-                    });
-                }
+                Err(err) => return Err(read_failed(source, at, err)),
             }
         }
     }
@@ -229,6 +219,14 @@ fn salvage(
         return Err(vanished(source, offset, err));
     }
     Ok(ranges::merge(bad))
+}
+
+fn read_failed(source: &Source, offset: u64, err: io::Error) -> Error {
+    Error::Read {
+        path: source.path().to_path_buf(),
+        offset,
+        source: err,
+    }
 }
 
 fn vanished(source: &Source, offset: u64, err: io::Error) -> Error {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 pub use fixtures::{FaultFs, Tmpfs};
 pub use loopdev::LoopDevice;
-pub use process::{Run, collector};
+pub use process::{Run, acquire, collector};
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {

@@ -31,6 +31,13 @@ pub fn collector() -> Command {
     cmd
 }
 
+/// `forensic-collector acquire SOURCE --out OUT`, for further arguments.
+pub fn acquire(source: impl AsRef<std::ffi::OsStr>, out: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = collector();
+    cmd.arg("acquire").arg(source).arg("--out").arg(out);
+    cmd
+}
+
 /// The result of one finished run.
 #[derive(Debug)]
 pub struct Run {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use collector_e2e::{
-    LoopDevice, Run, blake3_hex, collector, random_file, require_root, sha256_hex,
+    LoopDevice, Run, acquire, blake3_hex, collector, random_file, require_root, sha256_hex,
 };
 use serde_json::Value;
 
@@ -38,15 +38,8 @@ fn odd_sized_loop_device_is_imaged_bit_for_bit_with_correct_hashes() {
     let dev = LoopDevice::attach(&source, &["--direct-io=on"]);
     let out = work.path().join("out");
 
-    Run::of(
-        collector()
-            .arg("acquire")
-            .arg(dev.path())
-            .arg("--out")
-            .arg(&out)
-            .args(["--incident", "IR-2026-001", "--piece-size", "16MiB"]),
-    )
-    .expect_code(0);
+    Run::of(acquire(dev.path(), &out).args(["--incident", "IR-2026-001", "--piece-size", "16MiB"]))
+        .expect_code(0);
 
     let name = dev.name();
     let original = fs::read(&source).unwrap();
@@ -94,15 +87,7 @@ fn regular_file_with_a_size_off_the_sector_grid_is_imaged_exactly() {
     let size = 9 * MIB + 3;
     random_file(&source, size, 2);
     let out = work.path().join("out");
-    Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out)
-            .args(["--hash", "sha256,blake3,md5,sha1"]),
-    )
-    .expect_code(0);
+    Run::of(acquire(&source, &out).args(["--hash", "sha256,blake3,md5,sha1"])).expect_code(0);
 
     let original = fs::read(&source).unwrap();
     assert!(fs::read(out.join("odd.image.dd")).unwrap() == original);
@@ -143,24 +128,8 @@ fn a_gpt_partition_and_its_whole_disk_are_both_imaged() {
     let part = dev.partition(1);
     let out = work.path().join("out");
 
-    Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&part)
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "part1"]),
-    )
-    .expect_code(0);
-    Run::of(
-        collector()
-            .arg("acquire")
-            .arg(dev.path())
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "whole"]),
-    )
-    .expect_code(0);
+    Run::of(acquire(&part, &out).args(["--name", "part1"])).expect_code(0);
+    Run::of(acquire(dev.path(), &out).args(["--name", "whole"])).expect_code(0);
 
     let whole = fs::read(&disk).unwrap();
     assert!(
@@ -203,14 +172,7 @@ fn a_mounted_device_is_imaged_live_without_being_write_blocked() {
     );
     let out = work.path().join("out");
 
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(dev.path())
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "live"]),
-    );
+    let run = Run::of(acquire(dev.path(), &out).args(["--name", "live"]));
     let still_writable = !dev.kernel_read_only();
     let _ = Command::new("umount").arg(&mnt).status();
 
@@ -240,15 +202,7 @@ fn verify_passes_on_the_image_and_names_the_damaged_piece_after_tampering() {
     let source = work.path().join("evidence.raw");
     random_file(&source, 8 * MIB, 4);
     let out = work.path().join("out");
-    Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out)
-            .args(["--piece-size", "1MiB"]),
-    )
-    .expect_code(0);
+    Run::of(acquire(&source, &out).args(["--piece-size", "1MiB"])).expect_code(0);
     let manifest_path = out.join("evidence.manifest.json");
     let ok = Run::of(collector().arg("verify").arg(&manifest_path));
     ok.expect_code(0);
@@ -275,22 +229,9 @@ fn existing_evidence_is_never_overwritten() {
     let source = work.path().join("e.raw");
     random_file(&source, MIB, 5);
     let out = work.path().join("out");
-    Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out),
-    )
-    .expect_code(0);
+    Run::of(&mut acquire(&source, &out)).expect_code(0);
     let before = fs::read(out.join("e.manifest.json")).unwrap();
-    let again = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out),
-    );
+    let again = Run::of(&mut acquire(&source, &out));
     again.expect_code(20);
     assert!(
         again.stderr.contains("refusing to overwrite"),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use collector_e2e::{FaultFs, Run, Tmpfs, collector, random_file, require_root};
+use collector_e2e::{FaultFs, Run, Tmpfs, acquire, collector, random_file, require_root};
 
 const MIB: u64 = 1 << 20;
 
@@ -138,13 +138,7 @@ fn a_full_output_filesystem_stops_the_run_and_removes_the_partial_image() {
     let source = work.path().join("big.raw");
     random_file(&source, 32 * MIB, 9);
     let small = Tmpfs::mount("8m");
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(small.path()),
-    );
+    let run = Run::of(&mut acquire(&source, small.path()));
     run.expect_code(21);
     assert!(
         run.stderr.contains("No space left on device"),
@@ -162,38 +156,17 @@ fn unknown_hash_names_and_bad_sizes_are_usage_errors() {
     let source = work.path().join("e.raw");
     random_file(&source, MIB, 10);
     let out = work.path().join("out");
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out)
-            .args(["--hash", "sha256,crc32"]),
-    );
+    let run = Run::of(acquire(&source, &out).args(["--hash", "sha256,crc32"]));
     run.expect_code(2);
     assert!(
         run.stderr.contains("unknown hash algorithm \"crc32\""),
         "{}",
         run.stderr
     );
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out)
-            .args(["--chunk-size", "1000"]),
-    );
+    let run = Run::of(acquire(&source, &out).args(["--chunk-size", "1000"]));
     run.expect_code(2);
     assert!(run.stderr.contains("chunk size 1000"), "{}", run.stderr);
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "../escape"]),
-    );
+    let run = Run::of(acquire(&source, &out).args(["--name", "../escape"]));
     run.expect_code(2);
     assert_no_evidence(&out);
     assert_no_evidence(work.path());
@@ -210,14 +183,7 @@ fn a_source_that_vanishes_mid_run_stops_it_with_its_own_code() {
         &["--die-after-bytes".into(), (16 * MIB).to_string()],
     );
     let out = work.path().join("out");
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(fs.file())
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "gone"]),
-    );
+    let run = Run::of(acquire(fs.file(), &out).args(["--name", "gone"]));
     run.expect_code(13);
     assert!(run.stderr.contains("vanished"), "{}", run.stderr);
     assert_no_evidence(&out);
@@ -231,14 +197,8 @@ fn sigterm_mid_run_stops_reading_and_leaves_no_manifest() {
     random_file(&backing, 64 * MIB, 12);
     let fs = FaultFs::mount(&backing, &["--delay-ms".into(), "50".into()]);
     let out = work.path().join("out");
-    let child = Run::spawn(
-        collector()
-            .arg("acquire")
-            .arg(fs.file())
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "stopped", "--queue-depth", "1"]),
-    );
+    let child =
+        Run::spawn(acquire(fs.file(), &out).args(["--name", "stopped", "--queue-depth", "1"]));
     let partial = out.join("stopped.image.dd.partial");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !partial.exists() {

@@ -3,7 +3,9 @@
 
 use std::fs;
 
-use collector_e2e::{FaultFs, LoopDevice, Run, collector, random_file, require_root, sha256_hex};
+use collector_e2e::{
+    FaultFs, LoopDevice, Run, acquire, collector, random_file, require_root, sha256_hex,
+};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -28,14 +30,8 @@ fn bad_sectors_are_zero_filled_and_listed_exactly() {
     let dev = LoopDevice::attach(&fs_.file(), &["-r", "--direct-io=on"]);
     let out = work.path().join("out");
 
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(dev.path())
-            .arg("--out")
-            .arg(&out)
-            .args(["--name", "failing", "--sector-retries", "1"]),
-    );
+    let run =
+        Run::of(acquire(dev.path(), &out).args(["--name", "failing", "--sector-retries", "1"]));
     run.expect_code(3);
     assert!(run.stderr.contains("unreadable sectors"), "{}", run.stderr);
 

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use collector_e2e::{LoopDevice, Run, collector, require_root};
+use collector_e2e::{LoopDevice, Run, acquire, require_root};
 
 const MIB: u64 = 1 << 20;
 /// Default pipeline: (32 reads in flight + 4 queued) × 1 MiB = 36 MiB of buffers, plus the program.
@@ -15,14 +15,7 @@ fn peak_rss_imaging(size: u64) -> u64 {
     let sparse = work.path().join("sparse.raw");
     fs::File::create(&sparse).unwrap().set_len(size).unwrap();
     let dev = LoopDevice::attach(&sparse, &["--direct-io=on"]);
-    let run = Run::of(
-        collector()
-            .arg("acquire")
-            .arg(dev.path())
-            .arg("--out")
-            .arg(work.path().join("out"))
-            .args(["--name", "m"]),
-    );
+    let run = Run::of(acquire(dev.path(), work.path().join("out")).args(["--name", "m"]));
     run.expect_code(0);
     run.peak_rss_bytes
 }
