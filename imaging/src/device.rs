@@ -125,6 +125,7 @@ pub struct Source {
     logical_sector_size: u32,
     physical_sector_size: u32,
     direct_io: bool,
+    exclusive: bool,
     read_only_flag: ReadOnlyFlag,
     live: LiveUse,
     identity: Identity,
@@ -151,7 +152,7 @@ impl Source {
                 path: path.to_path_buf(),
             });
         };
-        let (file, direct_io) = open_read_only(path, kind).map_err(open_err)?;
+        let (file, mode) = open_read_only(path, kind).map_err(open_err)?;
 
         let mut source = Self {
             file,
@@ -160,7 +161,8 @@ impl Source {
             size: meta.len(),
             logical_sector_size: FILE_SECTOR_SIZE,
             physical_sector_size: FILE_SECTOR_SIZE,
-            direct_io,
+            direct_io: mode.direct,
+            exclusive: mode.exclusive,
             read_only_flag: ReadOnlyFlag::NotApplicable,
             live: LiveUse::default(),
             identity: Identity::default(),
@@ -286,6 +288,10 @@ impl Source {
     pub fn direct_io(&self) -> bool {
         self.direct_io
     }
+    /// Whether the device is held with O_EXCL, so nothing can mount it during the acquisition.
+    pub fn exclusive(&self) -> bool {
+        self.exclusive
+    }
     /// What happened to the kernel read-only flag.
     pub fn read_only_flag(&self) -> &ReadOnlyFlag {
         &self.read_only_flag
@@ -300,35 +306,49 @@ impl Source {
     }
 }
 
-/// Opens read-only with O_DIRECT, falling back to buffered reads only for regular files on filesystems
-/// that refuse O_DIRECT (tmpfs). O_NOATIME keeps even the access time of a file source unchanged.
-fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, bool)> {
+/// How the descriptor was opened, for the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpenMode {
+    direct: bool,
+    exclusive: bool,
+}
+
+/// Opens read-only with O_DIRECT. Block devices are tried with O_EXCL first: while we hold it, nothing
+/// on this host can mount the evidence (mount gets EBUSY); a device already in use refuses O_EXCL, and
+/// we fall back to a shared open (live acquisition). Regular files fall back to buffered reads only on
+/// filesystems that refuse O_DIRECT (tmpfs); O_NOATIME keeps even their access time unchanged.
+fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, OpenMode)> {
     let try_open = |flags: libc::c_int| {
         OpenOptions::new()
             .read(true)
             .custom_flags(flags | libc::O_CLOEXEC)
             .open(path)
     };
-    let noatime = if kind == SourceKind::RegularFile {
-        libc::O_NOATIME
-    } else {
-        0
+    let mode = |direct, exclusive| OpenMode { direct, exclusive };
+    let attempts: &[(libc::c_int, OpenMode)] = match kind {
+        SourceKind::BlockDevice => &[
+            (libc::O_DIRECT | libc::O_EXCL, mode(true, true)),
+            (libc::O_DIRECT, mode(true, false)),
+        ],
+        SourceKind::RegularFile => &[
+            (libc::O_DIRECT | libc::O_NOATIME, mode(true, false)),
+            (libc::O_DIRECT, mode(true, false)),
+            (libc::O_NOATIME, mode(false, false)),
+            (0, mode(false, false)),
+        ],
     };
-    let attempts = [
-        (libc::O_DIRECT | noatime, true),
-        (libc::O_DIRECT, true),
-        (noatime, false),
-        (0, false),
-    ];
     let mut last_err = None;
-    for (flags, direct) in attempts {
-        if kind == SourceKind::BlockDevice && !direct {
-            break;
-        }
+    for &(flags, mode) in attempts {
         match try_open(flags) {
-            Ok(file) => return Ok((file, direct)),
-            // EPERM: O_NOATIME on a file we do not own. EINVAL: no O_DIRECT on this filesystem.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {
+            Ok(file) => return Ok((file, mode)),
+            // EBUSY: O_EXCL on a device in use. EPERM: O_NOATIME on a file we do not own.
+            // EINVAL: no O_DIRECT on this filesystem.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBUSY | libc::EPERM | libc::EINVAL)
+                ) =>
+            {
                 last_err = Some(e);
             }
             Err(e) => return Err(e),

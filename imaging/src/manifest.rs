@@ -94,6 +94,8 @@ pub struct SourceRecord {
     pub identity: Identity,
     /// Whether the page cache was bypassed.
     pub direct_io: bool,
+    /// Whether the device was held with O_EXCL (nothing could mount it meanwhile).
+    pub exclusive_open: bool,
     /// What happened to the kernel read-only flag.
     pub kernel_read_only: ReadOnlyFlag,
     /// True when the host was using the device while it was imaged (the image is then a
@@ -212,6 +214,7 @@ impl Manifest {
                 physical_sector_size: source.physical_sector_size(),
                 identity: source.identity().clone(),
                 direct_io: source.direct_io(),
+                exclusive_open: source.exclusive(),
                 kernel_read_only: source.read_only_flag().clone(),
                 live_acquisition: !source.live_use().is_idle(),
                 live_use: source.live_use().clone(),

@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 /// How long one run of the binary may take in tests before it is killed and the test fails.
 const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
-/// The binary under test: `$FORENSIC_COLLECTOR_BIN`, else the one cargo built beside this test.
+/// The binary under test: `$FORENSIC_COLLECTOR_BIN`, else the workspace's own, rebuilt once per test
+/// process so that `cargo test -p collector-e2e` never runs a stale binary.
 pub fn collector() -> Command {
+    static BUILD: std::sync::Once = std::sync::Once::new();
     let path = std::env::var_os("FORENSIC_COLLECTOR_BIN").map_or_else(
         || {
+            BUILD.call_once(build_collector);
             let exe = std::env::current_exe().expect("test executable path");
             let profile_dir = exe
                 .parent()
@@ -23,12 +26,39 @@ pub fn collector() -> Command {
     );
     assert!(
         path.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` so the binary is built",
+        "{} is missing after building it",
         path.display()
     );
     let mut cmd = Command::new(path);
     cmd.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
     cmd
+}
+
+/// `cargo build` of the binary in the profile this test was built with.
+fn build_collector() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .expect("target/<profile>/deps");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "forensic-collector"])
+        .current_dir(crate::repo_root());
+    if profile != "debug" {
+        cmd.args([
+            "--profile",
+            if profile == "release" {
+                "release"
+            } else {
+                &profile
+            },
+        ]);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building forensic-collector failed");
 }
 
 /// `forensic-collector acquire SOURCE --out OUT`, for further arguments.

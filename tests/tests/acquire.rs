@@ -67,6 +67,7 @@ fn odd_sized_loop_device_is_imaged_bit_for_bit_with_correct_hashes() {
     assert_eq!(m["source"]["direct_io"], true);
     assert_eq!(m["source"]["live_acquisition"], false);
     assert_eq!(m["source"]["kernel_read_only"]["state"], "set");
+    assert_eq!(m["source"]["exclusive_open"], true);
     assert_eq!(
         m["source"]["identity"]["loop_backing_file"],
         source.canonicalize().unwrap().to_string_lossy().as_ref()
@@ -189,6 +190,7 @@ fn a_mounted_device_is_imaged_live_without_being_write_blocked() {
     let m = manifest(&out, "live");
     assert_eq!(m["source"]["live_acquisition"], true);
     assert_eq!(m["source"]["kernel_read_only"]["state"], "skipped_live");
+    assert_eq!(m["source"]["exclusive_open"], false);
     assert_eq!(
         m["source"]["live_use"]["mount_points"][0],
         mnt.to_string_lossy().as_ref()
