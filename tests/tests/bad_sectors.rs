@@ -75,3 +75,36 @@ fn bad_sectors_are_zero_filled_and_listed_exactly() {
     )
     .expect_code(0);
 }
+
+#[test]
+fn nvme_style_enodata_errors_are_media_errors_too() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("nvme.raw");
+    random_file(&backing, 4 * MIB, 22);
+    // A regular-file source straight on the FUSE file: the error reaches us unchanged (ENODATA, as
+    // NVMe reports unrecovered reads), not converted to EIO by a loop device.
+    let fs_ = FaultFs::mount(
+        &backing,
+        &[
+            "--bad".into(),
+            "2097152-2097664".into(),
+            "--errno".into(),
+            "ENODATA".into(),
+        ],
+    );
+    let out = work.path().join("out");
+    let run = Run::of(acquire(fs_.file(), &out).args(["--name", "nvme", "--sector-retries", "0"]));
+    run.expect_code(3);
+
+    let manifest: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("nvme.manifest.json")).unwrap()).unwrap();
+    let ranges = manifest["bad_ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    assert_eq!(ranges[0]["first_sector"], 4096);
+    assert_eq!(ranges[0]["sector_count"], 1);
+    assert_eq!(ranges[0]["errno"], 61, "ENODATA must be recorded as such");
+    let mut expected = fs::read(&backing).unwrap();
+    expected[2_097_152..2_097_664].fill(0);
+    assert!(fs::read(out.join("nvme.image.dd")).unwrap() == expected);
+}
