@@ -87,16 +87,19 @@ fn a_directory_is_not_a_source() {
     );
 }
 
-#[test]
-fn a_source_without_read_permission_is_refused() {
-    require_root();
+/// Runs `acquire` as `nobody` on a 1 MiB source with mode `source_mode` into a directory with mode
+/// `out_mode`; returns the run and the output directory (kept alive by the returned work dir).
+fn acquire_as_nobody(
+    source_mode: u32,
+    out_mode: u32,
+) -> (Run, tempfile::TempDir, std::path::PathBuf) {
     let work = open_workdir();
-    let source = work.path().join("secret.raw");
-    random_file(&source, MIB, 7);
-    fs::set_permissions(&source, fs::Permissions::from_mode(0o600)).unwrap();
+    let source = work.path().join("e.raw");
+    random_file(&source, MIB, u64::from(source_mode ^ out_mode));
+    fs::set_permissions(&source, fs::Permissions::from_mode(source_mode)).unwrap();
     let out = work.path().join("out");
     fs::create_dir(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(&out, fs::Permissions::from_mode(out_mode)).unwrap();
     let run = Run::of(
         collector_as_nobody()
             .arg("acquire")
@@ -104,6 +107,13 @@ fn a_source_without_read_permission_is_refused() {
             .arg("--out")
             .arg(&out),
     );
+    (run, work, out)
+}
+
+#[test]
+fn a_source_without_read_permission_is_refused() {
+    require_root();
+    let (run, _work, out) = acquire_as_nobody(0o600, 0o777);
     run.expect_code(11);
     assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
     assert_no_evidence(&out);
@@ -112,20 +122,7 @@ fn a_source_without_read_permission_is_refused() {
 #[test]
 fn an_unwritable_output_directory_is_refused() {
     require_root();
-    let work = open_workdir();
-    let source = work.path().join("e.raw");
-    random_file(&source, MIB, 8);
-    fs::set_permissions(&source, fs::Permissions::from_mode(0o644)).unwrap();
-    let out = work.path().join("locked");
-    fs::create_dir(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).unwrap();
-    let run = Run::of(
-        collector_as_nobody()
-            .arg("acquire")
-            .arg(&source)
-            .arg("--out")
-            .arg(&out),
-    );
+    let (run, _work, out) = acquire_as_nobody(0o644, 0o755);
     run.expect_code(20);
     assert!(run.stderr.contains("cannot create"), "{}", run.stderr);
     assert_no_evidence(&out);
