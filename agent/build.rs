@@ -1,10 +1,13 @@
 //! Embeds the git revision so every manifest names the exact source the binary was built from.
+//!
+//! `git rev-parse` only: commands that check for a dirty tree (`describe --dirty`, `status`) refresh
+//! `.git/index`, which would make cargo rebuild the binary on every invocation.
 
 use std::process::Command;
 
 fn main() {
     let revision = Command::new("git")
-        .args(["describe", "--always", "--dirty", "--abbrev=40"])
+        .args(["rev-parse", "HEAD"])
         .output()
         .ok()
         .filter(|out| out.status.success())
@@ -14,6 +17,5 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=FORENSIC_COLLECTOR_GIT_REVISION={revision}");
     println!("cargo:rerun-if-changed=../.git/HEAD");
-    println!("cargo:rerun-if-changed=../.git/index");
     println!("cargo:rerun-if-changed=../.git/refs");
 }

@@ -5,19 +5,18 @@
 //! is complete. Any failure removes the partial image and writes no manifest.
 
 use std::fs;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
 use imaging::hash::HashAlgorithm;
-use imaging::manifest::{self, CaseInfo, Context, HostInfo, Manifest, Status};
+use imaging::manifest::{CaseInfo, Context, HostInfo, Manifest, Status};
 use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::pipeline::{self, PipelineConfig};
-use imaging::sink::LocalSink;
 
 use crate::cli::AcquireArgs;
+use crate::destination::Destination;
 use crate::exit::{Exit, Failure};
 use crate::logging::CaptureLog;
 use crate::progress::Reporter;
@@ -58,28 +57,10 @@ pub fn run(
     let files = EvidenceFiles::new(&name);
     report_source(&source, &name);
 
-    if source.holds_path(existing_ancestor(&args.out)) {
-        return Err(Failure::new(
-            Exit::Output,
-            anyhow!(
-                "output directory {} is on the source device itself; writing there would change the evidence",
-                args.out.display()
-            ),
-        ));
-    }
-    fs::create_dir_all(&args.out).map_err(|e| {
-        Failure::new(
-            Exit::Output,
-            anyhow!("cannot create output directory {}: {e}", args.out.display()),
-        )
-    })?;
-    for existing in [&files.manifest, &files.sidecar] {
-        let path = args.out.join(existing);
-        if path.exists() {
-            return Err(imaging::Error::AlreadyExists { path }.into());
-        }
-    }
-    let sink = LocalSink::create(&args.out, &files.image)?;
+    let mut destination = Destination::from_args(args, incident.as_ref())?;
+    destination.prepare(&source, &files)?;
+    let metadata = object_metadata(&source, &name, incident.as_ref());
+    let sink = destination.image_sink(&files, source.size(), metadata)?;
 
     let reporter = Reporter::new(
         source.size(),
@@ -89,18 +70,12 @@ pub fn run(
     tracing::info!(
         source = %source.path().display(),
         bytes = source.size(),
-        out = %args.out.display(),
+        image = %destination.describe(&files),
         queue_depth = config.queue_depth,
         chunk_size = config.chunk_size,
         "Acquisition started."
     );
-    let outcome = pipeline::run(
-        &source,
-        Box::new(sink),
-        &config,
-        &|p| reporter.update(p),
-        cancel,
-    );
+    let outcome = pipeline::run(&source, sink, &config, &|p| reporter.update(p), cancel);
     reporter.finish();
     let outcome = outcome.map_err(|err| {
         if matches!(err, imaging::Error::Cancelled) {
@@ -126,18 +101,27 @@ pub fn run(
     };
     let manifest = Manifest::new(context, &source, &config, outcome);
     log_result(&manifest);
-    write_companions(&args.out, &files, &manifest, capture)?;
+    write_companions(&destination, &files, &manifest, capture)?;
     Ok(match manifest.acquisition.status {
         Status::Completed => Exit::Ok,
         Status::CompletedWithErrors => Exit::CompletedWithErrors,
     })
 }
 
-/// The directory itself, or the closest parent that exists (where `create_dir_all` would write).
-fn existing_ancestor(dir: &Path) -> &Path {
-    dir.ancestors()
-        .find(|p| !p.as_os_str().is_empty() && p.exists())
-        .unwrap_or(Path::new("."))
+/// User metadata on the S3 image object, so the object alone says what it is.
+fn object_metadata(
+    source: &Source,
+    name: &SafeName,
+    incident: Option<&SafeName>,
+) -> Vec<(String, String)> {
+    let mut metadata = vec![("evidence-name".to_owned(), name.to_string())];
+    if let Some(incident) = incident {
+        metadata.push(("incident-id".to_owned(), incident.to_string()));
+    }
+    if let Some(volume) = &source.identity().ebs_volume_id {
+        metadata.push(("source-volume-id".to_owned(), volume.to_string()));
+    }
+    metadata
 }
 
 fn usage(message: String) -> Failure {
@@ -229,16 +213,16 @@ fn log_result(manifest: &Manifest) {
 
 /// Sidecar, capture log, then the manifest last.
 fn write_companions(
-    dir: &Path,
+    destination: &Destination,
     files: &EvidenceFiles,
     manifest: &Manifest,
     capture: &CaptureLog,
 ) -> Result<(), Failure> {
     if let Some(line) = manifest.sha256sum_line() {
-        manifest::write_atomic(&dir.join(&files.sidecar), line.as_bytes())?;
+        destination.store(&files.sidecar, line.as_bytes())?;
     }
-    tracing::info!(manifest = %dir.join(&files.manifest).display(), "Writing manifest.");
-    manifest::write_atomic(&dir.join(&files.capture_log), &capture.contents())?;
-    manifest::write_atomic(&dir.join(&files.manifest), manifest.to_json().as_bytes())?;
+    tracing::info!(manifest = %files.manifest, "Writing manifest.");
+    destination.store(&files.capture_log, &capture.contents())?;
+    destination.store(&files.manifest, manifest.to_json().as_bytes())?;
     Ok(())
 }

@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Image a block device (or a file) once: hashes, image, sidecar and manifest into a directory.
-    Acquire(AcquireArgs),
+    Acquire(Box<AcquireArgs>),
     /// Re-hash an image and compare it with its manifest.
     Verify(VerifyArgs),
 }
@@ -35,8 +35,15 @@ pub struct AcquireArgs {
     pub source: PathBuf,
 
     /// Directory for the image, its sidecar, capture log and manifest (created if missing).
-    #[arg(long, default_value = "evidence")]
+    #[arg(long, default_value = "evidence", conflicts_with = "dest")]
     pub out: PathBuf,
+
+    /// Stream to S3 instead: `s3://BUCKET/PREFIX`; objects go under PREFIX/<incident>/disk_evidence/.
+    #[arg(long)]
+    pub dest: Option<String>,
+
+    #[command(flatten)]
+    pub s3: S3Args,
 
     /// Evidence name used for every output file [default: EBS volume ID, else device or file name].
     #[arg(long)]
@@ -73,6 +80,30 @@ pub struct AcquireArgs {
     /// Seconds between progress log lines when no progress bar is shown.
     #[arg(long, default_value_t = 10)]
     pub progress_interval: u64,
+}
+
+/// S3 options of `acquire --dest`.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers) instead of BUCKET.ENDPOINT.
+    #[arg(long)]
+    pub s3_force_path_style: bool,
+
+    /// Smallest multipart part (raised so the image fits in 10,000 parts).
+    #[arg(long, default_value = "8MiB")]
+    pub part_size: ByteSize,
+
+    /// Parts uploading at once; memory is (this + 1) × part size.
+    #[arg(long, default_value_t = 4)]
+    pub parts_in_flight: usize,
+
+    /// Encrypt with this KMS key (SSE-KMS).
+    #[arg(long)]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Refuse to write unless the bucket belongs to this account ID.
+    #[arg(long)]
+    pub expected_bucket_owner: Option<String>,
 }
 
 /// `verify` options.

@@ -32,6 +32,8 @@ pub enum Exit {
     Output,
     /// The output filesystem is full.
     OutputFull,
+    /// S3 refused or failed (denied, no such bucket, retries exhausted, checksum mismatch).
+    Destination,
     /// Interrupted by SIGINT/SIGTERM.
     Interrupted,
 }
@@ -52,6 +54,7 @@ impl Exit {
             Exit::SourceRead => 14,
             Exit::Output => 20,
             Exit::OutputFull => 21,
+            Exit::Destination => 30,
             Exit::Interrupted => 130,
         }
     }
@@ -73,6 +76,7 @@ impl From<ErrorKind> for Exit {
             ErrorKind::SourceRead => Exit::SourceRead,
             ErrorKind::OutputFull => Exit::OutputFull,
             ErrorKind::Output => Exit::Output,
+            ErrorKind::Destination => Exit::Destination,
             ErrorKind::Usage => Exit::Usage,
             ErrorKind::Cancelled => Exit::Interrupted,
             ErrorKind::Internal => Exit::Internal,
@@ -124,6 +128,7 @@ mod tests {
             Exit::SourceRead,
             Exit::Output,
             Exit::OutputFull,
+            Exit::Destination,
             Exit::Interrupted,
         ];
         let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();

@@ -3,6 +3,7 @@
 
 mod acquire;
 mod cli;
+mod destination;
 mod exit;
 mod logging;
 mod progress;

@@ -96,6 +96,26 @@ pub enum Error {
     /// Configuration that cannot work (zero chunk size, unaligned piece size…).
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    /// An S3 request failed after the SDK's retries.
+    #[error("cannot {action} {location}: {message}")]
+    S3 {
+        /// What was being done.
+        action: &'static str,
+        /// `s3://bucket/key`.
+        location: String,
+        /// The SDK's error with its context.
+        message: String,
+    },
+    /// A stored object does not match what we sent.
+    #[error("{location} does not match: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// Where.
+        location: String,
+        /// Our value.
+        expected: String,
+        /// The stored value.
+        actual: String,
+    },
     /// A broken invariant inside the engine; a bug, reported instead of a panic.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -121,6 +141,8 @@ pub enum ErrorKind {
     OutputFull,
     /// The destination failed otherwise (permission, missing directory, existing evidence).
     Output,
+    /// The remote destination (S3) refused or failed.
+    Destination,
     /// Invalid settings.
     Usage,
     /// Cancelled by signal.
@@ -153,6 +175,7 @@ impl Error {
             | Error::AlreadyExists { .. }
             | Error::Manifest { .. } => ErrorKind::Output,
             Error::UnknownAlgorithm(_) | Error::InvalidSetting(_) => ErrorKind::Usage,
+            Error::S3 { .. } | Error::ChecksumMismatch { .. } => ErrorKind::Destination,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
         }

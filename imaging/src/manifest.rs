@@ -155,6 +155,9 @@ pub struct ImageRecord {
     pub hashes: BTreeMap<HashAlgorithm, String>,
     /// Piecewise digests, when computed.
     pub piecewise: Option<Piecewise>,
+    /// What S3 confirmed (ETag, version, part layout, composite checksum), for S3 destinations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<crate::sink::s3::S3Receipt>,
 }
 
 /// Piecewise hashes.
@@ -239,6 +242,7 @@ impl Manifest {
             image: ImageRecord {
                 file_name: context.image_file_name,
                 location: outcome.receipt.location,
+                s3: outcome.receipt.s3,
                 size_bytes: outcome.receipt.bytes,
                 hashes: outcome.hashes,
                 piecewise: config.piece_size.map(|piece_size| Piecewise {

@@ -51,7 +51,7 @@ timed() {
   echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { sort -n | awk 'NF {a[++n]=$1} END {print a[int((n+1)/2)]}'; }
 
 echo "# forensic-collector benchmark — $(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r)"
 echo "# device: ${SIZE_MIB} MiB random data on a loop device (--direct-io=on), caches dropped per run, ${ROUNDS} round(s), median"

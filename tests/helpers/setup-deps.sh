@@ -9,6 +9,7 @@ set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 MFUSEPY_VERSION=3.1.1
+MOTO_VERSION=5.1.22
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
 
 # Debian package -> a command it must provide ("" = a library).
@@ -23,6 +24,7 @@ declare -A PKGS=(
   [dc3dd]=dc3dd
   [kmod]=modprobe
   [bc]=bc                  # tests/bench arithmetic
+  [curl]=curl              # plain-HTTP downloads from the local S3 server
   [time]=""                # /usr/bin/time for peak RSS in tests/bench
   [libfuse3-3]=""          # libfuse3.so.3: faultfs.py's default backend (via mfusepy)
   [libfuse2]=""            # libfuse.so.2: faultfs.py --libfuse 2
@@ -68,21 +70,30 @@ for p in "${!PKGS[@]}"; do
   fi
 done
 
-# mfusepy: ctypes binding for libfuse 2 and 3 (fusepy only knows libfuse 2, whose lack of
-# async direct I/O keeps a loop device on top at one request in flight).
-if ! "$PYTHON" -c 'import mfusepy' >/dev/null 2>&1; then
-  echo "setup-deps: pip install mfusepy==$MFUSEPY_VERSION for $PYTHON"
-  pip=("$PYTHON" -m pip install --quiet --disable-pip-version-check "mfusepy==$MFUSEPY_VERSION")
+# pip_install SPEC CHECK: installs SPEC for $PYTHON unless the shell command CHECK already succeeds.
+pip_install() {
+  local spec=$1 check=$2 out
+  eval "$check" >/dev/null 2>&1 && return 0
+  echo "setup-deps: pip install $spec for $PYTHON"
+  local pip=("$PYTHON" -m pip install --quiet --disable-pip-version-check "$spec")
   if ! out=$(PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 2>&1); then
     if grep -q externally-managed <<<"$out"; then   # Debian's own python3 (PEP 668)
       PIP_ROOT_USER_ACTION=ignore "${pip[@]}" --break-system-packages
     else
-      echo "$out" >&2; echo "setup-deps: pip install mfusepy failed" >&2; exit 1
+      echo "$out" >&2; echo "setup-deps: pip install $spec failed" >&2; exit 1
     fi
   fi
-  "$PYTHON" -c 'import mfusepy' >/dev/null 2>&1 ||
-    { echo "setup-deps: $PYTHON still cannot import mfusepy" >&2; exit 1; }
-fi
+  if command -v pyenv >/dev/null; then pyenv rehash || true; fi   # new console scripts on PATH
+  eval "$check" >/dev/null 2>&1 || { echo "setup-deps: $spec installed but '$check' still fails" >&2; exit 1; }
+}
+
+# mfusepy: ctypes binding for libfuse 2 and 3 (fusepy only knows libfuse 2, whose lack of
+# async direct I/O keeps a loop device on top at one request in flight).
+pip_install "mfusepy==$MFUSEPY_VERSION" "\"$PYTHON\" -c 'import mfusepy'"
+# moto: the local S3 (and CloudWatch Logs) server of the S3 suites. 5.2.x answers
+# CompleteMultipartUpload with a root element the Rust SDK cannot parse; 5.1.22 is known good.
+pip_install "moto[server]==$MOTO_VERSION" \
+  "\"$PYTHON\" -c 'import moto, sys; sys.exit(moto.__version__ != \"$MOTO_VERSION\")' && command -v moto_server"
 FUSE_LIBRARY_NAME=fuse3 "$PYTHON" -c 'import mfusepy; assert mfusepy.fuse_version_major == 3' \
   >/dev/null 2>&1 || { echo "setup-deps: mfusepy cannot load libfuse3" >&2; exit 1; }
 

@@ -7,12 +7,14 @@
 pub mod fixtures;
 pub mod loopdev;
 pub mod process;
+pub mod s3server;
 
 use std::path::PathBuf;
 
 pub use fixtures::{FaultFs, Tmpfs};
 pub use loopdev::LoopDevice;
 pub use process::{Run, acquire, collector};
+pub use s3server::MotoServer;
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {

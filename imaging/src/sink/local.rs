@@ -118,6 +118,7 @@ impl Sink for LocalSink {
         Ok(SinkReceipt {
             location: format!("file://{}", location.display()),
             bytes: self.written,
+            s3: None,
         })
     }
 

@@ -2,8 +2,10 @@
 //! local file or (later) streams to S3, and tests can swap destinations.
 
 pub(crate) mod local;
+pub mod s3;
 
 pub use local::LocalSink;
+pub use s3::{S3Sink, S3Url};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,8 @@ pub struct SinkReceipt {
     pub location: String,
     /// Bytes stored.
     pub bytes: u64,
+    /// What S3 confirmed, for S3 destinations.
+    pub s3: Option<s3::S3Receipt>,
 }
 
 /// Keeps nothing: for verification, where only the hashes of what is read matter.
@@ -47,6 +51,7 @@ impl Sink for DiscardSink {
         Ok(SinkReceipt {
             location: "discard:".to_owned(),
             bytes: self.bytes,
+            s3: None,
         })
     }
 

@@ -1,0 +1,193 @@
+//! Where evidence goes: a local directory or an S3 prefix. Both receive the same files in the same
+//! order — image, sidecar, capture log, manifest last — through one interface, so `acquire` has one
+//! code path.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use imaging::device::Source;
+use imaging::manifest;
+use imaging::naming::{EvidenceFiles, SafeName};
+use imaging::sink::s3::{self, S3Options};
+use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
+
+use crate::cli::AcquireArgs;
+use crate::exit::{Exit, Failure};
+
+/// Attempts per S3 request (the SDK backs off exponentially with jitter between them): 10 attempts
+/// ride out roughly half a minute of throttling or a restarting endpoint.
+const S3_MAX_ATTEMPTS: u32 = 10;
+
+/// An evidence destination.
+pub enum Destination {
+    /// A local directory.
+    Local(PathBuf),
+    /// An S3 prefix, with the client and runtime that talk to it.
+    S3(Box<S3Target>),
+}
+
+/// Everything needed to write to S3.
+pub struct S3Target {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    url: S3Url,
+    incident: SafeName,
+    options: S3Options,
+}
+
+impl S3Target {
+    fn key(&self, file_name: &str) -> String {
+        self.url
+            .key(&format!("{}/disk_evidence/{file_name}", self.incident))
+    }
+}
+
+impl Destination {
+    /// Builds the destination named by the arguments; S3 needs an incident ID for its key layout.
+    pub fn from_args(args: &AcquireArgs, incident: Option<&SafeName>) -> Result<Self, Failure> {
+        let Some(dest) = &args.dest else {
+            return Ok(Self::Local(args.out.clone()));
+        };
+        let url: S3Url = dest.parse()?;
+        let incident = incident.cloned().ok_or_else(|| {
+            Failure::new(
+                Exit::Usage,
+                anyhow!("--dest s3://… needs --incident (it is part of every key)"),
+            )
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Failure::new(
+                    Exit::Internal,
+                    anyhow!("cannot start the async runtime: {e}"),
+                )
+            })?;
+        let shared = runtime.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(RetryConfig::standard().with_max_attempts(S3_MAX_ATTEMPTS))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(std::time::Duration::from_secs(10))
+                        .build(),
+                )
+                .load(),
+        );
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(args.s3.s3_force_path_style)
+            // We send SHA-256 checksums ourselves; the SDK's default CRC32 is refused by some
+            // S3-compatible servers and would cost a second pass over every byte.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Ok(Self::S3(Box::new(S3Target {
+            runtime,
+            client: Client::from_conf(config),
+            url,
+            incident,
+            options: S3Options {
+                parts_in_flight: args.s3.parts_in_flight.max(1),
+                min_part_size: args.s3.part_size.as_u64(),
+                sse_kms_key_id: args.s3.sse_kms_key_id.clone(),
+                expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
+                metadata: Vec::new(),
+            },
+        })))
+    }
+
+    /// Where the evidence will be, for logs.
+    pub fn describe(&self, files: &EvidenceFiles) -> String {
+        match self {
+            Self::Local(dir) => dir.join(&files.image).display().to_string(),
+            Self::S3(s3) => format!("s3://{}/{}", s3.url.bucket(), s3.key(&files.image)),
+        }
+    }
+
+    /// Refuses unsafe or conflicting destinations before anything is written.
+    pub fn prepare(&self, source: &Source, files: &EvidenceFiles) -> Result<(), Failure> {
+        let Self::Local(dir) = self else {
+            return Ok(());
+        };
+        if source.holds_path(existing_ancestor(dir)) {
+            return Err(Failure::new(
+                Exit::Output,
+                anyhow!(
+                    "output directory {} is on the source device itself; writing there would change the evidence",
+                    dir.display()
+                ),
+            ));
+        }
+        fs::create_dir_all(dir).map_err(|e| {
+            Failure::new(
+                Exit::Output,
+                anyhow!("cannot create output directory {}: {e}", dir.display()),
+            )
+        })?;
+        for existing in [&files.manifest, &files.sidecar] {
+            let path = dir.join(existing);
+            if path.exists() {
+                return Err(imaging::Error::AlreadyExists { path }.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The sink for the image itself; `metadata` goes on the S3 object.
+    pub fn image_sink(
+        &mut self,
+        files: &EvidenceFiles,
+        size: u64,
+        metadata: Vec<(String, String)>,
+    ) -> Result<Box<dyn Sink>, Failure> {
+        match self {
+            Self::Local(dir) => Ok(Box::new(LocalSink::create(dir, &files.image)?)),
+            Self::S3(s3) => {
+                s3.options.metadata = metadata;
+                let key = s3.key(&files.image);
+                let sink = S3Sink::create(
+                    s3.runtime.handle().clone(),
+                    s3.client.clone(),
+                    s3.url.bucket(),
+                    &key,
+                    size,
+                    &s3.options,
+                )?;
+                Ok(Box::new(sink))
+            }
+        }
+    }
+
+    /// Stores a small companion file (sidecar, capture log, manifest) atomically.
+    pub fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
+        match self {
+            Self::Local(dir) => Ok(manifest::write_atomic(&dir.join(file_name), contents)?),
+            Self::S3(s3) => {
+                let key = s3.key(file_name);
+                s3::put_small(
+                    s3.runtime.handle(),
+                    &s3.client,
+                    s3.url.bucket(),
+                    &key,
+                    contents.to_vec(),
+                    &s3.options,
+                )?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The directory itself, or the closest parent that exists (where `create_dir_all` would write).
+fn existing_ancestor(dir: &Path) -> &Path {
+    dir.ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."))
+}
