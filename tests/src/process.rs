@@ -1,15 +1,16 @@
 //! Running the real `forensic-collector` binary with a deadline and measuring its peak memory.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 /// How long one run of the binary may take in tests before it is killed and the test fails.
 const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
-/// The binary under test: `$FORENSIC_COLLECTOR_BIN`, else the workspace's own (checked to be fresh).
+/// The binary under test: `$FORENSIC_COLLECTOR_BIN`, else the workspace's own. Run the suites with
+/// `cargo build --workspace && cargo test --workspace` (as tests/run does): `cargo test` does not
+/// build another package's binary.
 pub fn collector() -> Command {
     let path = std::env::var_os("FORENSIC_COLLECTOR_BIN").map_or_else(
         || {
@@ -24,50 +25,12 @@ pub fn collector() -> Command {
     );
     assert!(
         path.exists(),
-        "{} is missing: run the suites with `cargo test --workspace` (as tests/run does)",
+        "{} is missing: `cargo build --workspace` first (tests/run does)",
         path.display()
     );
-    if std::env::var_os("FORENSIC_COLLECTOR_BIN").is_none() {
-        assert_fresh(&path);
-    }
     let mut cmd = Command::new(path);
     cmd.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
     cmd
-}
-
-/// Fails when the binary is older than its sources: `cargo test -p collector-e2e` alone does not
-/// rebuild it, and a stale binary would make the suites test yesterday's code. (Building it from here
-/// would rebuild with other feature unification than `cargo test --workspace` and double CI time.)
-fn assert_fresh(binary: &Path) {
-    fn newest(path: &Path) -> SystemTime {
-        let own = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let children = std::fs::read_dir(path)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| newest(&e.path()));
-        children.fold(own, SystemTime::max)
-    }
-    let root = crate::repo_root();
-    let sources = [
-        "agent/src",
-        "agent/Cargo.toml",
-        "imaging/src",
-        "imaging/Cargo.toml",
-    ]
-    .iter()
-    .map(|p| newest(&root.join(p)))
-    .fold(SystemTime::UNIX_EPOCH, SystemTime::max);
-    let built = std::fs::metadata(binary)
-        .and_then(|m| m.modified())
-        .expect("binary mtime");
-    assert!(
-        built >= sources,
-        "{} is older than its sources: run the suites with `cargo test --workspace` (as tests/run does)",
-        binary.display()
-    );
 }
 
 /// `forensic-collector acquire SOURCE --out OUT`, for further arguments.

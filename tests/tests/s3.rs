@@ -6,7 +6,7 @@ use std::fs;
 use std::process::Command;
 
 use collector_e2e::{
-    LoopDevice, MotoServer, Run, collector, random_file, require_root, sha256_hex,
+    FaultFs, LoopDevice, MotoServer, Run, collector, random_file, require_root, sha256_hex,
 };
 use serde_json::Value;
 
@@ -187,4 +187,71 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
     let run = Run::of(&mut cmd);
     run.expect_code(2);
     assert!(run.stderr.contains("needs --incident"), "{}", run.stderr);
+}
+
+#[test]
+fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
+    require_root();
+    let server = MotoServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client(&runtime);
+    runtime
+        .block_on(client.create_bucket().bucket("evidence").send())
+        .expect("create bucket");
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("slow.raw");
+    random_file(&backing, 48 * MIB, 33);
+    // Slow reads keep the upload open long enough to kill it in the middle.
+    let slow = FaultFs::mount(&backing, &["--delay-ms".into(), "100".into()]);
+    let args = |cmd: &mut Command| {
+        cmd.arg("acquire")
+            .arg(slow.file())
+            .args([
+                "--dest",
+                "s3://evidence/k",
+                "--incident",
+                "IR-9",
+                "--name",
+                "killed",
+            ])
+            .args(["--s3-force-path-style", "--queue-depth", "2"]);
+    };
+
+    let mut first = with_env(collector(), &server);
+    args(&mut first);
+    let mut child = Run::spawn(&mut first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pending = || {
+        runtime
+            .block_on(client.list_multipart_uploads().bucket("evidence").send())
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    while pending() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(pending(), 1, "the killed run leaves its upload open");
+
+    let mut second = with_env(collector(), &server);
+    args(&mut second);
+    let rerun = Run::of(&mut second);
+    rerun.expect_code(0);
+    assert!(
+        rerun.stderr.contains("left by an interrupted run"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(pending(), 0, "no multipart upload may be left behind");
+    let image = get_multipart(&server, "k/IR-9/disk_evidence/killed.image.dd");
+    assert!(
+        image == fs::read(&backing).unwrap(),
+        "the rerun's object differs from the source"
+    );
 }

@@ -185,7 +185,11 @@ pub struct S3Sink {
 }
 
 impl S3Sink {
-    /// Starts the multipart upload of an image of `size` bytes to `key`.
+    /// Starts the multipart upload of an image of `size` bytes to `key`, first aborting uploads of the
+    /// same key left behind by an interrupted run (crash, `kill -9`, power loss).
+    ///
+    /// A rerun restarts rather than resumes: the image's whole-device hashes need every byte read
+    /// again anyway, and parts sent by a process that died cannot be tied to this run's reads.
     pub fn create(
         runtime: Handle,
         client: Client,
@@ -195,6 +199,7 @@ impl S3Sink {
         options: &S3Options,
     ) -> Result<Self> {
         let plan = PartPlan::for_size(size, options.min_part_size.max(5 << 20))?;
+        abort_stale_uploads(&runtime, &client, bucket, key, options)?;
         let mut request = client
             .create_multipart_upload()
             .bucket(bucket)
@@ -448,6 +453,48 @@ impl Sink for S3Sink {
         }
         self.abort_upload();
     }
+}
+
+/// Aborts every in-progress multipart upload of exactly `key`.
+fn abort_stale_uploads(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    options: &S3Options,
+) -> Result<()> {
+    let listed = runtime
+        .block_on(
+            client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(key)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        )
+        .map_err(|e| s3_error("list multipart uploads of", bucket, key, e))?;
+    for upload in listed.uploads() {
+        let (Some(stale_key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+            continue;
+        };
+        if stale_key != key {
+            continue;
+        }
+        runtime
+            .block_on(
+                client
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                    .send(),
+            )
+            .map_err(|e| s3_error("abort a stale multipart upload of", bucket, key, e))?;
+        tracing::warn!(bucket, key, upload_id, initiated = ?upload.initiated(),
+            "Aborted a multipart upload of this image left by an interrupted run; starting over.");
+    }
+    Ok(())
 }
 
 /// Puts a small companion object (sidecar, capture log, manifest) with its SHA-256 checked by S3.
