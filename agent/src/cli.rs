@@ -97,6 +97,12 @@ pub struct S3Args {
     #[arg(long, default_value_t = 4)]
     pub parts_in_flight: usize,
 
+    /// Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with
+    /// jitter between attempts, so the default 10 rides out about half a minute of throttling,
+    /// 5xx answers or a restarting endpoint.
+    #[arg(long, default_value_t = 10)]
+    pub s3_max_attempts: u32,
+
     /// Encrypt with this KMS key (SSE-KMS).
     #[arg(long)]
     pub sse_kms_key_id: Option<String>,

@@ -20,10 +20,6 @@ use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
 use crate::cli::AcquireArgs;
 use crate::exit::{Exit, Failure};
 
-/// Attempts per S3 request (the SDK backs off exponentially with jitter between them): 10 attempts
-/// ride out roughly half a minute of throttling or a restarting endpoint.
-const S3_MAX_ATTEMPTS: u32 = 10;
-
 /// An evidence destination.
 pub enum Destination {
     /// A local directory.
@@ -73,7 +69,9 @@ impl Destination {
             })?;
         let shared = runtime.block_on(
             aws_config::defaults(BehaviorVersion::latest())
-                .retry_config(RetryConfig::standard().with_max_attempts(S3_MAX_ATTEMPTS))
+                .retry_config(
+                    RetryConfig::standard().with_max_attempts(args.s3.s3_max_attempts.max(1)),
+                )
                 .timeout_config(
                     TimeoutConfig::builder()
                         .connect_timeout(std::time::Duration::from_secs(10))

@@ -81,3 +81,61 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// `tests/helpers/faultproxy.py` in front of a server: injects 500s and connection resets into
+/// UploadPart, and records every request's headers.
+pub struct FaultProxy {
+    child: Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl FaultProxy {
+    /// Starts the proxy in front of `upstream` with extra arguments such as `["--fail-parts", "3"]`.
+    pub fn start(upstream: &MotoServer, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let log = tempfile::NamedTempFile::new().expect("proxy log");
+        let mut child = Command::new("python3")
+            .arg(crate::repo_root().join("tests/helpers/faultproxy.py"))
+            .arg(upstream.port.to_string())
+            .args(args)
+            .arg("--log")
+            .arg(log.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start faultproxy.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("faultproxy prints its port");
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("faultproxy did not start: {line:?}"));
+        Self { child, port, log }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request seen so far, as JSON objects (method, path, query, headers, action).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
