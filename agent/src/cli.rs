@@ -107,6 +107,22 @@ pub struct S3Args {
     #[arg(long)]
     pub sse_kms_key_id: Option<String>,
 
+    /// Object Lock retention mode for every object written (needs --object-lock-retain-until).
+    #[arg(long, value_parser = ["governance", "compliance"], requires = "object_lock_retain_until")]
+    pub object_lock_mode: Option<String>,
+
+    /// End of the Object Lock retention, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+    #[arg(long, requires = "object_lock_mode")]
+    pub object_lock_retain_until: Option<String>,
+
+    /// Put an Object Lock legal hold on every object written.
+    #[arg(long)]
+    pub legal_hold: bool,
+
+    /// Refuse a bucket that does not have Object Lock enabled (implied by the lock options).
+    #[arg(long)]
+    pub require_object_lock: bool,
+
     /// Refuse to write unless the bucket belongs to this account ID.
     #[arg(long)]
     pub expected_bucket_owner: Option<String>,

@@ -11,10 +11,11 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
 use imaging::manifest;
 use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::sink::s3::{self, S3Options};
+use imaging::sink::s3::{self, Retention, S3Options};
 use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
 
 use crate::cli::AcquireArgs;
@@ -35,6 +36,7 @@ pub struct S3Target {
     url: S3Url,
     incident: SafeName,
     options: S3Options,
+    require_object_lock: bool,
 }
 
 impl S3Target {
@@ -51,6 +53,7 @@ impl Destination {
             return Ok(Self::Local(args.out.clone()));
         };
         let url: S3Url = dest.parse()?;
+        let retention = retention(args)?;
         let incident = incident.cloned().ok_or_else(|| {
             Failure::new(
                 Exit::Usage,
@@ -97,7 +100,10 @@ impl Destination {
                 sse_kms_key_id: args.s3.sse_kms_key_id.clone(),
                 expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
                 metadata: Vec::new(),
+                retention,
+                legal_hold: args.s3.legal_hold,
             },
+            require_object_lock: args.s3.require_object_lock,
         })))
     }
 
@@ -111,8 +117,19 @@ impl Destination {
 
     /// Refuses unsafe or conflicting destinations before anything is written.
     pub fn prepare(&self, source: &Source, files: &EvidenceFiles) -> Result<(), Failure> {
-        let Self::Local(dir) = self else {
-            return Ok(());
+        let dir = match self {
+            Self::Local(dir) => dir,
+            Self::S3(s3) => {
+                if s3.require_object_lock || s3.options.needs_object_lock() {
+                    s3::require_object_lock(
+                        s3.runtime.handle(),
+                        &s3.client,
+                        s3.url.bucket(),
+                        &s3.options,
+                    )?;
+                }
+                return Ok(());
+            }
         };
         if source.holds_path(existing_ancestor(dir)) {
             return Err(Failure::new(
@@ -181,6 +198,34 @@ impl Destination {
             }
         }
     }
+}
+
+/// The Object Lock retention asked for on the command line, checked to lie in the future.
+fn retention(args: &AcquireArgs) -> Result<Option<Retention>, Failure> {
+    let (Some(mode), Some(until)) = (&args.s3.object_lock_mode, &args.s3.object_lock_retain_until)
+    else {
+        return Ok(None);
+    };
+    let retain_until = chrono::DateTime::parse_from_rfc3339(until)
+        .map_err(|e| {
+            Failure::new(
+                Exit::Usage,
+                anyhow!("--object-lock-retain-until {until:?}: {e}"),
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    if retain_until <= chrono::Utc::now() {
+        return Err(Failure::new(
+            Exit::Usage,
+            anyhow!("--object-lock-retain-until {until} is in the past"),
+        ));
+    }
+    let mode = if mode == "compliance" {
+        ObjectLockMode::Compliance
+    } else {
+        ObjectLockMode::Governance
+    };
+    Ok(Some(Retention { mode, retain_until }))
 }
 
 /// The directory itself, or the closest parent that exists (where `create_dir_all` would write).

@@ -255,3 +255,110 @@ fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
         "the rerun's object differs from the source"
     );
 }
+
+#[test]
+fn object_lock_retention_and_legal_hold_protect_every_object() {
+    require_root();
+    let server = MotoServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client(&runtime);
+    runtime
+        .block_on(
+            client
+                .create_bucket()
+                .bucket("locked")
+                .object_lock_enabled_for_bucket(true)
+                .send(),
+        )
+        .expect("create locked bucket");
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("s.raw");
+    random_file(&source, 9 * MIB, 34);
+
+    let mut cmd = with_env(collector(), &server);
+    cmd.arg("acquire")
+        .arg(&source)
+        .args([
+            "--dest",
+            "s3://locked/p",
+            "--incident",
+            "IR-L",
+            "--name",
+            "held",
+            "--s3-force-path-style",
+        ])
+        .args([
+            "--object-lock-mode",
+            "compliance",
+            "--object-lock-retain-until",
+            "2099-01-01T00:00:00Z",
+        ])
+        .arg("--legal-hold");
+    Run::of(&mut cmd).expect_code(0);
+
+    for file in [
+        "held.image.dd",
+        "held.image.dd.sha256",
+        "held.capture.log",
+        "held.manifest.json",
+    ] {
+        let key = format!("p/IR-L/disk_evidence/{file}");
+        let head = runtime
+            .block_on(client.head_object().bucket("locked").key(&key).send())
+            .expect(&key);
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&aws_sdk_s3::types::ObjectLockMode::Compliance),
+            "{key}"
+        );
+        assert_eq!(
+            head.object_lock_legal_hold_status(),
+            Some(&aws_sdk_s3::types::ObjectLockLegalHoldStatus::On),
+            "{key}"
+        );
+        assert_eq!(
+            head.object_lock_retain_until_date().map(|d| d.secs()),
+            Some(4_070_908_800),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn a_bucket_without_object_lock_is_refused_when_the_configuration_requires_it() {
+    require_root();
+    let server = MotoServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client(&runtime);
+    runtime
+        .block_on(client.create_bucket().bucket("plain").send())
+        .expect("create bucket");
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("s.raw");
+    random_file(&source, MIB, 35);
+
+    let mut cmd = with_env(collector(), &server);
+    cmd.arg("acquire").arg(&source).args([
+        "--dest",
+        "s3://plain/p",
+        "--incident",
+        "IR-L",
+        "--s3-force-path-style",
+        "--require-object-lock",
+    ]);
+    let run = Run::of(&mut cmd);
+    run.expect_code(30);
+    assert!(
+        run.stderr.contains("requires Object Lock"),
+        "{}",
+        run.stderr
+    );
+    let listed = runtime
+        .block_on(client.list_objects_v2().bucket("plain").send())
+        .unwrap();
+    assert!(listed.contents().is_empty(), "nothing may be written");
+    let uploads = runtime
+        .block_on(client.list_multipart_uploads().bucket("plain").send())
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+}

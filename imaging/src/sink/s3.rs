@@ -13,7 +13,8 @@ use std::sync::Arc;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled,
+    ObjectLockLegalHoldStatus, ObjectLockMode, ServerSideEncryption,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -142,6 +143,77 @@ pub struct S3Options {
     pub expected_bucket_owner: Option<String>,
     /// User metadata on the image object (incident, volume, …).
     pub metadata: Vec<(String, String)>,
+    /// Object Lock retention put on every object written.
+    pub retention: Option<Retention>,
+    /// Put a legal hold on every object written.
+    pub legal_hold: bool,
+}
+
+/// Object Lock retention: until when, and how strictly, the evidence cannot be deleted or changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// `GOVERNANCE` (privileged users may lift it) or `COMPLIANCE` (nobody may).
+    pub mode: ObjectLockMode,
+    /// End of the retention period.
+    pub retain_until: chrono::DateTime<chrono::Utc>,
+}
+
+impl S3Options {
+    /// Whether anything written needs the bucket to have Object Lock enabled.
+    pub fn needs_object_lock(&self) -> bool {
+        self.retention.is_some() || self.legal_hold
+    }
+
+    fn lock_mode(&self) -> Option<ObjectLockMode> {
+        self.retention.as_ref().map(|r| r.mode.clone())
+    }
+
+    fn retain_until(&self) -> Option<aws_sdk_s3::primitives::DateTime> {
+        self.retention
+            .as_ref()
+            .map(|r| aws_sdk_s3::primitives::DateTime::from_secs(r.retain_until.timestamp()))
+    }
+
+    fn legal_hold_status(&self) -> Option<ObjectLockLegalHoldStatus> {
+        self.legal_hold.then_some(ObjectLockLegalHoldStatus::On)
+    }
+}
+
+/// Refuses a bucket without Object Lock when the configuration requires it: evidence that the
+/// configuration promises to be immutable must not silently land somewhere it is not.
+pub fn require_object_lock(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    options: &S3Options,
+) -> Result<()> {
+    let config = runtime.block_on(
+        client
+            .get_object_lock_configuration()
+            .bucket(bucket)
+            .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+            .send(),
+    );
+    let enabled = config
+        .as_ref()
+        .ok()
+        .and_then(|c| c.object_lock_configuration())
+        .and_then(|c| c.object_lock_enabled())
+        == Some(&ObjectLockEnabled::Enabled);
+    if enabled {
+        return Ok(());
+    }
+    let detail = match config {
+        Err(err) => aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+        Ok(_) => "Object Lock is not enabled".to_owned(),
+    };
+    Err(Error::S3 {
+        action: "use bucket",
+        location: format!("s3://{bucket}"),
+        message: format!(
+            "the configuration requires Object Lock and the bucket does not have it ({detail})"
+        ),
+    })
 }
 
 /// What S3 confirmed about the stored image.
@@ -178,6 +250,7 @@ pub struct S3Sink {
     upload_id: String,
     plan: PartPlan,
     expected_bucket_owner: Option<String>,
+    lock: S3Options,
     current: Vec<u8>,
     uploads: Vec<PartUpload>,
     slots: Arc<Semaphore>,
@@ -206,7 +279,10 @@ impl S3Sink {
             .key(key)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .content_type("application/octet-stream")
-            .set_expected_bucket_owner(options.expected_bucket_owner.clone());
+            .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+            .set_object_lock_mode(options.lock_mode())
+            .set_object_lock_retain_until_date(options.retain_until())
+            .set_object_lock_legal_hold_status(options.legal_hold_status());
         if let Some(kms) = &options.sse_kms_key_id {
             request = request
                 .server_side_encryption(ServerSideEncryption::AwsKms)
@@ -234,6 +310,7 @@ impl S3Sink {
             upload_id,
             plan,
             expected_bucket_owner: options.expected_bucket_owner.clone(),
+            lock: options.clone(),
             current: Vec::with_capacity(capacity),
             uploads: Vec::new(),
             slots: Arc::new(Semaphore::new(options.parts_in_flight.max(1))),
@@ -385,6 +462,21 @@ impl S3Sink {
                 actual: format!("{:?} bytes", head.content_length()),
             });
         }
+        if self.lock.needs_object_lock() {
+            let version = completed
+                .version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_owned);
+            ensure_object_lock(
+                &self.runtime,
+                &self.client,
+                &self.bucket,
+                &self.key,
+                version,
+                &head,
+                &self.lock,
+            )?;
+        }
         Ok(S3Receipt {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
@@ -455,6 +547,60 @@ impl Sink for S3Sink {
     }
 }
 
+/// Makes sure a completed multipart object carries the retention and legal hold asked for. S3
+/// applies them from CreateMultipartUpload; servers that drop them there get them set explicitly,
+/// so the evidence is never left unprotected without an error.
+fn ensure_object_lock(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<String>,
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    options: &S3Options,
+) -> Result<()> {
+    if let Some(retention) = &options.retention
+        && head.object_lock_mode() != Some(&retention.mode)
+    {
+        let wanted = aws_sdk_s3::types::ObjectLockRetention::builder()
+            .mode(retention.mode.as_str().into())
+            .set_retain_until_date(options.retain_until())
+            .build();
+        runtime
+            .block_on(
+                client
+                    .put_object_retention()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(version.clone())
+                    .retention(wanted)
+                    .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                    .send(),
+            )
+            .map_err(|e| s3_error("set Object Lock retention on", bucket, key, e))?;
+    }
+    if options.legal_hold
+        && head.object_lock_legal_hold_status() != Some(&ObjectLockLegalHoldStatus::On)
+    {
+        let hold = aws_sdk_s3::types::ObjectLockLegalHold::builder()
+            .status(ObjectLockLegalHoldStatus::On)
+            .build();
+        runtime
+            .block_on(
+                client
+                    .put_object_legal_hold()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(version)
+                    .legal_hold(hold)
+                    .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                    .send(),
+            )
+            .map_err(|e| s3_error("set an Object Lock legal hold on", bucket, key, e))?;
+    }
+    Ok(())
+}
+
 /// Aborts every in-progress multipart upload of exactly `key`.
 fn abort_stale_uploads(
     runtime: &Handle,
@@ -507,12 +653,19 @@ pub fn put_small(
     options: &S3Options,
 ) -> Result<Option<String>> {
     let checksum = BASE64.encode(sha2::Sha256::digest(&body));
+    // Content-MD5 too: Object Lock writes have long required it, and some S3-compatible servers
+    // still do; the companions are small, so the extra digest costs nothing.
+    let md5 = BASE64.encode(md5::Md5::digest(&body));
     let mut request = client
         .put_object()
         .bucket(bucket)
         .key(key)
         .checksum_sha256(checksum)
+        .content_md5(md5)
         .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+        .set_object_lock_mode(options.lock_mode())
+        .set_object_lock_retain_until_date(options.retain_until())
+        .set_object_lock_legal_hold_status(options.legal_hold_status())
         .body(ByteStream::from(body));
     if let Some(kms) = &options.sse_kms_key_id {
         request = request
