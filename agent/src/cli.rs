@@ -131,6 +131,11 @@ pub struct S3Args {
 /// `verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The manifest written by `acquire` (the image is looked up beside it).
-    pub manifest: PathBuf,
+    /// The manifest written by `acquire`: a local path (the image is looked up beside it) or
+    /// `s3://BUCKET/KEY.manifest.json` (the image object it names is streamed back).
+    pub manifest: String,
+
+    /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers).
+    #[arg(long)]
+    pub s3_force_path_style: bool,
 }

@@ -6,11 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
 use imaging::manifest;
@@ -60,38 +56,15 @@ impl Destination {
                 anyhow!("--dest s3://… needs --incident (it is part of every key)"),
             )
         })?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Failure::new(
-                    Exit::Internal,
-                    anyhow!("cannot start the async runtime: {e}"),
-                )
-            })?;
-        let shared = runtime.block_on(
-            aws_config::defaults(BehaviorVersion::latest())
-                .retry_config(
-                    RetryConfig::standard().with_max_attempts(args.s3.s3_max_attempts.max(1)),
-                )
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(std::time::Duration::from_secs(10))
-                        .build(),
-                )
-                .load(),
+        let runtime = crate::aws::runtime()?;
+        let client = crate::aws::s3_client(
+            &runtime,
+            args.s3.s3_force_path_style,
+            args.s3.s3_max_attempts,
         );
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(args.s3.s3_force_path_style)
-            // We send SHA-256 checksums ourselves; the SDK's default CRC32 is refused by some
-            // S3-compatible servers and would cost a second pass over every byte.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
         Ok(Self::S3(Box::new(S3Target {
             runtime,
-            client: Client::from_conf(config),
+            client,
             url,
             incident,
             options: S3Options {

@@ -2,6 +2,7 @@
 //! signals, runs one command, and turns the result into a documented exit code (see `exit.rs`).
 
 mod acquire;
+mod aws;
 mod cli;
 mod destination;
 mod exit;

@@ -1,14 +1,17 @@
 //! `forensic-collector verify`: re-read an image and prove it still matches its manifest — every
 //! whole-image hash, every piece (so damage is located, not just detected), the size, and the
-//! `sha256sum` sidecar.
+//! `sha256sum` sidecar. Local images are re-read through the imaging pipeline; S3 images are
+//! streamed back object by object.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
 use imaging::device::{Source, SourceOptions};
+use imaging::hash::{HashAlgorithm, Hasher, Piece, PieceHasher};
 use imaging::manifest::Manifest;
 use imaging::naming::SafeName;
 use imaging::pipeline::{self, PipelineConfig};
@@ -18,20 +21,48 @@ use crate::cli::VerifyArgs;
 use crate::exit::{Exit, Failure};
 use crate::progress::Reporter;
 
+/// What re-reading the image found.
+struct Measured {
+    size: u64,
+    hashes: BTreeMap<HashAlgorithm, String>,
+    pieces: Vec<Piece>,
+    /// The sidecar's text, when there is one.
+    sidecar: Option<String>,
+}
+
 /// Verifies and returns `Exit::Ok` on a full match, `Exit::VerifyMismatch` otherwise.
 pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, Failure> {
-    let manifest = Manifest::read(&args.manifest)?;
-    let dir = args
-        .manifest
+    let (manifest, measured, image) = match args.manifest.strip_prefix("s3://") {
+        Some(rest) => measure_s3(rest, args.s3_force_path_style, cancel)?,
+        None => measure_local(Path::new(&args.manifest), json, cancel)?,
+    };
+    let problems = compare(&manifest, &measured);
+    if problems.is_empty() {
+        tracing::info!(image = %image, "Verification passed: the image matches its manifest.");
+        Ok(Exit::Ok)
+    } else {
+        tracing::error!(image = %image, problems = ?problems, "Verification FAILED: the image does not match its manifest.");
+        Ok(Exit::VerifyMismatch)
+    }
+}
+
+fn image_file_name(manifest: &Manifest, origin: &str) -> Result<(), Failure> {
+    SafeName::parse(&manifest.image.file_name, "image file name")
+        .map(|_| ())
+        .map_err(|e| Failure::new(Exit::Usage, anyhow!("manifest {origin}: {e}")))
+}
+
+fn measure_local(
+    path: &Path,
+    json: bool,
+    cancel: &AtomicBool,
+) -> Result<(Manifest, Measured, String), Failure> {
+    let manifest = Manifest::read(path)?;
+    image_file_name(&manifest, &path.display().to_string())?;
+    let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    SafeName::parse(&manifest.image.file_name, "image file name").map_err(|e| {
-        Failure::new(
-            Exit::Usage,
-            anyhow!("manifest {}: {e}", args.manifest.display()),
-        )
-    })?;
     let image = dir.join(&manifest.image.file_name);
     let source = Source::open(
         &image,
@@ -40,15 +71,6 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
             ..SourceOptions::default()
         },
     )?;
-
-    let mut problems = Vec::new();
-    if source.size() != manifest.image.size_bytes {
-        problems.push(format!(
-            "size is {} bytes, manifest says {}",
-            source.size(),
-            manifest.image.size_bytes
-        ));
-    }
     let config = PipelineConfig {
         algorithms: manifest.image.hashes.keys().copied().collect(),
         piece_size: manifest.image.piecewise.as_ref().map(|p| p.piece_size),
@@ -64,9 +86,140 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
     );
     reporter.finish();
     let outcome = outcome?;
+    let sidecar = fs::read_to_string(dir.join(format!("{}.sha256", manifest.image.file_name))).ok();
+    let measured = Measured {
+        size: source.size(),
+        hashes: outcome.hashes,
+        pieces: outcome.pieces,
+        sidecar,
+    };
+    Ok((manifest, measured, image.display().to_string()))
+}
 
+fn measure_s3(
+    rest: &str,
+    force_path_style: bool,
+    cancel: &AtomicBool,
+) -> Result<(Manifest, Measured, String), Failure> {
+    let (bucket, manifest_key) = rest
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| {
+            Failure::new(
+                Exit::Usage,
+                anyhow!("s3://{rest} is not an s3://BUCKET/KEY URL"),
+            )
+        })?;
+    let runtime = crate::aws::runtime()?;
+    let client = crate::aws::s3_client(&runtime, force_path_style, 10);
+    let origin = format!("s3://{bucket}/{manifest_key}");
+    let fetch_small = |key: &str| -> Option<Vec<u8>> {
+        runtime.block_on(async {
+            let object = client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .ok()?;
+            Some(object.body.collect().await.ok()?.into_bytes().to_vec())
+        })
+    };
+    let text = fetch_small(manifest_key).ok_or_else(|| {
+        Failure::new(
+            Exit::Destination,
+            anyhow!("cannot read the manifest {origin}"),
+        )
+    })?;
+    let manifest = Manifest::from_json(&String::from_utf8_lossy(&text), Path::new(&origin))?;
+    image_file_name(&manifest, &origin)?;
+    let prefix = manifest_key.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let image_key = manifest.image.s3.as_ref().map_or_else(
+        || {
+            if prefix.is_empty() {
+                manifest.image.file_name.clone()
+            } else {
+                format!("{prefix}/{}", manifest.image.file_name)
+            }
+        },
+        |s3| s3.key.clone(),
+    );
+    let version = manifest
+        .image
+        .s3
+        .as_ref()
+        .and_then(|s3| s3.version_id.clone())
+        .filter(|v| v != "null");
+    let object = runtime
+        .block_on(
+            client
+                .get_object()
+                .bucket(bucket)
+                .key(&image_key)
+                .set_version_id(version)
+                .send(),
+        )
+        .map_err(|e| {
+            let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+            Failure::new(
+                Exit::Destination,
+                anyhow!("cannot read s3://{bucket}/{image_key}: {detail}"),
+            )
+        })?;
+
+    let mut hashers: Vec<Hasher> = manifest
+        .image
+        .hashes
+        .keys()
+        .map(|&a| Hasher::new(a))
+        .collect();
+    let mut pieces = manifest
+        .image
+        .piecewise
+        .as_ref()
+        .map(|p| PieceHasher::new(p.algorithm, p.piece_size));
+    let mut size = 0u64;
+    let mut body = object.body;
+    while let Some(chunk) = runtime.block_on(body.next()) {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(imaging::Error::Cancelled.into());
+        }
+        let chunk = chunk.map_err(|e| {
+            Failure::new(
+                Exit::Destination,
+                anyhow!("reading s3://{bucket}/{image_key}: {e}"),
+            )
+        })?;
+        size += chunk.len() as u64;
+        hashers.iter_mut().for_each(|h| h.update(&chunk));
+        if let Some(pieces) = pieces.as_mut() {
+            pieces.update(&chunk);
+        }
+    }
+    let measured = Measured {
+        size,
+        hashes: hashers
+            .into_iter()
+            .map(|h| (h.algorithm(), h.finish_hex()))
+            .collect(),
+        pieces: pieces.map(PieceHasher::finish).unwrap_or_default(),
+        sidecar: fetch_small(&format!("{image_key}.sha256"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+    };
+    Ok((manifest, measured, format!("s3://{bucket}/{image_key}")))
+}
+
+/// Prints one line per check and returns the problems found.
+fn compare(manifest: &Manifest, measured: &Measured) -> Vec<String> {
+    let mut problems = Vec::new();
+    if measured.size != manifest.image.size_bytes {
+        problems.push(format!(
+            "size is {} bytes, manifest says {}",
+            measured.size, manifest.image.size_bytes
+        ));
+    }
     for (algorithm, expected) in &manifest.image.hashes {
-        let actual = outcome.hashes.get(algorithm).map_or("", String::as_str);
+        let actual = measured.hashes.get(algorithm).map_or("", String::as_str);
         if actual == expected {
             println!("{algorithm}: OK {actual}");
         } else {
@@ -75,22 +228,21 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         }
     }
     if let Some(piecewise) = &manifest.image.piecewise {
+        let got = measured
+            .pieces
+            .iter()
+            .map(Some)
+            .chain(std::iter::repeat(None));
         let bad: Vec<u64> = piecewise
             .pieces
             .iter()
-            .zip(
-                outcome
-                    .pieces
-                    .iter()
-                    .map(Some)
-                    .chain(std::iter::repeat(None)),
-            )
+            .zip(got)
             .filter(|(want, got)| {
                 got.is_none_or(|got| got.digest != want.digest || got.length != want.length)
             })
             .map(|(want, _)| want.index)
             .collect();
-        if bad.is_empty() && outcome.pieces.len() == piecewise.pieces.len() {
+        if bad.is_empty() && measured.pieces.len() == piecewise.pieces.len() {
             println!(
                 "pieces: OK {} x {} bytes",
                 piecewise.pieces.len(),
@@ -101,35 +253,12 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
             problems.push(format!("{} pieces differ", bad.len()));
         }
     }
-    if let Some(problem) = check_sidecar(dir, &manifest) {
-        problems.push(problem);
-    }
-
-    if problems.is_empty() {
-        tracing::info!(image = %image.display(), "Verification passed: the image matches its manifest.");
-        Ok(Exit::Ok)
-    } else {
-        tracing::error!(image = %image.display(), problems = ?problems, "Verification FAILED: the image does not match its manifest.");
-        Ok(Exit::VerifyMismatch)
-    }
-}
-
-/// The sidecar, when present, must say exactly what the manifest says.
-fn check_sidecar(dir: &Path, manifest: &Manifest) -> Option<String> {
-    let expected = manifest.sha256sum_line()?;
-    let path = dir.join(format!("{}.sha256", manifest.image.file_name));
-    match fs::read_to_string(&path) {
-        Ok(text) if text == expected => {
-            println!("sidecar: OK {}", path.display());
-            None
+    match (manifest.sha256sum_line(), &measured.sidecar) {
+        (Some(expected), Some(text)) if *text == expected => println!("sidecar: OK"),
+        (Some(_), Some(_)) => {
+            problems.push("the sha256 sidecar disagrees with the manifest".to_owned())
         }
-        Ok(_) => Some(format!(
-            "sidecar {} disagrees with the manifest",
-            path.display()
-        )),
-        Err(_) => {
-            println!("sidecar: absent");
-            None
-        }
+        _ => println!("sidecar: absent"),
     }
+    problems
 }

@@ -269,7 +269,16 @@ impl Manifest {
             reason,
         };
         let text = fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let manifest: Self = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses and checks a manifest text; `origin` names it in errors (a path, or an S3 URL).
+    pub fn from_json(text: &str, origin: &Path) -> Result<Self> {
+        let err = |reason: String| Error::Manifest {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let manifest: Self = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
         if manifest.schema != SCHEMA || manifest.schema_version > SCHEMA_VERSION {
             return Err(err(format!(
                 "unsupported schema {} version {}",

@@ -146,6 +146,36 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
         uploads.uploads().is_empty(),
         "no multipart upload may be left behind"
     );
+
+    // verify streams the object back from S3 and checks every hash, piece and the sidecar.
+    let manifest_url = format!("s3://evidence/{prefix}.manifest.json");
+    let mut verify = with_env(collector(), &server);
+    verify.args(["verify", &manifest_url, "--s3-force-path-style"]);
+    let ok = Run::of(&mut verify);
+    ok.expect_code(0);
+    assert!(
+        ok.stdout.contains("sha256: OK") && ok.stdout.contains("sidecar: OK"),
+        "{}",
+        ok.stdout
+    );
+
+    let mut tampered = original.clone();
+    tampered[12 << 20] ^= 1;
+    runtime
+        .block_on(
+            client
+                .put_object()
+                .bucket("evidence")
+                .key(format!("{prefix}.image.dd"))
+                .body(tampered.into())
+                .send(),
+        )
+        .unwrap();
+    let mut verify = with_env(collector(), &server);
+    verify.args(["verify", &manifest_url, "--s3-force-path-style"]);
+    let bad = Run::of(&mut verify);
+    bad.expect_code(4);
+    assert!(bad.stdout.contains("sha256: MISMATCH"), "{}", bad.stdout);
 }
 
 #[test]
