@@ -101,6 +101,10 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
     assert_eq!(s3["part_plan"]["part_size"], 8 * MIB);
     assert_eq!(s3["part_plan"]["parts"], 6);
     let checksum = s3["checksum_sha256"].as_str().unwrap();
+    assert!(
+        s3["server_checksum"].is_string(),
+        "moto keeps checksums: {s3}"
+    );
     assert!(checksum.ends_with("-6"), "{checksum}");
     let head = runtime
         .block_on(

@@ -229,8 +229,11 @@ pub struct S3Receipt {
     pub version_id: Option<String>,
     /// Part layout.
     pub part_plan: PartPlan,
-    /// S3's composite checksum (`base64(sha256(part digests))-N`), as returned and as recomputed.
+    /// Our composite checksum (`base64(sha256(part digests))-N`).
     pub checksum_sha256: String,
+    /// The checksum the server returned for the object, which matched ours; `None` when the server
+    /// keeps no checksums and so could not confirm the upload.
+    pub server_checksum: Option<String>,
 }
 
 type UploadedPart = (CompletedPart, [u8; 32]);
@@ -272,7 +275,7 @@ impl S3Sink {
         options: &S3Options,
     ) -> Result<Self> {
         let plan = PartPlan::for_size(size, options.min_part_size.max(5 << 20))?;
-        abort_stale_uploads(&runtime, &client, bucket, key, options)?;
+        abort_stale_uploads(&runtime, &client, bucket, key, options);
         let mut request = client
             .create_multipart_upload()
             .bucket(bucket)
@@ -445,16 +448,29 @@ impl S3Sink {
                     .send(),
             )
             .map_err(|e| s3_error("check", &self.bucket, &self.key, e))?;
-        let theirs = head.checksum_sha256().unwrap_or_default();
-        // S3 reports a composite checksum as `digest-N`; some S3-compatible servers omit `-N`.
-        let same = theirs == ours || ours.strip_suffix(&format!("-{count}")) == Some(theirs);
-        if !same {
-            return Err(Error::ChecksumMismatch {
-                location: format!("s3://{}/{}", self.bucket, self.key),
-                expected: ours,
-                actual: theirs.to_owned(),
-            });
-        }
+        // S3 reports a composite checksum as `digest-N`; some S3-compatible servers omit `-N`, and
+        // some keep none at all (s3s-fs): then the object is accepted on size alone, with a warning
+        // and `server_checksum: None` in the manifest. A checksum that differs is always fatal.
+        let theirs = head.checksum_sha256();
+        let server_checksum = match theirs {
+            None => {
+                tracing::warn!(bucket = %self.bucket, key = %self.key,
+                    "The server returned no SHA-256 for the completed object; it cannot confirm the image, the manifest says so.");
+                None
+            }
+            Some(theirs)
+                if theirs == ours || ours.strip_suffix(&format!("-{count}")) == Some(theirs) =>
+            {
+                Some(theirs.to_owned())
+            }
+            Some(theirs) => {
+                return Err(Error::ChecksumMismatch {
+                    location: format!("s3://{}/{}", self.bucket, self.key),
+                    expected: ours,
+                    actual: theirs.to_owned(),
+                });
+            }
+        };
         if head.content_length() != Some(i64::try_from(self.written).unwrap_or(i64::MAX)) {
             return Err(Error::ChecksumMismatch {
                 location: format!("s3://{}/{}", self.bucket, self.key),
@@ -487,6 +503,7 @@ impl S3Sink {
                 parts: count as u64,
             },
             checksum_sha256: ours,
+            server_checksum,
         })
     }
 
@@ -601,24 +618,32 @@ fn ensure_object_lock(
     Ok(())
 }
 
-/// Aborts every in-progress multipart upload of exactly `key`.
+/// Aborts every in-progress multipart upload of exactly `key`. Best effort: a server without
+/// ListMultipartUploads (s3s-fs answers NotImplemented) or a role without
+/// `s3:ListBucketMultipartUploads` gets a warning, not a failed acquisition.
 fn abort_stale_uploads(
     runtime: &Handle,
     client: &Client,
     bucket: &str,
     key: &str,
     options: &S3Options,
-) -> Result<()> {
-    let listed = runtime
-        .block_on(
-            client
-                .list_multipart_uploads()
-                .bucket(bucket)
-                .prefix(key)
-                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
-                .send(),
-        )
-        .map_err(|e| s3_error("list multipart uploads of", bucket, key, e))?;
+) {
+    let listed = runtime.block_on(
+        client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(key)
+            .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+            .send(),
+    );
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(err) => {
+            tracing::warn!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
+                "Cannot list multipart uploads; uploads left by an interrupted run, if any, are not cleaned up.");
+            return;
+        }
+    };
     for upload in listed.uploads() {
         let (Some(stale_key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
             continue;
@@ -626,21 +651,24 @@ fn abort_stale_uploads(
         if stale_key != key {
             continue;
         }
-        runtime
-            .block_on(
-                client
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .set_expected_bucket_owner(options.expected_bucket_owner.clone())
-                    .send(),
-            )
-            .map_err(|e| s3_error("abort a stale multipart upload of", bucket, key, e))?;
-        tracing::warn!(bucket, key, upload_id, initiated = ?upload.initiated(),
-            "Aborted a multipart upload of this image left by an interrupted run; starting over.");
+        let aborted = runtime.block_on(
+            client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        );
+        match aborted {
+            Ok(_) => tracing::warn!(bucket, key, upload_id, initiated = ?upload.initiated(),
+                "Aborted a multipart upload of this image left by an interrupted run; starting over."),
+            Err(err) => {
+                tracing::warn!(bucket, key, upload_id, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
+                "Could not abort a multipart upload left by an interrupted run.")
+            }
+        }
     }
-    Ok(())
 }
 
 /// Puts a small companion object (sidecar, capture log, manifest) with its SHA-256 checked by S3.
