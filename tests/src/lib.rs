@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub use fixtures::{FaultFs, Tmpfs};
 pub use loopdev::LoopDevice;
 pub use process::{Run, acquire, collector};
-pub use s3server::{FaultProxy, MotoServer};
+pub use s3server::{FaultProxy, LocalS3, MotoServer};
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {

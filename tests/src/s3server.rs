@@ -139,3 +139,64 @@ impl Drop for FaultProxy {
         let _ = self.child.wait();
     }
 }
+
+/// A moto server with one bucket, a runtime and an SDK client for assertions: the common start of
+/// every S3 suite.
+pub struct LocalS3 {
+    /// The server.
+    pub server: MotoServer,
+    /// Runtime for the client.
+    pub runtime: tokio::runtime::Runtime,
+    /// Client for assertions (talks to moto directly).
+    pub client: aws_sdk_s3::Client,
+}
+
+impl LocalS3 {
+    /// Starts moto and creates `bucket`, with Object Lock enabled when `object_lock`.
+    pub fn with_bucket(bucket: &str, object_lock: bool) -> Self {
+        let server = MotoServer::start();
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let client = server.client(&runtime);
+        runtime
+            .block_on(
+                client
+                    .create_bucket()
+                    .bucket(bucket)
+                    .object_lock_enabled_for_bucket(object_lock)
+                    .send(),
+            )
+            .expect("create bucket");
+        Self {
+            server,
+            runtime,
+            client,
+        }
+    }
+
+    /// `forensic-collector` with this server's endpoint and test credentials in its environment.
+    pub fn collector(&self) -> Command {
+        let mut cmd = crate::collector();
+        for (key, value) in self.server.env() {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// Multipart uploads still open in `bucket`.
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        self.runtime
+            .block_on(self.client.list_multipart_uploads().bucket(bucket).send())
+            .expect("list multipart uploads")
+            .uploads()
+            .len()
+    }
+
+    /// Number of objects in `bucket`.
+    pub fn object_count(&self, bucket: &str) -> usize {
+        self.runtime
+            .block_on(self.client.list_objects_v2().bucket(bucket).send())
+            .expect("list objects")
+            .contents()
+            .len()
+    }
+}

@@ -6,18 +6,11 @@ use std::fs;
 use std::process::Command;
 
 use collector_e2e::{
-    FaultFs, LoopDevice, MotoServer, Run, collector, random_file, require_root, sha256_hex,
+    FaultFs, LocalS3, LoopDevice, MotoServer, Run, random_file, require_root, sha256_hex,
 };
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
-
-fn with_env(mut cmd: Command, server: &MotoServer) -> Command {
-    for (key, value) in server.env() {
-        cmd.env(key, value);
-    }
-    cmd
-}
 
 /// Downloads a single-part object with the SDK (which checks its SHA-256 on the way).
 fn get(runtime: &tokio::runtime::Runtime, client: &aws_sdk_s3::Client, key: &str) -> Vec<u8> {
@@ -58,19 +51,15 @@ fn get_multipart(server: &MotoServer, key: &str) -> Vec<u8> {
 #[test]
 fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
     require_root();
-    let server = MotoServer::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = server.client(&runtime);
-    runtime
-        .block_on(client.create_bucket().bucket("evidence").send())
-        .expect("create bucket");
+    let local = LocalS3::with_bucket("evidence", false);
+    let (server, runtime, client) = (&local.server, &local.runtime, &local.client);
 
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source.raw");
     random_file(&source, 40 * MIB + 3 * 512, 31);
     let dev = LoopDevice::attach(&source, &["--direct-io=on"]);
 
-    let mut cmd = with_env(collector(), &server);
+    let mut cmd = local.collector();
     cmd.arg("acquire")
         .arg(dev.path())
         .args([
@@ -86,12 +75,11 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
 
     let prefix = "cases/IR-7/disk_evidence/vol-0123456789abcdef0";
     let original = fs::read(&source).unwrap();
-    let image = get_multipart(&server, &format!("{prefix}.image.dd"));
+    let image = get_multipart(server, &format!("{prefix}.image.dd"));
     assert!(image == original, "the S3 object differs from the device");
 
     let manifest: Value =
-        serde_json::from_slice(&get(&runtime, &client, &format!("{prefix}.manifest.json")))
-            .unwrap();
+        serde_json::from_slice(&get(runtime, client, &format!("{prefix}.manifest.json"))).unwrap();
     assert_eq!(manifest["image"]["hashes"]["sha256"], sha256_hex(&original));
     assert_eq!(
         manifest["image"]["location"],
@@ -132,7 +120,7 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
     );
 
     let sidecar =
-        String::from_utf8(get(&runtime, &client, &format!("{prefix}.image.dd.sha256"))).unwrap();
+        String::from_utf8(get(runtime, client, &format!("{prefix}.image.dd.sha256"))).unwrap();
     assert_eq!(
         sidecar,
         format!(
@@ -140,20 +128,18 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
             sha256_hex(&original)
         )
     );
-    let log = String::from_utf8(get(&runtime, &client, &format!("{prefix}.capture.log"))).unwrap();
+    let log = String::from_utf8(get(runtime, client, &format!("{prefix}.capture.log"))).unwrap();
     assert!(log.contains("Acquisition completed"), "{log}");
 
-    let uploads = runtime
-        .block_on(client.list_multipart_uploads().bucket("evidence").send())
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
+    assert_eq!(
+        local.open_uploads("evidence"),
+        0,
         "no multipart upload may be left behind"
     );
 
     // verify streams the object back from S3 and checks every hash, piece and the sidecar.
     let manifest_url = format!("s3://evidence/{prefix}.manifest.json");
-    let mut verify = with_env(collector(), &server);
+    let mut verify = local.collector();
     verify.args(["verify", &manifest_url, "--s3-force-path-style"]);
     let ok = Run::of(&mut verify);
     ok.expect_code(0);
@@ -175,7 +161,7 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
                 .send(),
         )
         .unwrap();
-    let mut verify = with_env(collector(), &server);
+    let mut verify = local.collector();
     verify.args(["verify", &manifest_url, "--s3-force-path-style"]);
     let bad = Run::of(&mut verify);
     bad.expect_code(4);
@@ -185,12 +171,12 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
 #[test]
 fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
     require_root();
-    let server = MotoServer::start();
+    let local = LocalS3::with_bucket("evidence", false);
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("s.raw");
     random_file(&source, MIB, 32);
 
-    let mut cmd = with_env(collector(), &server);
+    let mut cmd = local.collector();
     cmd.arg("acquire").arg(&source).args([
         "--dest",
         "s3://no-such-bucket/x",
@@ -202,7 +188,7 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
     run.expect_code(30);
     assert!(run.stderr.contains("NoSuchBucket"), "{}", run.stderr);
 
-    let mut cmd = with_env(collector(), &server);
+    let mut cmd = local.collector();
     cmd.arg("acquire")
         .arg(&source)
         .args(["--dest", "s3:/bucket", "--incident", "IR-8"]);
@@ -214,7 +200,7 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
         run.stderr
     );
 
-    let mut cmd = with_env(collector(), &server);
+    let mut cmd = local.collector();
     cmd.arg("acquire")
         .arg(&source)
         .args(["--dest", "s3://bucket/x"]);
@@ -226,12 +212,8 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
 #[test]
 fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
     require_root();
-    let server = MotoServer::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = server.client(&runtime);
-    runtime
-        .block_on(client.create_bucket().bucket("evidence").send())
-        .expect("create bucket");
+    let local = LocalS3::with_bucket("evidence", false);
+    let server = &local.server;
     let work = tempfile::tempdir().unwrap();
     let backing = work.path().join("slow.raw");
     random_file(&backing, 48 * MIB, 33);
@@ -251,17 +233,11 @@ fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
             .args(["--s3-force-path-style", "--queue-depth", "2"]);
     };
 
-    let mut first = with_env(collector(), &server);
+    let mut first = local.collector();
     args(&mut first);
     let mut child = Run::spawn(&mut first);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let pending = || {
-        runtime
-            .block_on(client.list_multipart_uploads().bucket("evidence").send())
-            .unwrap()
-            .uploads()
-            .len()
-    };
+    let pending = || local.open_uploads("evidence");
     while pending() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -273,7 +249,7 @@ fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
     let _ = child.wait();
     assert_eq!(pending(), 1, "the killed run leaves its upload open");
 
-    let mut second = with_env(collector(), &server);
+    let mut second = local.collector();
     args(&mut second);
     let rerun = Run::of(&mut second);
     rerun.expect_code(0);
@@ -283,7 +259,7 @@ fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
         rerun.stderr
     );
     assert_eq!(pending(), 0, "no multipart upload may be left behind");
-    let image = get_multipart(&server, "k/IR-9/disk_evidence/killed.image.dd");
+    let image = get_multipart(server, "k/IR-9/disk_evidence/killed.image.dd");
     assert!(
         image == fs::read(&backing).unwrap(),
         "the rerun's object differs from the source"
@@ -293,23 +269,13 @@ fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
 #[test]
 fn object_lock_retention_and_legal_hold_protect_every_object() {
     require_root();
-    let server = MotoServer::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = server.client(&runtime);
-    runtime
-        .block_on(
-            client
-                .create_bucket()
-                .bucket("locked")
-                .object_lock_enabled_for_bucket(true)
-                .send(),
-        )
-        .expect("create locked bucket");
+    let local = LocalS3::with_bucket("locked", true);
+    let (runtime, client) = (&local.runtime, &local.client);
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("s.raw");
     random_file(&source, 9 * MIB, 34);
 
-    let mut cmd = with_env(collector(), &server);
+    let mut cmd = local.collector();
     cmd.arg("acquire")
         .arg(&source)
         .args([
@@ -361,17 +327,12 @@ fn object_lock_retention_and_legal_hold_protect_every_object() {
 #[test]
 fn a_bucket_without_object_lock_is_refused_when_the_configuration_requires_it() {
     require_root();
-    let server = MotoServer::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = server.client(&runtime);
-    runtime
-        .block_on(client.create_bucket().bucket("plain").send())
-        .expect("create bucket");
+    let local = LocalS3::with_bucket("plain", false);
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("s.raw");
     random_file(&source, MIB, 35);
 
-    let mut cmd = with_env(collector(), &server);
+    let mut cmd = local.collector();
     cmd.arg("acquire").arg(&source).args([
         "--dest",
         "s3://plain/p",
@@ -387,12 +348,6 @@ fn a_bucket_without_object_lock_is_refused_when_the_configuration_requires_it() 
         "{}",
         run.stderr
     );
-    let listed = runtime
-        .block_on(client.list_objects_v2().bucket("plain").send())
-        .unwrap();
-    assert!(listed.contents().is_empty(), "nothing may be written");
-    let uploads = runtime
-        .block_on(client.list_multipart_uploads().bucket("plain").send())
-        .unwrap();
-    assert!(uploads.uploads().is_empty());
+    assert_eq!(local.object_count("plain"), 0, "nothing may be written");
+    assert_eq!(local.open_uploads("plain"), 0);
 }

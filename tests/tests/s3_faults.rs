@@ -4,43 +4,27 @@
 //! The same proxy records request headers, to show the evidence-protection options are sent.
 
 use std::fs;
-use std::process::Command;
 
-use collector_e2e::{
-    FaultProxy, MotoServer, Run, collector, random_file, require_root, sha256_hex,
-};
+use collector_e2e::{FaultProxy, LocalS3, Run, random_file, require_root, sha256_hex};
 
 const MIB: u64 = 1 << 20;
 
 struct Setup {
-    server: MotoServer,
-    runtime: tokio::runtime::Runtime,
-    client: aws_sdk_s3::Client,
+    s3: LocalS3,
     work: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
     require_root();
-    let server = MotoServer::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = server.client(&runtime);
-    runtime
-        .block_on(client.create_bucket().bucket("evidence").send())
-        .expect("create bucket");
     Setup {
-        server,
-        runtime,
-        client,
+        s3: LocalS3::with_bucket("evidence", false),
         work: tempfile::tempdir().unwrap(),
     }
 }
 
 /// `acquire` of `source` to `s3://evidence/f` through `proxy`.
 fn acquire_via(setup: &Setup, proxy: &FaultProxy, source: &std::path::Path, extra: &[&str]) -> Run {
-    let mut cmd: Command = collector();
-    for (key, value) in setup.server.env() {
-        cmd.env(key, value);
-    }
+    let mut cmd = setup.s3.collector();
     cmd.env("AWS_ENDPOINT_URL", proxy.endpoint())
         .arg("acquire")
         .arg(source)
@@ -75,7 +59,10 @@ fn transient_500s_and_resets_are_retried_and_the_object_still_verifies() {
     let setup = setup();
     let source = setup.work.path().join("s.raw");
     random_file(&source, 24 * MIB + 512, 41);
-    let proxy = FaultProxy::start(&setup.server, &["--fail-parts", "3", "--reset-parts", "2"]);
+    let proxy = FaultProxy::start(
+        &setup.s3.server,
+        &["--fail-parts", "3", "--reset-parts", "2"],
+    );
 
     acquire_via(&setup, &proxy, &source, &[]).expect_code(0);
 
@@ -88,9 +75,11 @@ fn transient_500s_and_resets_are_retried_and_the_object_still_verifies() {
         "4 parts stored once each"
     );
     let head = setup
+        .s3
         .runtime
         .block_on(
             setup
+                .s3
                 .client
                 .head_object()
                 .bucket("evidence")
@@ -103,9 +92,11 @@ fn transient_500s_and_resets_are_retried_and_the_object_still_verifies() {
         Some(i64::try_from(24 * MIB + 512).unwrap())
     );
     let manifest = setup
+        .s3
         .runtime
         .block_on(async {
             let o = setup
+                .s3
                 .client
                 .get_object()
                 .bucket("evidence")
@@ -127,7 +118,7 @@ fn an_exhausted_retry_budget_aborts_and_leaves_nothing_behind() {
     let setup = setup();
     let source = setup.work.path().join("s.raw");
     random_file(&source, 20 * MIB, 42);
-    let proxy = FaultProxy::start(&setup.server, &["--fail-all-parts"]);
+    let proxy = FaultProxy::start(&setup.s3.server, &["--fail-all-parts"]);
 
     let run = acquire_via(&setup, &proxy, &source, &["--s3-max-attempts", "2"]);
     run.expect_code(30);
@@ -138,26 +129,12 @@ fn an_exhausted_retry_budget_aborts_and_leaves_nothing_behind() {
     );
     assert!(run.stderr.contains("no manifest written"), "{}", run.stderr);
 
-    let listed = setup
-        .runtime
-        .block_on(setup.client.list_objects_v2().bucket("evidence").send())
-        .unwrap();
-    assert!(
-        listed.contents().is_empty(),
-        "no object may exist: {:?}",
-        listed.contents()
+    assert_eq!(setup.s3.object_count("evidence"), 0, "no object may exist");
+    assert_eq!(
+        setup.s3.open_uploads("evidence"),
+        0,
+        "the upload must be aborted"
     );
-    let uploads = setup
-        .runtime
-        .block_on(
-            setup
-                .client
-                .list_multipart_uploads()
-                .bucket("evidence")
-                .send(),
-        )
-        .unwrap();
-    assert!(uploads.uploads().is_empty(), "the upload must be aborted");
 }
 
 #[test]
@@ -165,7 +142,7 @@ fn sse_kms_and_the_expected_bucket_owner_are_sent_on_every_write() {
     let setup = setup();
     let source = setup.work.path().join("s.raw");
     random_file(&source, 9 * MIB, 43);
-    let proxy = FaultProxy::start(&setup.server, &[]);
+    let proxy = FaultProxy::start(&setup.s3.server, &[]);
     let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
     let run = acquire_via(
