@@ -42,6 +42,7 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub dest: Option<String>,
 
+    /// S3 destination settings.
     #[command(flatten)]
     pub s3: S3Args,
 

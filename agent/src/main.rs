@@ -1,31 +1,13 @@
 //! `forensic-collector`: the thin binary around the `imaging` engine. It parses, sets up logging and
 //! signals, runs one command, and turns the result into a documented exit code (see `exit.rs`).
 
-mod acquire;
-mod aws;
-mod cli;
-mod destination;
-mod exit;
-mod logging;
-mod progress;
-mod signals;
-mod sysinfo;
-mod verify;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::exit::Exit;
-
-/// `--version` output: package version and git revision.
-pub const VERSION_LINE: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("FORENSIC_COLLECTOR_GIT_REVISION"),
-    ")"
-);
+use forensic_collector::cli::{Cli, Command};
+use forensic_collector::exit::Exit;
+use forensic_collector::{acquire, logging, signals, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
