@@ -218,8 +218,9 @@ fn write_companions(
     manifest: &Manifest,
     capture: &CaptureLog,
 ) -> Result<(), Failure> {
-    if let Some(line) = manifest.sha256sum_line() {
-        destination.store(&files.sidecar, line.as_bytes())?;
+    destination.label_image(manifest);
+    if let Some(text) = manifest.sha256sum_text() {
+        destination.store(&files.sidecar, text.as_bytes())?;
     }
     tracing::info!(manifest = %files.manifest, "Writing manifest.");
     destination.store(&files.capture_log, &capture.contents())?;

@@ -98,6 +98,16 @@ pub struct S3Args {
     #[arg(long, default_value_t = 4)]
     pub parts_in_flight: usize,
 
+    /// Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory
+    /// stays flat for any disk size. Images that need bigger parts are split into segments.
+    #[arg(long, default_value = "160MiB")]
+    pub part_memory: ByteSize,
+
+    /// Largest object to create; bigger images are stored as numbered segment objects
+    /// (`NAME.image.dd.001`, …) listed in the manifest [default: 5TiB, S3's classic limit].
+    #[arg(long, default_value = "5TiB")]
+    pub max_object_size: ByteSize,
+
     /// Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with
     /// jitter between attempts, so the default 10 rides out about half a minute of throttling,
     /// 5xx answers or a restarting endpoint.

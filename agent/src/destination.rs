@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
-use imaging::manifest;
+use imaging::manifest::{self, Manifest};
 use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::sink::s3::{self, Retention, S3Options};
 use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
@@ -70,6 +70,8 @@ impl Destination {
             options: S3Options {
                 parts_in_flight: args.s3.parts_in_flight.max(1),
                 min_part_size: args.s3.part_size.as_u64(),
+                part_memory: args.s3.part_memory.as_u64(),
+                max_object_size: args.s3.max_object_size.as_u64(),
                 sse_kms_key_id: args.s3.sse_kms_key_id.clone(),
                 expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
                 metadata: Vec::new(),
@@ -149,6 +151,47 @@ impl Destination {
                     &s3.options,
                 )?;
                 Ok(Box::new(sink))
+            }
+        }
+    }
+
+    /// Tags the stored image object(s) with the case and the hashes, which S3 object metadata cannot
+    /// carry for a streamed upload (it is fixed before the first byte). A failure is a warning:
+    /// the manifest, written next, is the authoritative record.
+    pub fn label_image(&self, manifest: &Manifest) {
+        let (Self::S3(s3), Some(receipt)) = (self, &manifest.image.s3) else {
+            return;
+        };
+        let mut tags: Vec<(String, String)> = vec![(
+            "evidence-name".to_owned(),
+            manifest.case.evidence_name.clone(),
+        )];
+        if let Some(incident) = &manifest.case.incident_id {
+            tags.push(("incident-id".to_owned(), incident.clone()));
+        }
+        if let Some(volume) = &manifest.source.identity.ebs_volume_id {
+            tags.push(("source-volume-id".to_owned(), volume.to_string()));
+        }
+        for (algorithm, digest) in &manifest.image.hashes {
+            tags.push((format!("image-{algorithm}"), digest.clone()));
+        }
+        for object in &receipt.objects {
+            let mut object_tags = tags.clone();
+            if let Some(digest) = &object.sha256 {
+                object_tags.push(("segment-sha256".to_owned(), digest.clone()));
+            }
+            let tagged = s3::tag_object(
+                s3.runtime.handle(),
+                &s3.client,
+                &receipt.bucket,
+                &object.key,
+                object.version_id.as_deref(),
+                &object_tags,
+                &s3.options,
+            );
+            if let Err(err) = tagged {
+                tracing::warn!(key = %object.key, error = %err,
+                    "Could not tag the image object with its hashes; the manifest still records them.");
             }
         }
     }

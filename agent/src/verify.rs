@@ -16,6 +16,8 @@ use imaging::manifest::Manifest;
 use imaging::naming::SafeName;
 use imaging::pipeline::{self, PipelineConfig};
 use imaging::sink::DiscardSink;
+use imaging::sink::s3::{PartPlan, S3Object};
+use sha2::Digest;
 
 use crate::cli::VerifyArgs;
 use crate::exit::{Exit, Failure};
@@ -28,6 +30,8 @@ struct Measured {
     pieces: Vec<Piece>,
     /// The sidecar's text, when there is one.
     sidecar: Option<String>,
+    /// Segments (S3 objects) that differ from their own record.
+    object_problems: Vec<String>,
 }
 
 /// Verifies and returns `Exit::Ok` on a full match, `Exit::VerifyMismatch` otherwise.
@@ -92,6 +96,7 @@ fn measure_local(
         hashes: outcome.hashes,
         pieces: outcome.pieces,
         sidecar,
+        object_problems: Vec::new(),
     };
     Ok((manifest, measured, image.display().to_string()))
 }
@@ -134,28 +139,133 @@ fn measure_s3(
     let manifest = Manifest::from_json(&String::from_utf8_lossy(&text), Path::new(&origin))?;
     image_file_name(&manifest, &origin)?;
     let prefix = manifest_key.rsplit_once('/').map_or("", |(dir, _)| dir);
-    let image_key = manifest.image.s3.as_ref().map_or_else(
+    let beside = |file: &str| {
+        if prefix.is_empty() {
+            file.to_owned()
+        } else {
+            format!("{prefix}/{file}")
+        }
+    };
+    let objects = manifest.image.s3.as_ref().map_or_else(
         || {
-            if prefix.is_empty() {
-                manifest.image.file_name.clone()
-            } else {
-                format!("{prefix}/{}", manifest.image.file_name)
-            }
+            vec![S3Object {
+                key: beside(&manifest.image.file_name),
+                offset: 0,
+                size_bytes: manifest.image.size_bytes,
+                part_plan: PartPlan {
+                    part_size: 0,
+                    parts: 0,
+                },
+                etag: None,
+                version_id: None,
+                checksum_sha256: String::new(),
+                server_checksum: None,
+                sha256: None,
+            }]
         },
-        |s3| s3.key.clone(),
+        |s3| s3.objects.clone(),
     );
-    let version = manifest
-        .image
-        .s3
-        .as_ref()
-        .and_then(|s3| s3.version_id.clone())
-        .filter(|v| v != "null");
-    let object = runtime
+
+    let mut whole = WholeImage::new(&manifest);
+    let mut problems = Vec::new();
+    for object in &objects {
+        let measured = stream_object(&runtime, &client, bucket, object, &mut whole, cancel)?;
+        if measured.size != object.size_bytes {
+            problems.push(format!(
+                "{} is {} bytes, manifest says {}",
+                object.key, measured.size, object.size_bytes
+            ));
+        }
+        if let Some(expected) = &object.sha256 {
+            if *expected == measured.sha256 {
+                println!("segment {}: OK {expected}", object.key);
+            } else {
+                println!(
+                    "segment {}: MISMATCH expected {expected} got {}",
+                    object.key, measured.sha256
+                );
+                problems.push(format!("segment {} differs", object.key));
+            }
+        }
+    }
+    let sidecar = fetch_small(&beside(&format!("{}.sha256", manifest.image.file_name)))
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let measured = whole.finish(sidecar, problems);
+    let location = objects.first().map_or_else(String::new, |o| o.key.clone());
+    Ok((manifest, measured, format!("s3://{bucket}/{location}")))
+}
+
+/// The whole-image hashes and pieces, fed object by object.
+struct WholeImage {
+    size: u64,
+    hashers: Vec<Hasher>,
+    pieces: Option<PieceHasher>,
+}
+
+impl WholeImage {
+    fn new(manifest: &Manifest) -> Self {
+        Self {
+            size: 0,
+            hashers: manifest
+                .image
+                .hashes
+                .keys()
+                .map(|&a| Hasher::new(a))
+                .collect(),
+            pieces: manifest
+                .image
+                .piecewise
+                .as_ref()
+                .map(|p| PieceHasher::new(p.algorithm, p.piece_size)),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.size += chunk.len() as u64;
+        self.hashers.iter_mut().for_each(|h| h.update(chunk));
+        if let Some(pieces) = self.pieces.as_mut() {
+            pieces.update(chunk);
+        }
+    }
+
+    fn finish(self, sidecar: Option<String>, problems: Vec<String>) -> Measured {
+        Measured {
+            size: self.size,
+            hashes: self
+                .hashers
+                .into_iter()
+                .map(|h| (h.algorithm(), h.finish_hex()))
+                .collect(),
+            pieces: self.pieces.map(PieceHasher::finish).unwrap_or_default(),
+            sidecar,
+            object_problems: problems,
+        }
+    }
+}
+
+/// What one object held.
+struct ObjectMeasure {
+    size: u64,
+    sha256: String,
+}
+
+/// Streams one object (the version the manifest names) into the whole-image hashes.
+fn stream_object(
+    runtime: &tokio::runtime::Runtime,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    object: &S3Object,
+    whole: &mut WholeImage,
+    cancel: &AtomicBool,
+) -> Result<ObjectMeasure, Failure> {
+    let key = &object.key;
+    let version = object.version_id.clone().filter(|v| v != "null");
+    let response = runtime
         .block_on(
             client
                 .get_object()
                 .bucket(bucket)
-                .key(&image_key)
+                .key(key)
                 .set_version_id(version)
                 .send(),
         )
@@ -163,23 +273,12 @@ fn measure_s3(
             let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
             Failure::new(
                 Exit::Destination,
-                anyhow!("cannot read s3://{bucket}/{image_key}: {detail}"),
+                anyhow!("cannot read s3://{bucket}/{key}: {detail}"),
             )
         })?;
-
-    let mut hashers: Vec<Hasher> = manifest
-        .image
-        .hashes
-        .keys()
-        .map(|&a| Hasher::new(a))
-        .collect();
-    let mut pieces = manifest
-        .image
-        .piecewise
-        .as_ref()
-        .map(|p| PieceHasher::new(p.algorithm, p.piece_size));
+    let mut own = object.sha256.is_some().then(sha2::Sha256::new);
     let mut size = 0u64;
-    let mut body = object.body;
+    let mut body = response.body;
     while let Some(chunk) = runtime.block_on(body.next()) {
         if cancel.load(Ordering::Relaxed) {
             return Err(imaging::Error::Cancelled.into());
@@ -187,31 +286,24 @@ fn measure_s3(
         let chunk = chunk.map_err(|e| {
             Failure::new(
                 Exit::Destination,
-                anyhow!("reading s3://{bucket}/{image_key}: {e}"),
+                anyhow!("reading s3://{bucket}/{key}: {e}"),
             )
         })?;
         size += chunk.len() as u64;
-        hashers.iter_mut().for_each(|h| h.update(&chunk));
-        if let Some(pieces) = pieces.as_mut() {
-            pieces.update(&chunk);
+        whole.update(&chunk);
+        if let Some(own) = own.as_mut() {
+            own.update(&chunk);
         }
     }
-    let measured = Measured {
+    Ok(ObjectMeasure {
         size,
-        hashes: hashers
-            .into_iter()
-            .map(|h| (h.algorithm(), h.finish_hex()))
-            .collect(),
-        pieces: pieces.map(PieceHasher::finish).unwrap_or_default(),
-        sidecar: fetch_small(&format!("{image_key}.sha256"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned()),
-    };
-    Ok((manifest, measured, format!("s3://{bucket}/{image_key}")))
+        sha256: own.map(|h| hex::encode(h.finalize())).unwrap_or_default(),
+    })
 }
 
 /// Prints one line per check and returns the problems found.
 fn compare(manifest: &Manifest, measured: &Measured) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems = measured.object_problems.clone();
     if measured.size != manifest.image.size_bytes {
         problems.push(format!(
             "size is {} bytes, manifest says {}",
@@ -253,7 +345,7 @@ fn compare(manifest: &Manifest, measured: &Measured) -> Vec<String> {
             problems.push(format!("{} pieces differ", bad.len()));
         }
     }
-    match (manifest.sha256sum_line(), &measured.sidecar) {
+    match (manifest.sha256sum_text(), &measured.sidecar) {
         (Some(expected), Some(text)) if *text == expected => println!("sidecar: OK"),
         (Some(_), Some(_)) => {
             problems.push("the sha256 sidecar disagrees with the manifest".to_owned())

@@ -23,7 +23,7 @@ use crate::sink::local::sync_parent;
 /// Identifies manifests written by this tool.
 pub const SCHEMA: &str = "forensic-collector/manifest";
 /// Version of the manifest layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The whole record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,10 +288,20 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The `sha256sum -c` line for the image, when SHA-256 was computed.
-    pub fn sha256sum_line(&self) -> Option<String> {
+    /// The `sha256sum -c` sidecar, when SHA-256 was computed: one line for each segment of a split
+    /// image (checkable as soon as they are downloaded, with `--ignore-missing`), then the line for
+    /// the whole image (checkable once the segments are concatenated in name order).
+    pub fn sha256sum_text(&self) -> Option<String> {
         let digest = self.image.hashes.get(&HashAlgorithm::Sha256)?;
-        Some(format!("{digest}  {}\n", self.image.file_name))
+        let mut text = String::new();
+        for object in self.image.s3.iter().flat_map(|s3| &s3.objects) {
+            if let Some(segment_digest) = &object.sha256 {
+                let file = object.key.rsplit('/').next().unwrap_or(&object.key);
+                text.push_str(&format!("{segment_digest}  {file}\n"));
+            }
+        }
+        text.push_str(&format!("{digest}  {}\n", self.image.file_name));
+        Some(text)
     }
 }
 

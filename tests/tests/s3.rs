@@ -48,6 +48,25 @@ fn get_multipart(server: &MotoServer, key: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// The tags of an object, as a map.
+fn object_tags(local: &LocalS3, key: &str) -> std::collections::BTreeMap<String, String> {
+    local
+        .runtime
+        .block_on(
+            local
+                .client
+                .get_object_tagging()
+                .bucket("evidence")
+                .key(key)
+                .send(),
+        )
+        .expect("get object tagging")
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
+}
+
 #[test]
 fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
     require_root();
@@ -85,7 +104,14 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
         manifest["image"]["location"],
         format!("s3://evidence/{prefix}.image.dd")
     );
-    let s3 = &manifest["image"]["s3"];
+    let objects = manifest["image"]["s3"]["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 1, "40 MiB is one object");
+    let s3 = &objects[0];
+    assert_eq!(s3["key"], format!("{prefix}.image.dd"));
+    assert!(
+        s3.get("sha256").is_none(),
+        "an unsplit image has no segment hash"
+    );
     assert_eq!(s3["part_plan"]["part_size"], 8 * MIB);
     assert_eq!(s3["part_plan"]["parts"], 6);
     let checksum = s3["checksum_sha256"].as_str().unwrap();
@@ -118,6 +144,15 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
             .map(String::as_str),
         Some("IR-7")
     );
+
+    // The hashes are known only after the last byte, when metadata is fixed; tags carry them.
+    let tags = object_tags(&local, &format!("{prefix}.image.dd"));
+    assert_eq!(
+        tags.get("image-sha256").map(String::as_str),
+        Some(sha256_hex(&original).as_str())
+    );
+    assert!(tags.contains_key("image-blake3"), "{tags:?}");
+    assert_eq!(tags.get("incident-id").map(String::as_str), Some("IR-7"));
 
     let sidecar =
         String::from_utf8(get(runtime, client, &format!("{prefix}.image.dd.sha256"))).unwrap();

@@ -1,0 +1,135 @@
+//! The S3 destination: the image streams from the pipeline into multipart uploads, with no local
+//! copy.
+//!
+//! Each part carries its own SHA-256 checksum, which S3 verifies on receipt; on completion S3 returns
+//! the composite checksum (SHA-256 of the part digests, `-N`), which we recompute and compare, so
+//! every object is proven to hold exactly the bytes we hashed. A part is kept in memory until S3 has
+//! accepted it, so the SDK's retries resend it without reading the device again; memory is bounded
+//! by `(parts_in_flight + 1) × part_size`, and the part size by a memory budget. An image that does
+//! not fit one object under those limits is stored as numbered segment objects.
+//!
+//! # Layout
+//! - `plan`: part size and segments for an image size.
+//! - `options`: tuning and evidence protection asked for.
+//! - `multipart`: one multipart upload and its checksum proof.
+//! - `sink`: the [`Sink`](crate::sink::Sink) that feeds segments from the pipeline.
+//! - `protect`: Object Lock, leftovers of interrupted runs, tags.
+//! - `small`: the companion objects.
+
+mod multipart;
+mod options;
+mod plan;
+mod protect;
+mod sink;
+mod small;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+pub use multipart::S3Object;
+pub use options::{DEFAULT_PART_MEMORY, Retention, S3Options};
+pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits};
+pub use protect::{require_object_lock, tag_object};
+pub use sink::{S3Receipt, S3Sink};
+pub use small::put_small;
+
+/// An `s3://bucket/prefix` destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Url {
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key of `name` under the prefix (`prefix/name`, or `name` without a prefix).
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+}
+
+impl FromStr for S3Url {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::InvalidSetting(format!("{text:?} is not an s3://bucket/prefix URL: {why}"))
+        };
+        let rest = text
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("it must start with s3://"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !bucket.starts_with(['-', '.'])
+            && !bucket.ends_with(['-', '.']);
+        if !bucket_ok {
+            return Err(bad(
+                "the bucket name must be 3-63 lower-case letters, digits, '-' or '.'",
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|seg| seg == "." || seg == "..") || prefix.contains("//") {
+            return Err(bad(
+                "the prefix must not contain empty, '.' or '..' segments",
+            ));
+        }
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+pub(crate) fn s3_error<E: std::error::Error + Send + Sync + 'static>(
+    action: &'static str,
+    bucket: &str,
+    key: &str,
+    err: E,
+) -> Error {
+    Error::S3 {
+        action,
+        location: format!("s3://{bucket}/{key}"),
+        message: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_parse_and_reject_junk() {
+        let url: S3Url = "s3://evidence-bucket/cases/2026/".parse().unwrap();
+        assert_eq!(url.bucket(), "evidence-bucket");
+        assert_eq!(url.key("x.dd"), "cases/2026/x.dd");
+        assert_eq!("s3://abc".parse::<S3Url>().unwrap().key("x"), "x");
+        for bad in [
+            "http://b/p",
+            "s3://",
+            "s3://ab",
+            "s3://Bad_Bucket/p",
+            "s3://bucket/../x",
+            "s3://bucket/a//b",
+        ] {
+            assert!(bad.parse::<S3Url>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Guarding the evidence in the bucket: Object Lock required and enforced, leftovers of interrupted
+//! runs aborted, segments of a failed run removed, and the finished image labelled with its hashes.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockLegalHoldStatus, Tag, Tagging};
+use tokio::runtime::Handle;
+
+use super::options::S3Options;
+use super::s3_error;
+use crate::error::{Error, Result};
+
+/// Refuses a bucket without Object Lock when the configuration requires it: evidence that the
+/// configuration promises to be immutable must not silently land somewhere it is not.
+pub fn require_object_lock(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    options: &S3Options,
+) -> Result<()> {
+    let config = runtime.block_on(
+        client
+            .get_object_lock_configuration()
+            .bucket(bucket)
+            .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+            .send(),
+    );
+    let enabled = config
+        .as_ref()
+        .ok()
+        .and_then(|c| c.object_lock_configuration())
+        .and_then(|c| c.object_lock_enabled())
+        == Some(&ObjectLockEnabled::Enabled);
+    if enabled {
+        return Ok(());
+    }
+    let detail = match config {
+        Err(err) => aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+        Ok(_) => "Object Lock is not enabled".to_owned(),
+    };
+    Err(Error::S3 {
+        action: "use bucket",
+        location: format!("s3://{bucket}"),
+        message: format!(
+            "the configuration requires Object Lock and the bucket does not have it ({detail})"
+        ),
+    })
+}
+
+/// Makes sure a completed multipart object carries the retention and legal hold asked for. S3
+/// applies them from CreateMultipartUpload; servers that drop them there get them set explicitly,
+/// so the evidence is never left unprotected without an error.
+pub(super) fn ensure_object_lock(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<String>,
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    options: &S3Options,
+) -> Result<()> {
+    if let Some(retention) = &options.retention
+        && head.object_lock_mode() != Some(&retention.mode)
+    {
+        let wanted = aws_sdk_s3::types::ObjectLockRetention::builder()
+            .mode(retention.mode.as_str().into())
+            .set_retain_until_date(options.retain_until())
+            .build();
+        runtime
+            .block_on(
+                client
+                    .put_object_retention()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(version.clone())
+                    .retention(wanted)
+                    .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                    .send(),
+            )
+            .map_err(|e| s3_error("set Object Lock retention on", bucket, key, e))?;
+    }
+    if options.legal_hold
+        && head.object_lock_legal_hold_status() != Some(&ObjectLockLegalHoldStatus::On)
+    {
+        let hold = aws_sdk_s3::types::ObjectLockLegalHold::builder()
+            .status(ObjectLockLegalHoldStatus::On)
+            .build();
+        runtime
+            .block_on(
+                client
+                    .put_object_legal_hold()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(version)
+                    .legal_hold(hold)
+                    .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                    .send(),
+            )
+            .map_err(|e| s3_error("set an Object Lock legal hold on", bucket, key, e))?;
+    }
+    Ok(())
+}
+
+/// Aborts every in-progress multipart upload of the image at `key` or one of its segments. Best effort: a server without
+/// ListMultipartUploads (s3s-fs answers NotImplemented) or a role without
+/// `s3:ListBucketMultipartUploads` gets a warning, not a failed acquisition.
+pub(super) fn abort_stale_uploads(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    options: &S3Options,
+) {
+    let listed = runtime.block_on(
+        client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(key)
+            .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+            .send(),
+    );
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(err) => {
+            tracing::warn!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
+                "Cannot list multipart uploads; uploads left by an interrupted run, if any, are not cleaned up.");
+            return;
+        }
+    };
+    for upload in listed.uploads() {
+        let (Some(stale_key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+            continue;
+        };
+        if !is_image_key(stale_key, key) {
+            continue;
+        }
+        let aborted = runtime.block_on(
+            client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(stale_key)
+                .upload_id(upload_id)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        );
+        match aborted {
+            Ok(_) => {
+                tracing::warn!(bucket, key = stale_key, upload_id, initiated = ?upload.initiated(),
+                "Aborted a multipart upload of this image left by an interrupted run; starting over.")
+            }
+            Err(err) => {
+                tracing::warn!(bucket, key, upload_id, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
+                "Could not abort a multipart upload left by an interrupted run.")
+            }
+        }
+    }
+}
+
+/// Whether `candidate` is the image key itself or one of its numbered segments (`key.001`, …).
+fn is_image_key(candidate: &str, key: &str) -> bool {
+    candidate == key
+        || candidate
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Deletes objects a failed run already completed (earlier segments), so no partial image is left
+/// that could be taken for evidence. Best effort: under Object Lock or without `s3:DeleteObject`
+/// they stay, with an error in the log; without a manifest they never look complete.
+pub(super) fn delete_objects(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    keys: &[String],
+    options: &S3Options,
+) {
+    for key in keys {
+        let deleted = runtime.block_on(
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        );
+        match deleted {
+            Ok(_) => tracing::warn!(bucket, key, "Deleted a segment of the failed image."),
+            Err(err) => {
+                tracing::error!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
+                "Could not delete a segment of the failed image; it has no manifest and is not evidence.")
+            }
+        }
+    }
+}
+
+/// Tags an object with its hashes and case. Object metadata is fixed when an upload starts, before
+/// the hashes exist; tags can be added afterwards, so the object alone names its digests.
+pub fn tag_object(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    tags: &[(String, String)],
+    options: &S3Options,
+) -> Result<()> {
+    let tag_set = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::InvalidSetting(format!("bad object tag: {e}")))?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tag_set))
+        .build()
+        .map_err(|e| Error::InvalidSetting(format!("bad object tags: {e}")))?;
+    runtime
+        .block_on(
+            client
+                .put_object_tagging()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version_id.filter(|v| *v != "null").map(str::to_owned))
+                .tagging(tagging)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        )
+        .map_err(|e| s3_error("tag", bucket, key, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_uploads_of_the_image_and_its_segments_are_recognised() {
+        assert!(is_image_key("a/x.image.dd", "a/x.image.dd"));
+        assert!(is_image_key("a/x.image.dd.001", "a/x.image.dd"));
+        assert!(is_image_key("a/x.image.dd.1234", "a/x.image.dd"));
+        assert!(!is_image_key("a/x.image.dd.sha256", "a/x.image.dd"));
+        assert!(!is_image_key("a/x.image.dd2", "a/x.image.dd"));
+        assert!(!is_image_key("a/x.image.dd.01", "a/x.image.dd"));
+    }
+}
