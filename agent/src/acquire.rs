@@ -20,6 +20,7 @@ use crate::destination::Destination;
 use crate::exit::{Exit, Failure};
 use crate::logging::CaptureLog;
 use crate::progress::Reporter;
+use crate::result::AcquisitionResult;
 use crate::sysinfo;
 
 /// Runs an acquisition and returns how the process should exit.
@@ -102,6 +103,10 @@ pub fn run(
     let manifest = Manifest::new(context, &source, &config, outcome);
     log_result(&manifest);
     write_companions(&destination, &files, &manifest, capture)?;
+    if args.result_json {
+        AcquisitionResult::from_manifest(&manifest, destination.describe_file(&files.manifest))
+            .print();
+    }
     Ok(match manifest.acquisition.status {
         Status::Completed => Exit::Ok,
         Status::CompletedWithErrors => Exit::CompletedWithErrors,

@@ -81,6 +81,11 @@ pub struct AcquireArgs {
     /// Seconds between progress log lines when no progress bar is shown.
     #[arg(long, default_value_t = 10)]
     pub progress_interval: u64,
+
+    /// Print one JSON line on stdout at the end: status, exit code, hashes, where the evidence is,
+    /// bad ranges (or the error). For callers such as the `watch` daemon and SSM Run Command.
+    #[arg(long)]
+    pub result_json: bool,
 }
 
 /// S3 options of `acquire --dest`.

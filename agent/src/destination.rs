@@ -84,9 +84,14 @@ impl Destination {
 
     /// Where the evidence will be, for logs.
     pub fn describe(&self, files: &EvidenceFiles) -> String {
+        self.describe_file(&files.image)
+    }
+
+    /// Where `file_name` of the evidence is stored: a path or an `s3://` URI.
+    pub fn describe_file(&self, file_name: &str) -> String {
         match self {
-            Self::Local(dir) => dir.join(&files.image).display().to_string(),
-            Self::S3(s3) => format!("s3://{}/{}", s3.url.bucket(), s3.key(&files.image)),
+            Self::Local(dir) => dir.join(file_name).display().to_string(),
+            Self::S3(s3) => format!("s3://{}/{}", s3.url.bucket(), s3.key(file_name)),
         }
     }
 

@@ -60,6 +60,30 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// The exit for a documented code, e.g. from a child process.
+    pub fn from_code(code: u8) -> Option<Exit> {
+        [
+            Exit::Ok,
+            Exit::Internal,
+            Exit::Usage,
+            Exit::CompletedWithErrors,
+            Exit::VerifyMismatch,
+            Exit::SourceMissing,
+            Exit::SourcePermission,
+            Exit::SourceUnusable,
+            Exit::SourceVanished,
+            Exit::SourceRead,
+            Exit::Output,
+            Exit::OutputFull,
+            Exit::Destination,
+            Exit::Interrupted,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
         ExitCode::from(exit.code())

@@ -8,6 +8,7 @@
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
 //! - `aws`: the shared tokio runtime and AWS clients.
 //! - `exit`: outcomes → documented exit codes.
+//! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
 
 pub mod acquire;
@@ -17,6 +18,7 @@ pub mod destination;
 pub mod exit;
 pub mod logging;
 pub mod progress;
+pub mod result;
 pub mod signals;
 pub mod sysinfo;
 pub mod verify;

@@ -7,6 +7,7 @@ use clap::Parser;
 
 use forensic_collector::cli::{Cli, Command};
 use forensic_collector::exit::Exit;
+use forensic_collector::result::AcquisitionResult;
 use forensic_collector::{acquire, logging, signals, verify};
 
 fn main() -> ExitCode {
@@ -28,6 +29,11 @@ fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(failure) => {
             tracing::error!(exit_code = failure.exit.code(), "{}", failure.error);
+            if let Command::Acquire(args) = &cli.command
+                && args.result_json
+            {
+                AcquisitionResult::failed(failure.exit, format!("{:#}", failure.error)).print();
+            }
             failure.exit.into()
         }
     }
