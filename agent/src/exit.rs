@@ -18,6 +18,12 @@ pub enum Exit {
     CompletedWithErrors,
     /// Verification found a mismatch.
     VerifyMismatch,
+    /// Bad configuration or job context: the config file, an environment variable or the user
+    /// data is malformed or holds an invalid value.
+    Config,
+    /// No job context: IMDS is configured but unreachable, or no source sets the bucket or the
+    /// incident ID. Retrying later (or on EC2) may succeed without changing any input.
+    JobContextUnavailable,
     /// The source does not exist.
     SourceMissing,
     /// No permission for the source.
@@ -47,6 +53,8 @@ impl Exit {
             Exit::Usage => 2,
             Exit::CompletedWithErrors => 3,
             Exit::VerifyMismatch => 4,
+            Exit::Config => 5,
+            Exit::JobContextUnavailable => 6,
             Exit::SourceMissing => 10,
             Exit::SourcePermission => 11,
             Exit::SourceUnusable => 12,
@@ -121,6 +129,8 @@ mod tests {
             Exit::Usage,
             Exit::CompletedWithErrors,
             Exit::VerifyMismatch,
+            Exit::Config,
+            Exit::JobContextUnavailable,
             Exit::SourceMissing,
             Exit::SourcePermission,
             Exit::SourceUnusable,

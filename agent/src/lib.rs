@@ -7,14 +7,18 @@
 //! - `acquire` / `verify`: the one-shot commands.
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
 //! - `aws`: the shared tokio runtime and AWS clients.
+//! - `config`: the daemon's layered, validated configuration and `config check`; `imds`: EC2 user
+//!   data and instance ID over IMDSv2.
 //! - `exit`: outcomes → documented exit codes.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
 
 pub mod acquire;
 pub mod aws;
 pub mod cli;
+pub mod config;
 pub mod destination;
 pub mod exit;
+pub mod imds;
 pub mod logging;
 pub mod progress;
 pub mod signals;
