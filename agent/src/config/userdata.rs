@@ -138,7 +138,8 @@ fn assignment(line: &str) -> Option<(String, String)> {
 }
 
 /// The first shell word of `text`: quoted (`"…"`, `'…'`, without the quotes) or up to whitespace or
-/// `;`. Enough for the lines launch tooling writes; anything fancier is not recognised.
+/// a shell operator (`;`, `>`, `|`, `&`). Enough for the lines launch tooling writes; anything
+/// fancier is not recognised.
 fn shell_word(text: &str) -> String {
     let mut out = String::new();
     let mut chars = text.chars();
@@ -152,7 +153,7 @@ fn shell_word(text: &str) -> String {
                     out.push(next);
                 }
             }
-            (None, c) if c.is_whitespace() || c == ';' => break,
+            (None, c) if c.is_whitespace() || matches!(c, ';' | '>' | '|' | '&') => break,
             (_, c) => out.push(c),
         }
     }
@@ -188,6 +189,7 @@ mod tests {
             echo \"IMAGE_NAME=vol-0123456789abcdef0\" >> /etc/environment\n\
             echo 'INCIDENT_ID=IR-2026-0042' | tee -a /etc/environment\n\
             export DESTINATION_PREFIX=\"forensics\"\n\
+            echo IMAGE_NAME=vol-0123456789abcdef0>>/etc/environment\n\
             UNRELATED=1\n";
         let data = parse(script).unwrap().unwrap();
         assert_eq!(data.format, UserDataFormat::Shell);
@@ -204,7 +206,11 @@ mod tests {
             Some("IR-2026-0042")
         );
         assert_eq!(value(&data, "job.prefix").as_deref(), Some("forensics"));
-        assert_eq!(data.settings.len(), 4);
+        assert_eq!(
+            data.settings.len(),
+            5,
+            "IMAGE_NAME twice; the later line wins"
+        );
     }
 
     #[test]
