@@ -26,6 +26,29 @@ pub enum Command {
     Acquire(Box<AcquireArgs>),
     /// Re-hash an image and compare it with its manifest.
     Verify(VerifyArgs),
+    /// Inspect the daemon's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the config file, EC2 user data and environment as `watch` would, validate, and print
+    /// every key with its source; `--json` prints JSON.
+    Check(ConfigCheckArgs),
+}
+
+/// `config check` options.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// Config file [default: $FORENSIC_COLLECTOR_CONFIG, else /etc/forensic-collector/config.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Exit 0 even without a bucket or incident ID (checking an image before any job exists).
+    #[arg(long)]
+    pub allow_missing_job: bool,
 }
 
 /// `acquire` options.

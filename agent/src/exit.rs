@@ -18,6 +18,12 @@ pub enum Exit {
     CompletedWithErrors,
     /// Verification found a mismatch.
     VerifyMismatch,
+    /// Bad configuration or job context: the config file, an environment variable or the user
+    /// data is malformed or holds an invalid value.
+    Config,
+    /// No job context: IMDS is configured but unreachable, or no source sets the bucket or the
+    /// incident ID. Retrying later (or on EC2) may succeed without changing any input.
+    JobContextUnavailable,
     /// The source does not exist.
     SourceMissing,
     /// No permission for the source.
@@ -47,6 +53,8 @@ impl Exit {
             Exit::Usage => 2,
             Exit::CompletedWithErrors => 3,
             Exit::VerifyMismatch => 4,
+            Exit::Config => 5,
+            Exit::JobContextUnavailable => 6,
             Exit::SourceMissing => 10,
             Exit::SourcePermission => 11,
             Exit::SourceUnusable => 12,
@@ -61,26 +69,29 @@ impl Exit {
 }
 
 impl Exit {
+    /// Every exit, in code order.
+    pub const ALL: [Exit; 16] = [
+        Exit::Ok,
+        Exit::Internal,
+        Exit::Usage,
+        Exit::CompletedWithErrors,
+        Exit::VerifyMismatch,
+        Exit::Config,
+        Exit::JobContextUnavailable,
+        Exit::SourceMissing,
+        Exit::SourcePermission,
+        Exit::SourceUnusable,
+        Exit::SourceVanished,
+        Exit::SourceRead,
+        Exit::Output,
+        Exit::OutputFull,
+        Exit::Destination,
+        Exit::Interrupted,
+    ];
+
     /// The exit for a documented code, e.g. from a child process.
     pub fn from_code(code: u8) -> Option<Exit> {
-        [
-            Exit::Ok,
-            Exit::Internal,
-            Exit::Usage,
-            Exit::CompletedWithErrors,
-            Exit::VerifyMismatch,
-            Exit::SourceMissing,
-            Exit::SourcePermission,
-            Exit::SourceUnusable,
-            Exit::SourceVanished,
-            Exit::SourceRead,
-            Exit::Output,
-            Exit::OutputFull,
-            Exit::Destination,
-            Exit::Interrupted,
-        ]
-        .into_iter()
-        .find(|e| e.code() == code)
+        Self::ALL.into_iter().find(|e| e.code() == code)
     }
 }
 
@@ -139,22 +150,7 @@ mod tests {
 
     #[test]
     fn codes_are_distinct() {
-        let all = [
-            Exit::Ok,
-            Exit::Internal,
-            Exit::Usage,
-            Exit::CompletedWithErrors,
-            Exit::VerifyMismatch,
-            Exit::SourceMissing,
-            Exit::SourcePermission,
-            Exit::SourceUnusable,
-            Exit::SourceVanished,
-            Exit::SourceRead,
-            Exit::Output,
-            Exit::OutputFull,
-            Exit::Destination,
-            Exit::Interrupted,
-        ];
+        let all = Exit::ALL;
         let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
         codes.sort_unstable();
         codes.dedup();

@@ -7,6 +7,8 @@
 //! - `acquire` / `verify`: the one-shot commands.
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
 //! - `aws`: the shared tokio runtime and AWS clients.
+//! - `config`: the daemon's layered, validated configuration and `config check`; `imds`: EC2 user
+//!   data and instance ID over IMDSv2.
 //! - `exit`: outcomes → documented exit codes.
 //! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
@@ -14,8 +16,10 @@
 pub mod acquire;
 pub mod aws;
 pub mod cli;
+pub mod config;
 pub mod destination;
 pub mod exit;
+pub mod imds;
 pub mod logging;
 pub mod progress;
 pub mod result;

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use forensic_collector::cli::{Cli, Command};
+use forensic_collector::cli::{Cli, Command, ConfigCommand};
 use forensic_collector::exit::Exit;
 use forensic_collector::result::AcquisitionResult;
-use forensic_collector::{acquire, logging, signals, verify};
+use forensic_collector::{acquire, config, logging, signals, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Acquire(args) => acquire::run(args, json, &capture, &cancel),
         Command::Verify(args) => verify::run(args, json, &cancel),
+        Command::Config(ConfigCommand::Check(args)) => config::check::run(args, cli.json),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -5,6 +5,7 @@
 //! a message saying what to install, never a silent skip: CI runs as root with `tests/setup.sh` done.
 
 pub mod fixtures;
+pub mod imds;
 pub mod loopdev;
 pub mod process;
 pub mod s3server;
@@ -12,6 +13,7 @@ pub mod s3server;
 use std::path::PathBuf;
 
 pub use fixtures::{FaultFs, Tmpfs};
+pub use imds::ImdsServer;
 pub use loopdev::LoopDevice;
 pub use process::{Run, acquire, collector};
 pub use s3server::{FaultProxy, LocalS3, MotoServer};

@@ -1,0 +1,88 @@
+//! What can go wrong while building the configuration. Every variant names the source (file path,
+//! user data, env variable, flag) and, where there is one, the key — the operator must be able to
+//! fix the input from the message alone.
+
+use std::path::PathBuf;
+
+use super::layers::Source;
+use crate::exit::Exit;
+
+/// The formats accepted in user data, for error messages.
+pub const USER_DATA_FORMATS: &str = "a JSON object, a TOML document ([job] table or top-level \
+     job keys), or a shell script / KEY=VALUE lines setting DESTINATION_BUCKET, IMAGE_NAME, \
+     INCIDENT_ID, DESTINATION_PREFIX or FORENSIC_COLLECTOR_<SECTION>_<KEY>";
+
+/// A configuration or job-context failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {error}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The config file is not TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    FileSyntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A key is unknown, has the wrong type, or a bad value.
+    #[error("{key} from {origin}: {message}")]
+    Key {
+        /// `section.key`.
+        key: String,
+        /// Who set it.
+        origin: Source,
+        /// What is wrong.
+        message: String,
+    },
+    /// User data is present but in none of the accepted formats.
+    #[error("malformed user data: {message}; accepted: {USER_DATA_FORMATS}")]
+    UserData {
+        /// What each format said.
+        message: String,
+    },
+    /// IMDS is configured but did not answer.
+    #[error(
+        "instance metadata service is unreachable: {message} (set [job] use_imds = false or AWS_EC2_METADATA_DISABLED=true when not on EC2)"
+    )]
+    ImdsUnavailable {
+        /// The endpoint tried.
+        endpoint: String,
+        /// The SDK's error chain.
+        message: String,
+    },
+    /// A job needs keys that no source set.
+    #[error(
+        "no job context: {missing} not set by the config file, user data, environment or flags"
+    )]
+    MissingJob {
+        /// The missing keys, comma-separated.
+        missing: String,
+    },
+    /// A bug: the defaults or the merge do not fit the struct tree.
+    #[error("internal configuration error: {0}")]
+    Internal(String),
+}
+
+impl ConfigError {
+    pub(crate) fn internal(message: String) -> Self {
+        Self::Internal(message)
+    }
+
+    /// The documented exit code: bad input is `Config` (5); an unreachable IMDS or a missing job
+    /// is `JobContextUnavailable` (6), because retrying later may succeed without changing input.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Self::ImdsUnavailable { .. } | Self::MissingJob { .. } => Exit::JobContextUnavailable,
+            Self::Internal(_) => Exit::Internal,
+            Self::ReadFile { .. } | Self::FileSyntax { .. } | Self::Key { .. } => Exit::Config,
+            Self::UserData { .. } => Exit::Config,
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Settings with their provenance, and how layers stack.
+//!
+//! Every source (file, user data, environment, flags) is flattened into `Setting`s — one
+//! `section.key = value` each, tagged with where it came from — and each setting is checked on its
+//! own against the raw struct tree, so an unknown key or a wrong type is reported with the source
+//! that wrote it. Later layers replace earlier ones key by key; the merged table is what `validate`
+//! sees, and the provenance map is what `config check` prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use super::error::ConfigError;
+use super::raw::{RawConfig, SECTIONS};
+
+/// The user-data formats we accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserDataFormat {
+    /// A JSON object.
+    Json,
+    /// A TOML document.
+    Toml,
+    /// A shell script or `KEY=VALUE` lines (never executed).
+    Shell,
+}
+
+impl UserDataFormat {
+    /// Lower-case name, as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Toml => "toml",
+            Self::Shell => "shell",
+        }
+    }
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// The config file at this path.
+    File(PathBuf),
+    /// EC2 user data in this format.
+    UserData(UserDataFormat),
+    /// This environment variable.
+    Env(String),
+    /// This command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::UserData(format) => write!(f, "user data ({})", format.name()),
+            Self::Env(var) => write!(f, "env {var}"),
+            Self::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// `section.key`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyPath {
+    /// `job`, `watch`, …
+    pub section: String,
+    /// The key inside the section.
+    pub key: String,
+}
+
+impl KeyPath {
+    /// `section.key` from its parts.
+    pub fn new(section: &str, key: &str) -> Self {
+        Self {
+            section: section.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// Parses `section.key`.
+    pub fn parse(dotted: &str) -> Option<Self> {
+        let (section, key) = dotted.split_once('.')?;
+        (!section.is_empty() && !key.is_empty()).then(|| Self::new(section, key))
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.section, self.key)
+    }
+}
+
+/// One value from one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// Which key.
+    pub key: KeyPath,
+    /// Its value as written.
+    pub value: toml::Value,
+    /// Who wrote it.
+    pub origin: Source,
+}
+
+impl Setting {
+    /// A setting after checking that the key exists and the value has the right type.
+    pub fn checked(key: KeyPath, value: toml::Value, origin: Source) -> Result<Self, ConfigError> {
+        check_alone(&key, &value).map_err(|message| ConfigError::Key {
+            key: key.to_string(),
+            origin: origin.clone(),
+            message,
+        })?;
+        Ok(Self { key, value, origin })
+    }
+}
+
+/// Deserialises a table holding only `key = value` into the raw tree: unknown keys and wrong types
+/// fail here, with serde's message (which lists the expected keys or variants).
+fn check_alone(key: &KeyPath, value: &toml::Value) -> Result<(), String> {
+    if !SECTIONS.contains(&key.section.as_str()) {
+        return Err(format!(
+            "unknown section `{}`, expected one of {}",
+            key.section,
+            SECTIONS.join(", ")
+        ));
+    }
+    let mut section = toml::Table::new();
+    section.insert(key.key.clone(), value.clone());
+    let mut table = toml::Table::new();
+    table.insert(key.section.clone(), toml::Value::Table(section));
+    toml::Value::Table(table)
+        .try_into::<RawConfig>()
+        .map(drop)
+        .map_err(|e| e.message().to_owned())
+}
+
+/// Flattens a parsed document (`[section] key = value`) into checked settings.
+pub fn flatten(table: &toml::Table, origin: &Source) -> Result<Vec<Setting>, ConfigError> {
+    let mut settings = Vec::new();
+    for (section, body) in table {
+        let toml::Value::Table(body) = body else {
+            return Err(ConfigError::Key {
+                key: section.clone(),
+                origin: origin.clone(),
+                message: format!("expected a table [{section}], found a {}", body.type_str()),
+            });
+        };
+        for (key, value) in body {
+            settings.push(Setting::checked(
+                KeyPath::new(section, key),
+                value.clone(),
+                origin.clone(),
+            )?);
+        }
+    }
+    Ok(settings)
+}
+
+/// A setting from a string (environment variable, shell user data, flag): the string itself if the
+/// key takes a string, else the string read as a TOML value (`300`, `true`, `["sha256"]`).
+pub fn from_text(key: KeyPath, text: &str, origin: Source) -> Result<Setting, ConfigError> {
+    let as_string = toml::Value::String(text.to_owned());
+    let first_error = match check_alone(&key, &as_string) {
+        Ok(()) => {
+            return Ok(Setting {
+                key,
+                value: as_string,
+                origin,
+            });
+        }
+        Err(message) => message,
+    };
+    let typed = format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    match typed {
+        Some(value) if check_alone(&key, &value).is_ok() => Ok(Setting { key, value, origin }),
+        _ => Err(ConfigError::Key {
+            key: key.to_string(),
+            origin,
+            message: first_error,
+        }),
+    }
+}
+
+/// The effective value of every key that some source set, with its provenance.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    settings: BTreeMap<KeyPath, Setting>,
+}
+
+impl Layers {
+    /// Applies settings over what is there: a later call wins for the keys it sets.
+    pub fn apply(&mut self, settings: impl IntoIterator<Item = Setting>) {
+        for setting in settings {
+            self.settings.insert(setting.key.clone(), setting);
+        }
+    }
+
+    /// Where `key` came from (default when no source set it).
+    pub fn origin(&self, key: &KeyPath) -> Source {
+        self.settings
+            .get(key)
+            .map_or(Source::Default, |s| s.origin.clone())
+    }
+
+    /// The defaults with every setting on top, as one document.
+    pub fn merged(&self) -> Result<RawConfig, ConfigError> {
+        let mut table = toml::Table::try_from(RawConfig::default())
+            .map_err(|e| ConfigError::internal(format!("defaults do not serialise: {e}")))?;
+        for setting in self.settings.values() {
+            let section = table
+                .entry(setting.key.section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(section) = section {
+                section.insert(setting.key.key.clone(), setting.value.clone());
+            }
+        }
+        toml::Value::Table(table)
+            .try_into::<RawConfig>()
+            .map_err(|e| ConfigError::internal(format!("merged settings do not fit: {e}")))
+    }
+
+    /// Every key with a value (defaults included), its value and its provenance, in section order.
+    pub fn effective(&self) -> Result<Vec<Setting>, ConfigError> {
+        let merged = toml::Table::try_from(self.merged()?)
+            .map_err(|e| ConfigError::internal(format!("settings do not serialise: {e}")))?;
+        let mut out = Vec::new();
+        for section in SECTIONS {
+            let Some(toml::Value::Table(body)) = merged.get(section) else {
+                continue;
+            };
+            for (key, value) in body {
+                let path = KeyPath::new(section, key);
+                out.push(Setting {
+                    origin: self.origin(&path),
+                    key: path,
+                    value: value.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Source {
+        Source::File("/etc/fc.toml".into())
+    }
+
+    #[test]
+    fn later_layers_win_key_by_key() {
+        let mut layers = Layers::default();
+        layers.apply(
+            flatten(
+                &"[job]\nbucket = \"from-file\"\nprefix = \"p\"\n"
+                    .parse()
+                    .unwrap(),
+                &file(),
+            )
+            .unwrap(),
+        );
+        let env = Source::Env("DESTINATION_BUCKET".into());
+        layers.apply([from_text(KeyPath::new("job", "bucket"), "from-env", env.clone()).unwrap()]);
+        let raw = layers.merged().unwrap();
+        assert_eq!(raw.job.bucket.as_deref(), Some("from-env"));
+        assert_eq!(raw.job.prefix, "p");
+        assert_eq!(layers.origin(&KeyPath::new("job", "bucket")), env);
+        assert_eq!(layers.origin(&KeyPath::new("job", "prefix")), file());
+        assert_eq!(
+            layers.origin(&KeyPath::new("watch", "settle_ms")),
+            Source::Default
+        );
+    }
+
+    #[test]
+    fn text_values_take_the_type_of_their_key() {
+        let env = || Source::Env("X".into());
+        let settle = from_text(KeyPath::new("watch", "settle_ms"), "500", env()).unwrap();
+        assert_eq!(settle.value, toml::Value::Integer(500));
+        let incident = from_text(KeyPath::new("job", "incident_id"), "2026", env()).unwrap();
+        assert_eq!(incident.value, toml::Value::String("2026".into()));
+        let imds = from_text(KeyPath::new("job", "use_imds"), "false", env()).unwrap();
+        assert_eq!(imds.value, toml::Value::Boolean(false));
+        let err = from_text(KeyPath::new("watch", "settle_ms"), "soon", env()).unwrap_err();
+        assert!(err.to_string().contains("watch.settle_ms"), "{err}");
+        assert!(err.to_string().contains("env X"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_name_key_and_source() {
+        let err = flatten(&"[job]\nbuckt = \"x\"\n".parse().unwrap(), &file()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("job.buckt") && text.contains("file /etc/fc.toml"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bucket"),
+            "serde lists the expected keys: {text}"
+        );
+        let err = flatten(&"[jobs]\nbucket = \"x\"\n".parse().unwrap(), &file()).unwrap_err();
+        assert!(err.to_string().contains("unknown section `jobs`"), "{err}");
+        let err = flatten(&"job = 3\n".parse().unwrap(), &file()).unwrap_err();
+        assert!(err.to_string().contains("expected a table [job]"), "{err}");
+    }
+
+    #[test]
+    fn on_complete_typo_lists_the_choices() {
+        let err = flatten(
+            &"[watch]\non_complete = \"poweroof\"\n".parse().unwrap(),
+            &file(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("watch.on_complete") && err.contains("poweroff"),
+            "{err}"
+        );
+    }
+}

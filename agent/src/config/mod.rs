@@ -1,0 +1,278 @@
+//! The daemon's configuration: one validated `Config` built from layered sources, each value
+//! remembering where it came from.
+//!
+//! # Precedence (lowest to highest)
+//! 1. built-in defaults (`raw.rs`);
+//! 2. the config file: `--config FILE`, else `$FORENSIC_COLLECTOR_CONFIG`, else
+//!    `/etc/forensic-collector/config.toml` (only this default may be missing);
+//! 3. the job context in EC2 user data, read over IMDSv2 unless `[job] use_imds = false` or
+//!    `AWS_EC2_METADATA_DISABLED=true` (JSON, TOML or the original flow's shell script);
+//! 4. environment: the legacy `DESTINATION_BUCKET`, `DESTINATION_PREFIX`, `IMAGE_NAME`,
+//!    `INCIDENT_ID`, then `FORENSIC_COLLECTOR_<SECTION>_<KEY>`;
+//! 5. command-line flags (`LoadOptions::flags`).
+//!
+//! Each source is flattened into checked `section.key` settings (`layers`), merged key by key, then
+//! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used is
+//! decided from the file, environment and flags — user data cannot switch itself off.
+//!
+//! # Layout
+//! - `raw`: the serde struct tree and its defaults.
+//! - `layers`: settings with provenance, and how they stack.
+//! - `env`, `userdata`: the two text-shaped sources.
+//! - `typed`: validation into `Config`.
+//! - `error`: `ConfigError` and its exit codes.
+//! - `check`: the `config check` command.
+
+pub mod check;
+pub mod env;
+pub mod error;
+pub mod layers;
+pub mod raw;
+pub mod typed;
+pub mod userdata;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use imaging::identity::VolumeId;
+use imaging::naming::SafeName;
+use imaging::sink::S3Url;
+
+pub use error::ConfigError;
+pub use layers::{KeyPath, Setting, Source, UserDataFormat};
+pub use typed::Config;
+
+/// The config file read when neither `--config` nor `FORENSIC_COLLECTOR_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "/etc/forensic-collector/config.toml";
+/// Environment variable naming the config file.
+pub const PATH_VAR: &str = "FORENSIC_COLLECTOR_CONFIG";
+
+/// A command-line value for one key, applied over every other source.
+#[derive(Debug, Clone)]
+pub struct Flag {
+    /// `section.key`, e.g. `job.bucket`.
+    pub key: String,
+    /// The value as typed (read like an environment variable: `300`, `true`, `my-bucket`).
+    pub value: String,
+    /// The flag's spelling for provenance, e.g. `--bucket`.
+    pub name: String,
+}
+
+impl Flag {
+    /// A flag `name` that set `key` to `value`.
+    pub fn new(key: &str, value: impl ToString, name: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: value.to_string(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// Inputs of `load`. Side effects are parameters: the environment is a snapshot and the IMDS
+/// endpoint can be set, so tests need not touch the process.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config FILE`: must exist.
+    pub config_path: Option<PathBuf>,
+    /// The environment.
+    pub env: BTreeMap<String, String>,
+    /// IMDS endpoint; `None` lets the SDK resolve it (it reads the same variable itself).
+    pub imds_endpoint: Option<String>,
+    /// Command-line values, highest precedence.
+    pub flags: Vec<Flag>,
+}
+
+impl LoadOptions {
+    /// The options of this process: its environment and an optional `--config` path.
+    pub fn from_process(config_path: Option<PathBuf>) -> Self {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Self {
+            config_path,
+            imds_endpoint: env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT").cloned(),
+            env,
+            flags: Vec::new(),
+        }
+    }
+
+    fn imds_disabled_by_env(&self) -> bool {
+        self.env
+            .get("AWS_EC2_METADATA_DISABLED")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// The result of loading: the typed configuration plus what `config check` reports.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    /// The validated configuration.
+    pub config: Config,
+    /// Every key's value and provenance.
+    pub settings: Vec<Setting>,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+    /// The user-data format found, if user data was read and present.
+    pub user_data: Option<UserDataFormat>,
+    /// Why IMDS was not asked, when it was not.
+    pub imds_skipped: Option<&'static str>,
+    /// The instance ID from IMDS.
+    pub instance_id: Option<String>,
+}
+
+/// What a job needs: where evidence goes and which incident it belongs to.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// `s3://bucket/prefix`.
+    pub destination: S3Url,
+    /// The incident ID, part of every key.
+    pub incident_id: SafeName,
+    /// The volume expected, if the launcher said.
+    pub source_volume_id: Option<VolumeId>,
+}
+
+impl Effective {
+    /// The job context, or `MissingJob` naming what no source set (exit code 6).
+    pub fn require_job(&self) -> Result<JobContext, ConfigError> {
+        let job = &self.config.job;
+        match (&job.destination, &job.incident_id) {
+            (Some(destination), Some(incident_id)) => Ok(JobContext {
+                destination: destination.clone(),
+                incident_id: incident_id.clone(),
+                source_volume_id: job.source_volume_id.clone(),
+            }),
+            (destination, incident) => {
+                let mut missing = Vec::new();
+                if destination.is_none() {
+                    missing.push("job.bucket (DESTINATION_BUCKET)");
+                }
+                if incident.is_none() {
+                    missing.push("job.incident_id (INCIDENT_ID)");
+                }
+                Err(ConfigError::MissingJob {
+                    missing: missing.join(" and "),
+                })
+            }
+        }
+    }
+}
+
+/// Loads every source, for callers outside an async runtime (it runs its own for IMDS).
+pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError::internal(format!("cannot start a runtime for IMDS: {e}")))?;
+    runtime.block_on(load_async(options))
+}
+
+/// Loads every source (see the module doc for the order), validates, and keeps the provenance.
+pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError> {
+    let mut layers = layers::Layers::default();
+    let (path, required) = config_file(options);
+    let file = read_file(&path, required)?.map(|table| (path, table));
+    if let Some((path, table)) = &file {
+        layers.apply(layers::flatten(table, &Source::File(path.clone()))?);
+    }
+    let env_settings = env::settings(&options.env)?;
+    let flag_settings = options
+        .flags
+        .iter()
+        .map(|flag| {
+            let key = KeyPath::parse(&flag.key).ok_or_else(|| {
+                ConfigError::internal(format!("flag {} names no section.key", flag.name))
+            })?;
+            layers::from_text(key, &flag.value, Source::Flag(flag.name.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Whether to ask IMDS is decided without user data: it cannot switch itself off.
+    let mut without_user_data = layers.clone();
+    without_user_data.apply(env_settings.iter().cloned());
+    without_user_data.apply(flag_settings.iter().cloned());
+    let use_imds = without_user_data.merged()?.job.use_imds;
+    let imds_skipped = if options.imds_disabled_by_env() {
+        Some("AWS_EC2_METADATA_DISABLED=true")
+    } else if !use_imds {
+        Some("[job] use_imds = false")
+    } else {
+        None
+    };
+
+    let (mut user_data, mut instance_id) = (None, None);
+    if imds_skipped.is_none() {
+        let endpoint = options.imds_endpoint.as_deref();
+        let data = crate::imds::fetch(endpoint).await.map_err(|e| match e {
+            crate::imds::Error::NotUtf8 => ConfigError::UserData {
+                message: e.to_string(),
+            },
+            crate::imds::Error::Unreachable { .. } => ConfigError::ImdsUnavailable {
+                endpoint: endpoint.unwrap_or(crate::imds::DEFAULT_ENDPOINT).to_owned(),
+                message: e.to_string(),
+            },
+        })?;
+        instance_id = data.instance_id;
+        if let Some(parsed) = data.user_data.as_deref().map(userdata::parse).transpose()? {
+            user_data = parsed;
+        }
+    }
+    let user_data_format = user_data.as_ref().map(|u| u.format);
+    if let Some(data) = user_data {
+        layers.apply(data.settings);
+    }
+    layers.apply(env_settings);
+    layers.apply(flag_settings);
+
+    let raw = layers.merged()?;
+    let config = typed::validate(&raw).map_err(|invalid| {
+        let key = KeyPath::parse(invalid.key);
+        ConfigError::Key {
+            key: invalid.key.to_owned(),
+            origin: key.map_or(Source::Default, |k| layers.origin(&k)),
+            message: invalid.message,
+        }
+    })?;
+    Ok(Effective {
+        config,
+        settings: layers.effective()?,
+        file: file.map(|(path, _)| path),
+        user_data: user_data_format,
+        imds_skipped,
+        instance_id,
+    })
+}
+
+/// The file to read and whether it must exist.
+fn config_file(options: &LoadOptions) -> (PathBuf, bool) {
+    if let Some(path) = &options.config_path {
+        return (path.clone(), true);
+    }
+    if let Some(path) = options.env.get(PATH_VAR).filter(|p| !p.is_empty()) {
+        return (PathBuf::from(path), true);
+    }
+    (PathBuf::from(DEFAULT_PATH), false)
+}
+
+/// Reads and parses the file; `None` when an optional file is missing.
+fn read_file(path: &Path, required: bool) -> Result<Option<toml::Table>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(ConfigError::ReadFile {
+                path: path.to_owned(),
+                error,
+            });
+        }
+    };
+    text.parse::<toml::Table>()
+        .map(Some)
+        .map_err(|e| ConfigError::FileSyntax {
+            path: path.to_owned(),
+            message: e.to_string().trim().to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! The loader end to end, without IMDS (user data precedence is covered by `layers` and the
+//! end-to-end suite against the IMDS stand-in).
+
+use std::io::Write;
+
+use super::*;
+
+fn options(
+    file: Option<&str>,
+    env: &[(&str, &str)],
+) -> (LoadOptions, Option<tempfile_path::TempPath>) {
+    let temp = file.map(tempfile_path::TempPath::with);
+    let mut env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    let options = LoadOptions {
+        config_path: temp.as_ref().map(|t| t.0.clone()),
+        env,
+        imds_endpoint: None,
+        flags: Vec::new(),
+    };
+    (options, temp)
+}
+
+/// A file in the temp dir, removed on drop (the agent has no tempfile dependency).
+mod tempfile_path {
+    use super::Write;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        pub fn with(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "fc-config-test-{}-{}.toml",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut file = std::fs::File::create(&path).expect("create temp config");
+            file.write_all(text.as_bytes()).expect("write temp config");
+            Self(path)
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn origin_of(effective: &Effective, key: &str) -> String {
+    effective
+        .settings
+        .iter()
+        .find(|s| s.key.to_string() == key)
+        .map(|s| s.origin.to_string())
+        .unwrap_or_else(|| panic!("{key} not in the effective settings"))
+}
+
+#[test]
+fn defaults_then_file_then_env_then_flags() {
+    let (mut opts, temp) = options(
+        Some(
+            "[job]\nbucket = \"file-bucket\"\nincident_id = \"IR-file\"\nprefix = \"p\"\n[watch]\nsettle_ms = 100\n",
+        ),
+        &[
+            ("INCIDENT_ID", "IR-env"),
+            ("FORENSIC_COLLECTOR_WATCH_SETTLE_MS", "200"),
+        ],
+    );
+    opts.flags
+        .push(Flag::new("watch.settle_ms", 400, "--settle-ms"));
+    let effective = load(&opts).unwrap();
+    let path = temp.as_ref().unwrap().0.display().to_string();
+    let config = &effective.config;
+    assert_eq!(
+        config.job.destination.as_ref().unwrap().bucket(),
+        "file-bucket"
+    );
+    assert_eq!(origin_of(&effective, "job.bucket"), format!("file {path}"));
+    assert_eq!(config.job.incident_id.as_ref().unwrap().as_str(), "IR-env");
+    assert_eq!(origin_of(&effective, "job.incident_id"), "env INCIDENT_ID");
+    assert_eq!(config.watch.settle, std::time::Duration::from_millis(400));
+    assert_eq!(origin_of(&effective, "watch.settle_ms"), "flag --settle-ms");
+    assert_eq!(origin_of(&effective, "watch.concurrency"), "default");
+    assert_eq!(
+        effective.imds_skipped,
+        Some("AWS_EC2_METADATA_DISABLED=true")
+    );
+    let job = effective.require_job().unwrap();
+    assert_eq!(job.destination.key("x"), "p/x");
+}
+
+#[test]
+fn use_imds_false_in_the_file_skips_imds() {
+    let (mut opts, _temp) = options(Some("[job]\nuse_imds = false\n"), &[]);
+    opts.env.remove("AWS_EC2_METADATA_DISABLED");
+    // An endpoint nobody listens on: asking it would fail the load.
+    opts.imds_endpoint = Some("http://127.0.0.1:9".into());
+    let effective = load(&opts).unwrap();
+    assert_eq!(effective.imds_skipped, Some("[job] use_imds = false"));
+}
+
+#[test]
+fn an_explicit_missing_file_is_an_error_the_default_is_not() {
+    let (mut opts, _) = options(None, &[]);
+    opts.config_path = Some("/nonexistent/forensic-collector.toml".into());
+    let err = load(&opts).unwrap_err();
+    assert!(matches!(err, ConfigError::ReadFile { .. }), "{err}");
+    assert_eq!(err.exit(), crate::exit::Exit::Config);
+    let (mut opts, _) = options(None, &[(PATH_VAR, "/nonexistent/x.toml")]);
+    assert!(
+        load(&opts).is_err(),
+        "the env variable names a file that must exist"
+    );
+    opts.env.remove(PATH_VAR);
+    if !Path::new(DEFAULT_PATH).exists() {
+        assert!(load(&opts).unwrap().file.is_none());
+    }
+}
+
+#[test]
+fn bad_toml_names_the_file_and_line() {
+    let (opts, temp) = options(Some("[job]\nbucket = \n"), &[]);
+    let err = load(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains(&temp.unwrap().0.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn invalid_values_name_the_source_that_set_them() {
+    let (opts, temp) = options(Some("[job]\nbucket = \"Not_A_Bucket\"\n"), &[]);
+    let err = load(&opts).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("job.bucket"), "{text}");
+    assert!(
+        text.contains(&format!("file {}", temp.unwrap().0.display())),
+        "{text}"
+    );
+    assert_eq!(err.exit(), crate::exit::Exit::Config);
+
+    let (opts, _) = options(None, &[("IMAGE_NAME", "vol-nothex")]);
+    let text = load(&opts).unwrap_err().to_string();
+    assert!(
+        text.contains("job.source_volume_id") && text.contains("env IMAGE_NAME"),
+        "{text}"
+    );
+
+    let (opts, _) = options(None, &[("FORENSIC_COLLECTOR_WATCH_ON_COMPLETE", "reboot")]);
+    let text = load(&opts).unwrap_err().to_string();
+    assert!(
+        text.contains("watch.on_complete") && text.contains("poweroff"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_job_names_what_is_missing() {
+    let (opts, _) = options(None, &[("DESTINATION_BUCKET", "bkt")]);
+    let err = load(&opts).unwrap().require_job().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("job.incident_id") && !text.contains("job.bucket"),
+        "{text}"
+    );
+    assert_eq!(err.exit(), crate::exit::Exit::JobContextUnavailable);
+}
+
+#[test]
+fn the_example_file_is_valid_and_spells_out_every_default() {
+    let example = include_str!("../../../packaging/config.example.toml");
+    let (opts, _temp) = options(Some(example), &[]);
+    let effective = load(&opts).unwrap();
+    let (opts, _) = options(None, &[]);
+    let defaults = load(&opts).unwrap();
+    assert_eq!(effective.settings.len(), defaults.settings.len());
+    for (setting, default) in effective.settings.iter().zip(&defaults.settings) {
+        assert!(
+            setting.origin.to_string().starts_with("file "),
+            "packaging/config.example.toml should set {} to its default",
+            setting.key
+        );
+        assert_eq!(
+            setting.value, default.value,
+            "{} differs from the default",
+            setting.key
+        );
+    }
+    for optional in [
+        "bucket",
+        "incident_id",
+        "source_volume_id",
+        "expected_volumes",
+    ] {
+        assert!(
+            example.contains(&format!("# {optional} = ")),
+            "{optional} is documented"
+        );
+    }
+}

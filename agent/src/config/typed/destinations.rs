@@ -1,0 +1,269 @@
+//! `[s3]` and `[cloudwatch]`: where evidence and reports go. Limits are S3's and CloudWatch Logs'
+//! own, checked here so a bad value fails at start-up rather than after an hour of imaging.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use aws_sdk_s3::types::ObjectLockMode;
+use bytesize::ByteSize;
+use imaging::sink::s3::{Retention, S3Options, limits};
+
+use super::{Invalid, invalid, size};
+use crate::config::raw::RawConfig;
+
+/// Most parts in flight: memory is (n + 1) × part size, and 64 × 8 MiB is already half a GiB.
+const MAX_PARTS_IN_FLIGHT: u32 = 64;
+/// Most attempts per S3 request: beyond this, backoff waits become hours.
+const MAX_S3_ATTEMPTS: u32 = 100;
+/// CloudWatch Logs limits log group names to 512 characters.
+const MAX_LOG_GROUP_LEN: usize = 512;
+/// Keep the readiness message well inside one log event (256 KiB).
+const MAX_MESSAGE_LEN: usize = 1024;
+
+/// `[s3]`.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    /// Path-style addressing.
+    pub force_path_style: bool,
+    /// Smallest part (raised so the image fits 10,000 parts).
+    pub min_part_size: u64,
+    /// Parts uploading at once.
+    pub parts_in_flight: NonZeroUsize,
+    /// Memory for part buffers (caps the part size).
+    pub part_memory: u64,
+    /// Largest object; bigger images become numbered segments.
+    pub max_object_size: u64,
+    /// Attempts per request.
+    pub max_attempts: NonZeroU32,
+    /// SSE-KMS key.
+    pub sse_kms_key_id: Option<String>,
+    /// Account that must own the bucket (12 digits).
+    pub expected_bucket_owner: Option<String>,
+    /// Object Lock retention for every object.
+    pub object_lock: Option<ObjectLock>,
+    /// Legal hold on every object.
+    pub legal_hold: bool,
+    /// Refuse a bucket without Object Lock (implied by `object_lock` and `legal_hold`).
+    pub require_object_lock: bool,
+}
+
+/// Object Lock retention: a mode and a number of days counted from the upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectLock {
+    /// Governance or compliance.
+    pub mode: ObjectLockMode,
+    /// Days from the upload.
+    pub retain_days: NonZeroU32,
+}
+
+impl S3 {
+    /// The engine's upload options for an upload starting at `now` (retention counts from there).
+    pub fn options(&self, now: chrono::DateTime<chrono::Utc>) -> S3Options {
+        S3Options {
+            parts_in_flight: self.parts_in_flight.get(),
+            min_part_size: self.min_part_size,
+            part_memory: self.part_memory,
+            max_object_size: self.max_object_size,
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            expected_bucket_owner: self.expected_bucket_owner.clone(),
+            metadata: Vec::new(),
+            retention: self.object_lock.as_ref().map(|lock| Retention {
+                mode: lock.mode.clone(),
+                retain_until: now + chrono::Days::new(u64::from(lock.retain_days.get())),
+            }),
+            legal_hold: self.legal_hold,
+        }
+    }
+}
+
+/// `[cloudwatch]`.
+#[derive(Debug, Clone)]
+pub struct CloudWatch {
+    /// Report at all.
+    pub enabled: bool,
+    /// Log group of the readiness message.
+    pub readiness_group: String,
+    /// Log group of capture progress.
+    pub capture_group: String,
+    /// The readiness message.
+    pub readiness_message: String,
+    /// Between progress events.
+    pub progress_interval: Duration,
+    /// Events buffered while CloudWatch is slow.
+    pub queue_capacity: NonZeroUsize,
+    /// Time allowed to flush at exit.
+    pub flush_timeout: Duration,
+}
+
+pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
+    let s = &raw.s3;
+    let part = size("s3.part_size", &s.part_size)?;
+    let min_part_size = match part {
+        0 => limits::MIN_PART_SIZE,
+        p if (limits::MIN_PART_SIZE..=limits::MAX_PART_SIZE).contains(&p) => p,
+        p => {
+            return Err(invalid(
+                "s3.part_size",
+                format!(
+                    "{} must be 0 (automatic) or between {} and {}",
+                    ByteSize(p),
+                    ByteSize(limits::MIN_PART_SIZE),
+                    ByteSize(limits::MAX_PART_SIZE)
+                ),
+            ));
+        }
+    };
+    let parts_in_flight = usize::try_from(s.parts_in_flight)
+        .ok()
+        .filter(|_| (1..=MAX_PARTS_IN_FLIGHT).contains(&s.parts_in_flight))
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            invalid(
+                "s3.parts_in_flight",
+                format!(
+                    "{} must be between 1 and {MAX_PARTS_IN_FLIGHT}",
+                    s.parts_in_flight
+                ),
+            )
+        })?;
+    let part_memory = size("s3.part_memory", &s.part_memory)?;
+    if part_memory < limits::MIN_PART_SIZE {
+        return Err(invalid(
+            "s3.part_memory",
+            format!(
+                "{} is less than one part ({})",
+                ByteSize(part_memory),
+                ByteSize(limits::MIN_PART_SIZE)
+            ),
+        ));
+    }
+    let max_object_size = size("s3.max_object_size", &s.max_object_size)?;
+    if max_object_size < min_part_size {
+        return Err(invalid(
+            "s3.max_object_size",
+            format!(
+                "{} is smaller than one part ({})",
+                ByteSize(max_object_size),
+                ByteSize(min_part_size)
+            ),
+        ));
+    }
+    let max_attempts = NonZeroU32::new(s.max_attempts)
+        .filter(|n| n.get() <= MAX_S3_ATTEMPTS)
+        .ok_or_else(|| {
+            invalid(
+                "s3.max_attempts",
+                format!("{} must be between 1 and {MAX_S3_ATTEMPTS}", s.max_attempts),
+            )
+        })?;
+    let sse_kms_key_id = s.sse_kms_key_id.clone().map(|k| k.trim().to_owned());
+    if sse_kms_key_id
+        .as_deref()
+        .is_some_and(|k| k.is_empty() || k.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "s3.sse_kms_key_id",
+            "must be a KMS key ID, alias or ARN without spaces",
+        ));
+    }
+    if let Some(owner) = &s.expected_bucket_owner
+        && (owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(invalid(
+            "s3.expected_bucket_owner",
+            format!("{owner:?} is not a 12-digit AWS account ID"),
+        ));
+    }
+    let object_lock = match (&s.object_lock_mode, s.object_lock_retain_days) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "s3.object_lock_retain_days",
+                "is required with s3.object_lock_mode",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "s3.object_lock_mode",
+                "is required with s3.object_lock_retain_days (GOVERNANCE or COMPLIANCE)",
+            ));
+        }
+        (Some(mode), Some(days)) => {
+            let mode = match mode.to_ascii_uppercase().as_str() {
+                "GOVERNANCE" => ObjectLockMode::Governance,
+                "COMPLIANCE" => ObjectLockMode::Compliance,
+                _ => {
+                    return Err(invalid(
+                        "s3.object_lock_mode",
+                        format!("{mode:?} must be GOVERNANCE or COMPLIANCE"),
+                    ));
+                }
+            };
+            let retain_days = NonZeroU32::new(days)
+                .ok_or_else(|| invalid("s3.object_lock_retain_days", "must be at least 1"))?;
+            Some(ObjectLock { mode, retain_days })
+        }
+    };
+    Ok(S3 {
+        force_path_style: s.force_path_style,
+        min_part_size,
+        parts_in_flight,
+        part_memory,
+        max_object_size,
+        max_attempts,
+        sse_kms_key_id,
+        expected_bucket_owner: s.expected_bucket_owner.clone(),
+        require_object_lock: s.require_object_lock || object_lock.is_some() || s.legal_hold,
+        object_lock,
+        legal_hold: s.legal_hold,
+    })
+}
+
+/// CloudWatch Logs' rule: 1–512 of `A-Z a-z 0-9 _ - / . #`.
+fn log_group(key: &'static str, name: &str) -> Result<String, Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_LOG_GROUP_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-/.#".contains(c));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "{name:?} is not a log group name: 1-{MAX_LOG_GROUP_LEN} of letters, digits, '_', '-', '/', '.', '#'"
+            ),
+        ))
+    }
+}
+
+pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
+    let c = &raw.cloudwatch;
+    let message = c.readiness_message.trim();
+    if message.is_empty() || message.len() > MAX_MESSAGE_LEN {
+        return Err(invalid(
+            "cloudwatch.readiness_message",
+            format!("must be 1 to {MAX_MESSAGE_LEN} characters"),
+        ));
+    }
+    if c.progress_interval_secs == 0 {
+        return Err(invalid(
+            "cloudwatch.progress_interval_secs",
+            "must be at least 1",
+        ));
+    }
+    let queue_capacity = usize::try_from(c.queue_capacity)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| invalid("cloudwatch.queue_capacity", "must be at least 1"))?;
+    Ok(CloudWatch {
+        enabled: c.enabled,
+        readiness_group: log_group("cloudwatch.readiness_group", &c.readiness_group)?,
+        capture_group: log_group("cloudwatch.capture_group", &c.capture_group)?,
+        readiness_message: message.to_owned(),
+        progress_interval: Duration::from_secs(c.progress_interval_secs),
+        queue_capacity,
+        flush_timeout: Duration::from_secs(c.flush_timeout_secs),
+    })
+}

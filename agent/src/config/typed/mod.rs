@@ -1,0 +1,246 @@
+//! The validated configuration: typed values that cannot hold a bad setting.
+//!
+//! `validate` is the only way from the raw tree to `Config`. Rules are the engine's own wherever
+//! it has them (bucket names via `S3Url`, names via `SafeName`, volume IDs via `VolumeId`, hashes
+//! via `HashAlgorithm`, read sizes via `PipelineConfig::validate`), so the daemon and `acquire`
+//! accept exactly the same values.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use imaging::hash::HashAlgorithm;
+use imaging::identity::VolumeId;
+use imaging::naming::SafeName;
+use imaging::pipeline::PipelineConfig;
+use imaging::sink::S3Url;
+
+use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
+
+mod destinations;
+
+pub use destinations::{CloudWatch, ObjectLock, S3};
+
+/// Most disks imaged at once: each holds (queue depth + 4) read buffers and a part upload queue.
+const MAX_CONCURRENCY: u32 = 8;
+
+/// A key that failed validation and why; the loader adds where the value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// `section.key`.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[job]`.
+    pub job: Job,
+    /// `[watch]`.
+    pub watch: Watch,
+    /// `[imaging]`: the engine's settings, validated by the engine.
+    pub imaging: PipelineConfig,
+    /// `[s3]`.
+    pub s3: S3,
+    /// `[cloudwatch]`.
+    pub cloudwatch: CloudWatch,
+}
+
+/// `[job]`: what this instance is for. Optional here; `JobContext` is the required form.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// `s3://bucket/prefix`, when a bucket is set.
+    pub destination: Option<S3Url>,
+    /// Incident ID.
+    pub incident_id: Option<SafeName>,
+    /// The volume this job is about (a hint for detection and the manifest).
+    pub source_volume_id: Option<VolumeId>,
+    /// Stop after this many volumes.
+    pub expected_volumes: Option<NonZeroU32>,
+    /// Whether user data was consulted.
+    pub use_imds: bool,
+}
+
+/// `[watch]`.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// Root of the udev links (`/dev/disk`); a parameter so tests can point it elsewhere.
+    pub disk_root: PathBuf,
+    /// Quiet time after a link appears.
+    pub settle: Duration,
+    /// Disks imaged at once, 1..=8.
+    pub concurrency: NonZeroUsize,
+    /// How long to wait for a disk; `None` waits forever.
+    pub idle_timeout: Option<Duration>,
+    /// What to do when done.
+    pub on_complete: OnComplete,
+}
+
+/// Checks every key of `raw` and builds the typed configuration.
+pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
+    Ok(Config {
+        job: job(raw)?,
+        watch: watch(raw)?,
+        imaging: imaging(raw)?,
+        s3: destinations::s3(raw)?,
+        cloudwatch: destinations::cloudwatch(raw)?,
+    })
+}
+
+fn job(raw: &RawConfig) -> Result<Job, Invalid> {
+    let job = &raw.job;
+    let prefix_check = format!("s3://bucket-name/{}", job.prefix);
+    prefix_check
+        .parse::<S3Url>()
+        .map_err(|e| invalid("job.prefix", e.to_string()))?;
+    let destination = job
+        .bucket
+        .as_deref()
+        .map(|bucket| {
+            if bucket.contains('/') {
+                return Err(invalid("job.bucket", "a bucket name has no '/' (put the rest in job.prefix)"));
+            }
+            format!("s3://{bucket}/{}", job.prefix)
+                .parse::<S3Url>()
+                .map_err(|_| {
+                    invalid(
+                        "job.bucket",
+                        format!("{bucket:?} is not an S3 bucket name: 3-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit"),
+                    )
+                })
+        })
+        .transpose()?;
+    let incident_id = job
+        .incident_id
+        .as_deref()
+        .map(|id| SafeName::parse(id, "incident ID").map_err(|e| invalid("job.incident_id", e)))
+        .transpose()?;
+    let source_volume_id = job
+        .source_volume_id
+        .as_deref()
+        .map(|id| {
+            id.parse::<VolumeId>()
+                .map_err(|e| invalid("job.source_volume_id", e))
+        })
+        .transpose()?;
+    let expected_volumes = job
+        .expected_volumes
+        .map(|n| {
+            NonZeroU32::new(n).ok_or_else(|| {
+                invalid(
+                    "job.expected_volumes",
+                    "must be at least 1 (leave it out to image every disk)",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Job {
+        destination,
+        incident_id,
+        source_volume_id,
+        expected_volumes,
+        use_imds: job.use_imds,
+    })
+}
+
+fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
+    let w = &raw.watch;
+    let disk_root = PathBuf::from(&w.disk_root);
+    if !disk_root.is_absolute() {
+        return Err(invalid(
+            "watch.disk_root",
+            format!("{:?} must be an absolute path", w.disk_root),
+        ));
+    }
+    let concurrency = usize::try_from(w.concurrency)
+        .ok()
+        .filter(|_| (1..=MAX_CONCURRENCY).contains(&w.concurrency))
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            invalid(
+                "watch.concurrency",
+                format!("{} must be between 1 and {MAX_CONCURRENCY}", w.concurrency),
+            )
+        })?;
+    Ok(Watch {
+        disk_root,
+        settle: Duration::from_millis(w.settle_ms),
+        concurrency,
+        idle_timeout: (w.idle_timeout_secs > 0).then(|| Duration::from_secs(w.idle_timeout_secs)),
+        on_complete: w.on_complete,
+    })
+}
+
+/// Parses a size key: an integer of bytes or `bytesize` text.
+fn size(key: &'static str, raw: &RawSize) -> Result<u64, Invalid> {
+    match raw {
+        RawSize::Bytes(n) => Ok(*n),
+        RawSize::Text(text) => text
+            .trim()
+            .parse::<ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|e| {
+                invalid(
+                    key,
+                    format!("{text:?} is not a size such as \"1GiB\" or \"0\": {e}"),
+                )
+            }),
+    }
+}
+
+fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
+    let i = &raw.imaging;
+    let list = match &i.hashes {
+        RawHashList::List(names) => names.join(","),
+        RawHashList::Csv(text) => text.clone(),
+    };
+    let algorithms =
+        HashAlgorithm::parse_list(&list).map_err(|e| invalid("imaging.hashes", e.to_string()))?;
+    let chunk_size = size("imaging.chunk_size", &i.chunk_size)?;
+    let chunk_size = usize::try_from(chunk_size)
+        .map_err(|_| invalid("imaging.chunk_size", format!("{chunk_size} is too large")))?;
+    let piece_size = size("imaging.piece_size", &i.piece_size)?;
+    let queue_depth =
+        usize::try_from(i.queue_depth).map_err(|_| invalid("imaging.queue_depth", "too large"))?;
+    let base = PipelineConfig::default();
+    // The engine's own check, one key at a time so the error can name the key.
+    let engine_check = |key: &'static str, config: PipelineConfig| {
+        config.validate().map_err(|e| invalid(key, e.to_string()))
+    };
+    engine_check(
+        "imaging.chunk_size",
+        PipelineConfig {
+            chunk_size,
+            ..base.clone()
+        },
+    )?;
+    engine_check(
+        "imaging.queue_depth",
+        PipelineConfig {
+            queue_depth,
+            ..base.clone()
+        },
+    )?;
+    let config = PipelineConfig {
+        chunk_size,
+        queue_depth,
+        algorithms,
+        piece_size: Some(piece_size).filter(|&p| p > 0),
+        sector_retries: i.sector_retries,
+    };
+    engine_check("imaging", config.clone())?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

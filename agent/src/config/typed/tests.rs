@@ -1,0 +1,149 @@
+//! Validation: defaults, bad values naming their key, good values becoming types.
+
+use super::*;
+use aws_sdk_s3::types::ObjectLockMode;
+use imaging::sink::s3::limits;
+
+fn with(edit: impl FnOnce(&mut RawConfig)) -> Result<Config, Invalid> {
+    let mut raw = RawConfig::default();
+    edit(&mut raw);
+    validate(&raw)
+}
+
+#[test]
+fn defaults_are_valid_and_match_the_engine() {
+    let config = with(|_| {}).unwrap();
+    let engine = PipelineConfig::default();
+    assert_eq!(config.imaging.chunk_size, engine.chunk_size);
+    assert_eq!(config.imaging.queue_depth, engine.queue_depth);
+    assert_eq!(config.imaging.piece_size, engine.piece_size);
+    assert_eq!(config.imaging.algorithms, engine.algorithms);
+    assert_eq!(config.s3.min_part_size, limits::MIN_PART_SIZE);
+    assert_eq!(config.watch.on_complete, OnComplete::Poweroff);
+    assert!(config.job.destination.is_none() && config.job.use_imds);
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    type Edit = Box<dyn FnOnce(&mut RawConfig)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "job.bucket",
+            Box::new(|r| r.job.bucket = Some("Bad_Bucket".into())),
+        ),
+        (
+            "job.bucket",
+            Box::new(|r| r.job.bucket = Some("b/x".into())),
+        ),
+        ("job.prefix", Box::new(|r| r.job.prefix = "a/../b".into())),
+        (
+            "job.incident_id",
+            Box::new(|r| r.job.incident_id = Some("../etc".into())),
+        ),
+        (
+            "job.source_volume_id",
+            Box::new(|r| r.job.source_volume_id = Some("vol-xyz".into())),
+        ),
+        (
+            "job.expected_volumes",
+            Box::new(|r| r.job.expected_volumes = Some(0)),
+        ),
+        (
+            "watch.disk_root",
+            Box::new(|r| r.watch.disk_root = "dev/disk".into()),
+        ),
+        ("watch.concurrency", Box::new(|r| r.watch.concurrency = 9)),
+        (
+            "imaging.hashes",
+            Box::new(|r| r.imaging.hashes = RawHashList::Csv("sha256,crc".into())),
+        ),
+        (
+            "imaging.chunk_size",
+            Box::new(|r| r.imaging.chunk_size = RawSize::Text("1000".into())),
+        ),
+        (
+            "imaging.piece_size",
+            Box::new(|r| r.imaging.piece_size = RawSize::Text("lots".into())),
+        ),
+        (
+            "imaging.queue_depth",
+            Box::new(|r| r.imaging.queue_depth = 0),
+        ),
+        (
+            "s3.part_size",
+            Box::new(|r| r.s3.part_size = RawSize::Text("1MiB".into())),
+        ),
+        ("s3.parts_in_flight", Box::new(|r| r.s3.parts_in_flight = 0)),
+        (
+            "s3.expected_bucket_owner",
+            Box::new(|r| r.s3.expected_bucket_owner = Some("12345".into())),
+        ),
+        (
+            "s3.object_lock_retain_days",
+            Box::new(|r| r.s3.object_lock_mode = Some("COMPLIANCE".into())),
+        ),
+        (
+            "s3.object_lock_mode",
+            Box::new(|r| {
+                r.s3.object_lock_mode = Some("forever".into());
+                r.s3.object_lock_retain_days = Some(1);
+            }),
+        ),
+        (
+            "cloudwatch.readiness_group",
+            Box::new(|r| r.cloudwatch.readiness_group = "a b".into()),
+        ),
+        (
+            "cloudwatch.progress_interval_secs",
+            Box::new(|r| r.cloudwatch.progress_interval_secs = 0),
+        ),
+    ];
+    for (key, edit) in cases {
+        let err = with(edit).unwrap_err();
+        assert_eq!(err.key, key, "{err:?}");
+    }
+}
+
+#[test]
+fn good_values_become_types() {
+    let config = with(|r| {
+        r.job.bucket = Some("my-evidence-bucket".into());
+        r.job.prefix = "/forensics/".into();
+        r.job.incident_id = Some("IR-2026-0042".into());
+        r.job.source_volume_id = Some("vol0123456789abcdef0".into());
+        r.imaging.hashes = RawHashList::Csv("blake3, md5".into());
+        r.imaging.piece_size = RawSize::Text("0".into());
+        r.s3.part_size = RawSize::Bytes(16 << 20);
+        r.s3.object_lock_mode = Some("compliance".into());
+        r.s3.object_lock_retain_days = Some(365);
+        r.watch.idle_timeout_secs = 60;
+    })
+    .unwrap();
+    let dest = config.job.destination.unwrap();
+    assert_eq!(dest.bucket(), "my-evidence-bucket");
+    assert_eq!(dest.key("x"), "forensics/x");
+    assert_eq!(
+        config.job.source_volume_id.unwrap().as_str(),
+        "vol-0123456789abcdef0"
+    );
+    assert_eq!(
+        config.imaging.algorithms,
+        [HashAlgorithm::Blake3, HashAlgorithm::Md5]
+    );
+    assert_eq!(config.imaging.piece_size, None);
+    assert_eq!(config.s3.min_part_size, 16 << 20);
+    assert!(
+        config.s3.require_object_lock,
+        "a retention implies an Object Lock bucket"
+    );
+    assert_eq!(config.watch.idle_timeout, Some(Duration::from_secs(60)));
+    let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let retention = config.s3.options(now).retention.unwrap();
+    assert_eq!(retention.mode, ObjectLockMode::Compliance);
+    assert_eq!(
+        retention.retain_until.to_rfc3339(),
+        "2027-01-01T00:00:00+00:00"
+    );
+}

@@ -1,0 +1,305 @@
+//! The job context in EC2 user data: JSON, TOML, or the shell script of the original flow.
+//!
+//! User data is written by whoever launches the instance, in whatever shape their tooling produces.
+//! We recognise the shape instead of asking for one: a JSON object; a TOML document with known keys;
+//! else `KEY=VALUE` lines (plain, `export`ed, or `echo "KEY=VALUE" >> /etc/environment` as the
+//! original RunInstances call writes them). User data is parsed, never executed: a line we do not
+//! recognise is ignored, and `$VAR` or backticks stay literal (and then fail validation).
+
+use super::env;
+use super::error::ConfigError;
+use super::layers::{self, Setting, Source, UserDataFormat};
+use super::raw::{JOB_KEYS, SECTIONS};
+
+/// Settings found in user data and the format they were in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserData {
+    /// The detected format.
+    pub format: UserDataFormat,
+    /// Checked settings, all with origin `user data (format)`.
+    pub settings: Vec<Setting>,
+}
+
+/// Detects the format of `text` and extracts its settings; `None` for empty user data.
+pub fn parse(text: &str) -> Result<Option<UserData>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let json_reason = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => {
+            return structured(text, UserDataFormat::Json).map(Some);
+        }
+        Ok(other) => format!("JSON but not an object ({})", json_kind(&other)),
+        Err(e) => format!("not JSON ({e})"),
+    };
+    let toml_reason = match text.parse::<toml::Table>() {
+        Ok(table) if has_known_keys(&table) => {
+            return structured(text, UserDataFormat::Toml).map(Some);
+        }
+        Ok(_) => "TOML without any known key".to_owned(),
+        Err(e) => format!("not TOML ({})", e.message()),
+    };
+    let settings = shell(text)?;
+    if settings.is_empty() {
+        return Err(ConfigError::UserData {
+            message: format!("{json_reason}; {toml_reason}; no recognised KEY=VALUE line"),
+        });
+    }
+    Ok(Some(UserData {
+        format: UserDataFormat::Shell,
+        settings,
+    }))
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn has_known_keys(table: &toml::Table) -> bool {
+    table
+        .keys()
+        .any(|k| SECTIONS.contains(&k.as_str()) || JOB_KEYS.contains(&k.as_str()))
+}
+
+/// JSON or TOML: section tables, or top-level keys that belong to `[job]`; `{"job": {…}}` is the
+/// same thing with a wrapper.
+fn structured(text: &str, format: UserDataFormat) -> Result<UserData, ConfigError> {
+    let table: toml::Table = match format {
+        UserDataFormat::Json => serde_json::from_str(text).map_err(|e| ConfigError::UserData {
+            message: format!("JSON object with unsupported values ({e})"),
+        })?,
+        _ => text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::UserData {
+                message: format!("not TOML ({})", e.message()),
+            })?,
+    };
+    let mut sections = toml::Table::new();
+    let mut job = toml::Table::new();
+    for (key, value) in table {
+        if key == "job" {
+            if let toml::Value::Table(body) = value {
+                job.extend(body);
+                continue;
+            }
+            sections.insert(key, value);
+        } else if SECTIONS.contains(&key.as_str()) {
+            sections.insert(key, value);
+        } else {
+            job.insert(key, value);
+        }
+    }
+    if !job.is_empty() {
+        sections.insert("job".into(), toml::Value::Table(job));
+    }
+    let settings = layers::flatten(&sections, &Source::UserData(format))?;
+    Ok(UserData { format, settings })
+}
+
+/// `KEY=VALUE` assignments with a recognised key, in order.
+fn shell(text: &str) -> Result<Vec<Setting>, ConfigError> {
+    let origin = Source::UserData(UserDataFormat::Shell);
+    let mut settings = Vec::new();
+    for line in text.lines() {
+        let Some((name, value)) = assignment(line) else {
+            continue;
+        };
+        if let Some(key) = env::key_of(&name) {
+            settings.push(layers::from_text(key, &value, origin.clone())?);
+        }
+    }
+    Ok(settings)
+}
+
+/// One assignment from a line: `KEY=VALUE`, `export KEY=VALUE`, `echo "KEY=VALUE" >> FILE`.
+fn assignment(line: &str) -> Option<(String, String)> {
+    let line = line.trim();
+    if line.starts_with('#') {
+        return None;
+    }
+    let word = if let Some(rest) = line.strip_prefix("echo ") {
+        shell_word(rest.trim_start())
+    } else {
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let (name, rest) = line.split_once('=')?;
+        format!("{name}={}", shell_word(rest))
+    };
+    let (name, value) = word.split_once('=')?;
+    let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid_name.then(|| (name.to_owned(), unquote(value)))
+}
+
+/// The first shell word of `text`: quoted (`"…"`, `'…'`, without the quotes) or up to whitespace or
+/// a shell operator (`;`, `>`, `|`, `&`). Enough for the lines launch tooling writes; anything
+/// fancier is not recognised.
+fn shell_word(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            (None, c) if c.is_whitespace() || matches!(c, ';' | '>' | '|' | '&') => break,
+            (_, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// `"x"` or `'x'` → `x` (a value quoted inside an already quoted `echo` argument).
+fn unquote(value: &str) -> String {
+    for q in ['"', '\''] {
+        if let Some(inner) = value.strip_prefix(q).and_then(|v| v.strip_suffix(q)) {
+            return inner.to_owned();
+        }
+    }
+    value.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(data: &UserData, key: &str) -> Option<String> {
+        data.settings
+            .iter()
+            .find(|s| s.key.to_string() == key)
+            .and_then(|s| s.value.as_str().map(str::to_owned))
+    }
+
+    #[test]
+    fn the_original_flows_script_is_read_not_run() {
+        let script = "#!/bin/bash\n\
+            yum install -y something\n\
+            echo \"DESTINATION_BUCKET=my-evidence-bucket\" >> /etc/environment\n\
+            echo \"IMAGE_NAME=vol-0123456789abcdef0\" >> /etc/environment\n\
+            echo 'INCIDENT_ID=IR-2026-0042' | tee -a /etc/environment\n\
+            export DESTINATION_PREFIX=\"forensics\"\n\
+            echo IMAGE_NAME=vol-0123456789abcdef0>>/etc/environment\n\
+            UNRELATED=1\n";
+        let data = parse(script).unwrap().unwrap();
+        assert_eq!(data.format, UserDataFormat::Shell);
+        assert_eq!(
+            value(&data, "job.bucket").as_deref(),
+            Some("my-evidence-bucket")
+        );
+        assert_eq!(
+            value(&data, "job.source_volume_id").as_deref(),
+            Some("vol-0123456789abcdef0")
+        );
+        assert_eq!(
+            value(&data, "job.incident_id").as_deref(),
+            Some("IR-2026-0042")
+        );
+        assert_eq!(value(&data, "job.prefix").as_deref(), Some("forensics"));
+        assert_eq!(
+            data.settings.len(),
+            5,
+            "IMAGE_NAME twice; the later line wins"
+        );
+    }
+
+    #[test]
+    fn plain_key_value_lines_with_quotes() {
+        let data = parse("DESTINATION_BUCKET='b-1'\nINCIDENT_ID=\"IR-1\"\n")
+            .unwrap()
+            .unwrap();
+        // Quoted values also parse as TOML, but without known keys: the shell reading wins.
+        assert_eq!(data.format, UserDataFormat::Shell);
+        assert_eq!(value(&data, "job.bucket").as_deref(), Some("b-1"));
+        assert_eq!(value(&data, "job.incident_id").as_deref(), Some("IR-1"));
+    }
+
+    #[test]
+    fn toml_job_table_and_top_level_keys() {
+        for text in [
+            "[job]\nbucket = \"bkt\"\nincident_id = \"IR-7\"\n",
+            "bucket = \"bkt\"\nincident_id = \"IR-7\"\n",
+        ] {
+            let data = parse(text).unwrap().unwrap();
+            assert_eq!(data.format, UserDataFormat::Toml, "{text}");
+            assert_eq!(value(&data, "job.bucket").as_deref(), Some("bkt"));
+            assert_eq!(value(&data, "job.incident_id").as_deref(), Some("IR-7"));
+        }
+        let data = parse("bucket = \"bkt\"\n[watch]\non_complete = \"exit\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(value(&data, "watch.on_complete").as_deref(), Some("exit"));
+    }
+
+    #[test]
+    fn json_flat_and_wrapped() {
+        for text in [
+            r#"{"bucket": "bkt", "incident_id": "IR-7", "expected_volumes": 2}"#,
+            r#"{"job": {"bucket": "bkt", "incident_id": "IR-7", "expected_volumes": 2}}"#,
+        ] {
+            let data = parse(text).unwrap().unwrap();
+            assert_eq!(data.format, UserDataFormat::Json, "{text}");
+            assert_eq!(value(&data, "job.bucket").as_deref(), Some("bkt"));
+            let volumes = data
+                .settings
+                .iter()
+                .find(|s| s.key.key == "expected_volumes")
+                .unwrap();
+            assert_eq!(volumes.value, toml::Value::Integer(2));
+        }
+    }
+
+    #[test]
+    fn empty_user_data_is_no_job_context() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("  \n").unwrap(), None);
+    }
+
+    #[test]
+    fn unrecognised_user_data_names_the_accepted_formats() {
+        for text in [
+            "#!/bin/bash\necho hello\n",
+            "[1, 2]",
+            "{ not json",
+            "x = = y",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(matches!(err, ConfigError::UserData { .. }), "{text}: {err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("malformed user data")
+                    && message.contains("JSON")
+                    && message.contains("DESTINATION_BUCKET"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_structured_user_data_name_key_and_format() {
+        let err = parse(r#"{"bucket": "bkt", "bukket": "x"}"#).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("job.bukket") && text.contains("user data (json)"),
+            "{text}"
+        );
+        let err = parse("[job]\nbucket = \"b\"\nincident = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("user data (toml)"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_in_user_data_are_reported() {
+        let err = parse(r#"{"bucket": "bkt", "expected_volumes": "two"}"#).unwrap_err();
+        assert!(err.to_string().contains("job.expected_volumes"), "{err}");
+    }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""imds: a loopback stand-in for the EC2 instance metadata service, IMDSv2 only.
+
+  imds.py [--port N] [--user-data FILE] [--instance-id ID] [--log FILE]
+
+  PUT /latest/api/token  with X-aws-ec2-metadata-token-ttl-seconds (1-21600) returns a token and
+                         echoes the TTL header; without a valid TTL header: 400.
+  GET (any path)         without a valid X-aws-ec2-metadata-token: 401 (IMDSv1 is refused).
+  GET /latest/user-data  the bytes of FILE, 404 when no FILE is given or it does not exist.
+  GET /latest/meta-data/instance-id   ID (default i-0123456789abcdef0).
+  anything else          404.
+
+  --port N     listen on 127.0.0.1:N (default 0: a free port)
+  --log FILE   one JSON line per request: method, path, token_ttl header, token (valid|invalid|none),
+               status; a test asserts the token flow from it
+
+Prints "ready PORT" on stdout once it accepts connections. Only loopback, only plain HTTP.
+"""
+
+import argparse
+import http.server
+import json
+import secrets
+import sys
+import threading
+
+MAX_TTL = 21600
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--user-data")
+    p.add_argument("--instance-id", default="i-0123456789abcdef0")
+    p.add_argument("--log")
+    args = p.parse_args()
+
+    lock = threading.Lock()
+    tokens = set()
+    log = open(args.log, "a", buffering=1) if args.log else None
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def _record(self, status, token_state):
+            if log is None:
+                return
+            entry = {
+                "method": self.command,
+                "path": self.path,
+                "token_ttl": self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"),
+                "token": token_state,
+                "status": status,
+            }
+            with lock:
+                log.write(json.dumps(entry) + "\n")
+
+        def _reply(self, status, body=b"", headers=(), token_state="none"):
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            self._record(status, token_state)
+
+        def do_PUT(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            if self.path != "/latest/api/token":
+                return self._reply(404)
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+            if not ttl.isdigit() or not 1 <= int(ttl) <= MAX_TTL:
+                return self._reply(400)
+            token = secrets.token_urlsafe(32)
+            with lock:
+                tokens.add(token)
+            self._reply(200, token.encode(), [("X-aws-ec2-metadata-token-ttl-seconds", ttl)])
+
+        def do_GET(self):
+            token = self.headers.get("X-aws-ec2-metadata-token")
+            with lock:
+                valid = token in tokens
+            state = "valid" if valid else ("invalid" if token else "none")
+            if not valid:
+                return self._reply(401, token_state=state)
+            if self.path == "/latest/user-data":
+                try:
+                    with open(args.user_data, "rb") as f:
+                        body = f.read()
+                except (TypeError, FileNotFoundError):
+                    return self._reply(404, token_state=state)
+                return self._reply(200, body, token_state=state)
+            if self.path == "/latest/meta-data/instance-id":
+                return self._reply(200, args.instance_id.encode(), token_state=state)
+            self._reply(404, token_state=state)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"ready {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
