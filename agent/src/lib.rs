@@ -9,6 +9,7 @@
 //! - `aws`: the shared tokio runtime and AWS clients.
 //! - `exit`: outcomes → documented exit codes.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
+//! - `watch`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe, refusal).
 
 pub mod acquire;
 pub mod aws;
@@ -20,6 +21,7 @@ pub mod progress;
 pub mod signals;
 pub mod sysinfo;
 pub mod verify;
+pub mod watch;
 
 /// `--version` output: package version and git revision, so a manifest or log line can be traced to
 /// the exact build that produced it.
