@@ -83,7 +83,7 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
-            Refusal::NotABlockDevice(why) => write!(f, "not a block device: {why}"),
+            Refusal::NotABlockDevice(why) => f.write_str(why),
             Refusal::NeverSettled { waited, size } => write!(
                 f,
                 "did not settle within {waited:?} (size {size} bytes, zero or changing, or links kept changing)"
