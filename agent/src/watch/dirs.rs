@@ -31,7 +31,7 @@ const MAX_ARM_PASSES: usize = 32;
 
 /// The two link directories udev maintains that identify attached disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LinkDir {
+pub(super) enum LinkDir {
     /// `by-label/<filesystem label>`.
     ByLabel,
     /// `by-id/<bus>-<model>_<serial>[-partN]`.
@@ -42,7 +42,7 @@ impl LinkDir {
     const ALL: [LinkDir; 2] = [LinkDir::ByLabel, LinkDir::ById];
 
     /// The directory's name under the disk root.
-    pub fn dir_name(self) -> &'static str {
+    pub(super) fn dir_name(self) -> &'static str {
         match self {
             LinkDir::ByLabel => "by-label",
             LinkDir::ById => "by-id",
@@ -165,8 +165,8 @@ impl LinkDirs {
                 false
             }
             (Watched::Links(_), _) => false,
-            // Something appeared on the way to a link directory.
-            (Watched::Ancestor(_), _) => mask.contains(EventMask::ISDIR),
+            // Something appeared on the way to a link directory (re-arming is a few syscalls).
+            (Watched::Ancestor(_), _) => true,
         }
     }
 
@@ -264,5 +264,72 @@ impl LinkDirs {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::time::Instant;
+
+    /// Collects events for up to two seconds, until one matches.
+    fn wait_for(dirs: &mut LinkDirs, wanted: impl Fn(&DirEvent) -> bool) -> Vec<DirEvent> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut seen = Vec::new();
+        while !seen.iter().any(&wanted) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no matching event; saw {seen:?}");
+            seen.extend(dirs.wait(left).unwrap());
+        }
+        seen
+    }
+
+    #[test]
+    fn existing_link_directories_are_scanned_at_arming() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("by-id")).unwrap();
+        let (_dirs, scans) = LinkDirs::arm(root.path()).unwrap();
+        assert_eq!(scans, vec![DirEvent::Scan(LinkDir::ById)]);
+    }
+
+    #[test]
+    fn a_missing_root_is_covered_by_its_parent_until_the_directories_appear() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("disk");
+        let (mut dirs, scans) = LinkDirs::arm(&root).unwrap();
+        assert!(scans.is_empty());
+
+        fs::create_dir_all(root.join("by-label")).unwrap();
+        wait_for(&mut dirs, |e| *e == DirEvent::Scan(LinkDir::ByLabel));
+        fs::write(root.join("by-label/DATA"), b"").unwrap();
+        wait_for(&mut dirs, |e| {
+            *e == DirEvent::Link {
+                dir: LinkDir::ByLabel,
+                path: root.join("by-label/DATA"),
+            }
+        });
+    }
+
+    #[test]
+    fn a_link_directory_removed_and_recreated_is_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let by_id = root.path().join("by-id");
+        fs::create_dir(&by_id).unwrap();
+        let (mut dirs, _) = LinkDirs::arm(root.path()).unwrap();
+
+        fs::remove_dir(&by_id).unwrap();
+        // The removal is noticed (the watch goes away) before the directory comes back.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            assert!(dirs.wait(Duration::from_millis(50)).unwrap().is_empty());
+        }
+        fs::create_dir(&by_id).unwrap();
+        wait_for(&mut dirs, |e| *e == DirEvent::Scan(LinkDir::ById));
+        fs::write(by_id.join("virtio-x"), b"").unwrap();
+        wait_for(
+            &mut dirs,
+            |e| matches!(e, DirEvent::Link { path, .. } if *path == by_id.join("virtio-x")),
+        );
     }
 }

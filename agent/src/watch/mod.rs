@@ -34,11 +34,10 @@ use std::time::{Duration, Instant};
 
 use imaging::device::SystemPaths;
 
-pub use dirs::LinkDir;
 pub use error::WatchError;
 pub use event::{AttachedDisk, Refusal, WatchEvent};
 
-use dirs::{DirEvent, LinkDirs};
+use dirs::{DirEvent, LinkDir, LinkDirs};
 use settle::SettleRules;
 use tracker::Tracker;
 
@@ -54,6 +53,9 @@ pub const DEFAULT_SIZE_POLL: Duration = Duration::from_millis(100);
 /// half a minute of a zero or changing size, or of links still changing, is not a volume to take
 /// unattended, so it is refused with a reason rather than waited for forever.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Floor for `size_poll`: a zero interval would re-read sysfs in a busy loop while a size is zero.
+const MIN_SIZE_POLL: Duration = Duration::from_millis(10);
 
 /// Where to watch and how long to wait.
 #[derive(Debug, Clone)]
@@ -99,7 +101,7 @@ impl Watcher {
             })?;
         let rules = SettleRules {
             quiet: settings.settle_quiet,
-            size_poll: settings.size_poll,
+            size_poll: settings.size_poll.max(MIN_SIZE_POLL),
             limit: SETTLE_LIMIT,
         };
         let (dirs, scans) = LinkDirs::arm(&disk_root)?;
@@ -112,8 +114,11 @@ impl Watcher {
         Ok(watcher)
     }
 
-    /// Blocks until the next event or `deadline`; `Ok(None)` when the deadline passed first.
+    /// Blocks until the next event or `deadline`; `Ok(None)` when the deadline passed first. A
+    /// deadline already past still takes in what inotify has queued (one non-blocking pass), so a
+    /// caller polling with `Instant::now()` makes progress.
     pub fn next_event(&mut self, deadline: Instant) -> Result<Option<WatchEvent>, WatchError> {
+        let mut last_pass = false;
         loop {
             if let Some(event) = self.ready.pop_front() {
                 return Ok(Some(event));
@@ -124,9 +129,10 @@ impl Watcher {
                 self.ready.extend(events);
                 continue;
             }
-            if now >= deadline {
+            if last_pass {
                 return Ok(None);
             }
+            last_pass = now >= deadline;
             let until = wake.map_or(deadline, |wake| wake.min(deadline));
             let dir_events = self.dirs.wait(until.saturating_duration_since(now))?;
             self.handle(dir_events, Instant::now());
@@ -158,5 +164,14 @@ impl Watcher {
         if tracker::is_link_name(&path) {
             self.ready.extend(self.tracker.link_seen(dir, path, now));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_watcher_can_move_to_its_own_thread() {
+        fn send<T: Send>() {}
+        send::<super::Watcher>();
     }
 }
