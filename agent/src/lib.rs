@@ -12,6 +12,7 @@
 //! - `exit`: outcomes → documented exit codes.
 //! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
+//! - `watch`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe, refusal).
 
 pub mod acquire;
 pub mod aws;
@@ -26,6 +27,7 @@ pub mod result;
 pub mod signals;
 pub mod sysinfo;
 pub mod verify;
+pub mod watch;
 
 /// `--version` output: package version and git revision, so a manifest or log line can be traced to
 /// the exact build that produced it.

@@ -74,6 +74,13 @@ impl LiveUse {
     pub fn is_idle(&self) -> bool {
         self.mount_points.is_empty() && self.swaps.is_empty() && self.holders.is_empty()
     }
+
+    /// How the host uses block device `major:minor` or any of its partitions, read from the system
+    /// tables without opening the device: a detector can refuse the host's own disks before any job
+    /// (and before any open, which could race with the host's use of them).
+    pub fn of_device(system: &SystemPaths, major: u64, minor: u64) -> Self {
+        live_use(system, &device_family(&system.sysfs, major, minor))
+    }
 }
 
 /// Where the system tables live; tests point these at fixtures.
