@@ -7,12 +7,14 @@
 //! - `acquire` / `verify`: the one-shot commands.
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
 //! - `aws`: the shared tokio runtime and AWS clients.
+//! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
 //! - `exit`: outcomes → documented exit codes.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
 
 pub mod acquire;
 pub mod aws;
 pub mod cli;
+pub mod cloudwatch;
 pub mod destination;
 pub mod exit;
 pub mod logging;
