@@ -1,10 +1,11 @@
-//! The S3 client as every command builds it: standard credential chain, retries with backoff,
-//! path-style when asked, and only the checksums we send ourselves.
+//! The AWS clients as every command builds them. S3: standard credential chain, retries with
+//! backoff, path-style when asked, and only the checksums we send ourselves. CloudWatch Logs: short
+//! timeouts and no SDK retries, because the reporter retries whole batches on its own schedule.
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
@@ -51,4 +52,53 @@ pub fn s3_client(
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .build();
     Client::from_conf(config)
+}
+
+/// A CloudWatch Logs client from the environment: instance role, env or profile credentials;
+/// region from the environment or IMDS; endpoint from `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` or
+/// `AWS_ENDPOINT_URL`.
+pub fn cloudwatch_client(runtime: &tokio::runtime::Runtime) -> aws_sdk_cloudwatchlogs::Client {
+    let shared = runtime
+        .block_on(with_cloudwatch_limits(aws_config::defaults(BehaviorVersion::latest())).load());
+    aws_sdk_cloudwatchlogs::Client::new(&shared)
+}
+
+/// The CloudWatch client's timeouts and retry policy, applied to `loader` (tests add their own
+/// endpoint and credentials). One attempt per call: the reporter retries with backoff itself and
+/// bounds each call, so SDK retries would only hide time from its deadline. A short connect
+/// timeout makes an unreachable endpoint fail fast.
+pub fn with_cloudwatch_limits(loader: ConfigLoader) -> ConfigLoader {
+    loader
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudwatch_calls_are_single_attempts_with_short_timeouts() {
+        let runtime = runtime().expect("runtime");
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"));
+        let shared = runtime.block_on(with_cloudwatch_limits(loader).load());
+        let client = aws_sdk_cloudwatchlogs::Client::new(&shared);
+        let config = client.config();
+        assert_eq!(
+            config.retry_config().map(RetryConfig::max_attempts),
+            Some(1)
+        );
+        let timeouts = config.timeout_config().expect("timeouts set");
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(Duration::from_secs(10))
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! - `aws`: the shared tokio runtime and AWS clients.
 //! - `config`: the daemon's layered, validated configuration and `config check`; `imds`: EC2 user
 //!   data and instance ID over IMDSv2.
+//! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
 //! - `exit`: outcomes → documented exit codes.
 //! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
@@ -18,6 +19,7 @@ pub mod acquire;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod cloudwatch;
 pub mod destination;
 pub mod exit;
 pub mod imds;

@@ -1,0 +1,194 @@
+//! One imaging job as a child process: `forensic-collector acquire … --json --result-json`.
+//!
+//! A child per disk isolates jobs from each other and from the daemon: a crash, a leak or a stuck
+//! device ends one job, not the agent; every job gets its own capture log; and the daemon reuses
+//! the exact code path and exit codes of the one-shot command that SSM runs. The child's JSON log
+//! lines are passed through to the daemon's stderr (the journal) and its progress lines are parsed
+//! into events; its last stdout line is the [`AcquisitionResult`].
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::exit::Exit;
+use crate::result::AcquisitionResult;
+
+/// Progress reported by a running child.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildProgress {
+    /// Bytes imaged so far.
+    pub bytes_done: u64,
+    /// Bytes in all.
+    pub bytes_total: u64,
+    /// Percent done.
+    pub percent: f64,
+    /// Current average MB/s.
+    pub mb_per_s: f64,
+    /// Seconds left at the current rate.
+    pub eta_seconds: Option<u64>,
+}
+
+/// What a child tells the daemon, tagged with the job's index.
+#[derive(Debug, Clone)]
+pub enum ChildEvent {
+    /// A progress line.
+    Progress(usize, ChildProgress),
+    /// The child ended; its result line, or one made from its exit status.
+    Finished(usize, AcquisitionResult),
+}
+
+/// A running child.
+pub struct RunningChild {
+    child: Child,
+    job: usize,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<Option<String>>>,
+}
+
+impl RunningChild {
+    /// Starts `program args…` with piped output; progress events go to `events`.
+    pub fn spawn(
+        program: &PathBuf,
+        args: &[OsString],
+        job: usize,
+        events: Sender<ChildEvent>,
+    ) -> std::io::Result<Self> {
+        let mut child = Command::new(program)
+            .args(args)
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        let stderr = std::thread::spawn(move || pass_through(stderr, job, &events));
+        Ok(Self {
+            child,
+            job,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        })
+    }
+
+    /// The job index.
+    pub fn job(&self) -> usize {
+        self.job
+    }
+
+    /// The child's result once it has exited, without blocking otherwise.
+    pub fn try_finish(&mut self) -> Option<AcquisitionResult> {
+        let status = self.child.try_wait().ok()??;
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let last_error = self.stderr.take().and_then(|h| h.join().ok()).flatten();
+        let parsed = stdout
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<AcquisitionResult>(line).ok());
+        Some(parsed.unwrap_or_else(|| {
+            let code = status.code().and_then(|c| u8::try_from(c).ok());
+            AcquisitionResult::failed(
+                if code == Some(Exit::Interrupted.code()) {
+                    Exit::Interrupted
+                } else {
+                    Exit::Internal
+                },
+                last_error.unwrap_or_else(|| format!("the imaging process ended with {status}")),
+            )
+        }))
+    }
+
+    /// Asks the child to stop (SIGTERM): it aborts its upload and removes partial evidence.
+    pub fn terminate(&self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+
+    /// Kills the child outright (after it ignored SIGTERM past the deadline).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Copies the child's log lines to our stderr and turns progress lines into events. Returns the
+/// message of the last ERROR line, for a child that dies without a result line.
+fn pass_through(
+    stderr: impl Read,
+    job: usize,
+    events: &Sender<ChildEvent>,
+) -> Option<String> {
+    let mut last_error = None;
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        eprintln!("{line}");
+        let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let fields = &value["fields"];
+        if value["level"] == "ERROR" {
+            last_error = fields["message"].as_str().map(str::to_owned);
+        }
+        if let Some(progress) = progress_of(fields) {
+            let _ = events.send(ChildEvent::Progress(job, progress));
+        }
+    }
+    last_error
+}
+
+/// The progress line's fields (`bytes_done`, `bytes_total`, `percent`, `mb_per_s`, `eta_s`);
+/// numbers may arrive as JSON numbers or as strings (formatted fields).
+fn progress_of(fields: &Value) -> Option<ChildProgress> {
+    let number = |name: &str| -> Option<f64> {
+        let field = &fields[name];
+        field
+            .as_f64()
+            .or_else(|| field.as_str().and_then(|s| s.parse().ok()))
+    };
+    let bytes_done = fields["bytes_done"].as_u64()?;
+    let bytes_total = fields["bytes_total"].as_u64()?;
+    Some(ChildProgress {
+        bytes_done,
+        bytes_total,
+        percent: number("percent").unwrap_or(0.0),
+        mb_per_s: number("mb_per_s").unwrap_or(0.0),
+        eta_seconds: fields["eta_s"].as_u64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_are_parsed_whether_numbers_are_formatted_or_not() {
+        let line: Value = serde_json::from_str(
+            r#"{"level":"INFO","fields":{"message":"Imaging in progress.","bytes_done":10,"bytes_total":40,"percent":"25.0","mb_per_s":12.5,"eta_s":3}}"#,
+        )
+        .unwrap();
+        let progress = progress_of(&line["fields"]).unwrap();
+        assert_eq!(progress.bytes_done, 10);
+        assert!((progress.percent - 25.0).abs() < f64::EPSILON);
+        assert!((progress.mb_per_s - 12.5).abs() < f64::EPSILON);
+        assert_eq!(progress.eta_seconds, Some(3));
+        let other: Value =
+            serde_json::from_str(r#"{"fields":{"message":"Source opened read-only."}}"#).unwrap();
+        assert!(progress_of(&other["fields"]).is_none());
+    }
+}

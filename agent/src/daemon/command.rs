@@ -1,0 +1,66 @@
+//! `forensic-collector watch`: load the configuration (file, IMDSv2 user data, environment, flags),
+//! require a job context, start CloudWatch reporting, and run the daemon loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::anyhow;
+
+use super::DaemonPlan;
+use super::reports::Reports;
+use crate::cli::WatchArgs;
+use crate::cloudwatch::{ReportSettings, Reporter};
+use crate::config::{self, Flag, LoadOptions};
+use crate::exit::{Exit, Failure};
+
+/// Runs `watch` and returns how the process should exit.
+pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
+    let mut options = LoadOptions::from_process(args.config.clone());
+    if let Some(root) = &args.disk_root {
+        options
+            .flags
+            .push(Flag::new("watch.disk_root", root.display(), "--disk-root"));
+    }
+    if let Some(action) = &args.on_complete {
+        options
+            .flags
+            .push(Flag::new("watch.on_complete", action, "--on-complete"));
+    }
+    let effective = config::load(&options).map_err(|e| Failure::new(e.exit(), e))?;
+    let job = effective
+        .require_job()
+        .map_err(|e| Failure::new(e.exit(), e))?;
+    let config = &effective.config;
+    let program = std::env::current_exe()
+        .map_err(|e| Failure::new(Exit::Internal, anyhow!("cannot find this program: {e}")))?;
+    let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone());
+    tracing::info!(
+        destination = %plan.destination_text(),
+        incident = %job.incident_id,
+        source_volume_id = job.source_volume_id.as_ref().map(ToString::to_string),
+        instance_id = effective.instance_id.as_deref().unwrap_or("-"),
+        user_data = ?effective.user_data,
+        file = ?effective.file.as_ref().map(PathBuf::as_path),
+        "Configuration loaded."
+    );
+
+    let runtime = crate::aws::runtime()?;
+    let reports = if config.cloudwatch.enabled {
+        let stream = effective
+            .instance_id
+            .clone()
+            .unwrap_or_else(crate::sysinfo::hostname);
+        let mut settings = ReportSettings::new(stream);
+        settings.readiness_group = config.cloudwatch.readiness_group.clone();
+        settings.capture_group = config.cloudwatch.capture_group.clone();
+        settings.readiness_message = config.cloudwatch.readiness_message.clone();
+        settings.queue_capacity = config.cloudwatch.queue_capacity.get();
+        settings.flush_timeout = config.cloudwatch.flush_timeout;
+        let client = crate::aws::cloudwatch_client(&runtime);
+        Reports::new(Some(Reporter::start(client, settings)))
+    } else {
+        tracing::warn!("CloudWatch reporting is disabled (cloudwatch.enabled = false).");
+        Reports::new(None)
+    };
+    super::run(&plan, &reports, cancel)
+}

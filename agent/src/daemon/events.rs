@@ -1,0 +1,121 @@
+//! The daemon's capture events for CloudWatch: one JSON object each, `"event"` naming it. Jobs are
+//! named `job-N` and carry the volume, so a responder can follow one disk through the stream.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::child::ChildProgress;
+use super::jobs::{Job, JobTable};
+use super::plan::DaemonPlan;
+use crate::config::raw::OnComplete;
+use crate::result::AcquisitionResult;
+
+/// The watcher is armed: what this agent will do.
+pub fn ready(plan: &DaemonPlan) -> Value {
+    json!({
+        "event": "agent_ready",
+        "version": crate::VERSION_LINE,
+        "disk_root": plan.watch.disk_root,
+        "destination": plan.destination_text(),
+        "incident_id": plan.incident.as_str(),
+        "source_volume_id": plan.source_volume_id.as_ref().map(ToString::to_string),
+        "expected_volumes": plan.expected_volumes,
+        "concurrency": plan.concurrency,
+        "on_complete": format!("{:?}", plan.on_complete).to_lowercase(),
+    })
+}
+
+/// A disk was detected and queued.
+pub fn detected(job: &Job, latency: Duration) -> Value {
+    json!({
+        "event": "disk_detected",
+        "job": job.id(),
+        "volume": job.volume(),
+        "device": job.disk.device,
+        "links": job.disk.links,
+        "label": job.disk.label,
+        "size_bytes": job.disk.size,
+        "evidence_name": job.name,
+        "detection_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// A disk was seen and refused.
+pub fn refused(disk: &Path, link: &Path, reason: &str) -> Value {
+    json!({
+        "event": "disk_refused",
+        "device": disk,
+        "link": link,
+        "reason": reason,
+    })
+}
+
+/// A job's child started.
+pub fn started(job: &Job, destination: &str) -> Value {
+    json!({
+        "event": "job_started",
+        "job": job.id(),
+        "volume": job.volume(),
+        "device": job.disk.device,
+        "size_bytes": job.disk.size,
+        "evidence_name": job.name,
+        "destination": destination,
+    })
+}
+
+/// Progress of a running job.
+pub fn progress(job: &Job, progress: &ChildProgress) -> Value {
+    json!({
+        "event": "progress",
+        "job": job.id(),
+        "volume": job.volume(),
+        "bytes_done": progress.bytes_done,
+        "size_bytes": progress.bytes_total,
+        "percent": progress.percent,
+        "mb_per_s": progress.mb_per_s,
+        "eta_seconds": progress.eta_seconds,
+    })
+}
+
+/// A job ended: its result (hashes, where the evidence is, bad ranges) or its error.
+pub fn finished(job: &Job, result: &AcquisitionResult) -> Value {
+    let mut event = json!({
+        "event": if result.manifest.is_some() { "job_finished" } else { "job_failed" },
+        "job": job.id(),
+        "volume": job.volume(),
+        "device": job.disk.device,
+    });
+    if let (Value::Object(map), Ok(Value::Object(result))) =
+        (&mut event, serde_json::to_value(result))
+    {
+        map.extend(result);
+    }
+    event
+}
+
+/// Every job is done and the daemon stays up.
+pub fn all_done(table: &JobTable, action: &str) -> Value {
+    let (done, with_evidence) = table.done();
+    json!({
+        "event": "all_jobs_done",
+        "jobs": done,
+        "with_evidence": with_evidence,
+        "failed": done - with_evidence,
+        "action": action,
+    })
+}
+
+/// The daemon stops: why, and what it does next.
+pub fn stopping(table: &JobTable, reason: &str, action: OnComplete) -> Value {
+    let (done, with_evidence) = table.done();
+    json!({
+        "event": "agent_stopping",
+        "reason": reason,
+        "jobs": done,
+        "with_evidence": with_evidence,
+        "failed": done - with_evidence,
+        "action": format!("{action:?}").to_lowercase(),
+    })
+}

@@ -1,0 +1,144 @@
+//! The job table: which disks were taken, in what order, and how each ended. Pure bookkeeping, so
+//! the daemon loop stays about events and the rules here are unit-tested.
+
+use std::collections::VecDeque;
+
+use crate::result::AcquisitionResult;
+use crate::watch::AttachedDisk;
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    /// Waiting for a free slot.
+    Queued,
+    /// Its child process runs.
+    Running,
+    /// Ended, with the child's result.
+    Done(AcquisitionResult),
+}
+
+/// One detected disk to image.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Index in detection order; also the job's ID in events (`job-1`, …).
+    pub index: usize,
+    /// The disk.
+    pub disk: AttachedDisk,
+    /// Evidence name.
+    pub name: String,
+    /// State.
+    pub state: JobState,
+}
+
+impl Job {
+    /// `job-N`, 1-based.
+    pub fn id(&self) -> String {
+        format!("job-{}", self.index + 1)
+    }
+
+    /// The attached volume's ID, else the device path: what a responder recognises.
+    pub fn volume(&self) -> String {
+        self.disk.volume_id.as_ref().map_or_else(
+            || self.disk.device.display().to_string(),
+            ToString::to_string,
+        )
+    }
+}
+
+/// All jobs of this run.
+#[derive(Debug, Default)]
+pub struct JobTable {
+    jobs: Vec<Job>,
+    queue: VecDeque<usize>,
+}
+
+impl JobTable {
+    /// Adds a disk unless it is already a job: the same EBS volume ever, or the same device number
+    /// while that job is not done (the watcher reports each attachment once; this guards against a
+    /// volume detached and attached again being imaged twice). Returns the new job's index.
+    pub fn add(&mut self, disk: AttachedDisk, name: String) -> Option<usize> {
+        let duplicate = self.jobs.iter().any(|job| {
+            (disk.volume_id.is_some() && job.disk.volume_id == disk.volume_id)
+                || (job.disk.dev == disk.dev && !matches!(job.state, JobState::Done(_)))
+        });
+        if duplicate {
+            return None;
+        }
+        let index = self.jobs.len();
+        self.jobs.push(Job {
+            index,
+            disk,
+            name,
+            state: JobState::Queued,
+        });
+        self.queue.push_back(index);
+        Some(index)
+    }
+
+    /// The next queued job, if fewer than `concurrency` run.
+    pub fn next_to_start(&mut self, concurrency: usize) -> Option<&mut Job> {
+        if self.running() >= concurrency {
+            return None;
+        }
+        let index = self.queue.pop_front()?;
+        let job = &mut self.jobs[index];
+        job.state = JobState::Running;
+        Some(job)
+    }
+
+    /// Records a job's end.
+    pub fn finish(&mut self, index: usize, result: AcquisitionResult) -> Option<&Job> {
+        let job = self.jobs.get_mut(index)?;
+        job.state = JobState::Done(result);
+        Some(job)
+    }
+
+    /// A job by index.
+    pub fn get(&self, index: usize) -> Option<&Job> {
+        self.jobs.get(index)
+    }
+
+    /// Jobs whose child runs.
+    pub fn running(&self) -> usize {
+        self.jobs
+            .iter()
+            .filter(|j| j.state == JobState::Running)
+            .count()
+    }
+
+    /// Jobs queued or running.
+    pub fn pending(&self) -> usize {
+        self.queue.len() + self.running()
+    }
+
+    /// Jobs that ended, and of those, how many produced evidence (exit 0 or 3).
+    pub fn done(&self) -> (usize, usize) {
+        let results: Vec<&AcquisitionResult> = self
+            .jobs
+            .iter()
+            .filter_map(|j| match &j.state {
+                JobState::Done(result) => Some(result),
+                _ => None,
+            })
+            .collect();
+        let with_evidence = results.iter().filter(|r| r.manifest.is_some()).count();
+        (results.len(), with_evidence)
+    }
+
+    /// The worst exit code among ended jobs (0 when all completed cleanly), for `on_complete =
+    /// "exit"`: a failed job outranks one completed with unreadable sectors.
+    pub fn worst_exit(&self) -> u8 {
+        self.jobs
+            .iter()
+            .filter_map(|j| match &j.state {
+                JobState::Done(result) => Some(result.exit_code),
+                _ => None,
+            })
+            .max_by_key(|&code| match code {
+                0 => 0,
+                3 => 1,
+                _ => 2,
+            })
+            .unwrap_or(0)
+    }
+}
