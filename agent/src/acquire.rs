@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
 use imaging::hash::HashAlgorithm;
+use imaging::identity::VolumeId;
 use imaging::manifest::{CaseInfo, Context, HostInfo, Manifest, Status};
 use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::pipeline::{self, PipelineConfig};
@@ -37,6 +38,14 @@ pub fn run(
         .map(|id| SafeName::parse(id, "incident ID"))
         .transpose()
         .map_err(usage)?;
+    let source_volume = args
+        .source_volume_id
+        .as_deref()
+        .map(|id| {
+            VolumeId::from_serial_or_id(id)
+                .ok_or_else(|| usage(format!("--source-volume-id {id:?} is not an EBS volume ID")))
+        })
+        .transpose()?;
     let explicit_name = args
         .name
         .as_deref()
@@ -60,7 +69,7 @@ pub fn run(
 
     let mut destination = Destination::from_args(args, incident.as_ref())?;
     destination.prepare(&source, &files)?;
-    let metadata = object_metadata(&source, &name, incident.as_ref());
+    let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
     let sink = destination.image_sink(&files, source.size(), metadata)?;
 
     let reporter = Reporter::new(
@@ -92,10 +101,11 @@ pub fn run(
         case: CaseInfo {
             incident_id: incident.map(|i| i.to_string()),
             evidence_name: name.to_string(),
+            source_volume_id: source_volume.as_ref().map(ToString::to_string),
         },
         host: HostInfo {
             hostname: sysinfo::hostname(),
-            instance_id: None,
+            instance_id: args.instance_id.clone(),
         },
         image_file_name: files.image.clone(),
         peak_rss_bytes: sysinfo::peak_rss_bytes(),
@@ -113,18 +123,24 @@ pub fn run(
     })
 }
 
-/// User metadata on the S3 image object, so the object alone says what it is.
+/// User metadata on the S3 image object, so the object alone says what it is: the case, the
+/// suspect's volume (given, or the imaged device itself) and the volume actually attached.
 fn object_metadata(
     source: &Source,
     name: &SafeName,
     incident: Option<&SafeName>,
+    source_volume: Option<&VolumeId>,
 ) -> Vec<(String, String)> {
     let mut metadata = vec![("evidence-name".to_owned(), name.to_string())];
     if let Some(incident) = incident {
         metadata.push(("incident-id".to_owned(), incident.to_string()));
     }
-    if let Some(volume) = &source.identity().ebs_volume_id {
+    let attached = source.identity().ebs_volume_id.as_ref();
+    if let Some(volume) = source_volume.or(attached) {
         metadata.push(("source-volume-id".to_owned(), volume.to_string()));
+    }
+    if let Some(volume) = attached {
+        metadata.push(("attached-volume-id".to_owned(), volume.to_string()));
     }
     metadata
 }

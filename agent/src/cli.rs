@@ -29,6 +29,25 @@ pub enum Command {
     /// Inspect the daemon's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run as the collector daemon: watch for attached volumes, image each to S3, report to
+    /// CloudWatch Logs, then exit, stay or power off (the systemd service).
+    Watch(WatchArgs),
+}
+
+/// `watch` options; each overrides the same key of the configuration (see docs/config.md).
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Config file [default: $FORENSIC_COLLECTOR_CONFIG, else /etc/forensic-collector/config.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Root of the udev disk links (`watch.disk_root`) [default: /dev/disk].
+    #[arg(long)]
+    pub disk_root: Option<PathBuf>,
+
+    /// What to do when the work is done (`watch.on_complete`) [default: poweroff].
+    #[arg(long, value_parser = ["poweroff", "exit", "stay"])]
+    pub on_complete: Option<String>,
 }
 
 /// `config` subcommands.
@@ -104,6 +123,16 @@ pub struct AcquireArgs {
     /// Seconds between progress log lines when no progress bar is shown.
     #[arg(long, default_value_t = 10)]
     pub progress_interval: u64,
+
+    /// The suspect's original EBS volume, when the source is a copy made from its snapshot:
+    /// recorded in the manifest and on the S3 objects.
+    #[arg(long)]
+    pub source_volume_id: Option<String>,
+
+    /// EC2 instance ID of the collecting host, recorded in the manifest (the `watch` daemon passes
+    /// the one IMDS gave it).
+    #[arg(long)]
+    pub instance_id: Option<String>,
 
     /// Print one JSON line on stdout at the end: status, exit code, hashes, where the evidence is,
     /// bad ranges (or the error). For callers such as the `watch` daemon and SSM Run Command.

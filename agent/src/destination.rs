@@ -174,8 +174,14 @@ impl Destination {
         if let Some(incident) = &manifest.case.incident_id {
             tags.push(("incident-id".to_owned(), incident.clone()));
         }
-        if let Some(volume) = &manifest.source.identity.ebs_volume_id {
-            tags.push(("source-volume-id".to_owned(), volume.to_string()));
+        let attached = manifest
+            .source
+            .identity
+            .ebs_volume_id
+            .as_ref()
+            .map(ToString::to_string);
+        if let Some(volume) = manifest.case.source_volume_id.clone().or(attached) {
+            tags.push(("source-volume-id".to_owned(), volume));
         }
         for (algorithm, digest) in &manifest.image.hashes {
             tags.push((format!("image-{algorithm}"), digest.clone()));

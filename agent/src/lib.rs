@@ -14,12 +14,15 @@
 //! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
 //! - `watch`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe, refusal).
+//! - `daemon`: the `watch` command: detected disks → jobs (child `acquire` processes) → reports →
+//!   exit, stay or power off.
 
 pub mod acquire;
 pub mod aws;
 pub mod cli;
-pub mod config;
 pub mod cloudwatch;
+pub mod config;
+pub mod daemon;
 pub mod destination;
 pub mod exit;
 pub mod imds;

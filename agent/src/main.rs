@@ -8,7 +8,7 @@ use clap::Parser;
 use forensic_collector::cli::{Cli, Command, ConfigCommand};
 use forensic_collector::exit::Exit;
 use forensic_collector::result::AcquisitionResult;
-use forensic_collector::{acquire, config, logging, signals, verify};
+use forensic_collector::{acquire, config, daemon, logging, signals, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Acquire(args) => acquire::run(args, json, &capture, &cancel),
         Command::Verify(args) => verify::run(args, json, &cancel),
         Command::Config(ConfigCommand::Check(args)) => config::check::run(args, cli.json),
+        Command::Watch(args) => daemon::command::run(args, &cancel),
     };
     match result {
         Ok(exit) => exit.into(),

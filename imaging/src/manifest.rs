@@ -66,6 +66,9 @@ pub struct CaseInfo {
     pub incident_id: Option<String>,
     /// The evidence name used for every file of this acquisition.
     pub evidence_name: String,
+    /// The suspect's original EBS volume, when the imaged device is a copy made from its snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_volume_id: Option<String>,
 }
 
 /// The collecting host.

@@ -129,11 +129,7 @@ impl RunningChild {
 
 /// Copies the child's log lines to our stderr and turns progress lines into events. Returns the
 /// message of the last ERROR line, for a child that dies without a result line.
-fn pass_through(
-    stderr: impl Read,
-    job: usize,
-    events: &Sender<ChildEvent>,
-) -> Option<String> {
+fn pass_through(stderr: impl Read, job: usize, events: &Sender<ChildEvent>) -> Option<String> {
     let mut last_error = None;
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };

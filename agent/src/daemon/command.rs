@@ -1,7 +1,6 @@
 //! `forensic-collector watch`: load the configuration (file, IMDSv2 user data, environment, flags),
 //! require a job context, start CloudWatch reporting, and run the daemon loop.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::anyhow;
@@ -40,7 +39,7 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         source_volume_id = job.source_volume_id.as_ref().map(ToString::to_string),
         instance_id = effective.instance_id.as_deref().unwrap_or("-"),
         user_data = ?effective.user_data,
-        file = ?effective.file.as_ref().map(PathBuf::as_path),
+        file = ?effective.file.as_deref(),
         "Configuration loaded."
     );
 

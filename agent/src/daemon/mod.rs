@@ -43,7 +43,10 @@ const CHILD_STOP_GRACE: Duration = Duration::from_secs(60);
 /// Runs the daemon until its work is done (or a signal stops it) and returns the exit status.
 pub fn run(plan: &DaemonPlan, reporter: &Reports, cancel: &AtomicBool) -> Result<Exit, Failure> {
     let watcher = Watcher::arm(plan.watch.clone()).map_err(|e| {
-        Failure::new(Exit::Internal, anyhow!("cannot watch for attached disks: {e}"))
+        Failure::new(
+            Exit::Internal,
+            anyhow!("cannot watch for attached disks: {e}"),
+        )
     })?;
     reporter.readiness();
     reporter.emit(events::ready(plan));
@@ -119,7 +122,9 @@ impl Loop<'_> {
         match event {
             WatchEvent::Attached(disk) => {
                 let latency = disk.first_seen.elapsed();
-                let name = self.plan.evidence_name(&disk, self.table.done().0 + self.table.pending());
+                let name = self
+                    .plan
+                    .evidence_name(&disk, self.table.done().0 + self.table.pending());
                 let device = disk.device.display().to_string();
                 match self.table.add(disk, name) {
                     Some(index) => {
@@ -136,7 +141,8 @@ impl Loop<'_> {
             WatchEvent::Refused { disk, link, reason } => {
                 tracing::warn!(device = %disk.display(), link = %link.display(), reason = %reason,
                     "Attached disk refused.");
-                self.reporter.emit(events::refused(&disk, &link, &reason.to_string()));
+                self.reporter
+                    .emit(events::refused(&disk, &link, &reason.to_string()));
             }
         }
     }
@@ -155,7 +161,8 @@ impl Loop<'_> {
                 Ok(child) => {
                     tracing::info!(job = %job.id(), device = %job.disk.device.display(),
                         name = %job.name, "Imaging started.");
-                    self.reporter.emit(events::started(&job, &self.plan.destination_text()));
+                    self.reporter
+                        .emit(events::started(&job, &self.plan.destination_text()));
                     self.children.push(child);
                 }
                 Err(err) => {
@@ -224,7 +231,10 @@ impl Loop<'_> {
         if self.plan.on_complete == OnComplete::Stay {
             if !self.staying {
                 self.staying = true;
-                tracing::info!(jobs = done, "All jobs done; staying up and watching (on_complete = stay).");
+                tracing::info!(
+                    jobs = done,
+                    "All jobs done; staying up and watching (on_complete = stay)."
+                );
                 self.reporter.emit(events::all_done(&self.table, "stay"));
             }
             return None;
@@ -251,7 +261,10 @@ impl Loop<'_> {
     fn finish(self, ending: Ending) -> Result<Exit, Failure> {
         let (exit, reason) = match &ending {
             Ending::Done => (exit_of(self.table.worst_exit()), "done"),
-            Ending::NothingAttached => (Exit::SourceMissing, "no disk attached before the idle timeout"),
+            Ending::NothingAttached => (
+                Exit::SourceMissing,
+                "no disk attached before the idle timeout",
+            ),
             Ending::Interrupted => (Exit::Interrupted, "interrupted"),
             Ending::WatchFailed(_) => (Exit::Internal, "the watcher failed"),
         };
@@ -262,7 +275,8 @@ impl Loop<'_> {
             Ending::Done => self.plan.on_complete,
             _ => OnComplete::Exit,
         };
-        self.reporter.emit(events::stopping(&self.table, reason, action));
+        self.reporter
+            .emit(events::stopping(&self.table, reason, action));
         tracing::info!(reason, action = ?action, "Stopping: flushing reports.");
         if let Some(stats) = self
             .reporter

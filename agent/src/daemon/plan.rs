@@ -136,7 +136,12 @@ fn common_args(config: &Config, job: &JobContext, instance_id: Option<&str>) -> 
         "--json".into(),
         "--result-json".into(),
         "--progress-interval".into(),
-        config.cloudwatch.progress_interval.as_secs().max(1).to_string(),
+        config
+            .cloudwatch
+            .progress_interval
+            .as_secs()
+            .max(1)
+            .to_string(),
     ];
     let imaging = &config.imaging;
     let hashes: Vec<&str> = imaging.algorithms.iter().map(|a| a.name()).collect();
