@@ -4,6 +4,7 @@
 //! Everything here needs root (loop devices, mounts). A missing prerequisite is a test failure with
 //! a message saying what to install, never a silent skip: CI runs as root with `tests/setup.sh` done.
 
+pub mod cwlogs;
 pub mod fixtures;
 pub mod imds;
 pub mod loopdev;

@@ -21,6 +21,11 @@ impl MotoServer {
             .and_then(|l| l.local_addr())
             .expect("free loopback port")
             .port();
+        Self::start_on(port)
+    }
+
+    /// Starts moto on `port` (e.g. where a killed one was, to bring a service back).
+    pub fn start_on(port: u16) -> Self {
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -44,6 +49,11 @@ impl MotoServer {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Environment for the binary (and the SDK in tests): this endpoint, static test credentials, no IMDS.
