@@ -1,0 +1,327 @@
+//! `forensic-collector watch`, the daemon, end to end: real loop devices linked into a temporary
+//! `/dev/disk` tree after the daemon signalled readiness, a real S3 and CloudWatch Logs server
+//! (moto) and an IMDSv2 stand-in carrying the original flow's shell-script user data. Images land
+//! in S3 and verify, the CloudWatch streams tell the story, and `on_complete = "exit"` ends the
+//! process with status 0.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use collector_e2e::cwlogs::LogsReader;
+use collector_e2e::{ImdsServer, LocalS3, LoopDevice, MotoServer, Run, random_file, require_root};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const INSTANCE: &str = "i-0123456789abcdef0";
+const READY: &str = "incron is running";
+const VOLUME: &str = "vol0abcdef0123456789";
+
+/// The flow's user data: a script that appends the job to /etc/environment (never executed).
+fn legacy_user_data(bucket: &str) -> Vec<u8> {
+    format!(
+        "#!/bin/bash\n\
+         echo \"DESTINATION_BUCKET={bucket}\" >> /etc/environment\n\
+         echo \"DESTINATION_PREFIX=cases\" >> /etc/environment\n\
+         echo \"INCIDENT_ID=IR-42\" >> /etc/environment\n"
+    )
+    .into_bytes()
+}
+
+/// A config file for a daemon watching `root` that exits after `expected` volumes.
+fn config_file(dir: &Path, root: &Path, expected: u32) -> PathBuf {
+    let path = dir.join("config.toml");
+    fs::write(
+        &path,
+        format!(
+            "[job]\nexpected_volumes = {expected}\n\
+             [watch]\ndisk_root = {root:?}\non_complete = \"exit\"\nsettle_ms = 200\n\
+             [imaging]\npiece_size = \"4MiB\"\n\
+             [s3]\nforce_path_style = true\n\
+             [cloudwatch]\nreadiness_message = {READY:?}\nprogress_interval_secs = 1\nflush_timeout_secs = 5\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `forensic-collector watch --config CONFIG` against `s3`, `imds`, and CloudWatch at `logs`.
+fn daemon(s3: &LocalS3, imds: &ImdsServer, logs: &str, config: &Path) -> Command {
+    let mut cmd = s3.collector();
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", logs)
+        .env_remove("FORENSIC_COLLECTOR_CONFIG")
+        .arg("watch")
+        .arg("--config")
+        .arg(config);
+    cmd
+}
+
+fn link(root: &Path, dir: &str, name: &str, target: &Path) {
+    fs::create_dir_all(root.join(dir)).unwrap();
+    symlink(target, root.join(dir).join(name)).unwrap();
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("command runs");
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
+/// The capture stream's events as JSON.
+fn capture_events(logs: &LogsReader) -> Vec<Value> {
+    logs.events("ForensicDiskCapture", INSTANCE)
+        .into_iter()
+        .filter_map(|(_, message)| serde_json::from_str(&message).ok())
+        .collect()
+}
+
+fn count(events: &[Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// Waits until the readiness stream's newest message is the configured text, as the flow's
+/// attaching Lambda does before it attaches anything.
+fn wait_until_ready(logs: &LogsReader) {
+    logs.wait_for(
+        "ForensicDiskReadiness",
+        INSTANCE,
+        Duration::from_secs(60),
+        |_| logs.latest("ForensicDiskReadiness", INSTANCE).as_deref() == Some(READY),
+    );
+}
+
+/// Keys of the manifests stored under the incident.
+fn manifests(s3: &LocalS3) -> Vec<String> {
+    s3.runtime
+        .block_on(
+            s3.client
+                .list_objects_v2()
+                .bucket("evidence")
+                .prefix("cases/IR-42/disk_evidence/")
+                .send(),
+        )
+        .expect("list objects")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| k.ends_with(".manifest.json"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_daemon_images_every_attached_disk_once_and_reports_to_cloudwatch() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("dev-disk");
+
+    // A: ext4 with a label. B: GPT, linked only through its partition. C: unlabelled, an EBS
+    // by-id link only. D: mounted by this host, so refused.
+    let a_file = work.path().join("a.img");
+    random_file(&a_file, 24 * MIB, 51);
+    run_ok(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "EVIDENCE1"])
+            .arg(&a_file),
+    );
+    let a = LoopDevice::attach(&a_file, &[]);
+    let b_file = work.path().join("b.img");
+    random_file(&b_file, 16 * MIB, 52);
+    run_ok(
+        Command::new("sgdisk")
+            .args(["-o", "-n", "1:2048:+4M"])
+            .arg(&b_file),
+    );
+    let b = LoopDevice::attach_partitioned(&b_file);
+    let c_file = work.path().join("c.img");
+    random_file(&c_file, 20 * MIB + 512, 53);
+    let c = LoopDevice::attach(&c_file, &[]);
+    let d_file = work.path().join("d.img");
+    fs::File::create(&d_file)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    run_ok(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "HOSTDATA"])
+            .arg(&d_file),
+    );
+    let d = LoopDevice::attach(&d_file, &[]);
+    let mount_point = work.path().join("mnt");
+    fs::create_dir(&mount_point).unwrap();
+    run_ok(Command::new("mount").arg(d.path()).arg(&mount_point));
+    let _unmount = Unmount(mount_point.clone());
+
+    let config = config_file(work.path(), &root, 3);
+    let child = Run::spawn(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
+    wait_until_ready(&logs);
+
+    let attached = Instant::now();
+    link(&root, "by-label", "EVIDENCE1", a.path());
+    link(&root, "by-id", "wwn-0x5000c500a1b2c3d4", a.path());
+    link(&root, "by-id", "virtio-evidence-b-part1", &b.partition(1));
+    link(
+        &root,
+        "by-id",
+        &format!("nvme-Amazon_Elastic_Block_Store_{VOLUME}"),
+        c.path(),
+    );
+    link(&root, "by-label", "HOSTDATA", d.path());
+
+    let run = Run::wait(child);
+    run.expect_code(0);
+    eprintln!(
+        "three disks attached → daemon exited in {:?}",
+        attached.elapsed()
+    );
+
+    // Three images (A once, though linked twice), each verifying from S3.
+    let keys = manifests(&s3);
+    assert_eq!(keys.len(), 3, "{keys:?}\n{}", run.stderr);
+    let c_key = "cases/IR-42/disk_evidence/vol-0abcdef0123456789.manifest.json";
+    assert!(keys.iter().any(|k| k == c_key), "{keys:?}");
+    for key in &keys {
+        let mut verify = s3.collector();
+        verify.args([
+            "verify",
+            &format!("s3://evidence/{key}"),
+            "--s3-force-path-style",
+        ]);
+        let verified = Run::of(&mut verify);
+        verified.expect_code(0);
+    }
+    let c_image = download(
+        &s3.server,
+        "cases/IR-42/disk_evidence/vol-0abcdef0123456789.image.dd",
+    );
+    assert!(
+        c_image == fs::read(&c_file).unwrap(),
+        "C's object differs from the device"
+    );
+
+    let events = capture_events(&logs);
+    let summary: Vec<&Value> = events.iter().map(|e| &e["event"]).collect();
+    assert_eq!(count(&events, "disk_detected"), 3, "{summary:?}");
+    assert_eq!(count(&events, "job_started"), 3, "{summary:?}");
+    assert_eq!(count(&events, "job_finished"), 3, "{summary:?}");
+    assert_eq!(count(&events, "job_failed"), 0, "{summary:?}");
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "disk_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{summary:?}");
+    assert_eq!(refused[0]["device"], d.path().to_str().unwrap());
+    let finished_c = events
+        .iter()
+        .find(|e| e["event"] == "job_finished" && e["evidence_name"] == "vol-0abcdef0123456789")
+        .expect("C's result event");
+    assert_eq!(finished_c["status"], "completed");
+    assert_eq!(finished_c["bytes"], 20 * MIB + 512);
+    assert_eq!(
+        finished_c["hashes"]["sha256"],
+        collector_e2e::sha256_hex(&fs::read(&c_file).unwrap())
+    );
+    let stopping = events.last().expect("events");
+    assert_eq!(stopping["event"], "agent_stopping", "{summary:?}");
+    assert_eq!(stopping["jobs"], 3);
+    for detected in events.iter().filter(|e| e["event"] == "disk_detected") {
+        let ms = detected["detection_ms"].as_u64().unwrap();
+        eprintln!("detection latency {}: {ms} ms", detected["device"]);
+        assert!(ms < 5_000, "{detected}");
+    }
+    // The devices the daemon imaged were left read-only; the refused one was not touched.
+    assert!(c.kernel_read_only() && b.kernel_read_only() && a.kernel_read_only());
+    assert!(!d.kernel_read_only());
+}
+
+#[test]
+fn imaging_completes_while_cloudwatch_is_down() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+    let mut cloudwatch = Some(MotoServer::start());
+    let cw_endpoint = cloudwatch.as_ref().unwrap().endpoint();
+    let logs = LogsReader::new(&cw_endpoint);
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("dev-disk");
+    let file = work.path().join("c.img");
+    random_file(&file, 12 * MIB, 54);
+    let dev = LoopDevice::attach(&file, &[]);
+
+    let config = config_file(work.path(), &root, 1);
+    let child = Run::spawn(&mut daemon(&s3, &imds, &cw_endpoint, &config));
+    wait_until_ready(&logs);
+    drop(cloudwatch.take()); // CloudWatch goes away before the disk arrives.
+    link(
+        &root,
+        "by-id",
+        &format!("nvme-Amazon_Elastic_Block_Store_{VOLUME}"),
+        dev.path(),
+    );
+
+    let run = Run::wait(child);
+    run.expect_code(0);
+    assert_eq!(manifests(&s3).len(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("Reports flushed"), "{}", run.stderr);
+}
+
+#[test]
+fn watch_fails_clearly_without_imds_or_with_malformed_user_data() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let work = tempfile::tempdir().unwrap();
+    let config = config_file(work.path(), &work.path().join("dev-disk"), 1);
+
+    // Nothing listens at the metadata endpoint.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cmd = s3.collector();
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .args(["watch", "--config"])
+        .arg(&config);
+    let started = Instant::now();
+    let run = Run::of(&mut cmd);
+    run.expect_code(6);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        run.stderr.to_lowercase().contains("metadata"),
+        "{}",
+        run.stderr
+    );
+
+    let imds = ImdsServer::start(Some(b"{\"bucket\": "), INSTANCE);
+    let run = Run::of(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
+    run.expect_code(5);
+    assert!(run.stderr.contains("user data"), "{}", run.stderr);
+}
+
+/// Downloads an object over plain HTTP (moto's multipart checksums lack `-N`, which the SDK's
+/// response validation misreads).
+fn download(server: &MotoServer, key: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sSf", &format!("{}/evidence/{key}", server.endpoint())])
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "GET {key}: {out:?}");
+    out.stdout
+}
+
+/// Unmounts on drop, so a failed test does not leave a mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
