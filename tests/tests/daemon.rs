@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use collector_e2e::cwlogs::LogsReader;
-use collector_e2e::{ImdsServer, LocalS3, LoopDevice, MotoServer, Run, random_file, require_root};
+use collector_e2e::{
+    FaultFs, ImdsServer, LocalS3, LoopDevice, MotoServer, Run, random_file, require_root,
+};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -324,4 +326,50 @@ impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
+}
+
+#[test]
+fn sigterm_stops_the_running_job_and_leaves_no_partial_evidence() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("dev-disk");
+    let backing = work.path().join("slow.raw");
+    random_file(&backing, 48 * MIB, 55);
+    // Slow reads (100 ms each) keep the job running long enough to stop it in the middle.
+    let slow = FaultFs::mount(&backing, &["--delay-ms".into(), "100".into()]);
+    let dev = LoopDevice::attach(&slow.file(), &["--read-only"]);
+
+    let config = config_file(work.path(), &root, 1);
+    let child = Run::spawn(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
+    wait_until_ready(&logs);
+    link(
+        &root,
+        "by-id",
+        &format!("nvme-Amazon_Elastic_Block_Store_{VOLUME}"),
+        dev.path(),
+    );
+    logs.wait_for(
+        "ForensicDiskCapture",
+        INSTANCE,
+        Duration::from_secs(60),
+        |events| events.iter().any(|(_, m)| m.contains("\"progress\"")),
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let run = Run::wait(child);
+    run.expect_code(130);
+    assert!(manifests(&s3).is_empty(), "{}", run.stderr);
+    assert_eq!(s3.open_uploads("evidence"), 0, "{}", run.stderr);
+    let events = capture_events(&logs);
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "job_failed")
+        .expect("the stopped job is reported");
+    assert_eq!(failed["exit_code"], 130, "{failed}");
+    let stopping = events.last().unwrap();
+    assert_eq!(stopping["event"], "agent_stopping");
+    assert_eq!(stopping["reason"], "interrupted");
 }
