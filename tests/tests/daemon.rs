@@ -34,12 +34,17 @@ fn legacy_user_data(bucket: &str) -> Vec<u8> {
 
 /// A config file for a daemon watching `root` that exits after `expected` volumes.
 fn config_file(dir: &Path, root: &Path, expected: u32) -> PathBuf {
+    config_file_with(dir, root, expected, "on_complete = \"exit\"")
+}
+
+/// As [`config_file`], with `watch` lines of its own.
+fn config_file_with(dir: &Path, root: &Path, expected: u32, watch: &str) -> PathBuf {
     let path = dir.join("config.toml");
     fs::write(
         &path,
         format!(
             "[job]\nexpected_volumes = {expected}\n\
-             [watch]\ndisk_root = {root:?}\non_complete = \"exit\"\nsettle_ms = 200\n\
+             [watch]\ndisk_root = {root:?}\n{watch}\nsettle_ms = 200\n\
              [imaging]\npiece_size = \"4MiB\"\n\
              [s3]\nforce_path_style = true\n\
              [cloudwatch]\nreadiness_message = {READY:?}\nprogress_interval_secs = 1\nflush_timeout_secs = 5\n"
@@ -243,7 +248,7 @@ fn the_daemon_images_every_attached_disk_once_and_reports_to_cloudwatch() {
 }
 
 #[test]
-fn imaging_completes_while_cloudwatch_is_down() {
+fn imaging_completes_while_cloudwatch_is_down_then_the_host_powers_off() {
     require_root();
     let s3 = LocalS3::with_bucket("evidence", false);
     let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
@@ -256,7 +261,14 @@ fn imaging_completes_while_cloudwatch_is_down() {
     random_file(&file, 12 * MIB, 54);
     let dev = LoopDevice::attach(&file, &[]);
 
-    let config = config_file(work.path(), &root, 1);
+    // Powering off runs the configured command, here one that leaves a mark instead.
+    let marker = work.path().join("powered-off");
+    let config = config_file_with(
+        work.path(),
+        &root,
+        1,
+        &format!("on_complete = \"poweroff\"\npoweroff_command = [\"touch\", {marker:?}]"),
+    );
     let child = Run::spawn(&mut daemon(&s3, &imds, &cw_endpoint, &config));
     wait_until_ready(&logs);
     drop(cloudwatch.take()); // CloudWatch goes away before the disk arrives.
@@ -271,6 +283,8 @@ fn imaging_completes_while_cloudwatch_is_down() {
     run.expect_code(0);
     assert_eq!(manifests(&s3).len(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("Reports flushed"), "{}", run.stderr);
+    assert!(marker.exists(), "the poweroff command ran: {}", run.stderr);
+    assert!(run.stderr.contains("Powering off"), "{}", run.stderr);
 }
 
 #[test]

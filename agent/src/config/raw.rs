@@ -97,6 +97,8 @@ pub struct RawWatch {
     pub idle_timeout_secs: u64,
     /// What to do when done.
     pub on_complete: OnComplete,
+    /// The command `on_complete = "poweroff"` runs.
+    pub poweroff_command: Vec<String>,
 }
 
 impl Default for RawWatch {
@@ -110,6 +112,8 @@ impl Default for RawWatch {
             concurrency: 1,
             idle_timeout_secs: 0,
             on_complete: OnComplete::Poweroff,
+            // Through systemd, so units stop in order and the journal is flushed first.
+            poweroff_command: vec!["systemctl".into(), "poweroff".into()],
         }
     }
 }

@@ -14,10 +14,6 @@ use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
 use crate::watch::{AttachedDisk, WatchSettings};
 
-/// The command that powers the instance off: systemd's, so units stop in order and the journal
-/// is flushed.
-pub const POWEROFF_COMMAND: [&str; 2] = ["systemctl", "poweroff"];
-
 /// Everything the daemon loop needs.
 #[derive(Debug, Clone)]
 pub struct DaemonPlan {
@@ -69,7 +65,7 @@ impl DaemonPlan {
             idle_timeout: config.watch.idle_timeout,
             on_complete: config.watch.on_complete,
             flush_timeout: config.cloudwatch.flush_timeout,
-            poweroff_command: POWEROFF_COMMAND.iter().map(|s| (*s).to_owned()).collect(),
+            poweroff_command: config.watch.poweroff_command.clone(),
             destination: job.destination.clone(),
             incident: job.incident_id.clone(),
             source_volume_id: job.source_volume_id.clone(),

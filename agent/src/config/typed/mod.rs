@@ -84,6 +84,8 @@ pub struct Watch {
     pub idle_timeout: Option<Duration>,
     /// What to do when done.
     pub on_complete: OnComplete,
+    /// Program and arguments run to power off (never empty).
+    pub poweroff_command: Vec<String>,
 }
 
 /// Checks every key of `raw` and builds the typed configuration.
@@ -172,7 +174,17 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
                 format!("{} must be between 1 and {MAX_CONCURRENCY}", w.concurrency),
             )
         })?;
+    if w.poweroff_command
+        .first()
+        .is_none_or(|p| p.trim().is_empty())
+    {
+        return Err(invalid(
+            "watch.poweroff_command",
+            "must name a program, e.g. [\"systemctl\", \"poweroff\"]",
+        ));
+    }
     Ok(Watch {
+        poweroff_command: w.poweroff_command.clone(),
         disk_root,
         settle: Duration::from_millis(w.settle_ms),
         concurrency,
