@@ -25,6 +25,7 @@ declare -A PKGS=(
   [kmod]=modprobe
   [bc]=bc                  # tests/bench arithmetic
   [curl]=curl              # plain-HTTP downloads from the local S3 server
+  [systemd]=systemd-analyze  # checks systemd/forensic-collector.service
   [time]=""                # /usr/bin/time for peak RSS in tests/bench
   [libfuse3-3]=""          # libfuse3.so.3: faultfs.py's default backend (via mfusepy)
   [libfuse2]=""            # libfuse.so.2: faultfs.py --libfuse 2
