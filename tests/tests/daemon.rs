@@ -387,3 +387,23 @@ fn sigterm_stops_the_running_job_and_leaves_no_partial_evidence() {
     assert_eq!(stopping["event"], "agent_stopping");
     assert_eq!(stopping["reason"], "interrupted");
 }
+
+#[test]
+fn no_disk_before_the_idle_timeout_ends_the_daemon_with_status_10() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+    let work = tempfile::tempdir().unwrap();
+    let config = config_file_with(
+        work.path(),
+        &work.path().join("dev-disk"),
+        1,
+        "on_complete = \"exit\"\nidle_timeout_secs = 2",
+    );
+    let started = Instant::now();
+    let run = Run::of(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
+    run.expect_code(10);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(run.stderr.contains("no disk attached"), "{}", run.stderr);
+    assert!(manifests(&s3).is_empty());
+}
