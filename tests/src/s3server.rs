@@ -201,6 +201,41 @@ impl LocalS3 {
             .len()
     }
 
+    /// Downloads a single-part object of `bucket` with the SDK (which checks its SHA-256).
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.runtime.block_on(async {
+            let object = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
+            let body = object.body.collect().await.expect("object body");
+            body.into_bytes().to_vec()
+        })
+    }
+
+    /// Downloads any object over plain HTTP (moto does not check signatures). Not the SDK: moto
+    /// reports multipart checksums without their `-N` suffix, which the SDK then validates as a
+    /// whole-object digest and rejects.
+    pub fn get_http(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let out = Command::new("curl")
+            .args([
+                "-sSf",
+                &format!("{}/{bucket}/{key}", self.server.endpoint()),
+            ])
+            .output()
+            .expect("curl runs (tests/helpers/setup-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "GET {bucket}/{key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// Number of objects in `bucket`.
     pub fn object_count(&self, bucket: &str) -> usize {
         self.runtime

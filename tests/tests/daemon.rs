@@ -203,8 +203,8 @@ fn the_daemon_images_every_attached_disk_once_and_reports_to_cloudwatch() {
         let verified = Run::of(&mut verify);
         verified.expect_code(0);
     }
-    let c_image = download(
-        &s3.server,
+    let c_image = s3.get_http(
+        "evidence",
         "cases/IR-42/disk_evidence/vol-0abcdef0123456789.image.dd",
     );
     assert!(
@@ -320,17 +320,6 @@ fn watch_fails_clearly_without_imds_or_with_malformed_user_data() {
     let run = Run::of(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
     run.expect_code(5);
     assert!(run.stderr.contains("user data"), "{}", run.stderr);
-}
-
-/// Downloads an object over plain HTTP (moto's multipart checksums lack `-N`, which the SDK's
-/// response validation misreads).
-fn download(server: &MotoServer, key: &str) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sSf", &format!("{}/evidence/{key}", server.endpoint())])
-        .output()
-        .expect("curl runs");
-    assert!(out.status.success(), "GET {key}: {out:?}");
-    out.stdout
 }
 
 /// Unmounts on drop, so a failed test does not leave a mount behind.

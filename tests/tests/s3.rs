@@ -5,48 +5,10 @@
 use std::fs;
 use std::process::Command;
 
-use collector_e2e::{
-    FaultFs, LocalS3, LoopDevice, MotoServer, Run, random_file, require_root, sha256_hex,
-};
+use collector_e2e::{FaultFs, LocalS3, LoopDevice, Run, random_file, require_root, sha256_hex};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
-
-/// Downloads a single-part object with the SDK (which checks its SHA-256 on the way).
-fn get(runtime: &tokio::runtime::Runtime, client: &aws_sdk_s3::Client, key: &str) -> Vec<u8> {
-    runtime.block_on(async {
-        let object = client
-            .get_object()
-            .bucket("evidence")
-            .key(key)
-            .send()
-            .await
-            .expect(key);
-        object
-            .body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec()
-    })
-}
-
-/// Downloads a multipart object over plain HTTP (moto does not check signatures). Not the SDK: moto
-/// reports multipart checksums without their `-N` suffix, which the SDK then validates as a
-/// whole-object digest and rejects.
-fn get_multipart(server: &MotoServer, key: &str) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sSf", &format!("{}/evidence/{key}", server.endpoint())])
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "GET {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// The tags of an object, as a map.
 fn object_tags(local: &LocalS3, key: &str) -> std::collections::BTreeMap<String, String> {
@@ -71,7 +33,7 @@ fn object_tags(local: &LocalS3, key: &str) -> std::collections::BTreeMap<String,
 fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
     require_root();
     let local = LocalS3::with_bucket("evidence", false);
-    let (server, runtime, client) = (&local.server, &local.runtime, &local.client);
+    let (runtime, client) = (&local.runtime, &local.client);
 
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source.raw");
@@ -94,11 +56,11 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
 
     let prefix = "cases/IR-7/disk_evidence/vol-0123456789abcdef0";
     let original = fs::read(&source).unwrap();
-    let image = get_multipart(server, &format!("{prefix}.image.dd"));
+    let image = local.get_http("evidence", &format!("{prefix}.image.dd"));
     assert!(image == original, "the S3 object differs from the device");
 
     let manifest: Value =
-        serde_json::from_slice(&get(runtime, client, &format!("{prefix}.manifest.json"))).unwrap();
+        serde_json::from_slice(&local.get("evidence", &format!("{prefix}.manifest.json"))).unwrap();
     assert_eq!(manifest["image"]["hashes"]["sha256"], sha256_hex(&original));
     assert_eq!(
         manifest["image"]["location"],
@@ -155,7 +117,7 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
     assert_eq!(tags.get("incident-id").map(String::as_str), Some("IR-7"));
 
     let sidecar =
-        String::from_utf8(get(runtime, client, &format!("{prefix}.image.dd.sha256"))).unwrap();
+        String::from_utf8(local.get("evidence", &format!("{prefix}.image.dd.sha256"))).unwrap();
     assert_eq!(
         sidecar,
         format!(
@@ -163,7 +125,7 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
             sha256_hex(&original)
         )
     );
-    let log = String::from_utf8(get(runtime, client, &format!("{prefix}.capture.log"))).unwrap();
+    let log = String::from_utf8(local.get("evidence", &format!("{prefix}.capture.log"))).unwrap();
     assert!(log.contains("Acquisition completed"), "{log}");
 
     assert_eq!(
@@ -248,7 +210,6 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
 fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
     require_root();
     let local = LocalS3::with_bucket("evidence", false);
-    let server = &local.server;
     let work = tempfile::tempdir().unwrap();
     let backing = work.path().join("slow.raw");
     random_file(&backing, 48 * MIB, 33);
@@ -294,7 +255,7 @@ fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
         rerun.stderr
     );
     assert_eq!(pending(), 0, "no multipart upload may be left behind");
-    let image = get_multipart(server, "k/IR-9/disk_evidence/killed.image.dd");
+    let image = local.get_http("evidence", "k/IR-9/disk_evidence/killed.image.dd");
     assert!(
         image == fs::read(&backing).unwrap(),
         "the rerun's object differs from the source"

@@ -11,43 +11,11 @@ use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 
-/// Downloads an object over plain HTTP (moto reports multipart checksums without `-N`, which the
-/// SDK's response validation misreads).
+/// Downloads `key` over HTTP into `to` and returns its bytes.
 fn download(local: &LocalS3, key: &str, to: &std::path::Path) -> Vec<u8> {
-    let url = format!("{}/evidence/{key}", local.server.endpoint());
-    let out = Command::new("curl")
-        .args(["-sSf", "-o"])
-        .arg(to)
-        .arg(&url)
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "GET {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::read(to).unwrap()
-}
-
-/// Downloads a single-part object with the SDK (which checks its SHA-256 on the way).
-fn get_small(local: &LocalS3, key: &str) -> Vec<u8> {
-    local.runtime.block_on(async {
-        let object = local
-            .client
-            .get_object()
-            .bucket("evidence")
-            .key(key)
-            .send()
-            .await
-            .expect(key);
-        object
-            .body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec()
-    })
+    let bytes = local.get_http("evidence", key);
+    fs::write(to, &bytes).unwrap();
+    bytes
 }
 
 #[test]
@@ -71,7 +39,7 @@ fn an_image_above_the_maximum_object_size_is_split_into_verified_segments() {
 
     let prefix = "cases/IR-9/disk_evidence/disk1";
     let manifest: Value =
-        serde_json::from_slice(&get_small(&local, &format!("{prefix}.manifest.json"))).unwrap();
+        serde_json::from_slice(&local.get("evidence", &format!("{prefix}.manifest.json"))).unwrap();
     let objects = manifest["image"]["s3"]["objects"].as_array().unwrap();
     // 20 MiB rounds down to two 8 MiB parts per segment: 16 + 16 + 8 MiB and 3 sectors.
     let expected = [
@@ -112,7 +80,7 @@ fn an_image_above_the_maximum_object_size_is_split_into_verified_segments() {
     // The sidecar checks the downloaded segments now, and the whole image once reassembled.
     fs::write(
         downloads.join("disk1.image.dd.sha256"),
-        get_small(&local, &format!("{prefix}.image.dd.sha256")),
+        local.get("evidence", &format!("{prefix}.image.dd.sha256")),
     )
     .unwrap();
     let check = |args: &[&str]| {
