@@ -53,6 +53,9 @@ pub fn run(
         .transpose()
         .map_err(usage)?;
 
+    // Arguments are checked before the source is opened: a typo must not touch the evidence
+    // (opening sets the kernel read-only flag).
+    let mut destination = Destination::from_args(args, incident.as_ref())?;
     let source = Source::open(
         &args.source,
         &SourceOptions {
@@ -67,7 +70,6 @@ pub fn run(
     let files = EvidenceFiles::new(&name);
     report_source(&source, &name);
 
-    let mut destination = Destination::from_args(args, incident.as_ref())?;
     destination.prepare(&source, &files)?;
     let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
     let sink = destination.image_sink(&files, source.size(), metadata)?;

@@ -2,11 +2,13 @@
 """faultproxy: a loopback HTTP proxy in front of a local S3 server that injects faults and records
 what the client sent.
 
-  faultproxy.py UPSTREAM_PORT [--fail-parts N] [--reset-parts N] [--fail-all-parts] [--log FILE]
+  faultproxy.py UPSTREAM_PORT [--fail-parts N] [--reset-parts N] [--fail-all-parts] [--deny-all]
+                [--log FILE]
 
   --fail-parts N     the first N UploadPart requests get HTTP 500 InternalError (not forwarded)
   --reset-parts N    the next N UploadPart requests get their connection reset (not forwarded)
   --fail-all-parts   every UploadPart gets HTTP 500: a retry budget that can only run out
+  --deny-all         every request gets HTTP 403 AccessDenied, as from a role without s3:PutObject
   --log FILE         one JSON line per request: method, path, query, request headers, what was done
 
 Listens on 127.0.0.1 on a free port and prints "ready PORT" once it accepts connections. Upstream is
@@ -27,6 +29,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "proxy-authorization", "proxy-authenticate"}
 INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
                   b'<Message>injected by faultproxy</Message></Error>')
+ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                 b'<Message>Access Denied (injected by faultproxy)</Message></Error>')
 
 
 def main():
@@ -35,6 +39,7 @@ def main():
     p.add_argument("--fail-parts", type=int, default=0)
     p.add_argument("--reset-parts", type=int, default=0)
     p.add_argument("--fail-all-parts", action="store_true")
+    p.add_argument("--deny-all", action="store_true")
     p.add_argument("--log")
     args = p.parse_args()
 
@@ -49,6 +54,8 @@ def main():
             pass
 
         def _fault_for(self, is_part):
+            if args.deny_all:
+                return "deny"
             if not is_part:
                 return "forward"
             with lock:
@@ -73,12 +80,14 @@ def main():
                 log.write(json.dumps({"method": self.command, "path": url.path, "query": url.query,
                                       "headers": {k.lower(): v for k, v in self.headers.items()},
                                       "action": action}) + "\n")
-            if action == "fail":
-                self.send_response(500)
+            if action in ("fail", "deny"):
+                status, body = (500, INTERNAL_ERROR) if action == "fail" else (403, ACCESS_DENIED)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(INTERNAL_ERROR)))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(INTERNAL_ERROR)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
                 return
             if action == "reset":
                 # SO_LINGER 0: close sends RST, as a dropped middlebox connection would.

@@ -192,6 +192,11 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
     let run = Run::of(&mut cmd);
     run.expect_code(2);
     assert!(
+        !run.stderr.contains("Source opened"),
+        "a bad URL is refused before the source is touched: {}",
+        run.stderr
+    );
+    assert!(
         run.stderr.contains("is not an s3://bucket/prefix URL"),
         "{}",
         run.stderr

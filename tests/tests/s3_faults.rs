@@ -1,7 +1,8 @@
 //! S3 under faults, through a loopback proxy that answers 500 or resets the connection for chosen
 //! UploadPart requests: transient faults are retried and the object still verifies; an exhausted
 //! retry budget aborts the upload and leaves no object, no manifest and no open multipart upload.
-//! The same proxy records request headers, to show the evidence-protection options are sent.
+//! The same proxy records request headers, to show the evidence-protection options are sent, and
+//! answers 403 for a role without access; missing credentials are a clear error too.
 
 use std::fs;
 
@@ -135,6 +136,43 @@ fn an_exhausted_retry_budget_aborts_and_leaves_nothing_behind() {
         0,
         "the upload must be aborted"
     );
+}
+
+#[test]
+fn denied_access_and_missing_credentials_are_clear_errors_before_the_device_is_read() {
+    let setup = setup();
+    let source = setup.work.path().join("s.raw");
+    random_file(&source, 9 * MIB, 44);
+
+    let denied = FaultProxy::start(&setup.s3.server, &["--deny-all"]);
+    let run = acquire_via(&setup, &denied, &source, &[]);
+    run.expect_code(30);
+    assert!(run.stderr.contains("AccessDenied"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("Acquisition started"),
+        "refused before reading: {}",
+        run.stderr
+    );
+
+    // No credentials anywhere in the chain (no env, no profile files, no instance role).
+    let mut cmd = setup.s3.collector();
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .arg("acquire")
+        .arg(&source)
+        .args(["--dest", "s3://evidence/f", "--incident", "IR-F"])
+        .args(["--s3-force-path-style", "--s3-max-attempts", "1"]);
+    let run = Run::of(&mut cmd);
+    run.expect_code(30);
+    assert!(
+        run.stderr.to_lowercase().contains("credentials"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(setup.s3.object_count("evidence"), 0);
+    assert_eq!(setup.s3.open_uploads("evidence"), 0);
 }
 
 #[test]
