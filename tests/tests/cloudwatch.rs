@@ -199,16 +199,19 @@ fn a_server_that_never_answers_costs_no_more_than_the_deadline() {
     // Listening but never accepting: connections complete, requests are never answered.
     let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("listener");
     let endpoint = format!("http://{}", silent.local_addr().expect("address"));
+    // Each call may take 10 s, far longer than the shutdown deadline allows.
     let reporter = Reporter::start(
         logs_client(&endpoint),
-        settings(100, Duration::from_millis(500)),
+        settings(100, Duration::from_secs(10)),
     );
     let started = Instant::now();
     for seq in 0..10 {
         reporter.emit(seq_event("silent", seq));
     }
     assert!(started.elapsed() < Duration::from_millis(100));
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // Past the batch window: a PutLogEvents call is now waiting for an answer.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let deadline = Instant::now() + Duration::from_secs(1);
     let stats = reporter.shutdown(deadline);
     let late = Instant::now().saturating_duration_since(deadline);
     assert!(

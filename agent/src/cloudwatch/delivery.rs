@@ -9,19 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, SdkError};
-use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use super::batch::{self, LogEvent, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Rejected};
+use super::batch::{self, LogEvent, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+use super::call::{self, Outcome};
 use super::counters::Counters;
 use super::event::{millis, stamp};
 use super::retry::{Backoff, MAX_ATTEMPTS_PER_BATCH};
 use super::settings::ReportSettings;
-use super::target::{Target, TargetError};
+use super::target::Target;
 use super::truncate;
 
 /// How long the first event of a batch waits for company. Progress comes every few seconds, so a
@@ -42,18 +40,6 @@ pub(super) struct Inputs {
 struct Batch {
     events: Vec<LogEvent>,
     attempts: u32,
-}
-
-/// What one call came to.
-enum Outcome {
-    /// Accepted; some events may still have been refused for their age.
-    Accepted(Rejected),
-    /// The group or stream is missing (deleted, or a fresh endpoint): create them and retry.
-    Missing,
-    /// Worth retrying: network, timeout, throttling, 5xx, a stale sequence token.
-    Retry(String),
-    /// The request itself is wrong; retrying cannot help.
-    Refused(String),
 }
 
 /// The task's state.
@@ -113,15 +99,24 @@ impl Delivery {
     async fn serve(&mut self) -> Instant {
         loop {
             let now = Instant::now();
-            if self.backoff.ready(now) {
-                if self.readiness_due.is_some() {
-                    self.send_readiness(now + self.flush_timeout).await;
-                    continue;
+            if let Some(deadline) = self.shutdown_asked() {
+                return deadline;
+            }
+            if self.backoff.ready(now) && (self.readiness_due.is_some() || self.capture_due(now)) {
+                // A call in flight when shutdown is asked for may finish, but not past the
+                // shutdown deadline (which may be sooner than the call's own timeout).
+                let mut shutdown = self.inputs.shutdown.clone();
+                let send = self.send_next(now + self.flush_timeout);
+                tokio::pin!(send);
+                tokio::select! {
+                    () = &mut send => {}
+                    _ = shutdown.changed() => {
+                        let asked = *shutdown.borrow();
+                        let deadline = asked.map_or_else(Instant::now, Instant::from_std);
+                        let _ = timeout_at(deadline, send).await;
+                    }
                 }
-                if self.capture_due(now) {
-                    self.send_capture(now + self.flush_timeout).await;
-                    continue;
-                }
+                continue;
             }
             let wake = self.next_wake(now);
             let room = self.pending_has_room();
@@ -134,13 +129,23 @@ impl Delivery {
                     Ok(()) => self.request_readiness(),
                     Err(_) => return Instant::now() + self.flush_timeout,
                 },
-                changed = self.inputs.shutdown.changed() => {
-                    let asked = changed.ok().and_then(|()| *self.inputs.shutdown.borrow());
-                    return asked.map_or_else(Instant::now, Instant::from_std);
-                }
+                _ = self.inputs.shutdown.changed() => {}
                 () = sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
             }
         }
+    }
+
+    /// The flush deadline once shutdown was asked for; one call's time when every handle is gone.
+    /// Read from the value, not from change notifications, which a `changed()` already consumed.
+    fn shutdown_asked(&self) -> Option<Instant> {
+        if let Some(deadline) = *self.inputs.shutdown.borrow() {
+            return Some(Instant::from_std(deadline));
+        }
+        self.inputs
+            .shutdown
+            .has_changed()
+            .is_err()
+            .then(|| Instant::now() + self.flush_timeout)
     }
 
     /// Sends what is left until `deadline`, then counts the rest as failed.
@@ -169,12 +174,7 @@ impl Delivery {
                 sleep_until(at.min(deadline)).await;
                 continue;
             }
-            let until = deadline.min(now + self.flush_timeout);
-            if self.readiness_due.is_some() {
-                self.send_readiness(until).await;
-            } else {
-                self.send_capture(until).await;
-            }
+            self.send_next(deadline.min(now + self.flush_timeout)).await;
         }
         let mut left = self.pending.len() + self.batch.take().map_or(0, |b| b.events.len());
         self.pending.clear();
@@ -188,6 +188,15 @@ impl Delivery {
             );
         }
         self.counters.failed(left);
+    }
+
+    /// The readiness message goes first: the attaching Lambda waits for it.
+    async fn send_next(&mut self, until: Instant) {
+        if self.readiness_due.is_some() {
+            self.send_readiness(until).await;
+        } else {
+            self.send_capture(until).await;
+        }
     }
 
     fn request_readiness(&mut self) {
@@ -242,7 +251,7 @@ impl Delivery {
             timestamp_ms,
             message: self.readiness_message.clone(),
         };
-        match self.attempt(Which::Readiness, &[event], until).await {
+        match call::put(&self.client, &mut self.readiness, &[event], until).await {
             Outcome::Accepted(rejected) => {
                 self.succeeded();
                 self.readiness_due = None;
@@ -300,7 +309,7 @@ impl Delivery {
         if events.is_empty() {
             return;
         }
-        match self.attempt(Which::Capture, &events, until).await {
+        match call::put(&self.client, &mut self.capture, &events, until).await {
             Outcome::Accepted(rejected) => {
                 self.succeeded();
                 self.batch = None;
@@ -394,70 +403,5 @@ impl Delivery {
                 "CloudWatch is not accepting events; holding them and retrying.");
         }
         self.healthy = false;
-    }
-
-    /// Creates the group and stream if needed, then puts `events`; the whole attempt ends by
-    /// `until`.
-    async fn attempt(&mut self, which: Which, events: &[LogEvent], until: Instant) -> Outcome {
-        let target = match which {
-            Which::Capture => &mut self.capture,
-            Which::Readiness => &mut self.readiness,
-        };
-        match timeout_at(until, target.ensure(&self.client)).await {
-            Err(_) => return Outcome::Retry("creating the log group and stream timed out".into()),
-            Ok(Err(TargetError::Unreachable { reason, .. })) => return Outcome::Retry(reason),
-            Ok(Ok(())) => {}
-        }
-        let input: Result<Vec<InputLogEvent>, _> = events
-            .iter()
-            .map(|e| {
-                InputLogEvent::builder()
-                    .timestamp(e.timestamp_ms)
-                    .message(e.message.clone())
-                    .build()
-            })
-            .collect();
-        let input = match input {
-            Ok(input) => input,
-            Err(err) => return Outcome::Refused(err.to_string()),
-        };
-        let call = self
-            .client
-            .put_log_events()
-            .log_group_name(&target.group)
-            .log_stream_name(&target.stream)
-            .set_log_events(Some(input))
-            .send();
-        match timeout_at(until, call).await {
-            Err(_) => Outcome::Retry("PutLogEvents timed out".into()),
-            Ok(Ok(output)) => {
-                Outcome::Accepted(Rejected::from_info(output.rejected_log_events_info()))
-            }
-            Ok(Err(err)) => classify(&err),
-        }
-    }
-}
-
-/// Which log group a call is for.
-#[derive(Debug, Clone, Copy)]
-enum Which {
-    Capture,
-    Readiness,
-}
-
-fn classify(err: &SdkError<PutLogEventsError>) -> Outcome {
-    let reason = DisplayErrorContext(err).to_string();
-    match err {
-        SdkError::ServiceError(context) => match context.err() {
-            PutLogEventsError::ResourceNotFoundException(_) => Outcome::Missing,
-            // A retried call the service already has: nothing to resend.
-            PutLogEventsError::DataAlreadyAcceptedException(_) => {
-                Outcome::Accepted(Rejected::default())
-            }
-            PutLogEventsError::InvalidParameterException(_) => Outcome::Refused(reason),
-            // Sequence tokens are no longer required; a stale one is resent without one.
-            _ => Outcome::Retry(reason),
-        },
-        _ => Outcome::Retry(reason),
     }
 }

@@ -18,9 +18,11 @@
 //! - `counters`: the bounded buffer's gate and the delivery tallies.
 //! - `retry`: backoff between failed calls.
 //! - `target`: a log group and stream, created on first use.
+//! - `call`: one bounded attempt (create if needed, PutLogEvents) and how its errors are sorted.
 //! - `delivery`: the task that talks to CloudWatch.
 
 mod batch;
+mod call;
 mod counters;
 mod delivery;
 mod event;
