@@ -104,7 +104,7 @@ for line in open(log):
 PY
 )
   [ -n "$ms" ] || { echo "no first read in the log of round $round" >&2; exit 1; }
-  detect=$(grep -o '"detection_ms":[0-9]*' "$log" | head -1 | cut -d: -f2)
+  detect=$(grep -o '"detection_ms":"\?[0-9]*' "$log" | head -1 | tr -dc '0-9')
   echo "round $round: link → settled disk ${detect:-?} ms, link → first read $ms ms"
   latencies+=("$ms")
   curl -s -o /dev/null -X DELETE "http://127.0.0.1:$MOTO_PORT/bench/IR-BENCH" || true
