@@ -32,6 +32,15 @@ fn legacy_user_data(bucket: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// As [`legacy_user_data`], naming the suspect's original volume (`IMAGE_NAME`) as the flow does.
+fn legacy_user_data_with_image(bucket: &str, image_name: &str) -> Vec<u8> {
+    let mut data = legacy_user_data(bucket);
+    data.extend_from_slice(
+        format!("echo \"IMAGE_NAME={image_name}\" >> /etc/environment\n").as_bytes(),
+    );
+    data
+}
+
 /// A config file for a daemon watching `root` that exits after `expected` volumes.
 fn config_file(dir: &Path, root: &Path, expected: u32) -> PathBuf {
     config_file_with(dir, root, expected, "on_complete = \"exit\"")
@@ -251,7 +260,14 @@ fn the_daemon_images_every_attached_disk_once_and_reports_to_cloudwatch() {
 fn imaging_completes_while_cloudwatch_is_down_then_the_host_powers_off() {
     require_root();
     let s3 = LocalS3::with_bucket("evidence", false);
-    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+    // The evidence is named after the suspect's volume from the user data, not the copy attached.
+    let imds = ImdsServer::start(
+        Some(&legacy_user_data_with_image(
+            "evidence",
+            "vol-0fedcba9876543210",
+        )),
+        INSTANCE,
+    );
     let mut cloudwatch = Some(MotoServer::start());
     let cw_endpoint = cloudwatch.as_ref().unwrap().endpoint();
     let logs = LogsReader::new(&cw_endpoint);
@@ -281,7 +297,19 @@ fn imaging_completes_while_cloudwatch_is_down_then_the_host_powers_off() {
 
     let run = Run::wait(child);
     run.expect_code(0);
-    assert_eq!(manifests(&s3).len(), 1, "{}", run.stderr);
+    let keys = manifests(&s3);
+    assert_eq!(
+        keys,
+        ["cases/IR-42/disk_evidence/vol-0fedcba9876543210.manifest.json"],
+        "{}",
+        run.stderr
+    );
+    let manifest: Value = serde_json::from_slice(&s3.get("evidence", &keys[0])).unwrap();
+    assert_eq!(
+        manifest["case"]["source_volume_id"],
+        "vol-0fedcba9876543210"
+    );
+    assert_eq!(manifest["host"]["instance_id"], INSTANCE);
     assert!(run.stderr.contains("Reports flushed"), "{}", run.stderr);
     assert!(marker.exists(), "the poweroff command ran: {}", run.stderr);
     assert!(run.stderr.contains("Powering off"), "{}", run.stderr);

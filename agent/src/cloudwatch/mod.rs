@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //! - `settings`: group and stream names, readiness text, buffer size, call timeout; validation.
-//! - `event`: the typed capture events and how an emitted value becomes a log event.
+//! - `event`: how an emitted JSON value becomes a log event (timestamp, size).
 //! - `batch`, `truncate`: the PutLogEvents limits as pure functions.
 //! - `counters`: the bounded buffer's gate and the delivery tallies.
 //! - `retry`: backoff between failed calls.
@@ -38,7 +38,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 pub use counters::DeliveryStats;
-pub use event::{ByteRange, CaptureEvent};
 pub use settings::{
     DEFAULT_CAPTURE_GROUP, DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_READINESS_GROUP,
     DEFAULT_READINESS_MESSAGE, ReportSettings, SettingsError,
@@ -133,11 +132,6 @@ impl Reporter {
         if self.inner.intake.send(stamped).is_err() {
             counters.drop_admitted();
         }
-    }
-
-    /// Queues a typed capture event; see [`Reporter::emit`].
-    pub fn report(&self, event: &CaptureEvent) {
-        self.emit(event.to_json());
     }
 
     /// The tallies so far.

@@ -116,6 +116,13 @@ impl DaemonPlan {
             "--name".into(),
             job.name.clone().into(),
         ];
+        // The job context's source volume belongs to the disk named after it (a single-volume
+        // job); other disks of a multi-volume job are not copies of it.
+        if let Some(source) = &self.source_volume_id
+            && job.name == source.as_str()
+        {
+            args.extend(["--source-volume-id".into(), source.to_string().into()]);
+        }
         args.extend(self.common_args.iter().cloned());
         args
     }
@@ -193,9 +200,6 @@ fn common_args(config: &Config, job: &JobContext, instance_id: Option<&str>) -> 
     }
     if let Some(instance) = instance_id {
         args.extend(["--instance-id".into(), instance.to_owned()]);
-    }
-    if let Some(source) = &job.source_volume_id {
-        args.extend(["--source-volume-id".into(), source.to_string()]);
     }
     args.into_iter().map(OsString::from).collect()
 }
