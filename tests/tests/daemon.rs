@@ -424,3 +424,57 @@ fn no_disk_before_the_idle_timeout_ends_the_daemon_with_status_10() {
     assert!(run.stderr.contains("no disk attached"), "{}", run.stderr);
     assert!(manifests(&s3).is_empty());
 }
+
+#[test]
+fn disks_are_imaged_concurrently_up_to_the_configured_limit() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("dev-disk");
+    // Two slow disks (50 ms per read): one at a time would take twice as long, and would never
+    // start the second before the first finished.
+    let mut mounts = Vec::new();
+    let mut devices = Vec::new();
+    for (index, volume) in ["vol0aaaaaaaaaaaaaaaa", "vol0bbbbbbbbbbbbbbbb"]
+        .iter()
+        .enumerate()
+    {
+        let backing = work.path().join(format!("slow{index}.raw"));
+        random_file(&backing, 16 * MIB, 60 + index as u64);
+        let slow = FaultFs::mount(&backing, &["--delay-ms".into(), "50".into()]);
+        devices.push((LoopDevice::attach(&slow.file(), &["--read-only"]), *volume));
+        mounts.push(slow);
+    }
+    let config = config_file_with(
+        work.path(),
+        &root,
+        2,
+        "on_complete = \"exit\"\nconcurrency = 2",
+    );
+    let child = Run::spawn(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
+    wait_until_ready(&logs);
+    for (device, volume) in &devices {
+        link(
+            &root,
+            "by-id",
+            &format!("nvme-Amazon_Elastic_Block_Store_{volume}"),
+            device.path(),
+        );
+    }
+    let run = Run::wait(child);
+    run.expect_code(0);
+    assert_eq!(manifests(&s3).len(), 2, "{}", run.stderr);
+    let events = capture_events(&logs);
+    let order: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|e| *e == "job_started" || *e == "job_finished")
+        .collect();
+    assert_eq!(
+        order,
+        ["job_started", "job_started", "job_finished", "job_finished"],
+        "both jobs run at once"
+    );
+}
