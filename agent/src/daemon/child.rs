@@ -131,8 +131,13 @@ impl RunningChild {
 /// message of the last ERROR line, for a child that dies without a result line.
 fn pass_through(stderr: impl Read, job: usize, events: &Sender<ChildEvent>) -> Option<String> {
     let mut last_error = None;
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
+    let mut reader = BufReader::new(stderr);
+    let mut raw = Vec::new();
+    // Bytes, not `lines()`: a line that is not UTF-8 must not stop the draining, or the child
+    // would block on a full pipe.
+    while matches!(reader.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
+        let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+        raw.clear();
         eprintln!("{line}");
         let Ok(value) = serde_json::from_str::<Value>(&line) else {
             continue;
