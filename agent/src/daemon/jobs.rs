@@ -142,3 +142,80 @@ impl JobTable {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use imaging::identity::VolumeId;
+
+    use super::*;
+    use crate::exit::Exit;
+
+    fn disk(minor: u32, volume: Option<&str>) -> AttachedDisk {
+        AttachedDisk {
+            device: PathBuf::from(format!("/dev/nvme{minor}n1")),
+            dev: (259, minor),
+            links: Vec::new(),
+            label: None,
+            volume_id: volume.and_then(VolumeId::from_serial_or_id),
+            size: 1 << 30,
+            first_seen: Instant::now(),
+        }
+    }
+
+    fn ok() -> AcquisitionResult {
+        let mut result = AcquisitionResult::failed(Exit::Ok, String::new());
+        result.status = "completed".into();
+        result.manifest = Some("s3://b/m.json".into());
+        result
+    }
+
+    #[test]
+    fn a_volume_is_taken_once_and_a_busy_device_number_is_not_taken_again() {
+        let mut table = JobTable::default();
+        assert_eq!(
+            table.add(disk(1, Some("vol0123456789abcdef0")), "a".into()),
+            Some(0)
+        );
+        // The same volume under another device number: already a job.
+        assert_eq!(
+            table.add(disk(2, Some("vol0123456789abcdef0")), "b".into()),
+            None
+        );
+        // The same device number while its job is not done: the same disk.
+        assert_eq!(table.add(disk(1, None), "c".into()), None);
+        table.next_to_start(1).expect("starts");
+        table.finish(0, ok());
+        // Done, and a different volume now has that device number: a new disk.
+        assert_eq!(
+            table.add(disk(1, Some("vol0fedcba9876543210")), "d".into()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn no_more_than_the_concurrency_run_and_the_worst_outcome_wins() {
+        let mut table = JobTable::default();
+        for minor in 1..=3 {
+            table.add(disk(minor, None), format!("d{minor}"));
+        }
+        assert!(table.next_to_start(2).is_some());
+        assert!(table.next_to_start(2).is_some());
+        assert!(table.next_to_start(2).is_none(), "two already run");
+        assert_eq!(table.pending(), 3);
+        table.finish(0, ok());
+        let mut partial = ok();
+        partial.exit_code = Exit::CompletedWithErrors.code();
+        table.finish(1, partial);
+        assert_eq!(table.worst_exit(), 3);
+        assert_eq!(table.next_to_start(2).map(|j| j.index), Some(2));
+        table.finish(
+            2,
+            AcquisitionResult::failed(Exit::SourceVanished, "gone".into()),
+        );
+        assert_eq!(table.done(), (3, 2));
+        assert_eq!(table.worst_exit(), Exit::SourceVanished.code());
+    }
+}

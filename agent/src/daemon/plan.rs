@@ -203,3 +203,82 @@ fn common_args(config: &Config, job: &JobContext, instance_id: Option<&str>) -> 
     }
     args.into_iter().map(OsString::from).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::raw::RawConfig;
+    use crate::config::typed::{Config, validate};
+
+    fn plan(expected: Option<u32>, source: Option<&str>) -> DaemonPlan {
+        let config: Config = validate(&RawConfig::default()).expect("defaults are valid");
+        let job = JobContext {
+            destination: "s3://evidence-bucket/cases".parse().unwrap(),
+            incident_id: SafeName::parse("IR-1", "incident").unwrap(),
+            source_volume_id: source.and_then(VolumeId::from_serial_or_id),
+        };
+        let mut plan = DaemonPlan::new(PathBuf::from("/usr/bin/fc"), &config, &job, None);
+        plan.expected_volumes = expected;
+        plan
+    }
+
+    fn disk(volume: Option<&str>, label: Option<&str>) -> AttachedDisk {
+        AttachedDisk {
+            device: PathBuf::from("/dev/nvme1n1"),
+            dev: (259, 1),
+            links: Vec::new(),
+            label: label.map(str::to_owned),
+            volume_id: volume.and_then(VolumeId::from_serial_or_id),
+            size: 1 << 30,
+            first_seen: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn evidence_is_named_after_the_source_volume_only_for_a_single_volume_job() {
+        let attached = disk(Some("vol0aaaaaaaaaaaaaaaa"), None);
+        let single = plan(Some(1), Some("vol-0123456789abcdef0"));
+        assert_eq!(single.evidence_name(&attached, 0), "vol-0123456789abcdef0");
+        assert_eq!(single.evidence_name(&attached, 1), "vol-0aaaaaaaaaaaaaaaa");
+        let several = plan(Some(2), Some("vol-0123456789abcdef0"));
+        assert_eq!(several.evidence_name(&attached, 0), "vol-0aaaaaaaaaaaaaaaa");
+        let unnamed = plan(None, None);
+        assert_eq!(
+            unnamed.evidence_name(&disk(None, Some("DATA 1")), 2),
+            "DATA_1-3"
+        );
+        assert_eq!(unnamed.evidence_name(&disk(None, None), 0), "nvme1n1-1");
+    }
+
+    #[test]
+    fn children_get_the_destination_and_the_source_volume_only_when_named_after_it() {
+        let plan = plan(Some(1), Some("vol-0123456789abcdef0"));
+        let attached = disk(Some("vol0aaaaaaaaaaaaaaaa"), None);
+        let job = |name: String| Job {
+            index: 0,
+            disk: attached.clone(),
+            name,
+            state: super::super::jobs::JobState::Queued,
+        };
+        let args = |job: &Job| -> Vec<String> {
+            plan.child_args(job)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let named = args(&job(plan.evidence_name(&attached, 0)));
+        assert_eq!(
+            named[..4],
+            ["acquire", "/dev/nvme1n1", "--name", "vol-0123456789abcdef0"]
+        );
+        let at = named.iter().position(|a| a == "--dest").unwrap();
+        assert_eq!(named[at + 1], "s3://evidence-bucket/cases");
+        assert!(named.iter().any(|a| a == "--result-json"));
+        assert!(named.iter().any(|a| a == "--source-volume-id"));
+        let other = args(&job("vol-0aaaaaaaaaaaaaaaa".into()));
+        assert!(!other.iter().any(|a| a == "--source-volume-id"));
+    }
+}
