@@ -33,6 +33,8 @@ host_mirror() {
 # Root gets no password, the serial getty is masked (its vhangup() swallows service output on
 # the console), timers that would only cost CPU under TCG are masked.
 # These arguments are the base's cache key: changing them rebuilds it, nothing else does.
+# The hooks are single-quoted on purpose: mmdebstrap runs them with $1 = the new root.
+# shellcheck disable=SC2016,SC2054
 BASE_ARGS=(
   --variant=minbase --mode=root --quiet
   --include=systemd,systemd-sysv,udev,linux-image-amd64,kmod,util-linux,iproute2,procps

@@ -5,14 +5,19 @@
       Waits (bounded) until an event of log group G contains TEXT; prints its timestamp (ms since
       the epoch, the guest's clock). Exit 1 on timeout.
 
+  evidence.py watch-console --file FILE --contains TEXT --timeout S
+      Follows FILE (the guest's serial console) and prints the host's wall-clock time at which a
+      line containing TEXT appeared in it. The guest's clock comes from the emulated RTC, which
+      has one-second resolution, so event timestamps alone cannot time sub-second latencies.
+
   evidence.py --endpoint URL error-sector --disk FILE
       Prints the first sector at or after 70001 (≈ 34 MiB in, past what udev's probe reads) whose
       512 bytes in FILE are not all zeros, so the zero-filled sector the bad-sector scenario
       expects differs visibly from the original.
 
   evidence.py --endpoint URL verify --bucket B --prefix P --incident I --name NAME --disk FILE
-              --image FILE --volume-id vol-… [--bad-sector N --errno E]
-              --started T --ready-ms T --hotplugged T --exited T
+              --image FILE --volume-id vol-… --imds-log FILE [--bad-sector N --errno E]
+              --started T --ready T --hotplugged T --detected T --exited T
       Checks the evidence and the reports after the guest powered off; prints the timings. FILE
       --image is the image object as downloaded (curl) from moto. Exit 1 with every failed check.
 """
@@ -62,6 +67,25 @@ def wait_log(args):
         time.sleep(0.25)
     print(f"evidence: no event containing {args.contains!r} in {args.group} after {args.timeout} s",
           file=sys.stderr)
+    return 1
+
+
+def watch_console(args):
+    deadline = time.monotonic() + args.timeout
+    seen = b""
+    needle = args.contains.encode()
+    while time.monotonic() < deadline:
+        try:
+            with open(args.file, "rb") as f:
+                f.seek(len(seen))
+                seen += f.read()
+        except FileNotFoundError:
+            pass
+        if needle in seen:
+            print(f"{time.time():.3f}")
+            return 0
+        time.sleep(0.02)
+    print(f"evidence: {args.contains!r} not in {args.file} after {args.timeout} s", file=sys.stderr)
     return 1
 
 
@@ -134,6 +158,14 @@ def verify(args):
         check(status == "completed_with_errors", f"status completed_with_errors (got {status})")
         check(bad == [want], f"bad_ranges = [{want}] (got {bad})")
 
+    # The job context came over IMDSv2: a token first, then only requests that carry it.
+    with open(args.imds_log) as f:
+        requests = [json.loads(line) for line in f if line.strip()]
+    token_first = bool(requests) and requests[0]["method"] == "PUT" and requests[0]["path"] == "/latest/api/token"
+    check(token_first and all(r["token"] == "valid" for r in requests[1:] if r["method"] == "GET")
+          and any(r["path"] == "/latest/user-data" and r["status"] == 200 for r in requests),
+          f"user data read over IMDSv2 (token, then only tokened GETs): {len(requests)} requests")
+
     # The reports.
     capture = events(logs(args.endpoint), "ForensicDiskCapture")
     parsed = []
@@ -156,14 +188,14 @@ def verify(args):
         print(f"      job: {f.get('bytes')} bytes in {f.get('duration_seconds')} s ({f.get('mb_per_s')} MB/s)")
     detected = [(t, m) for t, m in parsed if m.get("event") == "disk_detected"]
 
-    print("timings (host clock; event times are the guest's clock, synchronised from the host's at boot):")
-    print(f"  boot → readiness event in CloudWatch: {(args.ready_ms / 1000 - args.started):.1f} s")
-    if detected:
-        t, m = detected[0]
-        print(f"  hot-plug → disk_detected event: {(t / 1000 - args.hotplugged):.2f} s "
-              f"(daemon's own detection_ms, first link → settled disk: {m.get('detection_ms')} ms)")
-    print(f"  hot-plug → QEMU exit: {(args.exited - args.hotplugged):.1f} s")
-    print(f"  whole run (QEMU start → exit): {(args.exited - args.started):.1f} s")
+    print("timings (host clock):")
+    print(f"  QEMU start → readiness read back from CloudWatch: {args.ready - args.started:.1f} s")
+    detection = f"{args.detected - args.hotplugged:.2f} s" if args.detected else "not seen on the console"
+    ms = detected[0][1].get("detection_ms") if detected else None
+    print(f"  hot-plug (QMP device_add) → daemon logs the disk detected: {detection} "
+          f"(of which first udev link → settled disk, the daemon's detection_ms: {ms} ms)")
+    print(f"  hot-plug → QEMU exit (capture, upload, reports, poweroff): {args.exited - args.hotplugged:.1f} s")
+    print(f"  whole run (QEMU start → exit): {args.exited - args.started:.1f} s")
     return finish(failures)
 
 
@@ -176,23 +208,29 @@ def finish(failures):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--endpoint", required=True)
+    p.add_argument("--endpoint", help="moto's URL (all but watch-console)")
     sub = p.add_subparsers(dest="command", required=True)
     w = sub.add_parser("wait-log")
     w.add_argument("--group", required=True)
     w.add_argument("--contains", required=True)
     w.add_argument("--timeout", type=float, required=True)
+    c = sub.add_parser("watch-console")
+    c.add_argument("--file", required=True)
+    c.add_argument("--contains", required=True)
+    c.add_argument("--timeout", type=float, required=True)
     d = sub.add_parser("error-sector")
     d.add_argument("--disk", required=True)
     v = sub.add_parser("verify")
-    for name in ("bucket", "prefix", "incident", "name", "disk", "image", "volume-id"):
+    for name in ("bucket", "prefix", "incident", "name", "disk", "image", "volume-id", "imds-log"):
         v.add_argument(f"--{name}", required=True)
     v.add_argument("--bad-sector", type=int)
     v.add_argument("--errno", type=int, default=61)
-    for name in ("started", "ready-ms", "hotplugged", "exited"):
+    for name in ("started", "ready", "hotplugged", "exited"):
         v.add_argument(f"--{name}", type=float, required=True)
+    v.add_argument("--detected", type=float, help="0 when the console never showed it")
     args = p.parse_args()
-    return {"wait-log": wait_log, "error-sector": error_sector, "verify": verify}[args.command](args)
+    return {"wait-log": wait_log, "watch-console": watch_console, "error-sector": error_sector,
+            "verify": verify}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ fi
 if [ -z "${ACCEL:-}" ]; then
   if [ -w /dev/kvm ] && [ ! -d /sys/module/kvm_pvm ]; then ACCEL=kvm; else ACCEL=tcg; fi
 fi
+# shellcheck disable=SC2054  # QEMU's -cpu takes a comma-separated list: one argument
 if [ "$ACCEL" = kvm ]; then CPU=(-accel kvm -cpu host,-arch-capabilities); else CPU=(-accel tcg -cpu qemu64); fi
 # restrict=on: the guest reaches only the guestfwd addresses (without it, slirp NATs to whatever
 # the host reaches). cmd: forwards spawn one socat per guest connection, so S3's parallel
@@ -174,9 +175,15 @@ timeout $((READY_TIMEOUT + EXIT_TIMEOUT + 60)) qemu-system-x86_64 -nodefaults -m
   -no-reboot >"$WORK/qemu.log" 2>&1 &
 QEMU_PID=$!
 "$PYTHON" "$HERE/qmp.py" "$WORK/qmp.sock" wait-ready --timeout 30
-READY_MS=$("$PYTHON" "$HERE/evidence.py" --endpoint "$MOTO" wait-log --group ForensicDiskReadiness \
-  --contains "incron is running" --timeout "$READY_TIMEOUT")
-say "readiness in CloudWatch after $(echo "$(stamp) - $T_START" | bc | cut -c1-5) s"
+"$PYTHON" "$HERE/evidence.py" --endpoint "$MOTO" wait-log --group ForensicDiskReadiness \
+  --contains "incron is running" --timeout "$READY_TIMEOUT" >/dev/null
+T_READY=$(stamp)
+say "readiness in CloudWatch after $(echo "$T_READY - $T_START" | bc | cut -c1-5) s"
+# Detection is timed on the host's clock, from the daemon's log line on the serial console: the
+# guest's clock comes from the RTC (1 s resolution), so its event timestamps can be off by ±1 s.
+"$PYTHON" "$HERE/evidence.py" watch-console --file "$WORK/console.log" \
+  --contains "Attached disk detected" --timeout "$EXIT_TIMEOUT" >"$WORK/detected" 2>/dev/null &
+PIDS+=($!)
 T_PLUG=$("$PYTHON" "$HERE/qmp.py" "$WORK/qmp.sock" hotplug --image "$WORK/disk.img" --serial "$SERIAL" \
   "${ERR_ARGS[@]}")
 say "hot-plugged NVMe serial $SERIAL"
@@ -196,9 +203,11 @@ say "QEMU exited with status $rc"
 
 curl -sf -o "$WORK/image.dd" "$MOTO/$BUCKET/$PREFIX/$INCIDENT/disk_evidence/$IMAGE_NAME.image.dd" ||
   { echo "run.sh: no image object at $PREFIX/$INCIDENT/disk_evidence/$IMAGE_NAME.image.dd" >&2; : >"$WORK/image.dd"; }
+detected=$(cat "$WORK/detected" 2>/dev/null || true)
 VERIFY=(--bucket "$BUCKET" --prefix "$PREFIX" --incident "$INCIDENT" --name "$IMAGE_NAME"
-  --disk "$WORK/disk.img" --image "$WORK/image.dd" --volume-id "$VOLUME_ID"
-  --started "$T_START" --ready-ms "$READY_MS" --hotplugged "$T_PLUG" --exited "$T_EXIT")
+  --disk "$WORK/disk.img" --image "$WORK/image.dd" --volume-id "$VOLUME_ID" --imds-log "$WORK/imds.log"
+  --started "$T_START" --ready "$T_READY" --hotplugged "$T_PLUG" --exited "$T_EXIT"
+  --detected "${detected:-0}")
 [ "$SCENARIO" = bad-sector ] && VERIFY+=(--bad-sector "$BAD_SECTOR" --errno "$NVME_ERRNO")
 "$PYTHON" "$HERE/evidence.py" --endpoint "$MOTO" verify "${VERIFY[@]}"
 say "PASS ($SCENARIO)"
