@@ -10,10 +10,11 @@
       line containing TEXT appeared in it. The guest's clock comes from the emulated RTC, which
       has one-second resolution, so event timestamps alone cannot time sub-second latencies.
 
-  evidence.py --endpoint URL error-sector --disk FILE
-      Prints the first sector at or after 70001 (≈ 34 MiB in, past what udev's probe reads) whose
-      512 bytes in FILE are not all zeros, so the zero-filled sector the bad-sector scenario
-      expects differs visibly from the original.
+  evidence.py error-sector --disk FILE [--sector N]
+      Prints the sector the bad-sector scenario fails: N, or the first sector at or after 70001
+      (≈ 34 MiB in, past what udev's probe reads) whose 512 bytes in FILE are not all zeros. A
+      given N that is all zeros gets a marker written into FILE, so that the zero-filled sector
+      the scenario expects always differs from the original.
 
   evidence.py --endpoint URL verify --bucket B --prefix P --incident I --name NAME --disk FILE
               --image FILE --volume-id vol-… --imds-log FILE [--bad-sector N --errno E]
@@ -90,7 +91,19 @@ def watch_console(args):
 
 
 def error_sector(args):
-    with open(args.disk, "rb") as f:
+    with open(args.disk, "r+b") as f:
+        if args.sector is not None:
+            f.seek(args.sector * SECTOR)
+            if len(f.read(SECTOR)) < SECTOR:
+                print(f"evidence: sector {args.sector} is past the end of {args.disk}", file=sys.stderr)
+                return 1
+            f.seek(args.sector * SECTOR)
+            if not f.read(SECTOR).strip(b"\0"):
+                marker = b"forensic-collector VM lab: bad-sector marker "
+                f.seek(args.sector * SECTOR)
+                f.write((marker * (SECTOR // len(marker) + 1))[:SECTOR])
+            print(args.sector)
+            return 0
         f.seek(70001 * SECTOR)
         sector = 70001
         while True:
@@ -220,6 +233,7 @@ def main():
     c.add_argument("--timeout", type=float, required=True)
     d = sub.add_parser("error-sector")
     d.add_argument("--disk", required=True)
+    d.add_argument("--sector", type=int)
     v = sub.add_parser("verify")
     for name in ("bucket", "prefix", "incident", "name", "disk", "image", "volume-id", "imds-log"):
         v.add_argument(f"--{name}", required=True)

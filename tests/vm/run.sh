@@ -5,7 +5,8 @@
 #
 #   sudo tests/vm/run.sh                      # scenario 1: a clean 64 MiB disk
 #   sudo tests/vm/run.sh --bad-sector [N]     # scenario 2: reads of sector N fail (default: the
-#                                             # first non-zero sector from 70001 on)
+#                                             # first non-zero sector from 70001 on; 2048 fails
+#                                             # udev's probe too: no by-label link, only by-id)
 #   SCENARIO=bad-sector sudo tests/vm/run.sh  # the same, from the environment
 #   KEEP_WORK=1 …                             # keep the run directory (console log, moto, imds)
 #
@@ -138,7 +139,8 @@ mkfs.ext4 -q -F -L "$LABEL" -d "$WORK/content" "$WORK/disk.img"
 rm -rf "$WORK/content"
 ERR_ARGS=()
 if [ "$SCENARIO" = bad-sector ]; then
-  [ "$BAD_SECTOR" = auto ] && BAD_SECTOR=$("$PYTHON" "$HERE/evidence.py" --endpoint "$MOTO" error-sector --disk "$WORK/disk.img")
+  pick=(); [ "$BAD_SECTOR" = auto ] || pick=(--sector "$BAD_SECTOR")
+  BAD_SECTOR=$("$PYTHON" "$HERE/evidence.py" error-sector --disk "$WORK/disk.img" "${pick[@]}")
   ERR_ARGS=(--error-sector "$BAD_SECTOR" --errno 5)
   say "scenario bad-sector: reads touching sector $BAD_SECTOR fail"
 else
