@@ -155,6 +155,14 @@ def verify(args):
     sha = hashlib.sha256(got).hexdigest()
     check(manifest["image"]["hashes"].get("sha256") == sha, "manifest sha256 = sha256 of the image object")
 
+    sidecar_key = f"{base}/{args.name}.image.dd.sha256"
+    sidecar = s3.get_object(Bucket=args.bucket, Key=sidecar_key)["Body"].read().decode() if sidecar_key in keys else ""
+    check(sidecar == f"{sha}  {args.name}.image.dd\n" or sidecar == f"{sha}  {args.name}.image.dd",
+          f"{args.name}.image.dd.sha256 reads '<sha256>  {args.name}.image.dd' (sha256sum -c)")
+    log_key = f"{base}/{args.name}.capture.log"
+    check(log_key in keys and s3.head_object(Bucket=args.bucket, Key=log_key)["ContentLength"] > 0,
+          f"{args.name}.capture.log is stored and not empty")
+
     identity = manifest["source"]["identity"]
     print(f"      source: {manifest['source']['path']} identity {json.dumps(identity)}")
     check(identity.get("ebs_volume_id") == args.volume_id,
