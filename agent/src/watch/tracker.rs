@@ -244,8 +244,9 @@ fn decide(system: &SystemPaths, candidate: &Candidate, size: u64) -> WatchEvent 
         size,
         first_seen: candidate.settling.first_seen(),
     };
-    tracing::info!(disk = %candidate.disk, size, volume_id = ?attached.volume_id,
-        label = ?attached.label, "A disk is attached and settled.");
+    tracing::info!(disk = %candidate.disk, size,
+        volume_id = attached.volume_id.as_ref().map(ToString::to_string),
+        label = attached.label.as_deref(), "A disk is attached and settled.");
     WatchEvent::Attached(attached)
 }
 
