@@ -83,6 +83,17 @@ pub enum OnComplete {
     Stay,
 }
 
+impl OnComplete {
+    /// The configuration's spelling, for logs and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnComplete::Poweroff => "poweroff",
+            OnComplete::Exit => "exit",
+            OnComplete::Stay => "stay",
+        }
+    }
+}
+
 /// `[watch]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

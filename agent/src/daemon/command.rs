@@ -38,8 +38,13 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         incident = %job.incident_id,
         source_volume_id = job.source_volume_id.as_ref().map(ToString::to_string),
         instance_id = effective.instance_id.as_deref().unwrap_or("-"),
-        user_data = ?effective.user_data,
-        file = ?effective.file.as_deref(),
+        user_data = effective
+            .user_data
+            .map_or_else(|| "none".to_owned(), |f| format!("{f:?}").to_lowercase()),
+        file = effective
+            .file
+            .as_deref()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
         "Configuration loaded."
     );
 

@@ -23,7 +23,7 @@ pub fn ready(plan: &DaemonPlan) -> Value {
         "source_volume_id": plan.source_volume_id.as_ref().map(ToString::to_string),
         "expected_volumes": plan.expected_volumes,
         "concurrency": plan.concurrency,
-        "on_complete": format!("{:?}", plan.on_complete).to_lowercase(),
+        "on_complete": plan.on_complete.as_str(),
     })
 }
 
@@ -116,6 +116,6 @@ pub fn stopping(table: &JobTable, reason: &str, action: OnComplete) -> Value {
         "jobs": done,
         "with_evidence": with_evidence,
         "failed": done - with_evidence,
-        "action": format!("{action:?}").to_lowercase(),
+        "action": action.as_str(),
     })
 }

@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, select};
 
 use crate::config::raw::OnComplete;
 use crate::exit::{Exit, Failure};
-use crate::watch::{WatchError, WatchEvent, Watcher};
+use crate::watch::{Refusal, WatchError, WatchEvent, Watcher};
 
 pub use child::{ChildEvent, ChildProgress, RunningChild};
 pub use jobs::{Job, JobState, JobTable};
@@ -130,7 +130,7 @@ impl Loop<'_> {
                     Some(index) => {
                         let job = self.table.get(index).expect("just added");
                         tracing::info!(job = %job.id(), device = %device, volume = %job.volume(),
-                            name = %job.name, detection_ms = latency.as_millis(),
+                            name = %job.name, detection_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
                             "Attached disk detected; queued for imaging.");
                         self.reporter.emit(events::detected(job, latency));
                     }
@@ -139,8 +139,15 @@ impl Loop<'_> {
                 }
             }
             WatchEvent::Refused { disk, link, reason } => {
-                tracing::warn!(device = %disk.display(), link = %link.display(), reason = %reason,
-                    "Attached disk refused.");
+                // The host's own disks (root, swap) are refused at every start: expected, not a
+                // warning. Anything else refused may be the evidence an operator waits for.
+                if matches!(reason, Refusal::InUse(_)) {
+                    tracing::info!(device = %disk.display(), link = %link.display(), reason = %reason,
+                        "Disk in use by this host; not imaged.");
+                } else {
+                    tracing::warn!(device = %disk.display(), link = %link.display(), reason = %reason,
+                        "Attached disk refused.");
+                }
                 self.reporter
                     .emit(events::refused(&disk, &link, &reason.to_string()));
             }
@@ -197,7 +204,7 @@ impl Loop<'_> {
         };
         if result.manifest.is_some() {
             tracing::info!(job = %job.id(), name = %job.name, status = %result.status,
-                image = ?result.image, "Imaging finished; evidence stored.");
+                image = %result.image.join(" "), "Imaging finished; evidence stored.");
         } else {
             tracing::error!(job = %job.id(), name = %job.name, exit_code = result.exit_code,
                 error = result.error.as_deref().unwrap_or("-"), "Imaging failed; no evidence stored.");
@@ -277,13 +284,23 @@ impl Loop<'_> {
         };
         self.reporter
             .emit(events::stopping(&self.table, reason, action));
-        tracing::info!(reason, action = ?action, "Stopping: flushing reports.");
+        tracing::info!(
+            reason,
+            action = action.as_str(),
+            "Stopping: flushing reports."
+        );
         if let Some(stats) = self
             .reporter
             .clone()
             .shutdown(Instant::now() + self.plan.flush_timeout)
         {
-            tracing::info!(stats = ?stats, "Reports flushed.");
+            tracing::info!(
+                sent = stats.sent,
+                dropped = stats.dropped,
+                failed = stats.failed,
+                readiness_pending = stats.readiness_pending,
+                "Reports flushed."
+            );
         }
         if action == OnComplete::Poweroff {
             power_off(&self.plan.poweroff_command)?;
