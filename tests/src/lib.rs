@@ -6,6 +6,7 @@
 
 pub mod cwlogs;
 pub mod fixtures;
+pub mod helper;
 pub mod imds;
 pub mod loopdev;
 pub mod process;

@@ -5,6 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helper::HelperServer;
+
 /// How long moto may take to start.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -92,61 +94,23 @@ impl Drop for MotoServer {
     }
 }
 
-/// `tests/helpers/faultproxy.py` in front of a server: injects 500s and connection resets into
-/// UploadPart, and records every request's headers.
-pub struct FaultProxy {
-    child: Child,
-    port: u16,
-    log: tempfile::NamedTempFile,
-}
+/// `tests/helpers/faultproxy.py` in front of a server: injects 500s, resets and 403s, and records
+/// every request's headers (its endpoint and log through [`HelperServer`]).
+pub struct FaultProxy(HelperServer);
 
 impl FaultProxy {
     /// Starts the proxy in front of `upstream` with extra arguments such as `["--fail-parts", "3"]`.
     pub fn start(upstream: &MotoServer, args: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
-        let log = tempfile::NamedTempFile::new().expect("proxy log");
-        let mut child = Command::new("python3")
-            .arg(crate::repo_root().join("tests/helpers/faultproxy.py"))
-            .arg(upstream.port.to_string())
-            .args(args)
-            .arg("--log")
-            .arg(log.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start faultproxy.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("faultproxy prints its port");
-        let port = line
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("faultproxy did not start: {line:?}"));
-        Self { child, port, log }
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Every request seen so far, as JSON objects (method, path, query, headers, action).
-    pub fn requests(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.log.path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        let mut all = vec![upstream.port.to_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Self(HelperServer::start("faultproxy.py", all))
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for FaultProxy {
+    type Target = HelperServer;
+    fn deref(&self) -> &HelperServer {
+        &self.0
     }
 }
 

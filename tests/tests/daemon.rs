@@ -128,14 +128,43 @@ fn manifests(s3: &LocalS3) -> Vec<String> {
         .collect()
 }
 
+/// What most daemon tests start from: one moto for S3 and CloudWatch Logs, the IMDS stand-in with
+/// the flow's user data, a work directory and the `/dev/disk` root to be (not yet created).
+struct Setup {
+    s3: LocalS3,
+    imds: ImdsServer,
+    logs: LogsReader,
+    work: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Self {
+        require_root();
+        let s3 = LocalS3::with_bucket("evidence", false);
+        let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
+        let logs = LogsReader::new(&s3.server.endpoint());
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("dev-disk");
+        Self {
+            s3,
+            imds,
+            logs,
+            work,
+            root,
+        }
+    }
+}
+
 #[test]
 fn the_daemon_images_every_attached_disk_once_and_reports_to_cloudwatch() {
-    require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
-    let logs = LogsReader::new(&s3.server.endpoint());
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("dev-disk");
+    let Setup {
+        s3,
+        imds,
+        logs,
+        work,
+        root,
+    } = Setup::new();
 
     // A: ext4 with a label. B: GPT, linked only through its partition. C: unlabelled, an EBS
     // by-id link only. D: mounted by this host, so refused.
@@ -361,12 +390,13 @@ impl Drop for Unmount {
 
 #[test]
 fn sigterm_stops_the_running_job_and_leaves_no_partial_evidence() {
-    require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
-    let logs = LogsReader::new(&s3.server.endpoint());
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("dev-disk");
+    let Setup {
+        s3,
+        imds,
+        logs,
+        work,
+        root,
+    } = Setup::new();
     let backing = work.path().join("slow.raw");
     random_file(&backing, 48 * MIB, 55);
     // Slow reads (100 ms each) keep the job running long enough to stop it in the middle.
@@ -427,12 +457,13 @@ fn no_disk_before_the_idle_timeout_ends_the_daemon_with_status_10() {
 
 #[test]
 fn disks_are_imaged_concurrently_up_to_the_configured_limit() {
-    require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let imds = ImdsServer::start(Some(&legacy_user_data("evidence")), INSTANCE);
-    let logs = LogsReader::new(&s3.server.endpoint());
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("dev-disk");
+    let Setup {
+        s3,
+        imds,
+        logs,
+        work,
+        root,
+    } = Setup::new();
     // Two slow disks (50 ms per read): one at a time would take twice as long, and would never
     // start the second before the first finished.
     let mut mounts = Vec::new();
