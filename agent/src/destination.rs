@@ -160,29 +160,16 @@ impl Destination {
         }
     }
 
-    /// Tags the stored image object(s) with the case and the hashes, which S3 object metadata cannot
-    /// carry for a streamed upload (it is fixed before the first byte). A failure is a warning:
-    /// the manifest, written next, is the authoritative record.
+    /// Tags the stored image object(s) with the hashes, which S3 object metadata cannot carry for a
+    /// streamed upload (it is fixed before the first byte), beside the case labels of the metadata
+    /// (at most 4 + 4 hashes + 1 segment hash: within S3's 10 tags). A failure is a warning: the
+    /// manifest, written next, is the authoritative record.
     pub fn label_image(&self, manifest: &Manifest) {
         let (Self::S3(s3), Some(receipt)) = (self, &manifest.image.s3) else {
             return;
         };
-        let mut tags: Vec<(String, String)> = vec![(
-            "evidence-name".to_owned(),
-            manifest.case.evidence_name.clone(),
-        )];
-        if let Some(incident) = &manifest.case.incident_id {
-            tags.push(("incident-id".to_owned(), incident.clone()));
-        }
-        let attached = manifest
-            .source
-            .identity
-            .ebs_volume_id
-            .as_ref()
-            .map(ToString::to_string);
-        if let Some(volume) = manifest.case.source_volume_id.clone().or(attached) {
-            tags.push(("source-volume-id".to_owned(), volume));
-        }
+        // The case labels are the ones the objects already carry as metadata.
+        let mut tags = s3.options.metadata.clone();
         for (algorithm, digest) in &manifest.image.hashes {
             tags.push((format!("image-{algorithm}"), digest.clone()));
         }

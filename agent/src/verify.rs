@@ -16,7 +16,6 @@ use imaging::manifest::Manifest;
 use imaging::naming::SafeName;
 use imaging::pipeline::{self, PipelineConfig};
 use imaging::sink::DiscardSink;
-use imaging::sink::s3::{PartPlan, S3Object};
 use sha2::Digest;
 
 use crate::cli::VerifyArgs;
@@ -146,25 +145,26 @@ fn measure_s3(
             format!("{prefix}/{file}")
         }
     };
-    let objects = manifest.image.s3.as_ref().map_or_else(
-        || {
-            vec![S3Object {
-                key: beside(&manifest.image.file_name),
-                offset: 0,
-                size_bytes: manifest.image.size_bytes,
-                part_plan: PartPlan {
-                    part_size: 0,
-                    parts: 0,
-                },
-                etag: None,
-                version_id: None,
-                checksum_sha256: String::new(),
-                server_checksum: None,
-                sha256: None,
-            }]
-        },
-        |s3| s3.objects.clone(),
-    );
+    // Manifests of S3 images list their objects (one, or the segments); an older or hand-made one
+    // without them names a single image beside the manifest.
+    let objects: Vec<Stored> = match &manifest.image.s3 {
+        Some(s3) => s3
+            .objects
+            .iter()
+            .map(|o| Stored {
+                key: o.key.clone(),
+                version_id: o.version_id.clone(),
+                size_bytes: o.size_bytes,
+                sha256: o.sha256.clone(),
+            })
+            .collect(),
+        None => vec![Stored {
+            key: beside(&manifest.image.file_name),
+            version_id: None,
+            size_bytes: manifest.image.size_bytes,
+            sha256: None,
+        }],
+    };
 
     let mut whole = WholeImage::new(&manifest);
     let mut problems = Vec::new();
@@ -243,6 +243,15 @@ impl WholeImage {
     }
 }
 
+/// One stored object to read back, as the manifest records it.
+struct Stored {
+    key: String,
+    version_id: Option<String>,
+    size_bytes: u64,
+    /// The object's own SHA-256 (segments of a split image).
+    sha256: Option<String>,
+}
+
 /// What one object held.
 struct ObjectMeasure {
     size: u64,
@@ -254,7 +263,7 @@ fn stream_object(
     runtime: &tokio::runtime::Runtime,
     client: &aws_sdk_s3::Client,
     bucket: &str,
-    object: &S3Object,
+    object: &Stored,
     whole: &mut WholeImage,
     cancel: &AtomicBool,
 ) -> Result<ObjectMeasure, Failure> {
