@@ -42,6 +42,8 @@ pub struct DaemonPlan {
     pub source_volume_id: Option<VolumeId>,
     /// Arguments every child gets after `acquire SOURCE`.
     common_args: Vec<OsString>,
+    /// S3 settings, for what is counted per job (Object Lock retention runs from the upload).
+    s3: crate::config::typed::S3,
 }
 
 impl DaemonPlan {
@@ -70,6 +72,7 @@ impl DaemonPlan {
             incident: job.incident_id.clone(),
             source_volume_id: job.source_volume_id.clone(),
             common_args: common_args(config, job, instance_id.as_deref()),
+            s3: config.s3.clone(),
         }
     }
 
@@ -122,6 +125,19 @@ impl DaemonPlan {
             && job.name == source.as_str()
         {
             args.extend(["--source-volume-id".into(), source.to_string().into()]);
+        }
+        // Retention is "days from the upload": counted when the job starts, not when the daemon
+        // did (it may wait hours for the disk).
+        if let Some(retention) = self.s3.options(chrono::Utc::now()).retention {
+            args.extend([
+                "--object-lock-mode".into(),
+                retention.mode.as_str().to_lowercase().into(),
+                "--object-lock-retain-until".into(),
+                retention
+                    .retain_until
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    .into(),
+            ]);
         }
         args.extend(self.common_args.iter().cloned());
         args
@@ -181,16 +197,6 @@ fn common_args(config: &Config, job: &JobContext, instance_id: Option<&str>) -> 
     }
     if let Some(owner) = &s3.expected_bucket_owner {
         args.extend(["--expected-bucket-owner".into(), owner.clone()]);
-    }
-    if let Some(retention) = s3.options(chrono::Utc::now()).retention {
-        args.extend([
-            "--object-lock-mode".into(),
-            retention.mode.as_str().to_lowercase(),
-            "--object-lock-retain-until".into(),
-            retention
-                .retain_until
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        ]);
     }
     if s3.legal_hold {
         args.push("--legal-hold".into());
