@@ -106,6 +106,11 @@ impl JobTable {
             .count()
     }
 
+    /// Jobs taken so far, in any state: the next job's ordinal.
+    pub fn taken(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Jobs queued or running.
     pub fn pending(&self) -> usize {
         self.queue.len() + self.running()

@@ -122,9 +122,7 @@ impl Loop<'_> {
         match event {
             WatchEvent::Attached(disk) => {
                 let latency = disk.first_seen.elapsed();
-                let name = self
-                    .plan
-                    .evidence_name(&disk, self.table.done().0 + self.table.pending());
+                let name = self.plan.evidence_name(&disk, self.table.taken());
                 let device = disk.device.display().to_string();
                 match self.table.add(disk, name) {
                     Some(index) => {
