@@ -19,6 +19,8 @@ fn settings(capacity: usize, flush_timeout: Duration) -> ReportSettings {
     ReportSettings {
         queue_capacity: capacity,
         flush_timeout,
+        // The original flow's text, which its attaching Lambda compares byte for byte.
+        readiness_message: "incron is running".into(),
         ..ReportSettings::new(INSTANCE)
     }
 }

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 pub use counters::DeliveryStats;
 pub use settings::{
     DEFAULT_CAPTURE_GROUP, DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_READINESS_GROUP,
-    DEFAULT_READINESS_MESSAGE, ReportSettings, SettingsError,
+    DEFAULT_READINESS_MESSAGE, ReportSettings, SettingsError, check_group,
 };
 
 use batch::LogEvent;

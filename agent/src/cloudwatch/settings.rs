@@ -10,8 +10,9 @@ use super::truncate::MAX_MESSAGE_BYTES;
 pub const DEFAULT_READINESS_GROUP: &str = "ForensicDiskReadiness";
 /// The capture group of the original design.
 pub const DEFAULT_CAPTURE_GROUP: &str = "ForensicDiskCapture";
-/// The text the attaching Lambda compares the stream's latest event with, byte for byte.
-pub const DEFAULT_READINESS_MESSAGE: &str = "incron is running";
+/// The readiness text. The original flow's attaching Lambda compares the stream's latest event with
+/// `incron is running`, byte for byte: configure that text to keep it working unchanged.
+pub const DEFAULT_READINESS_MESSAGE: &str = "forensic-collector ready";
 /// Events held while CloudWatch is slow or down: about a day of progress lines at one per 10 s
 /// plus every job event, a few MB of small JSON.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
@@ -109,7 +110,8 @@ pub enum SettingsError {
     FlushTimeout,
 }
 
-fn check_group(key: &'static str, name: &str) -> Result<(), SettingsError> {
+/// Checks a log group name against CloudWatch's rules; `key` names the setting in the error.
+pub fn check_group(key: &'static str, name: &str) -> Result<(), SettingsError> {
     let reason = if name.is_empty() || name.len() > MAX_NAME_LEN {
         Some("it must be 1 to 512 characters")
     } else if !name
@@ -154,7 +156,7 @@ mod tests {
         let settings = ReportSettings::new("i-0123456789abcdef0");
         assert_eq!(settings.readiness_group, "ForensicDiskReadiness");
         assert_eq!(settings.capture_group, "ForensicDiskCapture");
-        assert_eq!(settings.readiness_message, "incron is running");
+        assert_eq!(settings.readiness_message, "forensic-collector ready");
         assert_eq!(settings.validate(), Ok(()));
     }
 

@@ -5,6 +5,7 @@
 //! The defaults live only here (`Default` impls), so the example file, the docs and the
 //! `config check` output all show the same numbers.
 
+use crate::cloudwatch;
 use serde::{Deserialize, Serialize};
 
 /// Section names, in the order `config check` prints them.
@@ -258,14 +259,14 @@ impl Default for RawCloudWatch {
     fn default() -> Self {
         Self {
             enabled: true,
-            // The log group names of the flow this replaces, so its dashboards keep working.
-            readiness_group: "ForensicDiskReadiness".into(),
-            capture_group: "ForensicDiskCapture".into(),
-            readiness_message: "forensic-collector ready".into(),
+            // The reporter's own defaults: the log group names of the flow this replaces, so its
+            // dashboards keep working, and a buffer of one full PutLogEvents batch.
+            readiness_group: cloudwatch::DEFAULT_READINESS_GROUP.into(),
+            capture_group: cloudwatch::DEFAULT_CAPTURE_GROUP.into(),
+            readiness_message: cloudwatch::DEFAULT_READINESS_MESSAGE.into(),
             progress_interval_secs: 30,
-            // 10,000 events is one PutLogEvents batch: an outage of that many events loses nothing.
-            queue_capacity: 10_000,
-            flush_timeout_secs: 10,
+            queue_capacity: u32::try_from(cloudwatch::DEFAULT_QUEUE_CAPACITY).unwrap_or(u32::MAX),
+            flush_timeout_secs: cloudwatch::DEFAULT_FLUSH_TIMEOUT.as_secs(),
         }
     }
 }

@@ -60,6 +60,11 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         settings.readiness_message = config.cloudwatch.readiness_message.clone();
         settings.queue_capacity = config.cloudwatch.queue_capacity.get();
         settings.flush_timeout = config.cloudwatch.flush_timeout;
+        // The configured names were checked with the configuration; this also checks the stream
+        // (instance ID or host name) before anything is sent.
+        settings
+            .validate()
+            .map_err(|e| Failure::new(Exit::Config, e))?;
         let client = crate::aws::cloudwatch_client(&runtime);
         Reports::new(Some(Reporter::start(client, settings)))
     } else {

@@ -15,8 +15,6 @@ use crate::config::raw::RawConfig;
 const MAX_PARTS_IN_FLIGHT: u32 = 64;
 /// Most attempts per S3 request: beyond this, backoff waits become hours.
 const MAX_S3_ATTEMPTS: u32 = 100;
-/// CloudWatch Logs limits log group names to 512 characters.
-const MAX_LOG_GROUP_LEN: usize = 512;
 /// Keep the readiness message well inside one log event (256 KiB).
 const MAX_MESSAGE_LEN: usize = 1024;
 
@@ -220,22 +218,11 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
 }
 
 /// CloudWatch Logs' rule: 1–512 of `A-Z a-z 0-9 _ - / . #`.
+/// A log group name, checked by the reporter's own rules.
 fn log_group(key: &'static str, name: &str) -> Result<String, Invalid> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_LOG_GROUP_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-/.#".contains(c));
-    if ok {
-        Ok(name.to_owned())
-    } else {
-        Err(invalid(
-            key,
-            format!(
-                "{name:?} is not a log group name: 1-{MAX_LOG_GROUP_LEN} of letters, digits, '_', '-', '/', '.', '#'"
-            ),
-        ))
-    }
+    crate::cloudwatch::check_group(key, name)
+        .map(|()| name.to_owned())
+        .map_err(|e| invalid(key, e.to_string()))
 }
 
 pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
