@@ -1,0 +1,1 @@
+//! Integrity: config (filled in by issue 9's work).

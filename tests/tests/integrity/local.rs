@@ -1,0 +1,1 @@
+//! Integrity: local (filled in by issue 9's work).

@@ -1,0 +1,1 @@
+//! Integrity: s3 (filled in by issue 9's work).

@@ -1,0 +1,1 @@
+//! Integrity: verify (filled in by issue 9's work).
