@@ -1,8 +1,14 @@
 //! `forensic-collector acquire`: one source, one image, one manifest, in a local directory.
 //!
-//! Order of writes is the evidence contract: image (under `.partial`, renamed when synced) → SHA-256
-//! sidecar → capture log → manifest. The manifest is last and atomic, so its presence means the rest
-//! is complete. Any failure removes the partial image and writes no manifest.
+//! Order of writes is the evidence contract: image → SHA-256 sidecar → capture log → manifest, each
+//! created exclusively in the run's own staging directory (locally) and published under its final
+//! name only once the manifest is durable, manifest last, never over an existing name. So the
+//! manifest's presence means the rest is complete. Any failure removes what the run wrote and writes
+//! no manifest; a rerun is then possible.
+//!
+//! Everything that can refuse the run — arguments, the destination, existing evidence, a source that
+//! is one of the outputs — is checked before the device gets its kernel read-only flag, so a refused
+//! run leaves the device as it found it.
 
 use std::fs;
 use std::sync::atomic::AtomicBool;
@@ -53,10 +59,10 @@ pub fn run(
         .transpose()
         .map_err(usage)?;
 
-    // Arguments are checked before the source is opened: a typo must not touch the evidence
-    // (opening sets the kernel read-only flag).
+    // Arguments are checked before the source is opened, and everything else before the device is
+    // write-blocked: a typo must not touch the evidence.
     let mut destination = Destination::from_args(args, incident.as_ref())?;
-    let source = Source::open(
+    let mut source = Source::open(
         &args.source,
         &SourceOptions {
             set_read_only: !args.no_kernel_read_only,
@@ -68,11 +74,12 @@ pub fn run(
         None => default_name(&source)?,
     };
     let files = EvidenceFiles::new(&name);
-    report_source(&source, &name);
 
     destination.prepare(&source, &files)?;
     let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
     let sink = destination.image_sink(&files, source.size(), metadata)?;
+    source.write_block();
+    report_source(&source, &name);
 
     let reporter = Reporter::new(
         source.size(),
@@ -234,7 +241,7 @@ fn log_result(manifest: &Manifest) {
     }
 }
 
-/// Sidecar, capture log, then the manifest last.
+/// Sidecar, capture log, then the manifest last; then the evidence is published.
 fn write_companions(
     destination: &Destination,
     files: &EvidenceFiles,
@@ -248,5 +255,5 @@ fn write_companions(
     tracing::info!(manifest = %files.manifest, "Writing manifest.");
     destination.store(&files.capture_log, &capture.contents())?;
     destination.store(&files.manifest, manifest.to_json().as_bytes())?;
-    Ok(())
+    destination.publish()
 }

@@ -1,18 +1,21 @@
 //! Where evidence goes: a local directory or an S3 prefix. Both receive the same files in the same
 //! order — image, sidecar, capture log, manifest last — through one interface, so `acquire` has one
-//! code path.
+//! code path. Locally every file is written in the run's own staging directory and only
+//! [`Destination::publish`] gives them their final names, manifest last.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
-use imaging::manifest::{self, Manifest};
+use imaging::manifest::Manifest;
 use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::sink::s3::{self, Retention, S3Options};
-use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
+use imaging::sink::{LocalSink, S3Sink, S3Url, Sink, Staging};
 
 use crate::cli::AcquireArgs;
 use crate::exit::{Exit, Failure};
@@ -20,9 +23,23 @@ use crate::exit::{Exit, Failure};
 /// An evidence destination.
 pub enum Destination {
     /// A local directory.
-    Local(PathBuf),
+    Local(LocalTarget),
     /// An S3 prefix, with the client and runtime that talk to it.
     S3(Box<S3Target>),
+}
+
+/// A local output directory and, once prepared, this run's staging directory in it.
+pub struct LocalTarget {
+    dir: PathBuf,
+    staging: Option<Arc<Staging>>,
+}
+
+impl LocalTarget {
+    fn staging(&self) -> Result<&Arc<Staging>, Failure> {
+        self.staging
+            .as_ref()
+            .ok_or_else(|| imaging::Error::Internal("the output directory was not prepared").into())
+    }
 }
 
 /// Everything needed to write to S3.
@@ -46,7 +63,10 @@ impl Destination {
     /// Builds the destination named by the arguments; S3 needs an incident ID for its key layout.
     pub fn from_args(args: &AcquireArgs, incident: Option<&SafeName>) -> Result<Self, Failure> {
         let Some(dest) = &args.dest else {
-            return Ok(Self::Local(args.out.clone()));
+            return Ok(Self::Local(LocalTarget {
+                dir: args.out.clone(),
+                staging: None,
+            }));
         };
         let url: S3Url = dest.parse()?;
         let retention = retention(args)?;
@@ -90,15 +110,16 @@ impl Destination {
     /// Where `file_name` of the evidence is stored: a path or an `s3://` URI.
     pub fn describe_file(&self, file_name: &str) -> String {
         match self {
-            Self::Local(dir) => dir.join(file_name).display().to_string(),
+            Self::Local(local) => local.dir.join(file_name).display().to_string(),
             Self::S3(s3) => format!("s3://{}/{}", s3.url.bucket(), s3.key(file_name)),
         }
     }
 
-    /// Refuses unsafe or conflicting destinations before anything is written.
-    pub fn prepare(&self, source: &Source, files: &EvidenceFiles) -> Result<(), Failure> {
-        let dir = match self {
-            Self::Local(dir) => dir,
+    /// Refuses unsafe or conflicting destinations before anything is written, and for a local
+    /// directory creates this run's staging directory in it.
+    pub fn prepare(&mut self, source: &Source, files: &EvidenceFiles) -> Result<(), Failure> {
+        let local = match self {
+            Self::Local(local) => local,
             Self::S3(s3) => {
                 if s3.require_object_lock || s3.options.needs_object_lock() {
                     s3::require_object_lock(
@@ -111,6 +132,7 @@ impl Destination {
                 return Ok(());
             }
         };
+        let dir = &local.dir;
         if source.holds_path(existing_ancestor(dir)) {
             return Err(Failure::new(
                 Exit::Output,
@@ -126,12 +148,9 @@ impl Destination {
                 anyhow!("cannot create output directory {}: {e}", dir.display()),
             )
         })?;
-        for existing in [&files.manifest, &files.sidecar] {
-            let path = dir.join(existing);
-            if path.exists() {
-                return Err(imaging::Error::AlreadyExists { path }.into());
-            }
-        }
+        refuse_source_among_outputs(source, dir, files)?;
+        let staging = Staging::create(dir, &files.name, &files.all())?;
+        local.staging = Some(Arc::new(staging));
         Ok(())
     }
 
@@ -143,7 +162,10 @@ impl Destination {
         metadata: Vec<(String, String)>,
     ) -> Result<Box<dyn Sink>, Failure> {
         match self {
-            Self::Local(dir) => Ok(Box::new(LocalSink::create(dir, &files.image)?)),
+            Self::Local(local) => Ok(Box::new(LocalSink::create(
+                Arc::clone(local.staging()?),
+                &files.image,
+            )?)),
             Self::S3(s3) => {
                 s3.options.metadata = metadata;
                 let key = s3.key(&files.image);
@@ -194,10 +216,21 @@ impl Destination {
         }
     }
 
-    /// Stores a small companion file (sidecar, capture log, manifest) atomically.
+    /// Gives the evidence its final names, manifest last. Locally the files were written in the
+    /// staging directory and are renamed now, never over an existing name; an S3 object is final
+    /// when it is stored (conditionally), so there is nothing left to do.
+    pub fn publish(&self) -> Result<(), Failure> {
+        match self {
+            Self::Local(local) => Ok(local.staging()?.publish()?),
+            Self::S3(_) => Ok(()),
+        }
+    }
+
+    /// Stores a small companion file (sidecar, capture log, manifest) durably: locally in the
+    /// staging directory until [`Destination::publish`].
     pub fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
         match self {
-            Self::Local(dir) => Ok(manifest::write_atomic(&dir.join(file_name), contents)?),
+            Self::Local(local) => Ok(local.staging()?.write_file(file_name, contents)?),
             Self::S3(s3) => {
                 let key = s3.key(file_name);
                 s3::put_small(
@@ -240,6 +273,40 @@ fn retention(args: &AcquireArgs) -> Result<Option<Retention>, Failure> {
         ObjectLockMode::Governance
     };
     Ok(Some(Retention { mode, retain_until }))
+}
+
+/// Refuses a source that is one of this run's output files, or a leftover of an older version's
+/// partial files, under any name (symlink or hard link): imaging it would replace or delete it.
+fn refuse_source_among_outputs(
+    source: &Source,
+    dir: &Path,
+    files: &EvidenceFiles,
+) -> Result<(), Failure> {
+    let Ok(identity) = source.file_identity() else {
+        return Ok(());
+    };
+    let legacy = [
+        format!("{}.partial", files.image),
+        format!(".{}.tmp", files.sidecar),
+        format!(".{}.tmp", files.capture_log),
+        format!(".{}.tmp", files.manifest),
+    ];
+    let names = files.all().into_iter().map(str::to_owned).chain(legacy);
+    for name in names {
+        let path = dir.join(&name);
+        let same = [fs::symlink_metadata(&path), fs::metadata(&path)]
+            .into_iter()
+            .flatten()
+            .any(|m| (m.dev(), m.ino()) == identity);
+        if same {
+            return Err(imaging::Error::SourceIsOutput {
+                source_path: source.path().to_path_buf(),
+                output: path,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The directory itself, or the closest parent that exists (where `create_dir_all` would write).

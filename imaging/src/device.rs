@@ -139,11 +139,13 @@ pub struct Source {
     dev: Option<(u64, u64)>,
     family: Vec<(u64, u64)>,
     sysfs: PathBuf,
+    write_block_due: bool,
 }
 
 impl Source {
     /// Opens `path` for imaging. Never writes to it: the descriptor is O_RDONLY, and block devices
-    /// that the host does not use get the kernel read-only flag.
+    /// that the host does not use get the kernel read-only flag from [`Source::write_block`], which
+    /// must run before the first read.
     pub fn open(path: &Path, options: &SourceOptions) -> Result<Self> {
         let open_err = |source| Error::OpenSource {
             path: path.to_path_buf(),
@@ -176,9 +178,15 @@ impl Source {
             dev: None,
             family: Vec::new(),
             sysfs: options.system.sysfs.clone(),
+            write_block_due: false,
         };
         if kind == SourceKind::BlockDevice {
             source.inspect_block_device(meta.rdev(), options)?;
+        }
+        if source.size == 0 {
+            return Err(Error::EmptySource {
+                path: path.to_path_buf(),
+            });
         }
         Ok(source)
     }
@@ -201,14 +209,37 @@ impl Source {
         self.identity = Identity::from_sysfs(&options.system.sysfs, major, minor);
         self.family = device_family(&options.system.sysfs, major, minor);
         self.live = live_use(&options.system, &self.family);
-        self.read_only_flag = if !self.live.is_idle() {
-            ReadOnlyFlag::SkippedLive
+        if !self.live.is_idle() {
+            self.read_only_flag = ReadOnlyFlag::SkippedLive;
         } else if !options.set_read_only {
-            ReadOnlyFlag::SkippedByRequest
+            self.read_only_flag = ReadOnlyFlag::SkippedByRequest;
         } else {
-            self.set_kernel_read_only()
-        };
+            self.write_block_due = true;
+        }
         Ok(())
+    }
+
+    /// Sets the kernel read-only flag when [`Source::open`] found it due (an idle block device, not
+    /// refused by the caller). Kept apart from opening so that a caller can check everything else
+    /// first — names, the output directory, existing evidence — and a run refused for a typo leaves
+    /// the device exactly as it found it. The reader refuses a source whose write-block is still due.
+    pub fn write_block(&mut self) -> &ReadOnlyFlag {
+        if self.write_block_due {
+            self.read_only_flag = self.set_kernel_read_only();
+            self.write_block_due = false;
+        }
+        &self.read_only_flag
+    }
+
+    /// True while [`Source::write_block`] still has to run before the first read.
+    pub fn write_block_due(&self) -> bool {
+        self.write_block_due
+    }
+
+    /// Device and inode numbers of the opened source, to recognise it under any other name (a
+    /// symlink or hard link in the output directory).
+    pub fn file_identity(&self) -> io::Result<(u64, u64)> {
+        self.file.metadata().map(|m| (m.dev(), m.ino()))
     }
 
     fn set_kernel_read_only(&self) -> ReadOnlyFlag {

@@ -26,6 +26,24 @@ pub enum Error {
         /// The source path as given.
         path: PathBuf,
     },
+    /// The source has no bytes (an empty file, a 0-byte device, a `/proc` file that reports size
+    /// 0): imaging it would give an empty image that looks like a completed capture.
+    #[error("source {path} has size 0; there is nothing to image")]
+    EmptySource {
+        /// The source path as given.
+        path: PathBuf,
+    },
+    /// The source is one of the files this run would create, publish or remove: imaging it would
+    /// destroy it.
+    #[error(
+        "source {source_path} is the output file {output}; refusing to image a file this run would replace"
+    )]
+    SourceIsOutput {
+        /// The source path as given.
+        source_path: PathBuf,
+        /// The output file it is (or links to).
+        output: PathBuf,
+    },
     /// An ioctl or sysfs query about the device failed.
     #[error("cannot query {what} of {path}: {source}")]
     DeviceQuery {
@@ -162,7 +180,9 @@ impl Error {
                     _ => ErrorKind::SourceUnusable,
                 }
             }
-            Error::UnsupportedSource { .. } => ErrorKind::SourceUnusable,
+            Error::UnsupportedSource { .. } | Error::EmptySource { .. } => {
+                ErrorKind::SourceUnusable
+            }
             Error::SourceVanished { .. } => ErrorKind::SourceVanished,
             Error::Read { .. } => ErrorKind::SourceRead,
             Error::SinkWrite { source, .. } | Error::SinkIo { source, .. }
@@ -174,7 +194,9 @@ impl Error {
             | Error::SinkIo { .. }
             | Error::AlreadyExists { .. }
             | Error::Manifest { .. } => ErrorKind::Output,
-            Error::UnknownAlgorithm(_) | Error::InvalidSetting(_) => ErrorKind::Usage,
+            Error::UnknownAlgorithm(_)
+            | Error::InvalidSetting(_)
+            | Error::SourceIsOutput { .. } => ErrorKind::Usage,
             Error::S3 { .. } | Error::ChecksumMismatch { .. } => ErrorKind::Destination,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,

@@ -60,6 +60,8 @@ impl fmt::Display for SafeName {
 /// The files of one acquisition, all derived from its evidence name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFiles {
+    /// The evidence name itself, the prefix of every file.
+    pub name: String,
     /// `<name>.image.dd`
     pub image: String,
     /// `<name>.image.dd.sha256`, a line `sha256sum -c` accepts.
@@ -74,11 +76,22 @@ impl EvidenceFiles {
     /// File names for evidence `name`.
     pub fn new(name: &SafeName) -> Self {
         Self {
+            name: name.to_string(),
             image: format!("{name}.image.dd"),
             sidecar: format!("{name}.image.dd.sha256"),
             capture_log: format!("{name}.capture.log"),
             manifest: format!("{name}.manifest.json"),
         }
+    }
+
+    /// Every file of the evidence, image first and manifest last: the order they are written in.
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.image,
+            &self.sidecar,
+            &self.capture_log,
+            &self.manifest,
+        ]
     }
 }
 
@@ -101,6 +114,21 @@ mod tests {
             assert!(SafeName::parse(bad, "name").is_err(), "{bad:?}");
         }
         assert!(SafeName::parse("vol-0123456789abcdef0", "name").is_ok());
+    }
+
+    #[test]
+    fn evidence_files_derive_from_the_name_in_write_order() {
+        let files = EvidenceFiles::new(&SafeName::parse("vol-1", "name").unwrap());
+        assert_eq!(files.name, "vol-1");
+        assert_eq!(
+            files.all(),
+            [
+                "vol-1.image.dd",
+                "vol-1.image.dd.sha256",
+                "vol-1.capture.log",
+                "vol-1.manifest.json"
+            ]
+        );
     }
 
     #[test]

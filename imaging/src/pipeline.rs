@@ -158,6 +158,12 @@ pub fn run(
         sink.abort();
         return Err(err);
     }
+    if source.write_block_due() {
+        sink.abort();
+        return Err(Error::Internal(
+            "the source's kernel read-only flag was not applied before reading",
+        ));
+    }
     let started_at = Utc::now();
     let clock = Instant::now();
     let plan = ChunkPlan {

@@ -65,3 +65,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn blake3_hex(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
 }
+
+/// The file `file_name` while a run writes it inside its staging directory `OUT/.<name>.<run>.staging/`
+/// (the first one found), so a test can wait for a run to be under way.
+pub fn staged_file(out: &std::path::Path, file_name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(out).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let candidate = entry.path().join(file_name);
+        (name.starts_with('.') && name.ends_with(".staging") && candidate.exists())
+            .then_some(candidate)
+    })
+}

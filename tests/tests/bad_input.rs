@@ -7,11 +7,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use collector_e2e::{FaultFs, Run, Tmpfs, acquire, collector, random_file, require_root};
+use collector_e2e::{
+    FaultFs, Run, Tmpfs, acquire, collector, random_file, require_root, staged_file,
+};
 
 const MIB: u64 = 1 << 20;
 
-/// Asserts `dir` holds no evidence at all: no image, no partial image, no manifest.
+/// Asserts `dir` holds no evidence at all: no image, no partial image, no manifest, no staging
+/// directory left by the run.
 fn assert_no_evidence(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -21,9 +24,9 @@ fn assert_no_evidence(dir: &Path) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names
-            .iter()
-            .all(|n| !n.contains(".image.dd") && !n.ends_with(".manifest.json")),
+        names.iter().all(|n| !n.contains(".image.dd")
+            && !n.ends_with(".manifest.json")
+            && !n.ends_with(".staging")),
         "a failed run left evidence-looking files: {names:?}"
     );
 }
@@ -196,9 +199,8 @@ fn sigterm_mid_run_stops_reading_and_leaves_no_manifest() {
     let out = work.path().join("out");
     let child =
         Run::spawn(acquire(fs.file(), &out).args(["--name", "stopped", "--queue-depth", "1"]));
-    let partial = out.join("stopped.image.dd.partial");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !partial.exists() {
+    while staged_file(&out, "stopped.image.dd").is_none() {
         assert!(Instant::now() < deadline, "the run never started writing");
         std::thread::sleep(Duration::from_millis(50));
     }

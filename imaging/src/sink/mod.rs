@@ -1,11 +1,15 @@
 //! Where the image bytes go. One trait, so the pipeline has one code path whether the image lands in a
-//! local file or (later) streams to S3, and tests can swap destinations.
+//! local file or streams to S3, and tests can swap destinations. A local image is written inside the
+//! run's private [`Staging`] directory, which also holds the companion files until they are published
+//! together, manifest last.
 
 pub(crate) mod local;
 pub mod s3;
+pub mod staging;
 
 pub use local::LocalSink;
 pub use s3::{S3Sink, S3Url};
+pub use staging::Staging;
 
 use serde::{Deserialize, Serialize};
 

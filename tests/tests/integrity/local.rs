@@ -1,1 +1,331 @@
-//! Integrity: local (filled in by issue 9's work).
+//! Integrity of local evidence: every file is created exclusively inside the run's own staging
+//! directory, never through a symlink, and published manifest last without replacing anything.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use collector_e2e::{
+    FaultFs, LoopDevice, Run, Tmpfs, acquire, collector, random_file, require_root, sha256_hex,
+    staged_file,
+};
+use proptest::prelude::*;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// Every entry of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The four files of evidence `name`, sorted as `entries` sorts them.
+fn evidence_names(name: &str) -> Vec<String> {
+    let mut names = vec![
+        format!("{name}.capture.log"),
+        format!("{name}.image.dd"),
+        format!("{name}.image.dd.sha256"),
+        format!("{name}.manifest.json"),
+    ];
+    names.sort();
+    names
+}
+
+fn manifest(dir: &Path, name: &str) -> Value {
+    let text = fs::read_to_string(dir.join(format!("{name}.manifest.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn verify(dir: &Path, name: &str) -> Run {
+    Run::of(
+        collector()
+            .arg("verify")
+            .arg(dir.join(format!("{name}.manifest.json"))),
+    )
+}
+
+/// Waits until a run has created its image in its staging directory.
+fn wait_for_staged(out: &Path, file_name: &str) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(path) = staged_file(out, file_name) {
+            return path;
+        }
+        assert!(Instant::now() < deadline, "the run never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts that every file of evidence `name` in `dir` is a regular file, not a symlink.
+fn assert_regular_files(dir: &Path, name: &str) {
+    for file in evidence_names(name) {
+        let meta = fs::symlink_metadata(dir.join(&file)).unwrap();
+        assert!(meta.file_type().is_file(), "{file} is not a regular file");
+    }
+}
+
+// Issue 9 item 1: the second run used to truncate the first's `.partial` and rewrite it, so the first
+// exited 0 with a manifest holding its hashes over the second's bytes.
+#[test]
+fn two_runs_with_one_name_into_one_directory_never_mix_their_files() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let slow_backing = work.path().join("slow.raw");
+    random_file(&slow_backing, 16 * MIB, 101);
+    let fast = work.path().join("fast.raw");
+    random_file(&fast, 4 * MIB, 102);
+    let fs_slow = FaultFs::mount(&slow_backing, &["--delay-ms".into(), "20".into()]);
+    let out = work.path().join("out");
+
+    let slow =
+        Run::spawn(acquire(fs_slow.file(), &out).args(["--name", "same", "--queue-depth", "1"]));
+    wait_for_staged(&out, "same.image.dd");
+    let second = Run::of(acquire(&fast, &out).args(["--name", "same"]));
+    let first = Run::wait(slow);
+
+    // The second (fast) run finished first and owns the name; the slow run lost and touched nothing.
+    second.expect_code(0);
+    first.expect_code(20);
+    assert!(
+        first.stderr.contains("refusing to overwrite"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(entries(&out), evidence_names("same"));
+    let m = manifest(&out, "same");
+    assert_eq!(
+        m["image"]["hashes"]["sha256"],
+        sha256_hex(&fs::read(&fast).unwrap())
+    );
+    assert_eq!(
+        fs::read(out.join("same.image.dd")).unwrap(),
+        fs::read(&fast).unwrap()
+    );
+    verify(&out, "same").expect_code(0);
+}
+
+// Issue 9 item 3: a symlink planted at the partial image's or a temporary manifest's name made acquire
+// write the evidence into the symlink's target and leave a symlink as evidence.
+#[test]
+fn planted_symlinks_in_the_output_directory_are_never_followed() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("s.raw");
+    random_file(&source, 2 * MIB, 103);
+    let victim = work.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    for planted in [
+        "n.image.dd.partial",
+        ".n.image.dd.sha256.tmp",
+        ".n.capture.log.tmp",
+        ".n.manifest.json.tmp",
+    ] {
+        std::os::unix::fs::symlink(&victim, out.join(planted)).unwrap();
+    }
+
+    Run::of(acquire(&source, &out).args(["--name", "n"])).expect_code(0);
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert_regular_files(&out, "n");
+    verify(&out, "n").expect_code(0);
+
+    // A symlink at a final name, even a dangling one, is existing evidence: refused, not followed.
+    let absent_victim = work.path().join("absent-victim");
+    std::os::unix::fs::symlink(&absent_victim, out.join("m.manifest.json")).unwrap();
+    let run = Run::of(acquire(&source, &out).args(["--name", "m"]));
+    run.expect_code(20);
+    assert!(
+        run.stderr.contains("refusing to overwrite"),
+        "{}",
+        run.stderr
+    );
+    assert!(!absent_victim.exists());
+    assert!(!out.join("m.image.dd").exists());
+}
+
+// Issue 9 item 7: `acquire OUT/n.image.dd.partial --out OUT --name n` truncated and then deleted its
+// own source.
+#[test]
+fn a_source_that_is_one_of_the_outputs_is_refused_and_left_intact() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let source = out.join("n.image.dd.partial");
+    random_file(&source, 2 * MIB, 104);
+    let before = fs::read(&source).unwrap();
+
+    let run = Run::of(acquire(&source, &out).args(["--name", "n"]));
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("refusing to image a file this run would replace"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fs::read(&source).unwrap(), before);
+
+    // The same file under another name (a symlink elsewhere) is recognised too.
+    let link = work.path().join("innocent.raw");
+    std::os::unix::fs::symlink(&source, &link).unwrap();
+    Run::of(acquire(&link, &out).args(["--name", "n"])).expect_code(2);
+    assert_eq!(fs::read(&source).unwrap(), before);
+    assert_eq!(entries(&out), ["n.image.dd.partial"]);
+}
+
+// Issue 9 item 8: a full disk after the image was renamed left `NAME.image.dd`, its sidecar and log
+// without a manifest (`sha256sum -c` said OK), and a rerun was refused.
+#[test]
+fn a_disk_that_fills_after_the_image_leaves_no_final_names_and_allows_a_rerun() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("fill.raw");
+    // The image fills the 8 MiB tmpfs but one page: it fits, its companions do not.
+    random_file(&source, 8 * MIB - 4096, 105);
+    let small = Tmpfs::mount("8m");
+
+    let run = Run::of(acquire(&source, small.path()).args(["--name", "fill"]));
+    run.expect_code(21);
+    assert!(
+        run.stderr.contains("No space left on device"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        entries(small.path()).is_empty(),
+        "a failed run left files: {:?}",
+        entries(small.path())
+    );
+
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=16m"])
+        .arg(small.path())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    Run::of(acquire(&source, small.path()).args(["--name", "fill"])).expect_code(0);
+    assert_eq!(entries(small.path()), evidence_names("fill"));
+    verify(small.path(), "fill").expect_code(0);
+}
+
+// Issue 9, also seen: a 0-byte source gave an empty "completed" image.
+#[test]
+fn an_empty_source_is_refused_before_anything_is_written() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let empty = work.path().join("empty.raw");
+    fs::write(&empty, b"").unwrap();
+    let out = work.path().join("out");
+    let run = Run::of(&mut acquire(&empty, &out));
+    run.expect_code(12);
+    assert!(run.stderr.contains("has size 0"), "{}", run.stderr);
+    assert!(entries(&out).is_empty(), "{:?}", entries(&out));
+}
+
+// Issue 9, also seen: a run refused for a bad `--out` left the device kernel-read-only.
+#[test]
+fn a_run_refused_before_reading_leaves_the_device_writable() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("ro.raw");
+    random_file(&backing, 4 * MIB, 106);
+    let dev = LoopDevice::attach(&backing, &[]);
+    let not_a_dir = work.path().join("file");
+    fs::write(&not_a_dir, b"x").unwrap();
+
+    let run = Run::of(&mut acquire(dev.path(), not_a_dir.join("out")));
+    run.expect_code(20);
+    assert!(
+        !dev.kernel_read_only(),
+        "a refused run must not write-block the device"
+    );
+}
+
+/// One of two racing runs: its source, its delay before starting, and how fast it reads.
+#[derive(Debug, Clone)]
+struct Racer {
+    size_kib: u64,
+    delay_ms: u64,
+    chunk: &'static str,
+}
+
+fn racer() -> impl Strategy<Value = Racer> {
+    (
+        1u64..4096,
+        0u64..150,
+        prop::sample::select(vec!["4KiB", "64KiB", "1MiB"]),
+    )
+        .prop_map(|(size_kib, delay_ms, chunk)| Racer {
+            size_kib,
+            delay_ms,
+            chunk,
+        })
+}
+
+/// Two acquisitions of different sources under one name into one directory, started with random
+/// delays and speeds: exactly one wins; whatever manifest exists verifies against its own image and
+/// describes one source entirely; the loser leaves nothing behind.
+fn race_two_acquisitions(a: &Racer, b: &Racer, seed: u64) -> Result<(), TestCaseError> {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let mut sources = Vec::new();
+    for (i, r) in [a, b].into_iter().enumerate() {
+        let path = work.path().join(format!("src{i}.raw"));
+        random_file(&path, r.size_kib * 1024, seed + i as u64);
+        sources.push(path);
+    }
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [a, b]
+            .into_iter()
+            .zip(&sources)
+            .map(|(r, source)| {
+                let out = &out;
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(r.delay_ms));
+                    Run::of(acquire(source, out).args(["--name", "race", "--chunk-size", r.chunk]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+    prop_assert!(
+        codes == [0, 20] || codes == [20, 0],
+        "exactly one run must win: {codes:?}\n{}\n{}",
+        runs[0].stderr,
+        runs[1].stderr
+    );
+    prop_assert_eq!(entries(&out), evidence_names("race"));
+    let image = fs::read(out.join("race.image.dd")).unwrap();
+    let winner = usize::from(codes[0] != 0);
+    prop_assert!(image == fs::read(&sources[winner]).unwrap());
+    let recorded = manifest(&out, "race")["image"]["hashes"]["sha256"].clone();
+    prop_assert_eq!(recorded, Value::from(sha256_hex(&image)));
+    prop_assert_eq!(verify(&out, "race").code, 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, max_shrink_iters: 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    // Issue 9 tests: random interleavings of two acquisitions into one directory.
+    #[test]
+    fn racing_acquisitions_into_one_directory_leave_only_verifiable_evidence(
+        a in racer(),
+        b in racer(),
+        seed in 0u64..1_000_000,
+    ) {
+        require_root();
+        race_two_acquisitions(&a, &b, seed)?;
+    }
+}
