@@ -73,6 +73,7 @@ pub fn run(
         Some(name) => name,
         None => default_name(&source)?,
     };
+    let name = capture_name(&destination, name, args.new_capture)?;
     let files = EvidenceFiles::new(&name);
 
     destination.prepare(&source, &files)?;
@@ -171,6 +172,41 @@ fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
     };
     config.validate()?;
     Ok(config)
+}
+
+/// How many captures of one evidence name `--new-capture` numbers (`<name>-2` … `<name>-99`) before
+/// it asks the operator to choose a name: a hundred captures of one disk is a loop, not a case.
+const MAX_CAPTURES: u32 = 99;
+
+/// The name this capture is stored under: `name` itself unless `--new-capture` asks to step past
+/// evidence that is already there. The check is advisory (a rival run may take the name in the
+/// meantime); publishing is what refuses to replace anything.
+fn capture_name(
+    destination: &Destination,
+    name: SafeName,
+    new_capture: bool,
+) -> Result<SafeName, Failure> {
+    if !new_capture {
+        return Ok(name);
+    }
+    for number in 1..=MAX_CAPTURES {
+        let candidate = if number == 1 {
+            name.clone()
+        } else {
+            SafeName::parse(&format!("{name}-{number}"), "evidence name").map_err(usage)?
+        };
+        match destination.existing_evidence(&EvidenceFiles::new(&candidate))? {
+            None => return Ok(candidate),
+            Some(existing) => tracing::info!(existing = %existing,
+                "Evidence of this name exists; --new-capture tries the next name."),
+        }
+    }
+    Err(Failure::new(
+        Exit::Output,
+        anyhow!(
+            "evidence {name} and {name}-2 … {name}-{MAX_CAPTURES} all exist; pass another --name"
+        ),
+    ))
 }
 
 /// The EBS volume ID when the device has one, else the device's or file's own name.

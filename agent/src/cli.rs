@@ -92,6 +92,11 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub name: Option<String>,
 
+    /// When evidence of this name is already at the destination, store this capture under the first
+    /// free name `<name>-2` … `<name>-99` instead of refusing. Existing evidence is never replaced.
+    #[arg(long)]
+    pub new_capture: bool,
+
     /// Incident ID recorded in the manifest.
     #[arg(long)]
     pub incident: Option<String>,

@@ -115,6 +115,19 @@ impl Destination {
         }
     }
 
+    /// The first file of evidence `files` already at the destination (a symlink counts), if any.
+    pub fn existing_evidence(&self, files: &EvidenceFiles) -> Result<Option<String>, Failure> {
+        match self {
+            Self::Local(local) => Ok(files
+                .all()
+                .into_iter()
+                .map(|name| local.dir.join(name))
+                .find(|path| fs::symlink_metadata(path).is_ok())
+                .map(|path| path.display().to_string())),
+            Self::S3(_) => Err(imaging::Error::Internal("FIXME: S3 existence check").into()),
+        }
+    }
+
     /// Refuses unsafe or conflicting destinations before anything is written, and for a local
     /// directory creates this run's staging directory in it.
     pub fn prepare(&mut self, source: &Source, files: &EvidenceFiles) -> Result<(), Failure> {

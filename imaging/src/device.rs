@@ -283,7 +283,12 @@ impl Source {
                         .join(format!("dev/block/{major}:{minor}"))
                         .exists()
                 });
-                sysfs_ok && self.query_size().is_ok_and(|size| size == self.size)
+                let backing_ok = self
+                    .identity
+                    .loop_backing_file
+                    .as_deref()
+                    .is_none_or(backing_file_reachable);
+                sysfs_ok && backing_ok && self.query_size().is_ok_and(|size| size == self.size)
             }
             SourceKind::RegularFile => self.file.metadata().is_ok_and(|m| m.len() >= self.size),
         }
@@ -341,6 +346,18 @@ impl Source {
     /// Model, serial, volume ID and friends.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+}
+
+/// Whether the file behind a loop device can still be reached. When the filesystem under it is gone
+/// (a FUSE server that died: `ENOTCONN`; a network filesystem that went away), every read of the loop
+/// device fails with EIO, which looks like a disk of bad sectors; the cause is a vanished source.
+/// A backing file that was merely deleted (`NotFound`, sysfs adds " (deleted)") is still held open
+/// by the loop driver and readable.
+fn backing_file_reachable(file: &Path) -> bool {
+    match fs::metadata(file) {
+        Ok(_) => true,
+        Err(err) => err.kind() == io::ErrorKind::NotFound,
     }
 }
 

@@ -329,3 +329,50 @@ proptest! {
         race_two_acquisitions(&a, &b, seed)?;
     }
 }
+
+// Issue 9, also seen: a FUSE backend that died under a loop device ended as `completed_with_errors`
+// (exit 3) with every later sector "bad"; the source vanished, which is exit 13.
+#[test]
+fn a_loop_device_whose_backing_filesystem_dies_is_a_vanished_source() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("dying.raw");
+    random_file(&backing, 32 * MIB, 107);
+    let fs_dying = FaultFs::mount(
+        &backing,
+        &["--die-after-bytes".into(), (8 * MIB).to_string()],
+    );
+    let dev = LoopDevice::attach(&fs_dying.file(), &["-r"]);
+    let out = work.path().join("out");
+    let run = Run::of(acquire(dev.path(), &out).args(["--name", "dying"]));
+    run.expect_code(13);
+    assert!(run.stderr.contains("vanished"), "{}", run.stderr);
+    assert!(entries(&out).is_empty(), "{:?}", entries(&out));
+}
+
+// Issue 9 item 2's escape hatch: a rerun that asks for a new capture gets a new name, and the first
+// capture stays as it was.
+#[test]
+fn new_capture_stores_a_rerun_under_the_next_free_name() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("again.raw");
+    random_file(&source, MIB, 108);
+    let out = work.path().join("out");
+    Run::of(acquire(&source, &out).args(["--name", "again"])).expect_code(0);
+    let first = fs::read(out.join("again.manifest.json")).unwrap();
+    for _ in 0..2 {
+        Run::of(acquire(&source, &out).args(["--name", "again", "--new-capture"])).expect_code(0);
+    }
+    assert_eq!(fs::read(out.join("again.manifest.json")).unwrap(), first);
+    let mut expected = evidence_names("again");
+    expected.extend(evidence_names("again-2"));
+    expected.extend(evidence_names("again-3"));
+    expected.sort();
+    assert_eq!(entries(&out), expected);
+    assert_eq!(
+        manifest(&out, "again-3")["case"]["evidence_name"],
+        "again-3"
+    );
+    verify(&out, "again-2").expect_code(0);
+}
