@@ -117,6 +117,14 @@ mod tests {
     }
 
     #[test]
+    fn names_up_to_the_length_limit_are_accepted_and_longer_ones_refused() {
+        assert!(SafeName::parse(&"a".repeat(MAX_LEN), "name").is_ok());
+        let err = SafeName::parse(&"a".repeat(MAX_LEN + 1), "name").unwrap_err();
+        assert!(err.contains("1 to 128 characters"), "{err}");
+        assert!(SafeName::parse("a", "name").is_ok());
+    }
+
+    #[test]
     fn evidence_files_derive_from_the_name_in_write_order() {
         let files = EvidenceFiles::new(&SafeName::parse("vol-1", "name").unwrap());
         assert_eq!(files.name, "vol-1");
