@@ -102,19 +102,19 @@ pub struct AcquireArgs {
     #[arg(long = "hash", default_value = "sha256,blake3")]
     pub hashes: String,
 
-    /// Size of each piecewise SHA-256 (e.g. 1GiB); 0 turns piecewise hashing off.
+    /// Size of each piecewise SHA-256 (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
     #[arg(long, default_value = "1GiB")]
     pub piece_size: ByteSize,
 
-    /// Bytes per read (a multiple of 4 KiB).
+    /// Bytes per read (a multiple of 4 KiB, up to 64 MiB; read buffers stay within 1 GiB).
     #[arg(long, default_value = "1MiB")]
     pub chunk_size: ByteSize,
 
-    /// Reads in flight. Snapshot-restored EBS volumes get faster with more.
+    /// Reads in flight (1-256). Snapshot-restored EBS volumes get faster with more.
     #[arg(long, default_value_t = imaging::pipeline::DEFAULT_QUEUE_DEPTH)]
     pub queue_depth: usize,
 
-    /// Extra attempts for each unreadable sector before it is zero-filled.
+    /// Extra attempts (0-10) for each unreadable sector before it is zero-filled.
     #[arg(long, default_value_t = imaging::pipeline::DEFAULT_SECTOR_RETRIES)]
     pub sector_retries: u32,
 
@@ -157,7 +157,7 @@ pub struct S3Args {
     #[arg(long, default_value_t = 4, value_parser = parts_in_flight)]
     pub parts_in_flight: usize,
 
-    /// Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory
+    /// Memory for part buffers (16 MiB-8 GiB); caps the part size at this / (parts in flight + 1), so memory
     /// stays flat for any disk size. Images that need bigger parts are split into segments.
     #[arg(long, default_value = "160MiB", value_parser = part_memory)]
     pub part_memory: ByteSize,
@@ -261,7 +261,10 @@ mod tests {
     fn acquire(args: &[&str]) -> Result<AcquireArgs, String> {
         let mut argv = vec!["forensic-collector", "acquire", "/dev/null"];
         argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
             Command::Acquire(args) => Ok(*args),
             other => Err(format!("parsed as {other:?}")),
         }

@@ -187,7 +187,10 @@ mod tests {
         let meta = std::fs::metadata(file.path()).unwrap();
         check_owner(&meta, stranger).unwrap();
         let err = check_owner(&meta, stranger + 1).unwrap_err();
-        assert!(matches!(err, Error::Refused(ref r) if r.contains("not root")), "{err:?}");
+        assert!(
+            matches!(err, Error::Refused(ref r) if r.contains("not root")),
+            "{err:?}"
+        );
         // A root-owned file is the administrator's, whoever runs us.
         let root_owned = std::fs::metadata("/etc/passwd").unwrap();
         assert_eq!(root_owned.uid(), 0);

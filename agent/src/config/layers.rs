@@ -124,10 +124,10 @@ impl Setting {
         check_alone(&key, &value)
             .and_then(|()| origin.may_set(&key))
             .map_err(|message| ConfigError::Key {
-            key: key.to_string(),
-            origin: origin.clone(),
-            message,
-        })?;
+                key: key.to_string(),
+                origin: origin.clone(),
+                message,
+            })?;
         Ok(Self { key, value, origin })
     }
 }

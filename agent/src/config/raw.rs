@@ -43,8 +43,7 @@ pub enum Writers {
 pub type WriterTable = &'static [(&'static str, Writers)];
 
 /// Why `watch.disk_root` is the operator's: it chooses which devices count as attached disks.
-const PICKS_DEVICES: &str =
-    "it chooses which host devices are imaged (a directory of links to the host's own disks would ship them)";
+const PICKS_DEVICES: &str = "it chooses which host devices are imaged (a directory of links to the host's own disks would ship them)";
 
 /// Who may set `section.key`. A key not declared is the operator's (fail closed): a new key is
 /// open to user data only once someone has said so beside its struct.
@@ -427,7 +426,11 @@ mod tests {
     /// The field names of `section`, from serde's own "expected one of" list.
     fn fields(section: &str) -> Vec<String> {
         let doc: toml::Table = format!("[{section}]\nno_such_key = 1\n").parse().unwrap();
-        let message = doc.try_into::<RawConfig>().unwrap_err().message().to_owned();
+        let message = doc
+            .try_into::<RawConfig>()
+            .unwrap_err()
+            .message()
+            .to_owned();
         let list = message
             .split("expected one of ")
             .nth(1)
@@ -452,6 +455,32 @@ mod tests {
             SECTIONS,
             "every section has a table"
         );
+    }
+
+    /// docs/config.md's "Who may set each key" table says what `WRITERS` says, key by key.
+    #[test]
+    fn the_documented_table_matches_the_declarations() {
+        let docs = include_str!("../../../docs/config.md");
+        let mut rows = 0;
+        for (section, table) in writer_tables() {
+            for (key, who) in table {
+                let expected = match who {
+                    Writers::Any => "any",
+                    Writers::Operator(_) => "file and flags only",
+                };
+                let row = format!("| `{section}.{key}` | {expected} |");
+                assert!(docs.contains(&row), "docs/config.md lacks the row {row}");
+                rows += 1;
+            }
+        }
+        let documented = docs
+            .lines()
+            .filter(|l| {
+                l.starts_with("| `")
+                    && (l.contains("` | any |") || l.contains("` | file and flags only |"))
+            })
+            .count();
+        assert_eq!(documented, rows, "one row per key, no more");
     }
 
     #[test]

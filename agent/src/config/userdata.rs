@@ -352,7 +352,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("watch.poweroff_command") && err.contains("user data (shell)") && err.contains("refused"),
+            err.contains("watch.poweroff_command")
+                && err.contains("user data (shell)")
+                && err.contains("refused"),
             "{err}"
         );
     }

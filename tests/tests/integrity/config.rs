@@ -319,11 +319,20 @@ fn config_check_refuses_a_terabyte_chunk() {
 #[test]
 fn config_check_refuses_sizes_past_the_memory_budget() {
     for (text, key) in [
-        ("[imaging]\nqueue_depth = 256\nchunk_size = \"8MiB\"\n", "imaging.chunk_size"),
+        (
+            "[imaging]\nqueue_depth = 256\nchunk_size = \"8MiB\"\n",
+            "imaging.chunk_size",
+        ),
         ("[s3]\npart_memory = \"1TiB\"\n", "s3.part_memory"),
         ("[s3]\nparts_in_flight = 64\n", "s3.part_memory"),
-        ("[s3]\nobject_lock_mode = \"GOVERNANCE\"\nobject_lock_retain_days = 4000000000\n", "s3.object_lock_retain_days"),
-        ("[cloudwatch]\nflush_timeout_secs = 9223372036854775807\n", "cloudwatch.flush_timeout_secs"),
+        (
+            "[s3]\nobject_lock_mode = \"GOVERNANCE\"\nobject_lock_retain_days = 4000000000\n",
+            "s3.object_lock_retain_days",
+        ),
+        (
+            "[cloudwatch]\nflush_timeout_secs = 9223372036854775807\n",
+            "cloudwatch.flush_timeout_secs",
+        ),
     ] {
         let config = config_file(text);
         let run = Run::of(check(None, config.path()).arg("--allow-missing-job"));
