@@ -157,7 +157,7 @@ pub struct S3Args {
     #[arg(long, default_value_t = 4, value_parser = parts_in_flight)]
     pub parts_in_flight: usize,
 
-    /// Memory for part buffers (16 MiB-8 GiB); caps the part size at this / (parts in flight + 1), so memory
+    /// Memory for part buffers (16 MiB-10 GiB); caps the part size at this / (parts in flight + 1), so memory
     /// stays flat for any disk size. Images that need bigger parts are split into segments.
     #[arg(long, default_value = "160MiB", value_parser = part_memory)]
     pub part_memory: ByteSize,
@@ -286,7 +286,7 @@ mod tests {
     fn s3_and_progress_values_are_bounded_on_both_sides() {
         let cases: [(&str, &str, &str, &str, &str); 6] = [
             ("--part-size", "8MiB", "5GiB", "8388607", "5368709121"),
-            ("--part-memory", "16MiB", "8GiB", "16777215", "8589934593"),
+            ("--part-memory", "16MiB", "10GiB", "16777215", "10737418241"),
             (
                 "--max-object-size",
                 "8MiB",

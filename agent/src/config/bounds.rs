@@ -10,7 +10,6 @@
 use bytesize::ByteSize;
 use imaging::sink::s3::limits;
 
-const GIB: u64 = 1 << 30;
 const DAY_SECS: u64 = 24 * 60 * 60;
 
 /// How a bound's numbers are shown.
@@ -78,12 +77,13 @@ pub const PARTS_IN_FLIGHT: Bound = Bound {
 };
 
 /// Memory for part buffers: at least two of the smallest parts (one uploading, one filling), at
-/// most 8 GiB — with 5 GiB parts one object already holds S3's whole 48.8 TiB, so more memory
-/// buys nothing, and a value past this is a typo that would be allocated as the image grows.
+/// most two of the largest (10 GiB) — enough for S3's largest part while the next one fills, with
+/// which one object already holds S3's whole 48.8 TiB; more buys nothing, and a value past this is
+/// a typo that would be allocated as the image grows.
 pub const PART_MEMORY: Bound = Bound {
     what: "part memory",
     min: 2 * limits::MIN_PART_SIZE,
-    max: 8 * GIB,
+    max: 2 * limits::MAX_PART_SIZE,
     unit: Unit::Bytes,
 };
 
@@ -197,6 +197,7 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
 
     /// Each bound accepts its ends and refuses one step outside them.
     #[test]
@@ -233,7 +234,7 @@ mod tests {
         assert_eq!(PART_SIZE.max, 5 * GIB);
         assert_eq!(PARTS_IN_FLIGHT.max, 64);
         assert_eq!(PART_MEMORY.min, 16 * MIB);
-        assert_eq!(PART_MEMORY.max, 8 * GIB);
+        assert_eq!(PART_MEMORY.max, 10 * GIB);
         assert_eq!(MAX_OBJECT_SIZE.max, 10_000 * 5 * GIB);
         assert_eq!(S3_MAX_ATTEMPTS.max, 100);
         assert_eq!(OBJECT_LOCK_RETAIN_DAYS.max, 36_500);
