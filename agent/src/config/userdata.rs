@@ -359,6 +359,18 @@ mod tests {
         );
     }
 
+    // Issue 9 (tests): nesting as deep as 16 KiB allows hits the parsers' depth limits, not the
+    // stack (the test thread's 2 MiB stack is smaller than the main thread's).
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        for open in ["[", "{\"a\":", "a = {b = "] {
+            for text in [format!("a = {}", open.repeat(8000)), open.repeat(8000)] {
+                let text = &text[..text.len().min(MAX_BYTES)];
+                assert!(parse(text).is_err(), "{}", &text[..20]);
+            }
+        }
+    }
+
     mod fuzz {
         use super::super::parse;
         use proptest::prelude::*;
