@@ -51,14 +51,15 @@ pub enum Source {
 }
 
 impl Source {
-    /// Whether this source may set `key` (see `raw::Writers`): user data and the environment only
-    /// the keys declared `Any`.
+    /// Whether this source may set `key` (see `raw::Writers`): the defaults, the config file and
+    /// flags any key; every other source (user data, the environment, any added later) only the
+    /// keys declared `Any`.
     fn may_set(&self, key: &KeyPath) -> Result<(), String> {
         match (self, writers(&key.section, &key.key)) {
-            (Self::UserData(_) | Self::Env(_), Writers::Operator(why)) => Err(format!(
+            (Self::Default | Self::File(_) | Self::Flag(_), _) | (_, Writers::Any) => Ok(()),
+            (_, Writers::Operator(why)) => Err(format!(
                 "refused: only the config file or a command-line flag may set this key, because {why}"
             )),
-            _ => Ok(()),
         }
     }
 }
