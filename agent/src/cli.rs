@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::bounds::{self, Bound};
+
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
 #[command(name = "forensic-collector", version = crate::VERSION_LINE, about)]
@@ -105,19 +107,19 @@ pub struct AcquireArgs {
     #[arg(long = "hash", default_value = "sha256,blake3")]
     pub hashes: String,
 
-    /// Size of each piecewise SHA-256 (e.g. 1GiB); 0 turns piecewise hashing off.
+    /// Size of each piecewise SHA-256 (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
     #[arg(long, default_value = "1GiB")]
     pub piece_size: ByteSize,
 
-    /// Bytes per read (a multiple of 4 KiB).
+    /// Bytes per read (a multiple of 4 KiB, up to 64 MiB; read buffers stay within 1 GiB).
     #[arg(long, default_value = "1MiB")]
     pub chunk_size: ByteSize,
 
-    /// Reads in flight. Snapshot-restored EBS volumes get faster with more.
+    /// Reads in flight (1-256). Snapshot-restored EBS volumes get faster with more.
     #[arg(long, default_value_t = imaging::pipeline::DEFAULT_QUEUE_DEPTH)]
     pub queue_depth: usize,
 
-    /// Extra attempts for each unreadable sector before it is zero-filled.
+    /// Extra attempts (0-10) for each unreadable sector before it is zero-filled.
     #[arg(long, default_value_t = imaging::pipeline::DEFAULT_SECTOR_RETRIES)]
     pub sector_retries: u32,
 
@@ -125,8 +127,8 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub no_kernel_read_only: bool,
 
-    /// Seconds between progress log lines when no progress bar is shown.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds between progress log lines when no progress bar is shown (1-3600).
+    #[arg(long, default_value_t = 10, value_parser = progress_interval)]
     pub progress_interval: u64,
 
     /// The suspect's original EBS volume, when the source is a copy made from its snapshot:
@@ -152,28 +154,28 @@ pub struct S3Args {
     #[arg(long)]
     pub s3_force_path_style: bool,
 
-    /// Smallest multipart part (raised so the image fits in 10,000 parts).
-    #[arg(long, default_value = "8MiB")]
+    /// Smallest multipart part, 8 MiB-5 GiB (raised so the image fits in 10,000 parts).
+    #[arg(long, default_value = "8MiB", value_parser = part_size)]
     pub part_size: ByteSize,
 
-    /// Parts uploading at once; memory is (this + 1) × part size.
-    #[arg(long, default_value_t = 4)]
+    /// Parts uploading at once (1-64); memory is (this + 1) × part size.
+    #[arg(long, default_value_t = 4, value_parser = parts_in_flight)]
     pub parts_in_flight: usize,
 
-    /// Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory
+    /// Memory for part buffers (16 MiB-10 GiB); caps the part size at this / (parts in flight + 1), so memory
     /// stays flat for any disk size. Images that need bigger parts are split into segments.
-    #[arg(long, default_value = "160MiB")]
+    #[arg(long, default_value = "160MiB", value_parser = part_memory)]
     pub part_memory: ByteSize,
 
     /// Largest object to create; bigger images are stored as numbered segment objects
     /// (`NAME.image.dd.001`, …) listed in the manifest [default: 5TiB, S3's classic limit].
-    #[arg(long, default_value = "5TiB")]
+    #[arg(long, default_value = "5TiB", value_parser = max_object_size)]
     pub max_object_size: ByteSize,
 
     /// Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with
     /// jitter between attempts, so the default 10 rides out about half a minute of throttling,
     /// 5xx answers or a restarting endpoint.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = s3_max_attempts)]
     pub s3_max_attempts: u32,
 
     /// Encrypt with this KMS key (SSE-KMS).
@@ -211,4 +213,114 @@ pub struct VerifyArgs {
     /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers).
     #[arg(long)]
     pub s3_force_path_style: bool,
+}
+
+// Value parsers: the configuration's bounds (`config::bounds`), so a value `watch` passes to its
+// `acquire` child is always one `acquire` accepts, and a bad one is a usage error (exit 2) before
+// anything is opened. The read settings (chunk, queue, pieces, retries) are the engine's and are
+// checked by `PipelineConfig::validate`, also before the source is opened.
+
+fn bounded_size(text: &str, bound: &Bound) -> Result<ByteSize, String> {
+    let size = text.trim().parse::<ByteSize>()?;
+    bound.check(size.as_u64()).map(ByteSize)
+}
+
+fn bounded_number(text: &str, bound: &Bound) -> Result<u64, String> {
+    let n = text
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("{text:?} is not a whole number: {e}"))?;
+    bound.check(n)
+}
+
+fn part_size(text: &str) -> Result<ByteSize, String> {
+    bounded_size(text, &bounds::PART_SIZE)
+}
+
+fn part_memory(text: &str) -> Result<ByteSize, String> {
+    bounded_size(text, &bounds::PART_MEMORY)
+}
+
+fn max_object_size(text: &str) -> Result<ByteSize, String> {
+    bounded_size(text, &bounds::MAX_OBJECT_SIZE)
+}
+
+fn parts_in_flight(text: &str) -> Result<usize, String> {
+    let n = bounded_number(text, &bounds::PARTS_IN_FLIGHT)?;
+    usize::try_from(n).map_err(|e| e.to_string())
+}
+
+fn s3_max_attempts(text: &str) -> Result<u32, String> {
+    let n = bounded_number(text, &bounds::S3_MAX_ATTEMPTS)?;
+    u32::try_from(n).map_err(|e| e.to_string())
+}
+
+fn progress_interval(text: &str) -> Result<u64, String> {
+    bounded_number(text, &bounds::PROGRESS_INTERVAL_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acquire(args: &[&str]) -> Result<AcquireArgs, String> {
+        let mut argv = vec!["forensic-collector", "acquire", "/dev/null"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Acquire(args) => Ok(*args),
+            other => Err(format!("parsed as {other:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_are_within_their_bounds() {
+        let args = acquire(&[]).unwrap();
+        assert_eq!(args.s3.part_size.as_u64(), 8 << 20);
+        assert_eq!(args.s3.parts_in_flight, 4);
+        assert_eq!(args.s3.part_memory.as_u64(), 160 << 20);
+        assert_eq!(args.s3.max_object_size.as_u64(), 5 << 40);
+        assert_eq!(args.s3.s3_max_attempts, 10);
+        assert_eq!(args.progress_interval, 10);
+    }
+
+    // Issue 9 item 6: out-of-range S3 and progress values are usage errors, both sides.
+    #[test]
+    fn s3_and_progress_values_are_bounded_on_both_sides() {
+        let cases: [(&str, &str, &str, &str, &str); 6] = [
+            ("--part-size", "8MiB", "5GiB", "8388607", "5368709121"),
+            ("--part-memory", "16MiB", "10GiB", "16777215", "10737418241"),
+            (
+                "--max-object-size",
+                "8MiB",
+                "50000GiB",
+                "8388607",
+                "53687091200001",
+            ),
+            ("--parts-in-flight", "1", "64", "0", "65"),
+            ("--s3-max-attempts", "1", "100", "0", "101"),
+            ("--progress-interval", "1", "3600", "0", "3601"),
+        ];
+        for (flag, low, high, too_low, too_high) in cases {
+            for ok in [low, high] {
+                acquire(&[flag, ok]).unwrap_or_else(|e| panic!("{flag} {ok}: {e}"));
+            }
+            for bad in [too_low, too_high] {
+                let err = acquire(&[flag, bad]).unwrap_err();
+                assert!(err.contains("must be between"), "{flag} {bad}: {err}");
+            }
+        }
+        let err = acquire(&["--part-size", "1TiB"]).unwrap_err();
+        assert!(err.contains("part size 1.0 TiB"), "{err}");
+        assert!(acquire(&["--parts-in-flight", "many"]).is_err());
+    }
+
+    #[test]
+    fn a_terabyte_chunk_parses_and_is_left_to_the_engine() {
+        // The engine bounds the read settings (before the source is opened); parsing keeps them.
+        let args = acquire(&["--chunk-size", "1TiB"]).unwrap();
+        assert_eq!(args.chunk_size.as_u64(), 1 << 40);
+    }
 }

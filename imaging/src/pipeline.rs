@@ -45,7 +45,26 @@ const CONSUMER_QUEUE: usize = 4;
 /// How often the reorder stage looks at the cancel flag while no chunk arrives.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// Upper bound for queue depth: beyond this, threads cost more than they bring.
-const MAX_QUEUE_DEPTH: usize = 256;
+pub const MAX_QUEUE_DEPTH: usize = 256;
+/// Smallest read: one aligned block, the unit of O_DIRECT.
+pub const MIN_CHUNK_SIZE: usize = BUFFER_ALIGN;
+/// Largest read: 64 MiB. The block layer splits any request at the device's `max_sectors_kb`
+/// (128 KiB–2 MiB on NVMe and virtio), so bigger reads only make buffers bigger; and the pool holds
+/// `queue_depth + 4` of them. A value far past this (`1TiB`) is a typo, and allocating it would
+/// abort the process.
+pub const MAX_CHUNK_SIZE: usize = 64 << 20;
+/// Largest read-buffer pool, `(queue_depth + 4) × chunk_size`: 1 GiB. The default uses 36 MiB;
+/// 1 GiB still allows e.g. 4 MiB × 252 or 16 MiB × 60, and keeps the collector well inside the
+/// smallest instances it runs on while the S3 part buffers and the OS page cache need room too.
+pub const MAX_BUFFER_MEMORY: usize = 1 << 30;
+/// Smallest piecewise hash: 1 MiB. Each piece is a manifest entry (~150 bytes of JSON) kept in
+/// memory until the end; at 1 MiB a 1 TiB disk already gives a million of them, and smaller pieces
+/// localise damage no better than the bad-range list does.
+pub const MIN_PIECE_SIZE: u64 = 1 << 20;
+/// Most extra attempts per unreadable sector: 10. A sector that failed eleven reads will not
+/// read on the twelfth, and each attempt can cost a device timeout (seconds to minutes), so a disk
+/// with many bad sectors would otherwise take days.
+pub const MAX_SECTOR_RETRIES: u32 = 10;
 
 /// Tunables of one acquisition.
 #[derive(Debug, Clone)]
@@ -78,11 +97,18 @@ impl PipelineConfig {
     /// Algorithm of the piecewise hashes (SHA-256, as examiners expect from dc3dd hash logs).
     pub const PIECE_ALGORITHM: HashAlgorithm = HashAlgorithm::Sha256;
 
-    /// Rejects settings that cannot work, before anything is opened for writing.
+    /// Rejects settings that cannot work or would not fit the memory budget, before anything is
+    /// opened or allocated (see the `MAX_*`/`MIN_*` constants for each bound and its reason).
     pub fn validate(&self) -> Result<()> {
         if self.chunk_size == 0 || !self.chunk_size.is_multiple_of(BUFFER_ALIGN) {
             return Err(Error::InvalidSetting(format!(
                 "chunk size {} must be a positive multiple of {BUFFER_ALIGN}",
+                self.chunk_size
+            )));
+        }
+        if self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(Error::InvalidSetting(format!(
+                "chunk size {} is larger than {MAX_CHUNK_SIZE} bytes (64 MiB)",
                 self.chunk_size
             )));
         }
@@ -92,13 +118,31 @@ impl PipelineConfig {
                 self.queue_depth
             )));
         }
+        // Both factors are bounded above, so the product cannot overflow.
+        let pool = self.buffer_count() * self.chunk_size;
+        if pool > MAX_BUFFER_MEMORY {
+            return Err(Error::InvalidSetting(format!(
+                "read buffers of (queue depth {} + {CONSUMER_QUEUE}) × chunk size {} = {pool} bytes exceed {MAX_BUFFER_MEMORY} bytes (1 GiB); lower the queue depth or the chunk size",
+                self.queue_depth, self.chunk_size
+            )));
+        }
+        if self.sector_retries > MAX_SECTOR_RETRIES {
+            return Err(Error::InvalidSetting(format!(
+                "sector retries {} must be at most {MAX_SECTOR_RETRIES}",
+                self.sector_retries
+            )));
+        }
         if self.algorithms.is_empty() {
             return Err(Error::InvalidSetting(
                 "at least one hash algorithm is needed".into(),
             ));
         }
-        if self.piece_size == Some(0) {
-            return Err(Error::InvalidSetting("piece size must be positive".into()));
+        if let Some(piece) = self.piece_size
+            && piece < MIN_PIECE_SIZE
+        {
+            return Err(Error::InvalidSetting(format!(
+                "piece size {piece} must be at least {MIN_PIECE_SIZE} bytes (1 MiB), or off"
+            )));
         }
         Ok(())
     }
@@ -324,4 +368,108 @@ fn reorder_and_dispatch(
         }
     }
     Ok(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut PipelineConfig)) -> Result<()> {
+        let mut config = PipelineConfig::default();
+        edit(&mut config);
+        config.validate()
+    }
+
+    fn refused(edit: impl FnOnce(&mut PipelineConfig), needle: &str) {
+        let err = with(edit).expect_err(needle).to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        with(|_| {}).unwrap();
+    }
+
+    // Issue 9 item 6: each bound, accepted at its edge and refused one step past it.
+    #[test]
+    fn chunk_size_is_aligned_and_at_most_64_mib() {
+        with(|c| c.chunk_size = BUFFER_ALIGN).unwrap();
+        refused(|c| c.chunk_size = 0, "positive multiple");
+        refused(|c| c.chunk_size = BUFFER_ALIGN + 512, "positive multiple");
+        with(|c| {
+            c.chunk_size = MAX_CHUNK_SIZE;
+            c.queue_depth = 1;
+        })
+        .unwrap();
+        refused(
+            |c| {
+                c.chunk_size = MAX_CHUNK_SIZE + BUFFER_ALIGN;
+                c.queue_depth = 1;
+            },
+            "larger than",
+        );
+        refused(|c| c.chunk_size = 1 << 40, "larger than");
+    }
+
+    #[test]
+    fn queue_depth_is_1_to_256() {
+        with(|c| c.queue_depth = 1).unwrap();
+        with(|c| c.queue_depth = MAX_QUEUE_DEPTH).unwrap();
+        refused(|c| c.queue_depth = 0, "queue depth");
+        refused(|c| c.queue_depth = MAX_QUEUE_DEPTH + 1, "queue depth");
+    }
+
+    #[test]
+    fn read_buffers_fit_the_memory_budget() {
+        // (252 + 4) × 4 MiB is exactly 1 GiB.
+        with(|c| {
+            c.queue_depth = 252;
+            c.chunk_size = 4 << 20;
+        })
+        .unwrap();
+        refused(
+            |c| {
+                c.queue_depth = 253;
+                c.chunk_size = 4 << 20;
+            },
+            "exceed",
+        );
+        // The same budget with the largest chunk: 16 × 64 MiB = 1 GiB.
+        with(|c| {
+            c.queue_depth = 12;
+            c.chunk_size = MAX_CHUNK_SIZE;
+        })
+        .unwrap();
+        refused(
+            |c| {
+                c.queue_depth = 13;
+                c.chunk_size = MAX_CHUNK_SIZE;
+            },
+            "exceed",
+        );
+    }
+
+    #[test]
+    fn sector_retries_are_at_most_10() {
+        with(|c| c.sector_retries = 0).unwrap();
+        with(|c| c.sector_retries = MAX_SECTOR_RETRIES).unwrap();
+        refused(
+            |c| c.sector_retries = MAX_SECTOR_RETRIES + 1,
+            "sector retries",
+        );
+    }
+
+    #[test]
+    fn piece_size_is_off_or_at_least_1_mib() {
+        with(|c| c.piece_size = None).unwrap();
+        with(|c| c.piece_size = Some(MIN_PIECE_SIZE)).unwrap();
+        with(|c| c.piece_size = Some(u64::MAX)).unwrap();
+        refused(|c| c.piece_size = Some(MIN_PIECE_SIZE - 1), "piece size");
+        refused(|c| c.piece_size = Some(0), "piece size");
+    }
+
+    #[test]
+    fn at_least_one_hash() {
+        refused(|c| c.algorithms.clear(), "hash algorithm");
+    }
 }

@@ -47,10 +47,16 @@ fn the_systemd_unit_verifies_and_stops_the_daemon_gracefully() {
 #[test]
 fn the_example_configuration_is_valid_and_complete() {
     let example = repo_root().join("packaging/config.example.toml");
+    // Checked as installed: a copy owned by us, since the collector refuses a config file owned by
+    // another user (a checkout run with `sudo tests/run` belongs to the developer, not root).
+    let installed = tempfile::NamedTempFile::new().unwrap();
+    fs::copy(&example, installed.path()).unwrap();
+    let private = <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    fs::set_permissions(installed.path(), private).unwrap();
     let mut cmd = collector();
     cmd.env("AWS_EC2_METADATA_DISABLED", "true")
         .args(["config", "check", "--allow-missing-job", "--config"])
-        .arg(&example);
+        .arg(installed.path());
     let run = Run::of(&mut cmd);
     run.expect_code(0);
     // Every key the daemon knows appears in the example, so it documents all of them.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::error::ConfigError;
 use super::layers::{self, KeyPath, Setting, Source};
-use super::raw::SECTIONS;
+use super::raw::{SECTIONS, writer_tables};
 
 /// Prefix of the per-key variables.
 pub const PREFIX: &str = "FORENSIC_COLLECTOR_";
@@ -17,6 +17,16 @@ pub const LEGACY: [(&str, &str); 4] = [
     ("DESTINATION_PREFIX", "prefix"),
     ("IMAGE_NAME", "source_volume_id"),
     ("INCIDENT_ID", "incident_id"),
+];
+
+/// `FORENSIC_COLLECTOR_*` names that are not settings but are known: the config file's path, and
+/// names the build and the test harness use. Anything else with the prefix draws a warning.
+pub const OTHER_NAMES: [&str; 3] = [
+    super::PATH_VAR,
+    // The test harness's path to the binary under test.
+    "FORENSIC_COLLECTOR_BIN",
+    // Read at build time for `--version`.
+    "FORENSIC_COLLECTOR_GIT_REVISION",
 ];
 
 /// The key a variable sets: a legacy name, or `FORENSIC_COLLECTOR_<SECTION>_<KEY>` whose section
@@ -35,12 +45,76 @@ fn is_legacy(name: &str) -> bool {
     LEGACY.iter().any(|(var, _)| *var == name)
 }
 
+/// Every variable name that sets a key, in section order.
+pub fn setting_names() -> Vec<String> {
+    writer_tables()
+        .iter()
+        .flat_map(|(section, table)| {
+            table
+                .iter()
+                .map(move |(key, _)| format!("{PREFIX}{section}_{key}").to_ascii_uppercase())
+        })
+        .collect()
+}
+
+/// The known name closest to `name` (edit distance), for "did you mean".
+pub fn closest(name: &str) -> Option<String> {
+    setting_names()
+        .into_iter()
+        .chain(OTHER_NAMES.iter().map(|n| (*n).to_owned()))
+        .min_by_key(|known| edit_distance(name, known))
+}
+
+/// Levenshtein distance over bytes (names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The warning for a `FORENSIC_COLLECTOR_*` name that is neither a setting nor known, or `None`.
+///
+/// A warning, not an error: unlike a config file, the environment is shared with other programs
+/// (systemd, the test harness, a launcher's own tooling) and may carry names meant for them, so
+/// refusing to start over one would turn a stray variable into an outage. The warning names the
+/// closest valid variable, which is what a typo needs.
+pub fn unknown_warning(name: &str) -> Option<String> {
+    if !name.starts_with(PREFIX) || key_of(name).is_some() || OTHER_NAMES.contains(&name) {
+        return None;
+    }
+    let hint = closest(name).map_or_else(String::new, |c| format!(" (did you mean {c}?)"));
+    Some(format!(
+        "{name} is not a setting and is ignored{hint}; settings are {PREFIX}<SECTION>_<KEY> with a section of {}",
+        SECTIONS.join(", ")
+    ))
+}
+
+/// Logs `unknown_warning` for a name found in `origin`.
+pub fn warn_if_unknown(name: &str, origin: &Source) {
+    if let Some(warning) = unknown_warning(name) {
+        tracing::warn!(source = %origin, "{warning}");
+    }
+}
+
 /// Settings from `env`, legacy names first so that `FORENSIC_COLLECTOR_JOB_*` wins over them.
+/// Unknown `FORENSIC_COLLECTOR_*` names are logged as warnings.
 pub fn settings(env: &BTreeMap<String, String>) -> Result<Vec<Setting>, ConfigError> {
     let mut legacy = Vec::new();
     let mut prefixed = Vec::new();
     for (name, value) in env {
-        let Some(key) = key_of(name) else { continue };
+        let Some(key) = key_of(name) else {
+            warn_if_unknown(name, &Source::Env(name.clone()));
+            continue;
+        };
         let setting = layers::from_text(key, value, Source::Env(name.clone()))?;
         if is_legacy(name) {
             legacy.push(setting);
@@ -97,6 +171,59 @@ mod tests {
         assert_eq!(
             layers.origin(&KeyPath::new("job", "bucket")),
             Source::Env("FORENSIC_COLLECTOR_JOB_BUCKET".into())
+        );
+    }
+
+    // Issue 9 (also seen): a typo in the section part is not silently ignored.
+    #[test]
+    fn unknown_prefixed_names_get_a_warning_with_the_closest_name() {
+        let warning = unknown_warning("FORENSIC_COLLECTOR_WACH_CONCURRENCY").unwrap();
+        assert!(
+            warning.contains("did you mean FORENSIC_COLLECTOR_WATCH_CONCURRENCY?"),
+            "{warning}"
+        );
+        for quiet in [
+            "FORENSIC_COLLECTOR_CONFIG",
+            "FORENSIC_COLLECTOR_BIN",
+            "FORENSIC_COLLECTOR_WATCH_CONCURRENCY",
+            "DESTINATION_BUCKET",
+            "PATH",
+        ] {
+            assert_eq!(unknown_warning(quiet), None, "{quiet}");
+        }
+        assert!(unknown_warning("FORENSIC_COLLECTOR_CONFG").is_some());
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("WATCH", "WATCH"), 0);
+        assert_eq!(edit_distance("WACH", "WATCH"), 1);
+        assert_eq!(edit_distance("WATCH", "WACH"), 1);
+        assert_eq!(edit_distance("WATCX", "WATCH"), 1);
+        assert_eq!(edit_distance("", "AB"), 2);
+        assert_eq!(edit_distance("AB", ""), 2);
+        assert_eq!(edit_distance("KITTEN", "SITTING"), 3);
+        let names = setting_names();
+        assert!(names.contains(&"FORENSIC_COLLECTOR_S3_PART_SIZE".to_owned()));
+        assert_eq!(
+            names.len(),
+            writer_tables().iter().map(|(_, t)| t.len()).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn the_environment_cannot_set_the_poweroff_command() {
+        let err = settings(&env(&[(
+            "FORENSIC_COLLECTOR_WATCH_POWEROFF_COMMAND",
+            r#"["touch", "/tmp/x"]"#,
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("watch.poweroff_command")
+                && err.contains("env FORENSIC_COLLECTOR_WATCH_POWEROFF_COMMAND")
+                && err.contains("refused"),
+            "{err}"
         );
     }
 

@@ -23,6 +23,15 @@ pub enum ConfigError {
         /// Why.
         error: std::io::Error,
     },
+    /// The config file exists but must not be used (not a regular file, too large, not UTF-8,
+    /// or writable by someone other than root).
+    #[error("config file {path} refused: {reason}")]
+    RefusedFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The config file is not TOML.
     #[error("config file {path} is not valid TOML: {message}")]
     FileSyntax {
@@ -81,7 +90,10 @@ impl ConfigError {
         match self {
             Self::ImdsUnavailable { .. } | Self::MissingJob { .. } => Exit::JobContextUnavailable,
             Self::Internal(_) => Exit::Internal,
-            Self::ReadFile { .. } | Self::FileSyntax { .. } | Self::Key { .. } => Exit::Config,
+            Self::ReadFile { .. }
+            | Self::RefusedFile { .. }
+            | Self::FileSyntax { .. }
+            | Self::Key { .. } => Exit::Config,
             Self::UserData { .. } => Exit::Config,
         }
     }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::error::ConfigError;
-use super::raw::{RawConfig, SECTIONS};
+use super::raw::{RawConfig, SECTIONS, Writers, writers};
 
 /// The user-data formats we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,20 @@ pub enum Source {
     Env(String),
     /// This command-line flag.
     Flag(String),
+}
+
+impl Source {
+    /// Whether this source may set `key` (see `raw::Writers`): the defaults, the config file and
+    /// flags any key; every other source (user data, the environment, any added later) only the
+    /// keys declared `Any`.
+    fn may_set(&self, key: &KeyPath) -> Result<(), String> {
+        match (self, writers(&key.section, &key.key)) {
+            (Self::Default | Self::File(_) | Self::Flag(_), _) | (_, Writers::Any) => Ok(()),
+            (_, Writers::Operator(why)) => Err(format!(
+                "refused: only the config file or a command-line flag may set this key, because {why}"
+            )),
+        }
+    }
 }
 
 impl fmt::Display for Source {
@@ -105,13 +119,16 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// A setting after checking that the key exists and the value has the right type.
+    /// A setting after checking that the key exists, the value has the right type, and the
+    /// source may set the key.
     pub fn checked(key: KeyPath, value: toml::Value, origin: Source) -> Result<Self, ConfigError> {
-        check_alone(&key, &value).map_err(|message| ConfigError::Key {
-            key: key.to_string(),
-            origin: origin.clone(),
-            message,
-        })?;
+        check_alone(&key, &value)
+            .and_then(|()| origin.may_set(&key))
+            .map_err(|message| ConfigError::Key {
+                key: key.to_string(),
+                origin: origin.clone(),
+                message,
+            })?;
         Ok(Self { key, value, origin })
     }
 }
@@ -161,15 +178,25 @@ pub fn flatten(table: &toml::Table, origin: &Source) -> Result<Vec<Setting>, Con
 /// A setting from a string (environment variable, shell user data, flag): the string itself if the
 /// key takes a string, else the string read as a TOML value (`300`, `true`, `["sha256"]`).
 pub fn from_text(key: KeyPath, text: &str, origin: Source) -> Result<Setting, ConfigError> {
+    let value = typed_text(&key, text).and_then(|value| {
+        origin.may_set(&key)?;
+        Ok(value)
+    });
+    match value {
+        Ok(value) => Ok(Setting { key, value, origin }),
+        Err(message) => Err(ConfigError::Key {
+            key: key.to_string(),
+            origin,
+            message,
+        }),
+    }
+}
+
+/// `text` as the value `key` takes, or the message of reading it as a string.
+fn typed_text(key: &KeyPath, text: &str) -> Result<toml::Value, String> {
     let as_string = toml::Value::String(text.to_owned());
-    let first_error = match check_alone(&key, &as_string) {
-        Ok(()) => {
-            return Ok(Setting {
-                key,
-                value: as_string,
-                origin,
-            });
-        }
+    let first_error = match check_alone(key, &as_string) {
+        Ok(()) => return Ok(as_string),
         Err(message) => message,
     };
     let typed = format!("v = {text}")
@@ -177,12 +204,8 @@ pub fn from_text(key: KeyPath, text: &str, origin: Source) -> Result<Setting, Co
         .ok()
         .and_then(|mut t| t.remove("v"));
     match typed {
-        Some(value) if check_alone(&key, &value).is_ok() => Ok(Setting { key, value, origin }),
-        _ => Err(ConfigError::Key {
-            key: key.to_string(),
-            origin,
-            message: first_error,
-        }),
+        Some(value) if check_alone(key, &value).is_ok() => Ok(value),
+        _ => Err(first_error),
     }
 }
 
@@ -309,6 +332,40 @@ mod tests {
         assert!(err.to_string().contains("unknown section `jobs`"), "{err}");
         let err = flatten(&"job = 3\n".parse().unwrap(), &file()).unwrap_err();
         assert!(err.to_string().contains("expected a table [job]"), "{err}");
+    }
+
+    // Issue 9 item 5: user data and the environment never choose what runs as root.
+    #[test]
+    fn user_data_and_env_cannot_set_operator_keys() {
+        let command = toml::Value::Array(vec!["touch".into(), "/tmp/x".into()]);
+        let key = || KeyPath::new("watch", "poweroff_command");
+        for origin in [
+            Source::UserData(UserDataFormat::Json),
+            Source::Env("FORENSIC_COLLECTOR_WATCH_POWEROFF_COMMAND".into()),
+        ] {
+            let err = Setting::checked(key(), command.clone(), origin.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("watch.poweroff_command")
+                    && err.contains(&origin.to_string())
+                    && err.contains("refused"),
+                "{err}"
+            );
+            let err = from_text(key(), r#"["touch", "/tmp/x"]"#, origin.clone()).unwrap_err();
+            assert!(err.to_string().contains("refused"), "{err}");
+            let err = from_text(KeyPath::new("watch", "disk_root"), "/dev", origin).unwrap_err();
+            assert!(err.to_string().contains("refused"), "{err}");
+        }
+        for origin in [file(), Source::Flag("--x".into()), Source::Default] {
+            Setting::checked(key(), command.clone(), origin.clone()).unwrap();
+            from_text(KeyPath::new("watch", "disk_root"), "/dev", origin).unwrap();
+        }
+        // Open keys stay open; unknown keys keep their own message.
+        let env = Source::Env("X".into());
+        from_text(KeyPath::new("watch", "on_complete"), "exit", env.clone()).unwrap();
+        let err = from_text(KeyPath::new("watch", "poweroff_cmd"), "x", env).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
     #[test]

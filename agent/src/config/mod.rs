@@ -19,13 +19,17 @@
 //! - `raw`: the serde struct tree and its defaults.
 //! - `layers`: settings with provenance, and how they stack.
 //! - `env`, `userdata`: the two text-shaped sources.
-//! - `typed`: validation into `Config`.
+//! - `typed`: validation into `Config`; `bounds`: the range of every numeric setting, shared
+//!   with the command line.
+//! - `file`: reading the config file: bounded, regular files only, owned by root.
 //! - `error`: `ConfigError` and its exit codes.
 //! - `check`: the `config check` command.
 
+pub mod bounds;
 pub mod check;
 pub mod env;
 pub mod error;
+pub mod file;
 pub mod layers;
 pub mod raw;
 pub mod typed;
@@ -159,7 +163,11 @@ impl Effective {
 }
 
 /// Loads every source, for callers outside an async runtime (it runs its own for IMDS).
+///
+/// Loading creates nothing, so a SIGINT or SIGTERM meanwhile ends the process at once (exit 130)
+/// instead of waiting out the IMDS timeouts (`signals::start_up`).
 pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
+    let _start_up = crate::signals::start_up();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -256,15 +264,12 @@ fn config_file(options: &LoadOptions) -> (PathBuf, bool) {
 
 /// Reads and parses the file; `None` when an optional file is missing.
 fn read_file(path: &Path, required: bool) -> Result<Option<toml::Table>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match file::read(path) {
         Ok(text) => text,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => {
-            return Err(ConfigError::ReadFile {
-                path: path.to_owned(),
-                error,
-            });
+        Err(file::Error::Io(e)) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
         }
+        Err(error) => return Err(error.into_config(path)),
     };
     text.parse::<toml::Table>()
         .map(Some)

@@ -21,6 +21,58 @@ pub const JOB_KEYS: [&str; 6] = [
     "use_imds",
 ];
 
+/// Who may set a key. Declared beside each section's struct (`WRITERS`), checked for every
+/// setting as it is read (`layers::Setting`), and printed as the table in docs/config.md.
+///
+/// EC2 user data is written by whoever launches the instance, and the environment is fed from
+/// `/etc/environment`, which the original flow fills from user data: both are job input, not the
+/// administrator's word. A key that runs a program or picks what on the host is read or touched
+/// must therefore come from the root-owned config file or a command-line flag. A refused key is
+/// an error (exit 5), never silently ignored: the launcher must learn that its setting did not
+/// apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// Any layer: the job context, and tuning whose every accepted value is harmless (bounded by
+    /// `validate`).
+    Any,
+    /// Only the config file and command-line flags; the text says why, for the refusal.
+    Operator(&'static str),
+}
+
+/// `(key, who may set it)` for one section, in declaration order.
+pub type WriterTable = &'static [(&'static str, Writers)];
+
+/// Why `watch.disk_root` is the operator's: it chooses which devices count as attached disks.
+const PICKS_DEVICES: &str = "it chooses which host devices are imaged (a directory of links to the host's own disks would ship them)";
+
+/// Who may set `section.key`. A key not declared is the operator's (fail closed): a new key is
+/// open to user data only once someone has said so beside its struct.
+pub fn writers(section: &str, key: &str) -> Writers {
+    let table: WriterTable = match section {
+        "job" => RawJob::WRITERS,
+        "watch" => RawWatch::WRITERS,
+        "imaging" => RawImaging::WRITERS,
+        "s3" => RawS3::WRITERS,
+        "cloudwatch" => RawCloudWatch::WRITERS,
+        _ => &[],
+    };
+    table
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map_or(Writers::Operator("it is not a known key"), |(_, w)| *w)
+}
+
+/// Every section with its table, in `SECTIONS` order.
+pub fn writer_tables() -> [(&'static str, WriterTable); 5] {
+    [
+        ("job", RawJob::WRITERS),
+        ("watch", RawWatch::WRITERS),
+        ("imaging", RawImaging::WRITERS),
+        ("s3", RawS3::WRITERS),
+        ("cloudwatch", RawCloudWatch::WRITERS),
+    ]
+}
+
 /// The whole file (or any layer of it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +109,19 @@ pub struct RawJob {
     pub expected_volumes: Option<u32>,
     /// Read the job context from EC2 user data.
     pub use_imds: bool,
+}
+
+impl RawJob {
+    /// The job context is what user data is for.
+    pub const WRITERS: WriterTable = &[
+        ("bucket", Writers::Any),
+        ("prefix", Writers::Any),
+        ("incident_id", Writers::Any),
+        ("source_volume_id", Writers::Any),
+        ("expected_volumes", Writers::Any),
+        // Decided before user data is read, so user data setting it changes nothing; harmless.
+        ("use_imds", Writers::Any),
+    ];
 }
 
 impl Default for RawJob {
@@ -113,6 +178,22 @@ pub struct RawWatch {
     pub poweroff_command: Vec<String>,
 }
 
+impl RawWatch {
+    /// Timing and the choice among three fixed endings are the launcher's (it can stop the
+    /// instance through EC2 anyway); the program run and the devices watched are not.
+    pub const WRITERS: WriterTable = &[
+        ("disk_root", Writers::Operator(PICKS_DEVICES)),
+        ("settle_ms", Writers::Any),
+        ("concurrency", Writers::Any),
+        ("idle_timeout_secs", Writers::Any),
+        ("on_complete", Writers::Any),
+        (
+            "poweroff_command",
+            Writers::Operator("it is a program the daemon runs as root"),
+        ),
+    ];
+}
+
 impl Default for RawWatch {
     fn default() -> Self {
         Self {
@@ -166,6 +247,17 @@ pub struct RawImaging {
     pub sector_retries: u32,
 }
 
+impl RawImaging {
+    /// Read and hash tuning, every value bounded by the engine's `PipelineConfig::validate`.
+    pub const WRITERS: WriterTable = &[
+        ("hashes", Writers::Any),
+        ("piece_size", Writers::Any),
+        ("chunk_size", Writers::Any),
+        ("queue_depth", Writers::Any),
+        ("sector_retries", Writers::Any),
+    ];
+}
+
 impl Default for RawImaging {
     fn default() -> Self {
         Self {
@@ -213,6 +305,25 @@ pub struct RawS3 {
     pub require_object_lock: bool,
 }
 
+impl RawS3 {
+    /// Where and how evidence is stored belongs to the job (the launcher names the bucket);
+    /// sizes and counts are bounded in `validate`, so memory stays within its budget.
+    pub const WRITERS: WriterTable = &[
+        ("force_path_style", Writers::Any),
+        ("part_size", Writers::Any),
+        ("parts_in_flight", Writers::Any),
+        ("part_memory", Writers::Any),
+        ("max_object_size", Writers::Any),
+        ("max_attempts", Writers::Any),
+        ("sse_kms_key_id", Writers::Any),
+        ("expected_bucket_owner", Writers::Any),
+        ("object_lock_mode", Writers::Any),
+        ("object_lock_retain_days", Writers::Any),
+        ("legal_hold", Writers::Any),
+        ("require_object_lock", Writers::Any),
+    ];
+}
+
 impl Default for RawS3 {
     fn default() -> Self {
         Self {
@@ -253,6 +364,19 @@ pub struct RawCloudWatch {
     pub queue_capacity: u32,
     /// Seconds to flush at exit.
     pub flush_timeout_secs: u64,
+}
+
+impl RawCloudWatch {
+    /// Reporting names and timings; bounded in `validate`.
+    pub const WRITERS: WriterTable = &[
+        ("enabled", Writers::Any),
+        ("readiness_group", Writers::Any),
+        ("capture_group", Writers::Any),
+        ("readiness_message", Writers::Any),
+        ("progress_interval_secs", Writers::Any),
+        ("queue_capacity", Writers::Any),
+        ("flush_timeout_secs", Writers::Any),
+    ];
 }
 
 impl Default for RawCloudWatch {
@@ -297,5 +421,81 @@ mod tests {
         };
         let table = toml::Table::try_from(full).unwrap();
         assert_eq!(table.len(), JOB_KEYS.len());
+    }
+
+    /// The field names of `section`, from serde's own "expected one of" list.
+    fn fields(section: &str) -> Vec<String> {
+        let doc: toml::Table = format!("[{section}]\nno_such_key = 1\n").parse().unwrap();
+        let message = doc
+            .try_into::<RawConfig>()
+            .unwrap_err()
+            .message()
+            .to_owned();
+        let list = message
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no field list in {message}"));
+        list.split(',')
+            .map(|f| f.trim().trim_matches(|c| c == '`' || c == '\n').to_owned())
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn every_key_declares_who_may_set_it() {
+        for (section, table) in writer_tables() {
+            let mut declared: Vec<&str> = table.iter().map(|(k, _)| *k).collect();
+            let mut actual = fields(section);
+            declared.sort_unstable();
+            actual.sort_unstable();
+            assert_eq!(declared, actual, "[{section}] WRITERS");
+        }
+        assert_eq!(
+            writer_tables().map(|(s, _)| s),
+            SECTIONS,
+            "every section has a table"
+        );
+    }
+
+    /// docs/config.md's "Who may set each key" table says what `WRITERS` says, key by key.
+    #[test]
+    fn the_documented_table_matches_the_declarations() {
+        let docs = include_str!("../../../docs/config.md");
+        let mut rows = 0;
+        for (section, table) in writer_tables() {
+            for (key, who) in table {
+                let expected = match who {
+                    Writers::Any => "any",
+                    Writers::Operator(_) => "file and flags only",
+                };
+                let row = format!("| `{section}.{key}` | {expected} |");
+                assert!(docs.contains(&row), "docs/config.md lacks the row {row}");
+                rows += 1;
+            }
+        }
+        let documented = docs
+            .lines()
+            .filter(|l| {
+                l.starts_with("| `")
+                    && (l.contains("` | any |") || l.contains("` | file and flags only |"))
+            })
+            .count();
+        assert_eq!(documented, rows, "one row per key, no more");
+    }
+
+    #[test]
+    fn program_and_path_keys_are_the_operators() {
+        for (section, key) in [("watch", "poweroff_command"), ("watch", "disk_root")] {
+            assert!(
+                matches!(writers(section, key), Writers::Operator(_)),
+                "{section}.{key}"
+            );
+        }
+        assert_eq!(writers("job", "bucket"), Writers::Any);
+        assert!(matches!(
+            writers("watch", "not_declared"),
+            Writers::Operator(_)
+        ));
+        assert!(matches!(writers("nope", "bucket"), Writers::Operator(_)));
     }
 }

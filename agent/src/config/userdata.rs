@@ -20,8 +20,25 @@ pub struct UserData {
     pub settings: Vec<Setting>,
 }
 
+/// EC2 accepts at most 16 KiB of user data (before base64). Anything longer did not come from EC2,
+/// and is refused before any parser looks at it.
+pub const MAX_BYTES: usize = 16 << 10;
+
+/// The byte-order mark some Windows editors put first; it is not part of the first line.
+const BOM: char = '\u{feff}';
+
 /// Detects the format of `text` and extracts its settings; `None` for empty user data.
 pub fn parse(text: &str) -> Result<Option<UserData>, ConfigError> {
+    if text.len() > MAX_BYTES {
+        return Err(ConfigError::UserData {
+            message: format!(
+                "{} bytes, more than EC2's {MAX_BYTES}-byte limit for user data",
+                text.len()
+            ),
+        });
+    }
+    // Without this, `\u{feff}DESTINATION_BUCKET=…` is not a valid name and the line is lost.
+    let text = text.strip_prefix(BOM).unwrap_or(text);
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -113,6 +130,8 @@ fn shell(text: &str) -> Result<Vec<Setting>, ConfigError> {
         };
         if let Some(key) = env::key_of(&name) {
             settings.push(layers::from_text(key, &value, origin.clone())?);
+        } else {
+            env::warn_if_unknown(&name, &origin);
         }
     }
     Ok(settings)
@@ -295,6 +314,89 @@ mod tests {
         );
         let err = parse("[job]\nbucket = \"b\"\nincident = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("user data (toml)"), "{err}");
+    }
+
+    // Issue 9 (also seen): a byte-order mark must not cost the first line.
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        let data = parse("\u{feff}DESTINATION_BUCKET=bkt\nINCIDENT_ID=IR-1\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(value(&data, "job.bucket").as_deref(), Some("bkt"));
+        assert_eq!(value(&data, "job.incident_id").as_deref(), Some("IR-1"));
+        let data = parse("\u{feff}{\"bucket\": \"bkt\"}").unwrap().unwrap();
+        assert_eq!(data.format, UserDataFormat::Json);
+        assert_eq!(parse("\u{feff}").unwrap(), None);
+    }
+
+    // Issue 9 item 10: user data is bounded like the config file, at EC2's own limit.
+    #[test]
+    fn user_data_over_ec2s_limit_is_refused() {
+        let line = "DESTINATION_BUCKET=bkt\n";
+        let mut at_limit = line.repeat(MAX_BYTES / line.len());
+        at_limit.push_str(&"#".repeat(MAX_BYTES - at_limit.len()));
+        assert_eq!(at_limit.len(), MAX_BYTES);
+        assert!(parse(&at_limit).unwrap().is_some());
+        at_limit.push('#');
+        let err = parse(&at_limit).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::UserData { .. }) && err.to_string().contains("16384"),
+            "{err}"
+        );
+    }
+
+    // Issue 9 item 5: the shell form is refused too, naming key and source.
+    #[test]
+    fn shell_user_data_cannot_set_the_poweroff_command() {
+        let err = parse("DESTINATION_BUCKET=b\nFORENSIC_COLLECTOR_WATCH_POWEROFF_COMMAND='[\"touch\", \"/tmp/x\"]'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("watch.poweroff_command")
+                && err.contains("user data (shell)")
+                && err.contains("refused"),
+            "{err}"
+        );
+    }
+
+    // Issue 9 (tests): nesting as deep as 16 KiB allows hits the parsers' depth limits, not the
+    // stack (the test thread's 2 MiB stack is smaller than the main thread's).
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        for open in ["[", "{\"a\":", "a = {b = "] {
+            for text in [format!("a = {}", open.repeat(8000)), open.repeat(8000)] {
+                let text = &text[..text.len().min(MAX_BYTES)];
+                assert!(parse(text).is_err(), "{}", &text[..20]);
+            }
+        }
+    }
+
+    mod fuzz {
+        use super::super::parse;
+        use proptest::prelude::*;
+
+        proptest! {
+            // Bounded so the whole module runs in about a second in CI.
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            // Issue 9 (tests): no input panics the user-data parser.
+            #[test]
+            fn arbitrary_text_never_panics(text in any::<String>()) {
+                let _ = parse(&text);
+            }
+
+            #[test]
+            fn arbitrary_bytes_as_lossy_text_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = parse(&String::from_utf8_lossy(&bytes));
+            }
+
+            #[test]
+            fn shaped_text_never_panics(
+                text in "(\\u{feff})?([{}\\[\\]\"'=#:,. a-zA-Z_0-9\\n\\t\\\\$`;>|&-]|echo |export |DESTINATION_BUCKET|FORENSIC_COLLECTOR_|job|watch){0,64}"
+            ) {
+                let _ = parse(&text);
+            }
+        }
     }
 
     #[test]

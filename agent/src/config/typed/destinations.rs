@@ -9,12 +9,8 @@ use bytesize::ByteSize;
 use imaging::sink::s3::{Retention, S3Options, limits};
 
 use super::{Invalid, invalid, size};
+use crate::config::bounds::{self, Bound};
 use crate::config::raw::RawConfig;
-
-/// Most parts in flight: memory is (n + 1) × part size, and 64 × 8 MiB is already half a GiB.
-const MAX_PARTS_IN_FLIGHT: u32 = 64;
-/// Most attempts per S3 request: beyond this, backoff waits become hours.
-const MAX_S3_ATTEMPTS: u32 = 100;
 /// Keep the readiness message well inside one log event (256 KiB).
 const MAX_MESSAGE_LEN: usize = 1024;
 
@@ -98,44 +94,27 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
     let part = size("s3.part_size", &s.part_size)?;
     let min_part_size = match part {
         0 => limits::MIN_PART_SIZE,
-        p if (limits::MIN_PART_SIZE..=limits::MAX_PART_SIZE).contains(&p) => p,
-        p => {
-            return Err(invalid(
-                "s3.part_size",
-                format!(
-                    "{} must be 0 (automatic) or between {} and {}",
-                    ByteSize(p),
-                    ByteSize(limits::MIN_PART_SIZE),
-                    ByteSize(limits::MAX_PART_SIZE)
-                ),
-            ));
-        }
+        p => within("s3.part_size", &bounds::PART_SIZE, p)?,
     };
-    let parts_in_flight = usize::try_from(s.parts_in_flight)
-        .ok()
-        .filter(|_| (1..=MAX_PARTS_IN_FLIGHT).contains(&s.parts_in_flight))
-        .and_then(NonZeroUsize::new)
-        .ok_or_else(|| {
-            invalid(
-                "s3.parts_in_flight",
-                format!(
-                    "{} must be between 1 and {MAX_PARTS_IN_FLIGHT}",
-                    s.parts_in_flight
-                ),
-            )
-        })?;
+    let parts_in_flight = within(
+        "s3.parts_in_flight",
+        &bounds::PARTS_IN_FLIGHT,
+        u64::from(s.parts_in_flight),
+    )?;
     let part_memory = size("s3.part_memory", &s.part_memory)?;
-    if part_memory < limits::MIN_PART_SIZE {
-        return Err(invalid(
-            "s3.part_memory",
-            format!(
-                "{} is less than one part ({})",
-                ByteSize(part_memory),
-                ByteSize(limits::MIN_PART_SIZE)
-            ),
-        ));
-    }
+    let part_memory = within("s3.part_memory", &bounds::PART_MEMORY, part_memory)?;
+    bounds::check_part_budget(min_part_size, parts_in_flight, part_memory)
+        .map_err(|e| invalid("s3.part_memory", e))?;
+    let parts_in_flight = usize::try_from(parts_in_flight)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| invalid("s3.parts_in_flight", "must be at least 1"))?;
     let max_object_size = size("s3.max_object_size", &s.max_object_size)?;
+    let max_object_size = within(
+        "s3.max_object_size",
+        &bounds::MAX_OBJECT_SIZE,
+        max_object_size,
+    )?;
     if max_object_size < min_part_size {
         return Err(invalid(
             "s3.max_object_size",
@@ -146,14 +125,15 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
             ),
         ));
     }
-    let max_attempts = NonZeroU32::new(s.max_attempts)
-        .filter(|n| n.get() <= MAX_S3_ATTEMPTS)
-        .ok_or_else(|| {
-            invalid(
-                "s3.max_attempts",
-                format!("{} must be between 1 and {MAX_S3_ATTEMPTS}", s.max_attempts),
-            )
-        })?;
+    let max_attempts = within(
+        "s3.max_attempts",
+        &bounds::S3_MAX_ATTEMPTS,
+        u64::from(s.max_attempts),
+    )?;
+    let max_attempts = u32::try_from(max_attempts)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| invalid("s3.max_attempts", "must be at least 1"))?;
     let sse_kms_key_id = s.sse_kms_key_id.clone().map(|k| k.trim().to_owned());
     if sse_kms_key_id
         .as_deref()
@@ -197,8 +177,13 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
                     ));
                 }
             };
-            let retain_days = NonZeroU32::new(days)
-                .ok_or_else(|| invalid("s3.object_lock_retain_days", "must be at least 1"))?;
+            let retain_days = bounds::OBJECT_LOCK_RETAIN_DAYS
+                .check_u32(days)
+                .map_err(|e| invalid("s3.object_lock_retain_days", e))
+                .and_then(|d| {
+                    NonZeroU32::new(d)
+                        .ok_or_else(|| invalid("s3.object_lock_retain_days", "must be at least 1"))
+                })?;
             Some(ObjectLock { mode, retain_days })
         }
     };
@@ -215,6 +200,11 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         object_lock,
         legal_hold: s.legal_hold,
     })
+}
+
+/// `value` of `key` if `bound` holds it.
+fn within(key: &'static str, bound: &Bound, value: u64) -> Result<u64, Invalid> {
+    bound.check(value).map_err(|e| invalid(key, e))
 }
 
 /// CloudWatch Logs' rule: 1–512 of `A-Z a-z 0-9 _ - / . #`.
@@ -234,23 +224,32 @@ pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
             format!("must be 1 to {MAX_MESSAGE_LEN} characters"),
         ));
     }
-    if c.progress_interval_secs == 0 {
-        return Err(invalid(
-            "cloudwatch.progress_interval_secs",
-            "must be at least 1",
-        ));
-    }
-    let queue_capacity = usize::try_from(c.queue_capacity)
+    let progress_interval = within(
+        "cloudwatch.progress_interval_secs",
+        &bounds::PROGRESS_INTERVAL_SECS,
+        c.progress_interval_secs,
+    )?;
+    let queue_capacity = within(
+        "cloudwatch.queue_capacity",
+        &bounds::QUEUE_CAPACITY,
+        u64::from(c.queue_capacity),
+    )?;
+    let queue_capacity = usize::try_from(queue_capacity)
         .ok()
         .and_then(NonZeroUsize::new)
         .ok_or_else(|| invalid("cloudwatch.queue_capacity", "must be at least 1"))?;
+    let flush_timeout = within(
+        "cloudwatch.flush_timeout_secs",
+        &bounds::FLUSH_TIMEOUT_SECS,
+        c.flush_timeout_secs,
+    )?;
     Ok(CloudWatch {
         enabled: c.enabled,
         readiness_group: log_group("cloudwatch.readiness_group", &c.readiness_group)?,
         capture_group: log_group("cloudwatch.capture_group", &c.capture_group)?,
         readiness_message: message.to_owned(),
-        progress_interval: Duration::from_secs(c.progress_interval_secs),
+        progress_interval: Duration::from_secs(progress_interval),
         queue_capacity,
-        flush_timeout: Duration::from_secs(c.flush_timeout_secs),
+        flush_timeout: Duration::from_secs(flush_timeout),
     })
 }

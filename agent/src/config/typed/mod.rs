@@ -16,14 +16,12 @@ use imaging::naming::SafeName;
 use imaging::pipeline::PipelineConfig;
 use imaging::sink::S3Url;
 
+use super::bounds;
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
 
 mod destinations;
 
 pub use destinations::{CloudWatch, ObjectLock, S3};
-
-/// Most disks imaged at once: each holds (queue depth + 4) read buffers and a part upload queue.
-const MAX_CONCURRENCY: u32 = 8;
 
 /// A key that failed validation and why; the loader adds where the value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,16 +162,19 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
             format!("{:?} must be an absolute path", w.disk_root),
         ));
     }
-    let concurrency = usize::try_from(w.concurrency)
+    let concurrency = bounds::CONCURRENCY
+        .check_u32(w.concurrency)
+        .map_err(|e| invalid("watch.concurrency", e))?;
+    let concurrency = usize::try_from(concurrency)
         .ok()
-        .filter(|_| (1..=MAX_CONCURRENCY).contains(&w.concurrency))
         .and_then(NonZeroUsize::new)
-        .ok_or_else(|| {
-            invalid(
-                "watch.concurrency",
-                format!("{} must be between 1 and {MAX_CONCURRENCY}", w.concurrency),
-            )
-        })?;
+        .ok_or_else(|| invalid("watch.concurrency", "must be at least 1"))?;
+    let settle_ms = bounds::SETTLE_MS
+        .check(w.settle_ms)
+        .map_err(|e| invalid("watch.settle_ms", e))?;
+    let idle_timeout_secs = bounds::IDLE_TIMEOUT_SECS
+        .check(w.idle_timeout_secs)
+        .map_err(|e| invalid("watch.idle_timeout_secs", e))?;
     if w.poweroff_command
         .first()
         .is_none_or(|p| p.trim().is_empty())
@@ -186,9 +187,9 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
     Ok(Watch {
         poweroff_command: w.poweroff_command.clone(),
         disk_root,
-        settle: Duration::from_millis(w.settle_ms),
+        settle: Duration::from_millis(settle_ms),
         concurrency,
-        idle_timeout: (w.idle_timeout_secs > 0).then(|| Duration::from_secs(w.idle_timeout_secs)),
+        idle_timeout: (idle_timeout_secs > 0).then(|| Duration::from_secs(idle_timeout_secs)),
         on_complete: w.on_complete,
     })
 }
@@ -229,28 +230,51 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
     let engine_check = |key: &'static str, config: PipelineConfig| {
         config.validate().map_err(|e| invalid(key, e.to_string()))
     };
-    engine_check(
-        "imaging.chunk_size",
-        PipelineConfig {
-            chunk_size,
-            ..base.clone()
-        },
-    )?;
-    engine_check(
-        "imaging.queue_depth",
-        PipelineConfig {
-            queue_depth,
-            ..base.clone()
-        },
-    )?;
+    let piece_size = Some(piece_size).filter(|&p| p > 0);
+    let alone: [(&'static str, PipelineConfig); 4] = [
+        (
+            "imaging.chunk_size",
+            PipelineConfig {
+                chunk_size,
+                queue_depth: 1,
+                ..base.clone()
+            },
+        ),
+        (
+            "imaging.queue_depth",
+            PipelineConfig {
+                queue_depth,
+                chunk_size: imaging::pipeline::MIN_CHUNK_SIZE,
+                ..base.clone()
+            },
+        ),
+        (
+            "imaging.piece_size",
+            PipelineConfig {
+                piece_size,
+                ..base.clone()
+            },
+        ),
+        (
+            "imaging.sector_retries",
+            PipelineConfig {
+                sector_retries: i.sector_retries,
+                ..base.clone()
+            },
+        ),
+    ];
+    for (key, config) in alone {
+        engine_check(key, config)?;
+    }
     let config = PipelineConfig {
         chunk_size,
         queue_depth,
         algorithms,
-        piece_size: Some(piece_size).filter(|&p| p > 0),
+        piece_size,
         sector_retries: i.sector_retries,
     };
-    engine_check("imaging", config.clone())?;
+    // What is left is the combination: the read-buffer pool, chunk size × queue depth.
+    engine_check("imaging.chunk_size", config.clone())?;
     Ok(config)
 }
 

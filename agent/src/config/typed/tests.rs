@@ -147,3 +147,200 @@ fn good_values_become_types() {
         "2027-01-01T00:00:00+00:00"
     );
 }
+
+// Issue 9 item 6: every bounded key accepts its edge and refuses one step past it, naming itself.
+#[test]
+fn bounds_hold_on_both_sides_and_name_their_key() {
+    type Edit = Box<dyn Fn(&mut RawConfig)>;
+    let mib = |n: u64| RawSize::Bytes(n << 20);
+    let cases: Vec<(&str, Edit, Edit)> = vec![
+        (
+            "watch.settle_ms",
+            Box::new(|r| r.watch.settle_ms = 60_000),
+            Box::new(|r| r.watch.settle_ms = 60_001),
+        ),
+        (
+            "watch.idle_timeout_secs",
+            Box::new(|r| r.watch.idle_timeout_secs = 30 * 86_400),
+            Box::new(|r| r.watch.idle_timeout_secs = 30 * 86_400 + 1),
+        ),
+        (
+            "watch.concurrency",
+            Box::new(|r| r.watch.concurrency = 8),
+            Box::new(|r| r.watch.concurrency = 0),
+        ),
+        (
+            "imaging.chunk_size",
+            Box::new(move |r| {
+                r.imaging.chunk_size = mib(64);
+                r.imaging.queue_depth = 12;
+            }),
+            Box::new(move |r| {
+                r.imaging.chunk_size = mib(64);
+                r.imaging.queue_depth = 13;
+            }),
+        ),
+        (
+            "imaging.chunk_size",
+            Box::new(move |r| r.imaging.chunk_size = mib(1)),
+            Box::new(|r| r.imaging.chunk_size = RawSize::Text("1TiB".into())),
+        ),
+        (
+            "imaging.queue_depth",
+            Box::new(|r| r.imaging.queue_depth = 1),
+            Box::new(|r| r.imaging.queue_depth = 257),
+        ),
+        (
+            "imaging.piece_size",
+            Box::new(move |r| r.imaging.piece_size = mib(1)),
+            Box::new(|r| r.imaging.piece_size = RawSize::Bytes((1 << 20) - 1)),
+        ),
+        (
+            "imaging.sector_retries",
+            Box::new(|r| r.imaging.sector_retries = 10),
+            Box::new(|r| r.imaging.sector_retries = 11),
+        ),
+        (
+            "s3.part_size",
+            Box::new(move |r| {
+                r.s3.part_size = mib(5 << 10);
+                r.s3.parts_in_flight = 1;
+                r.s3.part_memory = mib(10 << 10);
+                r.s3.max_object_size = mib(5 << 10);
+            }),
+            Box::new(|r| r.s3.part_size = RawSize::Bytes((5 << 30) + 1)),
+        ),
+        (
+            "s3.parts_in_flight",
+            Box::new(move |r| {
+                r.s3.parts_in_flight = 64;
+                r.s3.part_memory = mib(520);
+            }),
+            Box::new(move |r| {
+                r.s3.parts_in_flight = 65;
+                r.s3.part_memory = mib(8 << 10);
+            }),
+        ),
+        (
+            "s3.part_memory",
+            Box::new(move |r| {
+                r.s3.parts_in_flight = 1;
+                r.s3.part_memory = mib(16);
+            }),
+            Box::new(move |r| {
+                r.s3.parts_in_flight = 1;
+                r.s3.part_memory = RawSize::Bytes((16 << 20) - 1);
+            }),
+        ),
+        (
+            "s3.part_memory",
+            Box::new(move |r| r.s3.part_memory = mib(10 << 10)),
+            Box::new(|r| r.s3.part_memory = RawSize::Bytes((10 << 30) + 1)),
+        ),
+        (
+            "s3.part_memory",
+            Box::new(move |r| {
+                r.s3.parts_in_flight = 19;
+                r.s3.part_memory = mib(160);
+            }),
+            Box::new(move |r| {
+                r.s3.parts_in_flight = 20;
+                r.s3.part_memory = mib(160);
+            }),
+        ),
+        (
+            "s3.max_object_size",
+            Box::new(|r| r.s3.max_object_size = RawSize::Bytes(10_000 * (5 << 30))),
+            Box::new(|r| r.s3.max_object_size = RawSize::Bytes(10_000 * (5 << 30) + 1)),
+        ),
+        (
+            "s3.max_object_size",
+            Box::new(move |r| r.s3.max_object_size = mib(8)),
+            Box::new(|r| r.s3.max_object_size = RawSize::Bytes((8 << 20) - 1)),
+        ),
+        (
+            "s3.max_attempts",
+            Box::new(|r| r.s3.max_attempts = 100),
+            Box::new(|r| r.s3.max_attempts = 101),
+        ),
+        (
+            "s3.max_attempts",
+            Box::new(|r| r.s3.max_attempts = 1),
+            Box::new(|r| r.s3.max_attempts = 0),
+        ),
+        (
+            "s3.object_lock_retain_days",
+            Box::new(|r| {
+                r.s3.object_lock_mode = Some("GOVERNANCE".into());
+                r.s3.object_lock_retain_days = Some(36_500);
+            }),
+            Box::new(|r| {
+                r.s3.object_lock_mode = Some("GOVERNANCE".into());
+                r.s3.object_lock_retain_days = Some(36_501);
+            }),
+        ),
+        (
+            "s3.object_lock_retain_days",
+            Box::new(|r| {
+                r.s3.object_lock_mode = Some("GOVERNANCE".into());
+                r.s3.object_lock_retain_days = Some(1);
+            }),
+            Box::new(|r| {
+                r.s3.object_lock_mode = Some("GOVERNANCE".into());
+                r.s3.object_lock_retain_days = Some(0);
+            }),
+        ),
+        (
+            "cloudwatch.progress_interval_secs",
+            Box::new(|r| r.cloudwatch.progress_interval_secs = 3600),
+            Box::new(|r| r.cloudwatch.progress_interval_secs = 3601),
+        ),
+        (
+            "cloudwatch.queue_capacity",
+            Box::new(|r| r.cloudwatch.queue_capacity = 100_000),
+            Box::new(|r| r.cloudwatch.queue_capacity = 100_001),
+        ),
+        (
+            "cloudwatch.queue_capacity",
+            Box::new(|r| r.cloudwatch.queue_capacity = 1),
+            Box::new(|r| r.cloudwatch.queue_capacity = 0),
+        ),
+        (
+            "cloudwatch.flush_timeout_secs",
+            Box::new(|r| r.cloudwatch.flush_timeout_secs = 600),
+            Box::new(|r| r.cloudwatch.flush_timeout_secs = 601),
+        ),
+        (
+            "cloudwatch.flush_timeout_secs",
+            Box::new(|r| r.cloudwatch.flush_timeout_secs = 1),
+            Box::new(|r| r.cloudwatch.flush_timeout_secs = 0),
+        ),
+    ];
+    for (key, inside, outside) in cases {
+        let config = with(|r| inside(r));
+        assert!(config.is_ok(), "{key} at its bound: {:?}", config.err());
+        let err = with(|r| outside(r)).expect_err(key);
+        assert_eq!(err.key, key, "{err:?}");
+    }
+}
+
+#[test]
+fn bounded_values_reach_the_typed_config() {
+    let config = with(|r| {
+        r.watch.settle_ms = 1234;
+        r.watch.idle_timeout_secs = 0;
+        r.cloudwatch.progress_interval_secs = 7;
+        r.cloudwatch.flush_timeout_secs = 9;
+        r.cloudwatch.queue_capacity = 11;
+        r.s3.parts_in_flight = 3;
+        r.s3.max_attempts = 5;
+    })
+    .unwrap();
+    assert_eq!(config.watch.settle, Duration::from_millis(1234));
+    assert_eq!(config.watch.idle_timeout, None);
+    assert_eq!(config.cloudwatch.progress_interval, Duration::from_secs(7));
+    assert_eq!(config.cloudwatch.flush_timeout, Duration::from_secs(9));
+    assert_eq!(config.cloudwatch.queue_capacity.get(), 11);
+    assert_eq!(config.s3.parts_in_flight.get(), 3);
+    assert_eq!(config.s3.max_attempts.get(), 5);
+}
