@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::anyhow;
 use aws_sdk_s3::Client;
@@ -11,7 +12,7 @@ use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
 use imaging::manifest::{self, Manifest};
 use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::sink::s3::{self, Retention, S3Options};
+use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options, UploadLayout};
 use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
 
 use crate::cli::AcquireArgs;
@@ -33,12 +34,66 @@ pub struct S3Target {
     incident: SafeName,
     options: S3Options,
     require_object_lock: bool,
+    /// Keys of the image objects this run will create (the image or its segments), known once the
+    /// sink is planned; removed again if a companion cannot be stored.
+    image_keys: Vec<String>,
+    /// Companion keys this run created itself: only these, never an object another run won, are
+    /// removed when a later write fails.
+    created: Mutex<Vec<String>>,
 }
 
 impl S3Target {
     fn key(&self, file_name: &str) -> String {
         self.url
             .key(&format!("{}/disk_evidence/{file_name}", self.incident))
+    }
+
+    /// The keys of the evidence set named by `files`.
+    fn evidence_keys(&self, files: &EvidenceFiles) -> EvidenceKeys {
+        EvidenceKeys {
+            image: self.key(&files.image),
+            companions: [&files.sidecar, &files.capture_log, &files.manifest]
+                .into_iter()
+                .map(|f| self.key(f))
+                .collect(),
+        }
+    }
+
+    /// Stores one companion; on any failure removes what this run created (image objects and
+    /// earlier companions), so nothing without a manifest is left to look like evidence or to
+    /// block a rerun.
+    fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
+        let key = self.key(file_name);
+        let stored = s3::put_small(
+            self.runtime.handle(),
+            &self.client,
+            self.url.bucket(),
+            &key,
+            contents.to_vec(),
+            &self.options,
+        );
+        let mut created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
+        match stored {
+            Ok(s3::Stored::Created(_)) => {
+                created.push(key);
+                Ok(())
+            }
+            Ok(s3::Stored::AlreadyIdentical) => Ok(()),
+            Err(err) => {
+                tracing::error!(error = %err,
+                    "A companion object could not be stored; removing the objects this run created.");
+                let mut ours = self.image_keys.clone();
+                ours.append(&mut created);
+                s3::delete_objects(
+                    self.runtime.handle(),
+                    &self.client,
+                    self.url.bucket(),
+                    &ours,
+                    &self.options,
+                );
+                Err(err.into())
+            }
+        }
     }
 }
 
@@ -79,6 +134,8 @@ impl Destination {
                 legal_hold: args.s3.legal_hold,
             },
             require_object_lock: args.s3.require_object_lock,
+            image_keys: Vec::new(),
+            created: Mutex::new(Vec::new()),
         })))
     }
 
@@ -108,7 +165,7 @@ impl Destination {
                         &s3.options,
                     )?;
                 }
-                return Ok(());
+                return self.refuse_existing(files);
             }
         };
         if source.holds_path(existing_ancestor(dir)) {
@@ -135,6 +192,27 @@ impl Destination {
         Ok(())
     }
 
+    /// Refuses an S3 evidence set of which any object (image, segment, sidecar, capture log,
+    /// manifest) is already stored, before anything is read or written. Needs only the name, not
+    /// the source: call it before the source is opened whenever the name is known. A local
+    /// destination answers `Ok` here (its files are created exclusively).
+    pub fn refuse_existing(&self, files: &EvidenceFiles) -> Result<(), Failure> {
+        let Self::S3(s3) = self else {
+            return Ok(());
+        };
+        let existing = s3::existing_evidence(
+            s3.runtime.handle(),
+            &s3.client,
+            s3.url.bucket(),
+            &s3.evidence_keys(files),
+            &s3.options,
+        )?;
+        match existing {
+            Some(key) => Err(s3::found_before(s3.url.bucket(), &key).into()),
+            None => Ok(()),
+        }
+    }
+
     /// The sink for the image itself; `metadata` goes on the S3 object.
     pub fn image_sink(
         &mut self,
@@ -147,6 +225,10 @@ impl Destination {
             Self::S3(s3) => {
                 s3.options.metadata = metadata;
                 let key = s3.key(&files.image);
+                let layout = UploadLayout::plan(size, s3.options.layout_limits())?;
+                s3.image_keys = (0..layout.segments)
+                    .map(|i| layout.segment_key(&key, i))
+                    .collect();
                 let sink = S3Sink::create(
                     s3.runtime.handle().clone(),
                     s3.client.clone(),
@@ -194,22 +276,12 @@ impl Destination {
         }
     }
 
-    /// Stores a small companion file (sidecar, capture log, manifest) atomically.
+    /// Stores a small companion file (sidecar, capture log, manifest) atomically; in S3 only if
+    /// the key is new.
     pub fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
         match self {
             Self::Local(dir) => Ok(manifest::write_atomic(&dir.join(file_name), contents)?),
-            Self::S3(s3) => {
-                let key = s3.key(file_name);
-                s3::put_small(
-                    s3.runtime.handle(),
-                    &s3.client,
-                    s3.url.bucket(),
-                    &key,
-                    contents.to_vec(),
-                    &s3.options,
-                )?;
-                Ok(())
-            }
+            Self::S3(s3) => s3.store(file_name, contents),
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use super::multipart::{MultipartUpload, S3Object};
 use super::options::S3Options;
 use super::plan::UploadLayout;
-use super::protect::{abort_stale_uploads, delete_objects};
+use super::protect::{abort_other_uploads, delete_objects};
 use crate::error::{Error, Result};
 use crate::sink::{Sink, SinkReceipt};
 
@@ -45,12 +45,12 @@ pub struct S3Sink {
 }
 
 impl S3Sink {
-    /// Plans the layout of an image of `size` bytes at `key` and starts the first upload, after
-    /// aborting uploads of the same image left behind by an interrupted run (crash, `kill -9`,
-    /// power loss).
+    /// Plans the layout of an image of `size` bytes at `key` and starts the first upload.
     ///
     /// A rerun restarts rather than resumes: the image's whole-device hashes need every byte read
     /// again anyway, and parts sent by a process that died cannot be tied to this run's reads.
+    /// Uploads of the same image left by an interrupted run are aborted once this one has won
+    /// every image key (see `abort_other_uploads` for why not before).
     pub fn create(
         runtime: Handle,
         client: Client,
@@ -68,7 +68,6 @@ impl S3Sink {
                 "The image is larger than one object may be; it is stored as numbered segments."
             );
         }
-        abort_stale_uploads(&runtime, &client, bucket, key, options);
         let capacity = usize::try_from(layout.part_size)
             .map_err(|_| Error::InvalidSetting("part size too large".into()))?;
         let mut sink = Self {
@@ -207,6 +206,13 @@ impl Sink for S3Sink {
             self.fail();
             return Err(err);
         }
+        abort_other_uploads(
+            &self.runtime,
+            &self.client,
+            &self.bucket,
+            &self.image_key,
+            &self.options,
+        );
         let first = self.done.first().map(|o| o.key.clone()).unwrap_or_default();
         Ok(SinkReceipt {
             location: format!("s3://{}/{}", self.bucket, first),
