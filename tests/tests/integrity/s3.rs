@@ -1,1 +1,229 @@
-//! Integrity: s3 (filled in by issue 9's work).
+//! Integrity: S3 evidence is created, never replaced. A rerun into the same prefix is refused
+//! before the source is read; a run that loses a race for a key (an object created while it
+//! uploads) is refused by the conditional write, removes only what it created itself and leaves
+//! the winner's objects byte for byte; and two runs racing for one name never both leave a
+//! manifest.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use collector_e2e::{FaultFs, LocalS3, Run, random_file, require_root};
+
+const MIB: u64 = 1 << 20;
+const BUCKET: &str = "evidence";
+
+/// How long a run may take to open its multipart upload.
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `acquire SOURCE --dest s3://evidence/PREFIX --incident INCIDENT --name NAME …`.
+fn acquire(s3: &LocalS3, source: &Path, incident: &str, name: &str, extra: &[&str]) -> Command {
+    let mut cmd = s3.collector();
+    cmd.arg("acquire")
+        .arg(source)
+        .args(["--dest", &format!("s3://{BUCKET}/cases")])
+        .args(["--incident", incident, "--name", name])
+        .args(["--s3-force-path-style", "--part-size", "8MiB"])
+        .args(extra);
+    cmd
+}
+
+/// The key of evidence file `file` of `incident`.
+fn key(incident: &str, file: &str) -> String {
+    format!("cases/{incident}/disk_evidence/{file}")
+}
+
+/// Every object in the bucket: key → (ETag, bytes).
+fn snapshot(s3: &LocalS3) -> BTreeMap<String, (Option<String>, Vec<u8>)> {
+    // moto reports multipart checksums without their `-N`, which the SDK would take for a
+    // whole-object digest and reject; the ETag and the bytes are what is compared here.
+    let client = aws_sdk_s3::Client::from_conf(
+        s3.client
+            .config()
+            .to_builder()
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
+            .build(),
+    );
+    let listed = s3
+        .runtime
+        .block_on(s3.client.list_objects_v2().bucket(BUCKET).send())
+        .expect("list objects");
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .map(|k| {
+            s3.runtime.block_on(async {
+                let object = client
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key(k)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("GET {k}: {e:?}"));
+                let etag = object.e_tag().map(str::to_owned);
+                let body = object.body.collect().await.expect("object body");
+                (k.to_owned(), (etag, body.into_bytes().to_vec()))
+            })
+        })
+        .collect()
+}
+
+/// Puts `body` at `key` as another writer would (no conditions).
+fn plant(s3: &LocalS3, key: &str, body: &[u8]) {
+    s3.runtime
+        .block_on(
+            s3.client
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(body.to_vec().into())
+                .send(),
+        )
+        .expect("plant object");
+}
+
+/// Waits (bounded) until a multipart upload is open in the bucket: the run is uploading.
+fn wait_for_upload(s3: &LocalS3, child: &mut std::process::Child) {
+    let deadline = Instant::now() + UPLOAD_DEADLINE;
+    while s3.open_uploads(BUCKET) == 0 {
+        assert!(
+            child.try_wait().expect("poll child").is_none(),
+            "the run ended before it started uploading"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no multipart upload within {UPLOAD_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A source on the fault-injecting FUSE filesystem whose every read waits `delay_ms`, so a run
+/// lasts long enough to be raced.
+fn slow_source(work: &Path, size: u64, seed: u64, delay_ms: u32) -> FaultFs {
+    let backing = work.join(format!("slow-{seed}.raw"));
+    random_file(&backing, size, seed);
+    FaultFs::mount(&backing, &["--delay-ms".into(), delay_ms.to_string()])
+}
+
+// Issue 9 item 2: a rerun with the same bucket, prefix, incident and name exited 0 and replaced
+// the image, sidecar and manifest.
+#[test]
+fn rerunning_into_the_same_s3_prefix_is_refused_before_reading_and_changes_nothing() {
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let work = tempfile::tempdir().unwrap();
+    let first = work.path().join("first.raw");
+    random_file(&first, 9 * MIB, 91);
+    Run::of(&mut acquire(&s3, &first, "IR-9", "disk", &[])).expect_code(0);
+    let before = snapshot(&s3);
+    assert_eq!(before.len(), 4, "image, sidecar, capture log, manifest");
+
+    // Different bytes under the same name: a replacement would show in every object.
+    let second = work.path().join("second.raw");
+    random_file(&second, 9 * MIB, 92);
+    let run = Run::of(&mut acquire(&s3, &second, "IR-9", "disk", &[]));
+    run.expect_code(20);
+    assert!(
+        run.stderr.contains(&format!(
+            "refusing to overwrite existing evidence s3://{BUCKET}/cases/IR-9/disk_evidence/disk."
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("Acquisition started"),
+        "refused before reading: {}",
+        run.stderr
+    );
+    assert_eq!(snapshot(&s3), before, "the evidence must be unchanged");
+    assert_eq!(s3.open_uploads(BUCKET), 0, "no upload may be started");
+
+    // Any one object of the set blocks a new run: a segment, or a companion left alone.
+    for (name, file) in [
+        ("seg", "seg.image.dd.002"),
+        ("log", "log.capture.log"),
+        ("side", "side.image.dd.sha256"),
+    ] {
+        plant(&s3, &key("IR-9", file), b"someone else's object");
+        let before = snapshot(&s3);
+        let run = Run::of(&mut acquire(&s3, &second, "IR-9", name, &[]));
+        run.expect_code(20);
+        assert!(run.stderr.contains(&key("IR-9", file)), "{}", run.stderr);
+        assert_eq!(snapshot(&s3), before, "{name}: nothing may change");
+    }
+}
+
+// Issue 9 item 2: the check before the run is not enough (a second run may create the object
+// while the first uploads; some servers cannot be asked): CompleteMultipartUpload is conditional,
+// and the loser removes only the segment it completed itself.
+#[test]
+fn a_segment_created_while_the_upload_runs_is_not_replaced_and_the_loser_removes_only_its_own() {
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let work = tempfile::tempdir().unwrap();
+    let slow = slow_source(work.path(), 24 * MIB, 93, 20);
+
+    // Three 8 MiB segments; another writer creates the second while the first is uploading.
+    let mut child = Run::spawn(&mut acquire(
+        &s3,
+        &slow.file(),
+        "IR-R",
+        "raced",
+        &["--max-object-size", "8MiB"],
+    ));
+    wait_for_upload(&s3, &mut child);
+    let winner = key("IR-R", "raced.image.dd.002");
+    plant(&s3, &winner, b"the winner's segment");
+    let planted = snapshot(&s3);
+    let run = Run::wait(child);
+
+    run.expect_code(20);
+    assert!(
+        run.stderr.contains(&format!(
+            "refusing to overwrite existing evidence s3://{BUCKET}/{winner}"
+        )) && run.stderr.contains("conditional write was refused"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        snapshot(&s3),
+        planted,
+        "the winner's object stays byte for byte; the loser's first segment and everything else are gone"
+    );
+    assert_eq!(s3.open_uploads(BUCKET), 0, "the loser's upload is aborted");
+}
+
+// Issue 9 item 2: companions are conditional too. A manifest created while the run uploads is not
+// replaced; the run removes its own image, sidecar and capture log, and leaves that manifest.
+#[test]
+fn a_manifest_created_while_the_upload_runs_is_not_replaced_and_the_run_removes_its_own_objects() {
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let work = tempfile::tempdir().unwrap();
+    let slow = slow_source(work.path(), 16 * MIB, 94, 20);
+
+    let mut child = Run::spawn(&mut acquire(&s3, &slow.file(), "IR-M", "m", &[]));
+    wait_for_upload(&s3, &mut child);
+    let winner = key("IR-M", "m.manifest.json");
+    plant(&s3, &winner, b"{\"the winner's\": \"manifest\"}");
+    let planted = snapshot(&s3);
+    let run = Run::wait(child);
+
+    run.expect_code(20);
+    assert!(
+        run.stderr
+            .contains(&format!("refusing to overwrite existing evidence s3://{BUCKET}/{winner}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        snapshot(&s3),
+        planted,
+        "only the planted manifest is left, unchanged"
+    );
+}
