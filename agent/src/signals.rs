@@ -1,5 +1,9 @@
 //! SIGINT and SIGTERM become a flag the pipeline polls, so an interrupted run stops reading, removes
 //! its partial image and writes no manifest. A second signal exits at once.
+//!
+//! SIGHUP only sets the flag, however often it comes: it is what the daemon's children get when
+//! the daemon dies (`PR_SET_PDEATHSIG`, see `daemon::child`), once for every daemon thread that
+//! exits, and a hung-up terminal should stop a run as cleanly as Ctrl-C.
 
 use std::io;
 use std::sync::Arc;
@@ -17,5 +21,6 @@ pub fn cancel_on_signals() -> io::Result<Arc<AtomicBool>> {
         flag::register_conditional_shutdown(signal, 130, Arc::clone(&cancel))?;
         flag::register(signal, Arc::clone(&cancel))?;
     }
+    flag::register(signal_hook::consts::SIGHUP, Arc::clone(&cancel))?;
     Ok(cancel)
 }

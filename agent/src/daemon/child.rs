@@ -6,10 +6,12 @@
 //! lines are passed through to the daemon's stderr (the journal) and its progress lines are parsed
 //! into events; its last stdout line is the [`AcquisitionResult`].
 //!
-//! A child dies with the daemon: it gets SIGTERM when the daemon ends by any means, SIGKILL
+//! A child dies with the daemon: it gets SIGHUP when the daemon ends by any means, SIGKILL
 //! included, and then aborts its upload and writes no manifest. Otherwise a killed daemon would
 //! leave an orphan that finishes and stores evidence nobody reports, and that a restarted daemon
-//! races for the same keys.
+//! races for the same keys. SIGHUP, not SIGTERM: Linux sends the parent-death signal again each
+//! time the orphan is handed on to the next exiting daemon thread, and a second SIGTERM means
+//! "exit at once, skip the cleanup"; SIGHUP only ever cancels.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -62,7 +64,7 @@ pub struct RunningChild {
 
 impl RunningChild {
     /// Starts `program args…` with piped output; progress events go to `events`. The child gets
-    /// SIGTERM when the calling thread ends, so call this from the daemon's main loop, which lives
+    /// SIGHUP when the calling thread ends, so call this from the daemon's main loop, which lives
     /// as long as the daemon (Linux sends the parent-death signal when the forking *thread* exits).
     pub fn spawn(
         program: &PathBuf,
@@ -145,11 +147,11 @@ impl RunningChild {
     }
 }
 
-/// In the child before exec: ask for SIGTERM when the parent dies, then make sure it has not died
+/// In the child before exec: ask for SIGHUP when the parent dies, then make sure it has not died
 /// already (between fork and prctl), in which case the signal would never come and the child is
 /// not started at all.
 fn die_with_parent(parent: Pid) -> std::io::Result<()> {
-    prctl::set_pdeathsig(Signal::SIGTERM)?;
+    prctl::set_pdeathsig(Signal::SIGHUP)?;
     if getppid() != parent {
         return Err(Errno::ESRCH.into());
     }

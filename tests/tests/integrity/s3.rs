@@ -102,8 +102,9 @@ fn wait_for_upload(s3: &LocalS3, child: &mut std::process::Child) {
     }
 }
 
-/// A source on the fault-injecting FUSE filesystem whose every read waits `delay_ms`, so a run
-/// lasts long enough to be raced.
+/// A source on the fault-injecting FUSE filesystem whose every read (of at most 1 MiB) waits
+/// `delay_ms`, so a run lasts long enough to be raced; read with `--queue-depth 1` the delays add
+/// up instead of overlapping.
 fn slow_source(work: &Path, size: u64, seed: u64, delay_ms: u32) -> FaultFs {
     let backing = work.join(format!("slow-{seed}.raw"));
     random_file(&backing, size, seed);
@@ -166,7 +167,7 @@ fn a_segment_created_while_the_upload_runs_is_not_replaced_and_the_loser_removes
     require_root();
     let s3 = LocalS3::with_bucket(BUCKET, false);
     let work = tempfile::tempdir().unwrap();
-    let slow = slow_source(work.path(), 24 * MIB, 93, 20);
+    let slow = slow_source(work.path(), 24 * MIB, 93, 100);
 
     // Three 8 MiB segments; another writer creates the second while the first is uploading.
     let mut child = Run::spawn(&mut acquire(
@@ -174,7 +175,7 @@ fn a_segment_created_while_the_upload_runs_is_not_replaced_and_the_loser_removes
         &slow.file(),
         "IR-R",
         "raced",
-        &["--max-object-size", "8MiB"],
+        &["--max-object-size", "8MiB", "--queue-depth", "1"],
     ));
     wait_for_upload(&s3, &mut child);
     let winner = key("IR-R", "raced.image.dd.002");
@@ -205,9 +206,15 @@ fn a_manifest_created_while_the_upload_runs_is_not_replaced_and_the_run_removes_
     require_root();
     let s3 = LocalS3::with_bucket(BUCKET, false);
     let work = tempfile::tempdir().unwrap();
-    let slow = slow_source(work.path(), 16 * MIB, 94, 20);
+    let slow = slow_source(work.path(), 16 * MIB, 94, 100);
 
-    let mut child = Run::spawn(&mut acquire(&s3, &slow.file(), "IR-M", "m", &[]));
+    let mut child = Run::spawn(&mut acquire(
+        &s3,
+        &slow.file(),
+        "IR-M",
+        "m",
+        &["--queue-depth", "1"],
+    ));
     wait_for_upload(&s3, &mut child);
     let winner = key("IR-M", "m.manifest.json");
     plant(&s3, &winner, b"{\"the winner's\": \"manifest\"}");
@@ -216,8 +223,9 @@ fn a_manifest_created_while_the_upload_runs_is_not_replaced_and_the_run_removes_
 
     run.expect_code(20);
     assert!(
-        run.stderr
-            .contains(&format!("refusing to overwrite existing evidence s3://{BUCKET}/{winner}")),
+        run.stderr.contains(&format!(
+            "refusing to overwrite existing evidence s3://{BUCKET}/{winner}"
+        )),
         "{}",
         run.stderr
     );
@@ -226,4 +234,96 @@ fn a_manifest_created_while_the_upload_runs_is_not_replaced_and_the_run_removes_
         planted,
         "only the planted manifest is left, unchanged"
     );
+}
+
+/// Processes whose command line holds `acquire` and `marker` (a test's unique incident ID).
+fn acquire_processes(marker: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = args.split(|b| *b == 0).collect();
+            args.contains(&b"acquire".as_slice()) && args.contains(&marker.as_bytes())
+        })
+        .collect()
+}
+
+// Issue 9, also seen: the daemon killed with SIGKILL left its `acquire` child running (PPID 1);
+// it finished and stored evidence with nobody reporting. Children now die with the daemon.
+#[test]
+fn a_killed_daemon_takes_its_running_acquisition_with_it_and_no_manifest_is_stored() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let work = tempfile::tempdir().unwrap();
+    let incident = format!("IR-PDEATH-{}", std::process::id());
+    // 100 ms per read: the job runs for many seconds, far past the moment the daemon is killed.
+    let slow = slow_source(work.path(), 48 * MIB, 95, 100);
+    let dev = collector_e2e::LoopDevice::attach(&slow.file(), &["--read-only"]);
+    let root = work.path().join("dev-disk");
+    std::fs::create_dir_all(root.join("by-id")).unwrap();
+    std::os::unix::fs::symlink(
+        dev.path(),
+        root.join("by-id/nvme-Amazon_Elastic_Block_Store_vol0abcdef0123456789"),
+    )
+    .unwrap();
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[job]\nbucket = {BUCKET:?}\nprefix = \"cases\"\nincident_id = {incident:?}\n\
+             use_imds = false\nexpected_volumes = 1\n\
+             [watch]\ndisk_root = {root:?}\non_complete = \"exit\"\nsettle_ms = 200\n\
+             [s3]\nforce_path_style = true\n[cloudwatch]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = s3.collector();
+    cmd.env_remove("FORENSIC_COLLECTOR_CONFIG")
+        .args(["watch", "--config"])
+        .arg(&config);
+    let mut daemon = Run::spawn(&mut cmd);
+    wait_for_upload(&s3, &mut daemon);
+    assert_eq!(
+        acquire_processes(&incident).len(),
+        1,
+        "the job runs as one child process"
+    );
+
+    kill(
+        Pid::from_raw(i32::try_from(daemon.id()).unwrap()),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Run::wait(daemon);
+    assert_eq!(killed.code, 128 + 9, "{}", killed.stderr);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let survivors = loop {
+        let left = acquire_processes(&incident);
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for pid in &survivors {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    assert!(
+        survivors.is_empty(),
+        "the acquisition outlived its daemon by 10 s: {survivors:?}"
+    );
+    let keys: Vec<String> = snapshot(&s3).into_keys().collect();
+    assert!(
+        keys.iter().all(|k| !k.ends_with(".manifest.json")),
+        "no manifest may be stored: {keys:?}"
+    );
+    assert!(keys.is_empty(), "no evidence object at all: {keys:?}");
+    assert_eq!(s3.open_uploads(BUCKET), 0, "the child aborted its upload");
 }
