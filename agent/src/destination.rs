@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use anyhow::anyhow;
 use aws_sdk_s3::Client;
@@ -12,7 +11,7 @@ use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
 use imaging::manifest::{self, Manifest};
 use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options, UploadLayout};
+use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
 use imaging::sink::{LocalSink, S3Sink, S3Url, Sink};
 
 use crate::cli::AcquireArgs;
@@ -34,12 +33,9 @@ pub struct S3Target {
     incident: SafeName,
     options: S3Options,
     require_object_lock: bool,
-    /// Keys of the image objects this run will create (the image or its segments), known once the
-    /// sink is planned; removed again if a companion cannot be stored.
-    image_keys: Vec<String>,
-    /// Companion keys this run created itself: only these, never an object another run won, are
-    /// removed when a later write fails.
-    created: Mutex<Vec<String>>,
+    /// The objects this run created: only these are ever deleted, and they must be unchanged
+    /// before a companion is stored.
+    ledger: s3::Ledger,
 }
 
 impl S3Target {
@@ -59,36 +55,43 @@ impl S3Target {
         }
     }
 
-    /// Stores one companion; on any failure removes what this run created (image objects and
-    /// earlier companions), so nothing without a manifest is left to look like evidence or to
-    /// block a rerun.
+    /// Stores one companion, after checking that the objects stored so far are still this run's;
+    /// on any failure removes what this run created (image objects and earlier companions), so
+    /// nothing without a manifest is left to look like evidence or to block a rerun.
     fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
         let key = self.key(file_name);
-        let stored = s3::put_small(
-            self.runtime.handle(),
+        let (handle, bucket) = (self.runtime.handle(), self.url.bucket());
+        let stored = s3::still_ours(
+            handle,
             &self.client,
-            self.url.bucket(),
-            &key,
-            contents.to_vec(),
+            bucket,
+            &self.ledger.objects(),
             &self.options,
-        );
-        let mut created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
+        )
+        .and_then(|()| {
+            s3::put_small(
+                handle,
+                &self.client,
+                bucket,
+                &key,
+                contents.to_vec(),
+                &self.options,
+            )
+        });
         match stored {
-            Ok(s3::Stored::Created(_)) => {
-                created.push(key);
+            Ok(s3::Stored::Created { etag, .. }) => {
+                self.ledger.record(s3::OwnedObject { key, etag });
                 Ok(())
             }
             Ok(s3::Stored::AlreadyIdentical) => Ok(()),
             Err(err) => {
                 tracing::error!(error = %err,
                     "A companion object could not be stored; removing the objects this run created.");
-                let mut ours = self.image_keys.clone();
-                ours.append(&mut created);
                 s3::delete_objects(
-                    self.runtime.handle(),
+                    handle,
                     &self.client,
-                    self.url.bucket(),
-                    &ours,
+                    bucket,
+                    &self.ledger.take(),
                     &self.options,
                 );
                 Err(err.into())
@@ -134,8 +137,7 @@ impl Destination {
                 legal_hold: args.s3.legal_hold,
             },
             require_object_lock: args.s3.require_object_lock,
-            image_keys: Vec::new(),
-            created: Mutex::new(Vec::new()),
+            ledger: s3::Ledger::default(),
         })))
     }
 
@@ -225,10 +227,6 @@ impl Destination {
             Self::S3(s3) => {
                 s3.options.metadata = metadata;
                 let key = s3.key(&files.image);
-                let layout = UploadLayout::plan(size, s3.options.layout_limits())?;
-                s3.image_keys = (0..layout.segments)
-                    .map(|i| layout.segment_key(&key, i))
-                    .collect();
                 let sink = S3Sink::create(
                     s3.runtime.handle().clone(),
                     s3.client.clone(),
@@ -236,6 +234,7 @@ impl Destination {
                     &key,
                     size,
                     &s3.options,
+                    s3.ledger.clone(),
                 )?;
                 Ok(Box::new(sink))
             }

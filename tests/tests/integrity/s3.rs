@@ -327,3 +327,185 @@ fn a_killed_daemon_takes_its_running_acquisition_with_it_and_no_manifest_is_stor
     assert!(keys.is_empty(), "no evidence object at all: {keys:?}");
     assert_eq!(s3.open_uploads(BUCKET), 0, "the child aborted its upload");
 }
+
+// Issue 9, also seen: the S3 endpoint dying mid-upload failed the run after 96 s (measured here
+// 75-127 s) where the docs say about half a minute: backoff is capped at 4 s (10 attempts wait at
+// most 31 s) and the cleanup after the failure no longer retries as long again.
+#[test]
+fn a_dead_endpoint_fails_the_run_within_about_half_a_minute() {
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let work = tempfile::tempdir().unwrap();
+    let slow = slow_source(work.path(), 48 * MIB, 96, 100);
+    let proxy = collector_e2e::FaultProxy::start(&s3.server, &[]);
+    let mut cmd = acquire(&s3, &slow.file(), "IR-D", "d", &["--queue-depth", "1"]);
+    cmd.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    let mut child = Run::spawn(&mut cmd);
+    wait_for_upload(&s3, &mut child);
+
+    drop(proxy);
+    let died = Instant::now();
+    let run = Run::wait(child);
+    let took = died.elapsed();
+
+    run.expect_code(30);
+    assert!(
+        took < Duration::from_secs(40),
+        "the run took {took:?} to give up on a dead endpoint: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("no manifest written"), "{}", run.stderr);
+}
+
+/// One acquisition of a property-test case: its source and how it is slowed and laid out.
+struct Contender {
+    source: FaultFs,
+    sha256: String,
+    queue_depth: u32,
+    segmented: bool,
+    start_after: Duration,
+}
+
+/// Keys (and nothing else) under `prefix`.
+fn keys_under(s3: &LocalS3, prefix: &str) -> Vec<String> {
+    snapshot(s3)
+        .into_keys()
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+// Issue 9 tests: random interleavings of two acquisitions of different disks into one S3 prefix
+// under one name. Whatever the timing, the layout (one object or segments) and the read speed: at
+// most one manifest exists, it verifies against its own image, exactly the run that wrote it
+// exits 0, and nothing of the loser is left behind.
+#[test]
+fn two_racing_acquisitions_of_one_name_leave_at_most_one_manifest_and_it_verifies() {
+    use rand::{RngExt, SeedableRng};
+
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let work = tempfile::tempdir().unwrap();
+    let seed = std::env::var("INTEGRITY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("property seed {seed} (rerun with INTEGRITY_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    for case in 0..4u64 {
+        let incident = format!("IR-P{case}");
+        let contenders: Vec<Contender> = (0..2u64)
+            .map(|i| {
+                let seed = 1000 + case * 10 + i;
+                let backing = work.path().join(format!("p{seed}.raw"));
+                random_file(&backing, 16 * MIB, seed);
+                let sha256 = collector_e2e::sha256_hex(&std::fs::read(&backing).unwrap());
+                let delay = [0u32, 10, 40][rng.random_range(0..3usize)];
+                Contender {
+                    source: FaultFs::mount(&backing, &["--delay-ms".into(), delay.to_string()]),
+                    sha256,
+                    queue_depth: rng.random_range(1..=4u32),
+                    segmented: rng.random_bool(0.5),
+                    start_after: Duration::from_millis(rng.random_range(0..800u64)),
+                }
+            })
+            .collect();
+
+        let started = Instant::now();
+        let mut children = Vec::new();
+        for contender in &contenders {
+            let wait = contender.start_after.saturating_sub(started.elapsed());
+            std::thread::sleep(wait);
+            let depth = contender.queue_depth.to_string();
+            let mut extra = vec!["--queue-depth", depth.as_str()];
+            if contender.segmented {
+                extra.extend(["--max-object-size", "8MiB"]);
+            }
+            children.push(Run::spawn(&mut acquire(
+                &s3,
+                &contender.source.file(),
+                &incident,
+                "same",
+                &extra,
+            )));
+        }
+        let runs: Vec<Run> = children.into_iter().map(Run::wait).collect();
+        let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+        let logs = || {
+            runs.iter()
+                .map(|r| r.stderr.as_str())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        };
+
+        let prefix = format!("cases/{incident}/");
+        let manifest_key = key(&incident, "same.manifest.json");
+        let keys = keys_under(&s3, &prefix);
+        let winners: Vec<usize> = (0..2).filter(|&i| codes[i] == 0).collect();
+        assert!(
+            winners.len() <= 1,
+            "case {case}: both runs exited 0 {codes:?}\n{}",
+            logs()
+        );
+        assert!(
+            codes.iter().all(|&c| c == 0 || c == 20 || c == 30),
+            "case {case}: a loser must fail with 'evidence already there' (20) or a refused upload (30): {codes:?}\n{}",
+            logs()
+        );
+        let Some(&winner) = winners.first() else {
+            assert!(
+                keys.is_empty(),
+                "case {case}: no run won, yet objects remain: {keys:?}\n{}",
+                logs()
+            );
+            continue;
+        };
+        assert!(
+            keys.contains(&manifest_key),
+            "case {case}: the winner's manifest: {keys:?}"
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&s3.get(BUCKET, &manifest_key)).unwrap();
+        assert_eq!(
+            manifest["image"]["hashes"]["sha256"], contenders[winner].sha256,
+            "case {case}: the manifest describes the winner's disk"
+        );
+        let mut verify = s3.collector();
+        verify.args([
+            "verify",
+            &format!("s3://{BUCKET}/{manifest_key}"),
+            "--s3-force-path-style",
+        ]);
+        let verified = Run::of(&mut verify);
+        assert_eq!(
+            verified.code,
+            0,
+            "case {case}: the manifest must verify ({codes:?}): {}\n--- runs\n{}",
+            verified.stderr,
+            logs()
+        );
+        // Exactly the winner's evidence set: its image objects and three companions.
+        let mut expected: Vec<String> = manifest["image"]["s3"]["objects"]
+            .as_array()
+            .expect("the manifest lists its objects")
+            .iter()
+            .map(|o| o["key"].as_str().unwrap().to_owned())
+            .chain(
+                [
+                    "same.image.dd.sha256",
+                    "same.capture.log",
+                    "same.manifest.json",
+                ]
+                .map(|f| key(&incident, f)),
+            )
+            .collect();
+        expected.sort();
+        assert_eq!(
+            keys,
+            expected,
+            "case {case}: nothing of the loser may remain ({codes:?})\n{}",
+            logs()
+        );
+        assert_eq!(s3.open_uploads(BUCKET), 0, "case {case}: no open upload");
+    }
+}

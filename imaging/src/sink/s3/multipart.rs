@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::exists::{is_refused_condition, refused_write};
 use super::options::S3Options;
 use super::plan::PartPlan;
-use super::protect::ensure_object_lock;
+use super::protect::{cleanup_retries, ensure_object_lock};
 use super::s3_error;
 use crate::error::{Error, Result};
 
@@ -325,6 +325,8 @@ impl MultipartUpload {
                 .key(&self.key)
                 .upload_id(&self.upload_id)
                 .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+                .customize()
+                .config_override(cleanup_retries())
                 .send(),
         );
         if let Err(err) = aborted {

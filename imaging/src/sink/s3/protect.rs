@@ -2,12 +2,25 @@
 //! runs aborted, segments of a failed run removed, and the finished image labelled with its hashes.
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockLegalHoldStatus, Tag, Tagging};
 use tokio::runtime::Handle;
 
 use super::options::S3Options;
 use super::s3_error;
 use crate::error::{Error, Result};
+
+/// Attempts for a cleanup request (aborting an upload, deleting a failed run's object). The run has
+/// already failed, often because the endpoint is gone; retrying the cleanup with the full budget
+/// only delays the report by as long again (measured: 127 s instead of about 60 against a dead
+/// endpoint). What is left has no manifest, and a later run or a lifecycle rule removes it.
+pub(super) const CLEANUP_ATTEMPTS: u32 = 2;
+
+/// A per-request override that gives cleanup requests [`CLEANUP_ATTEMPTS`].
+pub(super) fn cleanup_retries() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .retry_config(RetryConfig::standard().with_max_attempts(CLEANUP_ATTEMPTS))
+}
 
 /// Refuses a bucket without Object Lock when the configuration requires it: evidence that the
 /// configuration promises to be immutable must not silently land somewhere it is not.
@@ -175,37 +188,6 @@ pub(super) fn is_segment_key(candidate: &str, key: &str) -> bool {
         .strip_prefix(key)
         .and_then(|rest| rest.strip_prefix('.'))
         .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Deletes objects a failed run created itself (earlier segments, or the image and companions when
-/// a later write failed), so no partial evidence is left that could be taken for evidence or block
-/// a rerun. Only ever called with keys this run's own conditional writes created: an object another
-/// run won is never in the list. Best effort: under Object Lock or without `s3:DeleteObject`
-/// they stay, with an error in the log; without a manifest they never look complete.
-pub fn delete_objects(
-    runtime: &Handle,
-    client: &Client,
-    bucket: &str,
-    keys: &[String],
-    options: &S3Options,
-) {
-    for key in keys {
-        let deleted = runtime.block_on(
-            client
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
-                .send(),
-        );
-        match deleted {
-            Ok(_) => tracing::warn!(bucket, key, "Deleted an object of the failed run."),
-            Err(err) => {
-                tracing::error!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
-                "Could not delete an object of the failed run; it has no manifest and is not evidence.")
-            }
-        }
-    }
 }
 
 /// Tags an object with its hashes and case. Object metadata is fixed when an upload starts, before

@@ -17,8 +17,13 @@ use crate::error::Result;
 /// How a companion object came to be in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
-    /// This call created it; the version ID when the bucket is versioned.
-    Created(Option<String>),
+    /// This call created it.
+    Created {
+        /// ETag S3 gave it.
+        etag: Option<String>,
+        /// Version ID, when the bucket is versioned.
+        version_id: Option<String>,
+    },
     /// The key already held exactly these bytes: the SDK retried a put whose first answer was lost
     /// after S3 had stored it. Nothing was replaced, and since it may not be this run's, a failed
     /// run must not delete it.
@@ -59,7 +64,10 @@ pub fn put_small(
             .ssekms_key_id(kms);
     }
     match runtime.block_on(request.send()) {
-        Ok(put) => Ok(Stored::Created(put.version_id().map(str::to_owned))),
+        Ok(put) => Ok(Stored::Created {
+            etag: put.e_tag().map(str::to_owned),
+            version_id: put.version_id().map(str::to_owned),
+        }),
         Err(err) if is_refused_condition(&err) => {
             if holds(runtime, client, bucket, key, &body, options) {
                 tracing::warn!(
