@@ -400,7 +400,7 @@ fn two_racing_acquisitions_of_one_name_leave_at_most_one_manifest_and_it_verifie
                 let backing = work.path().join(format!("p{seed}.raw"));
                 random_file(&backing, 16 * MIB, seed);
                 let sha256 = collector_e2e::sha256_hex(&std::fs::read(&backing).unwrap());
-                let delay = [0u32, 10, 40][rng.random_range(0..3usize)];
+                let delay = [0u32, 10, 25][rng.random_range(0..3usize)];
                 Contender {
                     source: FaultFs::mount(&backing, &["--delay-ms".into(), delay.to_string()]),
                     sha256,
@@ -431,6 +431,12 @@ fn two_racing_acquisitions_of_one_name_leave_at_most_one_manifest_and_it_verifie
         }
         let runs: Vec<Run> = children.into_iter().map(Run::wait).collect();
         let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+        eprintln!(
+            "case {case}: segmented {:?}, queue depths {:?}, starts {:?} → exit codes {codes:?}",
+            contenders.iter().map(|c| c.segmented).collect::<Vec<_>>(),
+            contenders.iter().map(|c| c.queue_depth).collect::<Vec<_>>(),
+            contenders.iter().map(|c| c.start_after).collect::<Vec<_>>(),
+        );
         let logs = || {
             runs.iter()
                 .map(|r| r.stderr.as_str())

@@ -56,24 +56,26 @@ pub fn existing_evidence(
             Err(err) => return Err(s3_error("check for existing evidence at", bucket, key, err)),
         }
     }
-    match find_segment(runtime, client, bucket, &keys.image, options) {
-        Ok(Some(segment)) => return Ok(Some(segment)),
-        Ok(None) => {}
-        Err(err) if status_of(&err) == Some(403) => unchecked.push(format!("{}.NNN", keys.image)),
-        Err(err) => {
-            return Err(s3_error(
-                "list existing segments of",
-                bucket,
-                &keys.image,
-                err,
-            ));
-        }
+    match find_segment(runtime, client, bucket, &keys.image, options)? {
+        Listing::Found(segment) => return Ok(Some(segment)),
+        Listing::Nothing => {}
+        Listing::Denied => unchecked.push(format!("{}.NNN", keys.image)),
     }
     if !unchecked.is_empty() {
         tracing::warn!(bucket, keys = ?unchecked,
             "Access denied while checking for existing evidence; conditional writes will still refuse to replace it, but only at the end of the upload.");
     }
     Ok(None)
+}
+
+/// What a listing of an image's segments found.
+enum Listing {
+    /// This segment exists.
+    Found(String),
+    /// No segment exists.
+    Nothing,
+    /// The role may not list the bucket.
+    Denied,
 }
 
 /// The first numbered segment of `image` in `bucket`, paging through the listing of `image.`.
@@ -83,10 +85,7 @@ fn find_segment(
     bucket: &str,
     image: &str,
     options: &S3Options,
-) -> std::result::Result<
-    Option<String>,
-    SdkError<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error>,
-> {
+) -> Result<Listing> {
     let mut token = None;
     loop {
         let page = runtime.block_on(
@@ -97,18 +96,23 @@ fn find_segment(
                 .set_continuation_token(token)
                 .set_expected_bucket_owner(options.expected_bucket_owner.clone())
                 .send(),
-        )?;
+        );
+        let page = match page {
+            Ok(page) => page,
+            Err(err) if status_of(&err) == Some(403) => return Ok(Listing::Denied),
+            Err(err) => return Err(s3_error("list existing segments of", bucket, image, err)),
+        };
         if let Some(found) = page
             .contents()
             .iter()
             .filter_map(|o| o.key())
             .find(|k| is_segment_key(k, image))
         {
-            return Ok(Some(found.to_owned()));
+            return Ok(Listing::Found(found.to_owned()));
         }
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-            _ => return Ok(None),
+            _ => return Ok(Listing::Nothing),
         }
     }
 }
