@@ -124,12 +124,13 @@ fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 
 /// Whether a write was refused because its key already exists (`412 PreconditionFailed` for
 /// `If-None-Match: *`) or another conditional write to it was in flight (`409
-/// ConditionalRequestConflict`): in both cases another writer holds the key.
+/// ConditionalRequestConflict`; other 409s, such as `OperationAborted`, are ordinary failures): in
+/// both cases another writer holds the key.
 pub(super) fn is_refused_condition<E: ProvideErrorMetadata>(
     err: &SdkError<E, HttpResponse>,
 ) -> bool {
     let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
-    matches!(status_of(err), Some(412 | 409))
+    status_of(err) == Some(412)
         || matches!(
             code,
             Some("PreconditionFailed" | "ConditionalRequestConflict")
@@ -150,5 +151,33 @@ pub fn found_before(bucket: &str, key: &str) -> Error {
     Error::ObjectExists {
         location: format!("s3://{bucket}/{key}"),
         detail: "an earlier or concurrent run of the same incident and name stored it; nothing was read or written (choose another --name, or remove the objects by hand once no run is in progress)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::put_object::PutObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn answer(status: u16, code: &str) -> SdkError<PutObjectError, HttpResponse> {
+        SdkError::service_error(
+            PutObjectError::generic(ErrorMetadata::builder().code(code).build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn only_a_refused_condition_counts_as_existing_evidence() {
+        assert!(is_refused_condition(&answer(412, "PreconditionFailed")));
+        assert!(is_refused_condition(&answer(412, "")));
+        assert!(is_refused_condition(&answer(
+            409,
+            "ConditionalRequestConflict"
+        )));
+        assert!(!is_refused_condition(&answer(409, "OperationAborted")));
+        assert!(!is_refused_condition(&answer(403, "AccessDenied")));
+        assert!(!is_refused_condition(&answer(500, "InternalError")));
     }
 }

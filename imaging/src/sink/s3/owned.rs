@@ -132,3 +132,29 @@ pub fn delete_objects(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_is_shared_and_emptied_by_take() {
+        let ledger = Ledger::default();
+        let companion_writer = ledger.clone();
+        ledger.record(OwnedObject {
+            key: "a/x.image.dd.001".into(),
+            etag: Some("\"e1-2\"".into()),
+        });
+        companion_writer.record(OwnedObject {
+            key: "a/x.image.dd.sha256".into(),
+            etag: None,
+        });
+        assert_eq!(ledger.objects().len(), 2);
+        let taken = companion_writer.take();
+        assert_eq!(taken[0].key, "a/x.image.dd.001");
+        assert!(
+            ledger.objects().is_empty(),
+            "what is deleted is never deleted twice"
+        );
+    }
+}
