@@ -341,7 +341,24 @@ fn a_dead_endpoint_fails_the_run_within_about_half_a_minute() {
     let mut cmd = acquire(&s3, &slow.file(), "IR-D", "d", &["--queue-depth", "1"]);
     cmd.env("AWS_ENDPOINT_URL", proxy.endpoint());
     let mut child = Run::spawn(&mut cmd);
-    wait_for_upload(&s3, &mut child);
+    // Mid-upload: the proxy has passed on a part, so the run is streaming the image.
+    let deadline = Instant::now() + UPLOAD_DEADLINE;
+    while !proxy.requests().iter().any(|r| {
+        r["method"] == "PUT"
+            && r["query"]
+                .as_str()
+                .is_some_and(|q| q.contains("partNumber"))
+    }) {
+        assert!(
+            child.try_wait().expect("poll child").is_none(),
+            "the run ended before it uploaded a part"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no part within {UPLOAD_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     drop(proxy);
     let died = Instant::now();
