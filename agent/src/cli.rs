@@ -173,8 +173,8 @@ pub struct S3Args {
     pub max_object_size: ByteSize,
 
     /// Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with
-    /// jitter between attempts, so the default 10 rides out about half a minute of throttling,
-    /// 5xx answers or a restarting endpoint.
+    /// jitter between attempts, at most 4 s each, so the default 10 rides out about half a minute
+    /// (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint.
     #[arg(long, default_value_t = 10, value_parser = s3_max_attempts)]
     pub s3_max_attempts: u32,
 

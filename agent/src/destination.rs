@@ -14,7 +14,7 @@ use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
 use imaging::manifest::Manifest;
 use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::sink::s3::{self, Retention, S3Options};
+use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
 use imaging::sink::{LocalSink, S3Sink, S3Url, Sink, Staging};
 
 use crate::cli::AcquireArgs;
@@ -50,12 +50,70 @@ pub struct S3Target {
     incident: SafeName,
     options: S3Options,
     require_object_lock: bool,
+    /// The objects this run created: only these are ever deleted, and they must be unchanged
+    /// before a companion is stored.
+    ledger: s3::Ledger,
 }
 
 impl S3Target {
     fn key(&self, file_name: &str) -> String {
         self.url
             .key(&format!("{}/disk_evidence/{file_name}", self.incident))
+    }
+
+    /// The keys of the evidence set named by `files`.
+    fn evidence_keys(&self, files: &EvidenceFiles) -> EvidenceKeys {
+        EvidenceKeys {
+            image: self.key(&files.image),
+            companions: [&files.sidecar, &files.capture_log, &files.manifest]
+                .into_iter()
+                .map(|f| self.key(f))
+                .collect(),
+        }
+    }
+
+    /// Stores one companion, after checking that the objects stored so far are still this run's;
+    /// on any failure removes what this run created (image objects and earlier companions), so
+    /// nothing without a manifest is left to look like evidence or to block a rerun.
+    fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
+        let key = self.key(file_name);
+        let (handle, bucket) = (self.runtime.handle(), self.url.bucket());
+        let stored = s3::still_ours(
+            handle,
+            &self.client,
+            bucket,
+            &self.ledger.objects(),
+            &self.options,
+        )
+        .and_then(|()| {
+            s3::put_small(
+                handle,
+                &self.client,
+                bucket,
+                &key,
+                contents.to_vec(),
+                &self.options,
+            )
+        });
+        match stored {
+            Ok(s3::Stored::Created { etag, .. }) => {
+                self.ledger.record(s3::OwnedObject { key, etag });
+                Ok(())
+            }
+            Ok(s3::Stored::AlreadyIdentical) => Ok(()),
+            Err(err) => {
+                tracing::error!(error = %err,
+                    "A companion object could not be stored; removing the objects this run created.");
+                s3::delete_objects(
+                    handle,
+                    &self.client,
+                    bucket,
+                    &self.ledger.take(),
+                    &self.options,
+                );
+                Err(err.into())
+            }
+        }
     }
 }
 
@@ -99,6 +157,7 @@ impl Destination {
                 legal_hold: args.s3.legal_hold,
             },
             require_object_lock: args.s3.require_object_lock,
+            ledger: s3::Ledger::default(),
         })))
     }
 
@@ -115,16 +174,27 @@ impl Destination {
         }
     }
 
-    /// The first file of evidence `files` already at the destination (a symlink counts), if any.
-    pub fn existing_evidence(&self, files: &EvidenceFiles) -> Result<Option<String>, Failure> {
+    /// What of evidence `files` is already at the destination (a symlink counts), as the error
+    /// that refuses it; `None` when the name is free.
+    pub fn existing_evidence(
+        &self,
+        files: &EvidenceFiles,
+    ) -> Result<Option<imaging::Error>, Failure> {
         match self {
             Self::Local(local) => Ok(files
                 .all()
                 .into_iter()
                 .map(|name| local.dir.join(name))
                 .find(|path| fs::symlink_metadata(path).is_ok())
-                .map(|path| path.display().to_string())),
-            Self::S3(_) => Err(imaging::Error::Internal("FIXME: S3 existence check").into()),
+                .map(|path| imaging::Error::AlreadyExists { path })),
+            Self::S3(s3) => Ok(s3::existing_evidence(
+                s3.runtime.handle(),
+                &s3.client,
+                s3.url.bucket(),
+                &s3.evidence_keys(files),
+                &s3.options,
+            )?
+            .map(|key| s3::found_before(s3.url.bucket(), &key))),
         }
     }
 
@@ -142,7 +212,7 @@ impl Destination {
                         &s3.options,
                     )?;
                 }
-                return Ok(());
+                return self.refuse_existing(files);
             }
         };
         let dir = &local.dir;
@@ -167,6 +237,18 @@ impl Destination {
         Ok(())
     }
 
+    /// Refuses an evidence set of which any file or object (image, segment, sidecar, capture log,
+    /// manifest) is already stored, before anything is read or written. Needs only the name, not
+    /// the source. Locally this is advisory (files are created exclusively and published without
+    /// replacing anything); on S3 the conditional writes are the guard and this check saves reading
+    /// a whole disk only to be refused at the end.
+    pub fn refuse_existing(&self, files: &EvidenceFiles) -> Result<(), Failure> {
+        match self.existing_evidence(files)? {
+            Some(existing) => Err(existing.into()),
+            None => Ok(()),
+        }
+    }
+
     /// The sink for the image itself; `metadata` goes on the S3 object.
     pub fn image_sink(
         &mut self,
@@ -189,6 +271,7 @@ impl Destination {
                     &key,
                     size,
                     &s3.options,
+                    s3.ledger.clone(),
                 )?;
                 Ok(Box::new(sink))
             }
@@ -240,22 +323,11 @@ impl Destination {
     }
 
     /// Stores a small companion file (sidecar, capture log, manifest) durably: locally in the
-    /// staging directory until [`Destination::publish`].
+    /// staging directory until [`Destination::publish`]; in S3 only if the key is new.
     pub fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
         match self {
             Self::Local(local) => Ok(local.staging()?.write_file(file_name, contents)?),
-            Self::S3(s3) => {
-                let key = s3.key(file_name);
-                s3::put_small(
-                    s3.runtime.handle(),
-                    &s3.client,
-                    s3.url.bucket(),
-                    &key,
-                    contents.to_vec(),
-                    &s3.options,
-                )?;
-                Ok(())
-            }
+            Self::S3(s3) => s3.store(file_name, contents),
         }
     }
 }

@@ -5,6 +5,10 @@
 //! that a signal would need to clean up, and no stage polls the flag: a signal then ends the
 //! process at once with 130 (`start_up`), so systemd's stop or an operator's Ctrl-C is never
 //! ignored while the process waits.
+//!
+//! SIGHUP only sets the flag, however often it comes: it is what the daemon's children get when
+//! the daemon dies (`PR_SET_PDEATHSIG`, see `daemon::child`), once for every daemon thread that
+//! exits, and a hung-up terminal should stop a run as cleanly as Ctrl-C.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +37,7 @@ pub fn cancel_on_signals() -> io::Result<Arc<AtomicBool>> {
         flag::register_conditional_shutdown(signal, INTERRUPTED, Arc::clone(&cancel))?;
         flag::register(signal, Arc::clone(&cancel))?;
     }
+    flag::register(signal_hook::consts::SIGHUP, Arc::clone(&cancel))?;
     Ok(cancel)
 }
 

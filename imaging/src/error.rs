@@ -100,6 +100,15 @@ pub enum Error {
         /// The existing file.
         path: PathBuf,
     },
+    /// Refusing to overwrite an S3 object of the evidence that is already there (found before
+    /// the run, or a conditional write refused because another run created it first).
+    #[error("refusing to overwrite existing evidence {location}: {detail}")]
+    ObjectExists {
+        /// `s3://bucket/key` of the existing object.
+        location: String,
+        /// What is known about it (left by an earlier run, or created concurrently).
+        detail: String,
+    },
     /// The manifest could not be written or read.
     #[error("manifest {path}: {reason}")]
     Manifest {
@@ -193,6 +202,7 @@ impl Error {
             Error::SinkWrite { .. }
             | Error::SinkIo { .. }
             | Error::AlreadyExists { .. }
+            | Error::ObjectExists { .. }
             | Error::Manifest { .. } => ErrorKind::Output,
             Error::UnknownAlgorithm(_)
             | Error::InvalidSetting(_)

@@ -195,7 +195,11 @@ fn a_failed_segmented_upload_leaves_no_segments_and_no_uploads() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let run = Run::wait(child);
     run.expect_code(130);
-    assert!(run.stderr.contains("Deleted a segment"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Deleted an object of the failed run"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(local.object_count("evidence"), 0, "{}", run.stderr);
     assert_eq!(local.open_uploads("evidence"), 0);
 }

@@ -5,16 +5,26 @@
 //! the exact code path and exit codes of the one-shot command that SSM runs. The child's JSON log
 //! lines are passed through to the daemon's stderr (the journal) and its progress lines are parsed
 //! into events; its last stdout line is the [`AcquisitionResult`].
+//!
+//! A child dies with the daemon: it gets SIGHUP when the daemon ends by any means, SIGKILL
+//! included, and then aborts its upload and writes no manifest. Otherwise a killed daemon would
+//! leave an orphan that finishes and stores evidence nobody reports, and that a restarted daemon
+//! races for the same keys. SIGHUP, not SIGTERM: Linux sends the parent-death signal again each
+//! time the orphan is handed on to the next exiting daemon thread, and a second SIGTERM means
+//! "exit at once, skip the cleanup"; SIGHUP only ever cancels.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
+use nix::errno::Errno;
+use nix::sys::prctl;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, getppid};
 use serde_json::Value;
 
 use crate::exit::Exit;
@@ -53,20 +63,30 @@ pub struct RunningChild {
 }
 
 impl RunningChild {
-    /// Starts `program args…` with piped output; progress events go to `events`.
+    /// Starts `program args…` with piped output; progress events go to `events`. The child gets
+    /// SIGHUP when the calling thread ends, so call this from the daemon's main loop, which lives
+    /// as long as the daemon (Linux sends the parent-death signal when the forking *thread* exits).
     pub fn spawn(
         program: &PathBuf,
         args: &[OsString],
         job: usize,
         events: Sender<ChildEvent>,
     ) -> std::io::Result<Self> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        let parent = Pid::this();
+        // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed: it makes two system calls (prctl, getppid), compares integers and
+        // builds an io::Error from an errno without allocating. It touches no lock or heap.
+        unsafe {
+            command.pre_exec(move || die_with_parent(parent));
+        }
+        let mut child = command.spawn()?;
         let mut stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let stdout = std::thread::spawn(move || {
@@ -125,6 +145,17 @@ impl RunningChild {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// In the child before exec: ask for SIGHUP when the parent dies, then make sure it has not died
+/// already (between fork and prctl), in which case the signal would never come and the child is
+/// not started at all.
+fn die_with_parent(parent: Pid) -> std::io::Result<()> {
+    prctl::set_pdeathsig(Signal::SIGHUP)?;
+    if getppid() != parent {
+        return Err(Errno::ESRCH.into());
+    }
+    Ok(())
 }
 
 /// Copies the child's log lines to our stderr and turns progress lines into events. Returns the

@@ -13,11 +13,15 @@
 //! - `options`: tuning and evidence protection asked for.
 //! - `multipart`: one multipart upload and its checksum proof.
 //! - `sink`: the [`Sink`](crate::sink::Sink) that feeds segments from the pipeline.
+//! - `exists`: evidence already in the bucket, and refused conditional writes.
+//! - `owned`: the objects this run created, checked before use and the only ones it deletes.
 //! - `protect`: Object Lock, leftovers of interrupted runs, tags.
 //! - `small`: the companion objects.
 
+mod exists;
 mod multipart;
 mod options;
+mod owned;
 mod plan;
 mod protect;
 mod sink;
@@ -28,12 +32,14 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
+pub use exists::{EvidenceKeys, existing_evidence, found_before};
 pub use multipart::S3Object;
 pub use options::{DEFAULT_PART_MEMORY, Retention, S3Options};
+pub use owned::{Ledger, OwnedObject, delete_objects, still_ours};
 pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits};
 pub use protect::{require_object_lock, tag_object};
 pub use sink::{S3Receipt, S3Sink};
-pub use small::put_small;
+pub use small::{Stored, put_small};
 
 /// An `s3://bucket/prefix` destination.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,10 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::exists::{is_refused_condition, refused_write};
 use super::options::S3Options;
 use super::plan::PartPlan;
-use super::protect::ensure_object_lock;
+use super::protect::{cleanup_retries, ensure_object_lock};
 use super::s3_error;
 use crate::error::{Error, Result};
 
@@ -239,6 +240,9 @@ impl MultipartUpload {
                     .bucket(bucket)
                     .key(key)
                     .upload_id(&self.upload_id)
+                    // Evidence is created, never replaced: S3 refuses the completion if the key
+                    // exists, so of two runs racing for it exactly one wins.
+                    .if_none_match("*")
                     .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
                     .multipart_upload(
                         CompletedMultipartUpload::builder()
@@ -247,7 +251,13 @@ impl MultipartUpload {
                     )
                     .send(),
             )
-            .map_err(|e| s3_error("complete the upload of", bucket, key, e))?;
+            .map_err(|e| {
+                if is_refused_condition(&e) {
+                    refused_write(bucket, key)
+                } else {
+                    s3_error("complete the upload of", bucket, key, e)
+                }
+            })?;
         // "null" is what unversioned buckets report; it is not a version to ask for.
         let version = completed
             .version_id()
@@ -315,6 +325,8 @@ impl MultipartUpload {
                 .key(&self.key)
                 .upload_id(&self.upload_id)
                 .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+                .customize()
+                .config_override(cleanup_retries())
                 .send(),
         );
         if let Err(err) = aborted {

@@ -2,12 +2,25 @@
 //! runs aborted, segments of a failed run removed, and the finished image labelled with its hashes.
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockLegalHoldStatus, Tag, Tagging};
 use tokio::runtime::Handle;
 
 use super::options::S3Options;
 use super::s3_error;
 use crate::error::{Error, Result};
+
+/// Attempts for a cleanup request (aborting an upload, deleting a failed run's object). The run has
+/// already failed, often because the endpoint is gone; retrying the cleanup with the full budget
+/// only delays the report by as long again (measured: 127 s instead of about 60 against a dead
+/// endpoint). What is left has no manifest, and a later run or a lifecycle rule removes it.
+pub(super) const CLEANUP_ATTEMPTS: u32 = 2;
+
+/// A per-request override that gives cleanup requests [`CLEANUP_ATTEMPTS`].
+pub(super) fn cleanup_retries() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .retry_config(RetryConfig::standard().with_max_attempts(CLEANUP_ATTEMPTS))
+}
 
 /// Refuses a bucket without Object Lock when the configuration requires it: evidence that the
 /// configuration promises to be immutable must not silently land somewhere it is not.
@@ -100,10 +113,19 @@ pub(super) fn ensure_object_lock(
     Ok(())
 }
 
-/// Aborts every in-progress multipart upload of the image at `key` or one of its segments. Best effort: a server without
-/// ListMultipartUploads (s3s-fs answers NotImplemented) or a role without
-/// `s3:ListBucketMultipartUploads` gets a warning, not a failed acquisition.
-pub(super) fn abort_stale_uploads(
+/// Aborts every other in-progress multipart upload of the image at `key` or one of its segments,
+/// once this run has completed them all.
+///
+/// Only after winning, never before: at the start of a run an open upload of the same key may
+/// belong to a run still in progress (a second `acquire`, a restarted daemon's job), not to a
+/// crashed one, and they cannot be told apart. Aborting it then would kill a legitimate capture.
+/// Once this run owns every image key (its conditional completions succeeded), any other upload of
+/// them can only end refused, so aborting it loses nothing: an interrupted run's leftovers are
+/// cleaned up here, and a concurrent loser fails at once instead of after its whole disk.
+///
+/// Best effort: a server without ListMultipartUploads (s3s-fs answers NotImplemented) or a role
+/// without `s3:ListBucketMultipartUploads` gets a warning, not a failed acquisition.
+pub(super) fn abort_other_uploads(
     runtime: &Handle,
     client: &Client,
     bucket: &str,
@@ -122,7 +144,7 @@ pub(super) fn abort_stale_uploads(
         Ok(listed) => listed,
         Err(err) => {
             tracing::warn!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
-                "Cannot list multipart uploads; uploads left by an interrupted run, if any, are not cleaned up.");
+                "Cannot list multipart uploads; uploads of this image left by an interrupted run, if any, are not cleaned up.");
             return;
         }
     };
@@ -145,11 +167,11 @@ pub(super) fn abort_stale_uploads(
         match aborted {
             Ok(_) => {
                 tracing::warn!(bucket, key = stale_key, upload_id, initiated = ?upload.initiated(),
-                "Aborted a multipart upload of this image left by an interrupted run; starting over.")
+                "Aborted another multipart upload of this image (left by an interrupted run, or a concurrent run that could only be refused).")
             }
             Err(err) => {
                 tracing::warn!(bucket, key, upload_id, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
-                "Could not abort a multipart upload left by an interrupted run.")
+                "Could not abort another multipart upload of this image.")
             }
         }
     }
@@ -157,40 +179,15 @@ pub(super) fn abort_stale_uploads(
 
 /// Whether `candidate` is the image key itself or one of its numbered segments (`key.001`, …).
 fn is_image_key(candidate: &str, key: &str) -> bool {
-    candidate == key
-        || candidate
-            .strip_prefix(key)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+    candidate == key || is_segment_key(candidate, key)
 }
 
-/// Deletes objects a failed run already completed (earlier segments), so no partial image is left
-/// that could be taken for evidence. Best effort: under Object Lock or without `s3:DeleteObject`
-/// they stay, with an error in the log; without a manifest they never look complete.
-pub(super) fn delete_objects(
-    runtime: &Handle,
-    client: &Client,
-    bucket: &str,
-    keys: &[String],
-    options: &S3Options,
-) {
-    for key in keys {
-        let deleted = runtime.block_on(
-            client
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
-                .send(),
-        );
-        match deleted {
-            Ok(_) => tracing::warn!(bucket, key, "Deleted a segment of the failed image."),
-            Err(err) => {
-                tracing::error!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
-                "Could not delete a segment of the failed image; it has no manifest and is not evidence.")
-            }
-        }
-    }
+/// Whether `candidate` is a numbered segment of the image at `key` (`key.001`, `key.1234`).
+pub(super) fn is_segment_key(candidate: &str, key: &str) -> bool {
+    candidate
+        .strip_prefix(key)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Tags an object with its hashes and case. Object metadata is fixed when an upload starts, before

@@ -9,8 +9,9 @@ use tokio::runtime::Handle;
 
 use super::multipart::{MultipartUpload, S3Object};
 use super::options::S3Options;
+use super::owned::{Ledger, OwnedObject, delete_objects};
 use super::plan::UploadLayout;
-use super::protect::{abort_stale_uploads, delete_objects};
+use super::protect::abort_other_uploads;
 use crate::error::{Error, Result};
 use crate::sink::{Sink, SinkReceipt};
 
@@ -41,16 +42,19 @@ pub struct S3Sink {
     /// SHA-256 of the current segment, for split images only (an unsplit image's is the image's).
     segment_hash: Option<sha2::Sha256>,
     done: Vec<S3Object>,
+    /// Where every completed object is recorded, for the companions' writer and the cleanup.
+    ledger: Ledger,
     written: u64,
 }
 
 impl S3Sink {
-    /// Plans the layout of an image of `size` bytes at `key` and starts the first upload, after
-    /// aborting uploads of the same image left behind by an interrupted run (crash, `kill -9`,
-    /// power loss).
+    /// Plans the layout of an image of `size` bytes at `key` and starts the first upload. Every
+    /// object completed is recorded in `ledger`.
     ///
     /// A rerun restarts rather than resumes: the image's whole-device hashes need every byte read
     /// again anyway, and parts sent by a process that died cannot be tied to this run's reads.
+    /// Uploads of the same image left by an interrupted run are aborted once this one has won
+    /// every image key (see `abort_other_uploads` for why not before).
     pub fn create(
         runtime: Handle,
         client: Client,
@@ -58,6 +62,7 @@ impl S3Sink {
         key: &str,
         size: u64,
         options: &S3Options,
+        ledger: Ledger,
     ) -> Result<Self> {
         let layout = UploadLayout::plan(size, options.layout_limits())?;
         if layout.is_segmented() {
@@ -68,7 +73,6 @@ impl S3Sink {
                 "The image is larger than one object may be; it is stored as numbered segments."
             );
         }
-        abort_stale_uploads(&runtime, &client, bucket, key, options);
         let capacity = usize::try_from(layout.part_size)
             .map_err(|_| Error::InvalidSetting("part size too large".into()))?;
         let mut sink = Self {
@@ -84,6 +88,7 @@ impl S3Sink {
             segment_written: 0,
             segment_hash: None,
             done: Vec::new(),
+            ledger,
             written: 0,
         };
         sink.start_segment()?;
@@ -135,6 +140,7 @@ impl S3Sink {
         object.sha256 = self.segment_hash.take().map(|h| hex::encode(h.finalize()));
         tracing::info!(key = %object.key, bytes = object.size_bytes, parts = object.part_plan.parts,
             "Image object stored and confirmed by S3.");
+        self.ledger.record(OwnedObject::from(&object));
         self.done.push(object);
         Ok(())
     }
@@ -143,12 +149,12 @@ impl S3Sink {
         if let Some(upload) = self.upload.take() {
             upload.abort();
         }
-        let keys: Vec<String> = self.done.drain(..).map(|o| o.key).collect();
+        self.done.clear();
         delete_objects(
             &self.runtime,
             &self.client,
             &self.bucket,
-            &keys,
+            &self.ledger.take(),
             &self.options,
         );
     }
@@ -207,6 +213,13 @@ impl Sink for S3Sink {
             self.fail();
             return Err(err);
         }
+        abort_other_uploads(
+            &self.runtime,
+            &self.client,
+            &self.bucket,
+            &self.image_key,
+            &self.options,
+        );
         let first = self.done.first().map(|o| o.key.clone()).unwrap_or_default();
         Ok(SinkReceipt {
             location: format!("s3://{}/{}", self.bucket, first),

@@ -1,0 +1,183 @@
+//! Evidence is created, never replaced: whether any object of an evidence set is already in the
+//! bucket, and how a refused conditional write is recognised.
+//!
+//! Two guards, because neither alone is enough. Every object is written conditionally
+//! (`If-None-Match: *` on PutObject and CompleteMultipartUpload), which S3 enforces atomically, so
+//! of two runs racing for one key exactly one wins. But a refusal at the end of an upload comes
+//! after the whole device was read, and a server without conditional writes ignores the header;
+//! so a run first looks ([`existing_evidence`]) and refuses before the source is touched.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use tokio::runtime::Handle;
+
+use super::options::S3Options;
+use super::protect::is_segment_key;
+use super::s3_error;
+use crate::error::{Error, Result};
+
+/// The keys of one evidence set: the image (and any numbered segments of it) and its companions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceKeys {
+    /// The image key; segments are `IMAGE.001`, `IMAGE.002`, …
+    pub image: String,
+    /// Sidecar, capture log, manifest.
+    pub companions: Vec<String>,
+}
+
+/// The first object of the evidence set found in `bucket`, or `None` when there is none.
+///
+/// Exact keys are asked with HeadObject, segments with one ListObjectsV2 of `IMAGE.`. A role may
+/// lack `s3:GetObject` or `s3:ListBucket` (without the latter S3 answers 403 even for a missing
+/// key): what cannot be checked is logged, and the conditional writes remain the guard. Any other
+/// failure (no such bucket, endpoint down) is an error, so a run fails before reading the source.
+pub fn existing_evidence(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    keys: &EvidenceKeys,
+    options: &S3Options,
+) -> Result<Option<String>> {
+    let mut unchecked = Vec::new();
+    for key in std::iter::once(&keys.image).chain(&keys.companions) {
+        let head = runtime.block_on(
+            client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        );
+        match head {
+            Ok(_) => return Ok(Some(key.clone())),
+            Err(err) if status_of(&err) == Some(404) => {}
+            Err(err) if status_of(&err) == Some(403) => unchecked.push(key.clone()),
+            Err(err) => return Err(s3_error("check for existing evidence at", bucket, key, err)),
+        }
+    }
+    match find_segment(runtime, client, bucket, &keys.image, options)? {
+        Listing::Found(segment) => return Ok(Some(segment)),
+        Listing::Nothing => {}
+        Listing::Denied => unchecked.push(format!("{}.NNN", keys.image)),
+    }
+    if !unchecked.is_empty() {
+        tracing::warn!(bucket, keys = ?unchecked,
+            "Access denied while checking for existing evidence; conditional writes will still refuse to replace it, but only at the end of the upload.");
+    }
+    Ok(None)
+}
+
+/// What a listing of an image's segments found.
+enum Listing {
+    /// This segment exists.
+    Found(String),
+    /// No segment exists.
+    Nothing,
+    /// The role may not list the bucket.
+    Denied,
+}
+
+/// The first numbered segment of `image` in `bucket`, paging through the listing of `image.`.
+fn find_segment(
+    runtime: &Handle,
+    client: &Client,
+    bucket: &str,
+    image: &str,
+    options: &S3Options,
+) -> Result<Listing> {
+    let mut token = None;
+    loop {
+        let page = runtime.block_on(
+            client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(format!("{image}."))
+                .set_continuation_token(token)
+                .set_expected_bucket_owner(options.expected_bucket_owner.clone())
+                .send(),
+        );
+        let page = match page {
+            Ok(page) => page,
+            Err(err) if status_of(&err) == Some(403) => return Ok(Listing::Denied),
+            Err(err) => return Err(s3_error("list existing segments of", bucket, image, err)),
+        };
+        if let Some(found) = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .find(|k| is_segment_key(k, image))
+        {
+            return Ok(Listing::Found(found.to_owned()));
+        }
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => return Ok(Listing::Nothing),
+        }
+    }
+}
+
+/// The HTTP status of a failed request, when the server answered.
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Whether a write was refused because its key already exists (`412 PreconditionFailed` for
+/// `If-None-Match: *`) or another conditional write to it was in flight (`409
+/// ConditionalRequestConflict`; other 409s, such as `OperationAborted`, are ordinary failures): in
+/// both cases another writer holds the key.
+pub(super) fn is_refused_condition<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+    status_of(err) == Some(412)
+        || matches!(
+            code,
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
+        )
+}
+
+/// The error for a refused conditional write of `key`: someone else created the object while this
+/// run was uploading; it is left exactly as it is.
+pub(super) fn refused_write(bucket: &str, key: &str) -> Error {
+    Error::ObjectExists {
+        location: format!("s3://{bucket}/{key}"),
+        detail: "another run created it while this one was uploading (the conditional write was refused); the existing object was left untouched".to_owned(),
+    }
+}
+
+/// The error for evidence found before the run: left by an earlier run, or by one still running.
+pub fn found_before(bucket: &str, key: &str) -> Error {
+    Error::ObjectExists {
+        location: format!("s3://{bucket}/{key}"),
+        detail: "an earlier or concurrent run of the same incident and name stored it; nothing was read or written (choose another --name, or remove the objects by hand once no run is in progress)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::put_object::PutObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn answer(status: u16, code: &str) -> SdkError<PutObjectError, HttpResponse> {
+        SdkError::service_error(
+            PutObjectError::generic(ErrorMetadata::builder().code(code).build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn only_a_refused_condition_counts_as_existing_evidence() {
+        assert!(is_refused_condition(&answer(412, "PreconditionFailed")));
+        assert!(is_refused_condition(&answer(412, "")));
+        assert!(is_refused_condition(&answer(
+            409,
+            "ConditionalRequestConflict"
+        )));
+        assert!(!is_refused_condition(&answer(409, "OperationAborted")));
+        assert!(!is_refused_condition(&answer(403, "AccessDenied")));
+        assert!(!is_refused_condition(&answer(500, "InternalError")));
+    }
+}
