@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub use fixtures::{FaultFs, Tmpfs};
 pub use imds::ImdsServer;
 pub use loopdev::LoopDevice;
-pub use process::{Run, acquire, collector};
+pub use process::{Run, acquire, collector, without_inherited_settings};
 pub use s3server::{FaultProxy, LocalS3, MotoServer};
 
 /// Fails the test unless it runs as root.

@@ -33,6 +33,25 @@ pub fn collector() -> Command {
     cmd
 }
 
+/// Removes from `cmd`'s environment every setting of ours (and the IMDS switches and the original
+/// flow's variables) that the test runner itself may have, so a test sees only what it sets.
+pub fn without_inherited_settings(cmd: &mut Command) -> &mut Command {
+    const LEGACY: [&str; 4] = [
+        "DESTINATION_BUCKET",
+        "DESTINATION_PREFIX",
+        "IMAGE_NAME",
+        "INCIDENT_ID",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        let ours = name.starts_with("FORENSIC_COLLECTOR_") && name != "FORENSIC_COLLECTOR_BIN";
+        if ours || LEGACY.contains(&name.as_str()) || name.starts_with("AWS_EC2_METADATA") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// `forensic-collector acquire SOURCE --out OUT`, for further arguments.
 pub fn acquire(source: impl AsRef<std::ffi::OsStr>, out: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = collector();

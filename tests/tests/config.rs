@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use collector_e2e::{ImdsServer, Run, collector};
+use collector_e2e::{ImdsServer, Run, collector, without_inherited_settings};
 use serde_json::Value;
 
 const VOLUME: &str = "vol-0123456789abcdef0";
@@ -28,19 +28,7 @@ fn check(endpoint: &str, config: &Path) -> Command {
 /// `config check` without `--json`, otherwise as `check`.
 fn check_human(endpoint: &str, config: &Path) -> Command {
     let mut cmd = collector();
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        let ours = name.starts_with("FORENSIC_COLLECTOR_") && name != "FORENSIC_COLLECTOR_BIN";
-        let legacy = [
-            "DESTINATION_BUCKET",
-            "DESTINATION_PREFIX",
-            "IMAGE_NAME",
-            "INCIDENT_ID",
-        ];
-        if ours || legacy.contains(&name.as_str()) || name.starts_with("AWS_EC2_METADATA") {
-            cmd.env_remove(&name);
-        }
-    }
+    without_inherited_settings(&mut cmd);
     cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
         .args(["config", "check", "--config"])
         .arg(config);

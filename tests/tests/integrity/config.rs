@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use collector_e2e::{ImdsServer, LocalS3, LoopDevice, Run, collector, random_file, require_root};
+use collector_e2e::{
+    ImdsServer, LocalS3, LoopDevice, Run, collector, random_file, require_root,
+    without_inherited_settings,
+};
 use serde_json::Value;
 
 const INSTANCE: &str = "i-0fedcba9876543210";
@@ -20,28 +23,10 @@ const VOLUME: &str = "vol0abcdef0123456789";
 /// What "at once" means for a refusal: the binary starts, reads one file and exits.
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// Removes every variable of ours (and IMDS switches) inherited from the caller.
-fn clean(cmd: &mut Command) -> &mut Command {
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        let ours = name.starts_with("FORENSIC_COLLECTOR_") && name != "FORENSIC_COLLECTOR_BIN";
-        let legacy = [
-            "DESTINATION_BUCKET",
-            "DESTINATION_PREFIX",
-            "IMAGE_NAME",
-            "INCIDENT_ID",
-        ];
-        if ours || legacy.contains(&name.as_str()) || name.starts_with("AWS_EC2_METADATA") {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd
-}
-
 /// `config check --config CONFIG` with IMDS at `endpoint` (`None`: IMDS disabled).
 fn check(endpoint: Option<&str>, config: &Path) -> Command {
     let mut cmd = collector();
-    clean(&mut cmd);
+    without_inherited_settings(&mut cmd);
     match endpoint {
         Some(endpoint) => cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint),
         None => cmd.env("AWS_EC2_METADATA_DISABLED", "true"),
@@ -214,7 +199,7 @@ impl Daemon {
 
     fn watch(&self, imds: &ImdsServer) -> Command {
         let mut cmd = self.s3.collector();
-        clean(&mut cmd);
+        without_inherited_settings(&mut cmd);
         // The S3 stand-in's environment turns IMDS off; this run needs it.
         cmd.env_remove("AWS_EC2_METADATA_DISABLED")
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())

@@ -34,8 +34,11 @@ fn key(incident: &str, file: &str) -> String {
     format!("cases/{incident}/disk_evidence/{file}")
 }
 
+/// Every object in a bucket: key → (ETag, bytes).
+type Snapshot = BTreeMap<String, (Option<String>, Vec<u8>)>;
+
 /// Every object in the bucket: key → (ETag, bytes).
-fn snapshot(s3: &LocalS3) -> BTreeMap<String, (Option<String>, Vec<u8>)> {
+fn snapshot(s3: &LocalS3) -> Snapshot {
     // moto reports multipart checksums without their `-N`, which the SDK would take for a
     // whole-object digest and reject; the ETag and the bytes are what is compared here.
     let client = aws_sdk_s3::Client::from_conf(
@@ -162,26 +165,40 @@ fn rerunning_into_the_same_s3_prefix_is_refused_before_reading_and_changes_nothi
 // Issue 9 item 2: the check before the run is not enough (a second run may create the object
 // while the first uploads; some servers cannot be asked): CompleteMultipartUpload is conditional,
 // and the loser removes only the segment it completed itself.
+/// A slow run of evidence `name` into `incident`; once its multipart upload is open, another writer
+/// stores `planted_file` of the same evidence. Returns the finished run, the planted key and every
+/// object as it was right after planting.
+fn race_against_a_planted_object(
+    s3: &LocalS3,
+    (incident, name, extra): (&str, &str, &[&str]),
+    (size, seed): (u64, u64),
+    (planted_file, body): (&str, &[u8]),
+) -> (Run, String, Snapshot) {
+    let work = tempfile::tempdir().unwrap();
+    let slow = slow_source(work.path(), size, seed, 100);
+    let mut child = Run::spawn(&mut acquire(s3, &slow.file(), incident, name, extra));
+    wait_for_upload(s3, &mut child);
+    let planted_key = key(incident, planted_file);
+    plant(s3, &planted_key, body);
+    let planted = snapshot(s3);
+    (Run::wait(child), planted_key, planted)
+}
+
+// Issue 9 item 2: the check before the run is not enough (a second run may create the object
+// while the first uploads; some servers cannot be asked): CompleteMultipartUpload is conditional,
+// and the loser removes only the segment it completed itself.
 #[test]
 fn a_segment_created_while_the_upload_runs_is_not_replaced_and_the_loser_removes_only_its_own() {
     require_root();
     let s3 = LocalS3::with_bucket(BUCKET, false);
-    let work = tempfile::tempdir().unwrap();
-    let slow = slow_source(work.path(), 24 * MIB, 93, 100);
-
     // Three 8 MiB segments; another writer creates the second while the first is uploading.
-    let mut child = Run::spawn(&mut acquire(
+    let extra = ["--max-object-size", "8MiB", "--queue-depth", "1"];
+    let (run, winner, planted) = race_against_a_planted_object(
         &s3,
-        &slow.file(),
-        "IR-R",
-        "raced",
-        &["--max-object-size", "8MiB", "--queue-depth", "1"],
-    ));
-    wait_for_upload(&s3, &mut child);
-    let winner = key("IR-R", "raced.image.dd.002");
-    plant(&s3, &winner, b"the winner's segment");
-    let planted = snapshot(&s3);
-    let run = Run::wait(child);
+        ("IR-R", "raced", &extra),
+        (24 * MIB, 93),
+        ("raced.image.dd.002", b"the winner's segment"),
+    );
 
     run.expect_code(20);
     assert!(
@@ -205,21 +222,12 @@ fn a_segment_created_while_the_upload_runs_is_not_replaced_and_the_loser_removes
 fn a_manifest_created_while_the_upload_runs_is_not_replaced_and_the_run_removes_its_own_objects() {
     require_root();
     let s3 = LocalS3::with_bucket(BUCKET, false);
-    let work = tempfile::tempdir().unwrap();
-    let slow = slow_source(work.path(), 16 * MIB, 94, 100);
-
-    let mut child = Run::spawn(&mut acquire(
+    let (run, winner, planted) = race_against_a_planted_object(
         &s3,
-        &slow.file(),
-        "IR-M",
-        "m",
-        &["--queue-depth", "1"],
-    ));
-    wait_for_upload(&s3, &mut child);
-    let winner = key("IR-M", "m.manifest.json");
-    plant(&s3, &winner, b"{\"the winner's\": \"manifest\"}");
-    let planted = snapshot(&s3);
-    let run = Run::wait(child);
+        ("IR-M", "m", &["--queue-depth", "1"]),
+        (16 * MIB, 94),
+        ("m.manifest.json", b"{\"the winner's\": \"manifest\"}"),
+    );
 
     run.expect_code(20);
     assert!(
