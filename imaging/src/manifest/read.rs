@@ -22,11 +22,7 @@ pub fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     // Check before opening: opening some device nodes has effects (a watchdog starts, a tape
     // rewinds), and opening a FIFO blocks until a writer comes.
     require_regular(&fs::metadata(path)?, limit)?;
-    // O_NONBLOCK: should the path be swapped for a FIFO after the check, the open does not wait.
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let file = open_without_waiting(path)?;
     let metadata = file.metadata()?;
     require_regular(&metadata, limit)?;
     let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
@@ -35,6 +31,15 @@ pub fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         return Err(too_large(limit));
     }
     Ok(bytes)
+}
+
+/// Opens `path` for reading with O_NONBLOCK: should it be swapped for a FIFO after the check, the
+/// open returns at once instead of waiting for a writer (reads of regular files ignore the flag).
+fn open_without_waiting(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
 }
 
 fn require_regular(metadata: &fs::Metadata, limit: u64) -> io::Result<()> {
@@ -100,6 +105,11 @@ mod tests {
         let link = dir.path().join("zero.json");
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
         assert!(read_regular_file(&link, MAX_RECORD_BYTES).is_err());
+        // Should a FIFO replace the file between the check and the open, the open still returns.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(open_without_waiting(&fifo).is_ok()));
+        let opened = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(opened, Ok(true), "opening a FIFO waited for a writer");
         assert_eq!(
             read_regular_file(&dir.path().join("missing"), 1)
                 .unwrap_err()

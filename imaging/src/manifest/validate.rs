@@ -375,6 +375,14 @@ mod tests {
         object[0]["sha256"] = Value::Null;
         sample::unchecked(one_object.clone()).validate().unwrap();
         one_object["image"]["s3"]["objects"][0]["key"] = "s.image.dd".into();
+        sample::unchecked(one_object.clone()).validate().unwrap();
+        // An empty image: no pieces, one empty object.
+        let empty = sample::sha256(b"");
+        one_object["source"]["size_bytes"] = 0.into();
+        one_object["image"]["size_bytes"] = 0.into();
+        one_object["image"]["hashes"] = json!({ "sha256": empty });
+        one_object["image"]["piecewise"]["pieces"] = json!([]);
+        one_object["image"]["s3"]["objects"][0]["size_bytes"] = 0.into();
         sample::unchecked(one_object).validate().unwrap();
     }
 
@@ -614,6 +622,14 @@ mod tests {
     #[test]
     fn bad_ranges_must_lie_in_the_image_in_order_and_add_up() {
         sample::unchecked(with_bad_range()).validate().unwrap();
+        // Touching ranges with different errors stay two ranges.
+        let mut touching = with_bad_range();
+        touching["bad_ranges"].as_array_mut().unwrap().push(json!({
+            "offset": 1536, "length": 512, "first_sector": 3, "sector_count": 1,
+            "sector_size": 512, "errno": 61
+        }));
+        touching["acquisition"]["bad_bytes"] = 1024.into();
+        sample::unchecked(touching).validate().unwrap();
         let mut tail = with_bad_range();
         tail["bad_ranges"][0] = json!({
             "offset": 2560, "length": 440, "first_sector": 5, "sector_count": 1,
@@ -696,6 +712,8 @@ mod tests {
         (0..3).for_each(|i| many.push(format!("p{i}")));
         assert_eq!(many.to_string(), "p0; p1; p2");
         assert_eq!(many.list().len(), 3);
+        (3..MAX_SHOWN).for_each(|i| many.push(format!("p{i}")));
+        assert_eq!(many.to_string(), "p0; p1; p2; p3; p4; p5; p6; p7");
     }
 
     #[test]
