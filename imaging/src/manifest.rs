@@ -4,8 +4,9 @@
 //! presence means the image beside it is complete and its hashes are final. The schema is documented
 //! in `docs/manifest.md`; `schema_version` changes whenever a field changes meaning or disappears.
 //!
-//! Reading goes the other way and trusts nothing: [`read`] takes only bounded regular files, and
-//! every parsed manifest passes [`validate`] before a caller gets it.
+//! Reading goes the other way and trusts nothing: [`Manifest::read`] takes only bounded regular
+//! files ([`read_regular_file`]), and every parsed manifest passes [`Manifest::validate`] before a
+//! caller gets it.
 
 mod read;
 #[cfg(test)]
