@@ -24,6 +24,11 @@ pub enum Exit {
     /// No job context: IMDS is configured but unreachable, or no source sets the bucket or the
     /// incident ID. Retrying later (or on EC2) may succeed without changing any input.
     JobContextUnavailable,
+    /// `verify` cannot use the manifest: unreadable, not a regular file, too large, not valid JSON
+    /// of a known schema, or recording too little or inconsistent facts to verify against (no
+    /// SHA-256, objects that do not hold exactly the image…). Nothing was compared, so this is
+    /// neither a pass nor a mismatch: the record itself needs an examiner's attention.
+    ManifestUnusable,
     /// The source does not exist.
     SourceMissing,
     /// No permission for the source.
@@ -55,6 +60,7 @@ impl Exit {
             Exit::VerifyMismatch => 4,
             Exit::Config => 5,
             Exit::JobContextUnavailable => 6,
+            Exit::ManifestUnusable => 7,
             Exit::SourceMissing => 10,
             Exit::SourcePermission => 11,
             Exit::SourceUnusable => 12,
@@ -70,7 +76,7 @@ impl Exit {
 
 impl Exit {
     /// Every exit, in code order.
-    pub const ALL: [Exit; 16] = [
+    pub const ALL: [Exit; 17] = [
         Exit::Ok,
         Exit::Internal,
         Exit::Usage,
@@ -78,6 +84,7 @@ impl Exit {
         Exit::VerifyMismatch,
         Exit::Config,
         Exit::JobContextUnavailable,
+        Exit::ManifestUnusable,
         Exit::SourceMissing,
         Exit::SourcePermission,
         Exit::SourceUnusable,

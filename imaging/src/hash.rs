@@ -38,6 +38,25 @@ impl HashAlgorithm {
         }
     }
 
+    /// Length of the digest in lower-case hex, so a recorded digest can be checked for shape
+    /// before it is compared (a truncated or padded digest is a forged or damaged record).
+    pub fn hex_len(self) -> usize {
+        match self {
+            Self::Sha256 | Self::Blake3 => 64,
+            Self::Md5 => 32,
+            Self::Sha1 => 40,
+        }
+    }
+
+    /// Whether `text` has the shape of a digest of this algorithm: exactly [`Self::hex_len`]
+    /// lower-case hex digits, as the engine writes them.
+    pub fn is_digest(self, text: &str) -> bool {
+        text.len() == self.hex_len()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     /// Parses a comma-separated list (`sha256,blake3`), rejecting unknown names and duplicates.
     pub fn parse_list(text: &str) -> Result<Vec<Self>, Error> {
         let mut algorithms: Vec<Self> = Vec::new();
@@ -232,6 +251,34 @@ mod tests {
             digest(HashAlgorithm::Blake3),
             blake3::hash(b"abc").to_hex().to_string()
         );
+    }
+
+    #[test]
+    fn digest_shapes_are_those_the_hashers_produce() {
+        for algorithm in [
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Blake3,
+            HashAlgorithm::Md5,
+            HashAlgorithm::Sha1,
+        ] {
+            let digest = Hasher::new(algorithm).finish_hex();
+            assert_eq!(digest.len(), algorithm.hex_len(), "{algorithm}");
+            assert!(algorithm.is_digest(&digest), "{algorithm}");
+            assert!(!algorithm.is_digest(&digest[1..]), "{algorithm}: short");
+            assert!(
+                !algorithm.is_digest(&format!("{digest}0")),
+                "{algorithm}: long"
+            );
+            assert!(
+                !algorithm.is_digest(&digest.to_ascii_uppercase()),
+                "{algorithm}: upper case"
+            );
+            assert!(
+                !algorithm.is_digest(&format!("g{}", &digest[1..])),
+                "{algorithm}: not hex"
+            );
+        }
+        assert!(HashAlgorithm::Md5.is_digest("0123456789abcdef0123456789abcdef"));
     }
 
     #[test]

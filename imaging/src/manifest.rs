@@ -3,6 +3,18 @@
 //! It is written last and atomically (temporary file, fsync, rename, fsync of the directory), so its
 //! presence means the image beside it is complete and its hashes are final. The schema is documented
 //! in `docs/manifest.md`; `schema_version` changes whenever a field changes meaning or disappears.
+//!
+//! Reading goes the other way and trusts nothing: [`Manifest::read`] takes only bounded regular
+//! files ([`read_regular_file`]), and every parsed manifest passes [`Manifest::validate`] before a
+//! caller gets it.
+
+mod read;
+#[cfg(test)]
+mod sample;
+mod validate;
+
+pub use read::{MAX_RECORD_BYTES, read_regular_file};
+pub use validate::Problems;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -265,29 +277,31 @@ impl Manifest {
         text
     }
 
-    /// Reads and checks a manifest file.
+    /// Reads and checks a manifest file: a regular file of at most [`MAX_RECORD_BYTES`], valid
+    /// JSON of this schema, passing [`Manifest::validate`].
     pub fn read(path: &Path) -> Result<Self> {
-        let err = |reason: String| Error::Manifest {
+        let bytes = read_regular_file(path, MAX_RECORD_BYTES).map_err(|e| Error::Manifest {
             path: path.to_path_buf(),
-            reason,
-        };
-        let text = fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::from_json(&text, path)
+            reason: e.to_string(),
+        })?;
+        Self::from_slice(&bytes, path)
     }
 
     /// Parses and checks a manifest text; `origin` names it in errors (a path, or an S3 URL).
     pub fn from_json(text: &str, origin: &Path) -> Result<Self> {
+        Self::from_slice(text.as_bytes(), origin)
+    }
+
+    /// Parses and checks manifest bytes (which must be UTF-8 JSON); `origin` names them in errors.
+    pub fn from_slice(bytes: &[u8], origin: &Path) -> Result<Self> {
         let err = |reason: String| Error::Manifest {
             path: origin.to_path_buf(),
             reason,
         };
-        let manifest: Self = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
-        if manifest.schema != SCHEMA || manifest.schema_version > SCHEMA_VERSION {
-            return Err(err(format!(
-                "unsupported schema {} version {}",
-                manifest.schema, manifest.schema_version
-            )));
-        }
+        let manifest: Self = serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
+        manifest
+            .validate()
+            .map_err(|problems| err(format!("unusable: {problems}")))?;
         Ok(manifest)
     }
 
@@ -360,5 +374,99 @@ mod tests {
         let path = dir.path().join("m.json");
         fs::write(&path, r#"{"schema":"other"}"#).unwrap();
         assert!(Manifest::read(&path).is_err());
+
+        let refused = |change: fn(&mut serde_json::Value)| {
+            let mut value = sample::local_json();
+            change(&mut value);
+            let err = Manifest::from_json(&value.to_string(), Path::new("m.json")).unwrap_err();
+            assert!(matches!(err, Error::Manifest { .. }), "{err}");
+            err.to_string()
+        };
+        let foreign = refused(|v| v["schema"] = "other/manifest".into());
+        assert!(
+            foreign.contains(r#"schema is "other/manifest""#),
+            "{foreign}"
+        );
+        let future = refused(|v| v["schema_version"] = (SCHEMA_VERSION + 1).into());
+        assert!(future.contains("unsupported schema version 3"), "{future}");
+        let zero = refused(|v| v["schema_version"] = 0.into());
+        assert!(zero.contains("unsupported schema version 0"), "{zero}");
+        let mut old = sample::local_json();
+        old["schema_version"] = 1.into();
+        assert!(Manifest::from_json(&old.to_string(), Path::new("m.json")).is_ok());
+    }
+
+    #[test]
+    fn the_sidecar_of_a_single_image_is_one_sha256sum_line() {
+        let manifest = sample::local();
+        let digest = sample::sha256(&sample::bytes());
+        assert_eq!(
+            manifest.sha256sum_text().unwrap(),
+            format!("{digest}  s.image.dd\n")
+        );
+    }
+
+    #[test]
+    fn the_sidecar_of_a_segmented_image_lists_segments_then_the_image() {
+        let manifest = sample::segmented();
+        let data = sample::bytes();
+        let expected = format!(
+            "{}  s.image.dd.001\n{}  s.image.dd.002\n{}  s.image.dd.003\n{}  s.image.dd\n",
+            sample::sha256(&data[..1024]),
+            sample::sha256(&data[1024..2048]),
+            sample::sha256(&data[2048..]),
+            sample::sha256(&data),
+        );
+        assert_eq!(manifest.sha256sum_text().unwrap(), expected);
+    }
+
+    #[test]
+    fn there_is_no_sidecar_without_sha256() {
+        let mut manifest = sample::local();
+        manifest.image.hashes.remove(&HashAlgorithm::Sha256);
+        assert_eq!(manifest.sha256sum_text(), None);
+    }
+
+    #[test]
+    fn json_round_trips_exactly_and_ends_with_a_newline() {
+        for manifest in [sample::local(), sample::segmented()] {
+            let text = manifest.to_json();
+            assert!(text.ends_with("}\n"), "{text}");
+            assert!(text.starts_with("{\n  \"schema\": "), "pretty: {text}");
+            assert_eq!(
+                Manifest::from_json(&text, Path::new("m.json")).unwrap(),
+                manifest
+            );
+            assert_eq!(
+                Manifest::from_slice(text.as_bytes(), Path::new("m.json")).unwrap(),
+                manifest
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_manifest_reads_back_and_a_non_regular_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.manifest.json");
+        fs::write(&path, sample::local().to_json()).unwrap();
+        assert_eq!(Manifest::read(&path).unwrap(), sample::local());
+        let err = Manifest::read(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let missing = Manifest::read(&dir.path().join("missing.json")).unwrap_err();
+        assert!(matches!(missing, Error::Manifest { .. }), "{missing}");
+    }
+
+    #[test]
+    fn an_invalid_manifest_is_refused_when_parsed() {
+        let mut value = sample::local_json();
+        value["image"]["piecewise"]["piece_size"] = 0.into();
+        let err = Manifest::from_json(&value.to_string(), Path::new("m.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("manifest m.json: unusable: "), "{text}");
+        assert!(text.contains("piece_size is 0"), "{text}");
+        assert!(
+            Manifest::from_slice(b"\xff\xfe{}", Path::new("m.json")).is_err(),
+            "not UTF-8"
+        );
     }
 }

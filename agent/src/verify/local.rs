@@ -1,0 +1,93 @@
+//! Verifying a local image: the manifest file names the image file beside it, which is re-read
+//! through the same pipeline (O_DIRECT reads, hashers) that made it.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use imaging::device::{Source, SourceOptions};
+use imaging::manifest::{MAX_RECORD_BYTES, Manifest, read_regular_file};
+use imaging::pipeline::{self, PipelineConfig};
+use imaging::sink::DiscardSink;
+
+use super::compare::{Measured, Sidecar};
+use super::{Checked, unusable};
+use crate::exit::Failure;
+use crate::progress::Reporter;
+
+/// Reads the manifest at `path` (refusing an unusable one) and re-reads the image beside it.
+pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Checked, Failure> {
+    let manifest = Manifest::read(path).map_err(unusable)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // A safe name (checked by the manifest's validation): it stays in `dir`.
+    let image = dir.join(&manifest.image.file_name);
+    let source = Source::open(
+        &image,
+        &SourceOptions {
+            set_read_only: false,
+            ..SourceOptions::default()
+        },
+    )?;
+    let config = PipelineConfig {
+        algorithms: manifest.image.hashes.keys().copied().collect(),
+        piece_size: manifest.image.piecewise.as_ref().map(|p| p.piece_size),
+        ..PipelineConfig::default()
+    };
+    let reporter = Reporter::new(source.size(), json, Duration::from_secs(10));
+    let outcome = pipeline::run(
+        &source,
+        Box::<DiscardSink>::default(),
+        &config,
+        &|p| reporter.update(p),
+        cancel,
+    );
+    reporter.finish();
+    let outcome = outcome?;
+    let sidecar = read_sidecar(&dir.join(format!("{}.sha256", manifest.image.file_name)));
+    Ok(Checked {
+        measured: Measured {
+            size: source.size(),
+            hashes: outcome.hashes,
+            pieces: outcome.pieces,
+            sidecar,
+            object_problems: Vec::new(),
+        },
+        image: image.display().to_string(),
+        manifest,
+    })
+}
+
+/// The sidecar at `path`: absent, its text, or why it could not be read (a FIFO or a device
+/// planted under its name, or a file too large to be one).
+fn read_sidecar(path: &Path) -> Sidecar {
+    match read_regular_file(path, MAX_RECORD_BYTES) {
+        Ok(bytes) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Sidecar::Absent,
+        Err(e) => Sidecar::Unreadable(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_are_read_only_from_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.image.dd.sha256");
+        assert_eq!(read_sidecar(&path), Sidecar::Absent);
+        std::fs::write(&path, "abc  s.image.dd\n").unwrap();
+        assert_eq!(
+            read_sidecar(&path),
+            Sidecar::Text("abc  s.image.dd\n".into())
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(
+            matches!(read_sidecar(&path), Sidecar::Unreadable(why) if why.contains("not a regular file"))
+        );
+    }
+}

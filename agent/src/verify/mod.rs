@@ -1,0 +1,63 @@
+//! `forensic-collector verify`: re-read an image and prove it still matches its manifest — every
+//! whole-image hash, every piece (so damage is located, not just detected), the size, and the
+//! `sha256sum` sidecar. Local images are re-read through the imaging pipeline; S3 images are
+//! streamed back object by object.
+//!
+//! `verify` passes only what it checked. Both paths obtain their manifest through the engine's one
+//! reader ([`imaging::manifest::Manifest::read`] / `from_slice`), which refuses a record that is
+//! unreadable, oversized or inconsistent — no SHA-256, a piece list or an object list that does not
+//! describe exactly the image — before a byte of the image is read (exit 7); then both hand what
+//! they measured to the one comparison in [`compare`].
+//!
+//! # Layout
+//! - [`local`]: a manifest file, and the image file beside it.
+//! - [`s3`]: a manifest object, and the image objects it lists under its own prefix.
+//! - [`compare`]: what was measured against what the manifest records, check by check.
+
+mod compare;
+mod local;
+mod s3;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use imaging::manifest::Manifest;
+
+use crate::cli::VerifyArgs;
+use crate::exit::{Exit, Failure};
+use compare::Measured;
+
+/// A manifest and what re-reading its image found.
+struct Checked {
+    manifest: Manifest,
+    measured: Measured,
+    /// Where the image was read, for the log.
+    image: String,
+}
+
+/// Verifies and returns `Exit::Ok` on a full match, `Exit::VerifyMismatch` otherwise.
+pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, Failure> {
+    let checked = match args.manifest.strip_prefix("s3://") {
+        Some(rest) => s3::measure(rest, args.s3_force_path_style, cancel)?,
+        None => local::measure(Path::new(&args.manifest), json, cancel)?,
+    };
+    let expected_sidecar = checked.manifest.sha256sum_text();
+    let problems = compare::compare(
+        &checked.manifest.image,
+        expected_sidecar.as_deref(),
+        &checked.measured,
+    );
+    let image = &checked.image;
+    if problems.is_empty() {
+        tracing::info!(image = %image, "Verification passed: the image matches its manifest.");
+        Ok(Exit::Ok)
+    } else {
+        tracing::error!(image = %image, problems = ?problems, "Verification FAILED: the image does not match its manifest.");
+        Ok(Exit::VerifyMismatch)
+    }
+}
+
+/// A manifest that cannot be used: refused before any image byte is read.
+fn unusable(error: impl Into<anyhow::Error>) -> Failure {
+    Failure::new(Exit::ManifestUnusable, error)
+}

@@ -1,0 +1,371 @@
+//! Verifying an S3 image: the manifest object lists the image's objects (one, or numbered
+//! segments), which must lie beside it under its own prefix; each is streamed back — the version
+//! the manifest names — into the whole-image hashes, and checked against its own record.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::anyhow;
+use imaging::hash::{Hasher, PieceHasher};
+use imaging::manifest::{ImageRecord, MAX_RECORD_BYTES, Manifest};
+use sha2::Digest;
+
+use super::compare::{Measured, Sidecar};
+use super::{Checked, unusable};
+use crate::exit::{Exit, Failure};
+
+/// Fetches the manifest at `s3://REST` (refusing an unusable one) and streams back its objects.
+pub(super) fn measure(
+    rest: &str,
+    force_path_style: bool,
+    cancel: &AtomicBool,
+) -> Result<Checked, Failure> {
+    let (bucket, manifest_key) = rest
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| {
+            Failure::new(
+                Exit::Usage,
+                anyhow!("s3://{rest} is not an s3://BUCKET/KEY URL"),
+            )
+        })?;
+    let runtime = crate::aws::runtime()?;
+    let client = crate::aws::s3_client(&runtime, force_path_style, 10);
+    let origin = format!("s3://{bucket}/{manifest_key}");
+    let text = fetch_record(&runtime, &client, bucket, manifest_key)?.ok_or_else(|| {
+        Failure::new(
+            Exit::Destination,
+            anyhow!("cannot read the manifest {origin}: no such object"),
+        )
+    })?;
+    let manifest = Manifest::from_slice(&text, Path::new(&origin)).map_err(unusable)?;
+    let prefix = manifest_key.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let objects = stored_objects(&manifest.image, prefix)
+        .map_err(|e| unusable(anyhow!("manifest {origin}: {e}")))?;
+
+    let mut whole = WholeImage::new(&manifest.image);
+    let mut problems = Vec::new();
+    for object in &objects {
+        let measured = stream_object(&runtime, &client, bucket, object, &mut whole, cancel)?;
+        if measured.size != object.size_bytes {
+            problems.push(format!(
+                "{} is {} bytes, manifest says {}",
+                object.key, measured.size, object.size_bytes
+            ));
+        }
+        if let Some(expected) = &object.sha256 {
+            if *expected == measured.sha256 {
+                println!("segment {}: OK {expected}", object.key);
+            } else {
+                println!(
+                    "segment {}: MISMATCH expected {expected} got {}",
+                    object.key, measured.sha256
+                );
+                problems.push(format!("segment {} differs", object.key));
+            }
+        }
+    }
+    let sidecar_key = beside(prefix, &format!("{}.sha256", manifest.image.file_name));
+    let sidecar = match fetch_record(&runtime, &client, bucket, &sidecar_key) {
+        Ok(Some(bytes)) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
+        Ok(None) => Sidecar::Absent,
+        Err(failure) => Sidecar::Unreadable(format!("{:#}", failure.error)),
+    };
+    let location = objects.first().map_or_else(String::new, |o| o.key.clone());
+    Ok(Checked {
+        measured: whole.finish(sidecar, problems),
+        image: format!("s3://{bucket}/{location}"),
+        manifest,
+    })
+}
+
+/// `prefix/name`, or `name` at the bucket's root.
+fn beside(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// One stored object to read back, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    key: String,
+    version_id: Option<String>,
+    size_bytes: u64,
+    /// The object's own SHA-256 (segments of a split image).
+    sha256: Option<String>,
+}
+
+/// The objects to read for a manifest stored under `prefix`: those it lists, which must be the
+/// image's objects beside the manifest — never another prefix's, nor the bucket's root — or, for a
+/// manifest without an object list (older or hand-made), the image named beside it.
+fn stored_objects(image: &ImageRecord, prefix: &str) -> Result<Vec<Stored>, String> {
+    let Some(s3) = &image.s3 else {
+        return Ok(vec![Stored {
+            key: beside(prefix, &image.file_name),
+            version_id: None,
+            size_bytes: image.size_bytes,
+            sha256: None,
+        }]);
+    };
+    if s3.objects.is_empty() {
+        return Err("image.s3.objects is empty: no object holds the image".to_owned());
+    }
+    s3.objects
+        .iter()
+        .zip(image.object_names())
+        .map(|(object, name)| {
+            let expected = beside(prefix, &name);
+            if object.key != expected {
+                return Err(format!(
+                    "image.s3.objects names {:?}, but verify reads only the image's objects beside \
+                     the manifest: {expected:?}",
+                    object.key
+                ));
+            }
+            Ok(Stored {
+                key: object.key.clone(),
+                version_id: object.version_id.clone(),
+                size_bytes: object.size_bytes,
+                sha256: object.sha256.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Reads a small object (the manifest, the sidecar) whole, refusing one larger than any record:
+/// `None` when there is no such key.
+fn fetch_record(
+    runtime: &tokio::runtime::Runtime,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let location = format!("s3://{bucket}/{key}");
+    let failed = |detail: String| {
+        Failure::new(
+            Exit::Destination,
+            anyhow!("cannot read {location}: {detail}"),
+        )
+    };
+    let too_large = || {
+        unusable(anyhow!(
+            "{location} is larger than {MAX_RECORD_BYTES} bytes, more than any record this program writes"
+        ))
+    };
+    runtime.block_on(async {
+        let response = match client.get_object().bucket(bucket).key(key).send().await {
+            Ok(response) => response,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(failed(
+                    aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                ));
+            }
+        };
+        let announced = response
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        if announced > MAX_RECORD_BYTES {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        let mut body = response.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| failed(e.to_string()))?;
+            if (bytes.len() + chunk.len()) as u64 > MAX_RECORD_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
+    })
+}
+
+/// The whole-image hashes and pieces, fed object by object.
+struct WholeImage {
+    size: u64,
+    hashers: Vec<Hasher>,
+    pieces: Option<PieceHasher>,
+}
+
+impl WholeImage {
+    /// Hashers for what `image` records; its validation guarantees a positive piece size.
+    fn new(image: &ImageRecord) -> Self {
+        Self {
+            size: 0,
+            hashers: image.hashes.keys().map(|&a| Hasher::new(a)).collect(),
+            pieces: image
+                .piecewise
+                .as_ref()
+                .map(|p| PieceHasher::new(p.algorithm, p.piece_size)),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.size += chunk.len() as u64;
+        self.hashers.iter_mut().for_each(|h| h.update(chunk));
+        if let Some(pieces) = self.pieces.as_mut() {
+            pieces.update(chunk);
+        }
+    }
+
+    fn finish(self, sidecar: Sidecar, problems: Vec<String>) -> Measured {
+        Measured {
+            size: self.size,
+            hashes: self
+                .hashers
+                .into_iter()
+                .map(|h| (h.algorithm(), h.finish_hex()))
+                .collect(),
+            pieces: self.pieces.map(PieceHasher::finish).unwrap_or_default(),
+            sidecar,
+            object_problems: problems,
+        }
+    }
+}
+
+/// What one object held.
+struct ObjectMeasure {
+    size: u64,
+    sha256: String,
+}
+
+/// Streams one object (the version the manifest names) into the whole-image hashes.
+fn stream_object(
+    runtime: &tokio::runtime::Runtime,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    object: &Stored,
+    whole: &mut WholeImage,
+    cancel: &AtomicBool,
+) -> Result<ObjectMeasure, Failure> {
+    let key = &object.key;
+    let version = object.version_id.clone().filter(|v| v != "null");
+    let response = runtime
+        .block_on(
+            client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version)
+                .send(),
+        )
+        .map_err(|e| {
+            let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+            Failure::new(
+                Exit::Destination,
+                anyhow!("cannot read s3://{bucket}/{key}: {detail}"),
+            )
+        })?;
+    let mut own = object.sha256.is_some().then(sha2::Sha256::new);
+    let mut size = 0u64;
+    let mut body = response.body;
+    while let Some(chunk) = runtime.block_on(body.next()) {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(imaging::Error::Cancelled.into());
+        }
+        let chunk = chunk.map_err(|e| {
+            Failure::new(
+                Exit::Destination,
+                anyhow!("reading s3://{bucket}/{key}: {e}"),
+            )
+        })?;
+        size += chunk.len() as u64;
+        whole.update(&chunk);
+        if let Some(own) = own.as_mut() {
+            own.update(&chunk);
+        }
+    }
+    Ok(ObjectMeasure {
+        size,
+        sha256: own.map(|h| hex::encode(h.finalize())).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use imaging::sink::s3::{PartPlan, S3Object, S3Receipt};
+
+    use super::*;
+
+    fn object(key: &str, offset: u64, size_bytes: u64) -> S3Object {
+        S3Object {
+            key: key.into(),
+            offset,
+            size_bytes,
+            part_plan: PartPlan {
+                part_size: 8 << 20,
+                parts: 1,
+            },
+            etag: None,
+            version_id: Some("v1".into()),
+            checksum_sha256: "AAAA-1".into(),
+            server_checksum: None,
+            sha256: None,
+        }
+    }
+
+    fn image(objects: Vec<S3Object>) -> ImageRecord {
+        ImageRecord {
+            file_name: "s.image.dd".into(),
+            location: "s3://b/c/s.image.dd".into(),
+            size_bytes: 10,
+            hashes: BTreeMap::new(),
+            piecewise: None,
+            s3: Some(S3Receipt {
+                bucket: "b".into(),
+                objects,
+            }),
+        }
+    }
+
+    #[test]
+    fn objects_are_read_only_beside_the_manifest() {
+        let one = image(vec![object("c/d/s.image.dd", 0, 10)]);
+        let stored = stored_objects(&one, "c/d").unwrap();
+        assert_eq!(
+            stored,
+            [Stored {
+                key: "c/d/s.image.dd".into(),
+                version_id: Some("v1".into()),
+                size_bytes: 10,
+                sha256: None,
+            }]
+        );
+        let err = stored_objects(&one, "c").unwrap_err();
+        assert!(
+            err.contains(
+                r#"verify reads only the image's objects beside the manifest: "c/s.image.dd""#
+            ),
+            "{err}"
+        );
+        let root = image(vec![object("s.image.dd", 0, 10)]);
+        assert_eq!(stored_objects(&root, "").unwrap()[0].key, "s.image.dd");
+        assert!(stored_objects(&root, "c/d").is_err());
+        let segments = image(vec![
+            object("c/s.image.dd.001", 0, 5),
+            object("c/s.image.dd.002", 5, 5),
+        ]);
+        assert_eq!(stored_objects(&segments, "c").unwrap().len(), 2);
+        assert!(stored_objects(&segments, "d").is_err());
+    }
+
+    #[test]
+    fn a_manifest_without_objects_names_the_image_beside_it() {
+        assert!(stored_objects(&image(Vec::new()), "c").is_err());
+        let mut legacy = image(Vec::new());
+        legacy.s3 = None;
+        let stored = stored_objects(&legacy, "c/d").unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].key, "c/d/s.image.dd");
+        assert_eq!(stored[0].size_bytes, 10);
+    }
+}

@@ -1,0 +1,132 @@
+//! Genuine manifests for the unit tests: the record of a small image, its bytes hashed for real,
+//! as a local file and as a three-segment S3 image.
+
+use serde_json::{Value, json};
+
+use super::Manifest;
+use crate::hash::{HashAlgorithm, Hasher, PieceHasher};
+
+/// Image size: three 1 KiB pieces, the last one short.
+pub const SIZE: u64 = 3000;
+/// Piece size of the samples.
+pub const PIECE: u64 = 1024;
+
+/// The sample image's bytes.
+pub fn bytes() -> Vec<u8> {
+    (0..SIZE)
+        .map(|i| u8::try_from(i * 131 % 251).unwrap())
+        .collect()
+}
+
+fn digest(algorithm: HashAlgorithm, data: &[u8]) -> String {
+    let mut hasher = Hasher::new(algorithm);
+    hasher.update(data);
+    hasher.finish_hex()
+}
+
+/// SHA-256 hex of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    digest(HashAlgorithm::Sha256, data)
+}
+
+/// The manifest of the sample image stored as a local file, as JSON.
+pub fn local_json() -> Value {
+    let data = bytes();
+    let mut pieces = PieceHasher::new(HashAlgorithm::Sha256, PIECE);
+    pieces.update(&data);
+    json!({
+        "schema": "forensic-collector/manifest",
+        "schema_version": 2,
+        "tool": {"name": "forensic-collector", "version": "0.1.0", "git_revision": "unknown"},
+        "case": {"incident_id": "IR-1", "evidence_name": "s"},
+        "host": {"hostname": "vm", "instance_id": null},
+        "source": {
+            "path": "/dev/loop0",
+            "kind": "block_device",
+            "size_bytes": SIZE,
+            "logical_sector_size": 512,
+            "physical_sector_size": 512,
+            "identity": {
+                "kernel_name": "loop0", "parent_disk": null, "model": null, "serial": null,
+                "ebs_volume_id": null, "loop_backing_file": null
+            },
+            "direct_io": true,
+            "exclusive_open": true,
+            "kernel_read_only": {"state": "set"},
+            "live_acquisition": false,
+            "live_use": {"mount_points": [], "swaps": [], "holders": []}
+        },
+        "acquisition": {
+            "status": "completed",
+            "started_at": "2026-12-01T15:10:22.567922950Z",
+            "ended_at": "2026-12-01T15:10:22.626186564Z",
+            "duration_seconds": 0.05,
+            "bytes_read": SIZE,
+            "bad_bytes": 0,
+            "throughput_mb_per_s": 0.06,
+            "chunk_size": 1_048_576,
+            "queue_depth": 32,
+            "sector_retries": 2,
+            "peak_rss_bytes": null
+        },
+        "image": {
+            "file_name": "s.image.dd",
+            "location": "file:///evidence/s.image.dd",
+            "size_bytes": SIZE,
+            "hashes": {
+                "sha256": sha256(&data),
+                "blake3": digest(HashAlgorithm::Blake3, &data),
+            },
+            "piecewise": {"algorithm": "sha256", "piece_size": PIECE, "pieces": pieces.finish()}
+        },
+        "bad_ranges": []
+    })
+}
+
+/// Segment sizes of the S3 sample.
+pub const SEGMENTS: [u64; 3] = [1024, 1024, 952];
+
+/// The manifest of the sample image stored in S3 as three segments under `cases/IR-1/disk_evidence`.
+pub fn segmented_json() -> Value {
+    let data = bytes();
+    let mut manifest = local_json();
+    let mut offset = 0u64;
+    let objects: Vec<Value> = (1..)
+        .zip(SEGMENTS)
+        .map(|(number, size)| {
+            let start = usize::try_from(offset).unwrap();
+            let end = usize::try_from(offset + size).unwrap();
+            let object = json!({
+                "key": format!("cases/IR-1/disk_evidence/s.image.dd.{number:03}"),
+                "offset": offset,
+                "size_bytes": size,
+                "part_plan": {"part_size": 8_388_608, "parts": 1},
+                "etag": "\"abc-1\"",
+                "version_id": null,
+                "checksum_sha256": "AAAA-1",
+                "server_checksum": "AAAA-1",
+                "sha256": sha256(&data[start..end]),
+            });
+            offset += size;
+            object
+        })
+        .collect();
+    manifest["image"]["location"] = json!("s3://evidence/cases/IR-1/disk_evidence/s.image.dd.001");
+    manifest["image"]["s3"] = json!({"bucket": "evidence", "objects": objects});
+    manifest
+}
+
+/// Parses sample JSON without validation (to build invalid manifests from).
+pub fn unchecked(value: Value) -> Manifest {
+    serde_json::from_value(value).expect("the sample matches the schema")
+}
+
+/// The local sample as a `Manifest`.
+pub fn local() -> Manifest {
+    unchecked(local_json())
+}
+
+/// The segmented S3 sample as a `Manifest`.
+pub fn segmented() -> Manifest {
+    unchecked(segmented_json())
+}
