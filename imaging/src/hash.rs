@@ -66,9 +66,9 @@ impl HashAlgorithm {
                 algorithms.push(algorithm);
             }
         }
-        if algorithms.is_empty() {
+        if !algorithms.contains(&Self::Sha256) {
             return Err(Error::InvalidSetting(
-                "at least one hash algorithm is needed".into(),
+                "the hash list must include sha256: the sidecar, S3's part checksums and `verify` rely on it".into(),
             ));
         }
         Ok(algorithms)
@@ -289,6 +289,12 @@ mod tests {
         );
         assert!(HashAlgorithm::parse_list("sha256,crc32").is_err());
         assert!(HashAlgorithm::parse_list(" , ").is_err());
+        let err = HashAlgorithm::parse_list("blake3,md5").unwrap_err();
+        assert!(err.to_string().contains("must include sha256"), "{err}");
+        assert_eq!(
+            HashAlgorithm::parse_list("md5,sha256").unwrap(),
+            [HashAlgorithm::Md5, HashAlgorithm::Sha256]
+        );
     }
 
     proptest! {

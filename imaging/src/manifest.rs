@@ -17,8 +17,6 @@ pub use read::{MAX_RECORD_BYTES, read_regular_file};
 pub use validate::Problems;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +28,6 @@ use crate::hash::{HashAlgorithm, Piece};
 use crate::identity::Identity;
 use crate::pipeline::{Outcome, PipelineConfig};
 use crate::ranges::{self, BadRange};
-use crate::sink::local::sync_parent;
 
 /// Identifies manifests written by this tool.
 pub const SCHEMA: &str = "forensic-collector/manifest";
@@ -322,51 +319,10 @@ impl Manifest {
     }
 }
 
-/// Writes `contents` to `path` atomically: a crash leaves either the old state or the whole new file.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let err = |action: &'static str, at: &Path| {
-        let at = at.to_path_buf();
-        move |source| Error::SinkIo {
-            action,
-            path: at,
-            source,
-        }
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = File::create(&temp).map_err(err("create", &temp))?;
-    let written = file
-        .write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(err("write", &temp));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(e);
-    }
-    fs::rename(&temp, path).map_err(err("rename", &temp))?;
-    sync_parent(path).map_err(err("sync directory of", path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_leaves_no_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.manifest.json");
-        write_atomic(&path, b"{}\n").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"{}\n");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(names.len(), 1);
-    }
+    use std::fs;
 
     #[test]
     fn foreign_or_future_manifests_are_refused() {

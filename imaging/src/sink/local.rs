@@ -107,15 +107,6 @@ impl Sink for LocalSink {
     }
 }
 
-/// Syncs the directory holding `path`, so a rename survives a power cut.
-pub(crate) fn sync_parent(path: &std::path::Path) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,3 +381,20 @@ fn new_capture_stores_a_rerun_under_the_next_free_name() {
     );
     verify(&out, "again-2").expect_code(0);
 }
+
+// Issue 9 item 4's sibling: a hash list without SHA-256 made evidence that `verify` (which must
+// recompute the whole-image SHA-256) can only refuse, and a sidecar that could not exist.
+#[test]
+fn a_hash_list_without_sha256_is_refused_before_the_source_is_opened() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("h.raw");
+    random_file(&backing, MIB, 109);
+    let dev = LoopDevice::attach(&backing, &[]);
+    let out = work.path().join("out");
+    let run = Run::of(acquire(dev.path(), &out).args(["--hash", "blake3"]));
+    run.expect_code(2);
+    assert!(run.stderr.contains("must include sha256"), "{}", run.stderr);
+    assert!(!dev.kernel_read_only());
+    assert!(entries(&out).is_empty(), "{:?}", entries(&out));
+}
