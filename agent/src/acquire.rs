@@ -170,7 +170,7 @@ fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
         piece_size: Some(args.piece_size.as_u64()).filter(|&p| p > 0),
         sector_retries: args.sector_retries,
     };
-    config.validate()?;
+    config.validate_new_evidence()?;
     Ok(config)
 }
 

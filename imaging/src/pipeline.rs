@@ -137,6 +137,19 @@ impl PipelineConfig {
                 "at least one hash algorithm is needed".into(),
             ));
         }
+        if self.piece_size == Some(0) {
+            return Err(Error::InvalidSetting(
+                "piece size must be positive (leave piecewise hashing off instead)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`PipelineConfig::validate`] plus the policy for new evidence: pieces of at least
+    /// [`MIN_PIECE_SIZE`]. Re-reading existing evidence (`verify`) takes the piece size its
+    /// manifest records, whatever an earlier version allowed, so only new captures are held to it.
+    pub fn validate_new_evidence(&self) -> Result<()> {
+        self.validate()?;
         if let Some(piece) = self.piece_size
             && piece < MIN_PIECE_SIZE
         {
@@ -460,12 +473,34 @@ mod tests {
     }
 
     #[test]
-    fn piece_size_is_off_or_at_least_1_mib() {
-        with(|c| c.piece_size = None).unwrap();
-        with(|c| c.piece_size = Some(MIN_PIECE_SIZE)).unwrap();
-        with(|c| c.piece_size = Some(u64::MAX)).unwrap();
-        refused(|c| c.piece_size = Some(MIN_PIECE_SIZE - 1), "piece size");
-        refused(|c| c.piece_size = Some(0), "piece size");
+    fn new_evidence_has_pieces_off_or_of_at_least_1_mib() {
+        let new = |piece_size| {
+            PipelineConfig {
+                piece_size,
+                ..PipelineConfig::default()
+            }
+            .validate_new_evidence()
+        };
+        new(None).unwrap();
+        new(Some(MIN_PIECE_SIZE)).unwrap();
+        new(Some(u64::MAX)).unwrap();
+        let err = new(Some(MIN_PIECE_SIZE - 1)).unwrap_err().to_string();
+        assert!(err.contains("at least 1048576"), "{err}");
+        assert!(new(Some(0)).is_err());
+        let err = PipelineConfig {
+            chunk_size: 0,
+            ..PipelineConfig::default()
+        }
+        .validate_new_evidence()
+        .unwrap_err();
+        assert!(err.to_string().contains("chunk size"), "{err}");
+    }
+
+    #[test]
+    fn re_reading_takes_any_positive_piece_size() {
+        with(|c| c.piece_size = Some(MIN_PIECE_SIZE - 1)).unwrap();
+        with(|c| c.piece_size = Some(1)).unwrap();
+        refused(|c| c.piece_size = Some(0), "piece size must be positive");
     }
 
     #[test]

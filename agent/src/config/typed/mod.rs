@@ -228,7 +228,9 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
     let base = PipelineConfig::default();
     // The engine's own check, one key at a time so the error can name the key.
     let engine_check = |key: &'static str, config: PipelineConfig| {
-        config.validate().map_err(|e| invalid(key, e.to_string()))
+        config
+            .validate_new_evidence()
+            .map_err(|e| invalid(key, e.to_string()))
     };
     let piece_size = Some(piece_size).filter(|&p| p > 0);
     let alone: [(&'static str, PipelineConfig); 4] = [
