@@ -2,7 +2,8 @@
 //!
 //! Order of writes is the evidence contract: image → SHA-256 sidecar → capture log → manifest, each
 //! created exclusively in the run's own staging directory (locally) and published under its final
-//! name only once the manifest is durable, manifest last, never over an existing name. So the
+//! name only once the manifest is durable (image, log, manifest, then the sidecar), never over an
+//! existing name. So the
 //! manifest's presence means the rest is complete. Any failure removes what the run wrote and writes
 //! no manifest; a rerun is then possible.
 //!
@@ -277,7 +278,7 @@ fn log_result(manifest: &Manifest) {
     }
 }
 
-/// Sidecar, capture log, then the manifest last; then the evidence is published.
+/// Sidecar, capture log, then the manifest last (the S3 order); then the evidence is published.
 fn write_companions(
     destination: &Destination,
     files: &EvidenceFiles,
@@ -291,5 +292,5 @@ fn write_companions(
     tracing::info!(manifest = %files.manifest, "Writing manifest.");
     destination.store(&files.capture_log, &capture.contents())?;
     destination.store(&files.manifest, manifest.to_json().as_bytes())?;
-    destination.publish()
+    destination.publish(files)
 }

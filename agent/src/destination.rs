@@ -1,7 +1,7 @@
 //! Where evidence goes: a local directory or an S3 prefix. Both receive the same files in the same
 //! order — image, sidecar, capture log, manifest last — through one interface, so `acquire` has one
 //! code path. Locally every file is written in the run's own staging directory and only
-//! [`Destination::publish`] gives them their final names, manifest last.
+//! [`Destination::publish`] gives them their final names, the sidecar only after the manifest.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -96,8 +96,12 @@ impl S3Target {
             )
         });
         match stored {
-            Ok(s3::Stored::Created { etag, .. }) => {
-                self.ledger.record(s3::OwnedObject { key, etag });
+            Ok(s3::Stored::Created { etag, version_id }) => {
+                self.ledger.record(s3::OwnedObject {
+                    key,
+                    etag,
+                    version_id,
+                });
                 Ok(())
             }
             Ok(s3::Stored::AlreadyIdentical) => Ok(()),
@@ -312,12 +316,27 @@ impl Destination {
         }
     }
 
-    /// Gives the evidence its final names, manifest last. Locally the files were written in the
-    /// staging directory and are renamed now, never over an existing name; an S3 object is final
-    /// when it is stored (conditionally), so there is nothing left to do.
-    pub fn publish(&self) -> Result<(), Failure> {
+    /// Gives the evidence its final names. Locally the files were written in the staging directory
+    /// and are renamed now, never over an existing name: image, capture log, manifest, then the
+    /// sidecar, which is what makes `sha256sum -c` say OK and so must not appear before the
+    /// manifest. An S3 object is final when it is stored (conditionally), so there is nothing left
+    /// to do; a failed S3 run removes its objects.
+    pub fn publish(&self, files: &EvidenceFiles) -> Result<(), Failure> {
         match self {
-            Self::Local(local) => Ok(local.staging()?.publish()?),
+            Self::Local(local) => {
+                let staging = local.staging()?;
+                let order = [
+                    files.image.as_str(),
+                    &files.capture_log,
+                    &files.manifest,
+                    &files.sidecar,
+                ];
+                let staged: Vec<&str> = order
+                    .into_iter()
+                    .filter(|name| staging.holds(name))
+                    .collect();
+                Ok(staging.publish(&staged)?)
+            }
             Self::S3(_) => Ok(()),
         }
     }

@@ -84,7 +84,8 @@ impl EvidenceFiles {
         }
     }
 
-    /// Every file of the evidence, image first and manifest last: the order they are written in.
+    /// Every file of the evidence, image first and manifest last: the order they are written in
+    /// (a local run publishes the sidecar after the manifest).
     pub fn all(&self) -> [&str; 4] {
         [
             &self.image,

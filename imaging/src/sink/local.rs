@@ -33,7 +33,7 @@ pub struct LocalSink {
 
 impl LocalSink {
     /// Creates `file_name` in the run's staging directory. It is published with the other evidence
-    /// files by [`Staging::publish`], after the manifest.
+    /// files by [`Staging::publish`].
     pub fn create(staging: Arc<Staging>, file_name: &str) -> Result<Self> {
         let (file, direct) = staging.create_file(file_name, true)?;
         Ok(Self {
@@ -129,7 +129,7 @@ mod tests {
             receipt.location
         );
         assert!(!dir.path().join("x.image.dd").exists());
-        staging.publish().unwrap();
+        staging.publish(&["x.image.dd"]).unwrap();
         let image = fs::read(dir.path().join("x.image.dd")).unwrap();
         assert_eq!(image.len(), 4099);
         assert!(image[..4096].iter().all(|&b| b == 7));

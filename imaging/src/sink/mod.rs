@@ -1,7 +1,7 @@
 //! Where the image bytes go. One trait, so the pipeline has one code path whether the image lands in a
 //! local file or streams to S3, and tests can swap destinations. A local image is written inside the
 //! run's private [`Staging`] directory, which also holds the companion files until they are published
-//! together, manifest last.
+//! together, the sidecar only after the manifest.
 
 pub(crate) mod local;
 pub mod s3;

@@ -9,12 +9,15 @@
 //! creates every file inside it through the directory's descriptor with `O_CREAT|O_EXCL|O_NOFOLLOW`.
 //! Nothing outside that directory is opened for writing.
 //!
-//! Publishing renames the files into the output directory in the order they were created — image,
-//! sidecar, capture log, manifest last — with `RENAME_NOREPLACE`, which fails instead of replacing
-//! an existing name, so two runs racing for one name cannot both win and the loser touches nothing of
-//! the winner's. The manifest is written and synced inside the staging directory before the first
-//! rename, so no file carries a final name before the manifest is durable; if any rename fails, the
-//! files already renamed are moved back, and the staging directory is removed. Dropping a `Staging`
+//! Publishing renames the files into the output directory in the order the caller gives — image,
+//! capture log, manifest, and the `sha256sum -c` sidecar after the manifest, so that no state a
+//! crash can leave makes an image look complete without its manifest — with `RENAME_NOREPLACE`,
+//! which fails instead of replacing an existing name: two runs racing for one name cannot both win
+//! and the loser touches nothing of the winner's. Everything is written and synced inside the
+//! staging directory before the first rename, so no file carries a final name before the manifest
+//! is durable; if any rename fails, the files already renamed are moved back, and the staging
+//! directory is removed. (Several renames cannot be one atomic step: a SIGKILL or power cut between
+//! them leaves a prefix of the order published and the rest in the staging directory.) Dropping a `Staging`
 //! that was not published removes everything it created, so any failure (disk full, signal) leaves the
 //! output directory as it was and a rerun is possible.
 
@@ -132,6 +135,11 @@ impl Staging {
         Ok((File::from(fd), direct))
     }
 
+    /// Whether this run created `file_name` in the staging directory.
+    pub fn holds(&self, file_name: &str) -> bool {
+        self.lock().created.iter().any(|name| name == file_name)
+    }
+
     /// Creates `file_name` with `contents` and makes it durable.
     pub fn write_file(&self, file_name: &str, contents: &[u8]) -> Result<()> {
         use std::io::Write;
@@ -145,14 +153,23 @@ impl Staging {
             })
     }
 
-    /// Gives every staged file its final name, in the order the files were created (so the manifest,
-    /// created last, is renamed last). Fails without replacing anything when a final name exists, and
-    /// then moves back what it had already renamed.
-    pub fn publish(&self) -> Result<()> {
+    /// Gives every staged file its final name, in `order`, which must name each created file once.
+    /// Fails without replacing anything when a final name exists, and then moves back what it had
+    /// already renamed.
+    pub fn publish(&self, order: &[&str]) -> Result<()> {
         let mut state = self.lock();
+        let mut expected: Vec<&str> = state.created.iter().map(String::as_str).collect();
+        let mut given = order.to_vec();
+        expected.sort_unstable();
+        given.sort_unstable();
+        if expected != given {
+            return Err(Error::Internal(
+                "publish order does not name exactly the staged files",
+            ));
+        }
         fsync(&self.dir).map_err(|e| io_err("sync", self.out_path.join(&self.dir_name), e))?;
         let mut renamed: Vec<&str> = Vec::new();
-        for name in &state.created {
+        for &name in order {
             if let Err(err) = self.move_no_replace(name) {
                 for done in renamed.iter().rev() {
                     if let Err(e) = rename_no_replace(&self.out, done, &self.dir, done) {
@@ -164,8 +181,13 @@ impl Staging {
             }
             renamed.push(name);
         }
-        fsync(&self.out).map_err(|e| io_err("sync", self.out_path.clone(), e))?;
         state.published = true;
+        // Every file carries its final name now; failing here would call published evidence a
+        // failed run. A directory that cannot be synced is said loudly instead.
+        if let Err(e) = fsync(&self.out) {
+            tracing::error!(path = %self.out_path.display(), error = %e,
+                "The evidence is published but its directory could not be synced; a power cut now could lose the names.");
+        }
         drop(state);
         if let Err(e) = unlinkat(&self.out, self.dir_name.as_str(), UnlinkatFlags::RemoveDir) {
             tracing::warn!(path = %self.out_path.join(&self.dir_name).display(), error = %e,
@@ -300,7 +322,16 @@ mod tests {
             !out.path().join("x.a").exists(),
             "no final name before publish"
         );
-        staging.publish().unwrap();
+        let err = staging.publish(&["x.a"]).unwrap_err();
+        assert!(
+            matches!(err, Error::Internal(_)),
+            "every staged file must be named"
+        );
+        assert!(matches!(
+            staging.publish(&["x.a", "x.c"]),
+            Err(Error::Internal(_))
+        ));
+        staging.publish(&["x.b", "x.a"]).unwrap();
         drop(staging);
         assert_eq!(names(out.path()), ["x.a", "x.b"]);
         assert_eq!(fs::read(out.path().join("x.b")).unwrap(), b"manifest");
@@ -334,7 +365,7 @@ mod tests {
         loser.write_file("x.b", b"loser manifest").unwrap();
         // The winner publishes its manifest name first (as if it finished in between).
         fs::write(out.path().join("x.b"), b"winner manifest").unwrap();
-        let err = loser.publish().err().unwrap();
+        let err = loser.publish(&["x.a", "x.b"]).err().unwrap();
         assert!(matches!(err, Error::AlreadyExists { .. }));
         drop(loser);
         assert_eq!(
@@ -353,6 +384,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let staging = Staging::create(out.path(), "x", &[]).unwrap();
         staging.write_file("x.a", b"one").unwrap();
+        assert!(staging.holds("x.a") && !staging.holds("x.b"));
         let err = staging.write_file("x.a", b"two").err().unwrap();
         assert!(matches!(
             err,

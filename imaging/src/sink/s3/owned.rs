@@ -6,7 +6,9 @@
 //! one key can both succeed and the later one replaces the earlier): deletions carry the object's
 //! ETag (`If-Match`), so a loser never removes the winner's object, and before each companion is
 //! stored the image objects are checked to be unchanged, so no manifest describes bytes another
-//! run put there.
+//! run put there. Two captures of one unchanged disk have the same ETags, so on a versioned bucket
+//! (every Object Lock bucket is) the version ID is what tells this run's object from a rival's:
+//! the check compares it and the deletion names it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -26,6 +28,8 @@ pub struct OwnedObject {
     pub key: String,
     /// ETag returned by the write; `None` when the server sent none (then deletion is by key).
     pub etag: Option<String>,
+    /// Version ID returned by the write, on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 impl From<&S3Object> for OwnedObject {
@@ -33,6 +37,7 @@ impl From<&S3Object> for OwnedObject {
         Self {
             key: object.key.clone(),
             etag: object.etag.clone(),
+            version_id: object.version_id.clone(),
         }
     }
 }
@@ -84,7 +89,11 @@ pub fn still_ours(
                     .send(),
             )
             .map_err(|e| s3_error("check", bucket, &object.key, e))?;
-        if head.e_tag() != Some(ours.as_str()) {
+        let replaced_version = object
+            .version_id
+            .as_deref()
+            .is_some_and(|version| head.version_id() != Some(version));
+        if head.e_tag() != Some(ours.as_str()) || replaced_version {
             return Err(Error::ObjectExists {
                 location: format!("s3://{bucket}/{}", object.key),
                 detail: format!(
@@ -117,7 +126,9 @@ pub fn delete_objects(
                 .delete_object()
                 .bucket(bucket)
                 .key(key)
-                .set_if_match(object.etag.clone())
+                // A version names exactly this run's object; without one, the ETag guards it.
+                .set_version_id(object.version_id.clone())
+                .set_if_match(object.etag.clone().filter(|_| object.version_id.is_none()))
                 .set_expected_bucket_owner(options.expected_bucket_owner.clone())
                 .customize()
                 .config_override(cleanup_retries())
@@ -144,10 +155,12 @@ mod tests {
         ledger.record(OwnedObject {
             key: "a/x.image.dd.001".into(),
             etag: Some("\"e1-2\"".into()),
+            version_id: None,
         });
         companion_writer.record(OwnedObject {
             key: "a/x.image.dd.sha256".into(),
             etag: None,
+            version_id: Some("v1".into()),
         });
         assert_eq!(ledger.objects().len(), 2);
         let taken = companion_writer.take();
