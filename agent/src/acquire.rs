@@ -12,7 +12,7 @@
 //! run leaves the device as it found it.
 
 use std::fs;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -123,7 +123,7 @@ pub fn run(
     };
     let manifest = Manifest::new(context, &source, &config, outcome);
     log_result(&manifest);
-    write_companions(&destination, &files, &manifest, capture)?;
+    write_companions(&destination, &files, &manifest, capture, cancel)?;
     if args.result_json {
         AcquisitionResult::from_manifest(&manifest, destination.describe_file(&files.manifest))
             .print();
@@ -284,13 +284,28 @@ fn write_companions(
     files: &EvidenceFiles,
     manifest: &Manifest,
     capture: &CaptureLog,
+    cancel: &AtomicBool,
 ) -> Result<(), Failure> {
+    // A signal after the last byte was read (an operator's Ctrl-C, the daemon dying) still stops
+    // the run before anything else is stored: what is stored so far is removed, no manifest.
+    let go_on = || {
+        if cancel.load(Ordering::SeqCst) {
+            destination.discard();
+            tracing::error!(
+                "Acquisition interrupted: partial evidence removed, no manifest written."
+            );
+            return Err(Failure::from(imaging::Error::Cancelled));
+        }
+        Ok(())
+    };
+    go_on()?;
     destination.label_image(manifest);
     if let Some(text) = manifest.sha256sum_text() {
         destination.store(&files.sidecar, text.as_bytes())?;
     }
     tracing::info!(manifest = %files.manifest, "Writing manifest.");
     destination.store(&files.capture_log, &capture.contents())?;
+    go_on()?;
     destination.store(&files.manifest, manifest.to_json().as_bytes())?;
     destination.publish(files)
 }

@@ -72,6 +72,18 @@ impl S3Target {
         }
     }
 
+    /// Deletes every object this run created (and only those), so nothing without a manifest is
+    /// left to look like evidence or to block a rerun.
+    fn discard(&self) {
+        s3::delete_objects(
+            self.runtime.handle(),
+            &self.client,
+            self.url.bucket(),
+            &self.ledger.take(),
+            &self.options,
+        );
+    }
+
     /// Stores one companion, after checking that the objects stored so far are still this run's;
     /// on any failure removes what this run created (image objects and earlier companions), so
     /// nothing without a manifest is left to look like evidence or to block a rerun.
@@ -108,13 +120,7 @@ impl S3Target {
             Err(err) => {
                 tracing::error!(error = %err,
                     "A companion object could not be stored; removing the objects this run created.");
-                s3::delete_objects(
-                    handle,
-                    &self.client,
-                    bucket,
-                    &self.ledger.take(),
-                    &self.options,
-                );
+                self.discard();
                 Err(err.into())
             }
         }
@@ -313,6 +319,14 @@ impl Destination {
                 tracing::warn!(key = %object.key, error = %err,
                     "Could not tag the image object with its hashes; the manifest still records them.");
             }
+        }
+    }
+
+    /// Removes what this run stored before its manifest, when it stops after the image: the
+    /// objects it created on S3 (the local staging directory goes when the destination is dropped).
+    pub fn discard(&self) {
+        if let Self::S3(s3) = self {
+            s3.discard();
         }
     }
 

@@ -46,10 +46,14 @@ impl Error {
 
 /// The text of the config file at `path`, checked as the module doc says.
 pub fn read(path: &Path) -> Result<String, Error> {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    // Checked before opening too: opening some devices acts (`/dev/watchdog` arms a reboot), and
+    // the path may come from the environment.
+    check_kind(&std::fs::metadata(path).map_err(Error::Io)?)?;
+    // O_NONBLOCK: opening a FIFO swapped in since would otherwise wait for a writer; O_NOCTTY: a
+    // terminal never becomes our controlling one. The descriptor is checked again below.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
         .open(path)
         .map_err(Error::Io)?;
     let meta = file.metadata().map_err(Error::Io)?;

@@ -398,3 +398,51 @@ fn a_hash_list_without_sha256_is_refused_before_the_source_is_opened() {
     assert!(!dev.kernel_read_only());
     assert!(entries(&out).is_empty(), "{:?}", entries(&out));
 }
+
+// Issue 9 items 1 and 8 together: a rival takes the sidecar's name while the run reads. The sidecar
+// is published last, so the run has already renamed its image, log and manifest when it finds the
+// name taken; it takes all three back, leaves the rival's file alone and can be rerun.
+#[test]
+fn losing_the_last_name_takes_back_everything_already_published() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("late.raw");
+    random_file(&backing, 8 * MIB, 110);
+    let slow = FaultFs::mount(&backing, &["--delay-ms".into(), "20".into()]);
+    let out = work.path().join("out");
+    let child =
+        Run::spawn(acquire(slow.file(), &out).args(["--name", "late", "--queue-depth", "1"]));
+    wait_for_staged(&out, "late.image.dd");
+    let rival = out.join("late.image.dd.sha256");
+    fs::write(&rival, b"rival sidecar\n").unwrap();
+    let run = Run::wait(child);
+    run.expect_code(20);
+    assert!(
+        run.stderr
+            .contains("refusing to overwrite existing evidence"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(entries(&out), ["late.image.dd.sha256"]);
+    assert_eq!(fs::read(&rival).unwrap(), b"rival sidecar\n");
+
+    fs::remove_file(&rival).unwrap();
+    Run::of(acquire(&backing, &out).args(["--name", "late"])).expect_code(0);
+    verify(&out, "late").expect_code(0);
+}
+
+// Issue 9 item 4's sibling: `verify` reports an image cut to nothing as a mismatch (exit 4), not as
+// an unusable source, whatever the rule for new captures.
+#[test]
+fn verify_reports_an_image_truncated_to_nothing_as_a_mismatch() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("t.raw");
+    random_file(&source, MIB, 111);
+    let out = work.path().join("out");
+    Run::of(acquire(&source, &out).args(["--name", "t"])).expect_code(0);
+    fs::File::create(out.join("t.image.dd")).unwrap();
+    let run = verify(&out, "t");
+    run.expect_code(4);
+    assert!(run.stdout.contains("sha256: MISMATCH"), "{}", run.stdout);
+}
