@@ -37,9 +37,15 @@ impl From<&S3Object> for OwnedObject {
         Self {
             key: object.key.clone(),
             etag: object.etag.clone(),
-            version_id: object.version_id.clone(),
+            version_id: real_version(object.version_id.clone()),
         }
     }
+}
+
+/// A version ID that names a version: servers answer `null` (the literal) for objects of an
+/// unversioned bucket, which is no version to compare or delete by.
+pub fn real_version(version_id: Option<String>) -> Option<String> {
+    version_id.filter(|v| v != "null")
 }
 
 /// The objects a run created, shared between the image sink and the companions' writer.
@@ -93,6 +99,7 @@ pub fn still_ours(
             .version_id
             .as_deref()
             .is_some_and(|version| head.version_id() != Some(version));
+        // (`version_id` is a real one, see `real_version`; a versioned bucket reports it on HEAD.)
         if head.e_tag() != Some(ours.as_str()) || replaced_version {
             return Err(Error::ObjectExists {
                 location: format!("s3://{bucket}/{}", object.key),
@@ -147,6 +154,16 @@ pub fn delete_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_null_version_of_an_unversioned_bucket_is_no_version() {
+        assert_eq!(real_version(Some("null".into())), None);
+        assert_eq!(real_version(None), None);
+        assert_eq!(
+            real_version(Some("3HL4kqtJ".into())),
+            Some("3HL4kqtJ".into())
+        );
+    }
 
     #[test]
     fn the_ledger_is_shared_and_emptied_by_take() {
