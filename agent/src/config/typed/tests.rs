@@ -58,6 +58,10 @@ fn bad_values_name_their_key() {
             Box::new(|r| r.imaging.hashes = RawHashList::Csv("sha256,crc".into())),
         ),
         (
+            "imaging.hashes",
+            Box::new(|r| r.imaging.hashes = RawHashList::Csv("blake3".into())),
+        ),
+        (
             "imaging.chunk_size",
             Box::new(|r| r.imaging.chunk_size = RawSize::Text("1000".into())),
         ),
@@ -111,7 +115,7 @@ fn good_values_become_types() {
         r.job.prefix = "/forensics/".into();
         r.job.incident_id = Some("IR-2026-0042".into());
         r.job.source_volume_id = Some("vol0123456789abcdef0".into());
-        r.imaging.hashes = RawHashList::Csv("blake3, md5".into());
+        r.imaging.hashes = RawHashList::Csv("blake3, md5, sha256".into());
         r.imaging.piece_size = RawSize::Text("0".into());
         r.s3.part_size = RawSize::Bytes(16 << 20);
         r.s3.object_lock_mode = Some("compliance".into());
@@ -128,7 +132,11 @@ fn good_values_become_types() {
     );
     assert_eq!(
         config.imaging.algorithms,
-        [HashAlgorithm::Blake3, HashAlgorithm::Md5]
+        [
+            HashAlgorithm::Blake3,
+            HashAlgorithm::Md5,
+            HashAlgorithm::Sha256
+        ]
     );
     assert_eq!(config.imaging.piece_size, None);
     assert_eq!(config.s3.min_part_size, 16 << 20);
