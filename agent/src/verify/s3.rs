@@ -32,12 +32,10 @@ pub(super) fn measure(
     let runtime = crate::aws::runtime()?;
     let client = crate::aws::s3_client(&runtime, force_path_style, 10);
     let origin = format!("s3://{bucket}/{manifest_key}");
-    let text = fetch_record(&runtime, &client, bucket, manifest_key)?.ok_or_else(|| {
-        Failure::new(
-            Exit::Destination,
-            anyhow!("cannot read the manifest {origin}: no such object"),
-        )
-    })?;
+    // A missing manifest is one that cannot be used (exit 7), as on the local path; S3 failing
+    // to answer stays an S3 failure (exit 30).
+    let text = fetch_record(&runtime, &client, bucket, manifest_key)?
+        .ok_or_else(|| unusable(anyhow!("cannot read the manifest {origin}: no such object")))?;
     let manifest = Manifest::from_slice(&text, Path::new(&origin)).map_err(unusable)?;
     let prefix = manifest_key.rsplit_once('/').map_or("", |(dir, _)| dir);
     let objects = stored_objects(&manifest.image, prefix)

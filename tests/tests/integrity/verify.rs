@@ -118,6 +118,8 @@ fn verify_s3_refuses_a_manifest_without_sha256() {
         m["image"]["hashes"]["sha256"] = json!("abc");
     });
     assert_unusable(&run, "image.hashes.sha256 is not 64 lower-case hex digits");
+    // A manifest that is not there is unusable too, as on the local path (it was exit 30).
+    assert_unusable(&capture.verify("absent"), "no such object");
 }
 
 // Issue 9 item 4: with `objects: []` verify passed for the bucket root; an object list must hold
