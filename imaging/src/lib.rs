@@ -16,6 +16,7 @@
 //! - [`manifest`]: the evidence record, its schema, and its atomic write.
 //! - [`naming`]: evidence names and the file names derived from them.
 //! - [`ranges`]: merging bad sectors into byte ranges.
+//! - [`regular_file`]: bounded reads of files an operator names (manifests, sidecars, config).
 //! - [`error`]: the error type, classified into kinds that callers map to exit codes.
 
 pub mod buffer;
@@ -28,6 +29,7 @@ pub mod naming;
 pub mod pipeline;
 pub mod ranges;
 pub mod reader;
+pub mod regular_file;
 pub mod sink;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,20 +1,25 @@
 //! The manifest: the evidence record that makes an image trustworthy.
 //!
-//! It is written last and atomically (temporary file, fsync, rename, fsync of the directory), so its
-//! presence means the image beside it is complete and its hashes are final. The schema is documented
+//! It is stored after the image (locally published from the run's staging directory, see
+//! `sink::staging`; on S3 the last object), so its presence means the image beside it is complete
+//! and its hashes are final. The schema is documented
 //! in `docs/manifest.md`; `schema_version` changes whenever a field changes meaning or disappears.
 //!
 //! Reading goes the other way and trusts nothing: [`Manifest::read`] takes only bounded regular
-//! files ([`read_regular_file`]), and every parsed manifest passes [`Manifest::validate`] before a
+//! files ([`crate::regular_file::read`]), and every parsed manifest passes [`Manifest::validate`] before a
 //! caller gets it.
 
-mod read;
 #[cfg(test)]
 mod sample;
 mod validate;
 
-pub use read::{MAX_RECORD_BYTES, read_regular_file};
 pub use validate::Problems;
+
+/// Largest manifest (or sidecar) read. A manifest's size is dominated by its piece list, about
+/// 190 bytes a piece: 256 MiB holds 1.4 million pieces — the default 1 GiB pieces of any disk up
+/// to a petabyte, or 48 MiB pieces of a 64 TiB volume (EBS's largest). A sidecar is always smaller
+/// than its manifest (one short line per object). Anything bigger is not a record this tool wrote.
+pub const MAX_RECORD_BYTES: u64 = 256 << 20;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -277,10 +282,11 @@ impl Manifest {
     /// Reads and checks a manifest file: a regular file of at most [`MAX_RECORD_BYTES`], valid
     /// JSON of this schema, passing [`Manifest::validate`].
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = read_regular_file(path, MAX_RECORD_BYTES).map_err(|e| Error::Manifest {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let bytes =
+            crate::regular_file::read(path, MAX_RECORD_BYTES).map_err(|e| Error::Manifest {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         Self::from_slice(&bytes, path)
     }
 

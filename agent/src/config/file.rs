@@ -4,14 +4,14 @@
 //! The file may set what runs as root (`watch.poweroff_command`), so it is the administrator's
 //! word: a file others can write would hand them that power. And the path may come from
 //! `$FORENSIC_COLLECTOR_CONFIG` or a typo, so it can name `/dev/zero` (an endless read), a FIFO (a
-//! read that blocks until someone writes) or a directory: the file is opened non-blocking, its
-//! type checked on the open descriptor (no window between a `stat` and the `open`), and the read
-//! is bounded, so any path gets an answer at once.
+//! read that blocks until someone writes) or a directory: it is read through
+//! [`imaging::regular_file`], which checks the type before and after opening (non-blocking) and
+//! bounds the read, so any path gets an answer at once.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use imaging::regular_file;
 
 use super::error::ConfigError;
 
@@ -46,43 +46,27 @@ impl Error {
 
 /// The text of the config file at `path`, checked as the module doc says.
 pub fn read(path: &Path) -> Result<String, Error> {
-    // Checked before opening too: opening some devices acts (`/dev/watchdog` arms a reboot), and
-    // the path may come from the environment.
-    check_kind(&std::fs::metadata(path).map_err(Error::Io)?)?;
-    // O_NONBLOCK: opening a FIFO swapped in since would otherwise wait for a writer; O_NOCTTY: a
-    // terminal never becomes our controlling one. The descriptor is checked again below.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
-        .open(path)
-        .map_err(Error::Io)?;
-    let meta = file.metadata().map_err(Error::Io)?;
-    check_kind(&meta)?;
-    check_owner(&meta, nix::unistd::geteuid().as_raw())?;
-    read_bounded(file)
+    let (file, metadata) = regular_file::open(path, MAX_BYTES).map_err(refusal)?;
+    check_owner(&metadata, nix::unistd::geteuid().as_raw())?;
+    let bytes = regular_file::read_opened(file, &metadata, MAX_BYTES).map_err(refusal)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Refused(format!(
+            "it is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
-/// Regular files only, named by what they are instead.
-fn check_kind(meta: &std::fs::Metadata) -> Result<(), Error> {
-    let kind = meta.file_type();
-    let what = if kind.is_file() {
-        return Ok(());
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    };
-    Err(Error::Refused(format!(
-        "it is {what}; the configuration must be a regular file"
-    )))
+/// A file of the wrong kind or size is refused; any other failure (missing, permission) is I/O.
+fn refusal(error: std::io::Error) -> Error {
+    match error.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+            Error::Refused(format!(
+                "{error}; the configuration must be a regular file of at most {MAX_BYTES} bytes"
+            ))
+        }
+        _ => Error::Io(error),
+    }
 }
 
 /// Owned by root or by `euid`, and writable by nobody else (no group or other write bit).
@@ -100,29 +84,6 @@ fn check_owner(meta: &std::fs::Metadata, euid: u32) -> Result<(), Error> {
         )));
     }
     Ok(())
-}
-
-fn too_large() -> Error {
-    Error::Refused(format!(
-        "it is larger than {MAX_BYTES} bytes; a configuration is a few KiB"
-    ))
-}
-
-/// At most `MAX_BYTES`, even if the file grows while we read; UTF-8 only.
-fn read_bounded(file: File) -> Result<String, Error> {
-    let mut bytes = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Error::Io)?;
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_BYTES {
-        return Err(too_large());
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        Error::Refused(format!(
-            "it is not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
 }
 
 #[cfg(test)]

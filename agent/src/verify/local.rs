@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use imaging::device::{Source, SourceOptions};
 use imaging::hash::Hasher;
-use imaging::manifest::{MAX_RECORD_BYTES, Manifest, read_regular_file};
+use imaging::manifest::{MAX_RECORD_BYTES, Manifest};
 use imaging::pipeline::{self, PipelineConfig};
+use imaging::regular_file;
 use imaging::sink::DiscardSink;
 
 use super::compare::{Measured, Sidecar};
@@ -85,7 +86,7 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
 /// The sidecar at `path`: absent, its text, or why it could not be read (a FIFO or a device
 /// planted under its name, or a file too large to be one).
 fn read_sidecar(path: &Path) -> Sidecar {
-    match read_regular_file(path, MAX_RECORD_BYTES) {
+    match regular_file::read(path, MAX_RECORD_BYTES) {
         Ok(bytes) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Sidecar::Absent,
         Err(e) => Sidecar::Unreadable(format!("{}: {e}", path.display())),
