@@ -1,11 +1,10 @@
-//! `forensic-collector acquire`: one source, one image, one manifest, in a local directory.
+//! `forensic-collector acquire`: one source, one image, one manifest, in a local directory or an S3 prefix.
 //!
 //! Order of writes is the evidence contract: image → SHA-256 sidecar → capture log → manifest, each
 //! created exclusively in the run's own staging directory (locally) and published under its final
 //! name only once the manifest is durable (image, log, manifest, then the sidecar), never over an
-//! existing name. So the
-//! manifest's presence means the rest is complete. Any failure removes what the run wrote and writes
-//! no manifest; a rerun is then possible.
+//! existing name. So the manifest's presence means the rest is complete. Any failure removes what
+//! the run wrote and writes no manifest; a rerun is then possible.
 //!
 //! Everything that can refuse the run — arguments, the destination, existing evidence, a source that
 //! is one of the outputs — is checked before the device gets its kernel read-only flag, so a refused

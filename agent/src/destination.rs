@@ -112,7 +112,7 @@ impl S3Target {
                 self.ledger.record(s3::OwnedObject {
                     key,
                     etag,
-                    version_id: s3::real_version(version_id),
+                    version_id: s3::real_version(version_id.as_deref()),
                 });
                 Ok(())
             }

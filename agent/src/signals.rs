@@ -17,8 +17,7 @@ use std::sync::{Arc, OnceLock};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
 
-/// Exit status of a process ended by a signal, as documented (`Exit::Interrupted`).
-const INTERRUPTED: i32 = 130;
+use crate::exit::Exit;
 
 /// Set while the process is starting up; see the module doc.
 fn starting() -> &'static Arc<AtomicBool> {
@@ -29,12 +28,13 @@ fn starting() -> &'static Arc<AtomicBool> {
 /// Installs the handlers and returns the flag they set.
 pub fn cancel_on_signals() -> io::Result<Arc<AtomicBool>> {
     let cancel = Arc::new(AtomicBool::new(false));
+    let interrupted = i32::from(Exit::Interrupted.code());
     for signal in [SIGINT, SIGTERM] {
         // Order matters: handlers run in registration order. Start-up exits first; then the
         // conditional exit sees the flag as it was before this delivery, so only a second signal
         // finds it set and exits.
-        flag::register_conditional_shutdown(signal, INTERRUPTED, Arc::clone(starting()))?;
-        flag::register_conditional_shutdown(signal, INTERRUPTED, Arc::clone(&cancel))?;
+        flag::register_conditional_shutdown(signal, interrupted, Arc::clone(starting()))?;
+        flag::register_conditional_shutdown(signal, interrupted, Arc::clone(&cancel))?;
         flag::register(signal, Arc::clone(&cancel))?;
     }
     flag::register(signal_hook::consts::SIGHUP, Arc::clone(&cancel))?;

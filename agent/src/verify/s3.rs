@@ -244,7 +244,7 @@ fn stream_object(
     cancel: &AtomicBool,
 ) -> Result<ObjectMeasure, Failure> {
     let key = &object.key;
-    let version = object.version_id.clone().filter(|v| v != "null");
+    let version = imaging::sink::s3::real_version(object.version_id.as_deref());
     let response = runtime
         .block_on(
             client

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 pub use exists::{EvidenceKeys, existing_evidence, found_before};
 pub use multipart::S3Object;
 pub use options::{DEFAULT_PART_MEMORY, Retention, S3Options};
-pub use owned::{Ledger, OwnedObject, delete_objects, real_version, still_ours};
+pub use owned::{Ledger, OwnedObject, delete_objects, still_ours};
 pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits};
 pub use protect::{require_object_lock, tag_object};
 pub use sink::{S3Receipt, S3Sink};
@@ -104,6 +104,12 @@ impl fmt::Display for S3Url {
     }
 }
 
+/// A version ID that names a version: servers answer `null` (the literal) for objects of an
+/// unversioned bucket, which is no version to ask for, compare or delete by.
+pub fn real_version(version_id: Option<&str>) -> Option<String> {
+    version_id.filter(|v| *v != "null").map(str::to_owned)
+}
+
 pub(crate) fn s3_error<E: std::error::Error + Send + Sync + 'static>(
     action: &'static str,
     bucket: &str,
@@ -120,6 +126,13 @@ pub(crate) fn s3_error<E: std::error::Error + Send + Sync + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_null_version_of_an_unversioned_bucket_is_no_version() {
+        assert_eq!(real_version(Some("null")), None);
+        assert_eq!(real_version(None), None);
+        assert_eq!(real_version(Some("3HL4kqtJ")), Some("3HL4kqtJ".to_owned()));
+    }
 
     #[test]
     fn s3_urls_parse_and_reject_junk() {

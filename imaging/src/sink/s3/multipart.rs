@@ -21,7 +21,7 @@ use super::exists::{is_refused_condition, refused_write};
 use super::options::S3Options;
 use super::plan::PartPlan;
 use super::protect::{cleanup_retries, ensure_object_lock};
-use super::s3_error;
+use super::{real_version, s3_error};
 use crate::error::{Error, Result};
 
 /// What S3 confirmed about one stored object of the image.
@@ -258,11 +258,7 @@ impl MultipartUpload {
                     s3_error("complete the upload of", bucket, key, e)
                 }
             })?;
-        // "null" is what unversioned buckets report; it is not a version to ask for.
-        let version = completed
-            .version_id()
-            .filter(|v| *v != "null")
-            .map(str::to_owned);
+        let version = real_version(completed.version_id());
         let head = self
             .runtime
             .block_on(

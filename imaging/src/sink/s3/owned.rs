@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 use super::multipart::S3Object;
 use super::options::S3Options;
 use super::protect::cleanup_retries;
-use super::s3_error;
+use super::{real_version, s3_error};
 use crate::error::{Error, Result};
 
 /// One object this run created: its key and the ETag S3 gave it.
@@ -37,15 +37,9 @@ impl From<&S3Object> for OwnedObject {
         Self {
             key: object.key.clone(),
             etag: object.etag.clone(),
-            version_id: real_version(object.version_id.clone()),
+            version_id: real_version(object.version_id.as_deref()),
         }
     }
-}
-
-/// A version ID that names a version: servers answer `null` (the literal) for objects of an
-/// unversioned bucket, which is no version to compare or delete by.
-pub fn real_version(version_id: Option<String>) -> Option<String> {
-    version_id.filter(|v| v != "null")
 }
 
 /// The objects a run created, shared between the image sink and the companions' writer.
@@ -154,16 +148,6 @@ pub fn delete_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_null_version_of_an_unversioned_bucket_is_no_version() {
-        assert_eq!(real_version(Some("null".into())), None);
-        assert_eq!(real_version(None), None);
-        assert_eq!(
-            real_version(Some("3HL4kqtJ".into())),
-            Some("3HL4kqtJ".into())
-        );
-    }
 
     #[test]
     fn the_ledger_is_shared_and_emptied_by_take() {

@@ -7,7 +7,7 @@ use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockLegalHoldStatus, Tag, Taggi
 use tokio::runtime::Handle;
 
 use super::options::S3Options;
-use super::s3_error;
+use super::{real_version, s3_error};
 use crate::error::{Error, Result};
 
 /// Attempts for a cleanup request (aborting an upload, deleting a failed run's object). The run has
@@ -216,7 +216,7 @@ pub fn tag_object(
                 .put_object_tagging()
                 .bucket(bucket)
                 .key(key)
-                .set_version_id(version_id.filter(|v| *v != "null").map(str::to_owned))
+                .set_version_id(real_version(version_id))
                 .tagging(tagging)
                 .set_expected_bucket_owner(options.expected_bucket_owner.clone())
                 .send(),
