@@ -48,17 +48,10 @@ const PICKS_DEVICES: &str = "it chooses which host devices are imaged (a directo
 /// Who may set `section.key`. A key not declared is the operator's (fail closed): a new key is
 /// open to user data only once someone has said so beside its struct.
 pub fn writers(section: &str, key: &str) -> Writers {
-    let table: WriterTable = match section {
-        "job" => RawJob::WRITERS,
-        "watch" => RawWatch::WRITERS,
-        "imaging" => RawImaging::WRITERS,
-        "s3" => RawS3::WRITERS,
-        "cloudwatch" => RawCloudWatch::WRITERS,
-        _ => &[],
-    };
-    table
-        .iter()
-        .find(|(name, _)| *name == key)
+    writer_tables()
+        .into_iter()
+        .find(|(name, _)| *name == section)
+        .and_then(|(_, table)| table.iter().find(|(name, _)| *name == key))
         .map_or(Writers::Operator("it is not a known key"), |(_, w)| *w)
 }
 
