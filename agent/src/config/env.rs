@@ -65,20 +65,9 @@ pub fn closest(name: &str) -> Option<String> {
         .min_by_key(|known| edit_distance(name, known))
 }
 
-/// Levenshtein distance over bytes (names are ASCII).
+/// Edit (Levenshtein) distance, from `strsim`, which clap already uses for its own suggestions.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
+    strsim::levenshtein(a, b)
 }
 
 /// The warning for a `FORENSIC_COLLECTOR_*` name that is neither a setting nor known, or `None`.
