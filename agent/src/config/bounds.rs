@@ -52,11 +52,6 @@ impl Bound {
             show(self.max)
         ))
     }
-
-    /// As `check`, for a `u32` setting.
-    pub fn check_u32(&self, value: u32) -> Result<u32, String> {
-        self.check(u64::from(value)).map(|_| value)
-    }
 }
 
 /// Multipart part size: S3's own limits (the last part may be smaller).
@@ -252,9 +247,9 @@ mod tests {
     fn messages_show_sizes_as_sizes() {
         let err = PART_SIZE.check(1 << 40).unwrap_err();
         assert!(err.contains("1.0 TiB") && err.contains("8.0 MiB"), "{err}");
-        let err = CONCURRENCY.check_u32(9).unwrap_err();
+        let err = CONCURRENCY.check(9).unwrap_err();
         assert_eq!(err, "concurrency 9 must be between 1 and 8");
-        assert_eq!(CONCURRENCY.check_u32(8), Ok(8));
+        assert_eq!(CONCURRENCY.check(8), Ok(8));
     }
 
     #[test]

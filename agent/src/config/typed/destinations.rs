@@ -8,8 +8,8 @@ use aws_sdk_s3::types::ObjectLockMode;
 use bytesize::ByteSize;
 use imaging::sink::s3::{Retention, S3Options, limits};
 
-use super::{Invalid, invalid, size};
-use crate::config::bounds::{self, Bound};
+use super::{Invalid, invalid, size, within};
+use crate::config::bounds;
 use crate::config::raw::RawConfig;
 /// Keep the readiness message well inside one log event (256 KiB).
 const MAX_MESSAGE_LEN: usize = 1024;
@@ -177,13 +177,15 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
                     ));
                 }
             };
-            let retain_days = bounds::OBJECT_LOCK_RETAIN_DAYS
-                .check_u32(days)
-                .map_err(|e| invalid("s3.object_lock_retain_days", e))
-                .and_then(|d| {
-                    NonZeroU32::new(d)
-                        .ok_or_else(|| invalid("s3.object_lock_retain_days", "must be at least 1"))
-                })?;
+            let retain_days = within(
+                "s3.object_lock_retain_days",
+                &bounds::OBJECT_LOCK_RETAIN_DAYS,
+                u64::from(days),
+            )?;
+            let retain_days = u32::try_from(retain_days)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| invalid("s3.object_lock_retain_days", "must be at least 1"))?;
             Some(ObjectLock { mode, retain_days })
         }
     };
@@ -200,11 +202,6 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         object_lock,
         legal_hold: s.legal_hold,
     })
-}
-
-/// `value` of `key` if `bound` holds it.
-fn within(key: &'static str, bound: &Bound, value: u64) -> Result<u64, Invalid> {
-    bound.check(value).map_err(|e| invalid(key, e))
 }
 
 /// CloudWatch Logs' rule: 1–512 of `A-Z a-z 0-9 _ - / . #`.

@@ -39,6 +39,11 @@ fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
+/// `value` of `key` if `bound` holds it.
+fn within(key: &'static str, bound: &bounds::Bound, value: u64) -> Result<u64, Invalid> {
+    bound.check(value).map_err(|e| invalid(key, e))
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -162,19 +167,21 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
             format!("{:?} must be an absolute path", w.disk_root),
         ));
     }
-    let concurrency = bounds::CONCURRENCY
-        .check_u32(w.concurrency)
-        .map_err(|e| invalid("watch.concurrency", e))?;
+    let concurrency = within(
+        "watch.concurrency",
+        &bounds::CONCURRENCY,
+        u64::from(w.concurrency),
+    )?;
     let concurrency = usize::try_from(concurrency)
         .ok()
         .and_then(NonZeroUsize::new)
         .ok_or_else(|| invalid("watch.concurrency", "must be at least 1"))?;
-    let settle_ms = bounds::SETTLE_MS
-        .check(w.settle_ms)
-        .map_err(|e| invalid("watch.settle_ms", e))?;
-    let idle_timeout_secs = bounds::IDLE_TIMEOUT_SECS
-        .check(w.idle_timeout_secs)
-        .map_err(|e| invalid("watch.idle_timeout_secs", e))?;
+    let settle_ms = within("watch.settle_ms", &bounds::SETTLE_MS, w.settle_ms)?;
+    let idle_timeout_secs = within(
+        "watch.idle_timeout_secs",
+        &bounds::IDLE_TIMEOUT_SECS,
+        w.idle_timeout_secs,
+    )?;
     if w.poweroff_command
         .first()
         .is_none_or(|p| p.trim().is_empty())
