@@ -69,6 +69,15 @@ pub fn run(
             ..SourceOptions::default()
         },
     )?;
+    // An empty source (a 0-byte device, a `/proc` file) would give an empty image that looks like
+    // a completed capture. A rule for new evidence: `verify` still reads an image cut to nothing,
+    // and reports the mismatch.
+    if source.size() == 0 {
+        return Err(imaging::Error::EmptySource {
+            path: args.source.clone(),
+        }
+        .into());
+    }
     let name = match explicit_name {
         Some(name) => name,
         None => default_name(&source)?,

@@ -183,11 +183,6 @@ impl Source {
         if kind == SourceKind::BlockDevice {
             source.inspect_block_device(meta.rdev(), options)?;
         }
-        if source.size == 0 {
-            return Err(Error::EmptySource {
-                path: path.to_path_buf(),
-            });
-        }
         Ok(source)
     }
 

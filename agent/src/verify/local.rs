@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use imaging::device::{Source, SourceOptions};
-use imaging::hash::Hasher;
 use imaging::manifest::{MAX_RECORD_BYTES, Manifest};
 use imaging::pipeline::{self, PipelineConfig};
 use imaging::regular_file;
@@ -26,27 +25,6 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
         .unwrap_or(Path::new("."));
     // A safe name (checked by the manifest's validation): it stays in `dir`.
     let image = dir.join(&manifest.image.file_name);
-    // An image cut to nothing is damage to report as a mismatch (its hashes are those of no
-    // bytes), not an unusable source.
-    if std::fs::metadata(&image).is_ok_and(|m| m.is_file() && m.len() == 0) {
-        let hashes = manifest
-            .image
-            .hashes
-            .keys()
-            .map(|&algorithm| (algorithm, Hasher::new(algorithm).finish_hex()))
-            .collect();
-        return Ok(Checked {
-            measured: Measured {
-                size: 0,
-                hashes,
-                pieces: Vec::new(),
-                sidecar: read_sidecar(&dir.join(format!("{}.sha256", manifest.image.file_name))),
-                object_problems: Vec::new(),
-            },
-            image: image.display().to_string(),
-            manifest,
-        });
-    }
     let source = Source::open(
         &image,
         &SourceOptions {
