@@ -13,7 +13,7 @@ use super::{ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status};
 use crate::hash::HashAlgorithm;
 use crate::naming::SafeName;
 use crate::pipeline::PipelineConfig;
-use crate::sink::s3::UploadLayout;
+use crate::sink::s3::segment_key;
 
 /// How many problems an error message spells out; the rest are counted. A forged piece list can
 /// hold millions of errors, and the operator needs the first few, not a megabyte of text.
@@ -91,16 +91,10 @@ impl ImageRecord {
     }
 }
 
-/// The name of object `index` of `count` for the image `file_name`; the sink's own rule, so the
-/// two cannot drift (`segment_key` depends on the number of segments only).
+/// The name of object `index` of `count` for the image `file_name`: the sink's own rule, so the
+/// two cannot drift.
 fn object_name(file_name: &str, index: usize, count: usize) -> String {
-    let layout = UploadLayout {
-        size: 0,
-        part_size: 1,
-        segment_size: 1,
-        segments: count as u64,
-    };
-    layout.segment_key(file_name, index as u64)
+    segment_key(file_name, index as u64, count as u64)
 }
 
 fn check_schema(manifest: &Manifest, problems: &mut Problems) {
@@ -336,6 +330,7 @@ mod tests {
 
     use super::super::sample;
     use super::*;
+    use crate::sink::s3::UploadLayout;
     use crate::sink::s3::{LayoutLimits, limits};
 
     /// The problems of the sample after `change`, as one text.

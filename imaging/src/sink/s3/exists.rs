@@ -13,7 +13,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tokio::runtime::Handle;
 
 use super::options::S3Options;
-use super::protect::is_segment_key;
+use super::plan::is_segment_key;
 use super::s3_error;
 use crate::error::{Error, Result};
 

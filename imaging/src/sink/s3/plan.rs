@@ -130,16 +130,32 @@ impl UploadLayout {
         )
     }
 
-    /// The object key of segment `index` for an image stored at `image_key`: the key itself when
-    /// unsplit, else `image_key.001`, `.002`, … (1-based, zero-padded to at least 3 digits, the
-    /// convention of split raw images, so `cat` in name order reassembles the image).
+    /// The object key of segment `index` for an image stored at `image_key` (see
+    /// [`segment_key`]).
     pub fn segment_key(&self, image_key: &str, index: u64) -> String {
-        if !self.is_segmented() {
-            return image_key.to_owned();
-        }
-        let width = self.segments.to_string().len().max(3);
-        format!("{image_key}.{:0width$}", index + 1)
+        segment_key(image_key, index, self.segments)
     }
+}
+
+/// The object key of segment `index` of `segments` for an image stored at `image_key`: the key
+/// itself when unsplit, else `image_key.001`, `.002`, … (1-based, zero-padded to at least 3 digits,
+/// the convention of split raw images, so `cat` in name order reassembles the image). The one
+/// naming rule, for the sink that stores segments and the manifest check that expects them.
+pub fn segment_key(image_key: &str, index: u64, segments: u64) -> String {
+    if segments <= 1 {
+        return image_key.to_owned();
+    }
+    let width = segments.to_string().len().max(3);
+    format!("{image_key}.{:0width$}", index + 1)
+}
+
+/// Whether `candidate` is a numbered segment of the image at `key` (`key.001`, `key.1234`): the
+/// inverse of [`segment_key`], for finding segments another run stored.
+pub(super) fn is_segment_key(candidate: &str, key: &str) -> bool {
+    candidate
+        .strip_prefix(key)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockLegalHoldStatus, Tag, Taggi
 use tokio::runtime::Handle;
 
 use super::options::S3Options;
+use super::plan::is_segment_key;
 use super::{real_version, s3_error};
 use crate::error::{Error, Result};
 
@@ -180,14 +181,6 @@ pub(super) fn abort_other_uploads(
 /// Whether `candidate` is the image key itself or one of its numbered segments (`key.001`, …).
 fn is_image_key(candidate: &str, key: &str) -> bool {
     candidate == key || is_segment_key(candidate, key)
-}
-
-/// Whether `candidate` is a numbered segment of the image at `key` (`key.001`, `key.1234`).
-pub(super) fn is_segment_key(candidate: &str, key: &str) -> bool {
-    candidate
-        .strip_prefix(key)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Tags an object with its hashes and case. Object metadata is fixed when an upload starts, before
