@@ -77,3 +77,24 @@ pub fn staged_file(out: &std::path::Path, file_name: &str) -> Option<PathBuf> {
             .then_some(candidate)
     })
 }
+
+/// Waits (at most 30 s, else the test fails) until a run has created `file_name` in its staging
+/// directory — or, as the code before issue 9 did, as `<file_name>.partial` beside the evidence, so
+/// that the integrity suite reproduces the old holes against an old binary.
+pub fn wait_for_staged(out: &std::path::Path, file_name: &str) -> PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let legacy = out.join(format!("{file_name}.partial"));
+    loop {
+        if let Some(path) = staged_file(out, file_name) {
+            return path;
+        }
+        if legacy.exists() {
+            return legacy;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -5,10 +5,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use collector_e2e::{
-    FaultFs, Run, Tmpfs, acquire, collector, random_file, require_root, staged_file,
+    FaultFs, Run, Tmpfs, acquire, collector, random_file, require_root, wait_for_staged,
 };
 
 const MIB: u64 = 1 << 20;
@@ -199,11 +199,7 @@ fn sigterm_mid_run_stops_reading_and_leaves_no_manifest() {
     let out = work.path().join("out");
     let child =
         Run::spawn(acquire(fs.file(), &out).args(["--name", "stopped", "--queue-depth", "1"]));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while staged_file(&out, "stopped.image.dd").is_none() {
-        assert!(Instant::now() < deadline, "the run never started writing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_staged(&out, "stopped.image.dd");
     std::thread::sleep(Duration::from_millis(300));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

@@ -2,13 +2,13 @@
 //! directory, never through a symlink, and published manifest last without replacing anything.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use collector_e2e::{
     FaultFs, LoopDevice, Run, Tmpfs, acquire, collector, random_file, require_root, sha256_hex,
-    staged_file,
+    wait_for_staged,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -51,23 +51,6 @@ fn verify(dir: &Path, name: &str) -> Run {
             .arg("verify")
             .arg(dir.join(format!("{name}.manifest.json"))),
     )
-}
-
-/// Waits until a run has created its image in its staging directory (or, as the code before issue 9
-/// did, as `<file>.partial` beside the evidence, so that this suite reproduces the old holes).
-fn wait_for_staged(out: &Path, file_name: &str) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let legacy = out.join(format!("{file_name}.partial"));
-    loop {
-        if let Some(path) = staged_file(out, file_name) {
-            return path;
-        }
-        if legacy.exists() {
-            return legacy;
-        }
-        assert!(Instant::now() < deadline, "the run never started writing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Asserts that every file of evidence `name` in `dir` is a regular file, not a symlink.
