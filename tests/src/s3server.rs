@@ -1,5 +1,6 @@
 //! A real S3-compatible server on 127.0.0.1 for the suites: moto in server mode (installed by
-//! `tests/helpers/setup-deps.sh`), one per test, killed on drop.
+//! `tests/helpers/setup-deps.sh`) through `tests/helpers/motoserver.py`, which makes its conditional
+//! writes atomic as S3's are; one per test, killed on drop.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -28,20 +29,21 @@ impl MotoServer {
 
     /// Starts moto on `port` (e.g. where a killed one was, to bring a service back).
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new("python3")
+            .arg(crate::repo_root().join("tests/helpers/motoserver.py"))
+            .arg(port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server runs: run tests/helpers/setup-deps.sh (pip moto[server])");
+            .expect("python3 runs tests/helpers/motoserver.py: run tests/helpers/setup-deps.sh (pip moto[server])");
         let server = Self { child, port };
         let deadline = Instant::now() + START_DEADLINE;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "moto_server did not start within {START_DEADLINE:?}"
+                "motoserver.py did not start within {START_DEADLINE:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
