@@ -3,27 +3,29 @@
 //! codes; everything here is a library so the end-to-end suites can drive the same code paths.
 //!
 //! # Layout
-//! - `cli`: the command line (clap derive).
-//! - `acquire` / `verify`: the one-shot commands.
+//! - `cli`: the command line (clap derive); `cmd`: one module per command (`acquire`, `verify`,
+//!   `watch`, `config`), each turning parsed arguments into work and an exit.
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
 //! - `aws`: the shared tokio runtime and AWS clients.
-//! - `config`: the daemon's layered, validated configuration and `config check`; `imds`: EC2 user
-//!   data and instance ID over IMDSv2.
+//! - `config`: the daemon's layered, validated configuration; `imds`: EC2 user data and instance
+//!   ID over IMDSv2.
 //! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
 //! - `exit`: outcomes → documented exit codes.
 //! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
-//! - `watch`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe, refusal).
-//! - `daemon`: the `watch` command: detected disks → jobs (child `acquire` processes) → reports →
-//!   exit, stay or power off.
+//! - `detect`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe,
+//!   refusal).
+//! - `daemon`: the loop behind `watch`: detected disks → jobs (child `acquire` processes) →
+//!   reports → exit, stay or power off.
 
-pub mod acquire;
 pub mod aws;
 pub mod cli;
 pub mod cloudwatch;
+pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod destination;
+pub mod detect;
 pub mod exit;
 pub mod imds;
 pub mod logging;
@@ -31,8 +33,6 @@ pub mod progress;
 pub mod result;
 pub mod signals;
 pub mod sysinfo;
-pub mod verify;
-pub mod watch;
 
 /// `--version` output: package version and git revision, so a manifest or log line can be traced to
 /// the exact build that produced it.

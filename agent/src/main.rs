@@ -8,7 +8,7 @@ use clap::Parser;
 use forensic_collector::cli::{Cli, Command, ConfigCommand};
 use forensic_collector::exit::Exit;
 use forensic_collector::result::AcquisitionResult;
-use forensic_collector::{acquire, config, daemon, logging, signals, verify};
+use forensic_collector::{cmd, logging, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,10 +22,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Acquire(args) => acquire::run(args, json, &capture, &cancel),
-        Command::Verify(args) => verify::run(args, json, &cancel),
-        Command::Config(ConfigCommand::Check(args)) => config::check::run(args, cli.json),
-        Command::Watch(args) => daemon::command::run(args, &cancel),
+        Command::Acquire(args) => cmd::acquire::run(args, json, &capture, &cancel),
+        Command::Verify(args) => cmd::verify::run(args, json, &cancel),
+        Command::Config(ConfigCommand::Check(args)) => cmd::config::run(args, cli.json),
+        Command::Watch(args) => cmd::watch::run(args, &cancel),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -9,7 +9,7 @@ use imaging::pipeline::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Shows progress one way or the other.
-pub enum Reporter {
+pub enum ProgressDisplay {
     /// An indicatif bar on stderr.
     Bar(ProgressBar),
     /// Log lines at most every `interval`.
@@ -21,7 +21,7 @@ pub enum Reporter {
     },
 }
 
-impl Reporter {
+impl ProgressDisplay {
     /// A bar when stderr is a terminal and logs are human, log lines otherwise.
     pub fn new(total: u64, json: bool, interval: Duration) -> Self {
         if !json && std::io::stderr().is_terminal() {

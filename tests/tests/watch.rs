@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use collector_e2e::{LoopDevice, require_root};
-use forensic_collector::watch::{AttachedDisk, Refusal, WatchEvent, WatchSettings, Watcher};
+use forensic_collector::detect::{AttachedDisk, Refusal, WatchEvent, WatchSettings, Watcher};
 
 const MIB: u64 = 1 << 20;
 

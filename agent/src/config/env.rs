@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::error::ConfigError;
-use super::layers::{self, KeyPath, Setting, Source};
+use super::layers::{self, KeyPath, Origin, Setting};
 use super::raw::{SECTIONS, writer_tables};
 
 /// Prefix of the per-key variables.
@@ -88,7 +88,7 @@ pub fn unknown_warning(name: &str) -> Option<String> {
 }
 
 /// Logs `unknown_warning` for a name found in `origin`.
-pub fn warn_if_unknown(name: &str, origin: &Source) {
+pub fn warn_if_unknown(name: &str, origin: &Origin) {
     if let Some(warning) = unknown_warning(name) {
         tracing::warn!(source = %origin, "{warning}");
     }
@@ -101,10 +101,10 @@ pub fn settings(env: &BTreeMap<String, String>) -> Result<Vec<Setting>, ConfigEr
     let mut prefixed = Vec::new();
     for (name, value) in env {
         let Some(key) = key_of(name) else {
-            warn_if_unknown(name, &Source::Env(name.clone()));
+            warn_if_unknown(name, &Origin::Env(name.clone()));
             continue;
         };
-        let setting = layers::from_text(key, value, Source::Env(name.clone()))?;
+        let setting = layers::from_text(key, value, Origin::Env(name.clone()))?;
         if is_legacy(name) {
             legacy.push(setting);
         } else {
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(raw.job.bucket.as_deref(), Some("new-bucket"));
         assert_eq!(
             layers.origin(&KeyPath::new("job", "bucket")),
-            Source::Env("FORENSIC_COLLECTOR_JOB_BUCKET".into())
+            Origin::Env("FORENSIC_COLLECTOR_JOB_BUCKET".into())
         );
     }
 

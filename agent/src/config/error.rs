@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::layers::Source;
+use super::layers::Origin;
 use crate::exit::Exit;
 
 /// The formats accepted in user data, for error messages.
@@ -46,7 +46,7 @@ pub enum ConfigError {
         /// `section.key`.
         key: String,
         /// Who set it.
-        origin: Source,
+        origin: Origin,
         /// What is wrong.
         message: String,
     },

@@ -37,7 +37,7 @@ impl UserDataFormat {
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum Origin {
     /// Built-in default.
     Default,
     /// The config file at this path.
@@ -50,7 +50,7 @@ pub enum Source {
     Flag(String),
 }
 
-impl Source {
+impl Origin {
     /// Whether this source may set `key` (see `raw::Writers`): the defaults, the config file and
     /// flags any key; every other source (user data, the environment, any added later) only the
     /// keys declared `Any`.
@@ -64,7 +64,7 @@ impl Source {
     }
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Default => f.write_str("default"),
@@ -115,13 +115,13 @@ pub struct Setting {
     /// Its value as written.
     pub value: toml::Value,
     /// Who wrote it.
-    pub origin: Source,
+    pub origin: Origin,
 }
 
 impl Setting {
     /// A setting after checking that the key exists, the value has the right type, and the
     /// source may set the key.
-    pub fn checked(key: KeyPath, value: toml::Value, origin: Source) -> Result<Self, ConfigError> {
+    pub fn checked(key: KeyPath, value: toml::Value, origin: Origin) -> Result<Self, ConfigError> {
         check_alone(&key, &value)
             .and_then(|()| origin.may_set(&key))
             .map_err(|message| ConfigError::Key {
@@ -154,7 +154,7 @@ fn check_alone(key: &KeyPath, value: &toml::Value) -> Result<(), String> {
 }
 
 /// Flattens a parsed document (`[section] key = value`) into checked settings.
-pub fn flatten(table: &toml::Table, origin: &Source) -> Result<Vec<Setting>, ConfigError> {
+pub fn flatten(table: &toml::Table, origin: &Origin) -> Result<Vec<Setting>, ConfigError> {
     let mut settings = Vec::new();
     for (section, body) in table {
         let toml::Value::Table(body) = body else {
@@ -177,7 +177,7 @@ pub fn flatten(table: &toml::Table, origin: &Source) -> Result<Vec<Setting>, Con
 
 /// A setting from a string (environment variable, shell user data, flag): the string itself if the
 /// key takes a string, else the string read as a TOML value (`300`, `true`, `["sha256"]`).
-pub fn from_text(key: KeyPath, text: &str, origin: Source) -> Result<Setting, ConfigError> {
+pub fn from_text(key: KeyPath, text: &str, origin: Origin) -> Result<Setting, ConfigError> {
     let value = typed_text(&key, text).and_then(|value| {
         origin.may_set(&key)?;
         Ok(value)
@@ -224,10 +224,10 @@ impl Layers {
     }
 
     /// Where `key` came from (default when no source set it).
-    pub fn origin(&self, key: &KeyPath) -> Source {
+    pub fn origin(&self, key: &KeyPath) -> Origin {
         self.settings
             .get(key)
-            .map_or(Source::Default, |s| s.origin.clone())
+            .map_or(Origin::Default, |s| s.origin.clone())
     }
 
     /// The defaults with every setting on top, as one document.
@@ -273,8 +273,8 @@ impl Layers {
 mod tests {
     use super::*;
 
-    fn file() -> Source {
-        Source::File("/etc/fc.toml".into())
+    fn file() -> Origin {
+        Origin::File("/etc/fc.toml".into())
     }
 
     #[test]
@@ -289,7 +289,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let env = Source::Env("DESTINATION_BUCKET".into());
+        let env = Origin::Env("DESTINATION_BUCKET".into());
         layers.apply([from_text(KeyPath::new("job", "bucket"), "from-env", env.clone()).unwrap()]);
         let raw = layers.merged().unwrap();
         assert_eq!(raw.job.bucket.as_deref(), Some("from-env"));
@@ -298,13 +298,13 @@ mod tests {
         assert_eq!(layers.origin(&KeyPath::new("job", "prefix")), file());
         assert_eq!(
             layers.origin(&KeyPath::new("watch", "settle_ms")),
-            Source::Default
+            Origin::Default
         );
     }
 
     #[test]
     fn text_values_take_the_type_of_their_key() {
-        let env = || Source::Env("X".into());
+        let env = || Origin::Env("X".into());
         let settle = from_text(KeyPath::new("watch", "settle_ms"), "500", env()).unwrap();
         assert_eq!(settle.value, toml::Value::Integer(500));
         let incident = from_text(KeyPath::new("job", "incident_id"), "2026", env()).unwrap();
@@ -340,8 +340,8 @@ mod tests {
         let command = toml::Value::Array(vec!["touch".into(), "/tmp/x".into()]);
         let key = || KeyPath::new("watch", "poweroff_command");
         for origin in [
-            Source::UserData(UserDataFormat::Json),
-            Source::Env("FORENSIC_COLLECTOR_WATCH_POWEROFF_COMMAND".into()),
+            Origin::UserData(UserDataFormat::Json),
+            Origin::Env("FORENSIC_COLLECTOR_WATCH_POWEROFF_COMMAND".into()),
         ] {
             let err = Setting::checked(key(), command.clone(), origin.clone())
                 .unwrap_err()
@@ -357,12 +357,12 @@ mod tests {
             let err = from_text(KeyPath::new("watch", "disk_root"), "/dev", origin).unwrap_err();
             assert!(err.to_string().contains("refused"), "{err}");
         }
-        for origin in [file(), Source::Flag("--x".into()), Source::Default] {
+        for origin in [file(), Origin::Flag("--x".into()), Origin::Default] {
             Setting::checked(key(), command.clone(), origin.clone()).unwrap();
             from_text(KeyPath::new("watch", "disk_root"), "/dev", origin).unwrap();
         }
         // Open keys stay open; unknown keys keep their own message.
-        let env = Source::Env("X".into());
+        let env = Origin::Env("X".into());
         from_text(KeyPath::new("watch", "on_complete"), "exit", env.clone()).unwrap();
         let err = from_text(KeyPath::new("watch", "poweroff_cmd"), "x", env).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");

@@ -26,7 +26,7 @@
 //! - `check`: the `config check` command.
 
 pub mod bounds;
-pub mod check;
+
 pub mod env;
 pub mod error;
 pub mod file;
@@ -43,7 +43,7 @@ use imaging::naming::SafeName;
 use imaging::sink::S3Url;
 
 pub use error::ConfigError;
-pub use layers::{KeyPath, Setting, Source, UserDataFormat};
+pub use layers::{KeyPath, Origin, Setting, UserDataFormat};
 pub use typed::Config;
 
 /// The config file read when neither `--config` nor `FORENSIC_COLLECTOR_CONFIG` names one.
@@ -181,7 +181,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     let (path, required) = config_file(options);
     let file = read_file(&path, required)?.map(|table| (path, table));
     if let Some((path, table)) = &file {
-        layers.apply(layers::flatten(table, &Source::File(path.clone()))?);
+        layers.apply(layers::flatten(table, &Origin::File(path.clone()))?);
     }
     let env_settings = env::settings(&options.env)?;
     let flag_settings = options
@@ -191,7 +191,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
             let key = KeyPath::parse(&flag.key).ok_or_else(|| {
                 ConfigError::internal(format!("flag {} names no section.key", flag.name))
             })?;
-            layers::from_text(key, &flag.value, Source::Flag(flag.name.clone()))
+            layers::from_text(key, &flag.value, Origin::Flag(flag.name.clone()))
         })
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -237,7 +237,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
         let key = KeyPath::parse(invalid.key);
         ConfigError::Key {
             key: invalid.key.to_owned(),
-            origin: key.map_or(Source::Default, |k| layers.origin(&k)),
+            origin: key.map_or(Origin::Default, |k| layers.origin(&k)),
             message: invalid.message,
         }
     })?;

@@ -8,7 +8,7 @@
 
 use super::env;
 use super::error::ConfigError;
-use super::layers::{self, Setting, Source, UserDataFormat};
+use super::layers::{self, Origin, Setting, UserDataFormat};
 use super::raw::{JOB_KEYS, SECTIONS};
 
 /// Settings found in user data and the format they were in.
@@ -116,13 +116,13 @@ fn structured(text: &str, format: UserDataFormat) -> Result<UserData, ConfigErro
     if !job.is_empty() {
         sections.insert("job".into(), toml::Value::Table(job));
     }
-    let settings = layers::flatten(&sections, &Source::UserData(format))?;
+    let settings = layers::flatten(&sections, &Origin::UserData(format))?;
     Ok(UserData { format, settings })
 }
 
 /// `KEY=VALUE` assignments with a recognised key, in order.
 fn shell(text: &str) -> Result<Vec<Setting>, ConfigError> {
-    let origin = Source::UserData(UserDataFormat::Shell);
+    let origin = Origin::UserData(UserDataFormat::Shell);
     let mut settings = Vec::new();
     for line in text.lines() {
         let Some((name, value)) = assignment(line) else {

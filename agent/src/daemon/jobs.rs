@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 
+use crate::detect::AttachedDisk;
 use crate::result::AcquisitionResult;
-use crate::watch::AttachedDisk;
 
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,11 +11,11 @@
 //! - `command`: the `watch` command: configuration in, loop run.
 
 mod child;
-pub mod command;
+
 mod events;
 mod jobs;
 mod plan;
-mod reports;
+pub(crate) mod reports;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +25,8 @@ use anyhow::anyhow;
 use crossbeam_channel::{Receiver, select};
 
 use crate::config::raw::OnComplete;
+use crate::detect::{Refusal, WatchError, WatchEvent, Watcher};
 use crate::exit::{Exit, Failure};
-use crate::watch::{Refusal, WatchError, WatchEvent, Watcher};
 
 pub use child::{ChildEvent, ChildProgress, RunningChild};
 pub use jobs::{Job, JobState, JobTable};

@@ -12,7 +12,7 @@ use imaging::sink::s3::S3Url;
 use super::jobs::Job;
 use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
-use crate::watch::{AttachedDisk, WatchSettings};
+use crate::detect::{AttachedDisk, WatchSettings};
 
 /// Everything the daemon loop needs.
 #[derive(Debug, Clone)]

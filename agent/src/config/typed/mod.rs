@@ -48,7 +48,7 @@ fn within(key: &'static str, bound: &bounds::Bound, value: u64) -> Result<u64, I
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `[job]`.
-    pub job: Job,
+    pub job: JobSection,
     /// `[watch]`.
     pub watch: Watch,
     /// `[imaging]`: the engine's settings, validated by the engine.
@@ -61,7 +61,7 @@ pub struct Config {
 
 /// `[job]`: what this instance is for. Optional here; `JobContext` is the required form.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct JobSection {
     /// `s3://bucket/prefix`, when a bucket is set.
     pub destination: Option<S3Url>,
     /// Incident ID.
@@ -102,7 +102,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
     })
 }
 
-fn job(raw: &RawConfig) -> Result<Job, Invalid> {
+fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
     let job = &raw.job;
     let prefix_check = format!("s3://bucket-name/{}", job.prefix);
     prefix_check
@@ -149,7 +149,7 @@ fn job(raw: &RawConfig) -> Result<Job, Invalid> {
             })
         })
         .transpose()?;
-    Ok(Job {
+    Ok(JobSection {
         destination,
         incident_id,
         source_volume_id,

@@ -5,11 +5,11 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::anyhow;
 
-use super::DaemonPlan;
-use super::reports::Reports;
 use crate::cli::WatchArgs;
 use crate::cloudwatch::{ReportSettings, Reporter};
 use crate::config::{self, Flag, LoadOptions};
+use crate::daemon::Reports;
+use crate::daemon::{self, DaemonPlan};
 use crate::exit::{Exit, Failure};
 
 /// Runs `watch` and returns how the process should exit.
@@ -71,5 +71,5 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         tracing::warn!("CloudWatch reporting is disabled (cloudwatch.enabled = false).");
         Reports::new(None)
     };
-    super::run(&plan, &reports, cancel)
+    daemon::run(&plan, &reports, cancel)
 }

@@ -14,7 +14,7 @@ use imaging::sink::DiscardSink;
 use super::compare::{Measured, Sidecar};
 use super::{Checked, unusable};
 use crate::exit::Failure;
-use crate::progress::Reporter;
+use crate::progress::ProgressDisplay;
 
 /// Reads the manifest at `path` (refusing an unusable one) and re-reads the image beside it.
 pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Checked, Failure> {
@@ -37,7 +37,7 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
         piece_size: manifest.image.piecewise.as_ref().map(|p| p.piece_size),
         ..PipelineConfig::default()
     };
-    let reporter = Reporter::new(source.size(), json, Duration::from_secs(10));
+    let reporter = ProgressDisplay::new(source.size(), json, Duration::from_secs(10));
     let outcome = pipeline::run(
         &source,
         Box::<DiscardSink>::default(),

@@ -26,7 +26,7 @@ use crate::cli::AcquireArgs;
 use crate::destination::Destination;
 use crate::exit::{Exit, Failure};
 use crate::logging::CaptureLog;
-use crate::progress::Reporter;
+use crate::progress::ProgressDisplay;
 use crate::result::AcquisitionResult;
 use crate::sysinfo;
 
@@ -91,7 +91,7 @@ pub fn run(
     source.write_block();
     report_source(&source, &name);
 
-    let reporter = Reporter::new(
+    let reporter = ProgressDisplay::new(
         source.size(),
         json,
         Duration::from_secs(args.progress_interval.max(1)),

@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 use crate::cli::ConfigCheckArgs;
 use crate::exit::{Exit, Failure};
 
-use super::{Effective, LoadOptions};
+use crate::config::{self, Effective, LoadOptions};
 
 /// Runs the check; prints to stdout, `json` selects JSON output.
 pub fn run(args: &ConfigCheckArgs, json: bool) -> Result<Exit, Failure> {
     let options = LoadOptions::from_process(args.config.clone());
-    let effective = super::load(&options).map_err(|e| Failure::new(e.exit(), e))?;
+    let effective = config::load(&options).map_err(|e| Failure::new(e.exit(), e))?;
     let job = effective.require_job();
     let text = if json {
         let mut text = serde_json::to_string_pretty(&to_json(&effective, job.is_ok()))
@@ -36,7 +36,7 @@ pub fn run(args: &ConfigCheckArgs, json: bool) -> Result<Exit, Failure> {
 /// Where the layers came from, one line each.
 fn sources(effective: &Effective) -> Vec<(&'static str, String)> {
     let file = effective.file.as_ref().map_or_else(
-        || format!("none ({} absent)", super::DEFAULT_PATH),
+        || format!("none ({} absent)", config::DEFAULT_PATH),
         |p| p.display().to_string(),
     );
     let user_data = match (effective.imds_skipped, effective.user_data) {
