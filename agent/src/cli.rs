@@ -10,7 +10,8 @@ use crate::config::bounds::{self, Bound};
 
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
-#[command(name = "forensic-collector", version = crate::VERSION_LINE, about)]
+#[command(name = "forensic-collector", version = crate::VERSION_LINE, about,
+    after_help = crate::exit::Exit::help_text())]
 pub struct Cli {
     /// Log as JSON lines (the default under systemd, where JOURNAL_STREAM is set).
     #[arg(long, global = true)]

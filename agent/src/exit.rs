@@ -75,6 +75,42 @@ impl Exit {
 }
 
 impl Exit {
+    /// What the code means, in a few words: `--help` lists these, and each row of the README's
+    /// exit-code table opens with its code's words (a test holds the two together), so scripts
+    /// and operators read one meaning wherever they look.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "completed (or verify: everything matches)",
+            Exit::Internal => "internal error",
+            Exit::Usage => "usage: bad arguments or settings",
+            Exit::CompletedWithErrors => "completed with unreadable sectors",
+            Exit::VerifyMismatch => "verify: mismatch",
+            Exit::Config => "bad configuration or job context",
+            Exit::JobContextUnavailable => "no job context",
+            Exit::ManifestUnusable => {
+                "verify: the manifest cannot be used, so nothing was compared"
+            }
+            Exit::SourceMissing => "source does not exist",
+            Exit::SourcePermission => "no permission to read the source",
+            Exit::SourceUnusable => "source is not a block device or regular file",
+            Exit::SourceVanished => "source vanished mid-run",
+            Exit::SourceRead => "other read error",
+            Exit::Output => "output cannot be written",
+            Exit::OutputFull => "output filesystem full",
+            Exit::Destination => "S3 refused or failed",
+            Exit::Interrupted => "interrupted by a signal",
+        }
+    }
+
+    /// The exit-code list `--help` ends with, made from [`Exit::ALL`] so it cannot drift.
+    pub fn help_text() -> String {
+        let mut text = String::from("Exit codes (details in README.md):\n");
+        for exit in Self::ALL {
+            text.push_str(&format!("  {:>3}  {}\n", exit.code(), exit.meaning()));
+        }
+        text
+    }
+
     /// Every exit, in code order.
     pub const ALL: [Exit; 17] = [
         Exit::Ok,
@@ -162,5 +198,57 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
+    }
+
+    /// The rows of README.md's exit-code table: (code, meaning with backticks removed).
+    fn readme_rows() -> Vec<(String, String)> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .expect("README.md has an `## Exit codes` section");
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2) // header and separator
+            .map(|row| {
+                let cells: Vec<&str> = row.trim_matches('|').splitn(2, '|').collect();
+                assert_eq!(cells.len(), 2, "README exit-code row {row:?}");
+                (cells[0].trim().to_owned(), cells[1].trim().replace('`', ""))
+            })
+            .collect()
+    }
+
+    // Issue 10: the README's exit-code table is the operator's reference and scripts rely on it;
+    // it had only a reviewer to keep it equal to this file. Every code has one row, in order,
+    // opening with the code's own words, and there is no other row.
+    #[test]
+    fn the_readme_table_lists_exactly_these_codes_with_these_meanings() {
+        let rows = readme_rows();
+        let codes: Vec<String> = rows.iter().map(|(code, _)| code.clone()).collect();
+        let expected: Vec<String> = Exit::ALL.iter().map(|e| e.code().to_string()).collect();
+        assert_eq!(codes, expected, "README exit-code table rows");
+        for ((code, meaning), exit) in rows.iter().zip(Exit::ALL) {
+            let words = exit.meaning();
+            let rest = meaning.strip_prefix(words).unwrap_or_else(|| {
+                panic!("README row {code} must open with {words:?}, not {meaning:?}")
+            });
+            assert!(
+                !rest.starts_with(|c: char| c.is_alphanumeric()),
+                "README row {code}: {words:?} must be whole words: {meaning:?}"
+            );
+        }
+    }
+
+    // Issue 10: `--help` lists the exit codes, from the same list.
+    #[test]
+    fn help_lists_every_code_with_its_meaning() {
+        use clap::CommandFactory;
+        let help = crate::cli::Cli::command().render_help().to_string();
+        for exit in Exit::ALL {
+            let line = format!("{:>3}  {}", exit.code(), exit.meaning());
+            assert!(help.contains(&line), "--help lacks {line:?}:\n{help}");
+        }
     }
 }

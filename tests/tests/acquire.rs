@@ -218,10 +218,55 @@ fn verify_passes_on_the_image_and_names_the_damaged_piece_after_tampering() {
     bad.expect_code(4);
     assert!(bad.stdout.contains("sha256: MISMATCH"), "{}", bad.stdout);
     assert!(
-        bad.stdout.contains("pieces [5]"),
+        bad.stdout.contains("pieces: MISMATCH in 1 piece of 8: [5]"),
         "the damaged piece must be named: {}",
         bad.stdout
     );
+}
+
+// Issue 10: `verify` of a 64 MiB image printed `pieces: OK 1 x 1073741824 bytes` (the nominal
+// piece size), and after a flipped byte `sha256: MISMATCH` then a bare `sidecar: OK`, and
+// "1 pieces differ". Each line now says what it checked, in words that count right.
+#[test]
+fn verify_prints_the_real_piece_lengths_and_what_the_sidecar_was_compared_with() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("small.raw");
+    let size = 3 * MIB + 5;
+    random_file(&source, size, 6);
+    let out = work.path().join("out");
+    Run::of(&mut acquire(&source, &out)).expect_code(0);
+    let manifest_path = out.join("small.manifest.json");
+    let ok = Run::of(collector().arg("verify").arg(&manifest_path));
+    ok.expect_code(0);
+    assert!(
+        ok.stdout
+            .contains(&format!("pieces: OK 1 piece of {size} bytes\n")),
+        "{}",
+        ok.stdout
+    );
+
+    let image = out.join("small.image.dd");
+    let mut bytes = fs::read(&image).unwrap();
+    bytes[MIB as usize] ^= 0x80;
+    fs::write(&image, bytes).unwrap();
+    let bad = Run::of(collector().arg("verify").arg(&manifest_path));
+    bad.expect_code(4);
+    assert!(bad.stdout.contains("sha256: MISMATCH"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("pieces: MISMATCH in 1 piece of 1: [0]"),
+        "{}",
+        bad.stdout
+    );
+    assert!(
+        bad.stdout.contains(
+            "sidecar: OK matches the manifest's recorded sha256 (checks the record, not the image)"
+        ),
+        "{}",
+        bad.stdout
+    );
+    assert!(bad.stderr.contains("1 piece differs"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("pieces differ"), "{}", bad.stderr);
 }
 
 #[test]

@@ -208,3 +208,41 @@ fn sigterm_mid_run_stops_reading_and_leaves_no_manifest() {
     assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
     assert_no_evidence(&out);
 }
+
+// Issue 10: `verify` of a missing file or of a file that is not a manifest exited 20 ("output
+// cannot be written"). They are input errors, with the code of a manifest that cannot be used
+// (7); a missing image beside a good manifest is a missing source (10). None is a pass, none a
+// mismatch, and the message names the file.
+#[test]
+fn verify_input_errors_have_their_own_codes() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("nothing.manifest.json");
+    let run = Run::of(collector().arg("verify").arg(&missing));
+    run.expect_code(7);
+    assert!(
+        run.stderr.contains(&missing.display().to_string()) && run.stderr.contains("No such file"),
+        "{}",
+        run.stderr
+    );
+
+    let text = work.path().join("notes.txt");
+    fs::write(&text, "not a manifest\n").unwrap();
+    let run = Run::of(collector().arg("verify").arg(&text));
+    run.expect_code(7);
+    assert!(run.stderr.contains("notes.txt"), "{}", run.stderr);
+
+    let run = Run::of(collector().arg("verify").arg(work.path()));
+    run.expect_code(7);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+
+    let source = work.path().join("e.raw");
+    random_file(&source, MIB, 13);
+    let out = work.path().join("out");
+    Run::of(&mut acquire(&source, &out)).expect_code(0);
+    fs::remove_file(out.join("e.image.dd")).unwrap();
+    let run = Run::of(collector().arg("verify").arg(out.join("e.manifest.json")));
+    run.expect_code(10);
+    assert!(run.stderr.contains("e.image.dd"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}

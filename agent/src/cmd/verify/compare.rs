@@ -1,5 +1,5 @@
 //! The one comparison of what re-reading an image measured against what its manifest records,
-//! shared by the local and the S3 path. It prints one line per check and returns every problem; a
+//! shared by the local and the S3 path. It reports one line per check and every problem; a
 //! verification passes only when there is none — and never unless the whole-image SHA-256 was
 //! recomputed and matched.
 
@@ -37,15 +37,27 @@ pub(super) enum Sidecar {
     Unreadable(String),
 }
 
-/// Prints one line per check and returns the problems found; empty means verified.
+/// What the comparison found: one line per check for the operator, and the problems.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    /// One line per check, in order (`sha256: OK …`, `pieces: …`, `sidecar: …`).
+    pub lines: Vec<String>,
+    /// Every difference found; empty means verified.
+    pub problems: Vec<String>,
+}
+
+/// Compares and reports one line per check and the problems found; no problem means verified.
 pub(super) fn compare(
     recorded: &ImageRecord,
     expected_sidecar: Option<&str>,
     measured: &Measured,
-) -> Vec<String> {
-    let mut problems = measured.object_problems.clone();
+) -> Report {
+    let mut report = Report {
+        lines: Vec::new(),
+        problems: measured.object_problems.clone(),
+    };
     if measured.size != recorded.size_bytes {
-        problems.push(format!(
+        report.problems.push(format!(
             "size is {} bytes, manifest says {}",
             measured.size, recorded.size_bytes
         ));
@@ -53,57 +65,125 @@ pub(super) fn compare(
     // Manifest validation already refuses this; repeated here because a pass without SHA-256
     // would be a pass that checked nothing an examiner relies on.
     if !recorded.hashes.contains_key(&HashAlgorithm::Sha256) {
-        problems.push("the manifest records no SHA-256 of the image".to_owned());
+        report
+            .problems
+            .push("the manifest records no SHA-256 of the image".to_owned());
     }
     for (algorithm, expected) in &recorded.hashes {
         let actual = measured.hashes.get(algorithm).map_or("", String::as_str);
         if actual == expected {
-            println!("{algorithm}: OK {actual}");
+            report.lines.push(format!("{algorithm}: OK {actual}"));
         } else {
-            println!("{algorithm}: MISMATCH expected {expected} got {actual}");
-            problems.push(format!("{algorithm} differs"));
+            report.lines.push(format!(
+                "{algorithm}: MISMATCH expected {expected} got {actual}"
+            ));
+            report.problems.push(format!("{algorithm} differs"));
         }
     }
     if let Some(piecewise) = &recorded.piecewise {
-        let count = piecewise.pieces.len().max(measured.pieces.len());
-        let same = |want: Option<&Piece>, got: Option<&Piece>| {
-            want.zip(got)
-                .is_some_and(|(w, g)| w.digest == g.digest && w.length == g.length)
-        };
-        let bad: Vec<usize> = (0..count)
-            .filter(|&i| !same(piecewise.pieces.get(i), measured.pieces.get(i)))
-            .collect();
-        if bad.is_empty() {
-            println!(
-                "pieces: OK {} x {} bytes",
-                piecewise.pieces.len(),
-                piecewise.piece_size
-            );
-        } else {
-            let shown = &bad[..bad.len().min(MAX_PIECES_SHOWN)];
-            let more = bad.len() - shown.len();
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            println!("pieces: MISMATCH in pieces {shown:?}{more}");
-            problems.push(format!("{} pieces differ", bad.len()));
+        compare_pieces(&piecewise.pieces, &measured.pieces, &mut report);
+    }
+    compare_sidecar(&measured.sidecar, expected_sidecar, &mut report);
+    report
+}
+
+/// Piece by piece: the line says how the image was cut (the real lengths, not the nominal piece
+/// size, which a small image never reaches) or which pieces differ.
+fn compare_pieces(recorded: &[Piece], measured: &[Piece], report: &mut Report) {
+    let count = recorded.len().max(measured.len());
+    let same = |want: Option<&Piece>, got: Option<&Piece>| {
+        want.zip(got)
+            .is_some_and(|(w, g)| w.digest == g.digest && w.length == g.length)
+    };
+    let bad: Vec<usize> = (0..count)
+        .filter(|&i| !same(recorded.get(i), measured.get(i)))
+        .collect();
+    if bad.is_empty() {
+        report
+            .lines
+            .push(format!("pieces: OK {}", describe_pieces(recorded)));
+        return;
+    }
+    let shown = &bad[..bad.len().min(MAX_PIECES_SHOWN)];
+    let more = bad.len() - shown.len();
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let bad_pieces = counted(bad.len() as u64, "piece");
+    report.lines.push(format!(
+        "pieces: MISMATCH in {bad_pieces} of {count}: {shown:?}{more}"
+    ));
+    let differ = if bad.len() == 1 { "differs" } else { "differ" };
+    report.problems.push(format!("{bad_pieces} {differ}"));
+}
+
+/// `1 piece of 67108864 bytes`, `64 pieces of 1048576 bytes`, or, for pieces of several lengths,
+/// `17 pieces: 16 x 4194304 bytes + 1 x 1234 bytes` (runs of equal lengths, in order).
+fn describe_pieces(pieces: &[Piece]) -> String {
+    let mut runs: Vec<(usize, u64)> = Vec::new();
+    for piece in pieces {
+        match runs.last_mut() {
+            Some((n, length)) if *length == piece.length => *n += 1,
+            _ => runs.push((1, piece.length)),
         }
     }
-    match (&measured.sidecar, expected_sidecar) {
-        (Sidecar::Text(text), Some(expected)) if text == expected => println!("sidecar: OK"),
+    match runs.as_slice() {
+        [] => "no pieces".to_owned(),
+        [(n, length)] => format!(
+            "{} of {}",
+            counted(*n as u64, "piece"),
+            counted(*length, "byte")
+        ),
+        runs => {
+            let parts: Vec<String> = runs
+                .iter()
+                .map(|(n, length)| format!("{n} x {}", counted(*length, "byte")))
+                .collect();
+            format!(
+                "{}: {}",
+                counted(pieces.len() as u64, "piece"),
+                parts.join(" + ")
+            )
+        }
+    }
+}
+
+/// The sidecar is compared with the SHA-256 line the manifest records, not with the hash just
+/// recomputed: its line says so, lest `sidecar: OK` under `sha256: MISMATCH` read as "the image
+/// is fine".
+fn compare_sidecar(found: &Sidecar, expected: Option<&str>, report: &mut Report) {
+    const WHAT: &str = "the manifest's recorded sha256 (checks the record, not the image)";
+    match (found, expected) {
+        (Sidecar::Text(text), Some(expected)) if text == expected => {
+            report.lines.push(format!("sidecar: OK matches {WHAT}"));
+        }
         (Sidecar::Text(_), _) => {
-            println!("sidecar: MISMATCH");
-            problems.push("the sha256 sidecar disagrees with the manifest".to_owned());
+            report
+                .lines
+                .push(format!("sidecar: MISMATCH differs from {WHAT}"));
+            report
+                .problems
+                .push("the sha256 sidecar disagrees with the manifest".to_owned());
         }
         (Sidecar::Unreadable(why), _) => {
-            println!("sidecar: UNREADABLE {why}");
-            problems.push(format!("the sha256 sidecar cannot be read: {why}"));
+            report.lines.push(format!("sidecar: UNREADABLE {why}"));
+            report
+                .problems
+                .push(format!("the sha256 sidecar cannot be read: {why}"));
         }
-        (Sidecar::Absent, _) => println!("sidecar: absent"),
+        (Sidecar::Absent, _) => report.lines.push("sidecar: absent".to_owned()),
     }
-    problems
+}
+
+/// `1 piece`, `2 pieces`.
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 #[cfg(test)]
@@ -154,10 +234,18 @@ mod tests {
 
     #[test]
     fn a_full_match_has_no_problems() {
-        assert!(compare(&recorded(), sidecar(), &measured()).is_empty());
+        assert!(
+            compare(&recorded(), sidecar(), &measured())
+                .problems
+                .is_empty()
+        );
         let mut no_sidecar = measured();
         no_sidecar.sidecar = Sidecar::Absent;
-        assert!(compare(&recorded(), sidecar(), &no_sidecar).is_empty());
+        assert!(
+            compare(&recorded(), sidecar(), &no_sidecar)
+                .problems
+                .is_empty()
+        );
     }
 
     #[test]
@@ -169,29 +257,32 @@ mod tests {
         got.hashes = record.hashes.clone();
         got.sidecar = Sidecar::Absent;
         assert_eq!(
-            compare(&record, None, &got),
+            compare(&record, None, &got).problems,
             ["the manifest records no SHA-256 of the image"]
         );
         record.hashes.clear();
         got.hashes.clear();
-        assert!(!compare(&record, None, &got).is_empty());
+        assert!(!compare(&record, None, &got).problems.is_empty());
     }
 
     #[test]
     fn a_different_hash_or_size_is_a_problem() {
         let mut got = measured();
         got.hashes.insert(HashAlgorithm::Sha256, OTHER.to_owned());
-        assert_eq!(compare(&recorded(), sidecar(), &got), ["sha256 differs"]);
+        assert_eq!(
+            compare(&recorded(), sidecar(), &got).problems,
+            ["sha256 differs"]
+        );
         let mut missing = measured();
         missing.hashes.clear();
         assert_eq!(
-            compare(&recorded(), sidecar(), &missing),
+            compare(&recorded(), sidecar(), &missing).problems,
             ["sha256 differs"]
         );
         let mut short = measured();
         short.size = 5;
         assert_eq!(
-            compare(&recorded(), sidecar(), &short),
+            compare(&recorded(), sidecar(), &short).problems,
             ["size is 5 bytes, manifest says 6"]
         );
     }
@@ -200,18 +291,27 @@ mod tests {
     fn damaged_missing_or_extra_pieces_are_counted() {
         let mut got = measured();
         got.pieces[1].digest = OTHER.to_owned();
-        assert_eq!(compare(&recorded(), sidecar(), &got), ["1 pieces differ"]);
+        assert_eq!(
+            compare(&recorded(), sidecar(), &got).problems,
+            ["1 piece differs"]
+        );
         let mut fewer = measured();
         fewer.pieces.pop();
-        assert_eq!(compare(&recorded(), sidecar(), &fewer), ["1 pieces differ"]);
+        assert_eq!(
+            compare(&recorded(), sidecar(), &fewer).problems,
+            ["1 piece differs"]
+        );
         let mut more = measured();
         more.pieces.push(piece(3, SHA));
-        assert_eq!(compare(&recorded(), sidecar(), &more), ["1 pieces differ"]);
+        assert_eq!(
+            compare(&recorded(), sidecar(), &more).problems,
+            ["1 piece differs"]
+        );
         let mut longer = measured();
         longer.pieces[0].length = 3;
         assert_eq!(
-            compare(&recorded(), sidecar(), &longer),
-            ["1 pieces differ"]
+            compare(&recorded(), sidecar(), &longer).problems,
+            ["1 piece differs"]
         );
     }
 
@@ -220,12 +320,12 @@ mod tests {
         let mut got = measured();
         got.sidecar = Sidecar::Text(format!("{OTHER}  s.image.dd\n"));
         assert_eq!(
-            compare(&recorded(), sidecar(), &got),
+            compare(&recorded(), sidecar(), &got).problems,
             ["the sha256 sidecar disagrees with the manifest"]
         );
         got.sidecar = Sidecar::Unreadable("not a regular file".into());
         assert_eq!(
-            compare(&recorded(), sidecar(), &got),
+            compare(&recorded(), sidecar(), &got).problems,
             ["the sha256 sidecar cannot be read: not a regular file"]
         );
     }
@@ -234,6 +334,83 @@ mod tests {
     fn object_problems_found_while_reading_are_kept() {
         let mut got = measured();
         got.object_problems.push("segment x differs".into());
-        assert_eq!(compare(&recorded(), sidecar(), &got), ["segment x differs"]);
+        assert_eq!(
+            compare(&recorded(), sidecar(), &got).problems,
+            ["segment x differs"]
+        );
+    }
+
+    // Issue 10: a 64 MiB image printed `pieces: OK 1 x 1073741824 bytes` (the nominal piece
+    // size, not the one piece the image is) and a damaged piece was counted "1 pieces differ".
+    #[test]
+    fn piece_lines_give_the_real_lengths_and_count_in_words() {
+        let lengths = |lengths: &[u64]| -> Vec<Piece> {
+            lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &length)| Piece {
+                    length,
+                    ..piece(i as u64, SHA)
+                })
+                .collect()
+        };
+        assert_eq!(
+            describe_pieces(&lengths(&[67_108_864])),
+            "1 piece of 67108864 bytes"
+        );
+        assert_eq!(describe_pieces(&lengths(&[4, 4, 4])), "3 pieces of 4 bytes");
+        assert_eq!(
+            describe_pieces(&lengths(&[4, 4, 4, 1])),
+            "4 pieces: 3 x 4 bytes + 1 x 1 byte"
+        );
+        assert_eq!(describe_pieces(&[]), "no pieces");
+
+        let report = compare(&recorded(), sidecar(), &measured());
+        assert!(
+            report
+                .lines
+                .contains(&"pieces: OK 3 pieces of 2 bytes".to_owned()),
+            "{:?}",
+            report.lines
+        );
+        let mut got = measured();
+        got.pieces[0].digest = OTHER.to_owned();
+        got.pieces[2].digest = OTHER.to_owned();
+        let report = compare(&recorded(), sidecar(), &got);
+        assert_eq!(report.problems, ["2 pieces differ"]);
+        assert!(
+            report
+                .lines
+                .contains(&"pieces: MISMATCH in 2 pieces of 3: [0, 2]".to_owned()),
+            "{:?}",
+            report.lines
+        );
+    }
+
+    // Issue 10: after a flipped byte `verify` printed `sha256: MISMATCH` and then `sidecar: OK`,
+    // which reads as "the image is fine": the line says what the sidecar was compared with.
+    #[test]
+    fn the_sidecar_line_says_it_checks_the_record_not_the_image() {
+        let mut got = measured();
+        got.hashes.insert(HashAlgorithm::Sha256, OTHER.to_owned());
+        let report = compare(&recorded(), sidecar(), &got);
+        let sidecar_line = report
+            .lines
+            .iter()
+            .find(|l| l.starts_with("sidecar:"))
+            .expect("a sidecar line");
+        assert_eq!(
+            sidecar_line,
+            "sidecar: OK matches the manifest's recorded sha256 (checks the record, not the image)"
+        );
+        assert!(report.lines[0].starts_with("sha256: MISMATCH"));
+        got.sidecar = Sidecar::Text(format!("{OTHER}  s.image.dd\n"));
+        let report = compare(&recorded(), sidecar(), &got);
+        assert!(
+            report.lines.iter().any(|l| l
+                == "sidecar: MISMATCH differs from the manifest's recorded sha256 (checks the record, not the image)"),
+            "{:?}",
+            report.lines
+        );
     }
 }

@@ -42,11 +42,15 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         None => local::measure(Path::new(&args.manifest), json, cancel)?,
     };
     let expected_sidecar = checked.manifest.sha256sum_text();
-    let problems = compare::compare(
+    let report = compare::compare(
         &checked.manifest.image,
         expected_sidecar.as_deref(),
         &checked.measured,
     );
+    for line in &report.lines {
+        println!("{line}");
+    }
+    let problems = report.problems;
     let image = &checked.image;
     if problems.is_empty() {
         tracing::info!(image = %image, "Verification passed: the image matches its manifest.");
