@@ -176,10 +176,17 @@ impl Destination {
         self.describe_file(&files.image)
     }
 
-    /// Where `file_name` of the evidence is stored: a path or an `s3://` URI.
+    /// Where `file_name` of the evidence is stored: an absolute path (the directory resolved
+    /// once it exists, so the name found in a log or a result opens the same file from anywhere)
+    /// or an `s3://` URI.
     pub fn describe_file(&self, file_name: &str) -> String {
         match self {
-            Self::Local(local) => local.dir.join(file_name).display().to_string(),
+            Self::Local(local) => {
+                let dir = fs::canonicalize(&local.dir)
+                    .or_else(|_| std::path::absolute(&local.dir))
+                    .unwrap_or_else(|_| local.dir.clone());
+                dir.join(file_name).display().to_string()
+            }
             Self::S3(s3) => format!("s3://{}/{}", s3.url.bucket(), s3.key(file_name)),
         }
     }

@@ -127,6 +127,7 @@ impl Default for SourceOptions {
 pub struct Source {
     file: File,
     path: PathBuf,
+    resolved: Option<PathBuf>,
     kind: SourceKind,
     size: u64,
     logical_sector_size: u32,
@@ -146,7 +147,12 @@ impl Source {
     /// Opens `path` for imaging. Never writes to it: the descriptor is O_RDONLY, and block devices
     /// that the host does not use get the kernel read-only flag from [`Source::write_block`], which
     /// must run before the first read.
+    ///
+    /// The source keeps `path` made absolute against the working directory (without resolving
+    /// anything, so the record says what the operator named), and what the opened descriptor
+    /// turned out to be when that differs (a `/dev/disk/by-id/…` link resolves to `/dev/nvme1n1`).
     pub fn open(path: &Path, options: &SourceOptions) -> Result<Self> {
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let open_err = |source| Error::OpenSource {
             path: path.to_path_buf(),
             source,
@@ -162,10 +168,12 @@ impl Source {
             });
         };
         let (file, mode) = open_read_only(path, kind).map_err(open_err)?;
+        let resolved = opened_path(&file).filter(|opened| opened != path);
 
         let mut source = Self {
             file,
             path: path.to_path_buf(),
+            resolved,
             kind,
             size: meta.len(),
             logical_sector_size: FILE_SECTOR_SIZE,
@@ -302,9 +310,14 @@ impl Source {
     pub fn file(&self) -> &File {
         &self.file
     }
-    /// The path as given.
+    /// The path as given, made absolute.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+    /// The file or device node actually opened, when its path differs from [`Source::path`]
+    /// (symbolic links, `..`).
+    pub fn resolved_path(&self) -> Option<&Path> {
+        self.resolved.as_deref()
     }
     /// Block device or regular file.
     pub fn kind(&self) -> SourceKind {
@@ -367,6 +380,13 @@ struct OpenMode {
 /// on this host can mount the evidence (mount gets EBUSY); a device already in use refuses O_EXCL, and
 /// we fall back to a shared open (live acquisition). Regular files fall back to buffered reads only on
 /// filesystems that refuse O_DIRECT (tmpfs); O_NOATIME keeps even their access time unchanged.
+/// The path the kernel has for an open descriptor. Read from `/proc/self/fd`, so it names what was
+/// opened, not what a link may point to by now; `None` without `/proc` or for an unlinked file.
+fn opened_path(file: &File) -> Option<PathBuf> {
+    let path = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    (path.is_absolute() && !path.to_string_lossy().ends_with(" (deleted)")).then_some(path)
+}
+
 fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, OpenMode)> {
     let try_open = |flags: libc::c_int| {
         OpenOptions::new()
@@ -546,5 +566,28 @@ mod tests {
         let err =
             Source::open(Path::new("/nonexistent/disk"), &SourceOptions::default()).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::SourceMissing);
+    }
+
+    // Issue 10: `source.path` in the manifest was the path as typed, so `acquire disk.raw` recorded
+    // a bare `disk.raw`. It is now absolute, and a link records what it resolved to.
+    #[test]
+    fn the_path_is_made_absolute_and_a_link_names_what_was_opened() {
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        let dir = tempfile::tempdir_in(&here).unwrap();
+        let file = dir.path().join("disk.raw");
+        fs::write(&file, [7u8; 512]).unwrap();
+        let name = dir.path().file_name().unwrap();
+        let relative = Path::new(name).join("disk.raw");
+        let source = Source::open(&relative, &SourceOptions::default()).unwrap();
+        assert_eq!(source.path(), here.join(&relative));
+        assert!(source.path().is_absolute());
+        assert_eq!(source.resolved_path(), None);
+
+        let link = dir.path().join("by-id-link");
+        std::os::unix::fs::symlink("disk.raw", &link).unwrap();
+        let linked = Path::new(name).join("by-id-link");
+        let source = Source::open(&linked, &SourceOptions::default()).unwrap();
+        assert_eq!(source.path(), here.join(&linked));
+        assert_eq!(source.resolved_path(), Some(file.as_path()));
     }
 }

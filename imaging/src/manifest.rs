@@ -97,8 +97,13 @@ pub struct HostInfo {
 /// Facts about the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRecord {
-    /// Path as given on the command line.
+    /// Path as given on the command line, made absolute against the working directory (links
+    /// and `..` are kept as the operator wrote them).
     pub path: PathBuf,
+    /// What `path` resolved to when the source was opened (the device node behind a
+    /// `/dev/disk/by-id/…` link, a file behind a symbolic link); absent when it is `path` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_path: Option<PathBuf>,
     /// Block device or regular file.
     pub kind: SourceKind,
     /// Size in bytes.
@@ -147,7 +152,8 @@ pub struct AcquisitionRecord {
     pub bytes_read: u64,
     /// Bytes zero-filled.
     pub bad_bytes: u64,
-    /// Average throughput in MB/s (10^6 bytes per second).
+    /// Average throughput in MB/s (10^6 bytes per second), to a tenth: an average over a noisy
+    /// run has no more digits worth reading.
     pub throughput_mb_per_s: f64,
     /// Read size.
     pub chunk_size: u64,
@@ -203,6 +209,11 @@ pub struct Context {
     pub peak_rss_bytes: Option<u64>,
 }
 
+/// `x` to the nearest tenth (`447.79901` → `447.8`), as the log lines print it.
+fn round_tenth(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
 impl Manifest {
     /// Builds the record of a finished run.
     pub fn new(
@@ -216,7 +227,7 @@ impl Manifest {
         #[allow(clippy::cast_precision_loss)]
         // throughput is informative; f64 is exact to 2^53 bytes
         let throughput = if seconds > 0.0 {
-            outcome.bytes as f64 / seconds / 1e6
+            round_tenth(outcome.bytes as f64 / seconds / 1e6)
         } else {
             0.0
         };
@@ -228,6 +239,7 @@ impl Manifest {
             host: context.host,
             source: SourceRecord {
                 path: source.path().to_path_buf(),
+                resolved_path: source.resolved_path().map(Path::to_path_buf),
                 kind: source.kind(),
                 size_bytes: source.size(),
                 logical_sector_size: source.logical_sector_size(),
@@ -328,6 +340,15 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 10: the manifest and the result line carried `447.79901025601873` MB/s.
+    #[test]
+    fn throughput_is_kept_to_a_tenth() {
+        assert_eq!(round_tenth(447.799_010_256_018_73).to_string(), "447.8");
+        assert_eq!(round_tenth(0.04).to_string(), "0");
+        assert_eq!(round_tenth(12.25).to_string(), "12.3");
+        assert_eq!(round_tenth(1030.0).to_string(), "1030");
+    }
     use std::fs;
 
     #[test]

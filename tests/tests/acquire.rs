@@ -287,3 +287,89 @@ fn existing_evidence_is_never_overwritten() {
     );
     assert_eq!(fs::read(out.join("e.manifest.json")).unwrap(), before);
 }
+
+// Issue 10: a run ended without saying where its manifest was, `source.path` recorded `disk.raw`
+// as typed, and the manifest carried `447.79901025601873` MB/s. Now the last line names the
+// manifest's absolute path, the source path is absolute (and a link records what it resolved to),
+// and throughput is kept to a tenth.
+#[test]
+fn the_run_ends_naming_the_absolute_manifest_and_records_an_absolute_source() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().canonicalize().unwrap();
+    random_file(&dir.join("disk.raw"), 2 * MIB + 512, 7);
+    let run = Run::of(
+        collector()
+            .args(["acquire", "disk.raw", "--out", "ev"])
+            .current_dir(&dir),
+    );
+    run.expect_code(0);
+    let manifest_path = dir.join("ev/disk.manifest.json");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("manifest={}", manifest_path.display())),
+        "the last line must name {}: {last}",
+        manifest_path.display()
+    );
+    let m = manifest(&dir.join("ev"), "disk");
+    assert_eq!(m["source"]["path"], dir.join("disk.raw").to_str().unwrap());
+    assert!(
+        m["source"].get("resolved_path").is_none(),
+        "{}",
+        m["source"]
+    );
+    let throughput = m["acquisition"]["throughput_mb_per_s"].to_string();
+    assert!(
+        throughput
+            .split_once('.')
+            .is_none_or(|(_, tenths)| tenths.len() == 1),
+        "{throughput}"
+    );
+    let completed = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("Acquisition completed."))
+        .expect("a completion line");
+    let field = |name: &str| {
+        completed
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {completed}"))
+            .to_owned()
+    };
+    assert!(
+        field("mb_per_s=").split_once('.').unwrap().1.len() == 1,
+        "{completed}"
+    );
+    assert!(
+        field("seconds=").split_once('.').unwrap().1.len() == 2,
+        "{completed}"
+    );
+
+    // A device named through a link (as /dev/disk/by-id/… names one): the path as given, and the
+    // node it resolved to.
+    let dev = LoopDevice::attach(&dir.join("disk.raw"), &[]);
+    let link = dir.join("by-id-link");
+    std::os::unix::fs::symlink(dev.path(), &link).unwrap();
+    let run = Run::of(
+        collector()
+            .args(["acquire", "by-id-link", "--out", "ev", "--name", "linked"])
+            .current_dir(&dir),
+    );
+    run.expect_code(0);
+    let m = manifest(&dir.join("ev"), "linked");
+    assert_eq!(m["source"]["path"], link.to_str().unwrap());
+    assert_eq!(m["source"]["resolved_path"], dev.path().to_str().unwrap());
+    assert!(
+        run.stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains(&format!(
+                "manifest={}",
+                dir.join("ev/linked.manifest.json").display()
+            )),
+        "{}",
+        run.stderr
+    );
+}

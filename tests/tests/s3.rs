@@ -52,9 +52,16 @@ fn an_image_streamed_to_s3_is_byte_identical_and_verified_by_s3() {
             "vol-0123456789abcdef0",
         ])
         .args(["--s3-force-path-style", "--part-size", "8MiB"]);
-    Run::of(&mut cmd).expect_code(0);
+    let run = Run::of(&mut cmd);
+    run.expect_code(0);
 
     let prefix = "cases/IR-7/disk_evidence/vol-0123456789abcdef0";
+    // Issue 10: the run ends naming its manifest, whole.
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("manifest=s3://evidence/{prefix}.manifest.json")),
+        "{last}"
+    );
     let original = fs::read(&source).unwrap();
     let image = local.get_http("evidence", &format!("{prefix}.image.dd"));
     assert!(image == original, "the S3 object differs from the device");

@@ -132,9 +132,12 @@ pub fn run(
     let manifest = Manifest::new(context, &source, &config, outcome);
     log_result(&manifest);
     write_companions(&destination, &files, &manifest, capture, cancel)?;
+    let manifest_at = destination.describe_file(&files.manifest);
+    // The last line of every run that stored evidence: where its record is, whole, so it can be
+    // handed to `verify` or to a colleague as it stands.
+    tracing::info!(manifest = %manifest_at, "Evidence stored; `forensic-collector verify` checks it against this manifest.");
     if args.result_json {
-        AcquisitionResult::from_manifest(&manifest, destination.describe_file(&files.manifest))
-            .print();
+        AcquisitionResult::from_manifest(&manifest, manifest_at).print();
     }
     Ok(match manifest.acquisition.status {
         Status::Completed => Exit::Ok,
