@@ -248,7 +248,7 @@ fn verify_prints_the_real_piece_lengths_and_what_the_sidecar_was_compared_with()
 
     let image = out.join("small.image.dd");
     let mut bytes = fs::read(&image).unwrap();
-    bytes[MIB as usize] ^= 0x80;
+    bytes[1 << 20] ^= 0x80;
     fs::write(&image, bytes).unwrap();
     let bad = Run::of(collector().arg("verify").arg(&manifest_path));
     bad.expect_code(4);
