@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::sysfs::DeviceNumber;
 
 mod ioctl {
     //! The block-device ioctls we need, from <linux/fs.h>.
@@ -75,11 +76,11 @@ impl LiveUse {
         self.mount_points.is_empty() && self.swaps.is_empty() && self.holders.is_empty()
     }
 
-    /// How the host uses block device `major:minor` or any of its partitions, read from the system
+    /// How the host uses block device `dev` or any of its partitions, read from the system
     /// tables without opening the device: a detector can refuse the host's own disks before any job
     /// (and before any open, which could race with the host's use of them).
-    pub fn of_device(system: &SystemPaths, major: u64, minor: u64) -> Self {
-        live_use(system, &device_family(&system.sysfs, major, minor))
+    pub fn of_device(system: &SystemPaths, dev: DeviceNumber) -> Self {
+        live_use(system, &device_family(&system.sysfs, dev))
     }
 }
 
@@ -137,8 +138,8 @@ pub struct Source {
     read_only_flag: ReadOnlyFlag,
     live: LiveUse,
     identity: Identity,
-    dev: Option<(u64, u64)>,
-    family: Vec<(u64, u64)>,
+    dev: Option<DeviceNumber>,
+    family: Vec<DeviceNumber>,
     sysfs: PathBuf,
     write_block_due: bool,
 }
@@ -195,8 +196,8 @@ impl Source {
     }
 
     fn inspect_block_device(&mut self, rdev: u64, options: &SourceOptions) -> Result<()> {
-        let (major, minor) = (libc::major(rdev).into(), libc::minor(rdev).into());
-        self.dev = Some((major, minor));
+        let dev = DeviceNumber::from_dev_t(rdev);
+        self.dev = Some(dev);
         self.size = self.query_size()?;
         let fd = self.file.as_raw_fd();
         let mut logical: libc::c_int = 0;
@@ -209,8 +210,8 @@ impl Source {
             .map_err(|e| self.query_err("physical sector size (BLKPBSZGET)", e))?;
         self.logical_sector_size = u32::try_from(logical).unwrap_or(FILE_SECTOR_SIZE);
         self.physical_sector_size = physical;
-        self.identity = Identity::from_sysfs(&options.system.sysfs, major, minor);
-        self.family = device_family(&options.system.sysfs, major, minor);
+        self.identity = Identity::from_sysfs(&options.system.sysfs, dev);
+        self.family = device_family(&options.system.sysfs, dev);
         self.live = live_use(&options.system, &self.family);
         if !self.live.is_idle() {
             self.read_only_flag = ReadOnlyFlag::SkippedLive;
@@ -281,11 +282,9 @@ impl Source {
     pub fn still_present(&self) -> bool {
         match self.kind {
             SourceKind::BlockDevice => {
-                let sysfs_ok = self.dev.is_none_or(|(major, minor)| {
-                    self.sysfs
-                        .join(format!("dev/block/{major}:{minor}"))
-                        .exists()
-                });
+                let sysfs_ok = self
+                    .dev
+                    .is_none_or(|dev| dev.sysfs_dir(&self.sysfs).exists());
                 let backing_ok = self
                     .identity
                     .loop_backing_file
@@ -300,10 +299,7 @@ impl Source {
     /// True when `path` lives on a filesystem of this device or one of its partitions: writing the
     /// image there would change the evidence while it is being read.
     pub fn holds_path(&self, path: &Path) -> bool {
-        fs::metadata(path).is_ok_and(|m| {
-            self.family
-                .contains(&(libc::major(m.dev()).into(), libc::minor(m.dev()).into()))
-        })
+        fs::metadata(path).is_ok_and(|m| self.family.contains(&DeviceNumber::from_dev_t(m.dev())))
     }
 
     /// The open descriptor (read with `pread` from any thread).
@@ -427,23 +423,23 @@ fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, OpenMode)>
     Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::InvalidInput)))
 }
 
-/// The device and its partitions, as (major, minor) pairs, read from sysfs.
-fn device_family(sysfs: &Path, major: u64, minor: u64) -> Vec<(u64, u64)> {
-    let mut family = vec![(major, minor)];
-    if let Ok(entries) = fs::read_dir(sysfs.join(format!("dev/block/{major}:{minor}"))) {
+/// The device and its partitions, read from sysfs.
+fn device_family(sysfs: &Path, dev: DeviceNumber) -> Vec<DeviceNumber> {
+    let mut family = vec![dev];
+    if let Ok(entries) = fs::read_dir(dev.sysfs_dir(sysfs)) {
         family.extend(
             entries
                 .flatten()
                 .map(|entry| entry.path())
                 .filter(|child| child.join("partition").exists())
-                .filter_map(|child| read_dev_number(&child.join("dev"))),
+                .filter_map(|child| DeviceNumber::read(&child.join("dev"))),
         );
     }
     family
 }
 
 /// Collects every way this host uses the devices of `family`.
-fn live_use(system: &SystemPaths, family: &[(u64, u64)]) -> LiveUse {
+fn live_use(system: &SystemPaths, family: &[DeviceNumber]) -> LiveUse {
     let mountinfo = fs::read_to_string(&system.mountinfo).unwrap_or_default();
     let swaps = fs::read_to_string(&system.swaps).unwrap_or_default();
     LiveUse {
@@ -451,36 +447,20 @@ fn live_use(system: &SystemPaths, family: &[(u64, u64)]) -> LiveUse {
         swaps: swaps_on(&swaps, family),
         holders: family
             .iter()
-            .filter_map(|(major, minor)| {
-                fs::read_dir(
-                    system
-                        .sysfs
-                        .join(format!("dev/block/{major}:{minor}/holders")),
-                )
-                .ok()
-            })
+            .filter_map(|dev| fs::read_dir(dev.sysfs_dir(&system.sysfs).join("holders")).ok())
             .flat_map(|entries| entries.flatten())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
     }
 }
 
-fn read_dev_number(path: &Path) -> Option<(u64, u64)> {
-    parse_dev_number(fs::read_to_string(path).ok()?.trim())
-}
-
-fn parse_dev_number(text: &str) -> Option<(u64, u64)> {
-    let (major, minor) = text.split_once(':')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
-}
-
 /// Mount points in a `/proc/self/mountinfo` text whose device is one of `devices`.
-fn mounts_of(mountinfo: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
+fn mounts_of(mountinfo: &str, devices: &[DeviceNumber]) -> Vec<PathBuf> {
     mountinfo
         .lines()
         .filter_map(|line| {
             let mut fields = line.split(' ');
-            let dev = parse_dev_number(fields.nth(2)?)?;
+            let dev = DeviceNumber::parse(fields.nth(2)?)?;
             let mount_point = fields.nth(1)?;
             devices
                 .contains(&dev)
@@ -490,7 +470,7 @@ fn mounts_of(mountinfo: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
 }
 
 /// Swap areas in a `/proc/swaps` text that live on one of `devices`.
-fn swaps_on(swaps: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
+fn swaps_on(swaps: &str, devices: &[DeviceNumber]) -> Vec<PathBuf> {
     swaps
         .lines()
         .skip(1)
@@ -499,8 +479,7 @@ fn swaps_on(swaps: &str, devices: &[(u64, u64)]) -> Vec<PathBuf> {
         .filter(|path| {
             fs::metadata(path).is_ok_and(|m| {
                 m.file_type().is_block_device()
-                    && devices
-                        .contains(&(libc::major(m.rdev()).into(), libc::minor(m.rdev()).into()))
+                    && devices.contains(&DeviceNumber::from_dev_t(m.rdev()))
             })
         })
         .collect()
@@ -542,16 +521,13 @@ mod tests {
     #[test]
     fn mounts_are_found_by_device_number_and_unescaped() {
         assert_eq!(
-            mounts_of(MOUNTINFO, &[(259, 0), (259, 1)]),
+            mounts_of(
+                MOUNTINFO,
+                &[DeviceNumber::new(259, 0), DeviceNumber::new(259, 1)]
+            ),
             vec![PathBuf::from("/mnt/evidence copy")]
         );
-        assert!(mounts_of(MOUNTINFO, &[(7, 3)]).is_empty());
-    }
-
-    #[test]
-    fn dev_numbers_parse() {
-        assert_eq!(parse_dev_number("259:12"), Some((259, 12)));
-        assert_eq!(parse_dev_number("259"), None);
+        assert!(mounts_of(MOUNTINFO, &[DeviceNumber::new(7, 3)]).is_empty());
     }
 
     #[test]

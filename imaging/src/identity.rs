@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sysfs::DeviceNumber;
+
 /// An EBS volume ID such as `vol-0123456789abcdef0` (17 hex digits; old volumes have 8).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -80,11 +82,10 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Reads the identity of block device `major:minor` from a sysfs tree (normally `/sys`).
+    /// Reads the identity of block device `dev` from a sysfs tree (normally `/sys`).
     /// Missing attributes are left empty: identity is descriptive, never a reason to fail.
-    pub fn from_sysfs(sysfs: &Path, major: u64, minor: u64) -> Self {
-        let dev_dir = sysfs.join(format!("dev/block/{major}:{minor}"));
-        let Ok(dev_dir) = fs::canonicalize(&dev_dir) else {
+    pub fn from_sysfs(sysfs: &Path, dev: DeviceNumber) -> Self {
+        let Ok(dev_dir) = fs::canonicalize(dev.sysfs_dir(sysfs)) else {
             return Self::default();
         };
         let is_partition = dev_dir.join("partition").exists();
@@ -165,7 +166,7 @@ mod tests {
         fs::create_dir_all(root.path().join("dev/block")).unwrap();
         std::os::unix::fs::symlink(&part, root.path().join("dev/block/259:1")).unwrap();
 
-        let id = Identity::from_sysfs(root.path(), 259, 1);
+        let id = Identity::from_sysfs(root.path(), DeviceNumber::new(259, 1));
         assert_eq!(id.kernel_name.as_deref(), Some("nvme1n1p1"));
         assert_eq!(id.parent_disk.as_deref(), Some("nvme1n1"));
         assert_eq!(id.model.as_deref(), Some("Amazon Elastic Block Store"));

@@ -31,5 +31,6 @@ pub mod ranges;
 pub mod reader;
 pub mod regular_file;
 pub mod sink;
+pub mod sysfs;
 
 pub use error::{Error, ErrorKind, Result};

@@ -11,6 +11,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use imaging::sysfs::DeviceNumber;
+
 /// Where device nodes live; udev links point here.
 const DEV_DIR: &str = "/dev";
 
@@ -41,20 +43,14 @@ pub(super) struct WholeDisk {
     /// Kernel name, e.g. `nvme1n1`.
     pub name: String,
     /// `major:minor` of the whole disk.
-    pub dev: (u32, u32),
+    pub dev: DeviceNumber,
     /// The kernel's per-attachment sequence number, where the kernel has one (Linux ≥ 5.15).
     pub diskseq: Option<u64>,
 }
 
 impl fmt::Display for WholeDisk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}:{})",
-            self.device.display(),
-            self.dev.0,
-            self.dev.1
-        )
+        write!(f, "{} ({})", self.device.display(), self.dev)
     }
 }
 
@@ -86,17 +82,7 @@ pub(super) fn resolve_link(link: &Path, sysfs: &Path) -> LinkTarget {
             target,
         };
     }
-    let dev = (
-        nix::sys::stat::major(meta.rdev()),
-        nix::sys::stat::minor(meta.rdev()),
-    );
-    let (Ok(major), Ok(minor)) = (u32::try_from(dev.0), u32::try_from(dev.1)) else {
-        return LinkTarget::Unusable {
-            why: format!("device number {}:{} is out of range", dev.0, dev.1),
-            target,
-        };
-    };
-    match whole_disk_of(sysfs, (major, minor)) {
+    match whole_disk_of(sysfs, DeviceNumber::from_dev_t(meta.rdev())) {
         // The node and sysfs disagree only while a device is coming or going: try again later.
         Some(disk) if node_matches(&disk.device, disk.dev) => LinkTarget::Disk(disk),
         _ => LinkTarget::Dangling,
@@ -104,15 +90,15 @@ pub(super) fn resolve_link(link: &Path, sysfs: &Path) -> LinkTarget {
 }
 
 /// The whole disk that block device `dev` is or belongs to, from `<sysfs>/dev/block/M:m`.
-pub(super) fn whole_disk_of(sysfs: &Path, dev: (u32, u32)) -> Option<WholeDisk> {
-    let entry = fs::canonicalize(sysfs_entry(sysfs, dev)).ok()?;
+pub(super) fn whole_disk_of(sysfs: &Path, dev: DeviceNumber) -> Option<WholeDisk> {
+    let entry = fs::canonicalize(dev.sysfs_dir(sysfs)).ok()?;
     let disk_dir = if entry.join("partition").exists() {
         entry.parent()?.to_path_buf()
     } else {
         entry
     };
     let name = disk_dir.file_name()?.to_string_lossy().into_owned();
-    let dev = parse_dev(&fs::read_to_string(disk_dir.join("dev")).ok()?)?;
+    let dev = DeviceNumber::read(&disk_dir.join("dev"))?;
     let dev_name = fs::read_to_string(disk_dir.join("uevent"))
         .ok()
         .and_then(|uevent| {
@@ -130,8 +116,8 @@ pub(super) fn whole_disk_of(sysfs: &Path, dev: (u32, u32)) -> Option<WholeDisk> 
 }
 
 /// Size in bytes from sysfs (no open of the device), or `None` when the disk is gone.
-pub(super) fn disk_size(sysfs: &Path, dev: (u32, u32)) -> Option<u64> {
-    let sectors: u64 = read_trimmed(&sysfs_entry(sysfs, dev).join("size"))?
+pub(super) fn disk_size(sysfs: &Path, dev: DeviceNumber) -> Option<u64> {
+    let sectors: u64 = read_trimmed(&dev.sysfs_dir(sysfs).join("size"))?
         .parse()
         .ok()?;
     sectors.checked_mul(SYSFS_SECTOR_BYTES)
@@ -139,25 +125,13 @@ pub(super) fn disk_size(sysfs: &Path, dev: (u32, u32)) -> Option<u64> {
 
 /// Whether the disk `dev` is still the same attachment: its sysfs entry exists and, where the kernel
 /// numbers attachments, carries `diskseq`.
-pub(super) fn still_attached(sysfs: &Path, dev: (u32, u32), diskseq: Option<u64>) -> bool {
+pub(super) fn still_attached(sysfs: &Path, dev: DeviceNumber, diskseq: Option<u64>) -> bool {
     whole_disk_of(sysfs, dev).is_some_and(|disk| disk.dev == dev && disk.diskseq == diskseq)
 }
 
-fn sysfs_entry(sysfs: &Path, (major, minor): (u32, u32)) -> PathBuf {
-    sysfs.join(format!("dev/block/{major}:{minor}"))
-}
-
-fn node_matches(node: &Path, dev: (u32, u32)) -> bool {
-    fs::metadata(node).is_ok_and(|m| {
-        m.file_type().is_block_device()
-            && nix::sys::stat::major(m.rdev()) == u64::from(dev.0)
-            && nix::sys::stat::minor(m.rdev()) == u64::from(dev.1)
-    })
-}
-
-fn parse_dev(text: &str) -> Option<(u32, u32)> {
-    let (major, minor) = text.trim().split_once(':')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
+fn node_matches(node: &Path, dev: DeviceNumber) -> bool {
+    fs::metadata(node)
+        .is_ok_and(|m| m.file_type().is_block_device() && DeviceNumber::from_dev_t(m.rdev()) == dev)
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -210,27 +184,48 @@ mod tests {
         let want = WholeDisk {
             device: PathBuf::from("/dev/nvme1n1"),
             name: "nvme1n1".into(),
-            dev: (259, 0),
+            dev: DeviceNumber::new(259, 0),
             diskseq: Some(7),
         };
-        assert_eq!(whole_disk_of(sysfs.path(), (259, 1)), Some(want.clone()));
-        assert_eq!(whole_disk_of(sysfs.path(), (259, 0)), Some(want));
-        assert_eq!(whole_disk_of(sysfs.path(), (259, 9)), None);
+        assert_eq!(
+            whole_disk_of(sysfs.path(), DeviceNumber::new(259, 1)),
+            Some(want.clone())
+        );
+        assert_eq!(
+            whole_disk_of(sysfs.path(), DeviceNumber::new(259, 0)),
+            Some(want)
+        );
+        assert_eq!(whole_disk_of(sysfs.path(), DeviceNumber::new(259, 9)), None);
     }
 
     #[test]
     fn size_comes_from_sysfs_sectors() {
         let sysfs = fake_sysfs();
-        assert_eq!(disk_size(sysfs.path(), (259, 0)), Some(1 << 30));
-        assert_eq!(disk_size(sysfs.path(), (259, 9)), None);
+        assert_eq!(
+            disk_size(sysfs.path(), DeviceNumber::new(259, 0)),
+            Some(1 << 30)
+        );
+        assert_eq!(disk_size(sysfs.path(), DeviceNumber::new(259, 9)), None);
     }
 
     #[test]
     fn a_new_diskseq_means_a_new_attachment() {
         let sysfs = fake_sysfs();
-        assert!(still_attached(sysfs.path(), (259, 0), Some(7)));
-        assert!(!still_attached(sysfs.path(), (259, 0), Some(6)));
-        assert!(!still_attached(sysfs.path(), (259, 9), Some(7)));
+        assert!(still_attached(
+            sysfs.path(),
+            DeviceNumber::new(259, 0),
+            Some(7)
+        ));
+        assert!(!still_attached(
+            sysfs.path(),
+            DeviceNumber::new(259, 0),
+            Some(6)
+        ));
+        assert!(!still_attached(
+            sysfs.path(),
+            DeviceNumber::new(259, 9),
+            Some(7)
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use imaging::device::{LiveUse, SystemPaths};
 use imaging::identity::Identity;
+use imaging::sysfs::DeviceNumber;
 
 use super::dirs::LinkDir;
 use super::event::{AttachedDisk, Refusal, WatchEvent};
@@ -45,9 +46,9 @@ pub(super) struct Tracker {
     system: SystemPaths,
     rules: SettleRules,
     retry_every: Duration,
-    candidates: HashMap<(u32, u32), Candidate>,
+    candidates: HashMap<DeviceNumber, Candidate>,
     /// Reported (attached or refused) disks and the `diskseq` of that attachment.
-    reported: HashMap<(u32, u32), Option<u64>>,
+    reported: HashMap<DeviceNumber, Option<u64>>,
     /// Non-device link targets already refused.
     refused_targets: HashSet<PathBuf>,
     dangling: HashMap<PathBuf, Dangling>,
@@ -210,8 +211,7 @@ impl Tracker {
 
 /// The final check of a settled disk: refused when the host uses it, attached otherwise.
 fn decide(system: &SystemPaths, candidate: &Candidate, size: u64) -> WatchEvent {
-    let (major, minor) = candidate.disk.dev;
-    let live = LiveUse::of_device(system, major.into(), minor.into());
+    let live = LiveUse::of_device(system, candidate.disk.dev);
     if !live.is_idle() {
         let reason = Refusal::InUse(live);
         tracing::warn!(disk = %candidate.disk, reason = %reason, "Refusing a disk the host uses.");
@@ -225,13 +225,13 @@ fn decide(system: &SystemPaths, candidate: &Candidate, size: u64) -> WatchEvent 
             .filter_map(|(_, link)| link.file_name())
             .map(|name| name.to_string_lossy())
     };
-    let identity = Identity::from_sysfs(&system.sysfs, major.into(), minor.into());
+    let identity = Identity::from_sysfs(&system.sysfs, candidate.disk.dev);
     let volume_id = identity
         .ebs_volume_id
         .or_else(|| link_names(LinkDir::ById).find_map(|name| volume_id_from_link_name(&name)));
     let attached = AttachedDisk {
         device: candidate.disk.device.clone(),
-        dev: candidate.disk.dev,
+        dev: candidate.disk.dev.into(),
         links: candidate
             .links
             .iter()
