@@ -216,6 +216,22 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
     let run = Run::of(&mut cmd);
     run.expect_code(2);
     assert!(run.stderr.contains("needs --incident"), "{}", run.stderr);
+
+    // Issue 10: `verify` reads `s3://` URLs with the same parser as `acquire`, and says why.
+    for (url, why) in [
+        ("s3://Bad_Bucket/m.json", "the bucket name must be"),
+        (
+            "s3://evidence/a/../m.json",
+            "must not contain empty, '.' or '..'",
+        ),
+        ("s3://evidence/", "names a bucket, not a manifest"),
+    ] {
+        let mut cmd = local.collector();
+        cmd.args(["verify", url, "--s3-force-path-style"]);
+        let run = Run::of(&mut cmd);
+        run.expect_code(2);
+        assert!(run.stderr.contains(why), "{url}: {}", run.stderr);
+    }
 }
 
 #[test]

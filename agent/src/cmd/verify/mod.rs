@@ -37,9 +37,14 @@ struct Checked {
 
 /// Verifies and returns `Exit::Ok` on a full match, `Exit::VerifyMismatch` otherwise.
 pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, Failure> {
-    let checked = match args.manifest.strip_prefix("s3://") {
-        Some(rest) => s3::measure(rest, args.s3_force_path_style, cancel)?,
-        None => local::measure(Path::new(&args.manifest), json, cancel)?,
+    let checked = if args.manifest.starts_with("s3://") {
+        let url = args
+            .manifest
+            .parse()
+            .map_err(|e| Failure::new(Exit::Usage, e))?;
+        s3::measure(&url, args.s3_force_path_style, cancel)?
+    } else {
+        local::measure(Path::new(&args.manifest), json, cancel)?
     };
     let expected_sidecar = checked.manifest.sha256sum_text();
     let report = compare::compare(

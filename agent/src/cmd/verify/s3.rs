@@ -8,27 +8,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::anyhow;
 use imaging::hash::{Hasher, PieceHasher};
 use imaging::manifest::{ImageRecord, MAX_RECORD_BYTES, Manifest};
+use imaging::sink::S3Url;
 use sha2::Digest;
 
 use super::compare::{Measured, Sidecar};
 use super::{Checked, unusable};
 use crate::exit::{Exit, Failure};
 
-/// Fetches the manifest at `s3://REST` (refusing an unusable one) and streams back its objects.
+/// Fetches the manifest at `url` (refusing an unusable one) and streams back its objects.
 pub(super) fn measure(
-    rest: &str,
+    url: &S3Url,
     force_path_style: bool,
     cancel: &AtomicBool,
 ) -> Result<Checked, Failure> {
-    let (bucket, manifest_key) = rest
-        .split_once('/')
-        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-        .ok_or_else(|| {
-            Failure::new(
-                Exit::Usage,
-                anyhow!("s3://{rest} is not an s3://BUCKET/KEY URL"),
-            )
-        })?;
+    let (folder, _) = url.split_object().ok_or_else(|| {
+        Failure::new(
+            Exit::Usage,
+            anyhow!("{url} names a bucket, not a manifest: give s3://BUCKET/KEY"),
+        )
+    })?;
+    let (bucket, manifest_key) = (url.bucket(), url.prefix());
     let runtime = crate::aws::runtime()?;
     let client = crate::aws::s3_client(&runtime, force_path_style, 10);
     let origin = format!("s3://{bucket}/{manifest_key}");
@@ -37,8 +36,7 @@ pub(super) fn measure(
     let text = fetch_record(&runtime, &client, bucket, manifest_key)?
         .ok_or_else(|| unusable(anyhow!("cannot read the manifest {origin}: no such object")))?;
     let manifest = Manifest::from_slice(&text, Path::new(&origin)).map_err(unusable)?;
-    let prefix = manifest_key.rsplit_once('/').map_or("", |(dir, _)| dir);
-    let objects = stored_objects(&manifest.image, prefix)
+    let objects = stored_objects(&manifest.image, &folder)
         .map_err(|e| unusable(anyhow!("manifest {origin}: {e}")))?;
 
     let mut whole = WholeImage::new(&manifest.image);
@@ -63,7 +61,7 @@ pub(super) fn measure(
             }
         }
     }
-    let sidecar_key = beside(prefix, &format!("{}.sha256", manifest.image.file_name));
+    let sidecar_key = folder.key(&format!("{}.sha256", manifest.image.file_name));
     let sidecar = match fetch_record(&runtime, &client, bucket, &sidecar_key) {
         Ok(Some(bytes)) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
         Ok(None) => Sidecar::Absent,
@@ -77,15 +75,6 @@ pub(super) fn measure(
     })
 }
 
-/// `prefix/name`, or `name` at the bucket's root.
-fn beside(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{prefix}/{name}")
-    }
-}
-
 /// One stored object to read back, as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
@@ -96,13 +85,13 @@ struct Stored {
     sha256: Option<String>,
 }
 
-/// The objects to read for a manifest stored under `prefix`: those it lists, which must be the
+/// The objects to read for a manifest stored in `folder`: those it lists, which must be the
 /// image's objects beside the manifest — never another prefix's, nor the bucket's root — or, for a
 /// manifest without an object list (older or hand-made), the image named beside it.
-fn stored_objects(image: &ImageRecord, prefix: &str) -> Result<Vec<Stored>, String> {
+fn stored_objects(image: &ImageRecord, folder: &S3Url) -> Result<Vec<Stored>, String> {
     let Some(s3) = &image.s3 else {
         return Ok(vec![Stored {
-            key: beside(prefix, &image.file_name),
+            key: folder.key(&image.file_name),
             version_id: None,
             size_bytes: image.size_bytes,
             sha256: None,
@@ -115,7 +104,7 @@ fn stored_objects(image: &ImageRecord, prefix: &str) -> Result<Vec<Stored>, Stri
         .iter()
         .zip(image.object_names())
         .map(|(object, name)| {
-            let expected = beside(prefix, &name);
+            let expected = folder.key(&name);
             if object.key != expected {
                 return Err(format!(
                     "image.s3.objects names {:?}, but verify reads only the image's objects beside \
@@ -175,7 +164,8 @@ fn fetch_record(
         let mut bytes = Vec::new();
         let mut body = response.body;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| failed(e.to_string()))?;
+            let chunk = chunk
+                .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
             if (bytes.len() + chunk.len()) as u64 > MAX_RECORD_BYTES {
                 return Err(too_large());
             }
@@ -269,9 +259,10 @@ fn stream_object(
             return Err(imaging::Error::Cancelled.into());
         }
         let chunk = chunk.map_err(|e| {
+            let detail = aws_sdk_s3::error::DisplayErrorContext(&e);
             Failure::new(
                 Exit::Destination,
-                anyhow!("reading s3://{bucket}/{key}: {e}"),
+                anyhow!("reading s3://{bucket}/{key}: {detail}"),
             )
         })?;
         size += chunk.len() as u64;
@@ -293,6 +284,10 @@ mod tests {
     use imaging::sink::s3::{PartPlan, S3Object, S3Receipt};
 
     use super::*;
+
+    fn folder(url: &str) -> S3Url {
+        url.parse().unwrap()
+    }
 
     fn object(key: &str, offset: u64, size_bytes: u64) -> S3Object {
         S3Object {
@@ -328,7 +323,7 @@ mod tests {
     #[test]
     fn objects_are_read_only_beside_the_manifest() {
         let one = image(vec![object("c/d/s.image.dd", 0, 10)]);
-        let stored = stored_objects(&one, "c/d").unwrap();
+        let stored = stored_objects(&one, &folder("s3://bkt/c/d")).unwrap();
         assert_eq!(
             stored,
             [Stored {
@@ -338,7 +333,7 @@ mod tests {
                 sha256: None,
             }]
         );
-        let err = stored_objects(&one, "c").unwrap_err();
+        let err = stored_objects(&one, &folder("s3://bkt/c")).unwrap_err();
         assert!(
             err.contains(
                 r#"verify reads only the image's objects beside the manifest: "c/s.image.dd""#
@@ -346,22 +341,30 @@ mod tests {
             "{err}"
         );
         let root = image(vec![object("s.image.dd", 0, 10)]);
-        assert_eq!(stored_objects(&root, "").unwrap()[0].key, "s.image.dd");
-        assert!(stored_objects(&root, "c/d").is_err());
+        assert_eq!(
+            stored_objects(&root, &folder("s3://bkt")).unwrap()[0].key,
+            "s.image.dd"
+        );
+        assert!(stored_objects(&root, &folder("s3://bkt/c/d")).is_err());
         let segments = image(vec![
             object("c/s.image.dd.001", 0, 5),
             object("c/s.image.dd.002", 5, 5),
         ]);
-        assert_eq!(stored_objects(&segments, "c").unwrap().len(), 2);
-        assert!(stored_objects(&segments, "d").is_err());
+        assert_eq!(
+            stored_objects(&segments, &folder("s3://bkt/c"))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(stored_objects(&segments, &folder("s3://bkt/d")).is_err());
     }
 
     #[test]
     fn a_manifest_without_objects_names_the_image_beside_it() {
-        assert!(stored_objects(&image(Vec::new()), "c").is_err());
+        assert!(stored_objects(&image(Vec::new()), &folder("s3://bkt/c")).is_err());
         let mut legacy = image(Vec::new());
         legacy.s3 = None;
-        let stored = stored_objects(&legacy, "c/d").unwrap();
+        let stored = stored_objects(&legacy, &folder("s3://bkt/c/d")).unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].key, "c/d/s.image.dd");
         assert_eq!(stored[0].size_bytes, 10);

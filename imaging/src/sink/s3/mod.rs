@@ -41,7 +41,8 @@ pub use protect::{require_object_lock, tag_object};
 pub use sink::{S3Receipt, S3Sink};
 pub use small::{Stored, put_small};
 
-/// An `s3://bucket/prefix` destination.
+/// An `s3://bucket/prefix` URL: where evidence goes (a prefix), or one object (`verify`'s
+/// manifest), with the bucket name and key checked once, here, for every caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Url {
     bucket: String,
@@ -52,6 +53,26 @@ impl S3Url {
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// The prefix, without leading or trailing `/`; empty at the bucket's root. For a URL that
+    /// names an object, its key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A URL naming one object, split into its folder's URL and the object's name:
+    /// `s3://b/c/d/m.json` → (`s3://b/c/d`, `m.json`). `None` for a bare bucket.
+    pub fn split_object(&self) -> Option<(S3Url, &str)> {
+        if self.prefix.is_empty() {
+            return None;
+        }
+        let (folder, name) = self.prefix.rsplit_once('/').unwrap_or(("", &self.prefix));
+        let folder = Self {
+            bucket: self.bucket.clone(),
+            prefix: folder.to_owned(),
+        };
+        Some((folder, name))
     }
 
     /// The key of `name` under the prefix (`prefix/name`, or `name` without a prefix).
@@ -150,5 +171,27 @@ mod tests {
         ] {
             assert!(bad.parse::<S3Url>().is_err(), "{bad}");
         }
+    }
+
+    // Issue 10: `verify` parsed `s3://` URLs its own way; it now splits an object URL here.
+    #[test]
+    fn an_object_url_splits_into_its_folder_and_name() {
+        let url: S3Url = "s3://evidence/cases/IR-1/m.json".parse().unwrap();
+        assert_eq!(url.prefix(), "cases/IR-1/m.json");
+        let (folder, name) = url.split_object().unwrap();
+        assert_eq!(name, "m.json");
+        assert_eq!(folder.bucket(), "evidence");
+        assert_eq!(folder.key("x.dd"), "cases/IR-1/x.dd");
+        let at_root: S3Url = "s3://evidence/m.json".parse().unwrap();
+        let (root, name) = at_root.split_object().unwrap();
+        assert_eq!((root.prefix(), name), ("", "m.json"));
+        assert_eq!(root.key("x.dd"), "x.dd");
+        assert!(
+            "s3://evidence/"
+                .parse::<S3Url>()
+                .unwrap()
+                .split_object()
+                .is_none()
+        );
     }
 }
