@@ -1,5 +1,6 @@
-//! Exit codes: the one place where outcomes become numbers. Documented in README.md; scripts and the
-//! SSM document rely on them, so a code never changes meaning.
+//! Exit codes: the one place where outcomes become numbers. `--help` lists them from here, and a test
+//! holds README.md's table to this file (every code, its words, no other row); scripts and the
+//! daemon's callers rely on them, so a code never changes meaning.
 
 use std::process::ExitCode;
 

@@ -10,7 +10,8 @@
 //! - `config`: the daemon's layered, validated configuration; `imds`: EC2 user data and instance
 //!   ID over IMDSv2.
 //! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
-//! - `exit`: outcomes → documented exit codes.
+//! - `exit`: outcomes → documented exit codes (`--help` lists them from there; a test holds the
+//!   README's table to them).
 //! - `result`: the one-line JSON result of an acquisition, for callers.
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
 //! - `detect`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe,

@@ -6,18 +6,26 @@
 //! - [`device`]: opens the source (block device or file) read-only with O_DIRECT, asks the kernel for its
 //!   size and sector sizes, sets the block-device read-only flag, and detects live (mounted) acquisition.
 //! - [`identity`]: what the source is: model, serial, EBS volume ID, loop backing file (from sysfs).
-//! - [`buffer`]: the fixed pool of aligned buffers; the only `unsafe` in the crate. Memory is flat in
-//!   device size because nothing else allocates per chunk.
+//! - [`sysfs`]: block device numbers (`major:minor`) and the sysfs directory of each.
+//! - [`buffer`]: the fixed pool of aligned buffers. Memory is flat in device size because nothing
+//!   else allocates per chunk.
 //! - [`reader`]: several O_DIRECT reads in flight, and the bad-sector policy (retry sector by sector,
 //!   zero-fill, record).
 //! - [`hash`]: SHA-256, BLAKE3, MD5, SHA-1 and piecewise hashes.
 //! - [`pipeline`]: wires reader → hashers → sink with back-pressure and cancellation.
-//! - [`sink`]: where the image goes ([`sink::LocalSink`] writes a file; S3 comes later), behind one trait.
-//! - [`manifest`]: the evidence record, its schema, and its atomic write.
+//! - [`sink`]: where the image goes, behind one trait: [`sink::LocalSink`] writes a file in the run's
+//!   staging directory, [`sink::S3Sink`] streams multipart uploads (one object or numbered segments),
+//!   [`sink::DiscardSink`] keeps nothing (`verify` wants only the hashes).
+//! - [`manifest`]: the evidence record: built from a finished run, its JSON schema, and the bounded,
+//!   validating reader `verify` uses. Where and when it is stored is the caller's (the agent's
+//!   destinations); see `sink::staging` for the local publish order.
 //! - [`naming`]: evidence names and the file names derived from them.
 //! - [`ranges`]: merging bad sectors into byte ranges.
 //! - [`regular_file`]: bounded reads of files an operator names (manifests, sidecars, config).
 //! - [`error`]: the error type, classified into kinds that callers map to exit codes.
+//!
+//! `unsafe` appears in two places: [`buffer`] (aligned allocation) and [`device`] (the block-device
+//! ioctls). Each block carries a `// SAFETY:` comment; the workspace lints deny one without.
 
 pub mod buffer;
 pub mod device;

@@ -1,8 +1,10 @@
 //! Shared support for the end-to-end suites: the real binary, real loop devices, a real FUSE
-//! filesystem that injects kernel I/O errors and latency, and real tmpfs mounts.
+//! filesystem that injects kernel I/O errors and latency, real tmpfs mounts, and loopback stand-ins
+//! for AWS: moto for S3 and CloudWatch Logs, a fault-injecting proxy, an IMDSv2 server.
 //!
-//! Everything here needs root (loop devices, mounts). A missing prerequisite is a test failure with
-//! a message saying what to install, never a silent skip: CI runs as root with `tests/setup.sh` done.
+//! The suites need root (loop devices, mounts) and what `tests/helpers/setup-deps.sh` installs
+//! (`tests/run` runs it first). A missing prerequisite is a test failure with a message saying what
+//! to install, never a silent skip.
 
 pub mod cwlogs;
 pub mod fixtures;

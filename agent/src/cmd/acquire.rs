@@ -9,6 +9,9 @@
 //! Everything that can refuse the run — arguments, the destination, existing evidence, a source that
 //! is one of the outputs — is checked before the device gets its kernel read-only flag, so a refused
 //! run leaves the device as it found it.
+//!
+//! A run that stored evidence ends with one log line naming its manifest whole (an absolute path or
+//! an `s3://` URL), the one argument `verify` needs.
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};

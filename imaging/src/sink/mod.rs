@@ -1,7 +1,9 @@
-//! Where the image bytes go. One trait, so the pipeline has one code path whether the image lands in a
-//! local file or streams to S3, and tests can swap destinations. A local image is written inside the
-//! run's private [`Staging`] directory, which also holds the companion files until they are published
-//! together, the sidecar only after the manifest.
+//! Where the image bytes go. One trait, so the pipeline has one code path whatever the destination:
+//! [`LocalSink`] writes a file, [`S3Sink`] streams multipart uploads (see [`s3`]), and
+//! [`DiscardSink`] keeps nothing, for `verify`, which re-reads an image through the same pipeline
+//! only for its hashes. A local image is written inside the run's private [`Staging`] directory,
+//! which also holds the companion files until they are published together, the sidecar only after
+//! the manifest; on S3 each object is stored only if absent, the manifest last.
 
 pub(crate) mod local;
 pub mod s3;
