@@ -387,6 +387,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_long_list_of_damaged_pieces_names_the_first_and_counts_the_rest() {
+        let many = |digest: &str| (0..70).map(|i| piece(i, digest)).collect::<Vec<_>>();
+        let mut report = Report::default();
+        compare_pieces(&many(SHA), &many(OTHER), &mut report);
+        let line = &report.lines[0];
+        assert!(
+            line.starts_with("pieces: MISMATCH in 70 pieces of 70: [0, 1, "),
+            "{line}"
+        );
+        assert!(line.ends_with(", 62, 63] and 6 more"), "{line}");
+        assert_eq!(report.problems, ["70 pieces differ"]);
+        let mut report = Report::default();
+        let mut some = many(SHA);
+        some[69].digest = OTHER.to_owned();
+        compare_pieces(&many(SHA), &some, &mut report);
+        assert_eq!(report.lines, ["pieces: MISMATCH in 1 piece of 70: [69]"]);
+    }
+
     // Issue 10: after a flipped byte `verify` printed `sha256: MISMATCH` and then `sidecar: OK`,
     // which reads as "the image is fine": the line says what the sidecar was compared with.
     #[test]
