@@ -243,6 +243,10 @@ fn verify_input_errors_have_their_own_codes() {
     fs::remove_file(out.join("e.image.dd")).unwrap();
     let run = Run::of(collector().arg("verify").arg(out.join("e.manifest.json")));
     run.expect_code(10);
-    assert!(run.stderr.contains("e.image.dd"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the image the manifest") && run.stderr.contains("e.image.dd"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }

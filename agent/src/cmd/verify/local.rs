@@ -13,7 +13,7 @@ use imaging::sink::DiscardSink;
 
 use super::compare::{Measured, Sidecar};
 use super::{Checked, unusable};
-use crate::exit::Failure;
+use crate::exit::{Exit, Failure};
 use crate::progress::ProgressDisplay;
 
 /// Reads the manifest at `path` (refusing an unusable one) and re-reads the image beside it.
@@ -25,13 +25,21 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
         .unwrap_or(Path::new("."));
     // A safe name (checked by the manifest's validation): it stays in `dir`.
     let image = dir.join(&manifest.image.file_name);
+    // The error names the image as the manifest's, so "source" in it is not read as the disk.
     let source = Source::open(
         &image,
         &SourceOptions {
             set_read_only: false,
             ..SourceOptions::default()
         },
-    )?;
+    )
+    .map_err(|e| {
+        let exit = Exit::from(e.kind());
+        Failure::new(
+            exit,
+            anyhow::anyhow!("the image the manifest {} names: {e}", path.display()),
+        )
+    })?;
     let config = PipelineConfig {
         algorithms: manifest.image.hashes.keys().copied().collect(),
         piece_size: manifest.image.piecewise.as_ref().map(|p| p.piece_size),
