@@ -123,6 +123,8 @@ pub struct Effective {
     pub imds_skipped: Option<&'static str>,
     /// The instance ID from IMDS.
     pub instance_id: Option<String>,
+    /// Values read but deliberately not used, with why (user data first, then environment).
+    pub ignored: Vec<env::Ignored>,
 }
 
 /// What a job needs: where evidence goes and which incident it belongs to.
@@ -183,7 +185,10 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     if let Some((path, table)) = &file {
         layers.apply(layers::flatten(table, &Origin::File(path.clone()))?);
     }
-    let env_settings = env::settings(&options.env)?;
+    let env::Read {
+        settings: env_settings,
+        mut ignored,
+    } = env::settings(&options.env)?;
     let flag_settings = options
         .flags
         .iter()
@@ -228,6 +233,10 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     let user_data_format = user_data.as_ref().map(|u| u.format);
     if let Some(data) = user_data {
         layers.apply(data.settings);
+        ignored.splice(0..0, data.ignored);
+    }
+    for note in &ignored {
+        tracing::warn!(source = %note.origin, value = %note.value, "Ignored: {}.", note.reason);
     }
     layers.apply(env_settings);
     layers.apply(flag_settings);
@@ -248,6 +257,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
         user_data: user_data_format,
         imds_skipped,
         instance_id,
+        ignored,
     })
 }
 
