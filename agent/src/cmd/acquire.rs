@@ -11,6 +11,7 @@
 //! run leaves the device as it found it.
 
 use std::fs;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -121,6 +122,7 @@ pub fn run(
             incident_id: incident.map(|i| i.to_string()),
             evidence_name: name.to_string(),
             source_volume_id: source_volume.as_ref().map(ToString::to_string),
+            examiner: args.examiner.clone(),
         },
         host: HostInfo {
             hostname: sysinfo::hostname(),
@@ -164,11 +166,36 @@ fn object_metadata(
     metadata
 }
 
+/// Largest JSON job read from stdin: a job is a few hundred bytes; this bounds a runaway writer.
+const MAX_JOB_BYTES: u64 = 64 << 10;
+
+/// The acquisition job the `watch` daemon writes to a child's stdin (`run-job`): `AcquireArgs` as
+/// JSON, checked as clap would check the same flags. Its result line is always printed.
+pub fn read_job(input: impl Read) -> Result<AcquireArgs, Failure> {
+    let mut text = String::new();
+    input
+        .take(MAX_JOB_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| usage(format!("cannot read the job from stdin: {e}")))?;
+    if text.len() as u64 > MAX_JOB_BYTES {
+        return Err(usage(format!(
+            "the job on stdin is over {MAX_JOB_BYTES} bytes"
+        )));
+    }
+    let mut args: AcquireArgs = serde_json::from_str(&text)
+        .map_err(|e| usage(format!("the job on stdin is not an acquisition job: {e}")))?;
+    args.check()
+        .map_err(|e| usage(format!("the job on stdin: {e}")))?;
+    args.result_json = true;
+    Ok(args)
+}
+
 fn usage(message: String) -> Failure {
     Failure::new(Exit::Usage, anyhow!(message))
 }
 
-fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
+/// The engine's read settings that `args` ask for, checked by the engine.
+pub fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
     let algorithms = HashAlgorithm::parse_list(&args.hashes)?;
     let chunk_size = usize::try_from(args.chunk_size.as_u64())
         .map_err(|_| usage(format!("chunk size {} is too large", args.chunk_size)))?;

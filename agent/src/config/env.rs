@@ -8,7 +8,7 @@ use imaging::identity::VolumeId;
 
 use super::error::ConfigError;
 use super::layers::{self, KeyPath, Origin, Setting};
-use super::raw::{SECTIONS, writer_tables};
+use super::settings::{ALL, SECTIONS};
 
 /// Prefix of the per-key variables.
 pub const PREFIX: &str = "FORENSIC_COLLECTOR_";
@@ -49,13 +49,8 @@ fn is_legacy(name: &str) -> bool {
 
 /// Every variable name that sets a key, in section order.
 pub fn setting_names() -> Vec<String> {
-    writer_tables()
-        .iter()
-        .flat_map(|(section, table)| {
-            table
-                .iter()
-                .map(move |(key, _)| format!("{PREFIX}{section}_{key}").to_ascii_uppercase())
-        })
+    ALL.iter()
+        .map(|s| format!("{PREFIX}{}_{}", s.section, s.key).to_ascii_uppercase())
         .collect()
 }
 
@@ -247,10 +242,7 @@ mod tests {
         assert_eq!(edit_distance("KITTEN", "SITTING"), 3);
         let names = setting_names();
         assert!(names.contains(&"FORENSIC_COLLECTOR_S3_PART_SIZE".to_owned()));
-        assert_eq!(
-            names.len(),
-            writer_tables().iter().map(|(_, t)| t.len()).sum::<usize>()
-        );
+        assert_eq!(names.len(), ALL.len());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::error::ConfigError;
-use super::raw::{RawConfig, SECTIONS, Writers, writers};
+use super::raw::RawConfig;
+use super::settings::{SECTIONS, Writers, defaults_table, writers};
 
 /// The user-data formats we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Whether this source may set `key` (see `raw::Writers`): the defaults, the config file and
+    /// Whether this source may set `key` (see `settings::Writers`): the defaults, the config file and
     /// flags any key; every other source (user data, the environment, any added later) only the
     /// keys declared `Any`.
     fn may_set(&self, key: &KeyPath) -> Result<(), String> {
@@ -133,8 +134,8 @@ impl Setting {
     }
 }
 
-/// Deserialises a table holding only `key = value` into the raw tree: unknown keys and wrong types
-/// fail here, with serde's message (which lists the expected keys or variants).
+/// Deserialises the defaults with `key = value` over them into the raw tree: unknown keys and wrong
+/// types fail here, with serde's message (which lists the expected keys or variants).
 fn check_alone(key: &KeyPath, value: &toml::Value) -> Result<(), String> {
     if !SECTIONS.contains(&key.section.as_str()) {
         return Err(format!(
@@ -143,10 +144,10 @@ fn check_alone(key: &KeyPath, value: &toml::Value) -> Result<(), String> {
             SECTIONS.join(", ")
         ));
     }
-    let mut section = toml::Table::new();
-    section.insert(key.key.clone(), value.clone());
-    let mut table = toml::Table::new();
-    table.insert(key.section.clone(), toml::Value::Table(section));
+    let mut table = defaults_table();
+    if let Some(toml::Value::Table(section)) = table.get_mut(&key.section) {
+        section.insert(key.key.clone(), value.clone());
+    }
     toml::Value::Table(table)
         .try_into::<RawConfig>()
         .map(drop)
@@ -232,8 +233,7 @@ impl Layers {
 
     /// The defaults with every setting on top, as one document.
     pub fn merged(&self) -> Result<RawConfig, ConfigError> {
-        let mut table = toml::Table::try_from(RawConfig::default())
-            .map_err(|e| ConfigError::internal(format!("defaults do not serialise: {e}")))?;
+        let mut table = defaults_table();
         for setting in self.settings.values() {
             let section = table
                 .entry(setting.key.section.clone())

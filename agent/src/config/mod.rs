@@ -16,22 +16,21 @@
 //! decided from the file, environment and flags — user data cannot switch itself off.
 //!
 //! # Layout
-//! - `raw`: the serde struct tree and its defaults.
+//! - `settings`: every key's default, range and who may set it, declared once.
+//! - `raw`: the serde struct tree (each key's type and doc line).
 //! - `layers`: settings with provenance, and how they stack.
 //! - `env`, `userdata`: the two text-shaped sources.
-//! - `typed`: validation into `Config`; `bounds`: the range of every numeric setting, shared
-//!   with the command line.
+//! - `typed`: validation into `Config`.
 //! - `file`: reading the config file: bounded, regular files only, owned by root.
 //! - `error`: `ConfigError` and its exit codes.
 //! - `check`: the `config check` command.
-
-pub mod bounds;
 
 pub mod env;
 pub mod error;
 pub mod file;
 pub mod layers;
 pub mod raw;
+pub mod settings;
 pub mod typed;
 pub mod userdata;
 

@@ -210,6 +210,7 @@ fn the_example_file_is_valid_and_spells_out_every_default() {
         "bucket",
         "incident_id",
         "source_volume_id",
+        "examiner",
         "expected_volumes",
     ] {
         assert!(

@@ -9,7 +9,7 @@
 use super::env::{self, Ignored};
 use super::error::ConfigError;
 use super::layers::{self, Origin, Setting, UserDataFormat};
-use super::raw::{JOB_KEYS, SECTIONS};
+use super::settings::{self, SECTIONS};
 
 /// Settings found in user data and the format they were in.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +85,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 fn has_known_keys(table: &toml::Table) -> bool {
     table
         .keys()
-        .any(|k| SECTIONS.contains(&k.as_str()) || JOB_KEYS.contains(&k.as_str()))
+        .any(|k| SECTIONS.contains(&k.as_str()) || settings::find("job", k).is_some())
 }
 
 /// JSON or TOML: section tables, or top-level keys that belong to `[job]`; `{"job": {…}}` is the

@@ -9,8 +9,8 @@ use bytesize::ByteSize;
 use imaging::sink::s3::{Retention, S3Options, limits};
 
 use super::{Invalid, invalid, size, within};
-use crate::config::bounds;
 use crate::config::raw::RawConfig;
+use crate::config::settings;
 /// Keep the readiness message well inside one log event (256 KiB).
 const MAX_MESSAGE_LEN: usize = 1024;
 
@@ -94,16 +94,16 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
     let part = size("s3.part_size", &s.part_size)?;
     let min_part_size = match part {
         0 => limits::MIN_PART_SIZE,
-        p => within("s3.part_size", &bounds::PART_SIZE, p)?,
+        p => within("s3.part_size", &settings::PART_SIZE, p)?,
     };
     let parts_in_flight = within(
         "s3.parts_in_flight",
-        &bounds::PARTS_IN_FLIGHT,
+        &settings::PARTS_IN_FLIGHT,
         u64::from(s.parts_in_flight),
     )?;
     let part_memory = size("s3.part_memory", &s.part_memory)?;
-    let part_memory = within("s3.part_memory", &bounds::PART_MEMORY, part_memory)?;
-    bounds::check_part_budget(min_part_size, parts_in_flight, part_memory)
+    let part_memory = within("s3.part_memory", &settings::PART_MEMORY, part_memory)?;
+    settings::check_part_budget(min_part_size, parts_in_flight, part_memory)
         .map_err(|e| invalid("s3.part_memory", e))?;
     let parts_in_flight = usize::try_from(parts_in_flight)
         .ok()
@@ -112,7 +112,7 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
     let max_object_size = size("s3.max_object_size", &s.max_object_size)?;
     let max_object_size = within(
         "s3.max_object_size",
-        &bounds::MAX_OBJECT_SIZE,
+        &settings::MAX_OBJECT_SIZE,
         max_object_size,
     )?;
     if max_object_size < min_part_size {
@@ -127,7 +127,7 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
     }
     let max_attempts = within(
         "s3.max_attempts",
-        &bounds::S3_MAX_ATTEMPTS,
+        &settings::S3_MAX_ATTEMPTS,
         u64::from(s.max_attempts),
     )?;
     let max_attempts = u32::try_from(max_attempts)
@@ -179,7 +179,7 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
             };
             let retain_days = within(
                 "s3.object_lock_retain_days",
-                &bounds::OBJECT_LOCK_RETAIN_DAYS,
+                &settings::OBJECT_LOCK_RETAIN_DAYS,
                 u64::from(days),
             )?;
             let retain_days = u32::try_from(retain_days)
@@ -223,12 +223,12 @@ pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
     }
     let progress_interval = within(
         "cloudwatch.progress_interval_secs",
-        &bounds::PROGRESS_INTERVAL_SECS,
+        &settings::PROGRESS_INTERVAL_SECS,
         c.progress_interval_secs,
     )?;
     let queue_capacity = within(
         "cloudwatch.queue_capacity",
-        &bounds::QUEUE_CAPACITY,
+        &settings::QUEUE_CAPACITY,
         u64::from(c.queue_capacity),
     )?;
     let queue_capacity = usize::try_from(queue_capacity)
@@ -237,7 +237,7 @@ pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
         .ok_or_else(|| invalid("cloudwatch.queue_capacity", "must be at least 1"))?;
     let flush_timeout = within(
         "cloudwatch.flush_timeout_secs",
-        &bounds::FLUSH_TIMEOUT_SECS,
+        &settings::FLUSH_TIMEOUT_SECS,
         c.flush_timeout_secs,
     )?;
     Ok(CloudWatch {

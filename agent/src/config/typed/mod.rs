@@ -16,8 +16,8 @@ use imaging::naming::SafeName;
 use imaging::pipeline::PipelineConfig;
 use imaging::sink::S3Url;
 
-use super::bounds;
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
+use super::settings;
 
 mod destinations;
 
@@ -40,7 +40,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
 }
 
 /// `value` of `key` if `bound` holds it.
-fn within(key: &'static str, bound: &bounds::Bound, value: u64) -> Result<u64, Invalid> {
+fn within(key: &'static str, bound: &settings::Spec, value: u64) -> Result<u64, Invalid> {
     bound.check(value).map_err(|e| invalid(key, e))
 }
 
@@ -68,6 +68,8 @@ pub struct JobSection {
     pub incident_id: Option<SafeName>,
     /// The volume this job is about (a hint for detection and the manifest).
     pub source_volume_id: Option<VolumeId>,
+    /// Who collects, recorded in the manifest.
+    pub examiner: Option<String>,
     /// Stop after this many volumes.
     pub expected_volumes: Option<NonZeroU32>,
     /// Whether user data was consulted.
@@ -138,6 +140,11 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
                 .map_err(|e| invalid("job.source_volume_id", e))
         })
         .transpose()?;
+    let examiner = job
+        .examiner
+        .as_deref()
+        .map(|name| imaging::manifest::check_examiner(name).map_err(|e| invalid("job.examiner", e)))
+        .transpose()?;
     let expected_volumes = job
         .expected_volumes
         .map(|n| {
@@ -153,6 +160,7 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
         destination,
         incident_id,
         source_volume_id,
+        examiner,
         expected_volumes,
         use_imds: job.use_imds,
     })
@@ -169,17 +177,17 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
     }
     let concurrency = within(
         "watch.concurrency",
-        &bounds::CONCURRENCY,
+        &settings::CONCURRENCY,
         u64::from(w.concurrency),
     )?;
     let concurrency = usize::try_from(concurrency)
         .ok()
         .and_then(NonZeroUsize::new)
         .ok_or_else(|| invalid("watch.concurrency", "must be at least 1"))?;
-    let settle_ms = within("watch.settle_ms", &bounds::SETTLE_MS, w.settle_ms)?;
+    let settle_ms = within("watch.settle_ms", &settings::SETTLE_MS, w.settle_ms)?;
     let idle_timeout_secs = within(
         "watch.idle_timeout_secs",
-        &bounds::IDLE_TIMEOUT_SECS,
+        &settings::IDLE_TIMEOUT_SECS,
         w.idle_timeout_secs,
     )?;
     if w.poweroff_command
