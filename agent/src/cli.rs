@@ -250,7 +250,9 @@ impl AcquireArgs {
         }
         match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
             (None, None) => Ok(()),
-            (Some(mode), Some(_)) if mode == "governance" || mode == "compliance" => Ok(()),
+            (Some(mode), Some(_)) if ["governance", "compliance"].contains(&mode.as_str()) => {
+                Ok(())
+            }
             _ => Err(
                 "object lock needs a mode (governance or compliance) and a retain-until date"
                     .into(),

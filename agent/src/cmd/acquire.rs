@@ -344,3 +344,54 @@ fn write_companions(
     destination.store(&files.manifest, manifest.to_json().as_bytes())?;
     destination.publish(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn job(extra: &[&str]) -> AcquireArgs {
+        let mut argv = vec![
+            "forensic-collector",
+            "acquire",
+            "/dev/null",
+            "--result-json",
+        ];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Acquire(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn refused(json: &str) -> String {
+        read_job(json.as_bytes()).unwrap_err().error.to_string()
+    }
+
+    // Issue 10: a JSON job is checked as the same flags would be.
+    #[test]
+    fn a_json_job_is_checked_like_flags() {
+        let ok = job(&["--examiner", "J. Doe"]);
+        let mut quiet = ok.clone();
+        quiet.result_json = false;
+        let back = read_job(serde_json::to_vec(&quiet).unwrap().as_slice()).unwrap();
+        assert_eq!(back, ok, "the result line is always asked for");
+
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["s3"]["parts_in_flight"] = 65.into();
+        assert!(refused(&value.to_string()).contains("parts in flight 65"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["examiner"] = "a\nb".into();
+        assert!(refused(&value.to_string()).contains("examiner"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["s3"]["object_lock_mode"] = "governance".into();
+        assert!(refused(&value.to_string()).contains("object lock"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["surprise"] = 1.into();
+        assert!(refused(&value.to_string()).contains("not an acquisition job"));
+        let big = " ".repeat(usize::try_from(MAX_JOB_BYTES).unwrap() + 1);
+        assert!(refused(&big).contains("over"));
+        let err = read_job(&b"{}"[..]).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+    }
+}
