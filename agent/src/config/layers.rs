@@ -252,7 +252,7 @@ impl Layers {
         let merged = toml::Table::try_from(self.merged()?)
             .map_err(|e| ConfigError::internal(format!("settings do not serialise: {e}")))?;
         let mut out = Vec::new();
-        for section in SECTIONS {
+        for &section in SECTIONS {
             let Some(toml::Value::Table(body)) = merged.get(section) else {
                 continue;
             };

@@ -1,22 +1,29 @@
-//! Every setting of the agent, declared once: its key, built-in default, accepted range and who
-//! may set it. The command line (`cli.rs` defaults and value parsers), the config file, user data,
-//! the environment, `config check`, the daemon's child job and docs/config.md all read this table,
-//! and a test (`defaults_agree_everywhere`) fails when any of them disagrees.
+//! Every setting of the agent, declared once: key, type, doc line, built-in default, accepted
+//! range and who may set it — one entry each in the `settings!` table below, from which the serde
+//! tree (`RawConfig` and its sections), a `Spec` constant per key and the list `ALL` are generated.
+//! The command line (`cli.rs` defaults and value parsers), the config file, user data, the
+//! environment, `config check`, the daemon's child job and docs/config.md all read it, and
+//! `defaults_agree_everywhere` fails when any of them disagrees.
 //!
-//! A key's type and doc line are its field in the serde tree (`raw.rs`); `every_field_has_one_spec`
-//! keeps the two in step. Where the engine owns a default (read sizes in `imaging::pipeline`, S3
-//! upload tuning in `imaging::sink::s3`), the table names the engine's constant instead of copying
-//! its number, so `PipelineConfig::default()` and `S3Options::default()` agree by construction.
+//! Where the engine owns a default (read sizes in `imaging::pipeline`, upload tuning in
+//! `imaging::sink::s3`), the table names the engine's constant instead of copying its number, so
+//! `PipelineConfig::default()` and `S3Options::default()` agree by construction.
 //!
-//! Every bound must refuse at start-up a value that could not work, would exhaust memory, or would
-//! overflow a clock (`Instant + Duration` panics): a typo must never abort the process halfway
-//! through an acquisition. The engine's read settings are bounded by
-//! `imaging::pipeline::PipelineConfig::validate`.
+//! Nothing read into the tree is trusted: `deny_unknown_fields` turns a typo into an error instead
+//! of a setting that silently does nothing, and `typed::validate` checks every value. Every bound
+//! must refuse at start-up a value that could not work, would exhaust memory, or would overflow a
+//! clock (`Instant + Duration` panics): a typo must never abort the process halfway through an
+//! acquisition. The engine bounds its read settings itself (`PipelineConfig::validate`).
 
 use bytesize::ByteSize;
 use imaging::pipeline;
 use imaging::sink::s3::{self as engine_s3, limits};
+use serde::{Deserialize, Serialize};
 
+use self::Initial::{Bool, Count, List, Size, Text, Unset};
+use self::Unit::{Bytes, Number};
+use self::Writers::{Any, Operator};
+use super::raw::{OnComplete, RawHashList, RawSize};
 use crate::cloudwatch;
 
 const DAY_SECS: u64 = 24 * 60 * 60;
@@ -56,19 +63,19 @@ impl Initial {
     /// As a TOML value, or `None` when unset.
     pub fn to_toml(self) -> Option<toml::Value> {
         Some(match self {
-            Self::Unset => return None,
-            Self::Bool(b) => toml::Value::Boolean(b),
-            Self::Count(n) => toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-            Self::Size(n) => toml::Value::String(size_text(n)),
-            Self::Text(t) => toml::Value::String(t.to_owned()),
-            Self::List(items) => toml::Value::Array(items.iter().map(|i| (*i).into()).collect()),
+            Unset => return None,
+            Bool(b) => toml::Value::Boolean(b),
+            Count(n) => toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            Size(n) => toml::Value::String(size_text(n)),
+            Text(t) => toml::Value::String(t.to_owned()),
+            List(items) => toml::Value::Array(items.iter().map(|i| (*i).into()).collect()),
         })
     }
 
     /// The number of a `Count` or `Size` default (0 otherwise).
     pub const fn number(self) -> u64 {
         match self {
-            Self::Count(n) | Self::Size(n) => n,
+            Count(n) | Size(n) => n,
             _ => 0,
         }
     }
@@ -107,25 +114,25 @@ impl Spec {
         self.bound.map_or(Ok(value), |b| b.check(value))
     }
 
-    /// The default number as `T` (for clap's `default_value_t`); saturates, which no default needs.
-    pub fn default_as<T: TryFrom<u64> + Bounded>(&self) -> T {
+    /// The default number as `T`, for clap's `default_value_t` (saturating, which no default needs).
+    pub fn default_as<T: TryFrom<u64>>(&self) -> T
+    where
+        T: TryFrom<u64> + num_max::Max,
+    {
         T::try_from(self.default.number()).unwrap_or(T::MAX)
     }
 }
 
-/// The integer types a default is read as.
-pub trait Bounded {
-    /// Largest value.
-    const MAX: Self;
-}
-impl Bounded for u32 {
-    const MAX: Self = u32::MAX;
-}
-impl Bounded for usize {
-    const MAX: Self = usize::MAX;
-}
-impl Bounded for u64 {
-    const MAX: Self = u64::MAX;
+mod num_max {
+    /// The largest value of an integer type.
+    pub trait Max {
+        /// Largest value.
+        const MAX: Self;
+    }
+    macro_rules! max {
+        ($($t:ty),*) => { $(impl Max for $t { const MAX: Self = <$t>::MAX; })* };
+    }
+    max!(u32, u64, usize);
 }
 
 /// How a bound's numbers are shown.
@@ -134,7 +141,7 @@ pub enum Unit {
     /// A byte size, shown as `8.0 MiB`.
     Bytes,
     /// A plain number.
-    Count,
+    Number,
 }
 
 /// An inclusive range with the words to explain it.
@@ -157,8 +164,8 @@ impl Bound {
             return Ok(value);
         }
         let show = |n: u64| match self.unit {
-            Unit::Bytes => ByteSize(n).to_string(),
-            Unit::Count => n.to_string(),
+            Bytes => ByteSize(n).to_string(),
+            Number => n.to_string(),
         };
         Err(format!(
             "{} {} must be between {} and {}",
@@ -170,328 +177,197 @@ impl Bound {
     }
 }
 
-const fn spec(section: &'static str, key: &'static str, default: Initial) -> Spec {
-    Spec {
-        section,
-        key,
-        default,
-        bound: None,
-        writers: Writers::Any,
+/// `what` must be within `min..=max`, shown in `unit`.
+const fn range(what: &'static str, min: u64, max: u64, unit: Unit) -> Bound {
+    Bound {
+        what,
+        min,
+        max,
+        unit,
     }
 }
 
-const fn bounded(
-    section: &'static str,
-    key: &'static str,
-    default: Initial,
-    what: &'static str,
-    (min, max): (u64, u64),
-    unit: Unit,
-) -> Spec {
-    Spec {
-        section,
-        key,
-        default,
-        bound: Some(Bound {
-            what,
-            min,
-            max,
-            unit,
-        }),
-        writers: Writers::Any,
+/// Generates, from one entry per key, the serde struct of each section (field, type, doc line),
+/// `RawConfig` holding them, a `Spec` constant per key (same doc line), `SECTIONS` and `ALL`.
+macro_rules! settings {
+    ($(
+        $(#[doc = $sdoc:literal])*
+        [$section:ident] $Struct:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $CONST:ident $field:ident: $ty:ty = $default:expr, $writers:expr $(, $bound:expr)?;
+            )*
+        }
+    )*) => {
+        /// The whole file (or any layer of it), every section present: layers are merged over the
+        /// defaults before the tree is read, so no field needs a serde default.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawConfig {
+            $(
+                $(#[doc = $sdoc])*
+                pub $section: $Struct,
+            )*
+        }
+        $(
+            $(#[doc = $sdoc])*
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct $Struct {
+                $(
+                    $(#[doc = $doc])*
+                    pub $field: $ty,
+                )*
+            }
+            $(
+                $(#[doc = $doc])*
+                pub const $CONST: Spec = Spec {
+                    section: stringify!($section),
+                    key: stringify!($field),
+                    default: $default,
+                    bound: settings!(@bound $($bound)?),
+                    writers: $writers,
+                };
+            )*
+        )*
+        /// Section names, in the order `config check` prints them.
+        pub const SECTIONS: &[&str] = &[$(stringify!($section)),*];
+        /// Every setting, by section in `SECTIONS` order.
+        pub const ALL: &[Spec] = &[$($($CONST,)*)*];
+    };
+    (@bound) => { None };
+    (@bound $bound:expr) => { Some($bound) };
+}
+
+settings! {
+    /// `[job]`: what this instance is for. The job context is what user data is for.
+    [job] RawJob {
+        /// Evidence bucket.
+        BUCKET bucket: Option<String> = Unset, Any;
+        /// Key prefix inside the bucket.
+        PREFIX prefix: String = Text(""), Any;
+        /// Incident ID: part of every key and recorded in the manifest.
+        INCIDENT_ID incident_id: Option<String> = Unset, Any;
+        /// The EBS volume this job is about.
+        SOURCE_VOLUME_ID source_volume_id: Option<String> = Unset, Any;
+        /// Who collects the evidence: recorded in the manifest only, so any layer may say it.
+        EXAMINER examiner: Option<String> = Unset, Any;
+        /// Stop after this many volumes are imaged.
+        EXPECTED_VOLUMES expected_volumes: Option<u32> = Unset, Any;
+        /// Read the job context from EC2 user data. Decided before user data is read, so user
+        /// data setting it changes nothing.
+        USE_IMDS use_imds: bool = Bool(true), Any;
+    }
+    /// `[watch]`: how the daemon detects disks. Timing and the choice among three fixed endings
+    /// are the launcher's (it can stop the instance through EC2 anyway); the program run and the
+    /// devices watched are not.
+    [watch] RawWatch {
+        /// Where udev publishes disk links.
+        DISK_ROOT disk_root: String = Text("/dev/disk"),
+            Operator("it chooses which host devices are imaged (a directory of links to the host's own disks would ship them)");
+        /// Quiet time (ms) after a link appears before the disk is examined: udev creates by-id,
+        /// by-path and by-label links one after another; 300 ms covers the burst on a Nitro
+        /// instance. A minute is the most that is still "settling" rather than a stalled daemon.
+        SETTLE_MS settle_ms: u64 = Count(300), Any, range("settle time (ms)", 0, 60_000, Number);
+        /// Disks imaged at once: one, because EBS throughput is per instance, so parallel reads
+        /// mostly compete; each holds its own buffers, so beyond 8 they only compete for memory.
+        CONCURRENCY concurrency: u32 = Count(1), Any, range("concurrency", 1, 8, Number);
+        /// Seconds to wait for a disk (0 = forever): at most 30 days, far past any incident's
+        /// attach time and far inside what a deadline `Instant` can hold.
+        IDLE_TIMEOUT_SECS idle_timeout_secs: u64 = Count(0), Any,
+            range("idle timeout (seconds)", 0, 30 * DAY_SECS, Number);
+        /// What to do when done: power off, as the collector is single-use and a stopped
+        /// instance costs nothing.
+        ON_COMPLETE on_complete: OnComplete = Text("poweroff"), Any;
+        /// The command `on_complete = "poweroff"` runs: through systemd, so units stop in order
+        /// and the journal is flushed first.
+        POWEROFF_COMMAND poweroff_command: Vec<String> = List(&["systemctl", "poweroff"]),
+            Operator("it is a program the daemon runs as root");
+    }
+    /// `[imaging]`: reading and hashing. The engine's defaults, with their reasons, are in
+    /// `imaging::pipeline`, and its `PipelineConfig::validate` bounds every value.
+    [imaging] RawImaging {
+        /// Whole-image hashes.
+        HASHES hashes: RawHashList = List(&["sha256", "blake3"]), Any;
+        /// Piecewise SHA-256 size; 0 turns it off.
+        PIECE_SIZE piece_size: RawSize = Size(pipeline::DEFAULT_PIECE_SIZE), Any;
+        /// Bytes per read.
+        CHUNK_SIZE chunk_size: RawSize = Size(pipeline::DEFAULT_CHUNK_SIZE as u64), Any;
+        /// Reads in flight.
+        QUEUE_DEPTH queue_depth: u32 = Count(pipeline::DEFAULT_QUEUE_DEPTH as u64), Any;
+        /// Extra attempts per unreadable sector.
+        SECTOR_RETRIES sector_retries: u32 = Count(pipeline::DEFAULT_SECTOR_RETRIES as u64), Any;
+    }
+    /// `[s3]`: the evidence bucket. Where and how evidence is stored belongs to the job (the
+    /// launcher names the bucket); sizes and counts are bounded, so memory stays within budget.
+    [s3] RawS3 {
+        /// Path-style addressing for S3-compatible servers.
+        FORCE_PATH_STYLE force_path_style: bool = Bool(false), Any;
+        /// Smallest multipart part, within S3's limits; 0 means S3's smallest (the number
+        /// `acquire` shows as its default).
+        PART_SIZE part_size: RawSize = Size(0), Any,
+            range("part size", limits::MIN_PART_SIZE, limits::MAX_PART_SIZE, Bytes);
+        /// Parts uploading at once: memory is (n + 1) × part size, and 64 × 8 MiB is already
+        /// half a GiB; more parallel requests stopped adding throughput well before that.
+        PARTS_IN_FLIGHT parts_in_flight: u32 = Count(engine_s3::DEFAULT_PARTS_IN_FLIGHT as u64),
+            Any, range("parts in flight", 1, 64, Number);
+        /// Memory for part buffers; caps the part size. At least two of the smallest parts (one
+        /// uploading, one filling), at most two of the largest, with which one object already
+        /// holds S3's whole 48.8 TiB: more is a typo that would be allocated as the image grows.
+        PART_MEMORY part_memory: RawSize = Size(engine_s3::DEFAULT_PART_MEMORY), Any,
+            range("part memory", 2 * limits::MIN_PART_SIZE, 2 * limits::MAX_PART_SIZE, Bytes);
+        /// Largest object; bigger images become numbered segments. At least one part, at most
+        /// what 10,000 parts of S3's largest size hold (48.8 TiB, about the 50 TB S3 accepts).
+        MAX_OBJECT_SIZE max_object_size: RawSize = Size(limits::MAX_OBJECT_SIZE), Any,
+            range("maximum object size", limits::MIN_PART_SIZE, limits::MAX_PARTS * limits::MAX_PART_SIZE, Bytes);
+        /// Attempts per request. The SDK backs off exponentially with jitter, at most 4 s each,
+        /// so 10 rides out about half a minute of throttling, 5xx answers or a restarting
+        /// endpoint; beyond 100 the backoff turns an outage into hours.
+        S3_MAX_ATTEMPTS max_attempts: u32 = Count(10), Any, range("S3 attempts", 1, 100, Number);
+        /// SSE-KMS key.
+        SSE_KMS_KEY_ID sse_kms_key_id: Option<String> = Unset, Any;
+        /// Account that must own the bucket.
+        EXPECTED_BUCKET_OWNER expected_bucket_owner: Option<String> = Unset, Any;
+        /// `GOVERNANCE` or `COMPLIANCE`.
+        OBJECT_LOCK_MODE object_lock_mode: Option<String> = Unset, Any;
+        /// Retention in days from the upload: S3 accepts at most 100 years; more would also
+        /// overflow the date arithmetic of the retain-until date.
+        OBJECT_LOCK_RETAIN_DAYS object_lock_retain_days: Option<u32> = Unset, Any,
+            range("Object Lock retention (days)", 1, 36_500, Number);
+        /// Legal hold on every object.
+        LEGAL_HOLD legal_hold: bool = Bool(false), Any;
+        /// Refuse a bucket without Object Lock.
+        REQUIRE_OBJECT_LOCK require_object_lock: bool = Bool(false), Any;
+    }
+    /// `[cloudwatch]`: readiness and progress reports. The reporter's own defaults: the log group
+    /// names of the flow this replaces, so its dashboards keep working.
+    [cloudwatch] RawCloudWatch {
+        /// Report to CloudWatch Logs at all.
+        CW_ENABLED enabled: bool = Bool(true), Any;
+        /// Log group of the "ready for a disk" message.
+        READINESS_GROUP readiness_group: String = Text(cloudwatch::DEFAULT_READINESS_GROUP), Any;
+        /// Log group of capture progress and results.
+        CAPTURE_GROUP capture_group: String = Text(cloudwatch::DEFAULT_CAPTURE_GROUP), Any;
+        /// The readiness message.
+        READINESS_MESSAGE readiness_message: String = Text(cloudwatch::DEFAULT_READINESS_MESSAGE), Any;
+        /// Seconds between progress events: one per hour is the least that still shows a capture
+        /// is alive; zero would be a busy loop. 30 s keeps a long capture's event count low.
+        PROGRESS_INTERVAL_SECS progress_interval_secs: u64 = Count(30), Any,
+            range("progress interval (seconds)", 1, 3600, Number);
+        /// Events buffered while CloudWatch is slow: ten PutLogEvents batches of events of a few
+        /// KiB stay within tens of MiB.
+        QUEUE_CAPACITY queue_capacity: u32 = Count(cloudwatch::DEFAULT_QUEUE_CAPACITY as u64), Any,
+            range("queue capacity", 1, 100_000, Number);
+        /// Seconds to flush at exit: at least one (the reporter refuses zero); at most ten
+        /// minutes, well past systemd's default stop timeout (90 s), which would kill us first.
+        FLUSH_TIMEOUT_SECS flush_timeout_secs: u64 = Count(cloudwatch::DEFAULT_FLUSH_TIMEOUT.as_secs()),
+            Any, range("flush timeout (seconds)", 1, 600, Number);
     }
 }
 
-const fn operator(spec: Spec, why: &'static str) -> Spec {
-    Spec {
-        writers: Writers::Operator(why),
-        ..spec
-    }
-}
-
-// ---- [job]: what this instance is for. The job context is what user data is for.
-
-/// Evidence bucket.
-pub const BUCKET: Spec = spec("job", "bucket", Initial::Unset);
-/// Key prefix inside the bucket.
-pub const PREFIX: Spec = spec("job", "prefix", Initial::Text(""));
-/// Incident ID.
-pub const INCIDENT_ID: Spec = spec("job", "incident_id", Initial::Unset);
-/// The suspect's EBS volume.
-pub const SOURCE_VOLUME_ID: Spec = spec("job", "source_volume_id", Initial::Unset);
-/// Who collects: recorded in the manifest only, so any layer may say it.
-pub const EXAMINER: Spec = spec("job", "examiner", Initial::Unset);
-/// Stop after this many volumes.
-pub const EXPECTED_VOLUMES: Spec = spec("job", "expected_volumes", Initial::Unset);
-/// Read user data. Decided before user data is read, so user data setting it changes nothing.
-pub const USE_IMDS: Spec = spec("job", "use_imds", Initial::Bool(true));
-
-// ---- [watch]: timing and the choice among three fixed endings are the launcher's (it can stop
-// the instance through EC2 anyway); the program run and the devices watched are not.
-
-/// Where udev publishes disk links.
-pub const DISK_ROOT: Spec = operator(
-    spec("watch", "disk_root", Initial::Text("/dev/disk")),
-    "it chooses which host devices are imaged (a directory of links to the host's own disks would ship them)",
-);
-/// Quiet time after a disk link appears, in milliseconds: udev creates by-id, by-path and by-label
-/// links one after another; 300 ms covers the burst on a Nitro instance without delaying the job
-/// noticeably. A minute is the most that is still "settling" rather than a stalled daemon.
-pub const SETTLE_MS: Spec = bounded(
-    "watch",
-    "settle_ms",
-    Initial::Count(300),
-    "settle time (ms)",
-    (0, 60_000),
-    Unit::Count,
-);
-/// Disks imaged at once: one, because EBS throughput is per instance, so parallel reads mostly
-/// compete; each holds its own buffers, so beyond 8 they only compete for memory.
-pub const CONCURRENCY: Spec = bounded(
-    "watch",
-    "concurrency",
-    Initial::Count(1),
-    "concurrency",
-    (1, 8),
-    Unit::Count,
-);
-/// Seconds to wait for a disk (0 = forever): at most 30 days, far past any incident's attach time
-/// and far inside what a deadline `Instant` can hold.
-pub const IDLE_TIMEOUT_SECS: Spec = bounded(
-    "watch",
-    "idle_timeout_secs",
-    Initial::Count(0),
-    "idle timeout (seconds)",
-    (0, 30 * DAY_SECS),
-    Unit::Count,
-);
-/// What to do when done: power off, because the collector is single-use and a stopped instance
-/// costs nothing.
-pub const ON_COMPLETE: Spec = spec("watch", "on_complete", Initial::Text("poweroff"));
-/// The command `on_complete = "poweroff"` runs: through systemd, so units stop in order and the
-/// journal is flushed first.
-pub const POWEROFF_COMMAND: Spec = operator(
-    spec(
-        "watch",
-        "poweroff_command",
-        Initial::List(&["systemctl", "poweroff"]),
-    ),
-    "it is a program the daemon runs as root",
-);
-
-// ---- [imaging]: read and hash tuning; the engine's defaults, with their reasons, are in
-// `imaging::pipeline`, and every value is bounded by its `PipelineConfig::validate`.
-
-/// Whole-image hashes.
-pub const HASHES: Spec = spec("imaging", "hashes", Initial::List(&["sha256", "blake3"]));
-/// Piecewise SHA-256 size; 0 turns it off.
-pub const PIECE_SIZE: Spec = spec(
-    "imaging",
-    "piece_size",
-    Initial::Size(pipeline::DEFAULT_PIECE_SIZE),
-);
-/// Bytes per read.
-pub const CHUNK_SIZE: Spec = spec(
-    "imaging",
-    "chunk_size",
-    Initial::Size(pipeline::DEFAULT_CHUNK_SIZE as u64),
-);
-/// Reads in flight.
-pub const QUEUE_DEPTH: Spec = spec(
-    "imaging",
-    "queue_depth",
-    Initial::Count(pipeline::DEFAULT_QUEUE_DEPTH as u64),
-);
-/// Extra attempts per unreadable sector.
-pub const SECTOR_RETRIES: Spec = spec(
-    "imaging",
-    "sector_retries",
-    Initial::Count(pipeline::DEFAULT_SECTOR_RETRIES as u64),
-);
-
-// ---- [s3]: where and how evidence is stored belongs to the job (the launcher names the bucket);
-// sizes and counts are bounded, so memory stays within its budget.
-
-/// Path-style addressing for S3-compatible servers.
-pub const FORCE_PATH_STYLE: Spec = spec("s3", "force_path_style", Initial::Bool(false));
-/// Smallest multipart part: S3's own limits (the last part may be smaller); 0 in the config file
-/// means S3's smallest (`acquire` shows that number as its default).
-pub const PART_SIZE: Spec = bounded(
-    "s3",
-    "part_size",
-    Initial::Size(0),
-    "part size",
-    (limits::MIN_PART_SIZE, limits::MAX_PART_SIZE),
-    Unit::Bytes,
-);
-/// Parts uploading at once: memory is (n + 1) × part size, and 64 × 8 MiB is already half a GiB;
-/// on loopback and on EC2 more parallel requests stopped adding throughput well before that.
-pub const PARTS_IN_FLIGHT: Spec = bounded(
-    "s3",
-    "parts_in_flight",
-    Initial::Count(engine_s3::DEFAULT_PARTS_IN_FLIGHT as u64),
-    "parts in flight",
-    (1, 64),
-    Unit::Count,
-);
-/// Memory for part buffers: at least two of the smallest parts (one uploading, one filling), at
-/// most two of the largest (10 GiB) — enough for S3's largest part while the next one fills, with
-/// which one object already holds S3's whole 48.8 TiB; more buys nothing, and a value past this is
-/// a typo that would be allocated as the image grows.
-pub const PART_MEMORY: Spec = bounded(
-    "s3",
-    "part_memory",
-    Initial::Size(engine_s3::DEFAULT_PART_MEMORY),
-    "part memory",
-    (2 * limits::MIN_PART_SIZE, 2 * limits::MAX_PART_SIZE),
-    Unit::Bytes,
-);
-/// Largest object: at least one part; at most what 10,000 parts of S3's largest size can hold
-/// (48.8 TiB, about the 50 TB S3 accepts today).
-pub const MAX_OBJECT_SIZE: Spec = bounded(
-    "s3",
-    "max_object_size",
-    Initial::Size(limits::MAX_OBJECT_SIZE),
-    "maximum object size",
-    (
-        limits::MIN_PART_SIZE,
-        limits::MAX_PARTS * limits::MAX_PART_SIZE,
-    ),
-    Unit::Bytes,
-);
-/// Attempts per S3 request. The SDK backs off exponentially with jitter, at most 4 s each, so 10
-/// rides out about half a minute of throttling, 5xx answers or a restarting endpoint; beyond 100
-/// the backoff turns an outage into hours.
-pub const S3_MAX_ATTEMPTS: Spec = bounded(
-    "s3",
-    "max_attempts",
-    Initial::Count(10),
-    "S3 attempts",
-    (1, 100),
-    Unit::Count,
-);
-/// SSE-KMS key.
-pub const SSE_KMS_KEY_ID: Spec = spec("s3", "sse_kms_key_id", Initial::Unset);
-/// Account that must own the bucket.
-pub const EXPECTED_BUCKET_OWNER: Spec = spec("s3", "expected_bucket_owner", Initial::Unset);
-/// `GOVERNANCE` or `COMPLIANCE`.
-pub const OBJECT_LOCK_MODE: Spec = spec("s3", "object_lock_mode", Initial::Unset);
-/// Object Lock retention in days: S3 accepts at most 100 years; more would also overflow the date
-/// arithmetic that computes the retain-until date.
-pub const OBJECT_LOCK_RETAIN_DAYS: Spec = bounded(
-    "s3",
-    "object_lock_retain_days",
-    Initial::Unset,
-    "Object Lock retention (days)",
-    (1, 36_500),
-    Unit::Count,
-);
-/// Legal hold on every object.
-pub const LEGAL_HOLD: Spec = spec("s3", "legal_hold", Initial::Bool(false));
-/// Refuse a bucket without Object Lock.
-pub const REQUIRE_OBJECT_LOCK: Spec = spec("s3", "require_object_lock", Initial::Bool(false));
-
-// ---- [cloudwatch]: reporting names and timings. The reporter's own defaults: the log group names
-// of the flow this replaces, so its dashboards keep working, and a buffer of one full
-// PutLogEvents batch.
-
-/// Report to CloudWatch Logs at all.
-pub const CW_ENABLED: Spec = spec("cloudwatch", "enabled", Initial::Bool(true));
-/// Log group of the readiness message.
-pub const READINESS_GROUP: Spec = spec(
-    "cloudwatch",
-    "readiness_group",
-    Initial::Text(cloudwatch::DEFAULT_READINESS_GROUP),
-);
-/// Log group of capture progress and results.
-pub const CAPTURE_GROUP: Spec = spec(
-    "cloudwatch",
-    "capture_group",
-    Initial::Text(cloudwatch::DEFAULT_CAPTURE_GROUP),
-);
-/// The readiness message.
-pub const READINESS_MESSAGE: Spec = spec(
-    "cloudwatch",
-    "readiness_message",
-    Initial::Text(cloudwatch::DEFAULT_READINESS_MESSAGE),
-);
-/// Seconds between progress events: a report per hour is the least that still shows a capture is
-/// alive; zero would be a busy loop. 30 s keeps a long capture's event count (and cost) low.
-pub const PROGRESS_INTERVAL_SECS: Spec = bounded(
-    "cloudwatch",
-    "progress_interval_secs",
-    Initial::Count(30),
-    "progress interval (seconds)",
-    (1, 3600),
-    Unit::Count,
-);
 /// `acquire` run by hand logs progress more often than the daemon reports it: a person is
 /// watching. Same range as [`PROGRESS_INTERVAL_SECS`]; not a config key.
 pub const ACQUIRE_PROGRESS_INTERVAL_SECS: u64 = 10;
-/// CloudWatch events buffered while the service is slow: ten PutLogEvents batches. Events are up
-/// to a few KiB, so this stays within tens of MiB.
-pub const QUEUE_CAPACITY: Spec = bounded(
-    "cloudwatch",
-    "queue_capacity",
-    Initial::Count(cloudwatch::DEFAULT_QUEUE_CAPACITY as u64),
-    "queue capacity",
-    (1, 100_000),
-    Unit::Count,
-);
-/// Seconds allowed to flush reports at exit: at least one (the reporter refuses zero); at most ten
-/// minutes, well past systemd's default stop timeout (90 s), which would kill us first.
-pub const FLUSH_TIMEOUT_SECS: Spec = bounded(
-    "cloudwatch",
-    "flush_timeout_secs",
-    Initial::Count(cloudwatch::DEFAULT_FLUSH_TIMEOUT.as_secs()),
-    "flush timeout (seconds)",
-    (1, 600),
-    Unit::Count,
-);
-
-/// Section names, in the order `config check` prints them.
-pub const SECTIONS: [&str; 5] = ["job", "watch", "imaging", "s3", "cloudwatch"];
-
-/// Every setting, grouped by section in `SECTIONS` order.
-pub const ALL: [Spec; 37] = [
-    BUCKET,
-    PREFIX,
-    INCIDENT_ID,
-    SOURCE_VOLUME_ID,
-    EXAMINER,
-    EXPECTED_VOLUMES,
-    USE_IMDS,
-    DISK_ROOT,
-    SETTLE_MS,
-    CONCURRENCY,
-    IDLE_TIMEOUT_SECS,
-    ON_COMPLETE,
-    POWEROFF_COMMAND,
-    HASHES,
-    PIECE_SIZE,
-    CHUNK_SIZE,
-    QUEUE_DEPTH,
-    SECTOR_RETRIES,
-    FORCE_PATH_STYLE,
-    PART_SIZE,
-    PARTS_IN_FLIGHT,
-    PART_MEMORY,
-    MAX_OBJECT_SIZE,
-    S3_MAX_ATTEMPTS,
-    SSE_KMS_KEY_ID,
-    EXPECTED_BUCKET_OWNER,
-    OBJECT_LOCK_MODE,
-    OBJECT_LOCK_RETAIN_DAYS,
-    LEGAL_HOLD,
-    REQUIRE_OBJECT_LOCK,
-    CW_ENABLED,
-    READINESS_GROUP,
-    CAPTURE_GROUP,
-    READINESS_MESSAGE,
-    PROGRESS_INTERVAL_SECS,
-    QUEUE_CAPACITY,
-    FLUSH_TIMEOUT_SECS,
-];
 
 /// The setting `section.key`, if declared.
 pub fn find(section: &str, key: &str) -> Option<&'static Spec> {
@@ -500,15 +376,15 @@ pub fn find(section: &str, key: &str) -> Option<&'static Spec> {
 
 /// Who may set `section.key`. A key not declared is the operator's (fail closed).
 pub fn writers(section: &str, key: &str) -> Writers {
-    find(section, key).map_or(Writers::Operator("it is not a known key"), |s| s.writers)
+    find(section, key).map_or(Operator("it is not a known key"), |s| s.writers)
 }
 
 /// Every default as one document (`[section] key = value`), unset keys left out.
 pub fn defaults_table() -> toml::Table {
-    let mut table = toml::Table::new();
-    for section in SECTIONS {
-        table.insert(section.into(), toml::Value::Table(toml::Table::new()));
-    }
+    let mut table: toml::Table = SECTIONS
+        .iter()
+        .map(|s| ((*s).to_owned(), toml::Value::Table(toml::Table::new())))
+        .collect();
     for spec in ALL {
         if let (Some(value), Some(toml::Value::Table(body))) =
             (spec.default.to_toml(), table.get_mut(spec.section))
@@ -624,7 +500,7 @@ mod tests {
     #[test]
     fn the_documented_table_matches_the_declarations() {
         let docs = include_str!("../../../docs/config.md");
-        for spec in &ALL {
+        for spec in ALL {
             let who = match spec.writers {
                 Writers::Any => "any",
                 Writers::Operator(_) => "file and flags only",
@@ -705,6 +581,7 @@ mod tests {
         );
         let table = defaults_table();
         assert_eq!(table.len(), SECTIONS.len());
+        assert_eq!(SECTIONS, ["job", "watch", "imaging", "s3", "cloudwatch"]);
         assert!(table["job"].get("bucket").is_none());
         assert_eq!(table["watch"]["settle_ms"], 300.into());
         assert_eq!(find("s3", "part_size"), Some(&PART_SIZE));
