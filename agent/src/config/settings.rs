@@ -115,10 +115,7 @@ impl Spec {
     }
 
     /// The default number as `T`, for clap's `default_value_t` (saturating, which no default needs).
-    pub fn default_as<T: TryFrom<u64>>(&self) -> T
-    where
-        T: TryFrom<u64> + num_max::Max,
-    {
+    pub fn default_as<T: TryFrom<u64> + num_max::Max>(&self) -> T {
         T::try_from(self.default.number()).unwrap_or(T::MAX)
     }
 }
