@@ -242,9 +242,9 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
 
     let raw = layers.merged()?;
     let config = typed::validate(&raw).map_err(|invalid| {
-        let key = KeyPath::parse(invalid.key);
+        let key = KeyPath::parse(&invalid.key);
         ConfigError::Key {
-            key: invalid.key.to_owned(),
+            key: invalid.key,
             origin: key.map_or(Origin::Default, |k| layers.origin(&k)),
             message: invalid.message,
         }
