@@ -232,40 +232,40 @@ impl Layers {
     }
 
     /// The defaults with every setting on top, as one document.
-    pub fn merged(&self) -> Result<RawConfig, ConfigError> {
+    fn table(&self) -> toml::Table {
         let mut table = defaults_table();
         for setting in self.settings.values() {
-            let section = table
-                .entry(setting.key.section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(section) = section {
+            if let Some(toml::Value::Table(section)) = table.get_mut(&setting.key.section) {
                 section.insert(setting.key.key.clone(), setting.value.clone());
             }
         }
-        toml::Value::Table(table)
+        table
+    }
+
+    /// The merged document as the raw struct tree.
+    pub fn merged(&self) -> Result<RawConfig, ConfigError> {
+        toml::Value::Table(self.table())
             .try_into::<RawConfig>()
-            .map_err(|e| ConfigError::internal(format!("merged settings do not fit: {e}")))
+            .map_err(|e| ConfigError::Internal(format!("merged settings do not fit: {e}")))
     }
 
     /// Every key with a value (defaults included), its value and its provenance, in section order.
-    pub fn effective(&self) -> Result<Vec<Setting>, ConfigError> {
-        let merged = toml::Table::try_from(self.merged()?)
-            .map_err(|e| ConfigError::internal(format!("settings do not serialise: {e}")))?;
-        let mut out = Vec::new();
-        for &section in SECTIONS {
-            let Some(toml::Value::Table(body)) = merged.get(section) else {
-                continue;
-            };
-            for (key, value) in body {
-                let path = KeyPath::new(section, key);
-                out.push(Setting {
-                    origin: self.origin(&path),
-                    key: path,
-                    value: value.clone(),
-                });
-            }
-        }
-        Ok(out)
+    pub fn effective(&self) -> Vec<Setting> {
+        let table = self.table();
+        SECTIONS
+            .iter()
+            .filter_map(|&section| Some((section, table.get(section)?.as_table()?)))
+            .flat_map(|(section, body)| {
+                body.iter().map(move |(key, value)| {
+                    let key = KeyPath::new(section, key);
+                    Setting {
+                        origin: self.origin(&key),
+                        key,
+                        value: value.clone(),
+                    }
+                })
+            })
+            .collect()
     }
 }
 

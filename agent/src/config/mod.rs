@@ -172,7 +172,7 @@ pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ConfigError::internal(format!("cannot start a runtime for IMDS: {e}")))?;
+        .map_err(|e| ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")))?;
     runtime.block_on(load_async(options))
 }
 
@@ -193,7 +193,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
         .iter()
         .map(|flag| {
             let key = KeyPath::parse(&flag.key).ok_or_else(|| {
-                ConfigError::internal(format!("flag {} names no section.key", flag.name))
+                ConfigError::Internal(format!("flag {} names no section.key", flag.name))
             })?;
             layers::from_text(key, &flag.value, Origin::Flag(flag.name.clone()))
         })
@@ -251,7 +251,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     })?;
     Ok(Effective {
         config,
-        settings: layers.effective()?,
+        settings: layers.effective(),
         file: file.map(|(path, _)| path),
         user_data: user_data_format,
         imds_skipped,
