@@ -16,14 +16,32 @@
 //! decided from the file, environment and flags — user data cannot switch itself off.
 //!
 //! # Layout
-//! - `settings`: every key's default, range and who may set it, declared once.
-//! - `raw`: the serde struct tree (each key's type and doc line).
+//! - `settings`: the one table of settings (key, type, doc line, default, range, who may set it),
+//!   from which the serde tree is generated; `raw`: the value types of that tree.
 //! - `layers`: settings with provenance, and how they stack.
 //! - `env`, `userdata`: the two text-shaped sources.
 //! - `typed`: validation into `Config`.
 //! - `file`: reading the config file: bounded, regular files only, owned by root.
 //! - `error`: `ConfigError` and its exit codes.
-//! - `check`: the `config check` command.
+//!
+//! # Why not figment
+//! figment (layered providers, per-value provenance) was weighed against this module (issue 10)
+//! and not taken, for four reasons:
+//! - Who may set a key is the security rule here (user data and the environment never choose what
+//!   runs as root). figment merges providers without such a notion, so each provider's values
+//!   would still have to be collected and checked key by key before merging — which is most of
+//!   `layers`.
+//! - Provenance must name the exact variable (`env IMAGE_NAME`) and the user-data format; figment's
+//!   metadata names a provider ("environment variable(s)") and rebuilds a variable name only for
+//!   its own `PREFIX_SECTION.KEY` splitting, which cannot express `FORENSIC_COLLECTOR_S3_PART_SIZE`
+//!   (keys contain `_`) or the legacy names without custom mapping code of the same size.
+//! - Its errors ("… for key "default.watch.settle_ms" in … environment variable(s)") differ from
+//!   the messages `config check`, the docs and the e2e suites rely on, and its file provider would
+//!   bypass `file`'s checks (regular file, size, owner).
+//! - figment 0.10.19 (the latest) depends on toml 0.8 while we use toml 1: a second TOML stack
+//!   (toml, toml_edit, serde_spanned, toml_datetime) plus pear and uncased, for the ~150 lines of
+//!   merging and provenance it would replace. User-data detection and the shell-script reader
+//!   would stay ours either way.
 
 pub mod env;
 pub mod error;

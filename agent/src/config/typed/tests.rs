@@ -48,6 +48,11 @@ fn bad_values_name_their_key() {
             "job.expected_volumes",
             Box::new(|r| r.job.expected_volumes = Some(0)),
         ),
+        // Issue 10: the examiner is checked by the manifest's own rule.
+        (
+            "job.examiner",
+            Box::new(|r| r.job.examiner = Some("a\u{202e}b".into())),
+        ),
         (
             "watch.disk_root",
             Box::new(|r| r.watch.disk_root = "dev/disk".into()),
@@ -115,6 +120,7 @@ fn good_values_become_types() {
         r.job.prefix = "/forensics/".into();
         r.job.incident_id = Some("IR-2026-0042".into());
         r.job.source_volume_id = Some("vol0123456789abcdef0".into());
+        r.job.examiner = Some(" J. Doe ".into());
         r.imaging.hashes = RawHashList::Csv("blake3, md5, sha256".into());
         r.imaging.piece_size = RawSize::Text("0".into());
         r.s3.part_size = RawSize::Bytes(16 << 20);
@@ -123,6 +129,7 @@ fn good_values_become_types() {
         r.watch.idle_timeout_secs = 60;
     })
     .unwrap();
+    assert_eq!(config.job.examiner.as_deref(), Some("J. Doe"));
     let dest = config.job.destination.unwrap();
     assert_eq!(dest.bucket(), "my-evidence-bucket");
     assert_eq!(dest.key("x"), "forensics/x");
