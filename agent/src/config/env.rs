@@ -207,6 +207,22 @@ mod tests {
         );
     }
 
+    // Issue 10 (mutation testing): the specific name wins whichever sorts first.
+    #[test]
+    fn prefixed_variables_beat_legacy_ones_that_sort_after_them() {
+        let read = settings(&env(&[
+            ("INCIDENT_ID", "IR-legacy"),
+            ("FORENSIC_COLLECTOR_JOB_INCIDENT_ID", "IR-new"),
+        ]))
+        .unwrap();
+        let mut layers = layers::Layers::default();
+        layers.apply(read.settings);
+        assert_eq!(
+            layers.merged().unwrap().job.incident_id.as_deref(),
+            Some("IR-new")
+        );
+    }
+
     // Issue 9 (also seen): a typo in the section part is not silently ignored.
     #[test]
     fn unknown_prefixed_names_get_a_warning_with_the_closest_name() {

@@ -302,6 +302,18 @@ mod tests {
         );
     }
 
+    // Issue 10 (mutation testing): both parts are required.
+    #[test]
+    fn a_key_path_has_a_section_and_a_key() {
+        assert_eq!(
+            KeyPath::parse("job.bucket"),
+            Some(KeyPath::new("job", "bucket"))
+        );
+        for bad in ["job.", ".bucket", ".", "job"] {
+            assert_eq!(KeyPath::parse(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn text_values_take_the_type_of_their_key() {
         let env = || Origin::Env("X".into());
@@ -311,6 +323,9 @@ mod tests {
         assert_eq!(incident.value, toml::Value::String("2026".into()));
         let imds = from_text(KeyPath::new("job", "use_imds"), "false", env()).unwrap();
         assert_eq!(imds.value, toml::Value::Boolean(false));
+        // Valid TOML of the wrong type is refused too (with the message of reading it as text).
+        let err = from_text(KeyPath::new("watch", "settle_ms"), "true", env()).unwrap_err();
+        assert!(err.to_string().contains("expected u64"), "{err}");
         let err = from_text(KeyPath::new("watch", "settle_ms"), "soon", env()).unwrap_err();
         assert!(err.to_string().contains("watch.settle_ms"), "{err}");
         assert!(err.to_string().contains("env X"), "{err}");

@@ -359,3 +359,42 @@ fn bounded_values_reach_the_typed_config() {
     assert_eq!(config.s3.parts_in_flight.get(), 3);
     assert_eq!(config.s3.max_attempts.get(), 5);
 }
+
+// Issue 10 (mutation testing): both sides of the text rules of [s3] and [cloudwatch].
+#[test]
+fn text_rules_accept_their_edge_and_refuse_past_it() {
+    let key_of = |edit: Box<dyn FnOnce(&mut RawConfig)>| with(edit).err().map(|e| e.key);
+    for bad in ["", "  ", "alias/a b"] {
+        let value = bad.to_owned();
+        assert_eq!(
+            key_of(Box::new(move |r| r.s3.sse_kms_key_id = Some(value))).as_deref(),
+            Some("s3.sse_kms_key_id"),
+            "{bad:?}"
+        );
+    }
+    let config = with(|r| r.s3.sse_kms_key_id = Some(" alias/evidence ".into())).unwrap();
+    assert_eq!(config.s3.sse_kms_key_id.as_deref(), Some("alias/evidence"));
+    for bad in ["12345678901a", "1234567890123", "12345678901"] {
+        let value = bad.to_owned();
+        assert_eq!(
+            key_of(Box::new(move |r| r.s3.expected_bucket_owner = Some(value))).as_deref(),
+            Some("s3.expected_bucket_owner"),
+            "{bad:?}"
+        );
+    }
+    let config = with(|r| r.s3.expected_bucket_owner = Some("123456789012".into())).unwrap();
+    assert_eq!(
+        config.s3.expected_bucket_owner.as_deref(),
+        Some("123456789012")
+    );
+    for bad in [String::new(), " ".into(), "m".repeat(1025)] {
+        assert_eq!(
+            key_of(Box::new(move |r| r.cloudwatch.readiness_message = bad)).as_deref(),
+            Some("cloudwatch.readiness_message")
+        );
+    }
+    for good in ["m".to_owned(), "m".repeat(1024)] {
+        let config = with(|r| r.cloudwatch.readiness_message = good.clone()).unwrap();
+        assert_eq!(config.cloudwatch.readiness_message, good);
+    }
+}
