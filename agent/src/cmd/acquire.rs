@@ -389,8 +389,16 @@ mod tests {
         let mut value = serde_json::to_value(&ok).unwrap();
         value["surprise"] = 1.into();
         assert!(refused(&value.to_string()).contains("not an acquisition job"));
-        let big = " ".repeat(usize::try_from(MAX_JOB_BYTES).unwrap() + 1);
-        assert!(refused(&big).contains("over"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["s3"]["object_lock_mode"] = "forever".into();
+        value["s3"]["object_lock_retain_until"] = "2030-01-01T00:00:00Z".into();
+        assert!(refused(&value.to_string()).contains("object lock"));
+        value["s3"]["object_lock_mode"] = "compliance".into();
+        let locked = read_job(value.to_string().as_bytes()).unwrap();
+        assert_eq!(locked.s3.object_lock_mode.as_deref(), Some("compliance"));
+        let limit = usize::try_from(MAX_JOB_BYTES).unwrap();
+        assert!(refused(&" ".repeat(limit + 1)).contains("over"));
+        assert!(refused(&" ".repeat(limit)).contains("not an acquisition job"));
         let err = read_job(&b"{}"[..]).unwrap_err();
         assert_eq!(err.exit, Exit::Usage);
     }
