@@ -64,10 +64,10 @@ pub struct RunningChild {
 }
 
 impl RunningChild {
-    /// Starts `program --json run-job` with `acquire` on its stdin and piped output; progress
-    /// events go to `events`. The child gets
-    /// SIGHUP when the calling thread ends, so call this from the daemon's main loop, which lives
-    /// as long as the daemon (Linux sends the parent-death signal when the forking *thread* exits).
+    /// Starts `program --json run-job` with `acquire` as JSON on its stdin and piped output;
+    /// progress events go to `events`. The child gets SIGHUP when the calling thread ends, so call
+    /// this from the daemon's main loop, which lives as long as the daemon (Linux sends the
+    /// parent-death signal when the forking *thread* exits).
     pub fn spawn(
         program: &PathBuf,
         acquire: &AcquireArgs,
