@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
-use crate::config::bounds::{self, Bound};
+use crate::config::settings::{self, Spec};
 
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
@@ -35,6 +36,11 @@ pub enum Command {
     /// Run as the collector daemon: watch for attached volumes, image each to S3, report to
     /// CloudWatch Logs, then exit, stay or power off (the systemd service).
     Watch(WatchArgs),
+    /// `acquire` with its arguments as one JSON object on stdin (the `watch` daemon's children):
+    /// the daemon serialises the `AcquireArgs` it built from the checked configuration instead of
+    /// spelling every flag again. Always prints the result line on stdout.
+    #[command(hide = true)]
+    RunJob,
 }
 
 /// `watch` options; each overrides the same key of the configuration (see docs/config.md).
@@ -73,8 +79,10 @@ pub struct ConfigCheckArgs {
     pub allow_missing_job: bool,
 }
 
-/// `acquire` options.
-#[derive(Debug, Args)]
+/// `acquire` options. Also the job the daemon hands each child as JSON (`run-job`), so a new option
+/// is one field here and one line where the daemon fills it (the compiler asks for it).
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcquireArgs {
     /// Block device (e.g. /dev/nvme1n1) or regular file to image.
     pub source: PathBuf,
@@ -104,24 +112,31 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub incident: Option<String>,
 
+    /// Who collects the evidence, recorded in the manifest (1-128 characters, no control
+    /// characters).
+    #[arg(long, value_parser = examiner)]
+    pub examiner: Option<String>,
+
     /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
-    #[arg(long = "hash", default_value = "sha256,blake3")]
+    #[arg(long = "hash", default_value_t = list_default(&settings::HASHES))]
     pub hashes: String,
 
     /// Size of each piecewise SHA-256 (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
-    #[arg(long, default_value = "1GiB")]
+    #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE))]
+    #[serde(with = "bytes")]
     pub piece_size: ByteSize,
 
     /// Bytes per read (a multiple of 4 KiB, up to 64 MiB; read buffers stay within 1 GiB).
-    #[arg(long, default_value = "1MiB")]
+    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE))]
+    #[serde(with = "bytes")]
     pub chunk_size: ByteSize,
 
     /// Reads in flight (1-256). Snapshot-restored EBS volumes get faster with more.
-    #[arg(long, default_value_t = imaging::pipeline::DEFAULT_QUEUE_DEPTH)]
+    #[arg(long, default_value_t = settings::QUEUE_DEPTH.default_as())]
     pub queue_depth: usize,
 
     /// Extra attempts (0-10) for each unreadable sector before it is zero-filled.
-    #[arg(long, default_value_t = imaging::pipeline::DEFAULT_SECTOR_RETRIES)]
+    #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as())]
     pub sector_retries: u32,
 
     /// Do not set the kernel read-only flag on the device (it is still opened read-only).
@@ -129,7 +144,7 @@ pub struct AcquireArgs {
     pub no_kernel_read_only: bool,
 
     /// Seconds between progress log lines when no progress bar is shown (1-3600).
-    #[arg(long, default_value_t = 10, value_parser = progress_interval)]
+    #[arg(long, default_value_t = settings::ACQUIRE_PROGRESS_INTERVAL_SECS, value_parser = progress_interval)]
     pub progress_interval: u64,
 
     /// The suspect's original EBS volume, when the source is a copy made from its snapshot:
@@ -149,34 +164,38 @@ pub struct AcquireArgs {
 }
 
 /// S3 options of `acquire --dest`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct S3Args {
     /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers) instead of BUCKET.ENDPOINT.
     #[arg(long)]
     pub s3_force_path_style: bool,
 
     /// Smallest multipart part, 8 MiB-5 GiB (raised so the image fits in 10,000 parts).
-    #[arg(long, default_value = "8MiB", value_parser = part_size)]
+    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE), value_parser = part_size)]
+    #[serde(with = "bytes")]
     pub part_size: ByteSize,
 
     /// Parts uploading at once (1-64); memory is (this + 1) × part size.
-    #[arg(long, default_value_t = 4, value_parser = parts_in_flight)]
+    #[arg(long, default_value_t = settings::PARTS_IN_FLIGHT.default_as(), value_parser = parts_in_flight)]
     pub parts_in_flight: usize,
 
     /// Memory for part buffers (16 MiB-10 GiB); caps the part size at this / (parts in flight + 1), so memory
     /// stays flat for any disk size. Images that need bigger parts are split into segments.
-    #[arg(long, default_value = "160MiB", value_parser = part_memory)]
+    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY), value_parser = part_memory)]
+    #[serde(with = "bytes")]
     pub part_memory: ByteSize,
 
     /// Largest object to create; bigger images are stored as numbered segment objects
-    /// (`NAME.image.dd.001`, …) listed in the manifest [default: 5TiB, S3's classic limit].
-    #[arg(long, default_value = "5TiB", value_parser = max_object_size)]
+    /// (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit).
+    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE), value_parser = max_object_size)]
+    #[serde(with = "bytes")]
     pub max_object_size: ByteSize,
 
     /// Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with
     /// jitter between attempts, at most 4 s each, so the default 10 rides out about half a minute
     /// (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint.
-    #[arg(long, default_value_t = 10, value_parser = s3_max_attempts)]
+    #[arg(long, default_value_t = settings::S3_MAX_ATTEMPTS.default_as(), value_parser = s3_max_attempts)]
     pub s3_max_attempts: u32,
 
     /// Encrypt with this KMS key (SSE-KMS).
@@ -216,48 +235,104 @@ pub struct VerifyArgs {
     pub s3_force_path_style: bool,
 }
 
-// Value parsers: the configuration's bounds (`config::bounds`), so a value `watch` passes to its
-// `acquire` child is always one `acquire` accepts, and a bad one is a usage error (exit 2) before
-// anything is opened. The read settings (chunk, queue, pieces, retries) are the engine's and are
-// checked by `PipelineConfig::validate`, also before the source is opened.
-
-fn bounded_size(text: &str, bound: &Bound) -> Result<ByteSize, String> {
-    let size = text.trim().parse::<ByteSize>()?;
-    bound.check(size.as_u64()).map(ByteSize)
+impl AcquireArgs {
+    /// The checks clap's value parsers make, for a job that arrived as JSON (`run-job`) and so
+    /// never went through them: a child refuses exactly what `acquire` refuses.
+    pub fn check(&self) -> Result<(), String> {
+        let s3 = &self.s3;
+        settings::PART_SIZE.check(s3.part_size.as_u64())?;
+        settings::PART_MEMORY.check(s3.part_memory.as_u64())?;
+        settings::MAX_OBJECT_SIZE.check(s3.max_object_size.as_u64())?;
+        settings::PARTS_IN_FLIGHT.check(s3.parts_in_flight as u64)?;
+        settings::S3_MAX_ATTEMPTS.check(u64::from(s3.s3_max_attempts))?;
+        settings::PROGRESS_INTERVAL_SECS.check(self.progress_interval)?;
+        if let Some(name) = &self.examiner {
+            examiner(name)?;
+        }
+        match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
+            (None, None) => Ok(()),
+            (Some(mode), Some(_)) if ["governance", "compliance"].contains(&mode.as_str()) => {
+                Ok(())
+            }
+            _ => Err(
+                "object lock needs a mode (governance or compliance) and a retain-until date"
+                    .into(),
+            ),
+        }
+    }
 }
 
-fn bounded_number(text: &str, bound: &Bound) -> Result<u64, String> {
+/// Byte sizes travel in the JSON job as plain integers: exact, and no unit text to parse.
+mod bytes {
+    use bytesize::ByteSize;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(size: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(size.as_u64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        u64::deserialize(d).map(ByteSize)
+    }
+}
+
+// Defaults and value parsers come from `config::settings`, so `acquire`, the config file and the
+// daemon's child share one default and one range per setting, and a bad value is a usage error
+// (exit 2) before anything is opened. The read settings (chunk, queue, pieces, retries) are the
+// engine's and are checked by `PipelineConfig::validate`, also before the source is opened.
+
+fn size_default(spec: &Spec) -> ByteSize {
+    ByteSize(spec.default.number())
+}
+
+fn list_default(spec: &Spec) -> String {
+    match spec.default {
+        settings::Initial::List(items) => items.join(","),
+        _ => String::new(),
+    }
+}
+
+fn bounded_size(text: &str, spec: &Spec) -> Result<ByteSize, String> {
+    let size = text.trim().parse::<ByteSize>()?;
+    spec.check(size.as_u64()).map(ByteSize)
+}
+
+fn bounded_number(text: &str, spec: &Spec) -> Result<u64, String> {
     let n = text
         .trim()
         .parse::<u64>()
         .map_err(|e| format!("{text:?} is not a whole number: {e}"))?;
-    bound.check(n)
+    spec.check(n)
 }
 
 fn part_size(text: &str) -> Result<ByteSize, String> {
-    bounded_size(text, &bounds::PART_SIZE)
+    bounded_size(text, &settings::PART_SIZE)
 }
 
 fn part_memory(text: &str) -> Result<ByteSize, String> {
-    bounded_size(text, &bounds::PART_MEMORY)
+    bounded_size(text, &settings::PART_MEMORY)
 }
 
 fn max_object_size(text: &str) -> Result<ByteSize, String> {
-    bounded_size(text, &bounds::MAX_OBJECT_SIZE)
+    bounded_size(text, &settings::MAX_OBJECT_SIZE)
 }
 
 fn parts_in_flight(text: &str) -> Result<usize, String> {
-    let n = bounded_number(text, &bounds::PARTS_IN_FLIGHT)?;
+    let n = bounded_number(text, &settings::PARTS_IN_FLIGHT)?;
     usize::try_from(n).map_err(|e| e.to_string())
 }
 
 fn s3_max_attempts(text: &str) -> Result<u32, String> {
-    let n = bounded_number(text, &bounds::S3_MAX_ATTEMPTS)?;
+    let n = bounded_number(text, &settings::S3_MAX_ATTEMPTS)?;
     u32::try_from(n).map_err(|e| e.to_string())
 }
 
 fn progress_interval(text: &str) -> Result<u64, String> {
-    bounded_number(text, &bounds::PROGRESS_INTERVAL_SECS)
+    bounded_number(text, &settings::PROGRESS_INTERVAL_SECS)
+}
+
+fn examiner(text: &str) -> Result<String, String> {
+    imaging::manifest::check_examiner(text)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
 use imaging::sink::{LocalSink, S3Sink, S3Url, Sink, Staging};
 
-use crate::cli::AcquireArgs;
+use crate::cli::{AcquireArgs, S3Args};
 use crate::exit::{Exit, Failure};
 
 /// An evidence destination.
@@ -155,17 +155,7 @@ impl Destination {
             client,
             url,
             incident,
-            options: S3Options {
-                parts_in_flight: args.s3.parts_in_flight.max(1),
-                min_part_size: args.s3.part_size.as_u64(),
-                part_memory: args.s3.part_memory.as_u64(),
-                max_object_size: args.s3.max_object_size.as_u64(),
-                sse_kms_key_id: args.s3.sse_kms_key_id.clone(),
-                expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
-                metadata: Vec::new(),
-                retention,
-                legal_hold: args.s3.legal_hold,
-            },
+            options: upload_options(&args.s3, retention),
             require_object_lock: args.s3.require_object_lock,
             ledger: s3::Ledger::default(),
         })))
@@ -373,6 +363,21 @@ impl Destination {
 }
 
 /// The Object Lock retention asked for on the command line, checked to lie in the future.
+/// The engine's upload options that `args` ask for.
+pub fn upload_options(args: &S3Args, retention: Option<Retention>) -> S3Options {
+    S3Options {
+        parts_in_flight: args.parts_in_flight.max(1),
+        min_part_size: args.part_size.as_u64(),
+        part_memory: args.part_memory.as_u64(),
+        max_object_size: args.max_object_size.as_u64(),
+        sse_kms_key_id: args.sse_kms_key_id.clone(),
+        expected_bucket_owner: args.expected_bucket_owner.clone(),
+        metadata: Vec::new(),
+        retention,
+        legal_hold: args.legal_hold,
+    }
+}
+
 fn retention(args: &AcquireArgs) -> Result<Option<Retention>, Failure> {
     let (Some(mode), Some(until)) = (&args.s3.object_lock_mode, &args.s3.object_lock_retain_until)
     else {

@@ -26,14 +26,19 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args, json, &cancel),
         Command::Config(ConfigCommand::Check(args)) => cmd::config::run(args, cli.json),
         Command::Watch(args) => cmd::watch::run(args, &cancel),
+        Command::RunJob => cmd::acquire::read_job(std::io::stdin().lock())
+            .and_then(|args| cmd::acquire::run(&args, json, &capture, &cancel)),
     };
     match result {
         Ok(exit) => exit.into(),
         Err(failure) => {
             tracing::error!(exit_code = failure.exit.code(), "{}", failure.error);
-            if let Command::Acquire(args) = &cli.command
-                && args.result_json
-            {
+            let result_json = match &cli.command {
+                Command::Acquire(args) => args.result_json,
+                Command::RunJob => true,
+                _ => false,
+            };
+            if result_json {
                 AcquisitionResult::failed(failure.exit, format!("{:#}", failure.error)).print();
             }
             failure.exit.into()

@@ -83,6 +83,38 @@ pub struct CaseInfo {
     /// The suspect's original EBS volume, when the imaged device is a copy made from its snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_volume_id: Option<String>,
+    /// Who collected the evidence, as given (`acquire --examiner`, `job.examiner`); checked by
+    /// [`check_examiner`]. Absent in manifests written before it existed, which stay readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examiner: Option<String>,
+}
+
+/// Longest examiner name, in characters: room for a full name and a badge or employee number.
+pub const MAX_EXAMINER_CHARS: usize = 128;
+
+/// `name` trimmed, if it is fit to record: 1 to [`MAX_EXAMINER_CHARS`] characters, no control
+/// characters (a newline would split the capture log and the sidecar's lines if it ever reached
+/// them) and no bidirectional-override or invisible formatting characters (which make a name read
+/// differently from what it is). Any other Unicode is kept: names are not ASCII.
+pub fn check_examiner(name: &str) -> Result<String, String> {
+    let trimmed = name.trim();
+    let count = trimmed.chars().count();
+    if !(1..=MAX_EXAMINER_CHARS).contains(&count) {
+        return Err(format!(
+            "examiner must be 1 to {MAX_EXAMINER_CHARS} characters, not {count}"
+        ));
+    }
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    };
+    if let Some(c) = trimmed.chars().find(|&c| hostile(c)) {
+        return Err(format!(
+            "examiner {trimmed:?} contains the control or formatting character U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The collecting host.
@@ -377,6 +409,40 @@ mod tests {
         let mut old = sample::local_json();
         old["schema_version"] = 1.into();
         assert!(Manifest::from_json(&old.to_string(), Path::new("m.json")).is_ok());
+    }
+
+    // Issue 10: the examiner is optional, so manifests without it (older ones) stay readable, and a
+    // hostile value is refused on the way in and when a manifest is read.
+    #[test]
+    fn the_examiner_is_optional_and_checked() {
+        let old = sample::local_json();
+        assert!(old["case"].get("examiner").is_none());
+        let read = Manifest::from_json(&old.to_string(), Path::new("m.json")).unwrap();
+        assert_eq!(read.case.examiner, None);
+        let mut with = old.clone();
+        with["case"]["examiner"] = "Dr. Åsa Müller (badge 7)".into();
+        let read = Manifest::from_json(&with.to_string(), Path::new("m.json")).unwrap();
+        assert_eq!(
+            read.case.examiner.as_deref(),
+            Some("Dr. Åsa Müller (badge 7)")
+        );
+        assert!(
+            read.to_json()
+                .contains("\"examiner\": \"Dr. Åsa Müller (badge 7)\"")
+        );
+        for bad in ["a\nb", "x\u{202e}y", "\u{7}", "", "  ", &"e".repeat(129)] {
+            assert!(check_examiner(bad).is_err(), "{bad:?}");
+            let mut hostile = old.clone();
+            hostile["case"]["examiner"] = bad.into();
+            let err = Manifest::from_json(&hostile.to_string(), Path::new("m.json")).unwrap_err();
+            assert!(err.to_string().contains("case.examiner"), "{err}");
+        }
+        assert_eq!(check_examiner(" J. Doe ").unwrap(), "J. Doe");
+        assert_eq!(check_examiner(&"e".repeat(128)).unwrap().len(), 128);
+        assert!(check_examiner("a\u{200b}b").is_err());
+        assert!(check_examiner("a\u{2066}b").is_err());
+        assert!(check_examiner("a\u{feff}b").is_err());
+        assert!(check_examiner("O'Brien-Núñez").is_ok());
     }
 
     #[test]

@@ -373,3 +373,59 @@ fn the_run_ends_naming_the_absolute_manifest_and_records_an_absolute_source() {
         run.stderr
     );
 }
+
+// Issue 10: `--examiner` is recorded in the manifest; a value that could break a line of the
+// manifest's companions (control or bidi-formatting characters, over 128) is a usage error.
+#[test]
+fn the_examiner_is_recorded_and_a_hostile_one_is_refused() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("ex.raw");
+    random_file(&source, MIB, 3);
+    let out = work.path().join("out");
+    Run::of(acquire(&source, &out).args(["--examiner", " Jane O'Neil-Núñez "])).expect_code(0);
+    assert_eq!(
+        manifest(&out, "ex")["case"]["examiner"],
+        "Jane O'Neil-Núñez"
+    );
+    for bad in ["a\nb", "a\u{202e}b", ""] {
+        let refused = work.path().join("refused");
+        let run = Run::of(acquire(&source, &refused).args(["--examiner", bad]));
+        run.expect_code(2);
+        assert!(run.stderr.contains("examiner"), "{}", run.stderr);
+        assert!(!refused.exists(), "nothing written for {bad:?}");
+    }
+}
+
+// Issue 10: the daemon's children read their job as JSON on stdin; one that is not a job is a
+// usage error, and the result line the daemon reads is printed all the same.
+#[test]
+fn a_job_on_stdin_that_is_not_a_job_is_refused_with_a_result_line() {
+    use std::io::Write;
+    use std::process::Stdio;
+    for input in ["not json", r#"{"source": "/dev/null", "surprise": 1}"#] {
+        let mut child = collector()
+            .arg("run-job")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run-job starts");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{input}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("no result line ({e}): {stdout}"));
+        assert_eq!(result["exit_code"], 2, "{result}");
+        assert!(
+            result.to_string().contains("not an acquisition job"),
+            "{result}"
+        );
+    }
+}

@@ -350,3 +350,37 @@ fn imds_disabled_by_the_environment_is_not_asked() {
         "not read (AWS_EC2_METADATA_DISABLED=true)"
     );
 }
+
+// Issue 10: the original flow's IMAGE_NAME is a name. One that is no EBS volume ID must not stop
+// the daemon (it used to exit 5 before its readiness message); config check says it was ignored.
+#[test]
+fn an_image_name_that_is_no_volume_id_is_ignored_and_listed() {
+    let data = "#!/bin/bash\n\
+         echo \"DESTINATION_BUCKET=my-evidence-bucket\" >> /etc/environment\n\
+         echo \"IMAGE_NAME=web-01-root\" >> /etc/environment\n\
+         echo \"INCIDENT_ID=IR-2026-0042\" >> /etc/environment\n";
+    let imds = ImdsServer::start(Some(data.as_bytes()), INSTANCE);
+    let config = empty_config();
+    let run = Run::of(&mut check(&imds.endpoint(), config.path()));
+    run.expect_code(0);
+    let out = json(&run);
+    assert!(out["settings"]["job.source_volume_id"].is_null(), "{out:#}");
+    let ignored = out["sources"]["ignored"].as_str().unwrap_or_default();
+    assert!(
+        ignored.contains("IMAGE_NAME=\"web-01-root\" from user data (shell)")
+            && ignored.contains("not an EBS volume ID"),
+        "{out:#}"
+    );
+    let run = Run::of(&mut check_human(&imds.endpoint(), config.path()));
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("# ignored: IMAGE_NAME=\"web-01-root\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("not an EBS volume ID"),
+        "{}",
+        run.stderr
+    );
+}

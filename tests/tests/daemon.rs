@@ -509,3 +509,54 @@ fn disks_are_imaged_concurrently_up_to_the_configured_limit() {
         "both jobs run at once"
     );
 }
+
+// Issue 10: the child gets its job as JSON built from the checked configuration, including the
+// examiner; and an IMAGE_NAME that is a name, not a volume ID, no longer stops the daemon before
+// its readiness message (it used to exit 5, and the flow waited for ever).
+#[test]
+fn an_image_name_that_is_a_name_does_not_stop_the_daemon_and_the_examiner_is_recorded() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let imds = ImdsServer::start(
+        Some(&legacy_user_data_with_image("evidence", "web-01 root disk")),
+        INSTANCE,
+    );
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("dev-disk");
+    let file = work.path().join("e.img");
+    random_file(&file, 8 * MIB, 61);
+    let dev = LoopDevice::attach(&file, &[]);
+    let config = config_file(work.path(), &root, 1);
+    let mut text = fs::read_to_string(&config).unwrap();
+    text = text.replace("[job]\n", "[job]\nexaminer = \"Åsa Berg, IR team\"\n");
+    fs::write(&config, text).unwrap();
+
+    let child = Run::spawn(&mut daemon(&s3, &imds, &s3.server.endpoint(), &config));
+    wait_until_ready(&logs);
+    link(
+        &root,
+        "by-id",
+        &format!("nvme-Amazon_Elastic_Block_Store_{VOLUME}"),
+        dev.path(),
+    );
+    let run = Run::wait(child);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("not an EBS volume ID"),
+        "the ignored IMAGE_NAME is logged: {}",
+        run.stderr
+    );
+    let keys = manifests(&s3);
+    assert_eq!(
+        keys,
+        ["cases/IR-42/disk_evidence/vol-0abcdef0123456789.manifest.json"],
+        "named after the attached volume: {}",
+        run.stderr
+    );
+    let manifest: Value = serde_json::from_slice(&s3.get("evidence", &keys[0])).unwrap();
+    assert_eq!(manifest["case"]["examiner"], "Åsa Berg, IR team");
+    assert!(manifest["case"].get("source_volume_id").is_none());
+    assert_eq!(manifest["host"]["instance_id"], INSTANCE);
+    assert_eq!(manifest["image"]["piecewise"]["piece_size"], 4 * MIB);
+}

@@ -14,6 +14,7 @@
 //! an `s3://` URL), the one argument `verify` needs.
 
 use std::fs;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -124,6 +125,7 @@ pub fn run(
             incident_id: incident.map(|i| i.to_string()),
             evidence_name: name.to_string(),
             source_volume_id: source_volume.as_ref().map(ToString::to_string),
+            examiner: args.examiner.clone(),
         },
         host: HostInfo {
             hostname: sysinfo::hostname(),
@@ -170,11 +172,36 @@ fn object_metadata(
     metadata
 }
 
+/// Largest JSON job read from stdin: a job is a few hundred bytes; this bounds a runaway writer.
+const MAX_JOB_BYTES: u64 = 64 << 10;
+
+/// The acquisition job the `watch` daemon writes to a child's stdin (`run-job`): `AcquireArgs` as
+/// JSON, checked as clap would check the same flags. Its result line is always printed.
+pub fn read_job(input: impl Read) -> Result<AcquireArgs, Failure> {
+    let mut text = String::new();
+    input
+        .take(MAX_JOB_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| usage(format!("cannot read the job from stdin: {e}")))?;
+    if text.len() as u64 > MAX_JOB_BYTES {
+        return Err(usage(format!(
+            "the job on stdin is over {MAX_JOB_BYTES} bytes"
+        )));
+    }
+    let mut args: AcquireArgs = serde_json::from_str(&text)
+        .map_err(|e| usage(format!("the job on stdin is not an acquisition job: {e}")))?;
+    args.check()
+        .map_err(|e| usage(format!("the job on stdin: {e}")))?;
+    args.result_json = true;
+    Ok(args)
+}
+
 fn usage(message: String) -> Failure {
     Failure::new(Exit::Usage, anyhow!(message))
 }
 
-fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
+/// The engine's read settings that `args` ask for, checked by the engine.
+pub fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
     let algorithms = HashAlgorithm::parse_list(&args.hashes)?;
     let chunk_size = usize::try_from(args.chunk_size.as_u64())
         .map_err(|_| usage(format!("chunk size {} is too large", args.chunk_size)))?;
@@ -322,4 +349,63 @@ fn write_companions(
     go_on()?;
     destination.store(&files.manifest, manifest.to_json().as_bytes())?;
     destination.publish(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn job(extra: &[&str]) -> AcquireArgs {
+        let mut argv = vec![
+            "forensic-collector",
+            "acquire",
+            "/dev/null",
+            "--result-json",
+        ];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Acquire(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn refused(json: &str) -> String {
+        read_job(json.as_bytes()).unwrap_err().error.to_string()
+    }
+
+    // Issue 10: a JSON job is checked as the same flags would be.
+    #[test]
+    fn a_json_job_is_checked_like_flags() {
+        let ok = job(&["--examiner", "J. Doe"]);
+        let mut quiet = ok.clone();
+        quiet.result_json = false;
+        let back = read_job(serde_json::to_vec(&quiet).unwrap().as_slice()).unwrap();
+        assert_eq!(back, ok, "the result line is always asked for");
+
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["s3"]["parts_in_flight"] = 65.into();
+        assert!(refused(&value.to_string()).contains("parts in flight 65"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["examiner"] = "a\nb".into();
+        assert!(refused(&value.to_string()).contains("examiner"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["s3"]["object_lock_mode"] = "governance".into();
+        assert!(refused(&value.to_string()).contains("object lock"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["surprise"] = 1.into();
+        assert!(refused(&value.to_string()).contains("not an acquisition job"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["s3"]["object_lock_mode"] = "forever".into();
+        value["s3"]["object_lock_retain_until"] = "2030-01-01T00:00:00Z".into();
+        assert!(refused(&value.to_string()).contains("object lock"));
+        value["s3"]["object_lock_mode"] = "compliance".into();
+        let locked = read_job(value.to_string().as_bytes()).unwrap();
+        assert_eq!(locked.s3.object_lock_mode.as_deref(), Some("compliance"));
+        let limit = usize::try_from(MAX_JOB_BYTES).unwrap();
+        assert!(refused(&" ".repeat(limit + 1)).contains("over"));
+        assert!(refused(&" ".repeat(limit)).contains("not an acquisition job"));
+        let err = read_job(&b"{}"[..]).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+    }
 }

@@ -48,11 +48,21 @@ fn sources(effective: &Effective) -> Vec<(&'static str, String)> {
         .instance_id
         .clone()
         .unwrap_or_else(|| "unknown".into());
-    vec![
+    let mut lines = vec![
         ("config file", file),
         ("user data", user_data),
         ("instance", instance),
-    ]
+    ];
+    // Only when something was ignored, so the usual output is unchanged.
+    if !effective.ignored.is_empty() {
+        let ignored: Vec<String> = effective
+            .ignored
+            .iter()
+            .map(|i| format!("{}={:?} from {}: {}", i.name, i.value, i.origin, i.reason))
+            .collect();
+        lines.push(("ignored", ignored.join("; ")));
+    }
+    lines
 }
 
 /// A TOML document with each key's provenance as a trailing comment.

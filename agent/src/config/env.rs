@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use imaging::identity::VolumeId;
+
 use super::error::ConfigError;
 use super::layers::{self, KeyPath, Origin, Setting};
-use super::raw::{SECTIONS, writer_tables};
+use super::settings::{ALL, SECTIONS};
 
 /// Prefix of the per-key variables.
 pub const PREFIX: &str = "FORENSIC_COLLECTOR_";
@@ -47,27 +49,18 @@ fn is_legacy(name: &str) -> bool {
 
 /// Every variable name that sets a key, in section order.
 pub fn setting_names() -> Vec<String> {
-    writer_tables()
-        .iter()
-        .flat_map(|(section, table)| {
-            table
-                .iter()
-                .map(move |(key, _)| format!("{PREFIX}{section}_{key}").to_ascii_uppercase())
-        })
+    ALL.iter()
+        .map(|s| format!("{PREFIX}{}_{}", s.section, s.key).to_ascii_uppercase())
         .collect()
 }
 
-/// The known name closest to `name` (edit distance), for "did you mean".
+/// The known name closest to `name` (Levenshtein distance, from `strsim`, which clap already
+/// uses for its own suggestions), for "did you mean".
 pub fn closest(name: &str) -> Option<String> {
     setting_names()
         .into_iter()
         .chain(OTHER_NAMES.iter().map(|n| (*n).to_owned()))
-        .min_by_key(|known| edit_distance(name, known))
-}
-
-/// Edit (Levenshtein) distance, from `strsim`, which clap already uses for its own suggestions.
-fn edit_distance(a: &str, b: &str) -> usize {
-    strsim::levenshtein(a, b)
+        .min_by_key(|known| strsim::levenshtein(name, known))
 }
 
 /// The warning for a `FORENSIC_COLLECTOR_*` name that is neither a setting nor known, or `None`.
@@ -94,24 +87,74 @@ pub fn warn_if_unknown(name: &str, origin: &Origin) {
     }
 }
 
+/// A value read but not used, and why; `config check` lists it and the loader logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The variable, e.g. `IMAGE_NAME`.
+    pub name: String,
+    /// Where it was read, e.g. `env IMAGE_NAME`.
+    pub origin: Origin,
+    /// The value as written.
+    pub value: String,
+    /// Why it was not used.
+    pub reason: String,
+}
+
+/// What one source's `KEY=VALUE` pairs yield: settings, and values deliberately not used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Read {
+    /// Checked settings, in the order they apply.
+    pub settings: Vec<Setting>,
+    /// Values that set nothing (see [`Ignored`]).
+    pub ignored: Vec<Ignored>,
+}
+
+impl Read {
+    /// Adds the setting for variable `name` (a known key) with `value` from `origin`.
+    ///
+    /// `IMAGE_NAME` is special: the original flow writes a *name* there, which is often the suspect
+    /// volume's ID but may be anything the launcher chose. It sets `job.source_volume_id` only
+    /// when it is an EBS volume ID; anything else is ignored with a warning, because refusing it
+    /// would stop the daemon before its readiness message and leave the flow waiting for ever.
+    pub fn push(
+        &mut self,
+        name: &str,
+        key: KeyPath,
+        value: &str,
+        origin: Origin,
+    ) -> Result<(), ConfigError> {
+        if name == "IMAGE_NAME" && VolumeId::from_serial_or_id(value).is_none() {
+            self.ignored.push(Ignored {
+                name: name.to_owned(),
+                origin,
+                value: value.to_owned(),
+                reason: "not an EBS volume ID (vol- and 8 or 17 hex digits), so it names no source volume".to_owned(),
+            });
+            return Ok(());
+        }
+        self.settings.push(layers::from_text(key, value, origin)?);
+        Ok(())
+    }
+}
+
 /// Settings from `env`, legacy names first so that `FORENSIC_COLLECTOR_JOB_*` wins over them.
 /// Unknown `FORENSIC_COLLECTOR_*` names are logged as warnings.
-pub fn settings(env: &BTreeMap<String, String>) -> Result<Vec<Setting>, ConfigError> {
-    let mut legacy = Vec::new();
-    let mut prefixed = Vec::new();
+pub fn settings(env: &BTreeMap<String, String>) -> Result<Read, ConfigError> {
+    let mut legacy = Read::default();
+    let mut prefixed = Read::default();
     for (name, value) in env {
         let Some(key) = key_of(name) else {
             warn_if_unknown(name, &Origin::Env(name.clone()));
             continue;
         };
-        let setting = layers::from_text(key, value, Origin::Env(name.clone()))?;
-        if is_legacy(name) {
-            legacy.push(setting);
+        let read = if is_legacy(name) {
+            &mut legacy
         } else {
-            prefixed.push(setting);
-        }
+            &mut prefixed
+        };
+        read.push(name, key, value, Origin::Env(name.clone()))?;
     }
-    legacy.extend(prefixed);
+    legacy.settings.extend(prefixed.settings);
     Ok(legacy)
 }
 
@@ -153,13 +196,30 @@ mod tests {
                 ("DESTINATION_BUCKET", "legacy-bucket"),
                 ("FORENSIC_COLLECTOR_JOB_BUCKET", "new-bucket"),
             ]))
-            .unwrap(),
+            .unwrap()
+            .settings,
         );
         let raw = layers.merged().unwrap();
         assert_eq!(raw.job.bucket.as_deref(), Some("new-bucket"));
         assert_eq!(
             layers.origin(&KeyPath::new("job", "bucket")),
             Origin::Env("FORENSIC_COLLECTOR_JOB_BUCKET".into())
+        );
+    }
+
+    // Issue 10 (mutation testing): the specific name wins whichever sorts first.
+    #[test]
+    fn prefixed_variables_beat_legacy_ones_that_sort_after_them() {
+        let read = settings(&env(&[
+            ("INCIDENT_ID", "IR-legacy"),
+            ("FORENSIC_COLLECTOR_JOB_INCIDENT_ID", "IR-new"),
+        ]))
+        .unwrap();
+        let mut layers = layers::Layers::default();
+        layers.apply(read.settings);
+        assert_eq!(
+            layers.merged().unwrap().job.incident_id.as_deref(),
+            Some("IR-new")
         );
     }
 
@@ -184,20 +244,10 @@ mod tests {
     }
 
     #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("WATCH", "WATCH"), 0);
-        assert_eq!(edit_distance("WACH", "WATCH"), 1);
-        assert_eq!(edit_distance("WATCH", "WACH"), 1);
-        assert_eq!(edit_distance("WATCX", "WATCH"), 1);
-        assert_eq!(edit_distance("", "AB"), 2);
-        assert_eq!(edit_distance("AB", ""), 2);
-        assert_eq!(edit_distance("KITTEN", "SITTING"), 3);
+    fn every_setting_has_a_variable_name() {
         let names = setting_names();
         assert!(names.contains(&"FORENSIC_COLLECTOR_S3_PART_SIZE".to_owned()));
-        assert_eq!(
-            names.len(),
-            writer_tables().iter().map(|(_, t)| t.len()).sum::<usize>()
-        );
+        assert_eq!(names.len(), ALL.len());
     }
 
     #[test]
@@ -214,6 +264,29 @@ mod tests {
                 && err.contains("refused"),
             "{err}"
         );
+    }
+
+    // Issue 10: IMAGE_NAME is a name; only a volume ID sets the source volume.
+    #[test]
+    fn image_name_sets_the_source_volume_only_when_it_is_a_volume_id() {
+        let read = settings(&env(&[("IMAGE_NAME", "vol-0123456789abcdef0")])).unwrap();
+        assert_eq!(read.ignored, []);
+        assert_eq!(read.settings.len(), 1);
+        assert_eq!(
+            read.settings[0].key,
+            KeyPath::new("job", "source_volume_id")
+        );
+        for name in ["web-server-disk", "vol-nothex", "vol-0123456", ""] {
+            let read = settings(&env(&[("IMAGE_NAME", name)])).unwrap();
+            assert_eq!(read.settings, [], "{name}");
+            assert_eq!(read.ignored.len(), 1, "{name}");
+            assert_eq!(read.ignored[0].value, name);
+            assert_eq!(read.ignored[0].origin, Origin::Env("IMAGE_NAME".into()));
+            assert!(read.ignored[0].reason.contains("not an EBS volume ID"));
+        }
+        // The explicit key is not a name: a bad value there is still an error.
+        let err = settings(&env(&[("FORENSIC_COLLECTOR_JOB_SOURCE_VOLUME_ID", "x")]));
+        assert!(err.is_ok(), "typed later, by validate");
     }
 
     #[test]

@@ -80,10 +80,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn internal(message: String) -> Self {
-        Self::Internal(message)
-    }
-
     /// The documented exit code: bad input is `Config` (5); an unreachable IMDS or a missing job
     /// is `JobContextUnavailable` (6), because retrying later may succeed without changing input.
     pub fn exit(&self) -> Exit {

@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::error::ConfigError;
-use super::raw::{RawConfig, SECTIONS, Writers, writers};
+use super::raw::RawConfig;
+use super::settings::{SECTIONS, Writers, defaults_table, writers};
 
 /// The user-data formats we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Whether this source may set `key` (see `raw::Writers`): the defaults, the config file and
+    /// Whether this source may set `key` (see `settings::Writers`): the defaults, the config file and
     /// flags any key; every other source (user data, the environment, any added later) only the
     /// keys declared `Any`.
     fn may_set(&self, key: &KeyPath) -> Result<(), String> {
@@ -133,8 +134,8 @@ impl Setting {
     }
 }
 
-/// Deserialises a table holding only `key = value` into the raw tree: unknown keys and wrong types
-/// fail here, with serde's message (which lists the expected keys or variants).
+/// Deserialises the defaults with `key = value` over them into the raw tree: unknown keys and wrong
+/// types fail here, with serde's message (which lists the expected keys or variants).
 fn check_alone(key: &KeyPath, value: &toml::Value) -> Result<(), String> {
     if !SECTIONS.contains(&key.section.as_str()) {
         return Err(format!(
@@ -143,10 +144,10 @@ fn check_alone(key: &KeyPath, value: &toml::Value) -> Result<(), String> {
             SECTIONS.join(", ")
         ));
     }
-    let mut section = toml::Table::new();
-    section.insert(key.key.clone(), value.clone());
-    let mut table = toml::Table::new();
-    table.insert(key.section.clone(), toml::Value::Table(section));
+    let mut table = defaults_table();
+    if let Some(toml::Value::Table(section)) = table.get_mut(&key.section) {
+        section.insert(key.key.clone(), value.clone());
+    }
     toml::Value::Table(table)
         .try_into::<RawConfig>()
         .map(drop)
@@ -231,41 +232,40 @@ impl Layers {
     }
 
     /// The defaults with every setting on top, as one document.
-    pub fn merged(&self) -> Result<RawConfig, ConfigError> {
-        let mut table = toml::Table::try_from(RawConfig::default())
-            .map_err(|e| ConfigError::internal(format!("defaults do not serialise: {e}")))?;
+    fn table(&self) -> toml::Table {
+        let mut table = defaults_table();
         for setting in self.settings.values() {
-            let section = table
-                .entry(setting.key.section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(section) = section {
+            if let Some(toml::Value::Table(section)) = table.get_mut(&setting.key.section) {
                 section.insert(setting.key.key.clone(), setting.value.clone());
             }
         }
-        toml::Value::Table(table)
+        table
+    }
+
+    /// The merged document as the raw struct tree.
+    pub fn merged(&self) -> Result<RawConfig, ConfigError> {
+        toml::Value::Table(self.table())
             .try_into::<RawConfig>()
-            .map_err(|e| ConfigError::internal(format!("merged settings do not fit: {e}")))
+            .map_err(|e| ConfigError::Internal(format!("merged settings do not fit: {e}")))
     }
 
     /// Every key with a value (defaults included), its value and its provenance, in section order.
-    pub fn effective(&self) -> Result<Vec<Setting>, ConfigError> {
-        let merged = toml::Table::try_from(self.merged()?)
-            .map_err(|e| ConfigError::internal(format!("settings do not serialise: {e}")))?;
-        let mut out = Vec::new();
-        for section in SECTIONS {
-            let Some(toml::Value::Table(body)) = merged.get(section) else {
-                continue;
-            };
-            for (key, value) in body {
-                let path = KeyPath::new(section, key);
-                out.push(Setting {
-                    origin: self.origin(&path),
-                    key: path,
-                    value: value.clone(),
-                });
-            }
-        }
-        Ok(out)
+    pub fn effective(&self) -> Vec<Setting> {
+        let table = self.table();
+        SECTIONS
+            .iter()
+            .filter_map(|&section| Some((section, table.get(section)?.as_table()?)))
+            .flat_map(|(section, body)| {
+                body.iter().map(move |(key, value)| {
+                    let key = KeyPath::new(section, key);
+                    Setting {
+                        origin: self.origin(&key),
+                        key,
+                        value: value.clone(),
+                    }
+                })
+            })
+            .collect()
     }
 }
 
@@ -302,6 +302,18 @@ mod tests {
         );
     }
 
+    // Issue 10 (mutation testing): both parts are required.
+    #[test]
+    fn a_key_path_has_a_section_and_a_key() {
+        assert_eq!(
+            KeyPath::parse("job.bucket"),
+            Some(KeyPath::new("job", "bucket"))
+        );
+        for bad in ["job.", ".bucket", ".", "job"] {
+            assert_eq!(KeyPath::parse(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn text_values_take_the_type_of_their_key() {
         let env = || Origin::Env("X".into());
@@ -311,6 +323,9 @@ mod tests {
         assert_eq!(incident.value, toml::Value::String("2026".into()));
         let imds = from_text(KeyPath::new("job", "use_imds"), "false", env()).unwrap();
         assert_eq!(imds.value, toml::Value::Boolean(false));
+        // Valid TOML of the wrong type is refused too (with the message of reading it as text).
+        let err = from_text(KeyPath::new("watch", "settle_ms"), "true", env()).unwrap_err();
+        assert!(err.to_string().contains("expected u64"), "{err}");
         let err = from_text(KeyPath::new("watch", "settle_ms"), "soon", env()).unwrap_err();
         assert!(err.to_string().contains("watch.settle_ms"), "{err}");
         assert!(err.to_string().contains("env X"), "{err}");

@@ -16,22 +16,39 @@
 //! decided from the file, environment and flags — user data cannot switch itself off.
 //!
 //! # Layout
-//! - `raw`: the serde struct tree and its defaults.
+//! - `settings`: the one table of settings (key, type, doc line, default, range, who may set it),
+//!   from which the serde tree is generated; `raw`: the value types of that tree.
 //! - `layers`: settings with provenance, and how they stack.
 //! - `env`, `userdata`: the two text-shaped sources.
-//! - `typed`: validation into `Config`; `bounds`: the range of every numeric setting, shared
-//!   with the command line.
+//! - `typed`: validation into `Config`.
 //! - `file`: reading the config file: bounded, regular files only, owned by root.
 //! - `error`: `ConfigError` and its exit codes.
-//! - `check`: the `config check` command.
-
-pub mod bounds;
+//!
+//! # Why not figment
+//! figment (layered providers, per-value provenance) was weighed against this module (issue 10)
+//! and not taken, for four reasons:
+//! - Who may set a key is the security rule here (user data and the environment never choose what
+//!   runs as root). figment merges providers without such a notion, so each provider's values
+//!   would still have to be collected and checked key by key before merging — which is most of
+//!   `layers`.
+//! - Provenance must name the exact variable (`env IMAGE_NAME`) and the user-data format; figment's
+//!   metadata names a provider ("environment variable(s)") and rebuilds a variable name only for
+//!   its own `PREFIX_SECTION.KEY` splitting, which cannot express `FORENSIC_COLLECTOR_S3_PART_SIZE`
+//!   (keys contain `_`) or the legacy names without custom mapping code of the same size.
+//! - Its errors ("… for key "default.watch.settle_ms" in … environment variable(s)") differ from
+//!   the messages `config check`, the docs and the e2e suites rely on, and its file provider would
+//!   bypass `file`'s checks (regular file, size, owner).
+//! - figment 0.10.19 (the latest) depends on toml 0.8 while we use toml 1: a second TOML stack
+//!   (toml, toml_edit, serde_spanned, toml_datetime) plus pear and uncased, for the ~150 lines of
+//!   merging and provenance it would replace. User-data detection and the shell-script reader
+//!   would stay ours either way.
 
 pub mod env;
 pub mod error;
 pub mod file;
 pub mod layers;
 pub mod raw;
+pub mod settings;
 pub mod typed;
 pub mod userdata;
 
@@ -123,6 +140,8 @@ pub struct Effective {
     pub imds_skipped: Option<&'static str>,
     /// The instance ID from IMDS.
     pub instance_id: Option<String>,
+    /// Values read but deliberately not used, with why (user data first, then environment).
+    pub ignored: Vec<env::Ignored>,
 }
 
 /// What a job needs: where evidence goes and which incident it belongs to.
@@ -171,7 +190,7 @@ pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ConfigError::internal(format!("cannot start a runtime for IMDS: {e}")))?;
+        .map_err(|e| ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")))?;
     runtime.block_on(load_async(options))
 }
 
@@ -183,13 +202,16 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     if let Some((path, table)) = &file {
         layers.apply(layers::flatten(table, &Origin::File(path.clone()))?);
     }
-    let env_settings = env::settings(&options.env)?;
+    let env::Read {
+        settings: env_settings,
+        mut ignored,
+    } = env::settings(&options.env)?;
     let flag_settings = options
         .flags
         .iter()
         .map(|flag| {
             let key = KeyPath::parse(&flag.key).ok_or_else(|| {
-                ConfigError::internal(format!("flag {} names no section.key", flag.name))
+                ConfigError::Internal(format!("flag {} names no section.key", flag.name))
             })?;
             layers::from_text(key, &flag.value, Origin::Flag(flag.name.clone()))
         })
@@ -228,26 +250,31 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     let user_data_format = user_data.as_ref().map(|u| u.format);
     if let Some(data) = user_data {
         layers.apply(data.settings);
+        ignored.splice(0..0, data.ignored);
+    }
+    for note in &ignored {
+        tracing::warn!(source = %note.origin, value = %note.value, "Ignored: {}.", note.reason);
     }
     layers.apply(env_settings);
     layers.apply(flag_settings);
 
     let raw = layers.merged()?;
     let config = typed::validate(&raw).map_err(|invalid| {
-        let key = KeyPath::parse(invalid.key);
+        let key = KeyPath::parse(&invalid.key);
         ConfigError::Key {
-            key: invalid.key.to_owned(),
+            key: invalid.key,
             origin: key.map_or(Origin::Default, |k| layers.origin(&k)),
             message: invalid.message,
         }
     })?;
     Ok(Effective {
         config,
-        settings: layers.effective()?,
+        settings: layers.effective(),
         file: file.map(|(path, _)| path),
         user_data: user_data_format,
         imds_skipped,
         instance_id,
+        ignored,
     })
 }
 

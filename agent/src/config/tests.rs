@@ -148,10 +148,21 @@ fn invalid_values_name_the_source_that_set_them() {
     );
     assert_eq!(err.exit(), crate::exit::Exit::Config);
 
+    // Issue 10: IMAGE_NAME is a name; one that is no volume ID is ignored (and listed), while
+    // the explicit key still refuses a bad value.
     let (opts, _) = options(None, &[("IMAGE_NAME", "vol-nothex")]);
+    let effective = load(&opts).unwrap();
+    assert!(effective.config.job.source_volume_id.is_none());
+    assert_eq!(effective.ignored.len(), 1);
+    assert_eq!(effective.ignored[0].origin.to_string(), "env IMAGE_NAME");
+    let (opts, _) = options(
+        None,
+        &[("FORENSIC_COLLECTOR_JOB_SOURCE_VOLUME_ID", "vol-nothex")],
+    );
     let text = load(&opts).unwrap_err().to_string();
     assert!(
-        text.contains("job.source_volume_id") && text.contains("env IMAGE_NAME"),
+        text.contains("job.source_volume_id")
+            && text.contains("env FORENSIC_COLLECTOR_JOB_SOURCE_VOLUME_ID"),
         "{text}"
     );
 
@@ -199,6 +210,7 @@ fn the_example_file_is_valid_and_spells_out_every_default() {
         "bucket",
         "incident_id",
         "source_volume_id",
+        "examiner",
         "expected_volumes",
     ] {
         assert!(

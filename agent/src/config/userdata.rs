@@ -6,10 +6,10 @@
 //! original RunInstances call writes them). User data is parsed, never executed: a line we do not
 //! recognise is ignored, and `$VAR` or backticks stay literal (and then fail validation).
 
-use super::env;
+use super::env::{self, Ignored};
 use super::error::ConfigError;
 use super::layers::{self, Origin, Setting, UserDataFormat};
-use super::raw::{JOB_KEYS, SECTIONS};
+use super::settings::{self, SECTIONS};
 
 /// Settings found in user data and the format they were in.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +18,8 @@ pub struct UserData {
     pub format: UserDataFormat,
     /// Checked settings, all with origin `user data (format)`.
     pub settings: Vec<Setting>,
+    /// Values read but not used (an `IMAGE_NAME` that is no volume ID).
+    pub ignored: Vec<Ignored>,
 }
 
 /// EC2 accepts at most 16 KiB of user data (before base64). Anything longer did not come from EC2,
@@ -56,15 +58,16 @@ pub fn parse(text: &str) -> Result<Option<UserData>, ConfigError> {
         Ok(_) => "TOML without any known key".to_owned(),
         Err(e) => format!("not TOML ({})", e.message()),
     };
-    let settings = shell(text)?;
-    if settings.is_empty() {
+    let read = shell(text)?;
+    if read.settings.is_empty() && read.ignored.is_empty() {
         return Err(ConfigError::UserData {
             message: format!("{json_reason}; {toml_reason}; no recognised KEY=VALUE line"),
         });
     }
     Ok(Some(UserData {
         format: UserDataFormat::Shell,
-        settings,
+        settings: read.settings,
+        ignored: read.ignored,
     }))
 }
 
@@ -82,7 +85,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 fn has_known_keys(table: &toml::Table) -> bool {
     table
         .keys()
-        .any(|k| SECTIONS.contains(&k.as_str()) || JOB_KEYS.contains(&k.as_str()))
+        .any(|k| SECTIONS.contains(&k.as_str()) || settings::find("job", k).is_some())
 }
 
 /// JSON or TOML: section tables, or top-level keys that belong to `[job]`; `{"job": {…}}` is the
@@ -117,24 +120,28 @@ fn structured(text: &str, format: UserDataFormat) -> Result<UserData, ConfigErro
         sections.insert("job".into(), toml::Value::Table(job));
     }
     let settings = layers::flatten(&sections, &Origin::UserData(format))?;
-    Ok(UserData { format, settings })
+    Ok(UserData {
+        format,
+        settings,
+        ignored: Vec::new(),
+    })
 }
 
 /// `KEY=VALUE` assignments with a recognised key, in order.
-fn shell(text: &str) -> Result<Vec<Setting>, ConfigError> {
+fn shell(text: &str) -> Result<env::Read, ConfigError> {
     let origin = Origin::UserData(UserDataFormat::Shell);
-    let mut settings = Vec::new();
+    let mut read = env::Read::default();
     for line in text.lines() {
         let Some((name, value)) = assignment(line) else {
             continue;
         };
         if let Some(key) = env::key_of(&name) {
-            settings.push(layers::from_text(key, &value, origin.clone())?);
+            read.push(&name, key, &value, origin.clone())?;
         } else {
             env::warn_if_unknown(&name, &origin);
         }
     }
-    Ok(settings)
+    Ok(read)
 }
 
 /// One assignment from a line: `KEY=VALUE`, `export KEY=VALUE`, `echo "KEY=VALUE" >> FILE`.
@@ -230,6 +237,28 @@ mod tests {
             5,
             "IMAGE_NAME twice; the later line wins"
         );
+    }
+
+    // Issue 10: the original flow's IMAGE_NAME may be any name; it does not stop the job.
+    #[test]
+    fn an_image_name_that_is_no_volume_id_is_ignored_not_refused() {
+        let data = parse(
+            "echo \"DESTINATION_BUCKET=bkt\" >> /etc/environment\n\
+             echo \"IMAGE_NAME=web-01 root disk\" >> /etc/environment\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(value(&data, "job.bucket").as_deref(), Some("bkt"));
+        assert_eq!(value(&data, "job.source_volume_id"), None);
+        assert_eq!(data.ignored.len(), 1);
+        assert_eq!(data.ignored[0].value, "web-01 root disk");
+        assert_eq!(
+            data.ignored[0].origin,
+            Origin::UserData(UserDataFormat::Shell)
+        );
+        // Alone it is still user data that was understood, not malformed.
+        let data = parse("IMAGE_NAME=my-image\n").unwrap().unwrap();
+        assert_eq!((data.settings.len(), data.ignored.len()), (0, 1));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One imaging job as a child process: `forensic-collector acquire … --json --result-json`.
+//! One imaging job as a child process: `forensic-collector --json run-job`, which reads its
+//! acquisition (`AcquireArgs`, built from the checked configuration) as JSON on stdin.
 //!
 //! A child per disk isolates jobs from each other and from the daemon: a crash, a leak or a stuck
 //! device ends one job, not the agent; every job gets its own capture log; and the daemon reuses
@@ -13,8 +14,7 @@
 //! time the orphan is handed on to the next exiting daemon thread, and a second SIGTERM means
 //! "exit at once, skip the cleanup"; SIGHUP only ever cancels.
 
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +27,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, getppid};
 use serde_json::Value;
 
+use crate::cli::AcquireArgs;
 use crate::exit::Exit;
 use crate::result::AcquisitionResult;
 
@@ -63,20 +64,22 @@ pub struct RunningChild {
 }
 
 impl RunningChild {
-    /// Starts `program args…` with piped output; progress events go to `events`. The child gets
-    /// SIGHUP when the calling thread ends, so call this from the daemon's main loop, which lives
-    /// as long as the daemon (Linux sends the parent-death signal when the forking *thread* exits).
+    /// Starts `program --json run-job` with `acquire` as JSON on its stdin and piped output;
+    /// progress events go to `events`. The child gets SIGHUP when the calling thread ends, so call
+    /// this from the daemon's main loop, which lives as long as the daemon (Linux sends the
+    /// parent-death signal when the forking *thread* exits).
     pub fn spawn(
         program: &PathBuf,
-        args: &[OsString],
+        acquire: &AcquireArgs,
         job: usize,
         events: Sender<ChildEvent>,
     ) -> std::io::Result<Self> {
+        let json = serde_json::to_vec(acquire)?;
         let mut command = Command::new(program);
         command
-            .args(args)
+            .args(["--json", "run-job"])
             .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let parent = Pid::this();
@@ -87,6 +90,17 @@ impl RunningChild {
             command.pre_exec(move || die_with_parent(parent));
         }
         let mut child = command.spawn()?;
+        // A job is far smaller than a pipe's buffer, so this write does not wait for the child;
+        // dropping the handle closes stdin, which ends the child's read.
+        let written = child
+            .stdin
+            .take()
+            .map_or(Ok(()), |mut stdin| stdin.write_all(&json));
+        if let Err(err) = written {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
         let mut stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let stdout = std::thread::spawn(move || {

@@ -161,8 +161,8 @@ impl Loop<'_> {
     fn start_jobs(&mut self, events: &crossbeam_channel::Sender<ChildEvent>) {
         while let Some(job) = self.table.next_to_start(self.plan.concurrency) {
             let job = job.clone();
-            let args = self.plan.child_args(&job);
-            match RunningChild::spawn(&self.plan.program, &args, job.index, events.clone()) {
+            let acquire = self.plan.child_job(&job);
+            match RunningChild::spawn(&self.plan.program, &acquire, job.index, events.clone()) {
                 Ok(child) => {
                     tracing::info!(job = %job.id(), device = %job.disk.device.display(),
                         name = %job.name, "Imaging started.");

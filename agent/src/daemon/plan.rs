@@ -1,7 +1,6 @@
 //! What the daemon was told to do, resolved once from the effective configuration: the watcher's
-//! settings, the job rules, and the `acquire` arguments every child gets.
+//! settings, the job rules, and the acquisition job every child gets.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +8,10 @@ use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::s3::S3Url;
 
+use bytesize::ByteSize;
+
 use super::jobs::Job;
+use crate::cli::{AcquireArgs, S3Args};
 use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
 use crate::detect::{AttachedDisk, WatchSettings};
@@ -40,8 +42,8 @@ pub struct DaemonPlan {
     /// The suspect's original volume, from the job context: names the evidence of a single-volume
     /// job, as the flow we follow does (`IMAGE_NAME`).
     pub source_volume_id: Option<VolumeId>,
-    /// Arguments every child gets after `acquire SOURCE`.
-    common_args: Vec<OsString>,
+    /// The acquisition every child gets, before its device and name are filled in.
+    template: AcquireArgs,
     /// S3 settings, for what is counted per job (Object Lock retention runs from the upload).
     s3: crate::config::typed::S3,
 }
@@ -71,7 +73,7 @@ impl DaemonPlan {
             destination: job.destination.clone(),
             incident: job.incident_id.clone(),
             source_volume_id: job.source_volume_id.clone(),
-            common_args: common_args(config, job, instance_id.as_deref()),
+            template: template(config, job, instance_id),
             s3: config.s3.clone(),
         }
     }
@@ -111,103 +113,77 @@ impl DaemonPlan {
         format!("{base}-{}", ordinal + 1)
     }
 
-    /// `acquire DEVICE --name NAME …` for `job`.
-    pub fn child_args(&self, job: &Job) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "acquire".into(),
-            job.disk.device.clone().into_os_string(),
-            "--name".into(),
-            job.name.clone().into(),
-        ];
+    /// The acquisition `job` is: the template with its device, name, source volume and
+    /// retention filled in. Sent to the child as JSON (`run-job`), not re-spelt as flags.
+    pub fn child_job(&self, job: &Job) -> AcquireArgs {
+        let mut args = self.template.clone();
+        args.source = job.disk.device.clone();
+        args.name = Some(job.name.clone());
         // The job context's source volume belongs to the disk named after it (a single-volume
         // job); other disks of a multi-volume job are not copies of it.
-        if let Some(source) = &self.source_volume_id
-            && job.name == source.as_str()
-        {
-            args.extend(["--source-volume-id".into(), source.to_string().into()]);
-        }
+        args.source_volume_id = self
+            .source_volume_id
+            .as_ref()
+            .filter(|source| job.name == source.as_str())
+            .map(ToString::to_string);
         // Retention is "days from the upload": counted when the job starts, not when the daemon
         // did (it may wait hours for the disk).
         if let Some(retention) = self.s3.options(chrono::Utc::now()).retention {
-            args.extend([
-                "--object-lock-mode".into(),
-                retention.mode.as_str().to_lowercase().into(),
-                "--object-lock-retain-until".into(),
+            args.s3.object_lock_mode = Some(retention.mode.as_str().to_lowercase());
+            args.s3.object_lock_retain_until = Some(
                 retention
                     .retain_until
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    .into(),
-            ]);
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
         }
-        args.extend(self.common_args.iter().cloned());
         args
     }
 }
 
-/// The `acquire` arguments that carry the configuration: destination, imaging and S3 settings, and
-/// the machine-readable output the daemon reads.
-fn common_args(config: &Config, job: &JobContext, instance_id: Option<&str>) -> Vec<OsString> {
-    let mut args: Vec<String> = vec![
-        "--dest".into(),
-        job.destination.to_string(),
-        "--incident".into(),
-        job.incident_id.to_string(),
-        "--json".into(),
-        "--result-json".into(),
-        "--progress-interval".into(),
-        config
-            .cloudwatch
-            .progress_interval
-            .as_secs()
-            .max(1)
-            .to_string(),
-    ];
+/// What every child gets, from the checked configuration: destination, case, imaging and S3
+/// settings, and the machine-readable result the daemon reads. Every field is named, so a new
+/// `acquire` option does not compile until the daemon says what its children get.
+fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> AcquireArgs {
     let imaging = &config.imaging;
-    let hashes: Vec<&str> = imaging.algorithms.iter().map(|a| a.name()).collect();
-    args.extend([
-        "--hash".into(),
-        hashes.join(","),
-        "--piece-size".into(),
-        imaging.piece_size.unwrap_or(0).to_string(),
-        "--chunk-size".into(),
-        imaging.chunk_size.to_string(),
-        "--queue-depth".into(),
-        imaging.queue_depth.to_string(),
-        "--sector-retries".into(),
-        imaging.sector_retries.to_string(),
-    ]);
     let s3 = &config.s3;
-    args.extend([
-        "--part-size".into(),
-        s3.min_part_size.to_string(),
-        "--parts-in-flight".into(),
-        s3.parts_in_flight.to_string(),
-        "--part-memory".into(),
-        s3.part_memory.to_string(),
-        "--max-object-size".into(),
-        s3.max_object_size.to_string(),
-        "--s3-max-attempts".into(),
-        s3.max_attempts.to_string(),
-    ]);
-    if s3.force_path_style {
-        args.push("--s3-force-path-style".into());
+    AcquireArgs {
+        source: PathBuf::new(),
+        out: PathBuf::new(),
+        dest: Some(job.destination.to_string()),
+        s3: S3Args {
+            s3_force_path_style: s3.force_path_style,
+            part_size: ByteSize(s3.min_part_size),
+            parts_in_flight: s3.parts_in_flight.get(),
+            part_memory: ByteSize(s3.part_memory),
+            max_object_size: ByteSize(s3.max_object_size),
+            s3_max_attempts: s3.max_attempts.get(),
+            sse_kms_key_id: s3.sse_kms_key_id.clone(),
+            object_lock_mode: None,
+            object_lock_retain_until: None,
+            legal_hold: s3.legal_hold,
+            require_object_lock: s3.require_object_lock,
+            expected_bucket_owner: s3.expected_bucket_owner.clone(),
+        },
+        name: None,
+        new_capture: false,
+        incident: Some(job.incident_id.to_string()),
+        examiner: config.job.examiner.clone(),
+        hashes: imaging
+            .algorithms
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        piece_size: ByteSize(imaging.piece_size.unwrap_or(0)),
+        chunk_size: ByteSize(imaging.chunk_size as u64),
+        queue_depth: imaging.queue_depth,
+        sector_retries: imaging.sector_retries,
+        no_kernel_read_only: false,
+        progress_interval: config.cloudwatch.progress_interval.as_secs().max(1),
+        source_volume_id: None,
+        instance_id,
+        result_json: true,
     }
-    if let Some(key) = &s3.sse_kms_key_id {
-        args.extend(["--sse-kms-key-id".into(), key.clone()]);
-    }
-    if let Some(owner) = &s3.expected_bucket_owner {
-        args.extend(["--expected-bucket-owner".into(), owner.clone()]);
-    }
-    if s3.legal_hold {
-        args.push("--legal-hold".into());
-    }
-    if s3.require_object_lock {
-        args.push("--require-object-lock".into());
-    }
-    if let Some(instance) = instance_id {
-        args.extend(["--instance-id".into(), instance.to_owned()]);
-    }
-    args.into_iter().map(OsString::from).collect()
 }
 
 #[cfg(test)]
@@ -269,22 +245,85 @@ mod tests {
             name,
             state: super::super::jobs::JobState::Queued,
         };
-        let args = |job: &Job| -> Vec<String> {
-            plan.child_args(job)
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect()
-        };
-        let named = args(&job(plan.evidence_name(&attached, 0)));
+        let named = plan.child_job(&job(plan.evidence_name(&attached, 0)));
+        assert_eq!(named.source, PathBuf::from("/dev/nvme1n1"));
+        assert_eq!(named.name.as_deref(), Some("vol-0123456789abcdef0"));
+        assert_eq!(named.dest.as_deref(), Some("s3://evidence-bucket/cases"));
+        assert!(named.result_json);
         assert_eq!(
-            named[..4],
-            ["acquire", "/dev/nvme1n1", "--name", "vol-0123456789abcdef0"]
+            named.source_volume_id.as_deref(),
+            Some("vol-0123456789abcdef0")
         );
-        let at = named.iter().position(|a| a == "--dest").unwrap();
-        assert_eq!(named[at + 1], "s3://evidence-bucket/cases");
-        assert!(named.iter().any(|a| a == "--result-json"));
-        assert!(named.iter().any(|a| a == "--source-volume-id"));
-        let other = args(&job("vol-0aaaaaaaaaaaaaaaa".into()));
-        assert!(!other.iter().any(|a| a == "--source-volume-id"));
+        let other = plan.child_job(&job("vol-0aaaaaaaaaaaaaaaa".into()));
+        assert_eq!(other.source_volume_id, None);
+    }
+
+    // Issue 10: the job the daemon serialises for a child is what `acquire` parses from the same
+    // choices: no setting is lost or changed on the way, and it survives JSON.
+    #[test]
+    fn the_daemons_child_job_is_acquire_with_the_configured_values() {
+        let mut raw = RawConfig::default();
+        raw.job.examiner = Some("J. Doe".into());
+        raw.s3.sse_kms_key_id = Some("alias/evidence".into());
+        raw.s3.legal_hold = true;
+        raw.imaging.queue_depth = 8;
+        let config = crate::config::typed::validate(&raw).unwrap();
+        let context = JobContext {
+            destination: "s3://evidence-bucket/cases".parse().unwrap(),
+            incident_id: SafeName::parse("IR-1", "incident").unwrap(),
+            source_volume_id: None,
+        };
+        let plan = DaemonPlan::new(
+            "/usr/bin/fc".into(),
+            &config,
+            &context,
+            Some("i-0123456789abcdef0".into()),
+        );
+        let job = Job {
+            index: 0,
+            disk: disk(None, None),
+            name: "disk-1".into(),
+            state: super::super::jobs::JobState::Queued,
+        };
+        let child = plan.child_job(&job);
+        let mut parsed = {
+            use clap::Parser;
+            match crate::cli::Cli::try_parse_from([
+                "forensic-collector",
+                "acquire",
+                "/dev/nvme1n1",
+                "--name",
+                "disk-1",
+                "--dest",
+                "s3://evidence-bucket/cases",
+                "--incident",
+                "IR-1",
+                "--examiner",
+                "J. Doe",
+                "--sse-kms-key-id",
+                "alias/evidence",
+                "--legal-hold",
+                "--require-object-lock",
+                "--queue-depth",
+                "8",
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "--progress-interval",
+                "30",
+                "--result-json",
+            ])
+            .unwrap()
+            .command
+            {
+                crate::cli::Command::Acquire(args) => *args,
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        // Local output does not apply to an S3 job.
+        parsed.out = std::path::PathBuf::new();
+        assert_eq!(child, parsed);
+        let json = serde_json::to_vec(&child).unwrap();
+        let back = crate::cmd::acquire::read_job(json.as_slice()).unwrap();
+        assert_eq!(back, child);
     }
 }

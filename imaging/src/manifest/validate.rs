@@ -122,6 +122,11 @@ fn check_names(manifest: &Manifest, problems: &mut Problems) {
     if let Some(incident) = &manifest.case.incident_id {
         check(incident, "case.incident_id");
     }
+    if let Some(examiner) = &manifest.case.examiner
+        && let Err(e) = super::check_examiner(examiner)
+    {
+        problems.push(format!("case.examiner: {e}"));
+    }
 }
 
 /// `verify` passes only what it recomputed: without a SHA-256 of the whole image there is nothing

@@ -244,18 +244,28 @@ fn a_manifest_created_while_the_upload_runs_is_not_replaced_and_the_run_removes_
     );
 }
 
-/// Processes whose command line holds `acquire` and `marker` (a test's unique incident ID).
-fn acquire_processes(marker: &str) -> Vec<i32> {
+/// Whether process `pid` runs an imaging job (`run-job`, the daemon's child; issue 10: the job
+/// comes as JSON on stdin, so the command line no longer names the incident).
+fn runs_a_job(pid: i32) -> bool {
+    let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    args.split(|b| *b == 0).any(|a| a == b"run-job")
+}
+
+/// The imaging children of process `parent`.
+fn imaging_children(parent: u32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = args.split(|b| *b == 0).collect();
-            args.contains(&b"acquire".as_slice()) && args.contains(&marker.as_bytes())
+        .filter(|&pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`: comm may hold spaces, so split after its `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            ppid == Some(parent) && runs_a_job(pid)
         })
         .collect()
 }
@@ -298,11 +308,8 @@ fn a_killed_daemon_takes_its_running_acquisition_with_it_and_no_manifest_is_stor
         .arg(&config);
     let mut daemon = Run::spawn(&mut cmd);
     wait_for_upload(&s3, &mut daemon);
-    assert_eq!(
-        acquire_processes(&incident).len(),
-        1,
-        "the job runs as one child process"
-    );
+    let children = imaging_children(daemon.id());
+    assert_eq!(children.len(), 1, "the job runs as one child process");
 
     kill(
         Pid::from_raw(i32::try_from(daemon.id()).unwrap()),
@@ -314,7 +321,11 @@ fn a_killed_daemon_takes_its_running_acquisition_with_it_and_no_manifest_is_stor
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let survivors = loop {
-        let left = acquire_processes(&incident);
+        let left: Vec<i32> = children
+            .iter()
+            .copied()
+            .filter(|&p| runs_a_job(p))
+            .collect();
         if left.is_empty() || Instant::now() > deadline {
             break left;
         }

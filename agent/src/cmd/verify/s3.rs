@@ -29,7 +29,11 @@ pub(super) fn measure(
     })?;
     let (bucket, manifest_key) = (url.bucket(), url.prefix());
     let runtime = crate::aws::runtime()?;
-    let client = crate::aws::s3_client(&runtime, force_path_style, 10);
+    let client = crate::aws::s3_client(
+        &runtime,
+        force_path_style,
+        crate::config::settings::S3_MAX_ATTEMPTS.default_as(),
+    );
     let origin = format!("s3://{bucket}/{manifest_key}");
     // A missing manifest is one that cannot be used (exit 7), as on the local path; S3 failing
     // to answer stays an S3 failure (exit 30).

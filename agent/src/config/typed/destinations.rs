@@ -8,9 +8,9 @@ use aws_sdk_s3::types::ObjectLockMode;
 use bytesize::ByteSize;
 use imaging::sink::s3::{Retention, S3Options, limits};
 
-use super::{Invalid, invalid, size, within};
-use crate::config::bounds;
+use super::{Invalid, invalid, nonzero, size, within};
 use crate::config::raw::RawConfig;
+use crate::config::settings;
 /// Keep the readiness message well inside one log event (256 KiB).
 const MAX_MESSAGE_LEN: usize = 1024;
 
@@ -91,29 +91,21 @@ pub struct CloudWatch {
 
 pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
     let s = &raw.s3;
-    let part = size("s3.part_size", &s.part_size)?;
-    let min_part_size = match part {
+    let min_part_size = match size("s3.part_size", &s.part_size)? {
         0 => limits::MIN_PART_SIZE,
-        p => within("s3.part_size", &bounds::PART_SIZE, p)?,
+        p => within(&settings::PART_SIZE, p)?,
     };
-    let parts_in_flight = within(
-        "s3.parts_in_flight",
-        &bounds::PARTS_IN_FLIGHT,
-        u64::from(s.parts_in_flight),
+    let parts_in_flight: NonZeroUsize =
+        nonzero(&settings::PARTS_IN_FLIGHT, s.parts_in_flight.into())?;
+    let part_memory = within(
+        &settings::PART_MEMORY,
+        size("s3.part_memory", &s.part_memory)?,
     )?;
-    let part_memory = size("s3.part_memory", &s.part_memory)?;
-    let part_memory = within("s3.part_memory", &bounds::PART_MEMORY, part_memory)?;
-    bounds::check_part_budget(min_part_size, parts_in_flight, part_memory)
+    settings::check_part_budget(min_part_size, parts_in_flight.get() as u64, part_memory)
         .map_err(|e| invalid("s3.part_memory", e))?;
-    let parts_in_flight = usize::try_from(parts_in_flight)
-        .ok()
-        .and_then(NonZeroUsize::new)
-        .ok_or_else(|| invalid("s3.parts_in_flight", "must be at least 1"))?;
-    let max_object_size = size("s3.max_object_size", &s.max_object_size)?;
     let max_object_size = within(
-        "s3.max_object_size",
-        &bounds::MAX_OBJECT_SIZE,
-        max_object_size,
+        &settings::MAX_OBJECT_SIZE,
+        size("s3.max_object_size", &s.max_object_size)?,
     )?;
     if max_object_size < min_part_size {
         return Err(invalid(
@@ -125,16 +117,7 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
             ),
         ));
     }
-    let max_attempts = within(
-        "s3.max_attempts",
-        &bounds::S3_MAX_ATTEMPTS,
-        u64::from(s.max_attempts),
-    )?;
-    let max_attempts = u32::try_from(max_attempts)
-        .ok()
-        .and_then(NonZeroU32::new)
-        .ok_or_else(|| invalid("s3.max_attempts", "must be at least 1"))?;
-    let sse_kms_key_id = s.sse_kms_key_id.clone().map(|k| k.trim().to_owned());
+    let sse_kms_key_id = s.sse_kms_key_id.as_ref().map(|k| k.trim().to_owned());
     if sse_kms_key_id
         .as_deref()
         .is_some_and(|k| k.is_empty() || k.contains(char::is_whitespace))
@@ -166,8 +149,8 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
                 "is required with s3.object_lock_retain_days (GOVERNANCE or COMPLIANCE)",
             ));
         }
-        (Some(mode), Some(days)) => {
-            let mode = match mode.to_ascii_uppercase().as_str() {
+        (Some(mode), Some(days)) => Some(ObjectLock {
+            mode: match mode.to_ascii_uppercase().as_str() {
                 "GOVERNANCE" => ObjectLockMode::Governance,
                 "COMPLIANCE" => ObjectLockMode::Compliance,
                 _ => {
@@ -176,18 +159,9 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
                         format!("{mode:?} must be GOVERNANCE or COMPLIANCE"),
                     ));
                 }
-            };
-            let retain_days = within(
-                "s3.object_lock_retain_days",
-                &bounds::OBJECT_LOCK_RETAIN_DAYS,
-                u64::from(days),
-            )?;
-            let retain_days = u32::try_from(retain_days)
-                .ok()
-                .and_then(NonZeroU32::new)
-                .ok_or_else(|| invalid("s3.object_lock_retain_days", "must be at least 1"))?;
-            Some(ObjectLock { mode, retain_days })
-        }
+            },
+            retain_days: nonzero(&settings::OBJECT_LOCK_RETAIN_DAYS, days.into())?,
+        }),
     };
     Ok(S3 {
         force_path_style: s.force_path_style,
@@ -195,7 +169,7 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         parts_in_flight,
         part_memory,
         max_object_size,
-        max_attempts,
+        max_attempts: nonzero(&settings::S3_MAX_ATTEMPTS, s.max_attempts.into())?,
         sse_kms_key_id,
         expected_bucket_owner: s.expected_bucket_owner.clone(),
         require_object_lock: s.require_object_lock || object_lock.is_some() || s.legal_hold,
@@ -204,7 +178,6 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
     })
 }
 
-/// CloudWatch Logs' rule: 1–512 of `A-Z a-z 0-9 _ - / . #`.
 /// A log group name, checked by the reporter's own rules.
 fn log_group(key: &'static str, name: &str) -> Result<String, Invalid> {
     crate::cloudwatch::check_group(key, name)
@@ -221,32 +194,19 @@ pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
             format!("must be 1 to {MAX_MESSAGE_LEN} characters"),
         ));
     }
-    let progress_interval = within(
-        "cloudwatch.progress_interval_secs",
-        &bounds::PROGRESS_INTERVAL_SECS,
-        c.progress_interval_secs,
-    )?;
-    let queue_capacity = within(
-        "cloudwatch.queue_capacity",
-        &bounds::QUEUE_CAPACITY,
-        u64::from(c.queue_capacity),
-    )?;
-    let queue_capacity = usize::try_from(queue_capacity)
-        .ok()
-        .and_then(NonZeroUsize::new)
-        .ok_or_else(|| invalid("cloudwatch.queue_capacity", "must be at least 1"))?;
-    let flush_timeout = within(
-        "cloudwatch.flush_timeout_secs",
-        &bounds::FLUSH_TIMEOUT_SECS,
-        c.flush_timeout_secs,
-    )?;
     Ok(CloudWatch {
         enabled: c.enabled,
         readiness_group: log_group("cloudwatch.readiness_group", &c.readiness_group)?,
         capture_group: log_group("cloudwatch.capture_group", &c.capture_group)?,
         readiness_message: message.to_owned(),
-        progress_interval: Duration::from_secs(progress_interval),
-        queue_capacity,
-        flush_timeout: Duration::from_secs(flush_timeout),
+        progress_interval: Duration::from_secs(within(
+            &settings::PROGRESS_INTERVAL_SECS,
+            c.progress_interval_secs,
+        )?),
+        queue_capacity: nonzero(&settings::QUEUE_CAPACITY, c.queue_capacity.into())?,
+        flush_timeout: Duration::from_secs(within(
+            &settings::FLUSH_TIMEOUT_SECS,
+            c.flush_timeout_secs,
+        )?),
     })
 }

@@ -5,7 +5,7 @@
 //! via `HashAlgorithm`, read sizes via `PipelineConfig::validate`), so the daemon and `acquire`
 //! accept exactly the same values.
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,8 +16,8 @@ use imaging::naming::SafeName;
 use imaging::pipeline::PipelineConfig;
 use imaging::sink::S3Url;
 
-use super::bounds;
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
+use super::settings::{self, Spec};
 
 mod destinations;
 
@@ -27,21 +27,45 @@ pub use destinations::{CloudWatch, ObjectLock, S3};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     /// `section.key`.
-    pub key: &'static str,
+    pub key: String,
     /// What is wrong.
     pub message: String,
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
+fn invalid(key: impl ToString, message: impl Into<String>) -> Invalid {
     Invalid {
-        key,
+        key: key.to_string(),
         message: message.into(),
     }
 }
 
-/// `value` of `key` if `bound` holds it.
-fn within(key: &'static str, bound: &bounds::Bound, value: u64) -> Result<u64, Invalid> {
-    bound.check(value).map_err(|e| invalid(key, e))
+/// `value` of `spec`'s key if its range holds it.
+fn within(spec: &Spec, value: u64) -> Result<u64, Invalid> {
+    spec.check(value)
+        .map_err(|e| invalid(format_args!("{}.{}", spec.section, spec.key), e))
+}
+
+/// As [`within`], as the non-zero type the typed configuration holds (such ranges start at 1).
+fn nonzero<T: TryFrom<NonZeroU64>>(spec: &Spec, value: u64) -> Result<T, Invalid> {
+    NonZeroU64::new(within(spec, value)?)
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            invalid(
+                format_args!("{}.{}", spec.section, spec.key),
+                "must be at least 1",
+            )
+        })
+}
+
+/// An optional text key parsed by `parse`, whose error names `key`.
+fn optional<T, E: Into<String>>(
+    key: &str,
+    value: Option<&String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, Invalid> {
+    value
+        .map(|v| parse(v).map_err(|e| invalid(key, e)))
+        .transpose()
 }
 
 /// The effective configuration.
@@ -68,6 +92,8 @@ pub struct JobSection {
     pub incident_id: Option<SafeName>,
     /// The volume this job is about (a hint for detection and the manifest).
     pub source_volume_id: Option<VolumeId>,
+    /// Who collects, recorded in the manifest.
+    pub examiner: Option<String>,
     /// Stop after this many volumes.
     pub expected_volumes: Option<NonZeroU32>,
     /// Whether user data was consulted.
@@ -104,40 +130,17 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
 
 fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
     let job = &raw.job;
-    let prefix_check = format!("s3://bucket-name/{}", job.prefix);
-    prefix_check
+    format!("s3://bucket-name/{}", job.prefix)
         .parse::<S3Url>()
         .map_err(|e| invalid("job.prefix", e.to_string()))?;
-    let destination = job
-        .bucket
-        .as_deref()
-        .map(|bucket| {
-            if bucket.contains('/') {
-                return Err(invalid("job.bucket", "a bucket name has no '/' (put the rest in job.prefix)"));
-            }
-            format!("s3://{bucket}/{}", job.prefix)
-                .parse::<S3Url>()
-                .map_err(|_| {
-                    invalid(
-                        "job.bucket",
-                        format!("{bucket:?} is not an S3 bucket name: 3-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit"),
-                    )
-                })
+    let destination = optional("job.bucket", job.bucket.as_ref(), |bucket| {
+        if bucket.contains('/') {
+            return Err("a bucket name has no '/' (put the rest in job.prefix)".to_owned());
+        }
+        format!("s3://{bucket}/{}", job.prefix).parse::<S3Url>().map_err(|_| {
+            format!("{bucket:?} is not an S3 bucket name: 3-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit")
         })
-        .transpose()?;
-    let incident_id = job
-        .incident_id
-        .as_deref()
-        .map(|id| SafeName::parse(id, "incident ID").map_err(|e| invalid("job.incident_id", e)))
-        .transpose()?;
-    let source_volume_id = job
-        .source_volume_id
-        .as_deref()
-        .map(|id| {
-            id.parse::<VolumeId>()
-                .map_err(|e| invalid("job.source_volume_id", e))
-        })
-        .transpose()?;
+    })?;
     let expected_volumes = job
         .expected_volumes
         .map(|n| {
@@ -151,8 +154,19 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
         .transpose()?;
     Ok(JobSection {
         destination,
-        incident_id,
-        source_volume_id,
+        incident_id: optional("job.incident_id", job.incident_id.as_ref(), |id| {
+            SafeName::parse(id, "incident ID")
+        })?,
+        source_volume_id: optional(
+            "job.source_volume_id",
+            job.source_volume_id.as_ref(),
+            str::parse::<VolumeId>,
+        )?,
+        examiner: optional(
+            "job.examiner",
+            job.examiner.as_ref(),
+            imaging::manifest::check_examiner,
+        )?,
         expected_volumes,
         use_imds: job.use_imds,
     })
@@ -167,21 +181,6 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
             format!("{:?} must be an absolute path", w.disk_root),
         ));
     }
-    let concurrency = within(
-        "watch.concurrency",
-        &bounds::CONCURRENCY,
-        u64::from(w.concurrency),
-    )?;
-    let concurrency = usize::try_from(concurrency)
-        .ok()
-        .and_then(NonZeroUsize::new)
-        .ok_or_else(|| invalid("watch.concurrency", "must be at least 1"))?;
-    let settle_ms = within("watch.settle_ms", &bounds::SETTLE_MS, w.settle_ms)?;
-    let idle_timeout_secs = within(
-        "watch.idle_timeout_secs",
-        &bounds::IDLE_TIMEOUT_SECS,
-        w.idle_timeout_secs,
-    )?;
     if w.poweroff_command
         .first()
         .is_none_or(|p| p.trim().is_empty())
@@ -191,18 +190,19 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
             "must name a program, e.g. [\"systemctl\", \"poweroff\"]",
         ));
     }
+    let idle_timeout_secs = within(&settings::IDLE_TIMEOUT_SECS, w.idle_timeout_secs)?;
     Ok(Watch {
         poweroff_command: w.poweroff_command.clone(),
         disk_root,
-        settle: Duration::from_millis(settle_ms),
-        concurrency,
+        settle: Duration::from_millis(within(&settings::SETTLE_MS, w.settle_ms)?),
+        concurrency: nonzero(&settings::CONCURRENCY, w.concurrency.into())?,
         idle_timeout: (idle_timeout_secs > 0).then(|| Duration::from_secs(idle_timeout_secs)),
         on_complete: w.on_complete,
     })
 }
 
 /// Parses a size key: an integer of bytes or `bytesize` text.
-fn size(key: &'static str, raw: &RawSize) -> Result<u64, Invalid> {
+fn size(key: &str, raw: &RawSize) -> Result<u64, Invalid> {
     match raw {
         RawSize::Bytes(n) => Ok(*n),
         RawSize::Text(text) => text

@@ -48,6 +48,11 @@ fn bad_values_name_their_key() {
             "job.expected_volumes",
             Box::new(|r| r.job.expected_volumes = Some(0)),
         ),
+        // Issue 10: the examiner is checked by the manifest's own rule.
+        (
+            "job.examiner",
+            Box::new(|r| r.job.examiner = Some("a\u{202e}b".into())),
+        ),
         (
             "watch.disk_root",
             Box::new(|r| r.watch.disk_root = "dev/disk".into()),
@@ -115,6 +120,7 @@ fn good_values_become_types() {
         r.job.prefix = "/forensics/".into();
         r.job.incident_id = Some("IR-2026-0042".into());
         r.job.source_volume_id = Some("vol0123456789abcdef0".into());
+        r.job.examiner = Some(" J. Doe ".into());
         r.imaging.hashes = RawHashList::Csv("blake3, md5, sha256".into());
         r.imaging.piece_size = RawSize::Text("0".into());
         r.s3.part_size = RawSize::Bytes(16 << 20);
@@ -123,6 +129,7 @@ fn good_values_become_types() {
         r.watch.idle_timeout_secs = 60;
     })
     .unwrap();
+    assert_eq!(config.job.examiner.as_deref(), Some("J. Doe"));
     let dest = config.job.destination.unwrap();
     assert_eq!(dest.bucket(), "my-evidence-bucket");
     assert_eq!(dest.key("x"), "forensics/x");
@@ -351,4 +358,43 @@ fn bounded_values_reach_the_typed_config() {
     assert_eq!(config.cloudwatch.queue_capacity.get(), 11);
     assert_eq!(config.s3.parts_in_flight.get(), 3);
     assert_eq!(config.s3.max_attempts.get(), 5);
+}
+
+// Issue 10 (mutation testing): both sides of the text rules of [s3] and [cloudwatch].
+#[test]
+fn text_rules_accept_their_edge_and_refuse_past_it() {
+    let key_of = |edit: Box<dyn FnOnce(&mut RawConfig)>| with(edit).err().map(|e| e.key);
+    for bad in ["", "  ", "alias/a b"] {
+        let value = bad.to_owned();
+        assert_eq!(
+            key_of(Box::new(move |r| r.s3.sse_kms_key_id = Some(value))).as_deref(),
+            Some("s3.sse_kms_key_id"),
+            "{bad:?}"
+        );
+    }
+    let config = with(|r| r.s3.sse_kms_key_id = Some(" alias/evidence ".into())).unwrap();
+    assert_eq!(config.s3.sse_kms_key_id.as_deref(), Some("alias/evidence"));
+    for bad in ["12345678901a", "1234567890123", "12345678901"] {
+        let value = bad.to_owned();
+        assert_eq!(
+            key_of(Box::new(move |r| r.s3.expected_bucket_owner = Some(value))).as_deref(),
+            Some("s3.expected_bucket_owner"),
+            "{bad:?}"
+        );
+    }
+    let config = with(|r| r.s3.expected_bucket_owner = Some("123456789012".into())).unwrap();
+    assert_eq!(
+        config.s3.expected_bucket_owner.as_deref(),
+        Some("123456789012")
+    );
+    for bad in [String::new(), " ".into(), "m".repeat(1025)] {
+        assert_eq!(
+            key_of(Box::new(move |r| r.cloudwatch.readiness_message = bad)).as_deref(),
+            Some("cloudwatch.readiness_message")
+        );
+    }
+    for good in ["m".to_owned(), "m".repeat(1024)] {
+        let config = with(|r| r.cloudwatch.readiness_message = good.clone()).unwrap();
+        assert_eq!(config.cloudwatch.readiness_message, good);
+    }
 }

@@ -10,6 +10,10 @@ use super::plan::{LayoutLimits, limits};
 /// 32 MiB part keeps one object up to 312 GiB before the image is split into segments.
 pub const DEFAULT_PART_MEMORY: u64 = 160 << 20;
 
+/// Default parts uploading at once: one TCP connection to S3 carries tens of MB/s, so a few
+/// parallel parts keep an EBS read fed; each costs one part buffer (see [`DEFAULT_PART_MEMORY`]).
+pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
+
 /// Evidence-protection and tuning options of the upload.
 #[derive(Debug, Clone)]
 pub struct S3Options {
@@ -36,7 +40,7 @@ pub struct S3Options {
 impl Default for S3Options {
     fn default() -> Self {
         Self {
-            parts_in_flight: 4,
+            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             min_part_size: limits::MIN_PART_SIZE,
             part_memory: DEFAULT_PART_MEMORY,
             max_object_size: limits::MAX_OBJECT_SIZE,
