@@ -161,7 +161,7 @@ mod tests {
     fn disk(minor: u32, volume: Option<&str>) -> AttachedDisk {
         AttachedDisk {
             device: PathBuf::from(format!("/dev/nvme{minor}n1")),
-            dev: (259, minor),
+            dev: imaging::sysfs::DeviceNumber::new(259, minor),
             links: Vec::new(),
             label: None,
             volume_id: volume.and_then(VolumeId::from_serial_or_id),

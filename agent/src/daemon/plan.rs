@@ -210,7 +210,7 @@ mod tests {
     fn disk(volume: Option<&str>, label: Option<&str>) -> AttachedDisk {
         AttachedDisk {
             device: PathBuf::from("/dev/nvme1n1"),
-            dev: (259, 1),
+            dev: imaging::sysfs::DeviceNumber::new(259, 1),
             links: Vec::new(),
             label: label.map(str::to_owned),
             volume_id: volume.and_then(VolumeId::from_serial_or_id),

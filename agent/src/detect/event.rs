@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use imaging::device::LiveUse;
 use imaging::identity::VolumeId;
+use imaging::sysfs::DeviceNumber;
 
 /// One outcome of watching `/dev/disk`. Each disk attachment yields at most one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct AttachedDisk {
     /// The whole disk's node (`/dev/nvme1n1`, `/dev/loop3`), even when only partitions had links.
     pub device: PathBuf,
     /// `major:minor` of the whole disk: the identity used to report it once.
-    pub dev: (u32, u32),
+    pub dev: DeviceNumber,
     /// Every link seen for it (or its partitions) before it was reported, in arrival order.
     pub links: Vec<PathBuf>,
     /// The filesystem label from the first `by-label` link, with udev's `\xNN` escapes decoded.

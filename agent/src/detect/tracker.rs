@@ -231,7 +231,7 @@ fn decide(system: &SystemPaths, candidate: &Candidate, size: u64) -> WatchEvent 
         .or_else(|| link_names(LinkDir::ById).find_map(|name| volume_id_from_link_name(&name)));
     let attached = AttachedDisk {
         device: candidate.disk.device.clone(),
-        dev: candidate.disk.dev.into(),
+        dev: candidate.disk.dev,
         links: candidate
             .links
             .iter()
