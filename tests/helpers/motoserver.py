@@ -15,6 +15,7 @@ missing. Everything else stays concurrent.
 """
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -68,6 +69,8 @@ def main():
     p.add_argument("--log")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # werkzeug logs every request on stderr, which the tests inherit; --log has them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto_server does
     server = make_server("127.0.0.1", args.port, Logged(AtomicConditionalWrites(app), RequestLog(args.log)),
