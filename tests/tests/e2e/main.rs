@@ -16,4 +16,5 @@ mod packaging;
 mod s3;
 mod s3_faults;
 mod s3_segments;
+mod tls;
 mod watch;
