@@ -17,7 +17,8 @@ SIZE_MIB=${SIZE_MIB:-64}
 SETTLE_MS=${SETTLE_MS:-300}   # the shipped default
 PYTHON=${PYTHON:-python3}
 WORK=$(mktemp -d /var/tmp/fc-bench-detect.XXXXXX)
-[ "$(id -u)" -eq 0 ] || { echo "run as root (loop devices)" >&2; exit 1; }
+. tests/helpers/as-root.sh
+require_root "loop devices"
 
 PIDS=()
 LOOP=""
@@ -25,6 +26,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -z "$LOOP" ] || losetup -d "$LOOP" 2>/dev/null || true
   rm -rf "$WORK"
+  give_back_target
 }
 trap cleanup EXIT
 

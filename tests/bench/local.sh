@@ -22,7 +22,8 @@ DC3DD_LATENCY_MIB=${DC3DD_LATENCY_MIB:-16}
 WORK=${WORK:-$(mktemp -d /var/tmp/fc-bench.XXXXXX)}
 OUT_ON_TMPFS=${OUT_ON_TMPFS:-0}
 
-[ "$(id -u)" -eq 0 ] || { echo "run as root (loop devices, drop_caches)" >&2; exit 1; }
+. tests/helpers/as-root.sh
+require_root "loop devices and drop_caches"
 tests/helpers/setup-deps.sh
 cargo build --release --locked -q -p forensic-collector
 BIN=$PWD/target/release/forensic-collector
@@ -35,6 +36,7 @@ cleanup() {
   umount -l "$WORK/mnt" 2>/dev/null || true
   if [ "$OUT_ON_TMPFS" = 1 ]; then umount "$WORK/out" 2>/dev/null || true; fi
   rm -rf "$WORK"
+  give_back_target
 }
 trap cleanup EXIT
 

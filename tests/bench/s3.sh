@@ -36,7 +36,8 @@ BUCKET=bench
 
 case $SERVER in s3s|moto) ;; *) echo "SERVER must be s3s or moto" >&2; exit 2 ;; esac
 case $FC_SERVER in auto|s3s|moto) ;; *) echo "FC_SERVER must be auto, s3s or moto" >&2; exit 2 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "run as root (loop devices, drop_caches)" >&2; exit 1; }
+. tests/helpers/as-root.sh
+require_root "loop devices and drop_caches"
 
 LOOPS=()
 SERVER_PIDS=()
@@ -45,6 +46,7 @@ cleanup() {
   for p in "${SERVER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
+  give_back_target
 }
 trap cleanup EXIT
 

@@ -145,8 +145,8 @@ def make_fs(FuseOSError, Operations):
                              f"sizes={sizes}\n").encode())
 
         def getattr(self, path, fh=None):
-            base = dict(st_uid=os.getuid(), st_gid=os.getgid(), st_atime=self._t0,
-                        st_mtime=self._mtime, st_ctime=self._mtime)
+            base = {"st_uid": os.getuid(), "st_gid": os.getgid(), "st_atime": self._t0,
+                    "st_mtime": self._mtime, "st_ctime": self._mtime}
             if path == "/":
                 return dict(base, st_mode=stat.S_IFDIR | 0o555, st_nlink=2)
             if path == "/" + FILE_NAME:
@@ -161,8 +161,8 @@ def make_fs(FuseOSError, Operations):
             return [".", "..", FILE_NAME]
 
         def statfs(self, path):
-            return dict(f_bsize=4096, f_frsize=512, f_blocks=(self._size + 511) // 512,
-                        f_bfree=0, f_bavail=0, f_files=1, f_ffree=0, f_namemax=255)
+            return {"f_bsize": 4096, "f_frsize": 512, "f_blocks": (self._size + 511) // 512,
+                    "f_bfree": 0, "f_bavail": 0, "f_files": 1, "f_ffree": 0, "f_namemax": 255}
 
         # --- the file ---------------------------------------------------------------
         def open(self, path, fi):
@@ -259,8 +259,8 @@ def main():
     ready_fd = os.dup(sys.stdout.fileno())
     ops = FaultFS(a.backing, a.bad, a.delay_ms / 1000.0, a.die_after_bytes, a.err,
                   ready_fd, a.stats, a.threads if major == 3 else None, a.max_read)
-    opts = dict(foreground=True, nothreads=False, ro=True, fsname="faultfs",
-                subtype="faultfs", debug=a.debug)
+    opts = {"foreground": True, "nothreads": False, "ro": True, "fsname": "faultfs",
+            "subtype": "faultfs", "debug": a.debug}
     if a.allow_other:
         opts["allow_other"] = True
     if a.max_read:

@@ -18,12 +18,13 @@ Listens on 127.0.0.1 on a free port and prints "ready PORT" once it accepts conn
 import argparse
 import http.client
 import http.server
-import json
 import socket
 import struct
 import sys
 import threading
 from urllib.parse import parse_qs, urlsplit
+
+from loopback import RequestLog, serve
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
@@ -45,7 +46,7 @@ def main():
 
     lock = threading.Lock()
     budget = {"fail": args.fail_parts, "reset": args.reset_parts}
-    log = open(args.log, "a", buffering=1) if args.log else None
+    log = RequestLog(args.log)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -76,10 +77,8 @@ def main():
             body = self.rfile.read(length) if length else b""
             is_part = self.command == "PUT" and "partNumber" in query and "uploadId" in query
             action = self._fault_for(is_part)
-            if log:
-                log.write(json.dumps({"method": self.command, "path": url.path, "query": url.query,
-                                      "headers": {k.lower(): v for k, v in self.headers.items()},
-                                      "action": action}) + "\n")
+            log.write({"method": self.command, "path": url.path, "query": url.query,
+                       "headers": {k.lower(): v for k, v in self.headers.items()}, "action": action})
             if action in ("fail", "deny"):
                 status, body = (500, INTERNAL_ERROR) if action == "fail" else (403, ACCESS_DENIED)
                 self.send_response(status)
@@ -116,12 +115,7 @@ def main():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    print(f"ready {server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve(server, server.server_address[1])
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ Prints "ready PORT" on stdout once it accepts connections. Only loopback, only p
 
 import argparse
 import http.server
-import json
 import secrets
 import sys
 import threading
+
+from loopback import RequestLog, serve
 
 MAX_TTL = 21600
 
@@ -37,7 +38,7 @@ def main():
 
     lock = threading.Lock()
     tokens = set()
-    log = open(args.log, "a", buffering=1) if args.log else None
+    log = RequestLog(args.log)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -46,17 +47,13 @@ def main():
             pass
 
         def _record(self, status, token_state):
-            if log is None:
-                return
-            entry = {
+            log.write({
                 "method": self.command,
                 "path": self.path,
                 "token_ttl": self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"),
                 "token": token_state,
                 "status": status,
-            }
-            with lock:
-                log.write(json.dumps(entry) + "\n")
+            })
 
         def _reply(self, status, body=b"", headers=(), token_state="none"):
             self.send_response(status)
@@ -103,12 +100,7 @@ def main():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
-    print(f"ready {server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve(server, server.server_address[1])
 
 
 if __name__ == "__main__":

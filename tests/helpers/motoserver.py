@@ -1,22 +1,32 @@
 #!/usr/bin/env python3
 """moto's S3 and CloudWatch Logs server on 127.0.0.1, with conditional writes made atomic.
 
-`motoserver.py PORT` serves moto exactly as `moto_server -H 127.0.0.1 -p PORT` does, with one
-difference that makes it behave like real S3: moto checks `If-None-Match: *` and `If-Match` and
-then writes, without a lock, so two racing CompleteMultipartUpload calls on one key can both pass
-the check (seen: both runs "won", the second silently replaced the first's image). S3 decides a
-conditional write atomically. Here every request carrying a condition that changes an object
-(PUT, POST, DELETE with If-None-Match or If-Match) runs under one lock, so of two racing
-conditional writes exactly one sees the key missing. Everything else stays concurrent.
+  motoserver.py [--port N] [--log FILE]
+
+serves moto as `moto_server -H 127.0.0.1 -p N` does (N = 0, the default: a free port), prints
+"ready PORT" once it accepts connections and logs one JSON line per request (method, path, status)
+to FILE, as the other helper servers do (loopback.py). One difference makes it behave like real
+S3: moto checks `If-None-Match: *` and `If-Match` and then writes, without a lock, so two racing
+CompleteMultipartUpload calls on one key can both pass the check (seen: both runs "won", the
+second silently replaced the first's image). S3 decides a conditional write atomically. Here every
+request carrying a condition that changes an object (PUT, POST, DELETE with If-None-Match or
+If-Match) runs under one lock, so of two racing conditional writes exactly one sees the key
+missing. Everything else stays concurrent.
 """
 
+import argparse
+import logging
 import os
 import signal
 import sys
 import threading
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import run_simple
+from loopback import RequestLog, serve
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 WRITES = {"PUT", "POST", "DELETE"}
 CONDITIONS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH")
@@ -37,15 +47,37 @@ class AtomicConditionalWrites:
         return self.app(environ, start_response)
 
 
+class Logged:
+    """WSGI middleware: one `--log` line per request."""
+
+    def __init__(self, app, log):
+        self.app = app
+        self.log = log
+
+    def __call__(self, environ, start_response):
+        def logging_start_response(status, headers, *exc_info):
+            self.log.write({"method": environ.get("REQUEST_METHOD"), "path": environ.get("PATH_INFO"),
+                            "status": int(status.split(" ", 1)[0])})
+            return start_response(status, headers, *exc_info)
+
+        return self.app(environ, logging_start_response)
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: motoserver.py PORT")
-    port = int(sys.argv[1])
-    os.environ.setdefault("MOTO_PORT", str(port))  # as moto_server does: moto builds URLs from it
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--log")
+    args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # werkzeug logs every request on stderr, which the tests inherit; --log has them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto_server does
-    run_simple("127.0.0.1", port, AtomicConditionalWrites(app), threaded=True)
+    server = make_server("127.0.0.1", args.port, Logged(AtomicConditionalWrites(app), RequestLog(args.log)),
+                         threaded=True)
+    # As moto_server does: moto builds URLs from it (read per request, so set once the port is known).
+    os.environ["MOTO_PORT"] = str(server.server_port)
+    return serve(server, server.server_port)
 
 
 if __name__ == "__main__":

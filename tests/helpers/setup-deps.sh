@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what forensic-collector's tests and benchmarks need on a Debian (bookworm) machine:
 # loop/partition/filesystem tools, dc3dd, the FUSE libraries and the Python FUSE binding
-# (mfusepy) that tests/helpers/faultfs.py uses.
+# (mfusepy) that tests/helpers/faultfs.py uses, moto, and the script linters (shellcheck, ruff).
 # Idempotent and quiet: when everything is there it only checks (no apt-get update, ~0.1 s).
 # Run as root (or a user with passwordless sudo). PYTHON (default: python3 on PATH) is the
 # interpreter that will run faultfs.py; mfusepy is installed for that one.
@@ -10,6 +10,7 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 MFUSEPY_VERSION=3.1.1
 MOTO_VERSION=5.1.22
+RUFF_VERSION=0.17.5
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
 
 # Debian package -> a command it must provide ("" = a library).
@@ -26,6 +27,7 @@ declare -A PKGS=(
   [bc]=bc                  # tests/bench arithmetic
   [curl]=curl              # plain-HTTP downloads from the local S3 server
   [systemd]=systemd-analyze  # checks systemd/forensic-collector.service
+  [shellcheck]=shellcheck  # tests/helpers/lint-scripts.sh
   [time]=""                # /usr/bin/time for peak RSS in tests/bench
   [libfuse3-3]=""          # libfuse3.so.3: faultfs.py's default backend (via mfusepy)
   [libfuse2]=""            # libfuse.so.2: faultfs.py --libfuse 2
@@ -95,6 +97,9 @@ pip_install "mfusepy==$MFUSEPY_VERSION" "\"$PYTHON\" -c 'import mfusepy'"
 # CompleteMultipartUpload with a root element the Rust SDK cannot parse; 5.1.22 is known good.
 pip_install "moto[server]==$MOTO_VERSION" \
   "\"$PYTHON\" -c 'import moto, sys; sys.exit(moto.__version__ != \"$MOTO_VERSION\")' && command -v moto_server"
+# ruff: the Python linter of tests/helpers/lint-scripts.sh; pinned, as new releases add rules.
+pip_install "ruff==$RUFF_VERSION" \
+  "\"$PYTHON\" -m ruff --version | grep -qx 'ruff $RUFF_VERSION'"
 FUSE_LIBRARY_NAME=fuse3 "$PYTHON" -c 'import mfusepy; assert mfusepy.fuse_version_major == 3' \
   >/dev/null 2>&1 || { echo "setup-deps: mfusepy cannot load libfuse3" >&2; exit 1; }
 

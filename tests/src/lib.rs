@@ -13,6 +13,7 @@ pub mod imds;
 pub mod loopdev;
 pub mod process;
 pub mod s3server;
+pub mod silent;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ pub use imds::ImdsServer;
 pub use loopdev::LoopDevice;
 pub use process::{Run, acquire, collector, without_inherited_settings};
 pub use s3server::{FaultProxy, LocalS3, MotoServer};
+pub use silent::{SilentListener, refused_endpoint, refused_port};
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {

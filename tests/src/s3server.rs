@@ -1,63 +1,27 @@
 //! A real S3-compatible server on 127.0.0.1 for the suites: moto in server mode (installed by
 //! `tests/helpers/setup-deps.sh`) through `tests/helpers/motoserver.py`, which makes its conditional
-//! writes atomic as S3's are; one per test, killed on drop.
+//! writes atomic as S3's are; one per test, killed on drop. Started like every helper server
+//! ([`HelperServer`]): moto binds its own port, so no other process can take it first.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::helper::HelperServer;
 
-/// How long moto may take to start.
-const START_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A running moto server.
-pub struct MotoServer {
-    child: Child,
-    port: u16,
-}
+/// A running moto server (its endpoint, port and request log through [`HelperServer`]).
+pub struct MotoServer(HelperServer);
 
 impl MotoServer {
     /// Starts moto on a free loopback port and waits until it accepts connections.
     pub fn start() -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("free loopback port")
-            .port();
-        Self::start_on(port)
+        Self::start_on(0)
     }
 
-    /// Starts moto on `port` (e.g. where a killed one was, to bring a service back).
+    /// Starts moto on `port` (e.g. where a killed one was, to bring a service back; 0 = a free one).
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new("python3")
-            .arg(crate::repo_root().join("tests/helpers/motoserver.py"))
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs tests/helpers/motoserver.py: run tests/helpers/setup-deps.sh (pip moto[server])");
-        let server = Self { child, port };
-        let deadline = Instant::now() + START_DEADLINE;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "motoserver.py did not start within {START_DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The loopback port it listens on.
-    pub fn port(&self) -> u16 {
-        self.port
+        Self(HelperServer::start(
+            "motoserver.py",
+            ["--port".to_owned(), port.to_string()],
+        ))
     }
 
     /// Environment for the binary (and the SDK in tests): this endpoint, static test credentials, no IMDS.
@@ -89,10 +53,10 @@ impl MotoServer {
     }
 }
 
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for MotoServer {
+    type Target = HelperServer;
+    fn deref(&self) -> &HelperServer {
+        &self.0
     }
 }
 
@@ -103,7 +67,7 @@ pub struct FaultProxy(HelperServer);
 impl FaultProxy {
     /// Starts the proxy in front of `upstream` with extra arguments such as `["--fail-parts", "3"]`.
     pub fn start(upstream: &MotoServer, args: &[&str]) -> Self {
-        let mut all = vec![upstream.port.to_string()];
+        let mut all = vec![upstream.port().to_string()];
         all.extend(args.iter().map(|a| (*a).to_owned()));
         Self(HelperServer::start("faultproxy.py", all))
     }

@@ -38,7 +38,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $SCENARIO in clean|bad-sector) ;; *) echo "run.sh: SCENARIO is clean or bad-sector" >&2; exit 2 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "run.sh: run as root (mmdebstrap, mkfs, QEMU)" >&2; exit 1; }
+. tests/helpers/as-root.sh
+require_root "mmdebstrap, mkfs and QEMU"
 
 # The job, as the flow's user data gives it. IMAGE_NAME is the suspect's original volume; the
 # disk attached to the collector is a copy of it with another ID (the NVMe serial below).
@@ -71,6 +72,7 @@ cleanup() {
     tail -40 "$WORK/console.log" | tr -d '\r' >&2
   fi
   if [ "${KEEP_WORK:-0}" = 1 ]; then echo "run directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
+  give_back_target
 }
 trap cleanup EXIT
 stamp() { date +%s.%N; }

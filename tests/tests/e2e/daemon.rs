@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use collector_e2e::cwlogs::LogsReader;
 use collector_e2e::{
-    FaultFs, ImdsServer, LocalS3, LoopDevice, MotoServer, Run, random_file, require_root,
+    FaultFs, ImdsServer, LocalS3, LoopDevice, MotoServer, Run, random_file, refused_endpoint,
+    require_root,
 };
 use serde_json::Value;
 
@@ -352,15 +353,9 @@ fn watch_fails_clearly_without_imds_or_with_malformed_user_data() {
     let config = config_file(work.path(), &work.path().join("dev-disk"), 1);
 
     // Nothing listens at the metadata endpoint.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
     let mut cmd = s3.collector();
     cmd.env_remove("AWS_EC2_METADATA_DISABLED")
-        .env(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            format!("http://127.0.0.1:{port}"),
-        )
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", refused_endpoint())
         .args(["watch", "--config"])
         .arg(&config);
     let started = Instant::now();

@@ -15,9 +15,10 @@ fn peak_rss_imaging(size: u64) -> u64 {
     let sparse = work.path().join("sparse.raw");
     fs::File::create(&sparse).unwrap().set_len(size).unwrap();
     let dev = LoopDevice::attach(&sparse, &["--direct-io=on"]);
-    let run = Run::of(acquire(dev.path(), work.path().join("out")).args(["--name", "m"]));
+    let (run, peak_rss) =
+        Run::measuring_peak_rss(acquire(dev.path(), work.path().join("out")).args(["--name", "m"]));
     run.expect_code(0);
-    run.peak_rss_bytes
+    peak_rss
 }
 
 #[test]

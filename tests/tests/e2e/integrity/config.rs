@@ -3,7 +3,6 @@
 //! read bounded, from regular files only, and signals work while they are read.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use collector_e2e::{
-    ImdsServer, LocalS3, LoopDevice, Run, collector, random_file, require_root,
+    ImdsServer, LocalS3, LoopDevice, Run, SilentListener, collector, random_file, require_root,
     without_inherited_settings,
 };
 use serde_json::Value;
@@ -403,8 +402,8 @@ fn user_data_over_ec2s_limit_is_refused() {
 // process at once with 130; before, the first signal was only noted and the wait went on.
 #[test]
 fn sigterm_during_start_up_ends_the_process_at_once() {
-    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let silent = SilentListener::start();
+    let endpoint = silent.endpoint();
     let config = config_file("");
     let started = Instant::now();
     let child = Run::spawn(&mut check(Some(&endpoint), config.path()));

@@ -3,11 +3,10 @@
 //! proxy, and the unhappy paths — an endpoint that refuses, one that never answers, 500s, and a
 //! server that dies and comes back empty — none of which may block a producer.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use collector_e2e::MotoServer;
 use collector_e2e::cwlogs::{LogsProxy, LogsReader, logs_client};
+use collector_e2e::{MotoServer, SilentListener, refused_endpoint};
 use forensic_collector::cloudwatch::{ReportSettings, Reporter};
 use serde_json::{Value, json};
 
@@ -32,14 +31,6 @@ fn parse(events: &[(i64, String)]) -> Vec<Value> {
             serde_json::from_str(m).unwrap_or_else(|e| panic!("not JSON ({e}): {m:.200}"))
         })
         .collect()
-}
-
-/// A loopback port with nothing listening.
-fn closed_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free loopback port")
-        .port()
 }
 
 fn seq_event(phase: &str, seq: usize) -> Value {
@@ -166,7 +157,7 @@ fn a_burst_is_delivered_in_order_within_putlogevents_limits_and_a_huge_event_is_
 
 #[test]
 fn a_refused_connection_never_blocks_emit_and_shutdown_keeps_its_deadline() {
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let endpoint = refused_endpoint();
     let reporter = Reporter::start(
         logs_client(&endpoint),
         settings(1_000, Duration::from_secs(1)),
@@ -199,8 +190,8 @@ fn a_refused_connection_never_blocks_emit_and_shutdown_keeps_its_deadline() {
 #[test]
 fn a_server_that_never_answers_costs_no_more_than_the_deadline() {
     // Listening but never accepting: connections complete, requests are never answered.
-    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("listener");
-    let endpoint = format!("http://{}", silent.local_addr().expect("address"));
+    let silent = SilentListener::start();
+    let endpoint = silent.endpoint();
     // Each call may take 10 s, far longer than the shutdown deadline allows.
     let reporter = Reporter::start(
         logs_client(&endpoint),

@@ -3,12 +3,13 @@
 //! values say which file, bad input exits 5, an unreachable IMDS exits 6 within seconds, and the
 //! token flow is used.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use collector_e2e::{ImdsServer, Run, collector, without_inherited_settings};
+use collector_e2e::{
+    ImdsServer, Run, SilentListener, collector, refused_endpoint, without_inherited_settings,
+};
 use serde_json::Value;
 
 const VOLUME: &str = "vol-0123456789abcdef0";
@@ -270,16 +271,9 @@ fn no_user_data_and_no_job_elsewhere_exits_6_unless_allowed() {
 
 #[test]
 fn absent_imds_exits_6_within_seconds() {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let config = empty_config();
     let started = Instant::now();
-    let run = Run::of(&mut check(
-        &format!("http://127.0.0.1:{port}"),
-        config.path(),
-    ));
+    let run = Run::of(&mut check(&refused_endpoint(), config.path()));
     let took = started.elapsed();
     run.expect_code(6);
     assert!(run.stderr.contains("unreachable"), "{}", run.stderr);
@@ -289,14 +283,10 @@ fn absent_imds_exits_6_within_seconds() {
 #[test]
 fn an_imds_that_accepts_but_never_answers_exits_6_within_seconds() {
     // The kernel completes the handshake into the backlog; nobody ever reads or replies.
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let listener = SilentListener::start();
     let config = empty_config();
     let started = Instant::now();
-    let run = Run::of(&mut check(
-        &format!("http://127.0.0.1:{port}"),
-        config.path(),
-    ));
+    let run = Run::of(&mut check(&listener.endpoint(), config.path()));
     let took = started.elapsed();
     run.expect_code(6);
     assert!(took < IMDS_FAILURE_DEADLINE, "took {took:?}");

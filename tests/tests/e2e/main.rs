@@ -1,0 +1,20 @@
+//! The end-to-end suites, one module each, in one test binary (ripgrep's habit): each binary of
+//! this crate links the AWS SDK, so twelve of them cost twelve links and gigabytes of `target/`.
+//! A module is a suite; run one with its path as the filter, e.g.
+//! `cargo test -p collector-e2e --test e2e s3::` (which also matches `integrity::s3::`) or
+//! `cargo test -p collector-e2e --test e2e -- --skip integrity:: s3::`.
+
+mod acquire;
+mod bad_input;
+mod bad_sectors;
+mod cloudwatch;
+mod config;
+mod daemon;
+mod integrity;
+mod memory;
+mod packaging;
+mod s3;
+mod s3_faults;
+mod s3_segments;
+mod tls;
+mod watch;
