@@ -164,7 +164,7 @@ fn link_directories_created_after_arming_are_watched_without_a_race() {
     let rdev = fs::metadata(dev.path()).unwrap().rdev();
     assert_eq!(
         disk.dev,
-        (libc::major(rdev), libc::minor(rdev)),
+        (libc::major(rdev), libc::minor(rdev)).into(),
         "the disk is identified by its device number"
     );
     expect_silence(&mut watcher);
