@@ -362,7 +362,6 @@ impl Destination {
     }
 }
 
-/// The Object Lock retention asked for on the command line, checked to lie in the future.
 /// The engine's upload options that `args` ask for.
 pub fn upload_options(args: &S3Args, retention: Option<Retention>) -> S3Options {
     S3Options {
@@ -378,6 +377,7 @@ pub fn upload_options(args: &S3Args, retention: Option<Retention>) -> S3Options 
     }
 }
 
+/// The Object Lock retention asked for on the command line, checked to lie in the future.
 fn retention(args: &AcquireArgs) -> Result<Option<Retention>, Failure> {
     let (Some(mode), Some(until)) = (&args.s3.object_lock_mode, &args.s3.object_lock_retain_until)
     else {

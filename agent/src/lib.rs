@@ -16,7 +16,8 @@
 //! - `logging`, `progress`, `signals`, `sysinfo`: process plumbing.
 //! - `detect`: device detection (inotify on `/dev/disk`, whole disk via sysfs, settle, dedupe,
 //!   refusal).
-//! - `daemon`: the loop behind `watch`: detected disks → jobs (child `acquire` processes) →
+//! - `daemon`: the loop behind `watch`: detected disks → jobs (child `run-job` processes,
+//!   each an `acquire` given its job on stdin) →
 //!   reports → exit, stay or power off.
 
 pub mod aws;

@@ -372,10 +372,6 @@ struct OpenMode {
     exclusive: bool,
 }
 
-/// Opens read-only with O_DIRECT. Block devices are tried with O_EXCL first: while we hold it, nothing
-/// on this host can mount the evidence (mount gets EBUSY); a device already in use refuses O_EXCL, and
-/// we fall back to a shared open (live acquisition). Regular files fall back to buffered reads only on
-/// filesystems that refuse O_DIRECT (tmpfs); O_NOATIME keeps even their access time unchanged.
 /// The path the kernel has for an open descriptor. Read from `/proc/self/fd`, so it names what was
 /// opened, not what a link may point to by now; `None` without `/proc` or for an unlinked file.
 fn opened_path(file: &File) -> Option<PathBuf> {
@@ -383,6 +379,10 @@ fn opened_path(file: &File) -> Option<PathBuf> {
     (path.is_absolute() && !path.to_string_lossy().ends_with(" (deleted)")).then_some(path)
 }
 
+/// Opens read-only with O_DIRECT. Block devices are tried with O_EXCL first: while we hold it, nothing
+/// on this host can mount the evidence (mount gets EBUSY); a device already in use refuses O_EXCL, and
+/// we fall back to a shared open (live acquisition). Regular files fall back to buffered reads only on
+/// filesystems that refuse O_DIRECT (tmpfs); O_NOATIME keeps even their access time unchanged.
 fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, OpenMode)> {
     let try_open = |flags: libc::c_int| {
         OpenOptions::new()

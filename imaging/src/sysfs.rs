@@ -35,7 +35,13 @@ impl DeviceNumber {
     /// `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         let (major, minor) = text.trim().split_once(':')?;
-        Some(Self::new(major.parse().ok()?, minor.parse().ok()?))
+        // `u32::from_str` would also take `+7`; the kernel writes digits only.
+        let number = |part: &str| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse().ok())
+                .flatten()
+        };
+        Some(Self::new(number(major)?, number(minor)?))
     }
 
     /// Reads a sysfs `dev` file; `None` when it is absent or unreadable as a device number.
@@ -88,6 +94,8 @@ mod tests {
             "a:1",
             "1:b",
             "1:2:3",
+            "+1:2",
+            "1:+2",
             "-1:2",
             "4294967296:0",
             "",

@@ -10,6 +10,9 @@
 //! is one of the outputs — is checked before the device gets its kernel read-only flag, so a refused
 //! run leaves the device as it found it.
 //!
+//! `run-job` (hidden; the `watch` daemon's child) is this same command with its arguments read as
+//! one JSON job from stdin (`read_job`) instead of flags, so the daemon never re-spells them.
+//!
 //! A run that stored evidence ends with one log line naming its manifest whole (an absolute path or
 //! an `s3://` URL), the one argument `verify` needs.
 

@@ -155,6 +155,7 @@ pub fn settings(env: &BTreeMap<String, String>) -> Result<Read, ConfigError> {
         read.push(name, key, value, Origin::Env(name.clone()))?;
     }
     legacy.settings.extend(prefixed.settings);
+    legacy.ignored.extend(prefixed.ignored);
     Ok(legacy)
 }
 
@@ -284,9 +285,12 @@ mod tests {
             assert_eq!(read.ignored[0].origin, Origin::Env("IMAGE_NAME".into()));
             assert!(read.ignored[0].reason.contains("not an EBS volume ID"));
         }
-        // The explicit key is not a name: a bad value there is still an error.
-        let err = settings(&env(&[("FORENSIC_COLLECTOR_JOB_SOURCE_VOLUME_ID", "x")]));
-        assert!(err.is_ok(), "typed later, by validate");
+        // The explicit key is not a name: its value is passed on as written (and refused by
+        // `typed::validate`, see config/tests.rs), never dropped as ignored.
+        let read = settings(&env(&[("FORENSIC_COLLECTOR_JOB_SOURCE_VOLUME_ID", "x")])).unwrap();
+        assert_eq!(read.ignored.len(), 0);
+        assert_eq!(read.settings.len(), 1);
+        assert_eq!(read.settings[0].value, toml::Value::String("x".into()));
     }
 
     #[test]

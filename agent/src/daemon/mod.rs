@@ -1,14 +1,14 @@
-//! `forensic-collector watch`: the agent on the collector instance. It arms the device watcher,
-//! tells the attaching flow it is ready, turns every attached disk into a job, images the disks
-//! with bounded concurrency (each in a child `acquire` process), reports to CloudWatch, and when
-//! the work is done flushes its reports and exits, stays, or powers the instance off.
+//! The loop behind `forensic-collector watch` (the command itself is `cmd::watch`): the agent on
+//! the collector instance. It arms the device watcher, tells the attaching flow it is ready, turns
+//! every attached disk into a job, images the disks with bounded concurrency (each in a child
+//! process running `run-job`: `acquire` with its job as JSON on stdin), reports to CloudWatch,
+//! and when the work is done flushes its reports and exits, stays, or powers the instance off.
 //!
 //! # Layout
 //! - `jobs`: the job table (dedupe, queue, outcomes).
 //! - `child`: one job's child process, its progress and result.
 //! - `plan`: what the daemon was told to do (from the effective configuration).
 //! - `events`: the capture events it reports; `reports`: where they go.
-//! - `command`: the `watch` command: configuration in, loop run.
 
 mod child;
 

@@ -19,7 +19,7 @@ use crate::detect::{AttachedDisk, WatchSettings};
 /// Everything the daemon loop needs.
 #[derive(Debug, Clone)]
 pub struct DaemonPlan {
-    /// This binary, run once per job as `acquire`.
+    /// This binary, run once per job as `run-job` (an `acquire` whose job arrives on stdin).
     pub program: PathBuf,
     /// Device watcher settings.
     pub watch: WatchSettings,
