@@ -174,6 +174,17 @@ impl Bound {
     }
 }
 
+impl Bound {
+    /// The range as `--help` and docs/config.md show it: `1-64`, `8 MiB-5 GiB`, `8 MiB-48.8 TiB`.
+    pub fn range_text(&self) -> String {
+        let show = |n: u64| match self.unit {
+            Bytes => ByteSize(n).to_string().replace(".0 ", " "),
+            Number => n.to_string(),
+        };
+        format!("{}-{}", show(self.min), show(self.max))
+    }
+}
+
 /// `what` must be within `min..=max`, shown in `unit`.
 const fn range(what: &'static str, min: u64, max: u64, unit: Unit) -> Bound {
     Bound {
@@ -518,6 +529,52 @@ mod tests {
             })
             .count();
         assert_eq!(rows, ALL.len(), "one row per key, no more");
+        for spec in ALL {
+            if let Some(bound) = spec.bound {
+                let accepted = accepted_values(docs, spec);
+                assert!(
+                    shows_range(&accepted, &bound.range_text()),
+                    "docs/config.md says `{}.{}` accepts {accepted:?}, not {}",
+                    spec.section,
+                    spec.key,
+                    bound.range_text()
+                );
+            }
+        }
+    }
+
+    /// The "accepted values" column of `spec`'s row in docs/config.md.
+    fn accepted_values(docs: &str, spec: &Spec) -> String {
+        let start = format!("| `{}.{}` |", spec.section, spec.key);
+        let row = docs.lines().find(|l| l.starts_with(&start)).unwrap_or("");
+        row.split('|').nth(4).unwrap_or("").trim().to_owned()
+    }
+
+    /// `text` names `range` whole: `1-64` is not shown by `1-640` or `11-64`.
+    fn shows_range(text: &str, range: &str) -> bool {
+        let digit_or_dot = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+        text.match_indices(range).any(|(at, _)| {
+            !digit_or_dot(text[..at].chars().next_back())
+                && !digit_or_dot(text[at + range.len()..].chars().next())
+        })
+    }
+
+    // Issue 10: the range text is the one `--help` and docs/config.md show, and a range is found
+    // only whole.
+    #[test]
+    fn ranges_are_shown_as_docs_and_help_write_them() {
+        assert_eq!(b(PARTS_IN_FLIGHT).range_text(), "1-64");
+        assert_eq!(b(PART_SIZE).range_text(), "8 MiB-5 GiB");
+        assert_eq!(b(PART_MEMORY).range_text(), "16 MiB-10 GiB");
+        assert_eq!(b(MAX_OBJECT_SIZE).range_text(), "8 MiB-48.8 TiB");
+        assert_eq!(b(SETTLE_MS).range_text(), "0-60000");
+        assert!(shows_range("1-64; more", "1-64"));
+        assert!(shows_range("1-64", "1-64"));
+        assert!(!shows_range("1-640", "1-64"));
+        assert!(!shows_range("11-64", "1-64"));
+        assert!(!shows_range("0.1-64", "1-64"));
+        assert!(!shows_range("1-64.5", "1-64"));
+        assert!(!shows_range("", "1-64"));
     }
 
     #[test]
