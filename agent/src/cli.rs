@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::config::raw::OnComplete;
-use crate::config::settings::{self, Spec};
+use crate::config::settings::{self, Spec, engine_ranges};
+use imaging::pipeline;
 
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
@@ -113,9 +114,9 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub incident: Option<String>,
 
-    /// Who collects the evidence, recorded in the manifest (1-128 characters, no control
-    /// characters; surrounding spaces are dropped).
-    #[arg(long)]
+    /// `--examiner`: who collects the evidence, recorded in the manifest (trimmed).
+    #[arg(long, help = format!("Who collects the evidence, recorded in the manifest ({} characters, \
+        no control characters; surrounding spaces are dropped)", engine_ranges::EXAMINER_CHARS.range_text()))]
     pub examiner: Option<String>,
 
     /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
@@ -127,17 +128,24 @@ pub struct AcquireArgs {
     #[serde(with = "bytes")]
     pub piece_size: ByteSize,
 
-    /// Bytes per read (a multiple of 4 KiB, up to 64 MiB; read buffers stay within 1 GiB).
-    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE))]
+    /// `--chunk-size`: bytes per read; the engine's range.
+    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE),
+        help = range_help(&format!("Bytes per read (a multiple of {}; read buffers stay within {})",
+            settings::size_shown(engine_ranges::CHUNK_SIZE.min), settings::size_shown(pipeline::MAX_BUFFER_MEMORY as u64)),
+            Some(engine_ranges::CHUNK_SIZE)))]
     #[serde(with = "bytes")]
     pub chunk_size: ByteSize,
 
-    /// Reads in flight (1-256). Snapshot-restored EBS volumes get faster with more.
-    #[arg(long, default_value_t = settings::QUEUE_DEPTH.default_as())]
+    /// `--queue-depth`: reads in flight; the engine's range.
+    #[arg(long, default_value_t = settings::QUEUE_DEPTH.default_as(),
+        help = range_help("Reads in flight. Snapshot-restored EBS volumes get faster with more",
+            Some(engine_ranges::QUEUE_DEPTH)))]
     pub queue_depth: usize,
 
-    /// Extra attempts (0-10) for each unreadable sector before it is zero-filled.
-    #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as())]
+    /// `--sector-retries`: extra attempts per unreadable sector; the engine's range.
+    #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as(),
+        help = range_help("Extra attempts for each unreadable sector before it is zero-filled",
+            Some(engine_ranges::SECTOR_RETRIES)))]
     pub sector_retries: u32,
 
     /// Do not set the kernel read-only flag on the device (it is still opened read-only).
@@ -147,7 +155,7 @@ pub struct AcquireArgs {
     /// `--progress-interval`: seconds between progress log lines; its help shows the range of
     /// `settings::PROGRESS_INTERVAL_SECS`.
     #[arg(long, default_value_t = settings::ACQUIRE_PROGRESS_INTERVAL_SECS,
-        help = range_help("Seconds between progress log lines when no progress bar is shown", &settings::PROGRESS_INTERVAL_SECS))]
+        help = range_help("Seconds between progress log lines when no progress bar is shown", settings::PROGRESS_INTERVAL_SECS.bound))]
     pub progress_interval: u64,
 
     /// The suspect's original EBS volume, when the source is a copy made from its snapshot:
@@ -176,26 +184,26 @@ pub struct S3Args {
 
     /// `--part-size`: the smallest multipart part; range in `settings::PART_SIZE`.
     #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE),
-        help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", &settings::PART_SIZE))]
+        help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", settings::PART_SIZE.bound))]
     #[serde(with = "bytes")]
     pub part_size: ByteSize,
 
     /// `--parts-in-flight`: parts uploading at once; range in `settings::PARTS_IN_FLIGHT`.
     #[arg(long, default_value_t = settings::PARTS_IN_FLIGHT.default_as(),
-        help = range_help("Parts uploading at once; memory is (this + 1) × part size", &settings::PARTS_IN_FLIGHT))]
+        help = range_help("Parts uploading at once; memory is (this + 1) × part size", settings::PARTS_IN_FLIGHT.bound))]
     pub parts_in_flight: usize,
 
     /// `--part-memory`: memory for part buffers; range in `settings::PART_MEMORY`.
     #[arg(long, default_value_t = size_default(&settings::PART_MEMORY),
         help = range_help("Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory \
-            stays flat for any disk size. Images that need bigger parts are split into segments", &settings::PART_MEMORY))]
+            stays flat for any disk size. Images that need bigger parts are split into segments", settings::PART_MEMORY.bound))]
     #[serde(with = "bytes")]
     pub part_memory: ByteSize,
 
     /// `--max-object-size`: the largest object; range in `settings::MAX_OBJECT_SIZE`.
     #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE),
         help = range_help("Largest object to create; bigger images are stored as numbered segment objects \
-            (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit)", &settings::MAX_OBJECT_SIZE))]
+            (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit)", settings::MAX_OBJECT_SIZE.bound))]
     #[serde(with = "bytes")]
     pub max_object_size: ByteSize,
 
@@ -203,7 +211,7 @@ pub struct S3Args {
     #[arg(long, default_value_t = settings::S3_MAX_ATTEMPTS.default_as(),
         help = range_help("Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with \
             jitter between attempts, at most 4 s each, so the default 10 rides out about half a minute \
-            (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint", &settings::S3_MAX_ATTEMPTS))]
+            (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint", settings::S3_MAX_ATTEMPTS.bound))]
     pub s3_max_attempts: u32,
 
     /// Encrypt with this KMS key (SSE-KMS).
@@ -307,9 +315,9 @@ fn list_default(spec: &Spec) -> String {
     }
 }
 
-/// `text` and the range `spec` declares: `Parts uploading at once [range: 1-64]`.
-fn range_help(text: &str, spec: &Spec) -> String {
-    match spec.bound {
+/// `text` and `bound`, a `Spec`'s range or the engine's: `Parts uploading at once [range: 1-64]`.
+fn range_help(text: &str, bound: Option<settings::Bound>) -> String {
+    match bound {
         Some(bound) => format!("{text} [range: {}]", bound.range_text()),
         None => text.to_owned(),
     }
@@ -456,24 +464,35 @@ pub(crate) mod tests {
     #[test]
     fn help_shows_the_declared_ranges_and_defaults() {
         let acquire = help("acquire");
-        for spec in [
-            settings::PART_SIZE,
-            settings::PART_MEMORY,
-            settings::MAX_OBJECT_SIZE,
-            settings::PARTS_IN_FLIGHT,
-            settings::S3_MAX_ATTEMPTS,
-            settings::PROGRESS_INTERVAL_SECS,
+        for bound in [
+            settings::PART_SIZE.bound.unwrap(),
+            settings::PART_MEMORY.bound.unwrap(),
+            settings::MAX_OBJECT_SIZE.bound.unwrap(),
+            settings::PARTS_IN_FLIGHT.bound.unwrap(),
+            settings::S3_MAX_ATTEMPTS.bound.unwrap(),
+            settings::PROGRESS_INTERVAL_SECS.bound.unwrap(),
+            engine_ranges::QUEUE_DEPTH,
+            engine_ranges::SECTOR_RETRIES,
+            engine_ranges::CHUNK_SIZE,
         ] {
-            let range = format!("[range: {}]", spec.bound.unwrap().range_text());
+            let range = format!("[range: {}]", bound.range_text());
             assert!(acquire.contains(&range), "{range} missing from:\n{acquire}");
         }
+        let examiner = format!("({} characters", engine_ranges::EXAMINER_CHARS.range_text());
+        assert!(
+            acquire.contains(&examiner),
+            "{examiner} missing from:\n{acquire}"
+        );
         let watch = help("watch");
         for default in ["[default: /dev/disk]", "[default: poweroff]"] {
             assert!(watch.contains(default), "{default} missing from:\n{watch}");
         }
         assert!(watch.contains("poweroff, exit, stay"), "{watch}");
-        assert_eq!(range_help("x", &settings::CONCURRENCY), "x [range: 1-8]");
-        assert_eq!(range_help("x", &settings::BUCKET), "x");
+        assert_eq!(
+            range_help("x", settings::CONCURRENCY.bound),
+            "x [range: 1-8]"
+        );
+        assert_eq!(range_help("x", settings::BUCKET.bound), "x");
         assert_eq!(
             default_help("x", &settings::ON_COMPLETE),
             "x [default: poweroff]"

@@ -178,11 +178,49 @@ impl Bound {
     /// The range as `--help` and docs/config.md show it: `1-64`, `8 MiB-5 GiB`, `8 MiB-48.8 TiB`.
     pub fn range_text(&self) -> String {
         let show = |n: u64| match self.unit {
-            Bytes => ByteSize(n).to_string().replace(".0 ", " "),
+            Bytes => size_shown(n),
             Number => n.to_string(),
         };
         format!("{}-{}", show(self.min), show(self.max))
     }
+}
+
+/// `n` bytes as help and docs write them: `8 MiB`, `48.8 TiB`.
+pub fn size_shown(n: u64) -> String {
+    ByteSize(n).to_string().replace(".0 ", " ")
+}
+
+/// Ranges the engine enforces itself (`PipelineConfig::validate`, `check_examiner`), built from
+/// its constants so `--help` and docs/config.md can show them without copying a number; the agent
+/// does not check them a second time.
+pub mod engine_ranges {
+    use super::{Bound, Bytes, Number, range};
+    use imaging::pipeline;
+
+    /// Reads in flight.
+    pub const QUEUE_DEPTH: Bound =
+        range("queue depth", 1, pipeline::MAX_QUEUE_DEPTH as u64, Number);
+    /// Extra attempts per unreadable sector.
+    pub const SECTOR_RETRIES: Bound = range(
+        "sector retries",
+        0,
+        pipeline::MAX_SECTOR_RETRIES as u64,
+        Number,
+    );
+    /// Bytes per read.
+    pub const CHUNK_SIZE: Bound = range(
+        "chunk size",
+        pipeline::MIN_CHUNK_SIZE as u64,
+        pipeline::MAX_CHUNK_SIZE as u64,
+        Bytes,
+    );
+    /// Characters of the examiner's name.
+    pub const EXAMINER_CHARS: Bound = range(
+        "examiner (characters)",
+        1,
+        imaging::manifest::MAX_EXAMINER_CHARS as u64,
+        Number,
+    );
 }
 
 /// `what` must be within `min..=max`, shown in `unit`.
@@ -529,9 +567,16 @@ mod tests {
             })
             .count();
         assert_eq!(rows, ALL.len(), "one row per key, no more");
-        for spec in ALL {
-            if let Some(bound) = spec.bound {
-                let accepted = accepted_values(docs, spec);
+        let engine = [
+            (QUEUE_DEPTH, engine_ranges::QUEUE_DEPTH),
+            (SECTOR_RETRIES, engine_ranges::SECTOR_RETRIES),
+            (CHUNK_SIZE, engine_ranges::CHUNK_SIZE),
+            (EXAMINER, engine_ranges::EXAMINER_CHARS),
+        ];
+        let declared = ALL.iter().filter_map(|s| s.bound.map(|b| (*s, b)));
+        for (spec, bound) in declared.chain(engine) {
+            {
+                let accepted = accepted_values(docs, &spec);
                 assert!(
                     shows_range(&accepted, &bound.range_text()),
                     "docs/config.md says `{}.{}` accepts {accepted:?}, not {}",
