@@ -219,7 +219,7 @@ pub struct S3Args {
     pub sse_kms_key_id: Option<String>,
 
     /// Object Lock retention mode for every object written (needs --object-lock-retain-until).
-    #[arg(long, value_parser = ["governance", "compliance"], requires = "object_lock_retain_until")]
+    #[arg(long, value_parser = OBJECT_LOCK_MODES, requires = "object_lock_retain_until")]
     pub object_lock_mode: Option<String>,
 
     /// End of the Object Lock retention, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
@@ -251,6 +251,9 @@ pub struct VerifyArgs {
     pub s3_force_path_style: bool,
 }
 
+/// The Object Lock modes `--object-lock-mode` takes: one list for clap and for a JSON job.
+const OBJECT_LOCK_MODES: [&str; 2] = ["governance", "compliance"];
+
 impl AcquireArgs {
     /// The one check of every bounded or ruled value, for `acquire` flags and a `run-job` JSON job
     /// alike (clap only parses types): `acquire::run` calls it before anything is opened, so a
@@ -267,7 +270,7 @@ impl AcquireArgs {
         settings::PROGRESS_INTERVAL_SECS.check(args.progress_interval)?;
         match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
             (None, None) => {}
-            (Some(mode), Some(_)) if ["governance", "compliance"].contains(&mode.as_str()) => {}
+            (Some(mode), Some(_)) if OBJECT_LOCK_MODES.contains(&mode.as_str()) => {}
             _ => {
                 return Err(
                     "object lock needs a mode (governance or compliance) and a retain-until date"

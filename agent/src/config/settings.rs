@@ -1,7 +1,7 @@
 //! Every setting of the agent, declared once: key, type, doc line, built-in default, accepted
 //! range and who may set it — one entry each in the `settings!` table below, from which the serde
 //! tree (`RawConfig` and its sections), a `Spec` constant per key and the list `ALL` are generated.
-//! The command line (`cli.rs` defaults and value parsers), the config file, user data, the
+//! The command line (`cli.rs` defaults, ranges and `--help`), the config file, user data, the
 //! environment, `config check`, the daemon's child job and docs/config.md all read it, and
 //! `defaults_agree_everywhere` fails when any of them disagrees.
 //!
