@@ -7,7 +7,9 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use crate::config::settings::{self, Spec};
+use crate::config::raw::OnComplete;
+use crate::config::settings::{self, Spec, engine_ranges};
+use imaging::pipeline;
 
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
@@ -50,13 +52,13 @@ pub struct WatchArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
 
-    /// Root of the udev disk links (`watch.disk_root`) [default: /dev/disk].
-    #[arg(long)]
+    /// `--disk-root`: overrides `watch.disk_root`; its help names the declared default.
+    #[arg(long, help = default_help("Root of the udev disk links (`watch.disk_root`)", &settings::DISK_ROOT))]
     pub disk_root: Option<PathBuf>,
 
-    /// What to do when the work is done (`watch.on_complete`) [default: poweroff].
-    #[arg(long, value_parser = ["poweroff", "exit", "stay"])]
-    pub on_complete: Option<String>,
+    /// `--on-complete`: overrides `watch.on_complete`; the choices are `OnComplete`'s.
+    #[arg(long, value_enum, help = default_help("What to do when the work is done (`watch.on_complete`)", &settings::ON_COMPLETE))]
+    pub on_complete: Option<OnComplete>,
 }
 
 /// `config` subcommands.
@@ -112,9 +114,9 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub incident: Option<String>,
 
-    /// Who collects the evidence, recorded in the manifest (1-128 characters, no control
-    /// characters).
-    #[arg(long, value_parser = examiner)]
+    /// `--examiner`: who collects the evidence, recorded in the manifest (trimmed).
+    #[arg(long, help = format!("Who collects the evidence, recorded in the manifest ({} characters, \
+        no control characters; surrounding spaces are dropped)", engine_ranges::EXAMINER_CHARS.range_text()))]
     pub examiner: Option<String>,
 
     /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
@@ -126,25 +128,34 @@ pub struct AcquireArgs {
     #[serde(with = "bytes")]
     pub piece_size: ByteSize,
 
-    /// Bytes per read (a multiple of 4 KiB, up to 64 MiB; read buffers stay within 1 GiB).
-    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE))]
+    /// `--chunk-size`: bytes per read; the engine's range.
+    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE),
+        help = range_help(&format!("Bytes per read (a multiple of {}; read buffers stay within {})",
+            settings::size_shown(engine_ranges::CHUNK_SIZE.min), settings::size_shown(pipeline::MAX_BUFFER_MEMORY as u64)),
+            Some(engine_ranges::CHUNK_SIZE)))]
     #[serde(with = "bytes")]
     pub chunk_size: ByteSize,
 
-    /// Reads in flight (1-256). Snapshot-restored EBS volumes get faster with more.
-    #[arg(long, default_value_t = settings::QUEUE_DEPTH.default_as())]
+    /// `--queue-depth`: reads in flight; the engine's range.
+    #[arg(long, default_value_t = settings::QUEUE_DEPTH.default_as(),
+        help = range_help("Reads in flight. Snapshot-restored EBS volumes get faster with more",
+            Some(engine_ranges::QUEUE_DEPTH)))]
     pub queue_depth: usize,
 
-    /// Extra attempts (0-10) for each unreadable sector before it is zero-filled.
-    #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as())]
+    /// `--sector-retries`: extra attempts per unreadable sector; the engine's range.
+    #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as(),
+        help = range_help("Extra attempts for each unreadable sector before it is zero-filled",
+            Some(engine_ranges::SECTOR_RETRIES)))]
     pub sector_retries: u32,
 
     /// Do not set the kernel read-only flag on the device (it is still opened read-only).
     #[arg(long)]
     pub no_kernel_read_only: bool,
 
-    /// Seconds between progress log lines when no progress bar is shown (1-3600).
-    #[arg(long, default_value_t = settings::ACQUIRE_PROGRESS_INTERVAL_SECS, value_parser = progress_interval)]
+    /// `--progress-interval`: seconds between progress log lines; its help shows the range of
+    /// `settings::PROGRESS_INTERVAL_SECS`.
+    #[arg(long, default_value_t = settings::ACQUIRE_PROGRESS_INTERVAL_SECS,
+        help = range_help("Seconds between progress log lines when no progress bar is shown", settings::PROGRESS_INTERVAL_SECS.bound))]
     pub progress_interval: u64,
 
     /// The suspect's original EBS volume, when the source is a copy made from its snapshot:
@@ -171,31 +182,36 @@ pub struct S3Args {
     #[arg(long)]
     pub s3_force_path_style: bool,
 
-    /// Smallest multipart part, 8 MiB-5 GiB (raised so the image fits in 10,000 parts).
-    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE), value_parser = part_size)]
+    /// `--part-size`: the smallest multipart part; range in `settings::PART_SIZE`.
+    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE),
+        help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", settings::PART_SIZE.bound))]
     #[serde(with = "bytes")]
     pub part_size: ByteSize,
 
-    /// Parts uploading at once (1-64); memory is (this + 1) × part size.
-    #[arg(long, default_value_t = settings::PARTS_IN_FLIGHT.default_as(), value_parser = parts_in_flight)]
+    /// `--parts-in-flight`: parts uploading at once; range in `settings::PARTS_IN_FLIGHT`.
+    #[arg(long, default_value_t = settings::PARTS_IN_FLIGHT.default_as(),
+        help = range_help("Parts uploading at once; memory is (this + 1) × part size", settings::PARTS_IN_FLIGHT.bound))]
     pub parts_in_flight: usize,
 
-    /// Memory for part buffers (16 MiB-10 GiB); caps the part size at this / (parts in flight + 1), so memory
-    /// stays flat for any disk size. Images that need bigger parts are split into segments.
-    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY), value_parser = part_memory)]
+    /// `--part-memory`: memory for part buffers; range in `settings::PART_MEMORY`.
+    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY),
+        help = range_help("Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory \
+            stays flat for any disk size. Images that need bigger parts are split into segments", settings::PART_MEMORY.bound))]
     #[serde(with = "bytes")]
     pub part_memory: ByteSize,
 
-    /// Largest object to create; bigger images are stored as numbered segment objects
-    /// (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit).
-    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE), value_parser = max_object_size)]
+    /// `--max-object-size`: the largest object; range in `settings::MAX_OBJECT_SIZE`.
+    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE),
+        help = range_help("Largest object to create; bigger images are stored as numbered segment objects \
+            (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit)", settings::MAX_OBJECT_SIZE.bound))]
     #[serde(with = "bytes")]
     pub max_object_size: ByteSize,
 
-    /// Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with
-    /// jitter between attempts, at most 4 s each, so the default 10 rides out about half a minute
-    /// (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint.
-    #[arg(long, default_value_t = settings::S3_MAX_ATTEMPTS.default_as(), value_parser = s3_max_attempts)]
+    /// `--s3-max-attempts`: attempts per S3 request; range in `settings::S3_MAX_ATTEMPTS`.
+    #[arg(long, default_value_t = settings::S3_MAX_ATTEMPTS.default_as(),
+        help = range_help("Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with \
+            jitter between attempts, at most 4 s each, so the default 10 rides out about half a minute \
+            (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint", settings::S3_MAX_ATTEMPTS.bound))]
     pub s3_max_attempts: u32,
 
     /// Encrypt with this KMS key (SSE-KMS).
@@ -203,7 +219,7 @@ pub struct S3Args {
     pub sse_kms_key_id: Option<String>,
 
     /// Object Lock retention mode for every object written (needs --object-lock-retain-until).
-    #[arg(long, value_parser = ["governance", "compliance"], requires = "object_lock_retain_until")]
+    #[arg(long, value_parser = OBJECT_LOCK_MODES, requires = "object_lock_retain_until")]
     pub object_lock_mode: Option<String>,
 
     /// End of the Object Lock retention, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
@@ -235,30 +251,39 @@ pub struct VerifyArgs {
     pub s3_force_path_style: bool,
 }
 
+/// The Object Lock modes `--object-lock-mode` takes: one list for clap and for a JSON job.
+const OBJECT_LOCK_MODES: [&str; 2] = ["governance", "compliance"];
+
 impl AcquireArgs {
-    /// The checks clap's value parsers make, for a job that arrived as JSON (`run-job`) and so
-    /// never went through them: a child refuses exactly what `acquire` refuses.
-    pub fn check(&self) -> Result<(), String> {
-        let s3 = &self.s3;
+    /// The one check of every bounded or ruled value, for `acquire` flags and a `run-job` JSON job
+    /// alike (clap only parses types): `acquire::run` calls it before anything is opened, so a
+    /// child refuses exactly what `acquire` refuses. Returns the arguments as they are used:
+    /// the examiner trimmed as the manifest records it.
+    pub fn checked(&self) -> Result<Self, String> {
+        let mut args = self.clone();
+        let s3 = &args.s3;
         settings::PART_SIZE.check(s3.part_size.as_u64())?;
         settings::PART_MEMORY.check(s3.part_memory.as_u64())?;
         settings::MAX_OBJECT_SIZE.check(s3.max_object_size.as_u64())?;
         settings::PARTS_IN_FLIGHT.check(s3.parts_in_flight as u64)?;
         settings::S3_MAX_ATTEMPTS.check(u64::from(s3.s3_max_attempts))?;
-        settings::PROGRESS_INTERVAL_SECS.check(self.progress_interval)?;
-        if let Some(name) = &self.examiner {
-            examiner(name)?;
-        }
+        settings::PROGRESS_INTERVAL_SECS.check(args.progress_interval)?;
         match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
-            (None, None) => Ok(()),
-            (Some(mode), Some(_)) if ["governance", "compliance"].contains(&mode.as_str()) => {
-                Ok(())
+            (None, None) => {}
+            (Some(mode), Some(_)) if OBJECT_LOCK_MODES.contains(&mode.as_str()) => {}
+            _ => {
+                return Err(
+                    "object lock needs a mode (governance or compliance) and a retain-until date"
+                        .into(),
+                );
             }
-            _ => Err(
-                "object lock needs a mode (governance or compliance) and a retain-until date"
-                    .into(),
-            ),
         }
+        args.examiner = args
+            .examiner
+            .as_deref()
+            .map(imaging::manifest::check_examiner)
+            .transpose()?;
+        Ok(args)
     }
 }
 
@@ -276,10 +301,11 @@ mod bytes {
     }
 }
 
-// Defaults and value parsers come from `config::settings`, so `acquire`, the config file and the
-// daemon's child share one default and one range per setting, and a bad value is a usage error
-// (exit 2) before anything is opened. The read settings (chunk, queue, pieces, retries) are the
-// engine's and are checked by `PipelineConfig::validate`, also before the source is opened.
+// Defaults, ranges and the help text that shows them come from `config::settings`, so `acquire`,
+// the config file and the daemon's child share one default and one range per setting. The ranges
+// are checked by `AcquireArgs::checked` (a usage error, exit 2, before anything is opened); the
+// read settings (chunk, queue, pieces, retries) are the engine's and are checked by
+// `PipelineConfig::validate`, also before the source is opened.
 
 fn size_default(spec: &Spec) -> ByteSize {
     ByteSize(spec.default.number())
@@ -292,55 +318,37 @@ fn list_default(spec: &Spec) -> String {
     }
 }
 
-fn bounded_size(text: &str, spec: &Spec) -> Result<ByteSize, String> {
-    let size = text.trim().parse::<ByteSize>()?;
-    spec.check(size.as_u64()).map(ByteSize)
+/// `text` and `bound`, a `Spec`'s range or the engine's: `Parts uploading at once [range: 1-64]`.
+fn range_help(text: &str, bound: Option<settings::Bound>) -> String {
+    match bound {
+        Some(bound) => format!("{text} [range: {}]", bound.range_text()),
+        None => text.to_owned(),
+    }
 }
 
-fn bounded_number(text: &str, spec: &Spec) -> Result<u64, String> {
-    let n = text
-        .trim()
-        .parse::<u64>()
-        .map_err(|e| format!("{text:?} is not a whole number: {e}"))?;
-    spec.check(n)
-}
-
-fn part_size(text: &str) -> Result<ByteSize, String> {
-    bounded_size(text, &settings::PART_SIZE)
-}
-
-fn part_memory(text: &str) -> Result<ByteSize, String> {
-    bounded_size(text, &settings::PART_MEMORY)
-}
-
-fn max_object_size(text: &str) -> Result<ByteSize, String> {
-    bounded_size(text, &settings::MAX_OBJECT_SIZE)
-}
-
-fn parts_in_flight(text: &str) -> Result<usize, String> {
-    let n = bounded_number(text, &settings::PARTS_IN_FLIGHT)?;
-    usize::try_from(n).map_err(|e| e.to_string())
-}
-
-fn s3_max_attempts(text: &str) -> Result<u32, String> {
-    let n = bounded_number(text, &settings::S3_MAX_ATTEMPTS)?;
-    u32::try_from(n).map_err(|e| e.to_string())
-}
-
-fn progress_interval(text: &str) -> Result<u64, String> {
-    bounded_number(text, &settings::PROGRESS_INTERVAL_SECS)
-}
-
-fn examiner(text: &str) -> Result<String, String> {
-    imaging::manifest::check_examiner(text)
+/// `text` and the default `spec` declares, for a flag whose default is the config's:
+/// `Root of the udev disk links [default: /dev/disk]`.
+fn default_help(text: &str, spec: &Spec) -> String {
+    match spec.default {
+        settings::Initial::Text(value) => format!("{text} [default: {value}]"),
+        _ => text.to_owned(),
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn acquire(args: &[&str]) -> Result<AcquireArgs, String> {
-        let mut argv = vec!["forensic-collector", "acquire", "/dev/null"];
+    /// `acquire /dev/null ARGS` as clap parses it, unchecked.
+    pub(crate) fn parsed(args: &[&str]) -> Result<AcquireArgs, String> {
+        let mut argv = vec!["/dev/null"];
+        argv.extend_from_slice(args);
+        parsed_argv(&argv)
+    }
+
+    /// `acquire ARGV` as clap parses it, unchecked.
+    pub(crate) fn parsed_argv(args: &[&str]) -> Result<AcquireArgs, String> {
+        let mut argv = vec!["forensic-collector", "acquire"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv)
             .map_err(|e| e.to_string())?
@@ -350,6 +358,28 @@ mod tests {
             other => Err(format!("parsed as {other:?}")),
         }
     }
+
+    /// `acquire /dev/null ARGS` parsed and checked, as `acquire::run` sees it.
+    fn acquire(args: &[&str]) -> Result<AcquireArgs, String> {
+        parsed(args)?.checked()
+    }
+
+    /// Each bounded flag: its ends, and one step past each (Issue 9 item 6). Also run through
+    /// `run-job` by `cmd::acquire`'s tests.
+    pub(crate) const BOUNDED_FLAGS: [(&str, &str, &str, &str, &str); 6] = [
+        ("--part-size", "8MiB", "5GiB", "8388607", "5368709121"),
+        ("--part-memory", "16MiB", "10GiB", "16777215", "10737418241"),
+        (
+            "--max-object-size",
+            "8MiB",
+            "50000GiB",
+            "8388607",
+            "53687091200001",
+        ),
+        ("--parts-in-flight", "1", "64", "0", "65"),
+        ("--s3-max-attempts", "1", "100", "0", "101"),
+        ("--progress-interval", "1", "3600", "0", "3601"),
+    ];
 
     #[test]
     fn defaults_are_within_their_bounds() {
@@ -365,21 +395,7 @@ mod tests {
     // Issue 9 item 6: out-of-range S3 and progress values are usage errors, both sides.
     #[test]
     fn s3_and_progress_values_are_bounded_on_both_sides() {
-        let cases: [(&str, &str, &str, &str, &str); 6] = [
-            ("--part-size", "8MiB", "5GiB", "8388607", "5368709121"),
-            ("--part-memory", "16MiB", "10GiB", "16777215", "10737418241"),
-            (
-                "--max-object-size",
-                "8MiB",
-                "50000GiB",
-                "8388607",
-                "53687091200001",
-            ),
-            ("--parts-in-flight", "1", "64", "0", "65"),
-            ("--s3-max-attempts", "1", "100", "0", "101"),
-            ("--progress-interval", "1", "3600", "0", "3601"),
-        ];
-        for (flag, low, high, too_low, too_high) in cases {
+        for (flag, low, high, too_low, too_high) in BOUNDED_FLAGS {
             for ok in [low, high] {
                 acquire(&[flag, ok]).unwrap_or_else(|e| panic!("{flag} {ok}: {e}"));
             }
@@ -398,5 +414,98 @@ mod tests {
         // The engine bounds the read settings (before the source is opened); parsing keeps them.
         let args = acquire(&["--chunk-size", "1TiB"]).unwrap();
         assert_eq!(args.chunk_size.as_u64(), 1 << 40);
+    }
+
+    // Issue 10: the examiner is checked once and stored as the manifest records it, trimmed.
+    #[test]
+    fn the_examiner_is_checked_and_stored_trimmed() {
+        assert_eq!(
+            acquire(&["--examiner", "  J. Doe "])
+                .unwrap()
+                .examiner
+                .as_deref(),
+            Some("J. Doe")
+        );
+        assert_eq!(acquire(&[]).unwrap().examiner, None);
+        assert!(
+            acquire(&["--examiner", "a\nb"])
+                .unwrap_err()
+                .contains("examiner")
+        );
+        assert!(
+            acquire(&["--examiner", "  "])
+                .unwrap_err()
+                .contains("examiner")
+        );
+    }
+
+    // Issue 10: an object lock needs both a known mode and a date, whichever way it arrives.
+    #[test]
+    fn an_object_lock_needs_a_known_mode_and_a_date() {
+        let mut args = acquire(&[]).unwrap();
+        args.s3.object_lock_mode = Some("governance".into());
+        assert!(args.checked().unwrap_err().contains("object lock"));
+        args.s3.object_lock_retain_until = Some("2030-01-01T00:00:00Z".into());
+        assert_eq!(args.checked(), Ok(args.clone()));
+        args.s3.object_lock_mode = Some("forever".into());
+        assert!(args.checked().unwrap_err().contains("object lock"));
+        args.s3.object_lock_mode = None;
+        assert!(args.checked().unwrap_err().contains("object lock"));
+    }
+
+    fn help(command: &str) -> String {
+        use clap::CommandFactory;
+        Cli::command()
+            .find_subcommand_mut(command)
+            .expect("subcommand")
+            .render_help()
+            .to_string()
+    }
+
+    // Issue 10: `--help` shows each range and config default as `settings` declares it, and
+    // `--on-complete` offers `OnComplete`'s values.
+    #[test]
+    fn help_shows_the_declared_ranges_and_defaults() {
+        let acquire = help("acquire");
+        for bound in [
+            settings::PART_SIZE.bound.unwrap(),
+            settings::PART_MEMORY.bound.unwrap(),
+            settings::MAX_OBJECT_SIZE.bound.unwrap(),
+            settings::PARTS_IN_FLIGHT.bound.unwrap(),
+            settings::S3_MAX_ATTEMPTS.bound.unwrap(),
+            settings::PROGRESS_INTERVAL_SECS.bound.unwrap(),
+            engine_ranges::QUEUE_DEPTH,
+            engine_ranges::SECTOR_RETRIES,
+            engine_ranges::CHUNK_SIZE,
+        ] {
+            let range = format!("[range: {}]", bound.range_text());
+            assert!(acquire.contains(&range), "{range} missing from:\n{acquire}");
+        }
+        let examiner = format!("({} characters", engine_ranges::EXAMINER_CHARS.range_text());
+        assert!(
+            acquire.contains(&examiner),
+            "{examiner} missing from:\n{acquire}"
+        );
+        let watch = help("watch");
+        for default in ["[default: /dev/disk]", "[default: poweroff]"] {
+            assert!(watch.contains(default), "{default} missing from:\n{watch}");
+        }
+        assert!(watch.contains("poweroff, exit, stay"), "{watch}");
+        assert_eq!(
+            range_help("x", settings::CONCURRENCY.bound),
+            "x [range: 1-8]"
+        );
+        assert_eq!(range_help("x", settings::BUCKET.bound), "x");
+        assert_eq!(
+            default_help("x", &settings::ON_COMPLETE),
+            "x [default: poweroff]"
+        );
+        assert_eq!(default_help("x", &settings::SETTLE_MS), "x");
+        let parsed = Cli::try_parse_from(["fc", "watch", "--on-complete", "stay"]).unwrap();
+        match parsed.command {
+            Command::Watch(args) => assert_eq!(args.on_complete, Some(OnComplete::Stay)),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["fc", "watch", "--on-complete", "reboot"]).is_err());
     }
 }

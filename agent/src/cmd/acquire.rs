@@ -37,13 +37,15 @@ use crate::progress::ProgressDisplay;
 use crate::result::AcquisitionResult;
 use crate::sysinfo;
 
-/// Runs an acquisition and returns how the process should exit.
+/// Runs an acquisition and returns how the process should exit. The arguments, from flags or a
+/// `run-job` JSON job, are checked here first, by one function, before anything is opened.
 pub fn run(
     args: &AcquireArgs,
     json: bool,
     capture: &CaptureLog,
     cancel: &AtomicBool,
 ) -> Result<Exit, Failure> {
+    let args = &checked(args)?;
     let config = pipeline_config(args)?;
     let incident = args
         .incident
@@ -179,7 +181,7 @@ fn object_metadata(
 const MAX_JOB_BYTES: u64 = 64 << 10;
 
 /// The acquisition job the `watch` daemon writes to a child's stdin (`run-job`): `AcquireArgs` as
-/// JSON, checked as clap would check the same flags. Its result line is always printed.
+/// JSON, checked by `run` as the same flags are. Its result line is always printed.
 pub fn read_job(input: impl Read) -> Result<AcquireArgs, Failure> {
     let mut text = String::new();
     input
@@ -193,10 +195,13 @@ pub fn read_job(input: impl Read) -> Result<AcquireArgs, Failure> {
     }
     let mut args: AcquireArgs = serde_json::from_str(&text)
         .map_err(|e| usage(format!("the job on stdin is not an acquisition job: {e}")))?;
-    args.check()
-        .map_err(|e| usage(format!("the job on stdin: {e}")))?;
     args.result_json = true;
     Ok(args)
+}
+
+/// `args` as `AcquireArgs::checked` leaves them, or a usage error (exit 2) naming the value.
+pub fn checked(args: &AcquireArgs) -> Result<AcquireArgs, Failure> {
+    args.checked().map_err(usage)
 }
 
 fn usage(message: String) -> Failure {
@@ -373,8 +378,13 @@ mod tests {
         }
     }
 
+    /// A JSON job as `run-job` takes it: read, then checked as `run` checks it first.
+    fn run_job(json: &[u8]) -> Result<AcquireArgs, Failure> {
+        read_job(json).and_then(|args| checked(&args))
+    }
+
     fn refused(json: &str) -> String {
-        read_job(json.as_bytes()).unwrap_err().error.to_string()
+        run_job(json.as_bytes()).unwrap_err().error.to_string()
     }
 
     // Issue 10: a JSON job is checked as the same flags would be.
@@ -383,7 +393,7 @@ mod tests {
         let ok = job(&["--examiner", "J. Doe"]);
         let mut quiet = ok.clone();
         quiet.result_json = false;
-        let back = read_job(serde_json::to_vec(&quiet).unwrap().as_slice()).unwrap();
+        let back = run_job(serde_json::to_vec(&quiet).unwrap().as_slice()).unwrap();
         assert_eq!(back, ok, "the result line is always asked for");
 
         let mut value = serde_json::to_value(&ok).unwrap();
@@ -403,12 +413,73 @@ mod tests {
         value["s3"]["object_lock_retain_until"] = "2030-01-01T00:00:00Z".into();
         assert!(refused(&value.to_string()).contains("object lock"));
         value["s3"]["object_lock_mode"] = "compliance".into();
-        let locked = read_job(value.to_string().as_bytes()).unwrap();
+        let locked = run_job(value.to_string().as_bytes()).unwrap();
         assert_eq!(locked.s3.object_lock_mode.as_deref(), Some("compliance"));
         let limit = usize::try_from(MAX_JOB_BYTES).unwrap();
         assert!(refused(&" ".repeat(limit + 1)).contains("over"));
         assert!(refused(&" ".repeat(limit)).contains("not an acquisition job"));
         let err = read_job(&b"{}"[..]).unwrap_err();
         assert_eq!(err.exit, Exit::Usage);
+    }
+
+    /// `run` on `args`: what it refuses before opening anything (the source does not exist, so a
+    /// run that got past the checks fails another way).
+    fn run_refusal(args: &AcquireArgs) -> Failure {
+        let mut args = args.clone();
+        args.source = "/nonexistent/forensic-collector-test-source".into();
+        run(
+            &args,
+            false,
+            &CaptureLog::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap_err()
+    }
+
+    // Issue 10: one check for both paths. Every bounded flag's table (the one `acquire`'s flags
+    // are tested with) gives the same answer through a `run-job` JSON job, and `run` itself
+    // refuses the out-of-range values with the usage code before anything is opened.
+    #[test]
+    fn run_job_refuses_what_acquire_refuses() {
+        use crate::cli::tests::{BOUNDED_FLAGS, parsed};
+        for (flag, low, high, too_low, too_high) in BOUNDED_FLAGS {
+            for ok in [low, high] {
+                let args = parsed(&[flag, ok]).unwrap();
+                let json = serde_json::to_vec(&args).unwrap();
+                run_job(&json).unwrap_or_else(|e| panic!("{flag} {ok}: {}", e.error));
+                assert_ne!(run_refusal(&args).exit, Exit::Usage, "{flag} {ok}");
+            }
+            for bad in [too_low, too_high] {
+                let args = parsed(&[flag, bad]).unwrap();
+                let json = serde_json::to_vec(&args).unwrap();
+                let err = run_job(&json).unwrap_err();
+                assert_eq!(err.exit, Exit::Usage, "{flag} {bad}");
+                assert!(
+                    err.error.to_string().contains("must be between"),
+                    "{flag} {bad}: {}",
+                    err.error
+                );
+                let err = run_refusal(&args);
+                assert_eq!(err.exit, Exit::Usage, "{flag} {bad}");
+                assert!(
+                    err.error.to_string().contains("must be between"),
+                    "{flag} {bad}: {}",
+                    err.error
+                );
+            }
+        }
+    }
+
+    // Issue 10: `acquire --examiner " J "` and a JSON job saying the same record the same `J`.
+    #[test]
+    fn the_examiner_is_trimmed_on_both_paths() {
+        let flags = checked(&job(&["--examiner", " J "])).unwrap();
+        assert_eq!(flags.examiner.as_deref(), Some("J"));
+        let mut unchecked = job(&[]);
+        unchecked.examiner = Some(" J ".into());
+        let json = serde_json::to_vec(&unchecked).unwrap();
+        assert_eq!(run_job(&json).unwrap(), flags);
+        unchecked.examiner = Some("a\u{202e}b".into());
+        assert_eq!(run_refusal(&unchecked).exit, Exit::Usage);
     }
 }

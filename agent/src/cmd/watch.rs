@@ -21,9 +21,11 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
             .push(Flag::new("watch.disk_root", root.display(), "--disk-root"));
     }
     if let Some(action) = &args.on_complete {
-        options
-            .flags
-            .push(Flag::new("watch.on_complete", action, "--on-complete"));
+        options.flags.push(Flag::new(
+            "watch.on_complete",
+            action.as_str(),
+            "--on-complete",
+        ));
     }
     let effective = config::load(&options).map_err(|e| Failure::new(e.exit(), e))?;
     let job = effective

@@ -16,7 +16,7 @@ impl Default for RawConfig {
 }
 
 /// What the daemon does once the expected volumes are imaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OnComplete {
     /// Power the instance off: the collector is single-use, and a stopped instance costs nothing.

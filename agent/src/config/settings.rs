@@ -1,7 +1,7 @@
 //! Every setting of the agent, declared once: key, type, doc line, built-in default, accepted
 //! range and who may set it — one entry each in the `settings!` table below, from which the serde
 //! tree (`RawConfig` and its sections), a `Spec` constant per key and the list `ALL` are generated.
-//! The command line (`cli.rs` defaults and value parsers), the config file, user data, the
+//! The command line (`cli.rs` defaults, ranges and `--help`), the config file, user data, the
 //! environment, `config check`, the daemon's child job and docs/config.md all read it, and
 //! `defaults_agree_everywhere` fails when any of them disagrees.
 //!
@@ -172,6 +172,55 @@ impl Bound {
             show(self.max)
         ))
     }
+}
+
+impl Bound {
+    /// The range as `--help` and docs/config.md show it: `1-64`, `8 MiB-5 GiB`, `8 MiB-48.8 TiB`.
+    pub fn range_text(&self) -> String {
+        let show = |n: u64| match self.unit {
+            Bytes => size_shown(n),
+            Number => n.to_string(),
+        };
+        format!("{}-{}", show(self.min), show(self.max))
+    }
+}
+
+/// `n` bytes as help and docs write them: `8 MiB`, `48.8 TiB`.
+pub fn size_shown(n: u64) -> String {
+    ByteSize(n).to_string().replace(".0 ", " ")
+}
+
+/// Ranges the engine enforces itself (`PipelineConfig::validate`, `check_examiner`), built from
+/// its constants so `--help` and docs/config.md can show them without copying a number; the agent
+/// does not check them a second time.
+pub mod engine_ranges {
+    use super::{Bound, Bytes, Number, range};
+    use imaging::pipeline;
+
+    /// Reads in flight.
+    pub const QUEUE_DEPTH: Bound =
+        range("queue depth", 1, pipeline::MAX_QUEUE_DEPTH as u64, Number);
+    /// Extra attempts per unreadable sector.
+    pub const SECTOR_RETRIES: Bound = range(
+        "sector retries",
+        0,
+        pipeline::MAX_SECTOR_RETRIES as u64,
+        Number,
+    );
+    /// Bytes per read.
+    pub const CHUNK_SIZE: Bound = range(
+        "chunk size",
+        pipeline::MIN_CHUNK_SIZE as u64,
+        pipeline::MAX_CHUNK_SIZE as u64,
+        Bytes,
+    );
+    /// Characters of the examiner's name.
+    pub const EXAMINER_CHARS: Bound = range(
+        "examiner (characters)",
+        1,
+        imaging::manifest::MAX_EXAMINER_CHARS as u64,
+        Number,
+    );
 }
 
 /// `what` must be within `min..=max`, shown in `unit`.
@@ -518,6 +567,59 @@ mod tests {
             })
             .count();
         assert_eq!(rows, ALL.len(), "one row per key, no more");
+        let engine = [
+            (QUEUE_DEPTH, engine_ranges::QUEUE_DEPTH),
+            (SECTOR_RETRIES, engine_ranges::SECTOR_RETRIES),
+            (CHUNK_SIZE, engine_ranges::CHUNK_SIZE),
+            (EXAMINER, engine_ranges::EXAMINER_CHARS),
+        ];
+        let declared = ALL.iter().filter_map(|s| s.bound.map(|b| (*s, b)));
+        for (spec, bound) in declared.chain(engine) {
+            {
+                let accepted = accepted_values(docs, &spec);
+                assert!(
+                    shows_range(&accepted, &bound.range_text()),
+                    "docs/config.md says `{}.{}` accepts {accepted:?}, not {}",
+                    spec.section,
+                    spec.key,
+                    bound.range_text()
+                );
+            }
+        }
+    }
+
+    /// The "accepted values" column of `spec`'s row in docs/config.md.
+    fn accepted_values(docs: &str, spec: &Spec) -> String {
+        let start = format!("| `{}.{}` |", spec.section, spec.key);
+        let row = docs.lines().find(|l| l.starts_with(&start)).unwrap_or("");
+        row.split('|').nth(4).unwrap_or("").trim().to_owned()
+    }
+
+    /// `text` names `range` whole: `1-64` is not shown by `1-640` or `11-64`.
+    fn shows_range(text: &str, range: &str) -> bool {
+        let digit_or_dot = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+        text.match_indices(range).any(|(at, _)| {
+            !digit_or_dot(text[..at].chars().next_back())
+                && !digit_or_dot(text[at + range.len()..].chars().next())
+        })
+    }
+
+    // Issue 10: the range text is the one `--help` and docs/config.md show, and a range is found
+    // only whole.
+    #[test]
+    fn ranges_are_shown_as_docs_and_help_write_them() {
+        assert_eq!(b(PARTS_IN_FLIGHT).range_text(), "1-64");
+        assert_eq!(b(PART_SIZE).range_text(), "8 MiB-5 GiB");
+        assert_eq!(b(PART_MEMORY).range_text(), "16 MiB-10 GiB");
+        assert_eq!(b(MAX_OBJECT_SIZE).range_text(), "8 MiB-48.8 TiB");
+        assert_eq!(b(SETTLE_MS).range_text(), "0-60000");
+        assert!(shows_range("1-64; more", "1-64"));
+        assert!(shows_range("1-64", "1-64"));
+        assert!(!shows_range("1-640", "1-64"));
+        assert!(!shows_range("11-64", "1-64"));
+        assert!(!shows_range("0.1-64", "1-64"));
+        assert!(!shows_range("1-64.5", "1-64"));
+        assert!(!shows_range("", "1-64"));
     }
 
     #[test]

@@ -258,70 +258,183 @@ mod tests {
         assert_eq!(other.source_volume_id, None);
     }
 
-    // Issue 10: the job the daemon serialises for a child is what `acquire` parses from the same
-    // choices: no setting is lost or changed on the way, and it survives JSON.
-    #[test]
-    fn the_daemons_child_job_is_acquire_with_the_configured_values() {
-        let mut raw = RawConfig::default();
-        raw.job.examiner = Some("J. Doe".into());
-        raw.s3.sse_kms_key_id = Some("alias/evidence".into());
-        raw.s3.legal_hold = true;
-        raw.imaging.queue_depth = 8;
-        let config = crate::config::typed::validate(&raw).unwrap();
+    const VOLUME: &str = "vol-0123456789abcdef0";
+
+    /// The plan for `raw`: a single-volume job, about `source` when the context names it.
+    fn plan_of(raw: &RawConfig, source: Option<&str>, instance: Option<&str>) -> DaemonPlan {
+        let config = crate::config::typed::validate(raw).unwrap();
         let context = JobContext {
             destination: "s3://evidence-bucket/cases".parse().unwrap(),
             incident_id: SafeName::parse("IR-1", "incident").unwrap(),
-            source_volume_id: None,
+            source_volume_id: source.and_then(VolumeId::from_serial_or_id),
         };
-        let plan = DaemonPlan::new(
+        DaemonPlan::new(
             "/usr/bin/fc".into(),
             &config,
             &context,
-            Some("i-0123456789abcdef0".into()),
-        );
-        let job = Job {
+            instance.map(str::to_owned),
+        )
+    }
+
+    /// The child job of the disk named after `VOLUME`.
+    fn child_of(plan: &DaemonPlan) -> AcquireArgs {
+        plan.child_job(&Job {
             index: 0,
             disk: disk(None, None),
-            name: "disk-1".into(),
+            name: VOLUME.into(),
             state: super::super::jobs::JobState::Queued,
-        };
-        let child = plan.child_job(&job);
-        let mut parsed = {
-            use clap::Parser;
-            match crate::cli::Cli::try_parse_from([
-                "forensic-collector",
-                "acquire",
-                "/dev/nvme1n1",
-                "--name",
-                "disk-1",
-                "--dest",
-                "s3://evidence-bucket/cases",
-                "--incident",
-                "IR-1",
-                "--examiner",
-                "J. Doe",
-                "--sse-kms-key-id",
-                "alias/evidence",
-                "--legal-hold",
-                "--require-object-lock",
-                "--queue-depth",
-                "8",
-                "--instance-id",
-                "i-0123456789abcdef0",
-                "--progress-interval",
-                "30",
-                "--result-json",
-            ])
-            .unwrap()
-            .command
-            {
-                crate::cli::Command::Acquire(args) => *args,
-                other => panic!("parsed as {other:?}"),
+        })
+    }
+
+    /// Every configuration key that reaches a child, set to a value that is not its default.
+    fn nothing_default() -> RawConfig {
+        use crate::config::raw::{RawHashList, RawSize};
+        let size = |text: &str| RawSize::Text(text.into());
+        let mut raw = RawConfig::default();
+        raw.job.examiner = Some("J. Doe".into());
+        raw.imaging.hashes = RawHashList::List(vec!["sha256".into(), "md5".into(), "sha1".into()]);
+        raw.imaging.piece_size = size("2GiB");
+        raw.imaging.chunk_size = size("2MiB");
+        raw.imaging.queue_depth = 8;
+        raw.imaging.sector_retries = 5;
+        raw.s3.force_path_style = true;
+        raw.s3.part_size = size("16MiB");
+        raw.s3.parts_in_flight = 3;
+        raw.s3.part_memory = size("256MiB");
+        raw.s3.max_object_size = size("1TiB");
+        raw.s3.max_attempts = 7;
+        raw.s3.sse_kms_key_id = Some("alias/evidence".into());
+        raw.s3.expected_bucket_owner = Some("111122223333".into());
+        raw.s3.object_lock_mode = Some("GOVERNANCE".into());
+        raw.s3.object_lock_retain_days = Some(30);
+        raw.s3.legal_hold = true;
+        raw.s3.require_object_lock = true;
+        raw.cloudwatch.progress_interval_secs = 45;
+        raw
+    }
+
+    /// Each leaf of `value` as `path = value`.
+    fn leaves(value: &serde_json::Value, path: &str, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    leaves(inner, &format!("{path}.{key}"), out);
+                }
             }
-        };
+            leaf => out.push((path.to_owned(), leaf.clone())),
+        }
+    }
+
+    // Issue 10: the job the daemon serialises for a child is what `acquire` parses from the same
+    // choices, with every setting that reaches the child away from its default (so a template
+    // that dropped one, or hard-coded its default, fails), and it survives JSON.
+    #[test]
+    fn the_daemons_child_job_is_acquire_with_the_configured_values() {
+        let started = chrono::Utc::now();
+        let child = child_of(&plan_of(
+            &nothing_default(),
+            Some(VOLUME),
+            Some("i-0123456789abcdef0"),
+        ));
+        let ended = chrono::Utc::now();
+
+        // Every field of the child job differs from the job a daemon with the default
+        // configuration and no job context source volume or instance ID gives the same disk,
+        // except those the daemon fixes for every child whatever the configuration says.
+        let fixed = [
+            ".source",
+            ".out",
+            ".dest",
+            ".incident",
+            ".name",
+            ".new_capture",
+            ".no_kernel_read_only",
+            ".result_json",
+        ];
+        let mut configured = Vec::new();
+        leaves(&serde_json::to_value(&child).unwrap(), "", &mut configured);
+        let mut default = Vec::new();
+        leaves(
+            &serde_json::to_value(child_of(&plan_of(&RawConfig::default(), None, None))).unwrap(),
+            "",
+            &mut default,
+        );
+        assert_eq!(configured.len(), default.len());
+        for ((path, value), (_, default)) in configured.iter().zip(&default) {
+            if fixed.contains(&path.as_str()) {
+                assert_eq!(value, default, "{path} is the daemon's");
+            } else {
+                assert_ne!(value, default, "{path} is still its default in this test");
+            }
+        }
+
+        // Retention runs from the job's start; the rest is what the flags say.
+        let until = child.s3.object_lock_retain_until.clone().unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+        let days = chrono::Days::new(30);
+        let second = chrono::Duration::seconds(1);
+        assert!(
+            at >= started + days - second && at <= ended + days,
+            "{until}"
+        );
+        let mut parsed = crate::cli::tests::parsed_argv(&[
+            "/dev/nvme1n1",
+            "--name",
+            VOLUME,
+            "--dest",
+            "s3://evidence-bucket/cases",
+            "--incident",
+            "IR-1",
+            "--examiner",
+            "J. Doe",
+            "--hash",
+            "sha256,md5,sha1",
+            "--piece-size",
+            "2GiB",
+            "--chunk-size",
+            "2MiB",
+            "--queue-depth",
+            "8",
+            "--sector-retries",
+            "5",
+            "--s3-force-path-style",
+            "--part-size",
+            "16MiB",
+            "--parts-in-flight",
+            "3",
+            "--part-memory",
+            "256MiB",
+            "--max-object-size",
+            "1TiB",
+            "--s3-max-attempts",
+            "7",
+            "--sse-kms-key-id",
+            "alias/evidence",
+            "--expected-bucket-owner",
+            "111122223333",
+            "--object-lock-mode",
+            "governance",
+            "--object-lock-retain-until",
+            &until,
+            "--legal-hold",
+            "--require-object-lock",
+            "--progress-interval",
+            "45",
+            "--source-volume-id",
+            VOLUME,
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--result-json",
+        ])
+        .unwrap();
         // Local output does not apply to an S3 job.
         parsed.out = std::path::PathBuf::new();
         assert_eq!(child, parsed);
+        assert_eq!(
+            child.checked(),
+            Ok(child.clone()),
+            "the child's job passes the check"
+        );
         let json = serde_json::to_vec(&child).unwrap();
         let back = crate::cmd::acquire::read_job(json.as_slice()).unwrap();
         assert_eq!(back, child);

@@ -429,3 +429,83 @@ fn a_job_on_stdin_that_is_not_a_job_is_refused_with_a_result_line() {
         );
     }
 }
+
+/// `run-job` with `job` on stdin: exit code and stdout.
+fn run_job(job: &Value) -> (Option<i32>, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = collector()
+        .arg("run-job")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-job starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+// Issue 10: a job on stdin goes through the check `acquire`'s flags go through: an out-of-range
+// value is a usage error naming its range, and the examiner is recorded trimmed, as
+// `acquire --examiner " J "` records it.
+#[test]
+fn a_job_on_stdin_is_checked_as_flags_are() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("job.raw");
+    random_file(&source, MIB, 5);
+    let out = work.path().join("out");
+    let mut job = serde_json::json!({
+        "source": source,
+        "out": out,
+        "dest": null,
+        "s3": {
+            "s3_force_path_style": false,
+            "part_size": 8 * MIB,
+            "parts_in_flight": 65,
+            "part_memory": 160 * MIB,
+            "max_object_size": 5u64 << 40,
+            "s3_max_attempts": 10,
+            "sse_kms_key_id": null,
+            "object_lock_mode": null,
+            "object_lock_retain_until": null,
+            "legal_hold": false,
+            "require_object_lock": false,
+            "expected_bucket_owner": null
+        },
+        "name": "job",
+        "new_capture": false,
+        "incident": null,
+        "examiner": "  J  ",
+        "hashes": "sha256",
+        "piece_size": 0,
+        "chunk_size": MIB,
+        "queue_depth": 4,
+        "sector_retries": 0,
+        "no_kernel_read_only": true,
+        "progress_interval": 10,
+        "source_volume_id": null,
+        "instance_id": null,
+        "result_json": false
+    });
+    let (code, stdout) = run_job(&job);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(
+        stdout.contains("parts in flight 65 must be between 1 and 64"),
+        "{stdout}"
+    );
+    assert!(!out.exists(), "nothing written");
+
+    job["s3"]["parts_in_flight"] = 4.into();
+    let (code, stdout) = run_job(&job);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(manifest(&out, "job")["case"]["examiner"], "J");
+}
