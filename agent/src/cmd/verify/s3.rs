@@ -249,6 +249,21 @@ fn stream_object(
                 .send(),
         )
         .map_err(|e| {
+            // A 404 (no such key, or no such version) is the image gone, as a missing local image
+            // is (exit 10), not S3 failing (30): the examiner must look for the evidence, not retry.
+            if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) {
+                return Failure::new(
+                    Exit::SourceMissing,
+                    anyhow!(
+                        "the image the manifest names, s3://{bucket}/{key}{}, does not exist",
+                        object
+                            .version_id
+                            .as_deref()
+                            .map(|v| format!(" (version {v})"))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
             let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
             Failure::new(
                 Exit::Destination,

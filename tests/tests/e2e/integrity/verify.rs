@@ -391,3 +391,39 @@ fn verify_local_accepts_evidence_with_pieces_smaller_than_new_captures_may_use()
     run.expect_code(0);
     assert!(run.stdout.contains("pieces: OK 4"), "{}", run.stdout);
 }
+
+// Issue 10: an image object gone from beside its manifest exited 30 ("S3 refused or failed"),
+// where a missing local image exits 10: the evidence is missing, retrying S3 will not bring it
+// back. Both paths now say so with 10, naming the object.
+#[test]
+fn verify_s3_reports_a_deleted_image_object_as_missing_like_a_local_image() {
+    const MISSING: i32 = 10;
+    let capture = S3Capture::new(MIB + 512, &[]);
+    let image = format!("{PREFIX}/disk1.image.dd");
+    capture
+        .local
+        .runtime
+        .block_on(
+            capture
+                .local
+                .client
+                .delete_object()
+                .bucket("evidence")
+                .key(&image)
+                .send(),
+        )
+        .expect("delete the image object");
+    let run = capture.verify("disk1");
+    run.expect_code(MISSING);
+    assert!(
+        run.stderr.contains(&format!("s3://evidence/{image}"))
+            && run.stderr.contains("does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("Verification passed"),
+        "{}",
+        run.stderr
+    );
+}
