@@ -149,7 +149,7 @@ fn fetch_record(
     runtime.block_on(async {
         let response = match client.get_object().bucket(bucket).key(key).send().await {
             Ok(response) => response,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+            Err(e) if imaging::sink::s3::is_missing_object(&e) => {
                 return Ok(None);
             }
             Err(e) => {
@@ -251,7 +251,7 @@ fn stream_object(
         .map_err(|e| {
             // A 404 (no such key, or no such version) is the image gone, as a missing local image
             // is (exit 10), not S3 failing (30): the examiner must look for the evidence, not retry.
-            if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) {
+            if imaging::sink::s3::is_missing_object(&e) {
                 return Failure::new(
                     Exit::SourceMissing,
                     anyhow!(

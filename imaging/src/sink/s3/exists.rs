@@ -51,7 +51,7 @@ pub fn existing_evidence(
         );
         match head {
             Ok(_) => return Ok(Some(key.clone())),
-            Err(err) if status_of(&err) == Some(404) => {}
+            Err(err) if is_missing_object(&err) => {}
             Err(err) if status_of(&err) == Some(403) => unchecked.push(key.clone()),
             Err(err) => return Err(s3_error("check for existing evidence at", bucket, key, err)),
         }
@@ -120,6 +120,14 @@ fn find_segment(
 /// The HTTP status of a failed request, when the server answered.
 fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Whether a request failed because the object (or the version asked for) does not exist: a 404
+/// that is not `NoSuchBucket`. HeadObject's 404 has no body to tell the two apart and counts as a
+/// missing object. One rule for the pre-check here and for `verify` reading records and images.
+pub fn is_missing_object<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+    status_of(err) == Some(404) && code != Some("NoSuchBucket")
 }
 
 /// Whether a write was refused because its key already exists (`412 PreconditionFailed` for

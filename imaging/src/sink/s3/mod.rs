@@ -32,7 +32,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-pub use exists::{EvidenceKeys, existing_evidence, found_before};
+pub use exists::{EvidenceKeys, existing_evidence, found_before, is_missing_object};
 pub use multipart::S3Object;
 pub use options::{DEFAULT_PART_MEMORY, DEFAULT_PARTS_IN_FLIGHT, Retention, S3Options};
 pub use owned::{Ledger, OwnedObject, delete_objects, still_ours};
