@@ -733,21 +733,54 @@ mod tests {
 
         let engine = S3Options::default();
         let cli_s3 = crate::destination::upload_options(&cli.s3, None);
-        let config_s3 = config.s3.options(chrono::Utc::now());
-        for (what, s3) in [("acquire", &cli_s3), ("config", &config_s3)] {
-            assert_eq!(
-                s3.parts_in_flight, engine.parts_in_flight,
-                "{what} parts in flight"
-            );
-            assert_eq!(s3.min_part_size, engine.min_part_size, "{what} part size");
-            assert_eq!(s3.part_memory, engine.part_memory, "{what} part memory");
-            assert_eq!(
-                s3.max_object_size, engine.max_object_size,
-                "{what} object size"
-            );
-            assert_eq!(s3.legal_hold, engine.legal_hold, "{what} legal hold");
-            assert_eq!(s3.sse_kms_key_id, engine.sse_kms_key_id, "{what} KMS key");
-            assert_eq!(s3.retention, engine.retention, "{what} retention");
+        let c = &config.s3;
+        let pairs = [
+            (
+                cli_s3.parts_in_flight as u64,
+                c.parts_in_flight.get() as u64,
+                engine.parts_in_flight as u64,
+                "parts in flight",
+            ),
+            (
+                cli_s3.min_part_size,
+                c.min_part_size,
+                engine.min_part_size,
+                "part size",
+            ),
+            (
+                cli_s3.part_memory,
+                c.part_memory,
+                engine.part_memory,
+                "part memory",
+            ),
+            (
+                cli_s3.max_object_size,
+                c.max_object_size,
+                engine.max_object_size,
+                "object size",
+            ),
+        ];
+        for (acquire, config, engine, what) in pairs {
+            assert_eq!(acquire, engine, "acquire {what}");
+            assert_eq!(config, engine, "config {what}");
+        }
+        for (what, legal_hold, kms, retention) in [
+            (
+                "acquire",
+                cli_s3.legal_hold,
+                &cli_s3.sse_kms_key_id,
+                cli_s3.retention.clone(),
+            ),
+            (
+                "config",
+                c.legal_hold,
+                &c.sse_kms_key_id,
+                c.retention(chrono::Utc::now()),
+            ),
+        ] {
+            assert_eq!(legal_hold, engine.legal_hold, "{what} legal hold");
+            assert_eq!(kms, &engine.sse_kms_key_id, "{what} KMS key");
+            assert_eq!(retention, engine.retention, "{what} retention");
         }
         assert_eq!(cli.s3.s3_max_attempts, config.s3.max_attempts.get());
         assert_eq!(cli.s3.s3_force_path_style, config.s3.force_path_style);

@@ -128,7 +128,7 @@ impl DaemonPlan {
             .map(ToString::to_string);
         // Retention is "days from the upload": counted when the job starts, not when the daemon
         // did (it may wait hours for the disk).
-        if let Some(retention) = self.s3.options(chrono::Utc::now()).retention {
+        if let Some(retention) = self.s3.retention(chrono::Utc::now()) {
             args.s3.object_lock_mode = Some(retention.mode.as_str().to_lowercase());
             args.s3.object_lock_retain_until = Some(
                 retention

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::ObjectLockMode;
 use bytesize::ByteSize;
-use imaging::sink::s3::{Retention, S3Options, limits};
+use imaging::sink::s3::{Retention, limits};
 
 use super::{Invalid, invalid, nonzero, size, within};
 use crate::config::raw::RawConfig;
@@ -51,22 +51,14 @@ pub struct ObjectLock {
 }
 
 impl S3 {
-    /// The engine's upload options for an upload starting at `now` (retention counts from there).
-    pub fn options(&self, now: chrono::DateTime<chrono::Utc>) -> S3Options {
-        S3Options {
-            parts_in_flight: self.parts_in_flight.get(),
-            min_part_size: self.min_part_size,
-            part_memory: self.part_memory,
-            max_object_size: self.max_object_size,
-            sse_kms_key_id: self.sse_kms_key_id.clone(),
-            expected_bucket_owner: self.expected_bucket_owner.clone(),
-            metadata: Vec::new(),
-            retention: self.object_lock.as_ref().map(|lock| Retention {
-                mode: lock.mode.clone(),
-                retain_until: now + chrono::Days::new(u64::from(lock.retain_days.get())),
-            }),
-            legal_hold: self.legal_hold,
-        }
+    /// The Object Lock retention of an upload starting at `now` ("days from the upload"). The
+    /// other upload options reach the engine through the child's job (`daemon::plan`), built by
+    /// `destination::upload_options` as `acquire`'s flags are.
+    pub fn retention(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Retention> {
+        self.object_lock.as_ref().map(|lock| Retention {
+            mode: lock.mode.clone(),
+            retain_until: now + chrono::Days::new(u64::from(lock.retain_days.get())),
+        })
     }
 }
 

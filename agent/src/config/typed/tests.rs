@@ -155,7 +155,7 @@ fn good_values_become_types() {
     let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
         .unwrap()
         .to_utc();
-    let retention = config.s3.options(now).retention.unwrap();
+    let retention = config.s3.retention(now).unwrap();
     assert_eq!(retention.mode, ObjectLockMode::Compliance);
     assert_eq!(
         retention.retain_until.to_rfc3339(),
