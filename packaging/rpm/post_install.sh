@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # %post of forensic-collector: $1 is the number of installed instances (1 = first install).
 # Enable the unit on the first install only and never start it: started, it would image the disks
 # attached to this host. `systemctl enable` works without a running systemd (image builds, chroots).
