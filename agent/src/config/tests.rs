@@ -219,3 +219,45 @@ fn the_example_file_is_valid_and_spells_out_every_default() {
         );
     }
 }
+
+#[test]
+fn the_original_flow_preset_pins_the_flows_names_and_changes_only_the_readiness_message() {
+    let preset = include_str!("../../../packaging/presets/original-flow.toml");
+    let (opts, _temp) = options(Some(preset), &[]);
+    let effective = load(&opts).unwrap();
+    let (opts, _) = options(None, &[]);
+    let defaults = load(&opts).unwrap();
+    assert_eq!(effective.settings.len(), defaults.settings.len());
+    let changed: Vec<String> = effective
+        .settings
+        .iter()
+        .zip(&defaults.settings)
+        .filter(|(setting, default)| setting.value != default.value)
+        .map(|(setting, _)| setting.key.to_string())
+        .collect();
+    assert_eq!(changed, ["cloudwatch.readiness_message"]);
+    let readiness = effective
+        .settings
+        .iter()
+        .find(|s| s.key.to_string() == "cloudwatch.readiness_message")
+        .map(|s| s.value.clone());
+    assert_eq!(
+        readiness,
+        Some(toml::Value::String("incron is running".into()))
+    );
+    // What the flow depends on is written in the preset, so a later change of a built-in default
+    // cannot break the flow.
+    for key in [
+        "job.prefix",
+        "watch.on_complete",
+        "cloudwatch.enabled",
+        "cloudwatch.readiness_group",
+        "cloudwatch.readiness_message",
+        "cloudwatch.capture_group",
+    ] {
+        assert!(
+            origin_of(&effective, key).starts_with("file "),
+            "the preset sets {key}"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Asserts what the packages built by packaging/build.sh contain, for CI and after every build:
+#
+#   packaging/check.sh [DIR]      # DIR holds the .deb, .ddeb, .rpm and .debug (target/packages)
+#
+# Each check prints "ok: …" or "FAIL: …"; the exit status is 0 only when all passed. Needs dpkg-deb, rpm, rpm2cpio, cpio, binutils (readelf, objdump).
+
+# The small predicates below run through `check`, which shellcheck cannot follow.
+# shellcheck disable=SC2317
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=$(cd "${1:-$root/target/packages}" && pwd)
+# The shipped binary must stay under this size (issue 11's goal).
+readonly MAX_BINARY_BYTES=25000000
+# Amazon Linux 2023 has glibc 2.34, the oldest of the targets (Ubuntu 22.04 has 2.35).
+readonly MAX_GLIBC=2.34
+# Every file both packages install, besides the docs (checked from docs/*.md below).
+readonly FILES=(
+    /usr/bin/forensic-collector
+    /etc/forensic-collector/config.toml
+    /usr/share/forensic-collector/presets/original-flow.toml
+)
+
+failures=0
+ok() { echo "ok: $*"; }
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
+lacks() { # EXTENDED-REGEX SCRIPT: no line of SCRIPT but comments matches
+    ! grep -v '^[[:space:]]*#' <<<"$2" | grep -qE "$1"
+}
+check() { # DESCRIPTION COMMAND...: ok when COMMAND succeeds
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+only() { # PATTERN: the one file in $dir matching it
+    local matches
+    mapfile -t matches < <(compgen -G "$dir/$1" || true)
+    if [ "${#matches[@]}" -ne 1 ]; then
+        echo "FAIL: expected exactly one $1 in $dir" >&2
+        exit 1
+    fi
+    echo "${matches[0]}"
+}
+deb=$(only 'forensic-collector_*.deb')
+ddeb=$(only 'forensic-collector-dbgsym_*.ddeb')
+rpm=$(only 'forensic-collector-*.rpm')
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/deb" "$work/rpm" "$work/ddeb"
+dpkg-deb -x "$deb" "$work/deb"
+dpkg-deb -x "$ddeb" "$work/ddeb"
+# rpm2cpio of rpm 4.18 (Debian 12) exits 1 after writing a complete archive of these packages
+# (`rpm -K` says their digests are OK); cpio fails on a truncated one, so its status is the check.
+rpm2cpio "$rpm" >"$work/rpm.cpio" || true
+(cd "$work/rpm" && cpio -idm --quiet <"$work/rpm.cpio")
+
+# The unit: the deb puts it where its systemd handling expects (/lib or /usr/lib).
+deb_unit=$(find "$work/deb" -path '*/systemd/system/forensic-collector.service')
+rpm_unit=$work/rpm/usr/lib/systemd/system/forensic-collector.service
+
+docs=(/usr/share/doc/forensic-collector/README.md)
+for doc in "$root"/docs/*.md; do
+    docs+=("/usr/share/doc/forensic-collector/$(basename "$doc")")
+done
+
+# Files: present, same bytes as the sources.
+for kind in deb rpm; do
+    tree=$work/$kind
+    for file in "${FILES[@]}" "${docs[@]}"; do
+        check "$kind has $file" test -f "$tree$file"
+    done
+    unit=$deb_unit
+    [ "$kind" = rpm ] && unit=$rpm_unit
+    check "$kind unit is systemd/forensic-collector.service" \
+        cmp -s "$unit" "$root/systemd/forensic-collector.service"
+    check "$kind config.toml is packaging/config.example.toml" \
+        cmp -s "$tree/etc/forensic-collector/config.toml" "$root/packaging/config.example.toml"
+    check "$kind preset is packaging/presets/original-flow.toml" cmp -s \
+        "$tree/usr/share/forensic-collector/presets/original-flow.toml" \
+        "$root/packaging/presets/original-flow.toml"
+done
+
+# The binary: executable by all, stripped, small, runs, no newer glibc than the oldest target.
+glibc_ok() { # BINARY: every GLIBC_x.y it needs is <= MAX_GLIBC
+    local newest
+    newest=$(objdump -T "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+    [ "$(printf '%s\n%s\n' "$newest" "$MAX_GLIBC" | sort -V | tail -1)" = "$MAX_GLIBC" ]
+}
+for kind in deb rpm; do
+    binary=$work/$kind/usr/bin/forensic-collector
+    check "$kind binary mode is 755" test "$(stat -c %a "$binary")" = 755
+    # .debug_gdb_scripts stays: it is loaded data (gdb's pretty-printer hint), not debug info.
+    check "$kind binary has no debug info" \
+        sh -c "! readelf -W -S '$binary' | grep -qE '\.debug_(info|line|str|abbrev|ranges)'"
+    check "$kind binary has no symbol table" sh -c "! readelf -W -S '$binary' | grep -q '\.symtab'"
+    size=$(stat -c %s "$binary")
+    check "$kind binary is $size bytes, under $MAX_BINARY_BYTES" test "$size" -lt "$MAX_BINARY_BYTES"
+    check "$kind binary needs glibc <= $MAX_GLIBC" glibc_ok "$binary"
+    check "$kind binary prints its version" sh -c "'$binary' --version | grep -q '^forensic-collector '"
+done
+
+# Debug info kept apart: the ddeb holds it under the binary's build ID; the .debug file has it too.
+build_id=$(readelf -n "$work/deb/usr/bin/forensic-collector" | sed -n 's/.*Build ID: //p')
+check "deb binary has a build ID" test -n "$build_id"
+check "ddeb has /usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug" \
+    test -s "$work/ddeb/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug"
+check "rpm binary has the same build ID" sh -c \
+    "readelf -n '$work/rpm/usr/bin/forensic-collector' | grep -qF '$build_id'"
+check "rpm binary names forensic-collector.debug" sh -c \
+    "readelf --string-dump=.gnu_debuglink '$work/rpm/usr/bin/forensic-collector' | grep -qF forensic-collector.debug"
+check "forensic-collector.debug has line tables" sh -c \
+    "readelf -W -S '$dir/forensic-collector.debug' 2>/dev/null | grep -q '\.debug_line'"
+
+# Metadata: dependencies, config files, and a unit that is enabled but never started.
+deb_info=$(dpkg-deb -I "$deb")
+check "deb depends on ca-certificates" grep -qE '^ Depends:.*\bca-certificates\b' <<<"$deb_info"
+check "deb depends on libc6" grep -qE '^ Depends:.*\blibc6\b' <<<"$deb_info"
+check "deb conffiles is config.toml" \
+    test "$(dpkg-deb -I "$deb" conffiles)" = /etc/forensic-collector/config.toml
+postinst=$(dpkg-deb -I "$deb" postinst)
+check "deb postinst enables the unit" grep -qE 'deb-systemd-helper (--quiet )?enable' <<<"$postinst"
+check "deb postinst never starts or restarts it" \
+    lacks 'deb-systemd-invoke|systemctl .*(start|restart)' "$postinst"
+prerm=$(dpkg-deb -I "$deb" prerm)
+# shellcheck disable=SC2016 # the script's own "$1", matched literally
+check "deb prerm stops the unit only on remove" grep -qF '[ "$1" = remove ]' <<<"$prerm"
+
+check "rpm requires ca-certificates" sh -c "rpm -qp --requires '$rpm' | grep -qx 'ca-certificates'"
+check "rpm config.toml is %config(noreplace)" sh -c \
+    "rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' '$rpm' | grep -qx 'cn /etc/forensic-collector/config.toml'"
+check "rpm README is %doc" sh -c \
+    "rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' '$rpm' | grep -qx 'd /usr/share/doc/forensic-collector/README.md'"
+post=$(rpm -qp --qf '%{POSTIN}' "$rpm")
+check "rpm %post enables the unit" grep -qF 'systemctl enable forensic-collector.service' <<<"$post"
+check "rpm %post never starts it" lacks '\b(start|restart|--now)\b' "$post"
+
+if [ "$failures" -eq 0 ]; then
+    echo "check.sh: all checks passed"
+else
+    echo "check.sh: $failures check(s) failed"
+fi
+[ "$failures" -eq 0 ]
