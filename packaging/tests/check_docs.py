@@ -13,12 +13,10 @@
   and refuses shell syntax; the script with the samples substituted passes `bash -n` and
   shellcheck.
 
-`--run-test-phase BIN_DIR` also runs the component's test phase here, with BIN_DIR first on PATH
-(root, a loop device): tests/run does this with the freshly built binary.
+run_docs.py runs the documents' scripts for real.
 """
 
 import copy
-import os
 import re
 import subprocess
 import sys
@@ -207,22 +205,6 @@ def check_ssm(doc, where):
     same_parameters(declared, used, str(where))
 
 
-def run_test_phase(component, bin_dir):
-    """Runs the component's test-phase scripts with `bin_dir` first on PATH."""
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    for phase in component["phases"]:
-        if phase["name"] != "test":
-            continue
-        for step in phase["steps"]:
-            for script in step["inputs"]["commands"]:
-                done = subprocess.run(["bash", "-c", script], check=False, env=env,
-                                      capture_output=True, text=True, timeout=300)
-                if done.returncode != 0:
-                    raise Failed(f"test phase {step['name']} failed ({done.returncode}):\n"
-                                 f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
-                print(f"check_docs: test phase {step['name']}: {done.stdout.strip()[-200:]}")
-
-
 def must_fail(what, check, doc, change):
     doc = copy.deepcopy(doc)
     change(doc)
@@ -290,9 +272,6 @@ def main(argv):
             check_component(doc, path.relative_to(ROOT))
         for path, doc in zip(SSM_DOCUMENTS, ssm_documents):
             check_ssm(doc, path.relative_to(ROOT))
-        if argv[1:2] == ["--run-test-phase"]:
-            for component in components:
-                run_test_phase(component, Path(argv[2]).resolve())
     except Failed as err:
         print(f"check_docs: {err}", file=sys.stderr)
         return 1
