@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what forensic-collector's tests and benchmarks need on a Debian (bookworm) machine:
 # loop/partition/filesystem tools, dc3dd, the FUSE libraries and the Python FUSE binding
-# (mfusepy) that tests/helpers/faultfs.py uses, moto, and the script linters (shellcheck, ruff).
+# (mfusepy) that tests/helpers/faultfs.py uses, moto, and the script linters (shellcheck, ruff,
+# cfn-lint).
 # Idempotent and quiet: when everything is there it only checks (no apt-get update, ~0.1 s).
 # Run as root (or a user with passwordless sudo). PYTHON (default: python3 on PATH) is the
 # interpreter that will run faultfs.py; mfusepy is installed for that one.
@@ -11,6 +12,7 @@ PYTHON=${PYTHON:-python3}
 MFUSEPY_VERSION=3.1.1
 MOTO_VERSION=5.1.22
 RUFF_VERSION=0.17.5
+CFN_LINT_VERSION=1.41.0
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
 
 # Debian package -> a command it must provide ("" = a library).
@@ -100,6 +102,11 @@ pip_install "moto[server]==$MOTO_VERSION" \
 # ruff: the Python linter of tests/helpers/lint-scripts.sh; pinned, as new releases add rules.
 pip_install "ruff==$RUFF_VERSION" \
   "\"$PYTHON\" -m ruff --version | grep -qx 'ruff $RUFF_VERSION'"
+# cfn-lint: packaging/tests/check-docs.sh lints the CloudFormation templates with it (PyYAML, which
+# check_docs.py reads the AWSTOE and SSM documents with, comes with it); pinned, as new releases
+# add rules and resource schemas.
+pip_install "cfn-lint==$CFN_LINT_VERSION" \
+  "cfn-lint --version | grep -qx 'cfn-lint $CFN_LINT_VERSION' && \"$PYTHON\" -c 'import yaml'"
 FUSE_LIBRARY_NAME=fuse3 "$PYTHON" -c 'import mfusepy; assert mfusepy.fuse_version_major == 3' \
   >/dev/null 2>&1 || { echo "setup-deps: mfusepy cannot load libfuse3" >&2; exit 1; }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Checks the AWS documents of packaging/ and image-builder/, fast (a few seconds, no network):
+# cfn-lint (pinned by tests/helpers/setup-deps.sh) on every CloudFormation template, the IAM
+# policy against the SDK calls the code makes (check_iam_policy.py), and the structure of the
+# AWSTOE component and SSM document (check_docs.py). tests/run calls it with the linters.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}
+
+templates=()
+while IFS= read -r -d '' file; do
+  if grep -q AWSTemplateFormatVersion "$file"; then templates+=("$file"); fi
+done < <(git ls-files -z --cached --others --exclude-standard -- '*.json' '*.yaml' '*.yml')
+[ ${#templates[@]} -gt 0 ] || { echo "check-docs: no CloudFormation template found" >&2; exit 1; }
+
+cfn-lint -- "${templates[@]}"
+echo "check-docs: cfn-lint clean on ${templates[*]}"
+"$PYTHON" packaging/tests/check_iam_policy.py
+"$PYTHON" packaging/tests/check_docs.py

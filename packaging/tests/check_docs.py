@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Structure checks of the documents AWS runs for us, which nothing offline validates:
+
+- AWSTOE components (image-builder/*.yaml with `phases`): schemaVersion 1.0; phases among build,
+  validate and test; every step has a unique name, a known action and its inputs; every declared
+  parameter is used and every `{{ X }}` used is declared; no parameter inside a shell script
+  (AWSTOE substitutes them as text and cannot restrict their values); every script passes
+  `bash -n` and shellcheck.
+- SSM Command documents (packaging/ssm/*): schemaVersion 2.2; every step has a unique name, a known
+  action and its inputs; every parameter is declared with a type, a description and an
+  allowedPattern, is used, and every `{{ x }}` used is declared; in scripts a parameter appears only
+  as a whole single-quoted assignment (`name='{{ x }}'`); each allowedPattern accepts a sample
+  and refuses shell syntax; the script with the samples substituted passes `bash -n` and
+  shellcheck.
+
+run_docs.py runs the documents' scripts for real.
+"""
+
+import copy
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENTS = sorted((ROOT / "image-builder").glob("component*.yaml"))
+SSM_DOCUMENTS = sorted(p for p in (ROOT / "packaging" / "ssm").glob("*")
+                       if p.suffix in (".yaml", ".yml", ".json"))
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_:.-]+)\s*\}\}")
+
+# AWSTOE actions this project uses and the inputs each needs (the AWSTOE action reference).
+TOE_ACTIONS = {
+    "ExecuteBash": lambda i: isinstance(i, dict) and _strings(i.get("commands")),
+    "S3Download": lambda i: isinstance(i, list) and bool(i) and all(
+        isinstance(x, dict) and {"source", "destination"} <= x.keys() for x in i),
+    "CreateFile": lambda i: isinstance(i, list) and bool(i) and all(
+        isinstance(x, dict) and "path" in x for x in i),
+}
+TOE_PHASES = ["build", "validate", "test"]
+# SSM plugins this project uses and the inputs each needs.
+SSM_ACTIONS = {
+    "aws:runShellScript": lambda i: isinstance(i, dict) and _strings(i.get("runCommand")),
+}
+# A value for every SSM parameter, to check the patterns and to render the script.
+SSM_SAMPLES = {
+    "device": "/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1A2B3C4D",
+    "bucket": "evidence-bucket",
+    "prefix": "cases/2026",
+    "incident": "INC-2026-0042",
+    "executionTimeout": "7200",
+}
+# Text no parameter may contain: each would end the quoting or run something. The checks try each
+# alone, before, inside and after the parameter's sample. (A newline only at the very end is not
+# tried: `$` matches before it, and inside single quotes it is harmless.)
+HOSTILE = ["'", "$(id)", "`id`", ";", " ", "|", "&", "\\", '"', "\n", "'; reboot; '"]
+
+
+class Failed(Exception):
+    """A finding, naming the document and the place."""
+
+
+def _strings(value):
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def strings_in(node):
+    """Every string inside `node`."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from strings_in(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings_in(v)
+
+
+def lint_script(script, where):
+    """`bash -n` and shellcheck on one script; raises Failed with their output."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as f:
+        f.write("#!/bin/bash\n" + script + "\n")
+        f.flush()
+        for cmd in (["bash", "-n", f.name], ["shellcheck", "--shell=bash", f.name]):
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise Failed(f"{where}: {cmd[0]} fails:\n{done.stdout}{done.stderr}")
+
+
+def unique_names(steps, where):
+    names = [s.get("name") for s in steps]
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", name):
+            raise Failed(f"{where}: bad or missing step name {name!r}")
+    if len(set(names)) != len(names):
+        raise Failed(f"{where}: step names repeat: {names}")
+
+
+def same_parameters(declared, used, where):
+    if set(declared) - used:
+        raise Failed(f"{where}: parameters declared but never used: {sorted(set(declared) - used)}")
+    if used - set(declared):
+        raise Failed(f"{where}: {{{{ }}}} names no parameter declares: {sorted(used - set(declared))}")
+
+
+def check_component(doc, where):
+    """Raises Failed on the first problem of the AWSTOE component `doc`."""
+    if str(doc.get("schemaVersion")) != "1.0":
+        raise Failed(f"{where}: schemaVersion must be 1.0, is {doc.get('schemaVersion')!r}")
+    for key in ("name", "phases"):
+        if not doc.get(key):
+            raise Failed(f"{where}: no {key}")
+    declared = {}
+    for entry in doc.get("parameters") or []:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise Failed(f"{where}: a parameter is one NAME: {{type, description}} map")
+        (name, spec), = entry.items()
+        if spec.get("type") != "string" or not spec.get("description"):
+            raise Failed(f"{where}: parameter {name} needs type string and a description")
+        declared[name] = spec
+    phases = [p.get("name") for p in doc["phases"]]
+    if len(set(phases)) != len(phases) or not set(phases) <= set(TOE_PHASES):
+        raise Failed(f"{where}: phases must be distinct among {TOE_PHASES}, are {phases}")
+    used = set()
+    for phase in doc["phases"]:
+        steps = phase.get("steps") or []
+        if not steps:
+            raise Failed(f"{where}: phase {phase['name']} has no steps")
+        unique_names(steps, f"{where}: phase {phase['name']}")
+        for step in steps:
+            at = f"{where}: {phase['name']}/{step['name']}"
+            action = step.get("action")
+            if action not in TOE_ACTIONS:
+                raise Failed(f"{at}: unknown action {action!r} (known: {sorted(TOE_ACTIONS)})")
+            if not TOE_ACTIONS[action](step.get("inputs")):
+                raise Failed(f"{at}: {action} inputs missing or malformed")
+            names = {m.group(1) for s in strings_in(step["inputs"]) for m in
+                     PLACEHOLDER.finditer(s)}
+            if action == "ExecuteBash":
+                if names:
+                    raise Failed(f"{at}: {sorted(names)} substituted into a shell script; "
+                                 "pass it through a non-shell action or a file instead")
+                for i, script in enumerate(step["inputs"]["commands"]):
+                    lint_script(script, f"{at} command {i}")
+            used |= names
+    same_parameters(declared, used, str(where))
+
+
+def check_ssm(doc, where):
+    """Raises Failed on the first problem of the SSM Command document `doc`."""
+    if doc.get("schemaVersion") != "2.2":
+        raise Failed(f"{where}: schemaVersion must be the string \"2.2\", is "
+                     f"{doc.get('schemaVersion')!r}")
+    if not doc.get("description"):
+        raise Failed(f"{where}: no description")
+    declared = doc.get("parameters") or {}
+    for name, spec in declared.items():
+        at = f"{where}: parameter {name}"
+        if spec.get("type") != "String" or not spec.get("description"):
+            raise Failed(f"{at}: needs type String and a description")
+        pattern = spec.get("allowedPattern")
+        if not pattern:
+            raise Failed(f"{at}: no allowedPattern (SSM substitutes it into the script as text)")
+        if name not in SSM_SAMPLES:
+            raise Failed(f"{at}: no sample value in SSM_SAMPLES")
+        for value in [SSM_SAMPLES[name]] + ([spec["default"]] if "default" in spec else []):
+            if not re.search(pattern, value):
+                raise Failed(f"{at}: allowedPattern refuses {value!r}")
+        sample = SSM_SAMPLES[name]
+        half = len(sample) // 2
+        hostile = [""] + [v for h in HOSTILE for v in (
+            h, h + sample, sample[:half] + h + sample[half:], sample + h) if v != sample + "\n"]
+        for value in hostile:
+            if re.search(pattern, value):
+                raise Failed(f"{at}: allowedPattern accepts {value!r}")
+    steps = doc.get("mainSteps") or []
+    if not steps:
+        raise Failed(f"{where}: no mainSteps")
+    unique_names(steps, str(where))
+    used = set()
+    for step in steps:
+        at = f"{where}: step {step['name']}"
+        action = step.get("action")
+        if action not in SSM_ACTIONS:
+            raise Failed(f"{at}: unknown action {action!r} (known: {sorted(SSM_ACTIONS)})")
+        inputs = step.get("inputs")
+        if not SSM_ACTIONS[action](inputs):
+            raise Failed(f"{at}: {action} inputs missing or malformed")
+        names = {m.group(1) for s in strings_in(inputs) for m in PLACEHOLDER.finditer(s)}
+        if names - set(declared):
+            raise Failed(f"{at}: {{{{ }}}} names no parameter declares: "
+                         f"{sorted(names - set(declared))}")
+        used |= names
+        script = inputs["runCommand"]
+        for line in script:
+            for m in PLACEHOLDER.finditer(line):
+                if not re.fullmatch(r"[a-z_][a-z0-9_]*='\{\{ [A-Za-z0-9_]+ \}\}'", line):
+                    raise Failed(f"{at}: {{{{ {m.group(1)} }}}} must only appear as a whole "
+                                 f"single-quoted assignment, not in {line!r}")
+        rendered = PLACEHOLDER.sub(lambda m: SSM_SAMPLES[m.group(1)], "\n".join(script))
+        lint_script(rendered, at)
+    same_parameters(declared, used, str(where))
+
+
+def must_fail(what, check, doc, change):
+    doc = copy.deepcopy(doc)
+    change(doc)
+    try:
+        check(doc, "self-test")
+    except Failed:
+        return
+    raise Failed(f"self-test: the check accepted {what}")
+
+
+def self_test(component, ssm):
+    """Each check must refuse a document broken in the way it looks for."""
+    def build(d):
+        return d["phases"][0]["steps"]
+
+    def bash(d):
+        return build(d)[1]["inputs"]["commands"]
+
+    for what, change in [
+        ("schemaVersion 2.0", lambda d: d.update(schemaVersion=2.0)),
+        ("an unknown phase", lambda d: d["phases"][0].update(name="deploy")),
+        ("a repeated step name", lambda d: build(d)[1].update(name=build(d)[0]["name"])),
+        ("an unknown action", lambda d: build(d)[0].update(action="ExecutePowerShell")),
+        ("a step without inputs", lambda d: build(d)[1].pop("inputs")),
+        ("an unused parameter", lambda d: d["parameters"].append({"Unused": {
+            "type": "string", "description": "x"}})),
+        ("an undeclared parameter", lambda d: build(d)[0]["inputs"][0].update(
+            destination="/tmp/{{ Undeclared }}")),
+        ("a parameter in a script", lambda d: bash(d).append("echo '{{ PackageS3Uri }}'")),
+        ("a script shellcheck refuses", lambda d: bash(d).append("rm -rf $dir/x")),
+    ]:
+        must_fail(what, check_component, component, change)
+
+    def step(d):
+        return d["mainSteps"][0]["inputs"]["runCommand"]
+
+    for what, change in [
+        ("schemaVersion 2.0", lambda d: d.update(schemaVersion="2.0")),
+        ("a pattern that admits a quote", lambda d: d["parameters"]["device"].update(
+            allowedPattern="^/dev/.+$")),
+        ("a parameter without a pattern", lambda d: d["parameters"]["bucket"].pop(
+            "allowedPattern")),
+        ("an unquoted parameter", lambda d: step(d).append("echo {{ device }}")),
+        ("a parameter inside a longer string", lambda d: step(d).append(
+            "echo 's3://{{ bucket }}'")),
+        ("an unused parameter", lambda d: step(d).remove("incident='{{ incident }}'")),
+        ("an undeclared parameter", lambda d: step(d).append("x='{{ other }}'")),
+        ("an unknown action", lambda d: d["mainSteps"][0].update(action="aws:runDocument")),
+    ]:
+        must_fail(what, check_ssm, ssm, change)
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+
+
+def main(argv):
+    try:
+        if not COMPONENTS or not SSM_DOCUMENTS:
+            raise Failed("no AWSTOE component or SSM document found")
+        components = [load(p) for p in COMPONENTS]
+        ssm_documents = [load(p) for p in SSM_DOCUMENTS]
+        self_test(components[0], ssm_documents[0])
+        for path, doc in zip(COMPONENTS, components):
+            check_component(doc, path.relative_to(ROOT))
+        for path, doc in zip(SSM_DOCUMENTS, ssm_documents):
+            check_ssm(doc, path.relative_to(ROOT))
+    except Failed as err:
+        print(f"check_docs: {err}", file=sys.stderr)
+        return 1
+    print(f"check_docs: {len(COMPONENTS)} AWSTOE component(s) and {len(SSM_DOCUMENTS)} SSM "
+          "document(s) well-formed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Checks packaging/iam-policy.json against the AWS calls the code makes.
+
+The policy is a CloudFormation template (parameters for the bucket, prefix, log groups, KMS key
+and Object Lock options). This script renders its policy document for sample parameters (a
+small resolver for the intrinsic functions the template uses) and fails when:
+
+- an action or resource is a wildcard, or a resource reaches beyond its scope (another bucket,
+  prefix, log group or key);
+- the policy grants an action no SDK call in the code needs, or lacks one a call needs.
+
+The calls are found by scanning imaging/src and agent/src for SDK operation builders
+(`client.put_object()`, …) and the request options that change the permission they need
+(`version_id`, Object Lock headers); TABLE maps them to IAM actions. A `.send()` the scanner
+cannot tie to an operation, or an operation missing from TABLE, is a failure: a new AWS call
+must be added here and to the policy together.
+
+`--render Bucket=… Prefix=… [Account=… Region=… KmsKeyArn=… ObjectLockRetention=true …]`
+prints the plain policy document instead, for attaching to an existing role.
+"""
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "packaging" / "iam-policy.json"
+SOURCES = [ROOT / "imaging" / "src", ROOT / "agent" / "src"]
+
+# SDK operation -> (IAM actions, resource kind, option that makes the call happen or None).
+# Kinds: object (under the evidence prefix), bucket, group (log group), stream (log stream).
+# Sources: the Amazon S3 and CloudWatch Logs "Actions, resources and condition keys" pages.
+TABLE = {
+    # PutObject, and every step of a multipart upload, is s3:PutObject.
+    "put_object": (["s3:PutObject"], "object", None),
+    "create_multipart_upload": (["s3:PutObject"], "object", None),
+    "upload_part": (["s3:PutObject"], "object", None),
+    "complete_multipart_upload": (["s3:PutObject"], "object", None),
+    "abort_multipart_upload": (["s3:AbortMultipartUpload"], "object", None),
+    # HeadObject is authorised as s3:GetObject.
+    "head_object": (["s3:GetObject"], "object", None),
+    "get_object": (["s3:GetObject"], "object", None),
+    "delete_object": (["s3:DeleteObject"], "object", None),
+    "put_object_tagging": (["s3:PutObjectTagging"], "object", None),
+    "put_object_retention": (["s3:PutObjectRetention"], "object", "retention"),
+    "put_object_legal_hold": (["s3:PutObjectLegalHold"], "object", "legal_hold"),
+    "list_objects_v2": (["s3:ListBucket"], "bucket", None),
+    "list_multipart_uploads": (["s3:ListBucketMultipartUploads"], "bucket", None),
+    "get_object_lock_configuration": (
+        ["s3:GetBucketObjectLockConfiguration"], "bucket", "object_lock"),
+    "create_log_group": (["logs:CreateLogGroup"], "group", None),
+    "create_log_stream": (["logs:CreateLogStream"], "group", None),
+    "put_log_events": (["logs:PutLogEvents"], "stream", None),
+}
+
+# A request option (seen between the operation and its `.send()`) -> what it adds.
+# A version ID turns an object action into its *Version form.
+VERSIONED = {
+    "s3:GetObject": "s3:GetObjectVersion",
+    "s3:DeleteObject": "s3:DeleteObjectVersion",
+    "s3:PutObjectTagging": "s3:PutObjectVersionTagging",
+}
+# Object Lock headers on a write need the matching permission besides s3:PutObject.
+LOCK_OPTIONS = {
+    "object_lock_mode": ("s3:PutObjectRetention", "retention"),
+    "object_lock_retain_until_date": ("s3:PutObjectRetention", "retention"),
+    "object_lock_legal_hold_status": ("s3:PutObjectLegalHold", "legal_hold"),
+}
+# With an SSE-KMS key, S3 calls KMS on the caller's behalf: writes need a data key, multipart
+# uploads and reads (including HeadObject with checksum mode) need to decrypt it.
+KMS = {
+    "put_object": ["kms:GenerateDataKey"],
+    "create_multipart_upload": ["kms:GenerateDataKey", "kms:Decrypt"],
+    "upload_part": ["kms:GenerateDataKey", "kms:Decrypt"],
+    "complete_multipart_upload": ["kms:Decrypt"],
+    "head_object": ["kms:Decrypt"],
+    "get_object": ["kms:Decrypt"],
+}
+
+OPERATION = re.compile(r"\bclient\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
+# Methods of a client that are not AWS operations.
+NOT_OPERATIONS = {"clone", "config"}
+SEND = re.compile(r"\.\s*send\s*\(\s*\)")
+
+SAMPLE = {
+    "Bucket": "evidence-bucket",
+    "Prefix": "cases/collector",
+    "ReadinessLogGroup": "ForensicDiskReadiness",
+    "CaptureLogGroup": "ForensicDiskCapture",
+    "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+    "ObjectLockRetention": "true",
+    "ObjectLockLegalHold": "true",
+    "RequireObjectLock": "true",
+    "AttachSsmManagedPolicy": "true",
+    "AWS::Partition": "aws",
+    "AWS::Region": "eu-west-1",
+    "AWS::AccountId": "123456789012",
+}
+OPTIONS = {
+    "kms": lambda p: p["KmsKeyArn"] != "",
+    "retention": lambda p: p["ObjectLockRetention"] == "true",
+    "legal_hold": lambda p: p["ObjectLockLegalHold"] == "true",
+    "object_lock": lambda p: "true" in (
+        p["ObjectLockRetention"], p["ObjectLockLegalHold"], p["RequireObjectLock"]),
+}
+
+
+class Failed(Exception):
+    """A finding: the message says what is wrong and where."""
+
+
+def scan_calls(sources):
+    """(operation, {IAM action: option or None}, where) for every SDK call in `sources`."""
+    calls = []
+    for root in sources:
+        for path in sorted(root.rglob("*.rs")):
+            text = path.read_text()
+            ops = [m for m in OPERATION.finditer(text) if m.group(1) not in NOT_OPERATIONS]
+            sends = SEND.findall(text)
+            if len(sends) != len(ops):
+                raise Failed(
+                    f"{path.relative_to(ROOT)}: {len(sends)} .send() calls but {len(ops)} "
+                    "`client.<operation>()` builders; the scanner cannot name every AWS call")
+            for match in ops:
+                op = match.group(1)
+                where = f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+                if op not in TABLE:
+                    raise Failed(f"{where}: SDK operation {op} is not in TABLE "
+                                 "(add its IAM actions here and to the policy)")
+                end = SEND.search(text, match.end())
+                request = text[match.end():end.start() if end else len(text)]
+                actions, _, option = TABLE[op]
+                needed = {a: option for a in actions}
+                if re.search(r"\.\s*(?:set_)?version_id\s*\(", request):
+                    needed.update({VERSIONED[a]: option for a in actions if a in VERSIONED})
+                for name, (action, lock) in LOCK_OPTIONS.items():
+                    if re.search(rf"\.\s*(?:set_)?{name}\s*\(", request):
+                        needed[action] = lock
+                for action in KMS.get(op, []):
+                    needed[action] = "kms"
+                calls.append((op, needed, where))
+    return calls
+
+
+def kind_of(action):
+    """The resource kind an action applies to (from TABLE; KMS actions apply to the key)."""
+    if action.startswith("kms:"):
+        return "key"
+    for actions, kind, _ in TABLE.values():
+        if action in actions:
+            return kind
+    for plain, versioned in VERSIONED.items():
+        if action == versioned:
+            return kind_of(plain)
+    if action in ("s3:PutObjectRetention", "s3:PutObjectLegalHold"):
+        return "object"
+    raise Failed(f"{action}: no SDK call in TABLE needs this action")
+
+
+# ---- Rendering the template ------------------------------------------------------------------
+
+NO_VALUE = object()
+
+
+def render(template, params):
+    """The managed policy's document with `params`, intrinsic functions resolved."""
+    conditions = {}
+
+    def condition(name):
+        if name not in conditions:
+            conditions[name] = resolve(template["Conditions"][name])
+        return conditions[name]
+
+    def sub(text):
+        def one(m):
+            name = m.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            return params[name]
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def resolve(node):
+        if isinstance(node, list):
+            return [v for v in (resolve(n) for n in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return NO_VALUE if arg == "AWS::NoValue" else params[arg]
+            if key == "Fn::Sub":
+                return sub(arg)
+            if key == "Fn::If":
+                return resolve(arg[1] if condition(arg[0]) else arg[2])
+            if key == "Fn::Equals":
+                return resolve(arg[0]) == resolve(arg[1])
+            if key == "Fn::Not":
+                return not resolve(arg[0])
+            if key == "Fn::Or":
+                return any(resolve(a) for a in arg)
+            if key == "Condition":
+                return condition(arg)
+            if key.startswith("Fn::"):
+                raise Failed(f"the checker does not know {key}; extend render()")
+        out = {}
+        for k, v in node.items():
+            v = resolve(v)
+            if v is not NO_VALUE:
+                out[k] = v
+        return out
+
+    return resolve(template["Resources"]["CollectorPolicy"]["Properties"]["PolicyDocument"])
+
+
+# ---- The checks ------------------------------------------------------------------------------
+
+def listify(value):
+    return value if isinstance(value, list) else [value]
+
+
+def scopes(params):
+    """Resource kind -> predicate for a resource ARN in that kind's allowed scope."""
+    s3 = f"arn:{params['AWS::Partition']}:s3:::{params['Bucket']}"
+    logs = (f"arn:{params['AWS::Partition']}:logs:{params['AWS::Region']}:"
+            f"{params['AWS::AccountId']}:log-group:")
+    groups = [logs + params["ReadinessLogGroup"], logs + params["CaptureLogGroup"]]
+    evidence = f"{s3}/{params['Prefix']}/"
+    return {
+        "object": lambda r: r.startswith(evidence) and "*" not in r[:len(evidence)],
+        "bucket": lambda r: r == s3,
+        "group": lambda r: r in groups or any(r == g + ":log-stream:*" for g in groups),
+        "stream": lambda r: any(r.startswith(g + ":log-stream:") for g in groups),
+        "key": lambda r: r == params["KmsKeyArn"],
+    }
+
+
+def check(policy, params, calls):
+    """Raises Failed on the first problem of `policy` rendered with `params`."""
+    allowed = scopes(params)
+    granted = set()
+    for statement in policy["Statement"]:
+        sid = statement.get("Sid", "?")
+        if statement.get("Effect") != "Allow" or "NotAction" in statement \
+                or "NotResource" in statement:
+            raise Failed(f"{sid}: only plain Allow statements are expected")
+        actions = listify(statement["Action"])
+        resources = listify(statement["Resource"])
+        for action in actions:
+            if "*" in action or "?" in action:
+                raise Failed(f"{sid}: wildcard action {action}")
+            kind = kind_of(action)
+            for resource in resources:
+                if resource == "*" or not allowed[kind](resource):
+                    raise Failed(f"{sid}: {action} on {resource} is beyond its scope ({kind})")
+            granted.add(action)
+        if "s3:ListBucket" in actions:
+            prefix = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+            if prefix != f"{params['Prefix']}/*":
+                raise Failed(f"{sid}: s3:ListBucket must be limited to s3:prefix "
+                             f"{params['Prefix']}/*, found {prefix!r}")
+    needed = {}
+    for op, actions, where in calls:
+        for action, option in actions.items():
+            if option is None or OPTIONS[option](params):
+                needed.setdefault(action, f"{op} at {where}")
+    missing = sorted(set(needed) - granted)
+    if missing:
+        raise Failed("the policy lacks " + ", ".join(f"{a} ({needed[a]})" for a in missing))
+    extra = sorted(granted - set(needed))
+    if extra:
+        raise Failed(f"the policy grants {', '.join(extra)}, which no call made with these "
+                     "options needs")
+
+
+def variants():
+    """Sample parameters: every option on, every option off, and each option alone."""
+    on = dict(SAMPLE)
+    off = dict(SAMPLE, KmsKeyArn="", ObjectLockRetention="false", ObjectLockLegalHold="false",
+               RequireObjectLock="false")
+    yield "all options", on
+    yield "no options", off
+    for key, value in [("KmsKeyArn", SAMPLE["KmsKeyArn"]), ("ObjectLockRetention", "true"),
+                       ("ObjectLockLegalHold", "true"), ("RequireObjectLock", "true")]:
+        yield f"only {key}", dict(off, **{key: value})
+
+
+def must_fail(name, policy, params, calls):
+    try:
+        check(policy, params, calls)
+    except Failed:
+        return
+    raise Failed(f"self-test: the check accepted {name}")
+
+
+def self_test(template, calls):
+    """The check must refuse a wildcard resource, a wildcard action, a missing and an extra
+    action, another prefix and an unconditioned listing: otherwise it proves nothing."""
+    params = dict(SAMPLE)
+    base = render(template, params)
+
+    def mutated(change):
+        policy = copy.deepcopy(base)
+        change(policy["Statement"])
+        return policy
+
+    must_fail("a '*' resource", mutated(lambda s: s[0].update(Resource="*")), params, calls)
+    must_fail("a wildcard bucket", mutated(
+        lambda s: s[0].update(Resource="arn:aws:s3:::*/cases/collector/x")), params, calls)
+    must_fail("another prefix", mutated(
+        lambda s: s[0].update(Resource="arn:aws:s3:::evidence-bucket/other/*")), params, calls)
+    must_fail("a wildcard action", mutated(lambda s: s[0].update(Action=["s3:Put*"])),
+              params, calls)
+    must_fail("a missing action", mutated(lambda s: s[0]["Action"].remove("s3:PutObject")),
+              params, calls)
+    must_fail("an extra action", mutated(lambda s: s[1]["Action"].append("s3:GetObjectAcl")),
+              params, calls)
+    must_fail("a listing without s3:prefix", mutated(
+        lambda s: [st.pop("Condition", None) for st in s if st["Action"] == ["s3:ListBucket"]]),
+        params, calls)
+    must_fail("a call not in TABLE", base, params,
+              calls + [("copy_object", {"s3:CopyObject": None}, "self-test")])
+
+
+def main(argv):
+    template = json.loads(TEMPLATE.read_text())
+    if argv[1:2] == ["--render"]:
+        params = dict(SAMPLE, KmsKeyArn="", ObjectLockRetention="false",
+                      ObjectLockLegalHold="false", RequireObjectLock="false")
+        for arg in argv[2:]:
+            key, _, value = arg.partition("=")
+            params[{"Account": "AWS::AccountId", "Region": "AWS::Region",
+                    "Partition": "AWS::Partition"}.get(key, key)] = value
+        given = {k.partition("=")[0] for k in argv[2:]}
+        lacking = sorted({"Bucket", "Prefix", "Account", "Region"} - given)
+        if lacking:
+            print(f"check_iam_policy --render: give {', '.join(lacking)} (NAME=VALUE)",
+                  file=sys.stderr)
+            return 2
+        print(json.dumps(render(template, params), indent=2))
+        return 0
+    try:
+        calls = scan_calls(SOURCES)
+        if not calls:
+            raise Failed("no SDK calls found; is the scanner looking in the right place?")
+        self_test(template, calls)
+        for name, params in variants():
+            try:
+                check(render(template, params), params, calls)
+            except Failed as err:
+                raise Failed(f"{name}: {err}") from None
+    except Failed as err:
+        print(f"check_iam_policy: {TEMPLATE.relative_to(ROOT)}: {err}", file=sys.stderr)
+        return 1
+    ops = sorted({op for op, _, _ in calls})
+    print(f"check_iam_policy: {len(calls)} SDK calls ({len(ops)} operations) match the policy "
+          f"in {sum(1 for _ in variants())} option sets")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Runs the scripts of the AWS documents here, with a freshly built binary (root, loop devices):
+
+  run_docs.py BIN_DIR
+
+- the AWSTOE component's test phase (image-builder/component.yaml): image a loop device to a local
+  directory and verify it, as on an instance launched from the new AMI;
+- the SSM Command document (packaging/ssm/), as Run Command would: its parameters substituted as
+  text, the script run by bash, against moto on 127.0.0.1 (tests/helpers/motoserver.py). Only the
+  binary's path and one flag differ: /usr/bin/forensic-collector becomes a wrapper around
+  BIN_DIR's binary adding --s3-force-path-style, which the local server needs. The result line on
+  stdout must say `completed` and the evidence must be in the bucket under the prefix.
+
+check_docs.py checks the documents' structure first; tests/run runs this after `cargo build`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from check_docs import COMPONENTS, PLACEHOLDER, ROOT, SSM_DOCUMENTS, load
+
+BINARY = "/usr/bin/forensic-collector"
+# Seconds a single script may take (64 MiB of test data; the bound keeps a hang from stalling CI).
+SCRIPT_TIMEOUT = 300
+
+
+class Failed(Exception):
+    """What did not work, with the script's output."""
+
+
+def run(script, env):
+    done = subprocess.run(["bash", "-c", script], check=False, env=env, capture_output=True,
+                          text=True, timeout=SCRIPT_TIMEOUT)
+    if done.returncode != 0:
+        raise Failed(f"exit {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def run_test_phase(component, bin_dir):
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    for phase in component["phases"]:
+        if phase["name"] == "test":
+            for step in phase["steps"]:
+                for script in step["inputs"]["commands"]:
+                    out = run(script, env)
+                    print(f"run_docs: component test phase {step['name']}: "
+                          f"{out.strip().splitlines()[-1]}")
+
+
+class Moto:
+    """motoserver.py on a free loopback port, stopped on exit."""
+
+    def __enter__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "helpers" / "motoserver.py")],
+            stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if not line.startswith("ready "):
+            self.process.kill()
+            raise Failed(f"motoserver.py did not start: {line!r}")
+        self.endpoint = f"http://127.0.0.1:{line.split()[1]}"
+        return self
+
+    def __exit__(self, *_):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def run_ssm_document(doc, bin_dir, work):
+    image = work / "disk.raw"
+    image.write_bytes(os.urandom(16 << 20))
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        with Moto() as moto:
+            env = dict(os.environ, AWS_ENDPOINT_URL=moto.endpoint, AWS_ACCESS_KEY_ID="testing",
+                       AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
+                       AWS_EC2_METADATA_DISABLED="true")
+            s3 = boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing",
+                              config=Config(s3={"addressing_style": "path"}))
+            s3.create_bucket(Bucket="evidence-bucket")
+            values = {"device": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
+                      "incident": "INC-ssm-1", "executionTimeout": "600"}
+            wrapper = work / "forensic-collector"
+            wrapper.write_text(f'#!/bin/sh\nexec "{bin_dir}/forensic-collector" "$@" '
+                               "--s3-force-path-style\n")
+            wrapper.chmod(0o755)
+            for step in doc["mainSteps"]:
+                script = PLACEHOLDER.sub(lambda m: values[m.group(1)],
+                                         "\n".join(step["inputs"]["runCommand"]))
+                if BINARY not in script:
+                    raise Failed(f"step {step['name']} does not run {BINARY}")
+                out = run(script.replace(BINARY, str(wrapper)), env)
+                result = json.loads(out.strip().splitlines()[-1])
+                if result.get("status") != "completed" or result.get("exit_code") != 0:
+                    raise Failed(f"step {step['name']}: result {result}")
+            listed = s3.list_objects_v2(Bucket="evidence-bucket", Prefix="cases/ssm/INC-ssm-1/")
+            keys = sorted(o["Key"] for o in listed.get("Contents", []))
+            name = Path(loop).name
+            want = sorted(f"cases/ssm/INC-ssm-1/disk_evidence/{name}{suffix}" for suffix in (
+                ".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"))
+            if keys != want:
+                raise Failed(f"objects in the bucket: {keys}, expected {want}")
+            print(f"run_docs: SSM document imaged {loop} to s3://evidence-bucket/cases/ssm/ "
+                  f"({len(keys)} objects, result {result['status']})")
+    finally:
+        subprocess.run(["blockdev", "--setrw", loop], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    bin_dir = Path(argv[1]).resolve()
+    try:
+        for path in COMPONENTS:
+            run_test_phase(load(path), bin_dir)
+        for path in SSM_DOCUMENTS:
+            with tempfile.TemporaryDirectory() as work:
+                run_ssm_document(load(path), bin_dir, Path(work))
+    except (Failed, subprocess.SubprocessError) as err:
+        print(f"run_docs: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
