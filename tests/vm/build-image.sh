@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the VM lab's guest: a Debian bookworm root filesystem with systemd and udev,
-# the collector at /usr/bin/forensic-collector, its unit enabled, and the lab's configuration
-# (tests/vm/guest/). Prints the directory holding rootfs.img, vmlinuz and initrd.img.
+# the collector's .deb installed with dpkg as on a collector AMI (its unit enabled by the package,
+# not by this script), and the lab's additions (tests/vm/guest/). Prints the directory holding
+# rootfs.img, vmlinuz and initrd.img.
 #
-#   tests/vm/build-image.sh BINARY          (root; called by tests/vm/run.sh)
+#   tests/vm/build-image.sh PACKAGE.deb     (root; called by tests/vm/run.sh)
 #
 # Two cached stages under $VM_CACHE (default /var/tmp/fc-vm), each keyed by a hash of its inputs:
-#   base-KEY/   mmdebstrap's tree, kernel and initrd (≈ 40 s; the key is this script), rebuilt only
-#               when the package list or the hooks below change;
-#   image-KEY/  rootfs.img = base + binary + unit + guest/ (≈ 5 s with mkfs.ext4 -d; the key adds
-#               those files), so a new build of the collector costs seconds, not a debootstrap.
+#   base-KEY/   mmdebstrap's tree, kernel and initrd (≈ 40-90 s; the key is the arguments below),
+#               rebuilt only when the package list or the hooks change;
+#   image-KEY/  rootfs.img = base + `dpkg -i PACKAGE.deb` + guest/ (≈ 10 s with mkfs.ext4 -d; the
+#               key adds those files), so a new package costs seconds, not a debootstrap.
 # No loop mounts: mkfs.ext4 -d writes the tree into the image file directly.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-BINARY=${1:?usage: build-image.sh BINARY}
+DEB=${1:?usage: build-image.sh PACKAGE.deb}
 CACHE=${VM_CACHE:-/var/tmp/fc-vm}
-UNIT=$REPO/systemd/forensic-collector.service
 # 1 GiB, sparse: the tree takes ≈ 630 MB; the guest writes to a QEMU snapshot overlay, never here.
 IMG_SIZE=1G
 mkdir -p "$CACHE"
@@ -28,7 +27,10 @@ host_mirror() {
 }
 
 # The base: minbase + what a collector instance runs: systemd (the unit, poweroff), udev (the
-# /dev/disk links the daemon watches), kmod (udev loads nvme on hot-plug), iproute2 for debugging.
+# /dev/disk links the daemon watches), kmod (udev loads nvme on hot-plug), ca-certificates (the
+# package's dependency, installed here because dpkg -i resolves nothing), qemu-guest-agent (the
+# host runs commands in the guest through it, as SSM Run Command does on EC2), iproute2 for
+# debugging.
 # The initrd needs only virtio (root disk) and ext4: MODULES=list keeps it ≈ 7 MB.
 # Root gets no password, the serial getty is masked (its vhangup() swallows service output on
 # the console), timers that would only cost CPU under TCG are masked.
@@ -37,7 +39,7 @@ host_mirror() {
 # shellcheck disable=SC2016,SC2054
 BASE_ARGS=(
   --variant=minbase --mode=root --quiet
-  --include=systemd,systemd-sysv,udev,linux-image-amd64,kmod,util-linux,iproute2,procps
+  --include=systemd,systemd-sysv,udev,linux-image-amd64,kmod,util-linux,iproute2,procps,ca-certificates,qemu-guest-agent
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-exclude=/usr/share/locale/*'
   --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"; echo MODULES=list > "$1/etc/initramfs-tools/conf.d/lab.conf"; printf "virtio_pci\nvirtio_blk\next4\n" > "$1/usr/share/initramfs-tools/modules.d/lab"'
@@ -66,24 +68,22 @@ if [ ! -f "$base/done" ]; then
   find "$CACHE" -maxdepth 1 -name 'base-*' ! -name "base-$base_key" -exec rm -rf {} +
 fi
 
-image_key=$( { echo "$base_key"; sha256sum "$BINARY" "$UNIT" "$HERE/build-image.sh";
+image_key=$( { echo "$base_key"; sha256sum "$DEB" "$HERE/build-image.sh";
   (cd "$HERE/guest" && find . -type f | sort | xargs sha256sum); } | sha256sum | cut -c1-16)
 image=$CACHE/image-$image_key
 if [ ! -f "$image/rootfs.img" ]; then
   rm -rf "$image.tmp"
   mkdir -p "$image.tmp"
-  # A hard-linked copy of the base (≈ 1 s); files are only added to it, or replaced with
-  # --remove-destination, so the base's inodes are never written.
-  cp -al "$base/root" "$image.tmp/root"
+  # A full copy of the base (≈ 3 s): dpkg writes into the tree, so no hard links to it.
+  cp -a "$base/root" "$image.tmp/root"
+  # The package, installed as an AMI build installs it: its postinst enables the unit (no systemd
+  # runs in the chroot, so nothing is started), its config file lands as a conffile.
+  cp "$DEB" "$image.tmp/root/tmp/forensic-collector.deb"
+  chroot "$image.tmp/root" dpkg -i /tmp/forensic-collector.deb >&2
+  rm "$image.tmp/root/tmp/forensic-collector.deb"
+  [ -L "$image.tmp/root/etc/systemd/system/multi-user.target.wants/forensic-collector.service" ] ||
+    { echo "build-image: the package did not enable forensic-collector.service" >&2; exit 1; }
   cp -r --remove-destination "$HERE/guest/." "$image.tmp/root/"
-  # Without debug info (as a package ships it): 160 MB less to write into every image.
-  strip --strip-debug -o "$image.tmp/root/usr/bin/forensic-collector" "$BINARY"
-  chmod 0755 "$image.tmp/root/usr/bin/forensic-collector"
-  # Where a package puts it (bookworm's /lib is /usr/lib), enabled as `systemctl enable` would.
-  install -m 0644 "$UNIT" "$image.tmp/root/usr/lib/systemd/system/forensic-collector.service"
-  mkdir -p "$image.tmp/root/etc/systemd/system/multi-user.target.wants"
-  ln -sf /usr/lib/systemd/system/forensic-collector.service \
-    "$image.tmp/root/etc/systemd/system/multi-user.target.wants/forensic-collector.service"
   truncate -s "$IMG_SIZE" "$image.tmp/rootfs.img"
   mkfs.ext4 -q -F -L ROOT -d "$image.tmp/root" "$image.tmp/rootfs.img"
   rm -rf "$image.tmp/root"

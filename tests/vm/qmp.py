@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""qmp: hot-plugs the suspect disk into the running lab guest through QEMU's QMP socket.
+"""qmp: drives the running lab guest: hot-plugs suspect disks through QEMU's QMP socket, and runs
+commands in the guest through the QEMU guest agent (as SSM Run Command does on EC2).
 
-  qmp.py SOCKET hotplug --image FILE --serial SERIAL [--error-sector N [--errno E]]
+  qmp.py SOCKET hotplug --image FILE --serial SERIAL [--port hpN] [--error-sector N [--errno E]]
   qmp.py SOCKET wait-ready [--timeout S]
+  qmp.py GA_SOCKET exec [--timeout S] [--env K=V]... -- PROGRAM [ARG...]
 
 hotplug: adds FILE as a raw block node, then an NVMe controller with that serial on the PCIe root
-port `hp0` (q35 hot-plugs only into root ports that existed at boot). The guest's kernel names it
+port PORT (default hp0; q35 hot-plugs only into root ports that existed at boot; one disk per port). The guest's kernel names it
 nvme0n1 and udev makes /dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_SERIAL: a serial `vol…` is how an EBS
 volume shows up (QEMU cannot fake the model "Amazon Elastic Block Store", so the collector must
 read the volume ID from the serial). With --error-sector, reads touching that 512-byte sector fail
@@ -14,14 +16,25 @@ the guest kernel reports to user space as ENODATA (61), not EIO. Prints the host
 (seconds since the epoch) at which device_add was acknowledged.
 
 wait-ready: waits (bounded) until the socket accepts QMP: QEMU creates it a moment after start.
+
+exec: waits (bounded) for the guest agent (qemu-guest-agent in the guest, on the virtio-serial
+port org.qemu.guest_agent.0), runs PROGRAM there as root with exactly the given environment (none
+but PATH unless --env), waits for it to exit, copies its output to stdout and stderr, and exits
+with its exit code (or 124 when it outlives --timeout; the guest process is then left running).
+
 Exits 1 on a QMP error or a timeout, with the reason on stderr.
 """
 
 import argparse
+import base64
+import itertools
 import json
 import socket
 import sys
 import time
+
+# The guest agent's default PATH is the agent's own; a Run Command script expects a root shell's.
+GUEST_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Qmp:
@@ -53,7 +66,68 @@ class Qmp:
             return reply.get("return")
 
 
-def hotplug(qmp, image, serial, error_sector, errno):
+class GuestAgent:
+    """One guest agent session. The agent speaks QMP's JSON without a greeting or capabilities;
+    until it runs in the guest, nothing answers, and a request written before it started may be
+    answered late: guest-sync with a fresh ID discards whatever came before."""
+
+    ids = itertools.count(int(time.time()) % 100000 * 1000)
+
+    def __init__(self, path, deadline):
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.settimeout(2.0)
+                self.sock.connect(path)
+                self.file = self.sock.makefile("rw")
+                sync = next(self.ids)
+                if self.execute("guest-sync", id=sync) == sync:
+                    self.sock.settimeout(30.0)
+                    return
+            except (OSError, ValueError):
+                self.sock.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the guest agent on {path} did not answer")
+            time.sleep(0.5)
+
+    def execute(self, command, **arguments):
+        self.file.write(json.dumps({"execute": command, "arguments": arguments}) + "\n")
+        self.file.flush()
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise OSError(f"the guest agent closed the connection during {command}")
+            reply = json.loads(line)
+            if "error" in reply:
+                raise RuntimeError(f"guest agent {command} failed: {reply['error']}")
+            if command != "guest-sync" or reply.get("return") == arguments.get("id"):
+                return reply.get("return")
+
+
+def guest_exec(path, argv, env, timeout):
+    deadline = time.monotonic() + timeout
+    agent = GuestAgent(path, deadline)
+    pid = agent.execute("guest-exec", path=argv[0], arg=argv[1:], env=[GUEST_PATH, *env],
+                        **{"capture-output": True})["pid"]
+    while True:
+        status = agent.execute("guest-exec-status", pid=pid)
+        if status.get("exited"):
+            break
+        if time.monotonic() > deadline:
+            print(f"qmp: {argv[0]} still runs in the guest after {timeout} s", file=sys.stderr)
+            return 124
+        time.sleep(0.2)
+    for key, stream in (("out-data", sys.stdout), ("err-data", sys.stderr)):
+        data = base64.b64decode(status.get(key, ""))
+        stream.buffer.write(data)
+        stream.flush()
+    if status.get("signal") is not None:
+        print(f"qmp: {argv[0]} was killed by signal {status['signal']}", file=sys.stderr)
+        return 128 + status["signal"]
+    return status.get("exitcode", 1)
+
+
+def hotplug(qmp, image, serial, port, error_sector, errno):
     node = {"driver": "file", "filename": image}
     if error_sector is not None:
         # blkdebug's "sector" matches any request that touches that 512-byte sector; once=false
@@ -65,9 +139,10 @@ def hotplug(qmp, image, serial, error_sector, errno):
                 {"event": "read_aio", "sector": error_sector, "errno": errno, "once": False}
             ],
         }
-    qmp.execute("blockdev-add", driver="raw", **{"node-name": "suspect", "file": node})
-    qmp.execute("device_add", driver="nvme", id="suspect-nvme", drive="suspect", serial=serial,
-                bus="hp0")
+    node_name = f"suspect-{port}"
+    qmp.execute("blockdev-add", driver="raw", **{"node-name": node_name, "file": node})
+    qmp.execute("device_add", driver="nvme", id=f"nvme-{port}", drive=node_name, serial=serial,
+                bus=port)
     return time.time()
 
 
@@ -78,11 +153,23 @@ def main():
     h = sub.add_parser("hotplug")
     h.add_argument("--image", required=True)
     h.add_argument("--serial", required=True)
+    h.add_argument("--port", default="hp0")
     h.add_argument("--error-sector", type=int)
     h.add_argument("--errno", type=int, default=5)
     w = sub.add_parser("wait-ready")
     w.add_argument("--timeout", type=float, default=10.0)
+    e = sub.add_parser("exec")
+    e.add_argument("--timeout", type=float, default=60.0)
+    e.add_argument("--env", action="append", default=[])
+    e.add_argument("argv", nargs="+")
     args = p.parse_args()
+
+    if args.command == "exec":
+        try:
+            return guest_exec(args.socket, args.argv, args.env, args.timeout)
+        except (OSError, RuntimeError, ValueError, KeyError) as err:
+            print(f"qmp: {err}", file=sys.stderr)
+            return 1
 
     if args.command == "wait-ready":
         deadline = time.monotonic() + args.timeout
@@ -96,7 +183,8 @@ def main():
                     return 1
                 time.sleep(0.1)
     try:
-        at = hotplug(Qmp(args.socket), args.image, args.serial, args.error_sector, args.errno)
+        at = hotplug(Qmp(args.socket), args.image, args.serial, args.port, args.error_sector,
+                     args.errno)
     except (OSError, RuntimeError, ValueError) as e:
         print(f"qmp: {e}", file=sys.stderr)
         return 1
