@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what forensic-collector's tests and benchmarks need on a Debian (bookworm) machine:
 # loop/partition/filesystem tools, dc3dd, the FUSE libraries and the Python FUSE binding
-# (mfusepy) that tests/helpers/faultfs.py uses, moto, and the script linters (shellcheck, ruff,
-# cfn-lint).
+# (mfusepy) that tests/helpers/faultfs.py uses, moto, the script linters (shellcheck, ruff,
+# cfn-lint), and what packaging/build.sh and check.sh need (tests/vm/run.sh installs QEMU itself).
 # Idempotent and quiet: when everything is there it only checks (no apt-get update, ~0.1 s).
 # Run as root (or a user with passwordless sudo). PYTHON (default: python3 on PATH) is the
 # interpreter that will run faultfs.py; mfusepy is installed for that one.
@@ -30,6 +30,10 @@ declare -A PKGS=(
   [curl]=curl              # plain-HTTP downloads from the local S3 server
   [systemd]=systemd-analyze  # checks systemd/forensic-collector.service
   [shellcheck]=shellcheck  # tests/helpers/lint-scripts.sh
+  [binutils]=objcopy       # packaging/build.sh: strip, the split debug file
+  [dpkg-dev]=dpkg-shlibdeps  # packaging/build.sh: cargo-deb's library dependencies
+  [rpm]=rpm                # packaging/check.sh reads the .rpm
+  [cpio]=cpio              # packaging/check.sh unpacks the .rpm
   [time]=""                # /usr/bin/time for peak RSS in tests/bench
   [libfuse3-3]=""          # libfuse3.so.3: faultfs.py's default backend (via mfusepy)
   [libfuse2]=""            # libfuse.so.2: faultfs.py --libfuse 2
