@@ -20,6 +20,7 @@ fn options(
         env,
         imds_endpoint: None,
         flags: Vec::new(),
+        wait_for_imds: false,
     };
     (options, temp)
 }
