@@ -81,13 +81,16 @@ pub fn report(reason: &str, exit: Exit, partial: &Layers, instance_id: Option<St
     let reporter = Reporter::start(client, settings);
     reporter.emit(events::config_refused(reason, exit));
     let stats = reporter.shutdown(Instant::now() + salvaged.flush_timeout);
-    tracing::info!(
-        group,
-        stream,
-        sent = stats.sent,
-        failed = stats.failed,
-        "Refusal reported to CloudWatch."
-    );
+    if stats.sent > 0 {
+        tracing::info!(group, stream, "Refusal reported to CloudWatch.");
+    } else {
+        tracing::warn!(
+            group,
+            stream,
+            failed = stats.failed,
+            "The refusal could not be delivered to CloudWatch before the flush timeout."
+        );
+    }
 }
 
 #[cfg(test)]
