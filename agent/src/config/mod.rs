@@ -208,15 +208,17 @@ pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
 }
 
 /// As [`load`], keeping on refusal what was learned (see [`Refusal`]).
-pub fn load_salvaging(options: &LoadOptions) -> Result<Effective, Refusal> {
+pub fn load_salvaging(options: &LoadOptions) -> Result<Effective, Box<Refusal>> {
     let _start_up = crate::signals::start_up();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Refusal {
-            error: ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")),
-            partial: Layers::default(),
-            instance_id: None,
+        .map_err(|e| {
+            Box::new(Refusal {
+                error: ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")),
+                partial: Layers::default(),
+                instance_id: None,
+            })
         })?;
     runtime.block_on(load_async_salvaging(options))
 }
@@ -229,15 +231,15 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
 }
 
 /// As [`load_async`], keeping on refusal what was learned (see [`Refusal`]).
-pub async fn load_async_salvaging(options: &LoadOptions) -> Result<Effective, Refusal> {
+pub async fn load_async_salvaging(options: &LoadOptions) -> Result<Effective, Box<Refusal>> {
     let mut known = Known::default();
-    load_into(options, &mut known)
-        .await
-        .map_err(|error| Refusal {
+    load_into(options, &mut known).await.map_err(|error| {
+        Box::new(Refusal {
             error,
             partial: known.layers,
             instance_id: known.instance_id,
         })
+    })
 }
 
 /// What loading has learned so far.

@@ -90,18 +90,18 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
 }
 
 /// The effective configuration and its job context, or why they are refused.
-fn accept(options: &LoadOptions) -> Result<(Effective, JobContext), Refusal> {
+fn accept(options: &LoadOptions) -> Result<(Effective, JobContext), Box<Refusal>> {
     let effective = config::load_salvaging(options)?;
     match effective.require_job() {
         Ok(job) => Ok((effective, job)),
         Err(error) => {
             let mut partial = Layers::default();
             partial.apply(effective.settings);
-            Err(Refusal {
+            Err(Box::new(Refusal {
                 error,
                 partial,
                 instance_id: effective.instance_id,
-            })
+            }))
         }
     }
 }
