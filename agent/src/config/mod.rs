@@ -6,14 +6,17 @@
 //! 2. the config file: `--config FILE`, else `$FORENSIC_COLLECTOR_CONFIG`, else
 //!    `/etc/forensic-collector/config.toml` (only this default may be missing);
 //! 3. the job context in EC2 user data, read over IMDSv2 unless `[job] use_imds = false` or
-//!    `AWS_EC2_METADATA_DISABLED=true` (JSON, TOML or the original flow's shell script);
+//!    `AWS_EC2_METADATA_DISABLED=true` (JSON, TOML or the original flow's shell script); `watch`
+//!    waits up to `[job] imds_wait_secs` for IMDS to answer (`LoadOptions::wait_for_imds`);
 //! 4. environment: the legacy `DESTINATION_BUCKET`, `DESTINATION_PREFIX`, `IMAGE_NAME`,
 //!    `INCIDENT_ID`, then `FORENSIC_COLLECTOR_<SECTION>_<KEY>`;
 //! 5. command-line flags (`LoadOptions::flags`).
 //!
 //! Each source is flattened into checked `section.key` settings (`layers`), merged key by key, then
-//! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used is
-//! decided from the file, environment and flags — user data cannot switch itself off.
+//! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used,
+//! and how long to wait for it, is decided from the file, environment and flags — user data cannot
+//! switch itself off. A refusal keeps what was read before it (`Refusal`), so `watch` can still
+//! report it.
 //!
 //! # Layout
 //! - `settings`: the one table of settings (key, type, doc line, default, range, who may set it),
