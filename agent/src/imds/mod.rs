@@ -127,11 +127,14 @@ pub async fn fetch_waiting(endpoint: Option<&str>, wait: Duration) -> Result<Ins
             });
         };
         if attempts == 1 {
-            tracing::warn!(error = %error, wait_secs = wait.as_secs(),
-                "IMDS does not answer yet; asking again with backoff until it does or the wait ends.");
+            tracing::warn!(
+                error = %error,
+                wait_secs = wait.as_secs(),
+                "IMDS does not answer yet; asking again with backoff until it does or the wait ends."
+            );
         } else {
-            tracing::debug!(error = %error, attempts, pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
-                "IMDS still does not answer.");
+            let pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+            tracing::debug!(error = %error, attempts, pause_ms, "IMDS still does not answer.");
         }
         tokio::time::sleep(pause).await;
         attempts += 1;
