@@ -22,8 +22,9 @@ pub enum Exit {
     /// Bad configuration or job context: the config file, an environment variable or the user
     /// data is malformed or holds an invalid value.
     Config,
-    /// No job context: IMDS is configured but unreachable, or no source sets the bucket or the
-    /// incident ID. Retrying later (or on EC2) may succeed without changing any input.
+    /// No job context: IMDS is configured but unreachable (for `watch`, within
+    /// `job.imds_wait_secs`) or turned off, or no source sets the bucket or the incident ID.
+    /// Retrying later (or on EC2) may succeed without changing any input.
     JobContextUnavailable,
     /// `verify` cannot use the manifest: unreadable, not a regular file, too large, not valid JSON
     /// of a known schema, or recording too little or inconsistent facts to verify against (no

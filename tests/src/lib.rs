@@ -18,7 +18,7 @@ pub mod silent;
 use std::path::PathBuf;
 
 pub use fixtures::{FaultFs, Tmpfs};
-pub use imds::ImdsServer;
+pub use imds::{Down, ImdsServer};
 pub use loopdev::LoopDevice;
 pub use process::{Run, acquire, collector, without_inherited_settings};
 pub use s3server::{FaultProxy, LocalS3, MotoServer};

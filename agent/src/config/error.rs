@@ -56,9 +56,9 @@ pub enum ConfigError {
         /// What each format said.
         message: String,
     },
-    /// IMDS is configured but did not answer.
+    /// IMDS is configured but did not answer (within the wait, for `watch`), or refused (403).
     #[error(
-        "instance metadata service is unreachable: {message} (set [job] use_imds = false or AWS_EC2_METADATA_DISABLED=true when not on EC2)"
+        "instance metadata service is unreachable: {message} (set [job] use_imds = false or AWS_EC2_METADATA_DISABLED=true when not on EC2; `watch` waits up to [job] imds_wait_secs for it)"
     )]
     ImdsUnavailable {
         /// The endpoint tried.

@@ -6,14 +6,17 @@
 //! 2. the config file: `--config FILE`, else `$FORENSIC_COLLECTOR_CONFIG`, else
 //!    `/etc/forensic-collector/config.toml` (only this default may be missing);
 //! 3. the job context in EC2 user data, read over IMDSv2 unless `[job] use_imds = false` or
-//!    `AWS_EC2_METADATA_DISABLED=true` (JSON, TOML or the original flow's shell script);
+//!    `AWS_EC2_METADATA_DISABLED=true` (JSON, TOML or the original flow's shell script); `watch`
+//!    waits up to `[job] imds_wait_secs` for IMDS to answer (`LoadOptions::wait_for_imds`);
 //! 4. environment: the legacy `DESTINATION_BUCKET`, `DESTINATION_PREFIX`, `IMAGE_NAME`,
 //!    `INCIDENT_ID`, then `FORENSIC_COLLECTOR_<SECTION>_<KEY>`;
 //! 5. command-line flags (`LoadOptions::flags`).
 //!
 //! Each source is flattened into checked `section.key` settings (`layers`), merged key by key, then
-//! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used is
-//! decided from the file, environment and flags — user data cannot switch itself off.
+//! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used,
+//! and how long to wait for it, is decided from the file, environment and flags — user data cannot
+//! switch itself off. A refusal keeps what was read before it (`Refusal`), so `watch` can still
+//! report it.
 //!
 //! # Layout
 //! - `settings`: the one table of settings (key, type, doc line, default, range, who may set it),
@@ -54,13 +57,14 @@ pub mod userdata;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::S3Url;
 
 pub use error::ConfigError;
-pub use layers::{KeyPath, Origin, Setting, UserDataFormat};
+pub use layers::{KeyPath, Layers, Origin, Setting, UserDataFormat};
 pub use typed::Config;
 
 /// The config file read when neither `--config` nor `FORENSIC_COLLECTOR_CONFIG` names one.
@@ -102,6 +106,9 @@ pub struct LoadOptions {
     pub imds_endpoint: Option<String>,
     /// Command-line values, highest precedence.
     pub flags: Vec<Flag>,
+    /// Wait up to `job.imds_wait_secs` for IMDS to answer (`watch`, at boot); otherwise ask once
+    /// (`config check`: a person or a build step waiting for an answer, on a host that is up).
+    pub wait_for_imds: bool,
 }
 
 impl LoadOptions {
@@ -115,6 +122,7 @@ impl LoadOptions {
             imds_endpoint: env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT").cloned(),
             env,
             flags: Vec::new(),
+            wait_for_imds: false,
         }
     }
 
@@ -181,27 +189,78 @@ impl Effective {
     }
 }
 
+/// A configuration refused, with what loading had learned by then: enough for `watch` to report
+/// the refusal (where to, under which stream) although the configuration as a whole is unusable.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Why the configuration was refused.
+    pub error: ConfigError,
+    /// The settings read before the error, each valid on its own: the sources read so far, or all
+    /// of them when the refusal came from validation (empty when the first source failed).
+    pub partial: Layers,
+    /// The instance ID, if IMDS answered before the error.
+    pub instance_id: Option<String>,
+}
+
 /// Loads every source, for callers outside an async runtime (it runs its own for IMDS).
 ///
 /// Loading creates nothing, so a SIGINT or SIGTERM meanwhile ends the process at once (exit 130)
-/// instead of waiting out the IMDS timeouts (`signals::start_up`).
+/// instead of waiting out the IMDS timeouts or the wait for IMDS (`signals::start_up`).
 pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
+    load_salvaging(options).map_err(|refusal| refusal.error)
+}
+
+/// As [`load`], keeping on refusal what was learned (see [`Refusal`]).
+pub fn load_salvaging(options: &LoadOptions) -> Result<Effective, Box<Refusal>> {
     let _start_up = crate::signals::start_up();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")))?;
-    runtime.block_on(load_async(options))
+        .map_err(|e| {
+            Box::new(Refusal {
+                error: ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")),
+                partial: Layers::default(),
+                instance_id: None,
+            })
+        })?;
+    runtime.block_on(load_async_salvaging(options))
 }
 
 /// Loads every source (see the module doc for the order), validates, and keeps the provenance.
 pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError> {
+    load_async_salvaging(options)
+        .await
+        .map_err(|refusal| refusal.error)
+}
+
+/// As [`load_async`], keeping on refusal what was learned (see [`Refusal`]).
+pub async fn load_async_salvaging(options: &LoadOptions) -> Result<Effective, Box<Refusal>> {
+    let mut known = Known::default();
+    load_into(options, &mut known).await.map_err(|error| {
+        Box::new(Refusal {
+            error,
+            partial: known.layers,
+            instance_id: known.instance_id,
+        })
+    })
+}
+
+/// What loading has learned so far.
+#[derive(Default)]
+struct Known {
+    layers: Layers,
+    instance_id: Option<String>,
+}
+
+/// The body of [`load_async_salvaging`], recording in `known` what it learns as it goes.
+async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective, ConfigError> {
     let mut layers = layers::Layers::default();
     let (path, required) = config_file(options);
     let file = read_file(&path, required)?.map(|table| (path, table));
     if let Some((path, table)) = &file {
         layers.apply(layers::flatten(table, &Origin::File(path.clone()))?);
     }
+    known.layers = layers.clone();
     let env::Read {
         settings: env_settings,
         mut ignored,
@@ -221,7 +280,10 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     let mut without_user_data = layers.clone();
     without_user_data.apply(env_settings.iter().cloned());
     without_user_data.apply(flag_settings.iter().cloned());
-    let use_imds = without_user_data.merged()?.job.use_imds;
+    known.layers = without_user_data.clone();
+    let before_user_data = without_user_data.merged()?;
+    let use_imds = before_user_data.job.use_imds;
+    let wait = imds_wait(options, &before_user_data, &without_user_data)?;
     let imds_skipped = if options.imds_disabled_by_env() {
         Some("AWS_EC2_METADATA_DISABLED=true")
     } else if !use_imds {
@@ -233,16 +295,21 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     let (mut user_data, mut instance_id) = (None, None);
     if imds_skipped.is_none() {
         let endpoint = options.imds_endpoint.as_deref();
-        let data = crate::imds::fetch(endpoint).await.map_err(|e| match e {
-            crate::imds::Error::NotUtf8 => ConfigError::UserData {
-                message: e.to_string(),
-            },
-            crate::imds::Error::Unreachable { .. } => ConfigError::ImdsUnavailable {
-                endpoint: endpoint.unwrap_or(crate::imds::DEFAULT_ENDPOINT).to_owned(),
-                message: e.to_string(),
-            },
-        })?;
+        let data = crate::imds::fetch_waiting(endpoint, wait)
+            .await
+            .map_err(|e| match e {
+                crate::imds::Error::NotUtf8 => ConfigError::UserData {
+                    message: e.to_string(),
+                },
+                crate::imds::Error::Unreachable { .. }
+                | crate::imds::Error::Refused { .. }
+                | crate::imds::Error::GaveUp { .. } => ConfigError::ImdsUnavailable {
+                    endpoint: endpoint.unwrap_or(crate::imds::DEFAULT_ENDPOINT).to_owned(),
+                    message: e.to_string(),
+                },
+            })?;
         instance_id = data.instance_id;
+        known.instance_id.clone_from(&instance_id);
         if let Some(parsed) = data.user_data.as_deref().map(userdata::parse).transpose()? {
             user_data = parsed;
         }
@@ -257,6 +324,7 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
     }
     layers.apply(env_settings);
     layers.apply(flag_settings);
+    known.layers = layers.clone();
 
     let raw = layers.merged()?;
     let config = typed::validate(&raw).map_err(|invalid| {
@@ -275,6 +343,28 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
         imds_skipped,
         instance_id,
         ignored,
+    })
+}
+
+/// How long to wait for IMDS: `job.imds_wait_secs` as the sources before user data set it, when
+/// the caller waits at all. Checked here, before IMDS is asked, as `validate` checks it again.
+fn imds_wait(
+    options: &LoadOptions,
+    raw: &raw::RawConfig,
+    layers: &Layers,
+) -> Result<Duration, ConfigError> {
+    let spec = &settings::IMDS_WAIT_SECS;
+    let secs = spec
+        .check(raw.job.imds_wait_secs)
+        .map_err(|message| ConfigError::Key {
+            key: format!("{}.{}", spec.section, spec.key),
+            origin: layers.origin(&KeyPath::new(spec.section, spec.key)),
+            message,
+        })?;
+    Ok(if options.wait_for_imds {
+        Duration::from_secs(secs)
+    } else {
+        Duration::ZERO
     })
 }
 

@@ -303,6 +303,12 @@ settings! {
         /// Read the job context from EC2 user data. Decided before user data is read, so user
         /// data setting it changes nothing.
         USE_IMDS use_imds: bool = Bool(true), Any;
+        /// Seconds `watch` waits for IMDS to answer, retrying with backoff: on a fresh EC2
+        /// instance it may answer only seconds after `network-online.target`. Two minutes ride
+        /// out a slow boot; an hour is the most that is still "booting" rather than an instance
+        /// without IMDS. 0 asks once. Decided before user data is read, like `use_imds`.
+        IMDS_WAIT_SECS imds_wait_secs: u64 = Count(120), Any,
+            range("IMDS wait (seconds)", 0, 3600, Number);
     }
     /// `[watch]`: how the daemon detects disks. Timing and the choice among three fixed endings
     /// are the launcher's (it can stop the instance through EC2 anyway); the program run and the
@@ -477,7 +483,7 @@ mod tests {
     #[test]
     fn every_bound_accepts_its_ends_and_refuses_past_them() {
         let bounded: Vec<Bound> = ALL.iter().filter_map(|s| s.bound).collect();
-        assert_eq!(bounded.len(), 12);
+        assert_eq!(bounded.len(), 13);
         for bound in bounded {
             assert!(bound.min <= bound.max, "{bound:?}");
             assert_eq!(bound.check(bound.min), Ok(bound.min), "{bound:?}");
@@ -509,6 +515,7 @@ mod tests {
         assert_eq!(b(PROGRESS_INTERVAL_SECS).max, 3600);
         assert_eq!(b(SETTLE_MS).max, 60_000);
         assert_eq!(b(IDLE_TIMEOUT_SECS).max, 2_592_000);
+        assert_eq!(b(IMDS_WAIT_SECS).max, 3600);
         assert_eq!(b(CONCURRENCY).max, 8);
         assert_eq!(b(QUEUE_CAPACITY).max, 100_000);
         assert_eq!(b(FLUSH_TIMEOUT_SECS).min, 1);

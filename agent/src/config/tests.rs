@@ -20,6 +20,7 @@ fn options(
         env,
         imds_endpoint: None,
         flags: Vec::new(),
+        wait_for_imds: false,
     };
     (options, temp)
 }
@@ -105,6 +106,56 @@ fn use_imds_false_in_the_file_skips_imds() {
     opts.imds_endpoint = Some("http://127.0.0.1:9".into());
     let effective = load(&opts).unwrap();
     assert_eq!(effective.imds_skipped, Some("[job] use_imds = false"));
+}
+
+// Issue 11: the wait for IMDS is bounded, checked before IMDS is asked, and named with its source.
+#[test]
+fn an_imds_wait_out_of_range_is_refused_naming_its_source() {
+    let (mut opts, _temp) = options(None, &[("FORENSIC_COLLECTOR_JOB_IMDS_WAIT_SECS", "3601")]);
+    opts.env.remove("AWS_EC2_METADATA_DISABLED");
+    opts.imds_endpoint = Some("http://127.0.0.1:9".into());
+    opts.wait_for_imds = true;
+    let err = load(&opts).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("job.imds_wait_secs from env FORENSIC_COLLECTOR_JOB_IMDS_WAIT_SECS"),
+        "{text}"
+    );
+    assert!(text.contains("between 0 and 3600"), "{text}");
+    assert_eq!(err.exit(), crate::exit::Exit::Config);
+    let (opts, _temp) = options(Some("[job]\nimds_wait_secs = 0\n"), &[]);
+    assert_eq!(
+        load(&opts).unwrap().config.job.imds_wait,
+        std::time::Duration::ZERO
+    );
+}
+
+// Issue 11: a refusal keeps what was read before it, so `watch` can report it where configured.
+#[test]
+fn a_refusal_keeps_the_settings_read_before_it() {
+    let (opts, _temp) = options(
+        Some("[cloudwatch]\ncapture_group = \"Team\"\n[watch]\nconcurrency = 99\n"),
+        &[],
+    );
+    let refusal = load_salvaging(&opts).unwrap_err();
+    assert!(
+        refusal.error.to_string().contains("watch.concurrency"),
+        "{}",
+        refusal.error
+    );
+    assert_eq!(
+        refusal.partial.merged().unwrap().cloudwatch.capture_group,
+        "Team"
+    );
+    assert_eq!(refusal.instance_id, None);
+    // A file that is not TOML leaves nothing read.
+    let (opts, _temp) = options(Some("[cloudwatch\n"), &[]);
+    let refusal = load_salvaging(&opts).unwrap_err();
+    assert_eq!(refusal.error.exit(), crate::exit::Exit::Config);
+    assert_eq!(
+        refusal.partial.merged().unwrap().cloudwatch.capture_group,
+        "ForensicDiskCapture"
+    );
 }
 
 #[test]

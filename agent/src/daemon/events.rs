@@ -119,3 +119,14 @@ pub fn stopping(table: &JobTable, reason: &str, action: OnComplete) -> Value {
         "action": action.as_str(),
     })
 }
+
+/// `watch` refused its configuration and exits with `exit`: it never armed its watcher and sent no
+/// readiness, so the flow must not attach a volume; `reason` tells the operator what to fix.
+pub fn config_refused(reason: &str, exit: crate::exit::Exit) -> Value {
+    json!({
+        "event": "config_refused",
+        "version": crate::VERSION_LINE,
+        "reason": reason,
+        "exit_code": exit.code(),
+    })
+}

@@ -12,7 +12,7 @@
 
 mod child;
 
-mod events;
+pub(crate) mod events;
 mod jobs;
 mod plan;
 pub(crate) mod reports;

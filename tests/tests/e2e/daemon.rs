@@ -352,10 +352,11 @@ fn watch_fails_clearly_without_imds_or_with_malformed_user_data() {
     let work = tempfile::tempdir().unwrap();
     let config = config_file(work.path(), &work.path().join("dev-disk"), 1);
 
-    // Nothing listens at the metadata endpoint.
+    // Nothing listens at the metadata endpoint (and the wait for it is short: see boot.rs).
     let mut cmd = s3.collector();
     cmd.env_remove("AWS_EC2_METADATA_DISABLED")
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", refused_endpoint())
+        .env("FORENSIC_COLLECTOR_JOB_IMDS_WAIT_SECS", "1")
         .args(["watch", "--config"])
         .arg(&config);
     let started = Instant::now();

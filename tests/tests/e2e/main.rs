@@ -7,6 +7,7 @@
 mod acquire;
 mod bad_input;
 mod bad_sectors;
+mod boot;
 mod cloudwatch;
 mod config;
 mod daemon;

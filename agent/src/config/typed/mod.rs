@@ -98,6 +98,8 @@ pub struct JobSection {
     pub expected_volumes: Option<NonZeroU32>,
     /// Whether user data was consulted.
     pub use_imds: bool,
+    /// How long `watch` waits for IMDS to answer (zero: one attempt).
+    pub imds_wait: Duration,
 }
 
 /// `[watch]`.
@@ -169,6 +171,7 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
         )?,
         expected_volumes,
         use_imds: job.use_imds,
+        imds_wait: Duration::from_secs(within(&settings::IMDS_WAIT_SECS, job.imds_wait_secs)?),
     })
 }
 

@@ -1,5 +1,11 @@
-//! `forensic-collector watch`: load the configuration (file, IMDSv2 user data, environment, flags),
-//! require a job context, start CloudWatch reporting, and run the daemon loop.
+//! `forensic-collector watch`: load the configuration (file, IMDSv2 user data — waiting for IMDS
+//! at boot —, environment, flags), require a job context, start CloudWatch reporting, and run the
+//! daemon loop. A refused configuration is reported to CloudWatch before the exit (`refusal`).
+//!
+//! # Layout
+//! - `refusal`: reporting a refused configuration with what can still be read of it.
+
+pub mod refusal;
 
 use std::sync::atomic::AtomicBool;
 
@@ -7,7 +13,7 @@ use anyhow::anyhow;
 
 use crate::cli::WatchArgs;
 use crate::cloudwatch::{ReportSettings, Reporter};
-use crate::config::{self, Flag, LoadOptions};
+use crate::config::{self, Effective, Flag, JobContext, Layers, LoadOptions, Refusal};
 use crate::daemon::Reports;
 use crate::daemon::{self, DaemonPlan};
 use crate::exit::{Exit, Failure};
@@ -27,10 +33,17 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
             "--on-complete",
         ));
     }
-    let effective = config::load(&options).map_err(|e| Failure::new(e.exit(), e))?;
-    let job = effective
-        .require_job()
-        .map_err(|e| Failure::new(e.exit(), e))?;
+    options.wait_for_imds = true;
+    let (effective, job) = accept(&options).map_err(|refused| {
+        let exit = refused.error.exit();
+        refusal::report(
+            &refused.error.to_string(),
+            exit,
+            &refused.partial,
+            refused.instance_id,
+        );
+        Failure::new(exit, refused.error)
+    })?;
     let config = &effective.config;
     let program = std::env::current_exe()
         .map_err(|e| Failure::new(Exit::Internal, anyhow!("cannot find this program: {e}")))?;
@@ -74,4 +87,21 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         Reports::new(None)
     };
     daemon::run(&plan, &reports, cancel)
+}
+
+/// The effective configuration and its job context, or why they are refused.
+fn accept(options: &LoadOptions) -> Result<(Effective, JobContext), Box<Refusal>> {
+    let effective = config::load_salvaging(options)?;
+    match effective.require_job() {
+        Ok(job) => Ok((effective, job)),
+        Err(error) => {
+            let mut partial = Layers::default();
+            partial.apply(effective.settings);
+            Err(Box::new(Refusal {
+                error,
+                partial,
+                instance_id: effective.instance_id,
+            }))
+        }
+    }
 }
