@@ -151,12 +151,13 @@ make_disk() { # FILE MIB LABEL
   rm -rf "$WORK/content"
 }
 
-# boot NAME INCIDENT EXPECTED_VOLUMES INSTANCE_ID: starts IMDS with the flow's user data for this
-# job and QEMU, and waits for the readiness message in CloudWatch, in this instance's stream. The
-# user data is the original flow's script (appending to /etc/environment) plus the volume count;
-# the daemon parses it, never runs it.
+# boot NAME INCIDENT EXPECTED_VOLUMES INSTANCE_ID [IMDS_DOWN_SECS]: starts IMDS with the flow's
+# user data for this job (refusing connections for its first IMDS_DOWN_SECS, as IMDS may at an
+# EC2 boot) and QEMU, and waits for the readiness message in CloudWatch, in this instance's
+# stream. The user data is the original flow's script (appending to /etc/environment) plus the
+# volume count; the daemon parses it, never runs it.
 boot() {
-  local name=$1 incident=$2 volumes=$3
+  local name=$1 incident=$2 volumes=$3 down=${5:-0}
   INSTANCE=$4
   cat >"$WORK/user-data-$name" <<EOF
 #!/bin/bash
@@ -167,7 +168,7 @@ echo "IMAGE_NAME=$IMAGE_NAME" >> /etc/environment
 echo "FORENSIC_COLLECTOR_JOB_EXPECTED_VOLUMES=$volumes" >> /etc/environment
 EOF
   serve "imds-$name" "$PYTHON" tests/helpers/imds.py --user-data "$WORK/user-data-$name" \
-    --instance-id "$INSTANCE" --log "$WORK/imds-$name.log"
+    --instance-id "$INSTANCE" --down-for "$down" --log "$WORK/imds-$name.log"
   local imds_port=$PORT
   # restrict=on: the guest reaches only the guestfwd addresses (without it, slirp NATs to whatever
   # the host reaches). cmd: forwards spawn one socat per guest connection, so S3's parallel
@@ -257,7 +258,13 @@ boot_daemon() {
 boot_stop() {
   local incident=IR-VM-2 rc_incident=IR-VM-RC c=vol-0123456789abcdef2 out state exposure script
   make_disk "$WORK/disk-c.img" "$STOP_DISK_MIB" FORENSIC3
-  boot stop "$incident" 1 i-0123456789abcdef1
+  # IMDS answers only 50 s after QEMU starts (the daemon starts ≈ 20-35 s in): the daemon must
+  # wait for it, with backoff, instead of refusing to start.
+  boot stop "$incident" 1 i-0123456789abcdef1 50
+  if ! grep -aq "IMDS does not answer yet" "$CONSOLE" || ! grep -aq "IMDS answered." "$CONSOLE"; then
+    echo "run.sh: the daemon did not wait for IMDS (no retry, then answer, on the console)" >&2; exit 1
+  fi
+  say "the daemon waited for IMDS (down for its first 50 s), then signalled readiness"
   plug hp0 "$WORK/disk-c.img" "${c//-/}" "" 1
   evidence wait-upload --bucket "$BUCKET" --timeout "$JOB_TIMEOUT" >/dev/null
   say "upload under way; systemctl stop forensic-collector"
