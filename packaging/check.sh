@@ -79,6 +79,8 @@ for kind in deb rpm; do
     [ "$kind" = rpm ] && unit=$rpm_unit
     check "$kind unit is systemd/forensic-collector.service" \
         cmp -s "$unit" "$root/systemd/forensic-collector.service"
+    check "$kind unit verifies and rates at most 2.0 (packaging/tests/check-unit.sh)" \
+        "$root/packaging/tests/check-unit.sh" "$unit"
     check "$kind config.toml is packaging/config.example.toml" \
         cmp -s "$tree/etc/forensic-collector/config.toml" "$root/packaging/config.example.toml"
     check "$kind preset is packaging/presets/original-flow.toml" cmp -s \

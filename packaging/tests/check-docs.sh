@@ -2,7 +2,8 @@
 # Checks the AWS documents of packaging/ and image-builder/, fast (a few seconds, no network):
 # cfn-lint (pinned by tests/helpers/setup-deps.sh) on every CloudFormation template, the IAM
 # policy against the SDK calls the code makes (check_iam_policy.py), and the structure of the
-# AWSTOE component and SSM document (check_docs.py). tests/run calls it with the linters.
+# AWSTOE component and SSM document (check_docs.py), and the systemd unit (check-unit.sh: its
+# security exposure and `systemd-analyze verify`). tests/run calls it with the linters.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -17,3 +18,4 @@ cfn-lint -- "${templates[@]}"
 echo "check-docs: cfn-lint clean on ${templates[*]}"
 "$PYTHON" packaging/tests/check_iam_policy.py
 "$PYTHON" packaging/tests/check_docs.py
+packaging/tests/check-unit.sh
