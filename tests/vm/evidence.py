@@ -240,6 +240,13 @@ def check_volume(check, s3, bucket, base, volume):
     log_key = f"{base}/{name}.capture.log"
     check(log_key in keys and s3.head_object(Bucket=bucket, Key=log_key)["ContentLength"] > 0,
           f"{name}: capture log stored and not empty")
+    # The write-block and the reads, under the hardened unit's device policy and single capability:
+    # a failed BLKROSET is only a warning in the log, so it is checked here.
+    source = manifest["source"]
+    check(source.get("direct_io") is True and source.get("exclusive_open") is True,
+          f"{name}: read with O_DIRECT, held with O_EXCL (got {source.get('direct_io')}, {source.get('exclusive_open')})")
+    check(source.get("kernel_read_only", {}).get("state") in ("set", "already_set"),
+          f"{name}: kernel read-only flag set before the first read (got {source.get('kernel_read_only')})")
     identity = manifest["source"]["identity"]
     check(identity.get("ebs_volume_id") == volume_id,
           f"{name}: source identity ebs_volume_id = {volume_id} (from the NVMe serial)")

@@ -106,7 +106,7 @@ if [ -z "$DEB" ]; then
 fi
 [ -f "$DEB" ] || { echo "run.sh: no package at $DEB" >&2; exit 1; }
 say "package $DEB"
-IMG=$(timeout 1200 tests/vm/build-image.sh "$DEB")
+IMG=$(timeout 1200 "$HERE/build-image.sh" "$DEB")
 say "guest image $IMG"
 phase "guest image (cached when unchanged)"
 
