@@ -37,6 +37,26 @@ import time
 GUEST_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def request(file, peer, command, arguments, answers):
+    """Sends one command on a QMP-style JSON line protocol and returns the `return` of the first
+    reply for which `answers(reply)` holds (QMP interleaves events; a guest agent may answer an
+    older guest-sync first). Raises OSError when the peer hangs up, RuntimeError on an error."""
+    message = {"execute": command}
+    if arguments:
+        message["arguments"] = arguments
+    file.write(json.dumps(message) + "\n")
+    file.flush()
+    while True:
+        line = file.readline()
+        if not line:
+            raise OSError(f"{peer} closed the connection during {command}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"{peer} {command} failed: {reply['error']}")
+        if answers(reply):
+            return reply.get("return")
+
+
 class Qmp:
     """One QMP session: capabilities negotiated, commands answered in order, events skipped."""
 
@@ -49,21 +69,7 @@ class Qmp:
         self.execute("qmp_capabilities")
 
     def execute(self, command, **arguments):
-        message = {"execute": command}
-        if arguments:
-            message["arguments"] = arguments
-        self.file.write(json.dumps(message) + "\n")
-        self.file.flush()
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise RuntimeError(f"QMP closed the connection during {command}")
-            reply = json.loads(line)
-            if "event" in reply:
-                continue
-            if "error" in reply:
-                raise RuntimeError(f"QMP {command} failed: {reply['error']}")
-            return reply.get("return")
+        return request(self.file, "QMP", command, arguments, lambda reply: "event" not in reply)
 
 
 class GuestAgent:
@@ -91,17 +97,8 @@ class GuestAgent:
             time.sleep(0.5)
 
     def execute(self, command, **arguments):
-        self.file.write(json.dumps({"execute": command, "arguments": arguments}) + "\n")
-        self.file.flush()
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise OSError(f"the guest agent closed the connection during {command}")
-            reply = json.loads(line)
-            if "error" in reply:
-                raise RuntimeError(f"guest agent {command} failed: {reply['error']}")
-            if command != "guest-sync" or reply.get("return") == arguments.get("id"):
-                return reply.get("return")
+        return request(self.file, "the guest agent", command, arguments,
+                       lambda reply: command != "guest-sync" or reply.get("return") == arguments.get("id"))
 
 
 def guest_exec(path, argv, env, timeout):
