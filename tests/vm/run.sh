@@ -174,9 +174,14 @@ EOF
   # restrict=on: the guest reaches only the guestfwd addresses (without it, slirp NATs to whatever
   # the host reaches). cmd: forwards spawn one socat per guest connection, so S3's parallel
   # connections work; DHCP gives no default route, hence addresses on the guest's own subnet.
+  # A second NIC on 169.254.169.0/24 puts IMDS at its EC2 address (the SDK's default, through the
+  # unit's address allow list) and moto once more at 169.254.169.100, a link-local address the
+  # unit must refuse (probe_addresses).
   local net="user,id=net0,restrict=on"
   net+=",guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$MOTO_PORT"
-  net+=",guestfwd=tcp:10.0.2.101:80-cmd:socat - TCP:127.0.0.1:$imds_port"
+  local imds_net="user,id=net1,restrict=on,net=169.254.169.0/24"
+  imds_net+=",guestfwd=tcp:169.254.169.254:80-cmd:socat - TCP:127.0.0.1:$imds_port"
+  imds_net+=",guestfwd=tcp:169.254.169.100:80-cmd:socat - TCP:127.0.0.1:$MOTO_PORT"
   CONSOLE=$WORK/console-$name.log
   QMP=$WORK/qmp-$name.sock
   GA=$WORK/ga-$name.sock
@@ -191,6 +196,7 @@ EOF
     -append "console=ttyS0 root=/dev/vda rw quiet systemd.show_status=0" \
     -drive file="$IMG/rootfs.img",format=raw,if=virtio,snapshot=on \
     -netdev "$net" -device virtio-net-pci,netdev=net0,romfile= \
+    -netdev "$imds_net" -device virtio-net-pci,netdev=net1,mac=52:54:00:a9:fe:01,romfile= \
     -device pcie-root-port,id=hp0,chassis=1,slot=1 -device pcie-root-port,id=hp1,chassis=2,slot=2 \
     -device virtio-serial-pci,id=vs0 -chardev socket,id=ga0,path="$GA",server=on,wait=off \
     -device virtserialport,bus=vs0.0,chardev=ga0,name=org.qemu.guest_agent.0 \
@@ -221,6 +227,23 @@ plug() {
 
 # guest [--timeout S] [--env K=V]... -- COMMAND...: runs COMMAND in the guest (as Run Command does).
 guest() { "$PYTHON" "$HERE/qmp.py" "$GA" exec "$@"; }
+
+# probe_addresses: the unit's address allow list, as the running daemon has it. A probe moved into
+# the unit's cgroup (where systemd attaches the IPAddressAllow/Deny filter) must reach IMDS at
+# 169.254.169.254 and moto at 10.0.2.100, and must not reach moto at the link-local
+# 169.254.169.100 — which the same probe reaches from outside the unit (the network is there).
+probe_addresses() {
+  # shellcheck disable=SC2016  # expanded by the guest's bash, not here
+  local probe='try() { if timeout 5 bash -c "exec 3<>/dev/tcp/$1/80" 2>/dev/null; then echo "$1 open"; else echo "$1 refused"; fi; }'
+  local outside inside
+  outside=$(guest -- /bin/bash -c "$probe; try 169.254.169.100")
+  inside=$(guest -- /bin/bash -c "echo \$\$ > /sys/fs/cgroup/system.slice/forensic-collector.service/cgroup.procs && $probe; try 169.254.169.254; try 10.0.2.100; try 169.254.169.100" | tr '\n' ' ')
+  say "address probe outside the unit: $outside; inside: $inside"
+  if [ "$outside" != "169.254.169.100 open" ] ||
+    [ "$inside" != "169.254.169.254 open 10.0.2.100 open 169.254.169.100 refused " ]; then
+    echo "run.sh: the unit's address allow list is not as shipped" >&2; exit 1
+  fi
+}
 
 # wait_exit: the guest powers itself off; QEMU must exit 0.
 wait_exit() {
@@ -266,6 +289,7 @@ boot_stop() {
     echo "run.sh: the daemon did not wait for IMDS (no retry, then answer, on the console)" >&2; exit 1
   fi
   say "the daemon waited for IMDS (down for its first 50 s), then signalled readiness"
+  probe_addresses
   plug hp0 "$WORK/disk-c.img" "${c//-/}" "" 1
   evidence wait-upload --bucket "$BUCKET" --timeout "$JOB_TIMEOUT" >/dev/null
   say "upload under way; systemctl stop forensic-collector"
@@ -291,7 +315,6 @@ boot_stop() {
   out=$WORK/run-command.out
   guest --timeout "$JOB_TIMEOUT" --env AWS_ENDPOINT_URL=http://10.0.2.100 --env AWS_REGION=us-east-1 \
     --env AWS_ACCESS_KEY_ID=testing --env AWS_SECRET_ACCESS_KEY=testing \
-    --env AWS_EC2_METADATA_SERVICE_ENDPOINT=http://10.0.2.101 \
     -- /bin/bash -c "$script" >"$out" 2>"$WORK/run-command.err" ||
     { cat "$WORK/run-command.err" >&2; echo "run.sh: the SSM document's script failed" >&2; exit 1; }
   evidence check-result --bucket "$BUCKET" --prefix "$PREFIX" --incident "$rc_incident" --output "$out" \
