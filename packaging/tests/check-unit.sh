@@ -11,6 +11,9 @@
 #     at /usr/bin/forensic-collector (ExecStart must name an executable). Any warning fails, not
 #     only errors: an unknown or misspelt directive is only a warning to systemd, and a
 #     hardening directive silently ignored is exactly what this check is for.
+#  3. Every `DeviceAllow=block-NAME` names a driver in /proc/devices' block list that an EBS volume
+#     (or the VM test's disk) shows up as: systemd resolves NAME when the unit starts and silently
+#     allows nothing for a name it does not know, and neither check above sees a misspelling.
 # systemd-analyze missing is a failure, not a skip (tests/helpers/setup-deps.sh installs it).
 # packaging/tests/check-docs.sh runs this (so tests/run and CI do); packaging/check.sh runs it on
 # the unit inside the built packages.
@@ -57,3 +60,22 @@ if [ "$status" -ne 0 ] || [ -s "$work/verify" ]; then
   exit 1
 fi
 echo "check-unit: systemd-analyze verify clean"
+
+# 3. Device names. blkext: NVMe namespaces (Nitro EBS, major 259); xvd: Xen EBS; sd: SCSI;
+# virtblk: virtio (KVM clouds, the VM test). Each must be read-only.
+readonly KNOWN_BLOCK_DRIVERS=" blkext xvd sd virtblk "
+bad=$(grep -E '^DeviceAllow=' "$UNIT" | while read -r line; do
+  read -r device access _ <<<"${line#DeviceAllow=}"
+  case $device in
+    block-*) name=${device#block-}
+      [[ $KNOWN_BLOCK_DRIVERS == *" $name "* ]] || echo "unknown block driver: $line"
+      [ "${access:-}" = r ] || echo "not read-only: $line" ;;
+    *) echo "not a block driver class: $line" ;;
+  esac
+done)
+if [ -n "$bad" ]; then
+  echo "$bad" >&2
+  echo "check-unit: FAIL: DeviceAllow= (known block drivers:$KNOWN_BLOCK_DRIVERS)" >&2
+  exit 1
+fi
+echo "check-unit: DeviceAllow= names known block drivers, read-only"

@@ -56,7 +56,9 @@ SSM_SAMPLES = {
 # Text no parameter may contain: each would end the quoting or run something. The checks try each
 # alone, before, inside and after the parameter's sample. (A newline only at the very end is not
 # tried: `$` matches before it, and inside single quotes it is harmless.)
-HOSTILE = ["'", "$(id)", "`id`", ";", " ", "|", "&", "\\", '"', "\n", "'; reboot; '"]
+HOSTILE = ["'", "$(id)", "`id`", ";", " ", "|", "&", "\\", '"', "\n", "'; reboot; '",
+           # a path that climbs out of /dev (acquire images regular files too)
+           "/../etc/shadow", "/./"]
 
 
 class Failed(Exception):

@@ -226,9 +226,15 @@ def scopes(params):
     logs = (f"arn:{params['AWS::Partition']}:logs:{params['AWS::Region']}:"
             f"{params['AWS::AccountId']}:log-group:")
     groups = [logs + params["ReadinessLogGroup"], logs + params["CaptureLogGroup"]]
-    evidence = f"{s3}/{params['Prefix']}/"
+    if params["Prefix"]:
+        # PREFIX/… only, with no wildcard in the prefix itself.
+        evidence = f"{s3}/{params['Prefix']}/"
+        in_evidence = lambda r: r.startswith(evidence) and "*" not in r[:len(evidence)]
+    else:
+        # The original flow's layout: only the incidents' disk_evidence/ folders at the top.
+        in_evidence = lambda r: r.startswith(f"{s3}/*/disk_evidence/")
     return {
-        "object": lambda r: r.startswith(evidence) and "*" not in r[:len(evidence)],
+        "object": in_evidence,
         "bucket": lambda r: r == s3,
         "group": lambda r: r in groups or any(r == g + ":log-stream:*" for g in groups),
         "stream": lambda r: any(r.startswith(g + ":log-stream:") for g in groups),
@@ -257,9 +263,10 @@ def check(policy, params, calls):
             granted.add(action)
         if "s3:ListBucket" in actions:
             prefix = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
-            if prefix != f"{params['Prefix']}/*":
-                raise Failed(f"{sid}: s3:ListBucket must be limited to s3:prefix "
-                             f"{params['Prefix']}/*, found {prefix!r}")
+            want = f"{params['Prefix']}/*" if params["Prefix"] else "*/disk_evidence/*"
+            if prefix != want:
+                raise Failed(f"{sid}: s3:ListBucket must be limited to s3:prefix {want}, "
+                             f"found {prefix!r}")
     needed = {}
     for op, actions, where in calls:
         for action, option in actions.items():
@@ -281,6 +288,8 @@ def variants():
                RequireObjectLock="false")
     yield "all options", on
     yield "no options", off
+    # The original flow's preset writes INCIDENT/disk_evidence/ at the bucket's top.
+    yield "no prefix", dict(on, Prefix="")
     for key, value in [("KmsKeyArn", SAMPLE["KmsKeyArn"]), ("ObjectLockRetention", "true"),
                        ("ObjectLockLegalHold", "true"), ("RequireObjectLock", "true")]:
         yield f"only {key}", dict(off, **{key: value})
@@ -319,6 +328,9 @@ def self_test(template, calls):
     must_fail("a listing without s3:prefix", mutated(
         lambda s: [st.pop("Condition", None) for st in s if st["Action"] == ["s3:ListBucket"]]),
         params, calls)
+    no_prefix = dict(params, Prefix="")
+    must_fail("the whole bucket when there is no prefix", mutated(
+        lambda s: s[0].update(Resource="arn:aws:s3:::evidence-bucket/*")), no_prefix, calls)
     must_fail("a call not in TABLE", base, params,
               calls + [("copy_object", {"s3:CopyObject": None}, "self-test")])
 
