@@ -13,7 +13,7 @@ fn the_systemd_unit_verifies_and_stops_the_daemon_gracefully() {
         "ExecStart=/usr/bin/forensic-collector watch",
         "EnvironmentFile=-/etc/environment",
         "KillMode=mixed",
-        "RestartPreventExitStatus=2 5 6",
+        "RestartPreventExitStatus=2 3 5 6 10",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "After=network-online.target",
