@@ -66,6 +66,17 @@ pub enum ConfigError {
         /// The SDK's error chain.
         message: String,
     },
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` is not an http(s) URL. A bad value like any other
+    /// setting's (exit 5), not an unreachable IMDS: no wait or retry would make it work.
+    #[error(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT={value:?} is not a usable IMDS endpoint: {message} (unset it to use 169.254.169.254)"
+    )]
+    ImdsEndpoint {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A job needs keys that no source set.
     #[error(
         "no job context: {missing} not set by the config file, user data, environment or flags"
@@ -80,7 +91,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The documented exit code: bad input is `Config` (5); an unreachable IMDS or a missing job
+    /// The documented exit code: bad input is `Config` (5), including a malformed
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` like any bad setting; an unreachable IMDS or a missing job
     /// is `JobContextUnavailable` (6), because retrying later may succeed without changing input.
     pub fn exit(&self) -> Exit {
         match self {
@@ -89,7 +101,8 @@ impl ConfigError {
             Self::ReadFile { .. }
             | Self::RefusedFile { .. }
             | Self::FileSyntax { .. }
-            | Self::Key { .. } => Exit::Config,
+            | Self::Key { .. }
+            | Self::ImdsEndpoint { .. } => Exit::Config,
             Self::UserData { .. } => Exit::Config,
         }
     }

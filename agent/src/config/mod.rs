@@ -15,8 +15,8 @@
 //! Each source is flattened into checked `section.key` settings (`layers`), merged key by key, then
 //! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used,
 //! and how long to wait for it, is decided from the file, environment and flags — user data cannot
-//! switch itself off. A refusal keeps what was read before it (`Refusal`), so `watch` can still
-//! report it.
+//! switch itself off (its values for them are ignored, `set_aside_decided`). A refusal keeps what
+//! was read before it (`Refusal`), so `watch` can still report it.
 //!
 //! # Layout
 //! - `settings`: the one table of settings (key, type, doc line, default, range, who may set it),
@@ -102,7 +102,7 @@ pub struct LoadOptions {
     pub config_path: Option<PathBuf>,
     /// The environment.
     pub env: BTreeMap<String, String>,
-    /// IMDS endpoint; `None` lets the SDK resolve it (it reads the same variable itself).
+    /// IMDS endpoint: `AWS_EC2_METADATA_SERVICE_ENDPOINT`; `None` lets the SDK resolve it.
     pub imds_endpoint: Option<String>,
     /// Command-line values, highest precedence.
     pub flags: Vec<Flag>,
@@ -301,6 +301,12 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
                 crate::imds::Error::NotUtf8 => ConfigError::UserData {
                     message: e.to_string(),
                 },
+                crate::imds::Error::BadEndpoint { endpoint, message } => {
+                    ConfigError::ImdsEndpoint {
+                        value: endpoint,
+                        message,
+                    }
+                }
                 crate::imds::Error::Unreachable { .. }
                 | crate::imds::Error::Refused { .. }
                 | crate::imds::Error::GaveUp { .. } => ConfigError::ImdsUnavailable {
@@ -316,8 +322,9 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
     }
     let user_data_format = user_data.as_ref().map(|u| u.format);
     if let Some(data) = user_data {
-        layers.apply(data.settings);
-        ignored.splice(0..0, data.ignored);
+        let (settings, decided) = set_aside_decided(data.settings);
+        layers.apply(settings);
+        ignored.splice(0..0, data.ignored.into_iter().chain(decided));
     }
     for note in &ignored {
         tracing::warn!(source = %note.origin, value = %note.value, "Ignored: {}.", note.reason);
@@ -346,8 +353,38 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
     })
 }
 
-/// How long to wait for IMDS: `job.imds_wait_secs` as the sources before user data set it, when
-/// the caller waits at all. Checked here, before IMDS is asked, as `validate` checks it again.
+/// The settings decided before user data is read: whether to ask IMDS, and how long to wait.
+const DECIDED_BEFORE_USER_DATA: [&settings::Spec; 2] =
+    [&settings::USE_IMDS, &settings::IMDS_WAIT_SECS];
+
+/// Splits user data's settings into those it may set and those decided before it was read
+/// ([`DECIDED_BEFORE_USER_DATA`]), which are ignored: applying them would change nothing the
+/// daemon did, yet `config check` and `Config` would show them as the values used.
+fn set_aside_decided(user_data: Vec<Setting>) -> (Vec<Setting>, Vec<env::Ignored>) {
+    let (decided, kept): (Vec<Setting>, Vec<Setting>) =
+        user_data.into_iter().partition(|setting| {
+            DECIDED_BEFORE_USER_DATA
+                .iter()
+                .any(|spec| setting.key == KeyPath::new(spec.section, spec.key))
+        });
+    let ignored = decided
+        .into_iter()
+        .map(|setting| env::Ignored {
+            name: setting.key.to_string(),
+            origin: setting.origin,
+            value: setting.value.to_string(),
+            reason: format!(
+                "{} is decided before user data is read, so user data cannot change it",
+                setting.key
+            ),
+        })
+        .collect();
+    (kept, ignored)
+}
+
+/// How long to wait for IMDS: `job.imds_wait_secs` as the sources before user data set it (user
+/// data's is set aside, [`set_aside_decided`]), when the caller waits at all. The one range check
+/// of the key, made before IMDS is asked.
 fn imds_wait(
     options: &LoadOptions,
     raw: &raw::RawConfig,

@@ -301,12 +301,12 @@ settings! {
         /// Stop after this many volumes are imaged.
         EXPECTED_VOLUMES expected_volumes: Option<u32> = Unset, Any;
         /// Read the job context from EC2 user data. Decided before user data is read, so user
-        /// data setting it changes nothing.
+        /// data cannot switch itself off: its value is ignored (`config::set_aside_decided`).
         USE_IMDS use_imds: bool = Bool(true), Any;
         /// Seconds `watch` waits for IMDS to answer, retrying with backoff: on a fresh EC2
         /// instance it may answer only seconds after `network-online.target`. Two minutes ride
         /// out a slow boot; an hour is the most that is still "booting" rather than an instance
-        /// without IMDS. 0 asks once. Decided before user data is read, like `use_imds`.
+        /// without IMDS. 0 asks once. Decided before user data is read, like `use_imds` (user data's is ignored).
         IMDS_WAIT_SECS imds_wait_secs: u64 = Count(120), Any,
             range("IMDS wait (seconds)", 0, 3600, Number);
     }

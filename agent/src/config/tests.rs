@@ -124,9 +124,57 @@ fn an_imds_wait_out_of_range_is_refused_naming_its_source() {
     assert!(text.contains("between 0 and 3600"), "{text}");
     assert_eq!(err.exit(), crate::exit::Exit::Config);
     let (opts, _temp) = options(Some("[job]\nimds_wait_secs = 0\n"), &[]);
+    let effective = load(&opts).unwrap();
+    assert!(origin_of(&effective, "job.imds_wait_secs").starts_with("file "));
+}
+
+// Issue 11 review: a malformed endpoint was retried as if IMDS were down, for the whole wait
+// (120 s by default), then exit 6. It is a bad setting: exit 5 at once, naming the variable.
+#[test]
+fn a_malformed_imds_endpoint_is_a_bad_setting_refused_at_once() {
+    for endpoint in ["not a url", "ftp://127.0.0.1:9"] {
+        let (mut opts, _temp) = options(None, &[("FORENSIC_COLLECTOR_JOB_IMDS_WAIT_SECS", "60")]);
+        opts.env.remove("AWS_EC2_METADATA_DISABLED");
+        opts.imds_endpoint = Some(endpoint.into());
+        opts.wait_for_imds = true;
+        let started = std::time::Instant::now();
+        let err = load(&opts).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{endpoint:?}"
+        );
+        assert_eq!(err.exit(), crate::exit::Exit::Config, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={endpoint:?}")),
+            "{text}"
+        );
+    }
+}
+
+// Issue 11 review: whether to ask IMDS and how long to wait are decided before user data is read,
+// so user data's values for them are ignored (and said to be), not shown as the values used.
+#[test]
+fn user_data_cannot_set_what_is_decided_before_it_is_read() {
+    let origin = Origin::UserData(UserDataFormat::Json);
+    let setting = |key: &str, text: &str| {
+        let key = KeyPath::parse(key).unwrap();
+        layers::from_text(key, text, origin.clone()).unwrap()
+    };
+    let (kept, ignored) = set_aside_decided(vec![
+        setting("job.imds_wait_secs", "5"),
+        setting("job.bucket", "evidence"),
+        setting("job.use_imds", "false"),
+    ]);
+    let kept: Vec<String> = kept.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(kept, ["job.bucket"]);
+    let ignored: Vec<(&str, &str)> = ignored
+        .iter()
+        .map(|i| (i.name.as_str(), i.value.as_str()))
+        .collect();
     assert_eq!(
-        load(&opts).unwrap().config.job.imds_wait,
-        std::time::Duration::ZERO
+        ignored,
+        [("job.imds_wait_secs", "5"), ("job.use_imds", "false")]
     );
 }
 

@@ -84,6 +84,15 @@ pub enum Error {
         /// Time since the first.
         waited: Duration,
     },
+    /// The endpoint cannot be used: not a URL, or not `http`/`https`. A setting, not a passing
+    /// state, so it is never retried (asking again would fail the same way for the whole wait).
+    #[error("{endpoint:?} is not a usable IMDS endpoint: {message}")]
+    BadEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// User data is not UTF-8 (gzip-compressed user data is one way to get here).
     #[error("user data is not UTF-8 text (compressed user data is not supported)")]
     NotUtf8,
@@ -153,11 +162,14 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, Error> {
         .operation_attempt_timeout(OPERATION_TIMEOUT)
         .max_attempts(ATTEMPTS);
     if let Some(endpoint) = endpoint {
-        builder = builder.endpoint(endpoint).map_err(|e| Error::Unreachable {
-            endpoint: shown.clone(),
-            path: "",
-            message: format!("not a valid endpoint URL: {e}"),
-        })?;
+        let bad = |message: String| Error::BadEndpoint {
+            endpoint: endpoint.to_owned(),
+            message,
+        };
+        check_scheme(endpoint).map_err(bad)?;
+        builder = builder
+            .endpoint(endpoint)
+            .map_err(|e| bad(format!("not a valid URL: {e}")))?;
     }
     let client = builder.build();
     let user_data = optional(&client, &shown, "/latest/user-data").await?;
@@ -166,6 +178,20 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, Error> {
         user_data,
         instance_id,
     })
+}
+
+/// Whether `endpoint` names a scheme IMDS can be reached by. The SDK's parser accepts any URI
+/// (`ftp://…`, a bare `host:port`), and its connector then fails on every request as if nothing
+/// answered, which the wait would retry to its end: refused here instead.
+fn check_scheme(endpoint: &str) -> Result<(), String> {
+    let Some((scheme, _)) = endpoint.split_once("://") else {
+        return Err("not a URL (expected http://HOST[:PORT])".to_owned());
+    };
+    if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+        Ok(())
+    } else {
+        Err(format!("scheme {scheme:?} is not http or https"))
+    }
 }
 
 /// GETs `path`; a 404 is `None`.
@@ -226,4 +252,39 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 11 review: a bad endpoint was `Unreachable`, so `watch` retried it for the whole wait.
+    #[tokio::test]
+    async fn a_bad_endpoint_is_final_and_not_waited_for() {
+        for endpoint in [
+            "not a url",
+            "ftp://127.0.0.1:9",
+            "127.0.0.1:9",
+            "http://bad host",
+        ] {
+            let started = Instant::now();
+            let err = fetch_waiting(Some(endpoint), Duration::from_secs(60))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::BadEndpoint { endpoint: e, .. } if e == endpoint),
+                "{endpoint:?}: {err:?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(1), "{endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn http_and_https_endpoints_pass_the_scheme_check() {
+        for endpoint in ["http://169.254.169.254", "HTTPS://[fd00:ec2::254]:80"] {
+            assert_eq!(check_scheme(endpoint), Ok(()), "{endpoint}");
+        }
+        let err = check_scheme("file:///etc/passwd").unwrap_err();
+        assert!(err.contains("\"file\""), "{err}");
+    }
 }

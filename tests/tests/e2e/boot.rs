@@ -219,3 +219,72 @@ fn imds_turned_off_is_refused_at_once_not_waited_for() {
     let reason = refusal["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("403"), "{reason}");
 }
+
+// Issue 11 review: no user data (404) is an answer, not an IMDS that is down. Were it retried,
+// every other test would still pass while the daemon waited out its whole bound at each boot.
+#[test]
+fn no_user_data_is_not_waited_for() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let instance = "i-0d00700d00700d007";
+    let imds = ImdsServer::start(None, instance);
+    // The job is complete in the file, so the daemon needs nothing from user data.
+    let job = "bucket = \"evidence\"\nincident_id = \"IR-8\"\nimds_wait_secs = 60";
+    let config = config_file(work.path(), job, "");
+    let started = Instant::now();
+    let run = Run::of(&mut daemon(&s3, &imds.endpoint(), &config));
+    let took = started.elapsed();
+    // Ready, then the 2 s idle timeout with no disk: far inside the 60 s wait.
+    run.expect_code(10);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(
+        !run.stderr.contains("IMDS does not answer yet"),
+        "{}",
+        run.stderr
+    );
+    let requests = imds.requests();
+    let user_data: Vec<i64> = requests
+        .iter()
+        .filter(|r| r["path"] == "/latest/user-data")
+        .filter_map(|r| r["status"].as_i64())
+        .collect();
+    assert_eq!(user_data, [404], "asked once, answered 404: {requests:?}");
+    let ready = logs.wait_for(
+        "ForensicDiskReadiness",
+        instance,
+        Duration::from_secs(15),
+        |events| !events.is_empty(),
+    );
+    assert!(ready.iter().all(|(_, m)| m == READY), "{ready:?}");
+}
+
+// Issue 11 review: a malformed endpoint was retried as if IMDS were down, for the whole wait. It
+// is a bad setting: refused at once with exit 5, naming the variable, and reported.
+#[test]
+fn a_malformed_imds_endpoint_is_refused_at_once_as_a_bad_setting() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let config = config_file(work.path(), "imds_wait_secs = 60", "");
+    let started = Instant::now();
+    let run = Run::of(&mut daemon(&s3, "not a url", &config));
+    let took = started.elapsed();
+    run.expect_code(5);
+    // No wait: the refusal's flush (5 s at most) is all the time spent.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(
+        !run.stderr.contains("IMDS does not answer yet"),
+        "{}",
+        run.stderr
+    );
+    let refusal = the_refusal(&logs, &forensic_collector::sysinfo::hostname());
+    assert_eq!(refusal["exit_code"], 5);
+    let reason = refusal["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("AWS_EC2_METADATA_SERVICE_ENDPOINT=\"not a url\""),
+        "{reason}"
+    );
+}

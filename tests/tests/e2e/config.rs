@@ -374,3 +374,33 @@ fn an_image_name_that_is_no_volume_id_is_ignored_and_listed() {
         run.stderr
     );
 }
+
+// Issue 11 review: whether to ask IMDS and how long to wait are decided before user data is read.
+// User data setting them is listed as ignored, and `config check` shows the values used, not its.
+#[test]
+fn user_data_cannot_set_the_imds_wait_or_switch_imds_off() {
+    let data = "{\"bucket\": \"evidence\", \"incident_id\": \"IR-9\", \
+                \"imds_wait_secs\": 5, \"use_imds\": false}";
+    let imds = ImdsServer::start(Some(data.as_bytes()), INSTANCE);
+    let config = empty_config();
+    let run = Run::of(&mut check(&imds.endpoint(), config.path()));
+    run.expect_code(0);
+    let out = json(&run);
+    assert_eq!(
+        setting(&out, "job.imds_wait_secs"),
+        (Value::from(120), "default".to_owned())
+    );
+    assert_eq!(
+        setting(&out, "job.use_imds"),
+        (Value::from(true), "default".to_owned())
+    );
+    assert_eq!(setting(&out, "job.bucket").1, "user data (json)");
+    let ignored = out["sources"]["ignored"].as_str().unwrap_or_default();
+    for key in ["job.imds_wait_secs=\"5\"", "job.use_imds=\"false\""] {
+        assert!(ignored.contains(key), "{key} not in {ignored:?}");
+    }
+    assert!(
+        ignored.contains("decided before user data is read"),
+        "{ignored:?}"
+    );
+}

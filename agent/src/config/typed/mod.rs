@@ -96,10 +96,11 @@ pub struct JobSection {
     pub examiner: Option<String>,
     /// Stop after this many volumes.
     pub expected_volumes: Option<NonZeroU32>,
-    /// Whether user data was consulted.
+    /// `job.use_imds`, from the sources before user data (user data's is ignored); IMDS is also
+    /// skipped when `AWS_EC2_METADATA_DISABLED=true` (`Effective::imds_skipped`). How long to wait
+    /// for IMDS is no field here: it is used, and range-checked, before user data is read
+    /// (`config::imds_wait`).
     pub use_imds: bool,
-    /// How long `watch` waits for IMDS to answer (zero: one attempt).
-    pub imds_wait: Duration,
 }
 
 /// `[watch]`.
@@ -171,7 +172,6 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
         )?,
         expected_volumes,
         use_imds: job.use_imds,
-        imds_wait: Duration::from_secs(within(&settings::IMDS_WAIT_SECS, job.imds_wait_secs)?),
     })
 }
 
