@@ -16,7 +16,7 @@
 #   acquire      forensic-collector acquire DEV --dest s3://… --s3-force-path-style (defaults)
 #   acquire p16  the same with --parts-in-flight 16
 #
-# Columns: MB/s (10^6 bytes/s, median wall time of the rounds), ratios (local rows: to `dd read`;
+# Columns: MB/s (10^6 bytes/s, from the median wall time of the rounds) and the rounds' range, ratios (local rows: to `dd read`;
 # S3 rows: to `aws cp FILE` and to `dc3dd pipe` at the same rate), CPU-s/GiB (user+sys of the
 # measured processes and their children, from /usr/bin/time, median; the loop device's kernel
 # threads and the S3 server are not included), peak RSS (highest of the rounds; a pipe's is the sum
@@ -150,7 +150,8 @@ timed_pipe() {
   echo "$(echo "$t1 - $t0" | bc -l) $(echo "$a + $c" | bc -l) $((b + d))"
 }
 
-median() { tr ' ' '\n' | sort -g | awk 'NF {a[++n]=$1} END {print a[int((n+1)/2)]}'; }
+median() { tr ' ' '\n' | sort -g | awk 'NF {a[++n]=$1} END {print (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2}'; }
+minof() { tr ' ' '\n' | sort -g | awk 'NF {print; exit}'; }
 maxof() { tr ' ' '\n' | sort -g | awk 'NF {m=$1} END {print m}'; }
 # Per-row results: space-separated lists, one value per round.
 declare -A SECS CPU RSS CONNS PROXY_CPU SERVER_CPU LABEL
@@ -159,7 +160,7 @@ add() { # add ROW SECS CPU RSS
 }
 
 echo "# forensic-collector benchmark table (issue 12) — $(date -u +%FT%TZ), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
-echo "# forensic-collector $(git describe --always --dirty 2>/dev/null || echo '?'); ${ROUNDS} round(s) per row, interleaved; caches dropped before every run; MB/s = 10^6 bytes/s from the median wall time"
+echo "# forensic-collector $(git describe --always --dirty 2>/dev/null || echo '?'); ${ROUNDS} round(s) per row, interleaved; caches dropped before every run; MB/s = 10^6 bytes/s from the median wall time (of 2: their mean)"
 mkdir -p "$WORK/out"
 echo "# work directory and output files: $WORK ($(df --output=fstype "$WORK" | tail -1), $(df --output=source "$WORK" | tail -1))"
 
@@ -314,19 +315,24 @@ fi
 # --- the table ------------------------------------------------------------------------------------
 GIB=1073741824
 per_gib() { echo "$1 * $GIB / $2" | bc -l; }
-FMT='%-42s %-7s %7s %6s %7s %7s %9s %7s %5s %11s %12s\n'
+FMT='%-42s %-7s %7s %11s %6s %7s %7s %9s %7s %5s %11s %12s\n'
 f1() { printf '%.1f' "$(echo "$1" | bc -l)"; }
 f2() { printf '%.2f' "$(echo "$1" | bc -l)"; }
+# range BYTES ROW: "lowest-highest" MB/s of the row's rounds.
+range() {
+  printf '%.0f-%.0f' "$(echo "$1 / $(echo "${SECS[$2]}" | maxof) / 1000000" | bc -l)" \
+    "$(echo "$1 / $(echo "${SECS[$2]}" | minof) / 1000000" | bc -l)"
+}
 echo
 # shellcheck disable=SC2059 # FMT is this script's own format
-printf "$FMT" row link "MB/s" "x dd" "x awscp" "x dc3dd" "CPU s/GiB" "RSS MiB" conns "proxy s/GiB" "server s/GiB"
+printf "$FMT" row link "MB/s" "MB/s range" "x dd" "x awscp" "x dc3dd" "CPU s/GiB" "RSS MiB" conns "proxy s/GiB" "server s/GiB"
 if [ "$SKIP_LOCAL" != 1 ]; then
   bytes=$((LOCAL_MIB << 20))
   dd_s=$(echo "${SECS[dd_read]}" | median)
   for r in "${LOCAL_ROWS[@]}"; do
     s=$(echo "${SECS[$r]}" | median)
     # shellcheck disable=SC2059
-    printf "$FMT" "${LABEL[$r]}" local "$(f1 "$bytes / $s / 1000000")" "$(f2 "$dd_s / $s")" - - \
+    printf "$FMT" "${LABEL[$r]}" local "$(f1 "$bytes / $s / 1000000")" "$(range "$bytes" "$r")" "$(f2 "$dd_s / $s")" - - \
       "$(f2 "$(per_gib "$(echo "${CPU[$r]}" | median)" "$bytes")")" \
       "$(f1 "$(echo "${RSS[$r]}" | maxof) / 1024")" - - -
   done
@@ -338,7 +344,7 @@ if [ "$SKIP_S3" != 1 ]; then
     file_s=$(echo "${SECS[file@$rate]}" | median)
     pipe_s=$(echo "${SECS[pipe@$rate]}" | median)
     # shellcheck disable=SC2059
-    printf "$FMT" "${LABEL[s3:${r%@*}]}" "${rate}MB/s" "$(f1 "$S3_BYTES / $s / 1000000")" - \
+    printf "$FMT" "${LABEL[s3:${r%@*}]}" "${rate}MB/s" "$(f1 "$S3_BYTES / $s / 1000000")" "$(range "$S3_BYTES" "$r")" - \
       "$(f2 "$file_s / $s")" "$(f2 "$pipe_s / $s")" \
       "$(f2 "$(per_gib "$(echo "${CPU[$r]}" | median)" "$S3_BYTES")")" \
       "$(f1 "$(echo "${RSS[$r]}" | maxof) / 1024")" "$(echo "${CONNS[$r]}" | maxof)" \
