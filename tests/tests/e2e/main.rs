@@ -12,6 +12,7 @@ mod cloudwatch;
 mod config;
 mod daemon;
 mod integrity;
+mod linkproxy;
 mod memory;
 mod packaging;
 mod s3;
