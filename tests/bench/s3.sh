@@ -31,7 +31,6 @@ PYTHON=${PYTHON:-python3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-1800}         # seconds, any one command
 SERVER_TIMEOUT=${SERVER_TIMEOUT:-14400}  # seconds, the servers' lifetime
 WORK=${WORK:-$(mktemp -d /var/tmp/fc-bench-s3.XXXXXX)}
-S3S_FS_VERSION=0.14.1
 BUCKET=bench
 
 case $SERVER in s3s|moto) ;; *) echo "SERVER must be s3s or moto" >&2; exit 2 ;; esac
@@ -53,37 +52,10 @@ trap cleanup EXIT
 # --- what it needs ---------------------------------------------------------------------------
 timeout 1800 tests/helpers/setup-deps.sh   # dc3dd, time, bc, curl, moto_server
 
-# pip install for $PYTHON; Debian's own python3 needs --break-system-packages (PEP 668).
-pip_install() {
-  local pip=(timeout 900 "$PYTHON" -m pip install --quiet --disable-pip-version-check "$@") out
-  echo "# pip install $*"
-  if ! out=$(PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 2>&1); then
-    if grep -q externally-managed <<<"$out"; then
-      PIP_ROOT_USER_ACTION=ignore "${pip[@]}" --break-system-packages
-    else
-      echo "$out" >&2; exit 1
-    fi
-  fi
-}
-# awscli v1, called as a module of $PYTHON so that no other `aws` on PATH (Debian's v2) is used.
-AWS=("$PYTHON" -m awscli)
-aws_v1() { timeout 60 "${AWS[@]}" --version 2>&1 | grep -q '^aws-cli/1\.'; }
-aws_v1 || pip_install awscli
-aws_v1 || { echo "awscli v1 is not importable by $PYTHON after pip install" >&2; exit 1; }
-
+. tests/bench/tools.sh
+ensure_awscli_v1
 S3S_FS=""
-if [ "$SERVER" = s3s ] || [ "$FC_SERVER" != moto ]; then
-  s3s_ok() { timeout 10 "$1" --version 2>/dev/null | grep -qx "s3s-fs $S3S_FS_VERSION"; }
-  S3S_FS=$(command -v s3s-fs || true)
-  if [ -z "$S3S_FS" ] || ! s3s_ok "$S3S_FS"; then
-    S3S_FS=${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs
-    if ! s3s_ok "$S3S_FS"; then
-      echo "# cargo install s3s-fs --version $S3S_FS_VERSION (about 1.5 min)"
-      timeout 1800 cargo install -q s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
-      s3s_ok "$S3S_FS" || { echo "s3s-fs $S3S_FS_VERSION not found at $S3S_FS after cargo install" >&2; exit 1; }
-    fi
-  fi
-fi
+if [ "$SERVER" = s3s ] || [ "$FC_SERVER" != moto ]; then ensure_s3s_fs; fi
 
 timeout 1800 cargo build --release --locked -q -p forensic-collector
 BIN=$PWD/target/release/forensic-collector
