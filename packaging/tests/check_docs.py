@@ -32,6 +32,13 @@ SSM_DOCUMENTS = sorted(p for p in (ROOT / "packaging" / "ssm").glob("*")
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_:.-]+)\s*\}\}")
 
+
+def as_run_command(step, values):
+    """An aws:runShellScript step's script as Run Command runs it: each {{ name }} replaced by
+    values[name] as plain text, before any shell sees it (check_docs, run_docs and the VM test
+    all render it here, so they check the same text)."""
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], "\n".join(step["inputs"]["runCommand"]))
+
 # AWSTOE actions this project uses and the inputs each needs (the AWSTOE action reference).
 TOE_ACTIONS = {
     "ExecuteBash": lambda i: isinstance(i, dict) and _strings(i.get("commands")),
@@ -202,8 +209,7 @@ def check_ssm(doc, where):
                 if not re.fullmatch(r"[a-z_][a-z0-9_]*='\{\{ [A-Za-z0-9_]+ \}\}'", line):
                     raise Failed(f"{at}: {{{{ {m.group(1)} }}}} must only appear as a whole "
                                  f"single-quoted assignment, not in {line!r}")
-        rendered = PLACEHOLDER.sub(lambda m: SSM_SAMPLES[m.group(1)], "\n".join(script))
-        lint_script(rendered, at)
+        lint_script(as_run_command(step, SSM_SAMPLES), at)
     same_parameters(declared, used, str(where))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from check_docs import COMPONENTS, PLACEHOLDER, ROOT, SSM_DOCUMENTS, load
+from check_docs import COMPONENTS, ROOT, SSM_DOCUMENTS, as_run_command, load
 
 BINARY = "/usr/bin/forensic-collector"
 # Seconds a single script may take (64 MiB of test data; the bound keeps a hang from stalling CI).
@@ -93,8 +93,7 @@ def run_ssm_document(doc, bin_dir, work):
                                "--s3-force-path-style\n")
             wrapper.chmod(0o755)
             for step in doc["mainSteps"]:
-                script = PLACEHOLDER.sub(lambda m: values[m.group(1)],
-                                         "\n".join(step["inputs"]["runCommand"]))
+                script = as_run_command(step, values)
                 if BINARY not in script:
                     raise Failed(f"step {step['name']} does not run {BINARY}")
                 out = run(script.replace(BINARY, str(wrapper)), env)

@@ -361,15 +361,15 @@ def check_result(args):
 
 def ssm_script(args):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "packaging" / "tests"))
-    from check_docs import PLACEHOLDER, load
+    from check_docs import as_run_command, load
 
     values = dict(v.split("=", 1) for v in args.values)
     doc = load(Path(args.doc))
-    steps = [step["inputs"]["runCommand"] for step in doc["mainSteps"]]
+    steps = doc["mainSteps"]
     if len(steps) != 1:
         print(f"evidence: {args.doc} has {len(steps)} steps; the lab runs one", file=sys.stderr)
         return 1
-    script = PLACEHOLDER.sub(lambda m: values[m.group(1)], "\n".join(steps[0]))
+    script = as_run_command(steps[0], values)
     if "/usr/bin/forensic-collector" not in script:
         print(f"evidence: {args.doc} does not run /usr/bin/forensic-collector", file=sys.stderr)
         return 1
