@@ -86,61 +86,63 @@ def events(client, group, stream=None):
             return sorted(out, key=lambda e: e["timestamp"])
 
 
+def wait_for(timeout, probe, failure, interval=0.25):
+    """Calls probe() every INTERVAL seconds until it returns something other than None, within
+    TIMEOUT seconds; prints that (unless it is True) and returns 0, else prints FAILURE and
+    returns 1."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            if found is not True:
+                print(found)
+            return 0
+        time.sleep(interval)
+    print(f"evidence: {failure} after {timeout} s", file=sys.stderr)
+    return 1
+
+
 def wait_log(args):
     client = logs(args.endpoint)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        for e in events(client, args.group, args.stream):
-            if args.contains in e["message"]:
-                print(e["timestamp"])
-                return 0
-        time.sleep(0.25)
-    print(f"evidence: no event containing {args.contains!r} in {args.group} after {args.timeout} s",
-          file=sys.stderr)
-    return 1
+
+    def probe():
+        return next((e["timestamp"] for e in events(client, args.group, args.stream)
+                     if args.contains in e["message"]), None)
+    return wait_for(args.timeout, probe, f"no event containing {args.contains!r} in {args.group}")
 
 
 def wait_event(args):
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        for m in capture_events(args.endpoint, args.stream):
-            if m.get("event") == args.event and args.volume_id in (None, m.get("volume")):
-                return 0
-        time.sleep(0.25)
-    print(f"evidence: no {args.event} event for {args.volume_id} after {args.timeout} s", file=sys.stderr)
-    return 1
+    def probe():
+        return next((True for m in capture_events(args.endpoint, args.stream)
+                     if m.get("event") == args.event and args.volume_id in (None, m.get("volume"))),
+                    None)
+    return wait_for(args.timeout, probe, f"no {args.event} event for {args.volume_id}")
 
 
 def wait_upload(args):
     s3 = s3_client(args.endpoint)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        for u in s3.list_multipart_uploads(Bucket=args.bucket).get("Uploads", []):
-            if s3.list_parts(Bucket=args.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts"):
-                print(u["Key"])
-                return 0
-        time.sleep(0.25)
-    print(f"evidence: no multipart upload with a part in {args.bucket} after {args.timeout} s", file=sys.stderr)
-    return 1
+
+    def probe():
+        return next((u["Key"] for u in s3.list_multipart_uploads(Bucket=args.bucket).get("Uploads", [])
+                     if s3.list_parts(Bucket=args.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts")),
+                    None)
+    return wait_for(args.timeout, probe, f"no multipart upload with a part in {args.bucket}")
 
 
 def watch_console(args):
-    deadline = time.monotonic() + args.timeout
     seen = b""
     needle = args.contains.encode()
-    while time.monotonic() < deadline:
+
+    def probe():
+        nonlocal seen
         try:
             with open(args.file, "rb") as f:
                 f.seek(len(seen))
                 seen += f.read()
         except FileNotFoundError:
             pass
-        if seen.count(needle) >= args.count:
-            print(f"{time.time():.3f}")
-            return 0
-        time.sleep(0.02)
-    print(f"evidence: {args.contains!r} not in {args.file} after {args.timeout} s", file=sys.stderr)
-    return 1
+        return f"{time.time():.3f}" if seen.count(needle) >= args.count else None
+    return wait_for(args.timeout, probe, f"{args.contains!r} not in {args.file}", interval=0.02)
 
 
 def error_sector(args):
