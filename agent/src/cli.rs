@@ -189,9 +189,10 @@ pub struct S3Args {
     pub part_size: ByteSize,
 
     /// `--parts-in-flight`: parts uploading at once; range in `settings::PARTS_IN_FLIGHT`.
-    #[arg(long, default_value_t = settings::PARTS_IN_FLIGHT.default_as(),
-        help = range_help("Parts uploading at once; memory is (this + 1) × part size", settings::PARTS_IN_FLIGHT.bound))]
-    pub parts_in_flight: usize,
+    #[arg(long, help = range_help("Parts uploading at once. Unset, the upload follows the link: more parts \
+            while they add throughput, up to what the part memory holds; a fixed n needs (n + 1) × part size of memory",
+            settings::PARTS_IN_FLIGHT.bound))]
+    pub parts_in_flight: Option<usize>,
 
     /// `--part-memory`: memory for part buffers; range in `settings::PART_MEMORY`.
     #[arg(long, default_value_t = size_default(&settings::PART_MEMORY),
@@ -265,7 +266,9 @@ impl AcquireArgs {
         settings::PART_SIZE.check(s3.part_size.as_u64())?;
         settings::PART_MEMORY.check(s3.part_memory.as_u64())?;
         settings::MAX_OBJECT_SIZE.check(s3.max_object_size.as_u64())?;
-        settings::PARTS_IN_FLIGHT.check(s3.parts_in_flight as u64)?;
+        if let Some(n) = s3.parts_in_flight {
+            settings::PARTS_IN_FLIGHT.check(n as u64)?;
+        }
         settings::S3_MAX_ATTEMPTS.check(u64::from(s3.s3_max_attempts))?;
         settings::PROGRESS_INTERVAL_SECS.check(args.progress_interval)?;
         match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
@@ -367,13 +370,13 @@ pub(crate) mod tests {
     /// Each bounded flag: its ends, and one step past each (Issue 9 item 6). Also run through
     /// `run-job` by `cmd::acquire`'s tests.
     pub(crate) const BOUNDED_FLAGS: [(&str, &str, &str, &str, &str); 6] = [
-        ("--part-size", "8MiB", "5GiB", "8388607", "5368709121"),
-        ("--part-memory", "16MiB", "10GiB", "16777215", "10737418241"),
+        ("--part-size", "5MiB", "5GiB", "5242879", "5368709121"),
+        ("--part-memory", "10MiB", "10GiB", "10485759", "10737418241"),
         (
             "--max-object-size",
-            "8MiB",
+            "5MiB",
             "50000GiB",
-            "8388607",
+            "5242879",
             "53687091200001",
         ),
         ("--parts-in-flight", "1", "64", "0", "65"),
@@ -384,8 +387,8 @@ pub(crate) mod tests {
     #[test]
     fn defaults_are_within_their_bounds() {
         let args = acquire(&[]).unwrap();
-        assert_eq!(args.s3.part_size.as_u64(), 8 << 20);
-        assert_eq!(args.s3.parts_in_flight, 4);
+        assert_eq!(args.s3.part_size.as_u64(), 5 << 20);
+        assert_eq!(args.s3.parts_in_flight, None);
         assert_eq!(args.s3.part_memory.as_u64(), 160 << 20);
         assert_eq!(args.s3.max_object_size.as_u64(), 5 << 40);
         assert_eq!(args.s3.s3_max_attempts, 10);

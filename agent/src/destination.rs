@@ -365,7 +365,7 @@ impl Destination {
 /// The engine's upload options that `args` ask for.
 pub fn upload_options(args: &S3Args, retention: Option<Retention>) -> S3Options {
     S3Options {
-        parts_in_flight: args.parts_in_flight.max(1),
+        parts_in_flight: args.parts_in_flight,
         min_part_size: args.part_size.as_u64(),
         part_memory: args.part_memory.as_u64(),
         max_object_size: args.max_object_size.as_u64(),

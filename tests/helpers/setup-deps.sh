@@ -11,6 +11,7 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 MFUSEPY_VERSION=3.1.1
 MOTO_VERSION=5.1.22
+CRC32C_VERSION=2.7.1
 RUFF_VERSION=0.17.5
 CFN_LINT_VERSION=1.41.0
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
@@ -103,6 +104,10 @@ pip_install "mfusepy==$MFUSEPY_VERSION" "\"$PYTHON\" -c 'import mfusepy'"
 # CompleteMultipartUpload with a root element the Rust SDK cannot parse; 5.1.22 is known good.
 pip_install "moto[server]==$MOTO_VERSION" \
   "\"$PYTHON\" -c 'import moto, sys; sys.exit(moto.__version__ != \"$MOTO_VERSION\")' && command -v moto_server"
+# crc32c: moto computes S3's CRC32C part and composite checksums with it, and without it silently
+# computes a CRC32 instead, which the collector then (rightly) refuses as a mismatch.
+pip_install "crc32c==$CRC32C_VERSION" \
+  "\"$PYTHON\" -c 'import crc32c, sys; sys.exit(crc32c.crc32c(b\"123456789\") != 0xE3069283)'"
 # ruff: the Python linter of tests/helpers/lint-scripts.sh; pinned, as new releases add rules.
 pip_install "ruff==$RUFF_VERSION" \
   "\"$PYTHON\" -m ruff --version | grep -qx 'ruff $RUFF_VERSION'"

@@ -359,10 +359,12 @@ settings! {
         /// `acquire` shows as its default).
         PART_SIZE part_size: RawSize = Size(0), Any,
             range("part size", limits::MIN_PART_SIZE, limits::MAX_PART_SIZE, Bytes);
-        /// Parts uploading at once: memory is (n + 1) × part size, and 64 × 8 MiB is already
-        /// half a GiB; more parallel requests stopped adding throughput well before that.
-        PARTS_IN_FLIGHT parts_in_flight: u32 = Count(engine_s3::DEFAULT_PARTS_IN_FLIGHT as u64),
-            Any, range("parts in flight", 1, 64, Number);
+        /// Parts uploading at once; unset (the default) lets the upload find it from what the
+        /// link gives, up to what the part memory holds. A fixed n needs (n + 1) × part size of
+        /// memory; past 64 parallel requests throughput stops growing (see the engine's
+        /// `MAX_PARTS_IN_FLIGHT`).
+        PARTS_IN_FLIGHT parts_in_flight: Option<u32> = Unset,
+            Any, range("parts in flight", 1, engine_s3::MAX_PARTS_IN_FLIGHT as u64, Number);
         /// Memory for part buffers; caps the part size. At least two of the smallest parts (one
         /// uploading, one filling), at most two of the largest, with which one object already
         /// holds S3's whole 48.8 TiB: more is a typo that would be allocated as the image grows.
@@ -503,10 +505,10 @@ mod tests {
 
     #[test]
     fn the_numbers_behind_each_bound() {
-        assert_eq!(b(PART_SIZE).min, 8 * MIB);
+        assert_eq!(b(PART_SIZE).min, 5 * MIB);
         assert_eq!(b(PART_SIZE).max, 5 * GIB);
         assert_eq!(b(PARTS_IN_FLIGHT).max, 64);
-        assert_eq!(b(PART_MEMORY).min, 16 * MIB);
+        assert_eq!(b(PART_MEMORY).min, 10 * MIB);
         assert_eq!(b(PART_MEMORY).max, 10 * GIB);
         assert_eq!(b(MAX_OBJECT_SIZE).max, 10_000 * 5 * GIB);
         assert_eq!(b(S3_MAX_ATTEMPTS).max, 100);
@@ -525,7 +527,7 @@ mod tests {
     #[test]
     fn messages_show_sizes_as_sizes() {
         let err = PART_SIZE.check(1 << 40).unwrap_err();
-        assert!(err.contains("1.0 TiB") && err.contains("8.0 MiB"), "{err}");
+        assert!(err.contains("1.0 TiB") && err.contains("5.0 MiB"), "{err}");
         let err = CONCURRENCY.check(9).unwrap_err();
         assert_eq!(err, "concurrency 9 must be between 1 and 8");
         assert_eq!(CONCURRENCY.check(8), Ok(8));
@@ -616,9 +618,9 @@ mod tests {
     #[test]
     fn ranges_are_shown_as_docs_and_help_write_them() {
         assert_eq!(b(PARTS_IN_FLIGHT).range_text(), "1-64");
-        assert_eq!(b(PART_SIZE).range_text(), "8 MiB-5 GiB");
-        assert_eq!(b(PART_MEMORY).range_text(), "16 MiB-10 GiB");
-        assert_eq!(b(MAX_OBJECT_SIZE).range_text(), "8 MiB-48.8 TiB");
+        assert_eq!(b(PART_SIZE).range_text(), "5 MiB-5 GiB");
+        assert_eq!(b(PART_MEMORY).range_text(), "10 MiB-10 GiB");
+        assert_eq!(b(MAX_OBJECT_SIZE).range_text(), "5 MiB-48.8 TiB");
         assert_eq!(b(SETTLE_MS).range_text(), "0-60000");
         assert!(shows_range("1-64; more", "1-64"));
         assert!(shows_range("1-64", "1-64"));
@@ -743,9 +745,9 @@ mod tests {
         let c = &config.s3;
         let pairs = [
             (
-                cli_s3.parts_in_flight as u64,
-                c.parts_in_flight.get() as u64,
-                engine.parts_in_flight as u64,
+                cli_s3.parts_in_flight.map_or(0, |n| n as u64),
+                c.parts_in_flight.map_or(0, |n| n.get() as u64),
+                engine.parts_in_flight.map_or(0, |n| n as u64),
                 "parts in flight",
             ),
             (

@@ -153,7 +153,7 @@ fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> A
         s3: S3Args {
             s3_force_path_style: s3.force_path_style,
             part_size: ByteSize(s3.min_part_size),
-            parts_in_flight: s3.parts_in_flight.get(),
+            parts_in_flight: s3.parts_in_flight.map(std::num::NonZeroUsize::get),
             part_memory: ByteSize(s3.part_memory),
             max_object_size: ByteSize(s3.max_object_size),
             s3_max_attempts: s3.max_attempts.get(),
@@ -299,7 +299,7 @@ mod tests {
         raw.imaging.sector_retries = 5;
         raw.s3.force_path_style = true;
         raw.s3.part_size = size("16MiB");
-        raw.s3.parts_in_flight = 3;
+        raw.s3.parts_in_flight = Some(3);
         raw.s3.part_memory = size("256MiB");
         raw.s3.max_object_size = size("1TiB");
         raw.s3.max_attempts = 7;

@@ -319,7 +319,8 @@ mod tests {
             },
             etag: None,
             version_id: Some("v1".into()),
-            checksum_sha256: "AAAA-1".into(),
+            checksum_crc32c: Some("AAAA-1".into()),
+            checksum_sha256: None,
             server_checksum: None,
             sha256: None,
         }

@@ -21,8 +21,8 @@ pub struct S3 {
     pub force_path_style: bool,
     /// Smallest part (raised so the image fits 10,000 parts).
     pub min_part_size: u64,
-    /// Parts uploading at once.
-    pub parts_in_flight: NonZeroUsize,
+    /// Parts uploading at once; `None` follows the link.
+    pub parts_in_flight: Option<NonZeroUsize>,
     /// Memory for part buffers (caps the part size).
     pub part_memory: u64,
     /// Largest object; bigger images become numbered segments.
@@ -87,13 +87,17 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         0 => limits::MIN_PART_SIZE,
         p => within(&settings::PART_SIZE, p)?,
     };
-    let parts_in_flight: NonZeroUsize =
-        nonzero(&settings::PARTS_IN_FLIGHT, s.parts_in_flight.into())?;
+    let parts_in_flight: Option<NonZeroUsize> = s
+        .parts_in_flight
+        .map(|n| nonzero(&settings::PARTS_IN_FLIGHT, n.into()))
+        .transpose()?;
     let part_memory = within(
         &settings::PART_MEMORY,
         size("s3.part_memory", &s.part_memory)?,
     )?;
-    settings::check_part_budget(min_part_size, parts_in_flight.get() as u64, part_memory)
+    // The ramp needs room for one part uploading besides the one filling; a fixed count for its n.
+    let least = parts_in_flight.map_or(1, |n| n.get() as u64);
+    settings::check_part_budget(min_part_size, least, part_memory)
         .map_err(|e| invalid("s3.part_memory", e))?;
     let max_object_size = within(
         &settings::MAX_OBJECT_SIZE,

@@ -82,7 +82,10 @@ fn bad_values_name_their_key() {
             "s3.part_size",
             Box::new(|r| r.s3.part_size = RawSize::Text("1MiB".into())),
         ),
-        ("s3.parts_in_flight", Box::new(|r| r.s3.parts_in_flight = 0)),
+        (
+            "s3.parts_in_flight",
+            Box::new(|r| r.s3.parts_in_flight = Some(0)),
+        ),
         (
             "s3.expected_bucket_owner",
             Box::new(|r| r.s3.expected_bucket_owner = Some("12345".into())),
@@ -219,7 +222,7 @@ fn bounds_hold_on_both_sides_and_name_their_key() {
             "s3.part_size",
             Box::new(move |r| {
                 r.s3.part_size = mib(5 << 10);
-                r.s3.parts_in_flight = 1;
+                r.s3.parts_in_flight = Some(1);
                 r.s3.part_memory = mib(10 << 10);
                 r.s3.max_object_size = mib(5 << 10);
             }),
@@ -228,23 +231,23 @@ fn bounds_hold_on_both_sides_and_name_their_key() {
         (
             "s3.parts_in_flight",
             Box::new(move |r| {
-                r.s3.parts_in_flight = 64;
-                r.s3.part_memory = mib(520);
+                r.s3.parts_in_flight = Some(64);
+                r.s3.part_memory = mib(325);
             }),
             Box::new(move |r| {
-                r.s3.parts_in_flight = 65;
+                r.s3.parts_in_flight = Some(65);
                 r.s3.part_memory = mib(8 << 10);
             }),
         ),
         (
             "s3.part_memory",
             Box::new(move |r| {
-                r.s3.parts_in_flight = 1;
-                r.s3.part_memory = mib(16);
+                r.s3.parts_in_flight = Some(1);
+                r.s3.part_memory = mib(10);
             }),
             Box::new(move |r| {
-                r.s3.parts_in_flight = 1;
-                r.s3.part_memory = RawSize::Bytes((16 << 20) - 1);
+                r.s3.parts_in_flight = Some(1);
+                r.s3.part_memory = RawSize::Bytes((10 << 20) - 1);
             }),
         ),
         (
@@ -255,11 +258,11 @@ fn bounds_hold_on_both_sides_and_name_their_key() {
         (
             "s3.part_memory",
             Box::new(move |r| {
-                r.s3.parts_in_flight = 19;
+                r.s3.parts_in_flight = Some(31);
                 r.s3.part_memory = mib(160);
             }),
             Box::new(move |r| {
-                r.s3.parts_in_flight = 20;
+                r.s3.parts_in_flight = Some(32);
                 r.s3.part_memory = mib(160);
             }),
         ),
@@ -270,8 +273,8 @@ fn bounds_hold_on_both_sides_and_name_their_key() {
         ),
         (
             "s3.max_object_size",
-            Box::new(move |r| r.s3.max_object_size = mib(8)),
-            Box::new(|r| r.s3.max_object_size = RawSize::Bytes((8 << 20) - 1)),
+            Box::new(move |r| r.s3.max_object_size = mib(5)),
+            Box::new(|r| r.s3.max_object_size = RawSize::Bytes((5 << 20) - 1)),
         ),
         (
             "s3.max_attempts",
@@ -347,7 +350,7 @@ fn bounded_values_reach_the_typed_config() {
         r.cloudwatch.progress_interval_secs = 7;
         r.cloudwatch.flush_timeout_secs = 9;
         r.cloudwatch.queue_capacity = 11;
-        r.s3.parts_in_flight = 3;
+        r.s3.parts_in_flight = Some(3);
         r.s3.max_attempts = 5;
     })
     .unwrap();
@@ -356,7 +359,7 @@ fn bounded_values_reach_the_typed_config() {
     assert_eq!(config.cloudwatch.progress_interval, Duration::from_secs(7));
     assert_eq!(config.cloudwatch.flush_timeout, Duration::from_secs(9));
     assert_eq!(config.cloudwatch.queue_capacity.get(), 11);
-    assert_eq!(config.s3.parts_in_flight.get(), 3);
+    assert_eq!(config.s3.parts_in_flight.map(|n| n.get()), Some(3));
     assert_eq!(config.s3.max_attempts.get(), 5);
 }
 

@@ -24,6 +24,7 @@ mod options;
 mod owned;
 mod plan;
 mod protect;
+pub mod ramp;
 mod sink;
 mod small;
 
@@ -34,7 +35,9 @@ use crate::error::{Error, Result};
 
 pub use exists::{EvidenceKeys, existing_evidence, found_before, is_missing_object};
 pub use multipart::S3Object;
-pub use options::{DEFAULT_PART_MEMORY, DEFAULT_PARTS_IN_FLIGHT, Retention, S3Options};
+pub use options::{
+    DEFAULT_PART_MEMORY, MAX_PARTS_IN_FLIGHT, PLANNED_PARTS_IN_FLIGHT, Retention, S3Options,
+};
 pub use owned::{Ledger, OwnedObject, delete_objects, still_ours};
 pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits, segment_key};
 pub use protect::{require_object_lock, tag_object};

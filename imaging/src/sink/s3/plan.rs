@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 
 /// S3's limits on multipart uploads and objects.
 pub mod limits {
-    /// Smallest part S3 accepts (but for the last); we never go below 8 MiB, where per-request
-    /// overhead stops mattering.
-    pub const MIN_PART_SIZE: u64 = 8 << 20;
+    /// Smallest part S3 accepts (but for the last): 5 MiB. Small parts let more of them fly in the
+    /// same memory, and the ramp adds parts while that adds throughput; at 5 MiB a part on a link
+    /// of 8 MB/s per connection takes 0.65 s, so one 20 ms round trip per part costs 3 %.
+    pub const MIN_PART_SIZE: u64 = 5 << 20;
     /// Largest part S3 accepts.
     pub const MAX_PART_SIZE: u64 = 5 << 30;
     /// Most parts in one upload.
@@ -57,7 +58,7 @@ impl LayoutLimits {
         let max_part_size = (memory_budget / slots / (1 << 20) * (1 << 20))
             .clamp(limits::MIN_PART_SIZE, limits::MAX_PART_SIZE);
         Self {
-            min_part_size: min_part_size.max(5 << 20),
+            min_part_size: min_part_size.max(limits::MIN_PART_SIZE),
             max_part_size: max_part_size.max(min_part_size),
             max_object_size,
         }
@@ -168,13 +169,18 @@ mod tests {
     const TIB: u64 = 1 << 40;
 
     fn default_limits() -> LayoutLimits {
-        LayoutLimits::from_budget(limits::MIN_PART_SIZE, 160 * MIB, 4, limits::MAX_OBJECT_SIZE)
+        LayoutLimits::from_budget(
+            limits::MIN_PART_SIZE,
+            160 * MIB,
+            16,
+            limits::MAX_OBJECT_SIZE,
+        )
     }
 
     #[test]
     fn small_images_are_one_object_of_minimum_parts() {
         let layout = UploadLayout::plan(100 * MIB, default_limits()).unwrap();
-        assert_eq!(layout.part_size, 8 * MIB);
+        assert_eq!(layout.part_size, 5 * MIB);
         assert_eq!(layout.segments, 1);
         assert_eq!(layout.segment_key("a/x.image.dd", 0), "a/x.image.dd");
     }
@@ -182,13 +188,14 @@ mod tests {
     #[test]
     fn the_memory_budget_caps_parts_and_large_disks_are_split() {
         let limits = default_limits();
-        assert_eq!(limits.max_part_size, 32 * MIB);
+        // 160 MiB for 16 parts in flight plus one filling: 9 MiB parts, 87.9 GiB objects.
+        assert_eq!(limits.max_part_size, 9 * MIB);
         let layout = UploadLayout::plan(TIB, limits).unwrap();
-        assert_eq!(layout.part_size, 32 * MIB);
-        assert_eq!(layout.segment_size, 10_000 * 32 * MIB);
-        assert_eq!(layout.segments, 4);
-        assert_eq!(layout.segment_key("x.image.dd", 3), "x.image.dd.004");
-        let (offset, len) = layout.segment(3);
+        assert_eq!(layout.part_size, 9 * MIB);
+        assert_eq!(layout.segment_size, 10_000 * 9 * MIB);
+        assert_eq!(layout.segments, 12);
+        assert_eq!(layout.segment_key("x.image.dd", 11), "x.image.dd.012");
+        let (offset, len) = layout.segment(11);
         assert_eq!(offset + len, TIB);
         // A generous budget keeps a 1 TiB disk in one object.
         let big = LayoutLimits::from_budget(limits::MIN_PART_SIZE, 5 * GIB / 4 * 5, 4, 5 * TIB);

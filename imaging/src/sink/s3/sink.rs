@@ -12,6 +12,7 @@ use super::options::S3Options;
 use super::owned::{Ledger, OwnedObject, delete_objects};
 use super::plan::UploadLayout;
 use super::protect::abort_other_uploads;
+use super::ramp::Ramp;
 use crate::error::{Error, Result};
 use crate::sink::{Sink, SinkReceipt};
 
@@ -33,8 +34,11 @@ pub struct S3Sink {
     image_key: String,
     layout: UploadLayout,
     options: S3Options,
-    /// The part being filled.
+    /// The part being filled, and its CRC32C so far.
     current: Vec<u8>,
+    current_crc: crc_fast::Digest,
+    /// How many parts may upload at once.
+    ramp: Ramp,
     /// The segment being uploaded.
     upload: Option<MultipartUpload>,
     segment: u64,
@@ -75,6 +79,13 @@ impl S3Sink {
         }
         let capacity = usize::try_from(layout.part_size)
             .map_err(|_| Error::InvalidSetting("part size too large".into()))?;
+        let ramp = options.ramp(layout.part_size);
+        tracing::debug!(
+            part_bytes = layout.part_size,
+            start = ramp.limit(),
+            max = ramp.max(),
+            "Parts in flight."
+        );
         let mut sink = Self {
             runtime,
             client,
@@ -83,6 +94,8 @@ impl S3Sink {
             layout,
             options: options.clone(),
             current: Vec::with_capacity(capacity),
+            current_crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            ramp,
             upload: None,
             segment: 0,
             segment_written: 0,
@@ -113,9 +126,7 @@ impl S3Sink {
     }
 
     fn upload(&mut self) -> Result<&mut MultipartUpload> {
-        self.upload
-            .as_mut()
-            .ok_or(Error::Internal("S3 sink used after its upload ended"))
+        open(&mut self.upload)
     }
 
     fn ship_part(&mut self) -> Result<()> {
@@ -124,7 +135,9 @@ impl S3Sink {
             &mut self.current,
             Vec::with_capacity(capacity),
         ));
-        self.upload()?.send_part(body)
+        // CRC32C is 32 bits wide; crc-fast returns every width in a u64.
+        let crc = self.current_crc.finalize_reset() as u32;
+        open(&mut self.upload)?.send_part(body, crc, &mut self.ramp)
     }
 
     /// Completes the current segment's upload and records it.
@@ -173,6 +186,7 @@ impl S3Sink {
             }
             let (head, rest) = data.split_at(take);
             self.current.extend_from_slice(head);
+            self.current_crc.update(head);
             if let Some(hash) = &mut self.segment_hash {
                 hash.update(head);
             }
@@ -191,6 +205,13 @@ impl S3Sink {
         }
         Ok(())
     }
+}
+
+/// The segment's upload, unless it already ended.
+fn open(upload: &mut Option<MultipartUpload>) -> Result<&mut MultipartUpload> {
+    upload
+        .as_mut()
+        .ok_or(Error::Internal("S3 sink used after its upload ended"))
 }
 
 impl Sink for S3Sink {
