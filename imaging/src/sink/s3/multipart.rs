@@ -114,8 +114,17 @@ fn crc32c_base64(crc: u32) -> String {
 /// concatenated big-endian bytes, in base64, then `-` and the part count.
 fn composite_crc32c(parts: &[u32]) -> String {
     let bytes: Vec<u8> = parts.iter().flat_map(|c| c.to_be_bytes()).collect();
-    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &bytes) as u32;
-    format!("{}-{}", crc32c_base64(crc), parts.len())
+    format!(
+        "{}-{}",
+        crc32c_base64(crc_fast::crc32_iscsi(&bytes)),
+        parts.len()
+    )
+}
+
+/// Takes the CRC32C out of `digest` and resets it (crc-fast returns every width in a `u64`; a
+/// 32-bit CRC's high half is zero).
+pub(super) fn take_crc32c(digest: &mut crc_fast::Digest) -> u32 {
+    u32::try_from(digest.finalize_reset() & u64::from(u32::MAX)).unwrap_or_default()
 }
 
 impl MultipartUpload {
@@ -447,8 +456,18 @@ mod tests {
     #[test]
     fn crc32c_checksums_are_what_s3_computes() {
         // The CRC-32C check value (RFC 3720): crc32c("123456789") = 0xE3069283.
-        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, b"123456789") as u32;
+        let crc = crc_fast::crc32_iscsi(b"123456789");
         assert_eq!(crc, 0xE306_9283);
+        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        digest.update(b"12345");
+        digest.update(b"6789");
+        assert_eq!(take_crc32c(&mut digest), crc);
+        digest.update(b"123456789");
+        assert_eq!(
+            take_crc32c(&mut digest),
+            crc,
+            "taking the CRC resets the digest"
+        );
         assert_eq!(crc32c_base64(crc), "4waSgw==");
         // A composite is the CRC32C of the parts' big-endian CRCs, then the count (values from
         // Python's `crc32c` package, which moto uses to compute S3's answer).

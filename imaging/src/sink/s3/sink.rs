@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::runtime::Handle;
 
-use super::multipart::{MultipartUpload, S3Object};
+use super::multipart::{MultipartUpload, S3Object, take_crc32c};
 use super::options::S3Options;
 use super::owned::{Ledger, OwnedObject, delete_objects};
 use super::plan::UploadLayout;
@@ -135,8 +135,7 @@ impl S3Sink {
             &mut self.current,
             Vec::with_capacity(capacity),
         ));
-        // CRC32C is 32 bits wide; crc-fast returns every width in a u64.
-        let crc = self.current_crc.finalize_reset() as u32;
+        let crc = take_crc32c(&mut self.current_crc);
         open(&mut self.upload)?.send_part(body, crc, &mut self.ramp)
     }
 
