@@ -37,6 +37,7 @@ pub use exists::{EvidenceKeys, existing_evidence, found_before, is_missing_objec
 pub use multipart::S3Object;
 pub use options::{
     DEFAULT_PART_MEMORY, MAX_PARTS_IN_FLIGHT, PLANNED_PARTS_IN_FLIGHT, Retention, S3Options,
+    UploadPlan,
 };
 pub use owned::{Ledger, OwnedObject, delete_objects, still_ours};
 pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits, segment_key};

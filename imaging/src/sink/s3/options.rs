@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ObjectLockMode};
 
-use super::plan::{LayoutLimits, limits};
+use super::plan::{LayoutLimits, UploadLayout, limits};
 use super::ramp::Ramp;
 
 /// Default memory for part buffers: 160 MiB. With the pipeline's 36 MiB of read buffers and the
@@ -61,6 +61,19 @@ impl Default for S3Options {
     }
 }
 
+/// How one image is uploaded: what [`S3Options::plan`] answers, for the log and the docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadPlan {
+    /// Part size and segment objects.
+    pub layout: UploadLayout,
+    /// Parts in flight at the start.
+    pub start_in_flight: usize,
+    /// Most parts in flight.
+    pub max_in_flight: usize,
+    /// Most memory the part buffers take: the parts in flight plus the one being filled.
+    pub part_buffers: u64,
+}
+
 /// Object Lock retention: until when, and how strictly, the evidence cannot be deleted or changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
@@ -86,6 +99,19 @@ impl S3Options {
                 .max(1),
             self.max_object_size,
         )
+    }
+
+    /// How an image of `size` bytes would be uploaded with these options: the layout, the parts
+    /// in flight and the memory their buffers may take at most.
+    pub fn plan(&self, size: u64) -> crate::error::Result<UploadPlan> {
+        let layout = UploadLayout::plan(size, self.layout_limits())?;
+        let ramp = self.ramp(layout.part_size);
+        Ok(UploadPlan {
+            layout,
+            start_in_flight: ramp.limit(),
+            max_in_flight: ramp.max(),
+            part_buffers: layout.part_size * (ramp.max() as u64 + 1),
+        })
     }
 
     /// The limit on parts in flight for parts of `part_size`: fixed if the operator set one, else
@@ -116,5 +142,61 @@ impl S3Options {
 
     pub(super) fn legal_hold_status(&self) -> Option<ObjectLockLegalHoldStatus> {
         self.legal_hold.then_some(ObjectLockLegalHoldStatus::On)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    const TIB: u64 = 1 << 40;
+
+    /// The defaults' plan for three disk sizes (issue 12), as the README's table shows it.
+    #[test]
+    fn the_default_plan_for_16_gib_1_tib_and_16_tib() {
+        let options = S3Options::default();
+        let small = options.plan(16 * GIB).unwrap();
+        assert_eq!(small.layout.part_size, 5 * MIB);
+        assert_eq!(small.layout.segments, 1);
+        assert_eq!((small.start_in_flight, small.max_in_flight), (8, 31));
+        assert_eq!(small.part_buffers, 160 * MIB);
+        let large = options.plan(TIB).unwrap();
+        assert_eq!(large.layout.part_size, 9 * MIB);
+        assert_eq!(large.layout.segments, 12);
+        assert_eq!((large.start_in_flight, large.max_in_flight), (8, 16));
+        assert_eq!(large.part_buffers, 153 * MIB);
+        let huge = options.plan(16 * TIB).unwrap();
+        assert_eq!(huge.layout.part_size, 9 * MIB);
+        assert_eq!(huge.layout.segments, 187);
+        assert_eq!(huge.part_buffers, 153 * MIB);
+        for plan in [small, large, huge] {
+            assert!(plan.part_buffers <= options.part_memory, "{plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_fixed_count_is_kept_and_sizes_the_parts() {
+        let options = S3Options {
+            parts_in_flight: Some(4),
+            ..S3Options::default()
+        };
+        let plan = options.plan(TIB).unwrap();
+        // 160 MiB / (4 + 1): 32 MiB parts, 312.5 GiB per object.
+        assert_eq!(plan.layout.part_size, 32 * MIB);
+        assert_eq!(plan.layout.segments, 4);
+        assert_eq!((plan.start_in_flight, plan.max_in_flight), (4, 4));
+        assert_eq!(plan.part_buffers, 160 * MIB);
+    }
+
+    #[test]
+    fn the_ramp_is_bounded_by_the_memory_and_by_64() {
+        let mut options = S3Options::default();
+        assert_eq!(options.ramp(5 * MIB).max(), 31);
+        assert_eq!(options.ramp(160 * MIB).max(), 1);
+        assert_eq!(options.ramp(200 * MIB).max(), 1);
+        options.part_memory = 10 * GIB;
+        assert_eq!(options.ramp(5 * MIB).max(), MAX_PARTS_IN_FLIGHT);
     }
 }

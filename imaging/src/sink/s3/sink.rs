@@ -68,24 +68,26 @@ impl S3Sink {
         options: &S3Options,
         ledger: Ledger,
     ) -> Result<Self> {
-        let layout = UploadLayout::plan(size, options.layout_limits())?;
+        let plan = options.plan(size)?;
+        let layout = plan.layout;
+        tracing::info!(
+            part_bytes = layout.part_size,
+            objects = layout.segments,
+            parts_in_flight_start = plan.start_in_flight,
+            parts_in_flight_max = plan.max_in_flight,
+            part_buffer_bytes = plan.part_buffers,
+            "Upload planned."
+        );
         if layout.is_segmented() {
             tracing::info!(
                 segments = layout.segments,
                 segment_bytes = layout.segment_size,
-                part_bytes = layout.part_size,
                 "The image is larger than one object may be; it is stored as numbered segments."
             );
         }
         let capacity = usize::try_from(layout.part_size)
             .map_err(|_| Error::InvalidSetting("part size too large".into()))?;
         let ramp = options.ramp(layout.part_size);
-        tracing::debug!(
-            part_bytes = layout.part_size,
-            start = ramp.limit(),
-            max = ramp.max(),
-            "Parts in flight."
-        );
         let mut sink = Self {
             runtime,
             client,
