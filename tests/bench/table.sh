@@ -336,3 +336,8 @@ cat <<EOF
 # RSS MiB: peak resident set, highest of the rounds (a pipe: dc3dd's + aws's)
 # conns: most TCP connections open at once through the proxy during the run
 EOF
+if [ "$SKIP_S3" != 1 ]; then
+  echo
+  echo "# the S3 upload plan at the defaults (part buffers; peak RSS adds the read buffers and the process):"
+  timeout 600 cargo run --release --locked -q -p imaging --example s3_plan -- 16GiB 1TiB 16TiB
+fi

@@ -5,9 +5,12 @@
 //! constant tuned on one network is too few on another and wasted memory on a third, so the upload
 //! starts with [`START`] parts in flight and probes upwards: after every round (as many completed
 //! parts as the current limit) it compares the round's throughput with the best seen so far. A
-//! round at least [`GAIN`] faster than that best raises the limit by half, up to the memory bound;
+//! round at least [`GAIN`] faster than that best doubles the limit, up to the memory bound;
 //! anything less means the link, the server or the source is saturated, and the limit stays,
-//! since more parallel parts would only hold more memory. A later round that does run faster (the
+//! since more parallel parts would only hold more memory. Doubling, as TCP's slow start does,
+//! because the climb is paid in parts sent below the link's capacity: from 8 to 31 it takes two
+//! rounds (24 parts, 120 MiB at 5 MiB), where steps of half again took four (65 parts), most of a
+//! small disk. A later round that does run faster (the
 //! link improved) resumes the climb. The limit never drops: each part in flight is already paid
 //! for in the memory budget, and S3's throttling answers are retried by the SDK.
 
@@ -96,7 +99,7 @@ impl Ramp {
         let rate = self.round_bytes as f64 / elapsed.as_secs_f64();
         if rate >= self.best * GAIN {
             self.best = rate;
-            self.limit = (self.limit + self.limit.div_ceil(2)).min(self.max);
+            self.limit = (self.limit * 2).min(self.max);
         }
         self.round_start = Some(now);
         self.round_parts = 0;
@@ -153,25 +156,31 @@ mod tests {
         // A capped link: 8 MB/s per connection, no shared bottleneck.
         let mut ramp = Ramp::adaptive(31);
         let seen = simulate(&mut ramp, 6, |n| n as f64 * 8e6);
-        assert_eq!(seen, vec![12, 18, 27, 31, 31, 31]);
+        assert_eq!(seen, vec![16, 31, 31, 31, 31, 31]);
     }
 
     #[test]
     fn holds_where_the_link_saturates() {
-        // Each connection adds 8 MB/s up to a shared 100 MB/s: 12 parts already fill it.
+        // Each connection adds 8 MB/s up to a shared 100 MB/s: 16 parts already fill it (128 MB/s
+        // worth), so 32 gain nothing and the limit stays there.
         let mut ramp = Ramp::adaptive(64);
         let seen = simulate(&mut ramp, 6, |n| (n as f64 * 8e6).min(100e6));
-        assert_eq!(seen, vec![12, 18, 18, 18, 18, 18]);
+        assert_eq!(seen, vec![16, 32, 32, 32, 32, 32]);
+        // At 150 MB/s shared, 32 still gains 17 % over 16, so the ramp tries 64 (one step past
+        // what the link needs, the price of probing), which gains nothing: it stays there.
+        let mut ramp = Ramp::adaptive(64);
+        let seen = simulate(&mut ramp, 5, |n| (n as f64 * 8e6).min(150e6));
+        assert_eq!(seen, vec![16, 32, 64, 64, 64]);
     }
 
     #[test]
     fn resumes_the_climb_when_the_link_improves() {
-        let mut ramp = Ramp::adaptive(64);
+        let mut ramp = Ramp::adaptive(100);
         let mut now = Instant::now();
-        simulate_from(&mut ramp, &mut now, 4, |n| (n as f64 * 8e6).min(100e6));
-        assert_eq!(ramp.limit(), 18);
-        let seen = simulate_from(&mut ramp, &mut now, 3, |n| n as f64 * 8e6);
-        assert_eq!(seen, vec![27, 41, 62]);
+        simulate_from(&mut ramp, &mut now, 4, |n| (n as f64 * 4e6).min(60e6));
+        assert_eq!(ramp.limit(), 32);
+        let seen = simulate_from(&mut ramp, &mut now, 3, |n| n as f64 * 4e6);
+        assert_eq!(seen, vec![64, 100, 100]);
     }
 
     #[test]
@@ -186,7 +195,7 @@ mod tests {
         assert_eq!(ramp.limit(), START);
         // The round closes once it has lasted MIN_ROUND.
         ramp.part_done(PART, now + MIN_ROUND);
-        assert_eq!(ramp.limit(), 12);
+        assert_eq!(ramp.limit(), 16);
     }
 
     #[test]
@@ -203,8 +212,8 @@ mod tests {
         let mut ramp = Ramp::adaptive(64);
         let mut now = Instant::now();
         simulate_from(&mut ramp, &mut now, 1, |n| n as f64 * 8e6);
-        assert_eq!(ramp.limit(), 12);
+        assert_eq!(ramp.limit(), 16);
         let seen = simulate_from(&mut ramp, &mut now, 2, |_| 10e6);
-        assert_eq!(seen, vec![12, 12]);
+        assert_eq!(seen, vec![16, 16]);
     }
 }
