@@ -18,6 +18,7 @@
 //! - `protect`: Object Lock, leftovers of interrupted runs, tags.
 //! - `small`: the companion objects.
 
+mod buffers;
 mod exists;
 mod multipart;
 mod options;

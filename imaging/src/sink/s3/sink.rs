@@ -2,11 +2,11 @@
 //! (one in all for any image that fits the layout limits), with no local copy.
 
 use aws_sdk_s3::Client;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::runtime::Handle;
 
+use super::buffers::PartBuffers;
 use super::multipart::{MultipartUpload, S3Object, take_crc32c};
 use super::options::S3Options;
 use super::owned::{Ledger, OwnedObject, delete_objects};
@@ -36,7 +36,11 @@ pub struct S3Sink {
     options: S3Options,
     /// The part being filled, and its CRC32C so far.
     current: Vec<u8>,
+    /// Bytes per part (a buffer's capacity may exceed it).
+    part_len: usize,
     current_crc: crc_fast::Digest,
+    /// Where part buffers return once S3 has them.
+    buffers: PartBuffers,
     /// How many parts may upload at once.
     ramp: Ramp,
     /// The segment being uploaded.
@@ -96,7 +100,9 @@ impl S3Sink {
             layout,
             options: options.clone(),
             current: Vec::with_capacity(capacity),
+            part_len: capacity,
             current_crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            buffers: PartBuffers::default(),
             ramp,
             upload: None,
             segment: 0,
@@ -132,11 +138,10 @@ impl S3Sink {
     }
 
     fn ship_part(&mut self) -> Result<()> {
-        let capacity = self.current.capacity();
-        let body = Bytes::from(std::mem::replace(
-            &mut self.current,
-            Vec::with_capacity(capacity),
-        ));
+        let next = self.buffers.take(self.part_len);
+        let body = self
+            .buffers
+            .body(std::mem::replace(&mut self.current, next));
         let crc = take_crc32c(&mut self.current_crc);
         open(&mut self.upload)?.send_part(body, crc, &mut self.ramp)
     }
@@ -177,7 +182,7 @@ impl S3Sink {
         while !data.is_empty() {
             let (_, segment_len) = self.layout.segment(self.segment);
             let segment_room = segment_len - self.segment_written;
-            let part_room = self.current.capacity() - self.current.len();
+            let part_room = self.part_len - self.current.len();
             let take = data
                 .len()
                 .min(part_room)
@@ -200,7 +205,7 @@ impl S3Sink {
                 self.complete_segment()?;
                 self.segment += 1;
                 self.start_segment()?;
-            } else if self.current.len() == self.current.capacity() {
+            } else if self.current.len() == self.part_len {
                 self.ship_part()?;
             }
         }
