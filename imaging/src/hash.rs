@@ -86,9 +86,7 @@ impl HashAlgorithm {
             .ok()
             .and_then(|algorithm| algorithm.for_pieces().ok())
             .ok_or_else(|| {
-                Error::InvalidSetting(format!(
-                    "piece hash {text:?} is not one of blake3, sha256"
-                ))
+                Error::InvalidSetting(format!("piece hash {text:?} is not one of blake3, sha256"))
             })
     }
 
@@ -530,7 +528,11 @@ mod tests {
         );
         assert_eq!(
             shape(&[Sha256, Md5], Some(Blake3)),
-            [(vec![Sha256], None), (vec![Md5], None), (vec![], Some(Blake3))]
+            [
+                (vec![Sha256], None),
+                (vec![Md5], None),
+                (vec![], Some(Blake3))
+            ]
         );
         assert_eq!(
             shape(&[Sha256, Blake3], None),

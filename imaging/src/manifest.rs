@@ -505,10 +505,7 @@ mod tests {
     #[test]
     fn the_piece_algorithm_is_recorded_as_chosen() {
         let blake3 = sample::local().to_json();
-        assert!(
-            blake3.contains("\"algorithm\": \"blake3\""),
-            "{blake3}"
-        );
+        assert!(blake3.contains("\"algorithm\": \"blake3\""), "{blake3}");
         assert!(blake3.contains("\"schema_version\": 3"), "{blake3}");
         let read = Manifest::from_json(&blake3, Path::new("m.json")).unwrap();
         let pieces = read.image.piecewise.unwrap();

@@ -9,7 +9,9 @@
 
 use std::fmt;
 
-use super::{FIRST_VERSION_WITH_BLAKE3_PIECES, ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status};
+use super::{
+    FIRST_VERSION_WITH_BLAKE3_PIECES, ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status,
+};
 use crate::hash::HashAlgorithm;
 use crate::naming::SafeName;
 use crate::sink::s3::segment_key;
@@ -436,7 +438,9 @@ mod tests {
     #[test]
     fn pieces_are_blake3_or_sha256() {
         sample::local().validate().unwrap();
-        sample::unchecked(sample::local_v2_json()).validate().unwrap();
+        sample::unchecked(sample::local_v2_json())
+            .validate()
+            .unwrap();
         let mut sha256_now = sample::local_v2_json();
         sha256_now["schema_version"] = SCHEMA_VERSION.into();
         sample::unchecked(sha256_now).validate().unwrap();
