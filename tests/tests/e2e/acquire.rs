@@ -492,6 +492,7 @@ fn a_job_on_stdin_is_checked_as_flags_are() {
         "examiner": "  J  ",
         "hashes": "sha256",
         "piece_size": 0,
+        "piece_hash": "blake3",
         "chunk_size": MIB,
         "queue_depth": 4,
         "sector_retries": 0,
