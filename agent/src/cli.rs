@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::raw::OnComplete;
 use crate::config::settings::{self, Spec, engine_ranges};
+use imaging::hash::HashAlgorithm;
 use imaging::pipeline;
 
 /// Images block devices as verifiable forensic evidence.
@@ -123,10 +124,16 @@ pub struct AcquireArgs {
     #[arg(long = "hash", default_value_t = list_default(&settings::HASHES))]
     pub hashes: String,
 
-    /// Size of each piecewise SHA-256 (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
+    /// Size of each piecewise hash (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
     #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE))]
     #[serde(with = "bytes")]
     pub piece_size: ByteSize,
+
+    /// Piecewise hash: blake3 (check a piece with `b3sum`) or sha256 (dc3dd-style hash logs, at
+    /// the cost of a second SHA-256 pass).
+    #[arg(long, default_value = text_default(&settings::PIECE_HASH),
+        value_parser = clap::builder::PossibleValuesParser::new(HashAlgorithm::PIECE_CHOICES.map(HashAlgorithm::name)))]
+    pub piece_hash: String,
 
     /// `--chunk-size`: bytes per read; the engine's range.
     #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE),
@@ -312,6 +319,13 @@ mod bytes {
 
 fn size_default(spec: &Spec) -> ByteSize {
     ByteSize(spec.default.number())
+}
+
+fn text_default(spec: &Spec) -> &'static str {
+    match spec.default {
+        settings::Initial::Text(text) => text,
+        _ => "",
+    }
 }
 
 fn list_default(spec: &Spec) -> String {

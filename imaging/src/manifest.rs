@@ -36,8 +36,13 @@ use crate::ranges::{self, BadRange};
 
 /// Identifies manifests written by this tool.
 pub const SCHEMA: &str = "forensic-collector/manifest";
-/// Version of the manifest layout.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version of the manifest layout. 3: `image.piecewise.algorithm` may be `blake3` (the default since
+/// then). A reader of version 2 took every piece list for SHA-256; the new number makes it refuse
+/// the manifest as too new ("unsupported schema version 3") instead of calling the pieces damaged
+/// or the record forged.
+pub const SCHEMA_VERSION: u32 = 3;
+/// The first version whose piece lists may be other than SHA-256.
+pub const FIRST_VERSION_WITH_BLAKE3_PIECES: u32 = 3;
 
 /// The whole record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -307,7 +312,7 @@ impl Manifest {
                 size_bytes: outcome.receipt.bytes,
                 hashes: outcome.hashes,
                 piecewise: config.piece_size.map(|piece_size| Piecewise {
-                    algorithm: PipelineConfig::PIECE_ALGORITHM,
+                    algorithm: config.piece_algorithm,
                     piece_size,
                     pieces: outcome.pieces,
                 }),
@@ -403,10 +408,11 @@ mod tests {
             "{foreign}"
         );
         let future = refused(|v| v["schema_version"] = (SCHEMA_VERSION + 1).into());
-        assert!(future.contains("unsupported schema version 3"), "{future}");
+        assert!(future.contains("unsupported schema version 4"), "{future}");
         let zero = refused(|v| v["schema_version"] = 0.into());
         assert!(zero.contains("unsupported schema version 0"), "{zero}");
-        let mut old = sample::local_json();
+        let mut old = sample::local_v2_json();
+        assert!(Manifest::from_json(&old.to_string(), Path::new("m.json")).is_ok());
         old["schema_version"] = 1.into();
         assert!(Manifest::from_json(&old.to_string(), Path::new("m.json")).is_ok());
     }
@@ -478,7 +484,8 @@ mod tests {
 
     #[test]
     fn json_round_trips_exactly_and_ends_with_a_newline() {
-        for manifest in [sample::local(), sample::segmented()] {
+        let old = sample::unchecked(sample::local_v2_json());
+        for manifest in [sample::local(), sample::segmented(), old] {
             let text = manifest.to_json();
             assert!(text.ends_with("}\n"), "{text}");
             assert!(text.starts_with("{\n  \"schema\": "), "pretty: {text}");
@@ -491,6 +498,29 @@ mod tests {
                 manifest
             );
         }
+    }
+
+    // Issue 12: pieces are BLAKE3 by default and the manifest says so; SHA-256 pieces (the only
+    // kind before schema 3) are written as such when asked for and read back unchanged.
+    #[test]
+    fn the_piece_algorithm_is_recorded_as_chosen() {
+        let blake3 = sample::local().to_json();
+        assert!(blake3.contains("\"algorithm\": \"blake3\""), "{blake3}");
+        assert!(blake3.contains("\"schema_version\": 3"), "{blake3}");
+        let read = Manifest::from_json(&blake3, Path::new("m.json")).unwrap();
+        let pieces = read.image.piecewise.unwrap();
+        assert_eq!(pieces.algorithm, HashAlgorithm::Blake3);
+        let data = sample::bytes();
+        assert_eq!(
+            pieces.pieces[2].digest,
+            blake3::hash(&data[2048..]).to_hex().to_string()
+        );
+        let old = sample::local_v2_json().to_string();
+        let read = Manifest::from_json(&old, Path::new("m.json")).unwrap();
+        assert_eq!(
+            read.image.piecewise.unwrap().algorithm,
+            HashAlgorithm::Sha256
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The acquisition pipeline: readers → reorder → hashers and sink, all overlapping.
 //!
 //! ```text
-//!   reader ×queue_depth ──▶ reorder (this thread) ──▶ one thread per hash algorithm
-//!        (pread, O_DIRECT)     (chunks in order)   ├─▶ piecewise hasher
-//!                                                  └─▶ sink writer
+//!   reader ×queue_depth ──▶ reorder (this thread) ──▶ one thread per hash stage
+//!        (pread, O_DIRECT)     (chunks in order)   └─▶ sink writer
 //! ```
+//! A hash stage is one whole-image algorithm, with the BLAKE3 pieces beside the whole-image BLAKE3,
+//! and SHA-256 pieces in a stage of their own ([`HashStage::plan`] says why).
 //! Every stage gets the same chunk through an `Arc`, so the bytes hashed are exactly the bytes
 //! written. The buffer goes back to the fixed pool when the slowest consumer drops it; bounded
 //! channels plus the fixed pool are the back-pressure, and the only memory the data path uses.
@@ -23,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::buffer::{BUFFER_ALIGN, BufferPool};
 use crate::device::Source;
 use crate::error::{Error, Result};
-use crate::hash::{HashAlgorithm, Hasher, Piece, PieceHasher};
+use crate::hash::{HashAlgorithm, HashStage, Piece};
 use crate::ranges::{self, BadRange};
 use crate::reader::{self, Chunk, ChunkPlan, ReaderShared};
 use crate::sink::{Sink, SinkReceipt};
@@ -38,6 +39,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 pub const DEFAULT_QUEUE_DEPTH: usize = 32;
 /// Default piece for piecewise hashes, as in dc3dd's common `hlog` practice: 1 GiB.
 pub const DEFAULT_PIECE_SIZE: u64 = 1 << 30;
+/// Default algorithm of the piecewise hashes: BLAKE3, which `b3sum` checks piece by piece and
+/// which costs a quarter of a second SHA-256 pass (see [`crate::hash`]).
+pub const DEFAULT_PIECE_ALGORITHM: HashAlgorithm = HashAlgorithm::Blake3;
 /// Default extra attempts per bad sector before it is zero-filled.
 pub const DEFAULT_SECTOR_RETRIES: u32 = 2;
 /// Chunks that may wait in each consumer's queue. Small: it only smooths jitter between stages.
@@ -77,6 +81,8 @@ pub struct PipelineConfig {
     pub algorithms: Vec<HashAlgorithm>,
     /// Piecewise hash size; `None` turns piecewise hashing off.
     pub piece_size: Option<u64>,
+    /// Algorithm of the piecewise hashes, one of [`HashAlgorithm::PIECE_CHOICES`].
+    pub piece_algorithm: HashAlgorithm,
     /// Extra attempts per bad sector.
     pub sector_retries: u32,
 }
@@ -88,15 +94,13 @@ impl Default for PipelineConfig {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             algorithms: vec![HashAlgorithm::Sha256, HashAlgorithm::Blake3],
             piece_size: Some(DEFAULT_PIECE_SIZE),
+            piece_algorithm: DEFAULT_PIECE_ALGORITHM,
             sector_retries: DEFAULT_SECTOR_RETRIES,
         }
     }
 }
 
 impl PipelineConfig {
-    /// Algorithm of the piecewise hashes (SHA-256, as examiners expect from dc3dd hash logs).
-    pub const PIECE_ALGORITHM: HashAlgorithm = HashAlgorithm::Sha256;
-
     /// Rejects settings that cannot work or would not fit the memory budget, before anything is
     /// opened or allocated (see the `MAX_*`/`MIN_*` constants for each bound and its reason).
     pub fn validate(&self) -> Result<()> {
@@ -142,6 +146,7 @@ impl PipelineConfig {
                 "piece size must be positive (leave piecewise hashing off instead)".into(),
             ));
         }
+        self.piece_algorithm.for_pieces()?;
         Ok(())
     }
 
@@ -249,26 +254,19 @@ pub fn run(
         drop(chunk_tx);
 
         let mut outlets: Vec<Sender<Shared>> = Vec::new();
-        let hashers: Vec<_> = config
-            .algorithms
-            .iter()
-            .map(|&algorithm| {
+        let pieces = config
+            .piece_size
+            .map(|piece_size| (config.piece_algorithm, piece_size));
+        let hashers: Vec<_> = HashStage::plan(&config.algorithms, pieces)
+            .into_iter()
+            .map(|mut stage| {
                 let rx = outlet(&mut outlets);
                 scope.spawn(move || {
-                    let mut hasher = Hasher::new(algorithm);
-                    rx.iter().for_each(|chunk| hasher.update(chunk.data()));
-                    (algorithm, hasher.finish_hex())
+                    rx.iter().for_each(|chunk| stage.update(chunk.data()));
+                    stage.finish()
                 })
             })
             .collect();
-        let pieces = config.piece_size.map(|piece_size| {
-            let rx = outlet(&mut outlets);
-            scope.spawn(move || {
-                let mut pieces = PieceHasher::new(PipelineConfig::PIECE_ALGORITHM, piece_size);
-                rx.iter().for_each(|chunk| pieces.update(chunk.data()));
-                pieces.finish()
-            })
-        });
         let sink_rx = outlet(&mut outlets);
         let writer = scope.spawn(move || write_all(sink, &sink_rx));
 
@@ -279,8 +277,12 @@ pub fn run(
         drop(chunk_rx);
         drop(outlets);
 
-        let digests: BTreeMap<_, _> = hashers.into_iter().map(join).collect();
-        let pieces = pieces.map(join).unwrap_or_default();
+        let mut digests = BTreeMap::new();
+        let mut pieces = Vec::new();
+        for stage in hashers.into_iter().map(join) {
+            digests.extend(stage.whole);
+            pieces.extend(stage.pieces.into_iter().flatten());
+        }
         (flow.map(|bad| (digests, pieces, bad)), join(writer))
     });
 
@@ -501,6 +503,27 @@ mod tests {
         with(|c| c.piece_size = Some(MIN_PIECE_SIZE - 1)).unwrap();
         with(|c| c.piece_size = Some(1)).unwrap();
         refused(|c| c.piece_size = Some(0), "piece size must be positive");
+    }
+
+    // Issue 12: pieces are BLAKE3 by default, SHA-256 on request, nothing else.
+    #[test]
+    fn pieces_are_blake3_by_default_or_sha256() {
+        assert_eq!(
+            PipelineConfig::default().piece_algorithm,
+            HashAlgorithm::Blake3
+        );
+        with(|c| c.piece_algorithm = HashAlgorithm::Sha256).unwrap();
+        refused(
+            |c| c.piece_algorithm = HashAlgorithm::Md5,
+            "piece hash md5 is not one of blake3, sha256",
+        );
+        refused(
+            |c| {
+                c.piece_algorithm = HashAlgorithm::Sha1;
+                c.piece_size = None;
+            },
+            "piece hash sha1",
+        );
     }
 
     #[test]

@@ -218,6 +218,7 @@ pub fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
         queue_depth: args.queue_depth,
         algorithms,
         piece_size: Some(args.piece_size.as_u64()).filter(|&p| p > 0),
+        piece_algorithm: HashAlgorithm::parse_piece(&args.piece_hash)?,
         sector_retries: args.sector_retries,
     };
     config.validate_new_evidence()?;
@@ -468,6 +469,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    // Issue 12: `--piece-hash` is blake3 (default) or sha256; clap refuses anything else with the
+    // choices, and a JSON job (which clap never sees) is refused by `run` with the usage code.
+    #[test]
+    fn the_piece_hash_is_blake3_or_sha256() {
+        let piece = |args: &AcquireArgs| pipeline_config(args).unwrap().piece_algorithm;
+        assert_eq!(piece(&job(&[])), HashAlgorithm::Blake3);
+        assert_eq!(
+            piece(&job(&["--piece-hash", "sha256"])),
+            HashAlgorithm::Sha256
+        );
+        let err = crate::cli::tests::parsed(&["--piece-hash", "md5"]).unwrap_err();
+        assert!(err.contains("[possible values: blake3, sha256]"), "{err}");
+        let mut md5 = job(&[]);
+        md5.piece_hash = "md5".into();
+        let json = serde_json::to_vec(&md5).unwrap();
+        let err = run_refusal(&run_job(&json).unwrap());
+        assert_eq!(err.exit, Exit::Usage);
+        assert!(
+            err.error
+                .to_string()
+                .contains("piece hash \"md5\" is not one of blake3, sha256"),
+            "{}",
+            err.error
+        );
     }
 
     // Issue 10: `acquire --examiner " J "` and a JSON job saying the same record the same `J`.

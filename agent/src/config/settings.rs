@@ -341,8 +341,11 @@ settings! {
     [imaging] RawImaging {
         /// Whole-image hashes.
         HASHES hashes: RawHashList = List(&["sha256", "blake3"]), Any;
-        /// Piecewise SHA-256 size; 0 turns it off.
+        /// Piecewise hash size; 0 turns it off.
         PIECE_SIZE piece_size: RawSize = Size(pipeline::DEFAULT_PIECE_SIZE), Any;
+        /// Piecewise hash algorithm: `blake3` (checked with `b3sum`) or `sha256` (dc3dd-style hash
+        /// logs, at the cost of a second SHA-256 pass).
+        PIECE_HASH piece_hash: String = Text(pipeline::DEFAULT_PIECE_ALGORITHM.name()), Any;
         /// Bytes per read.
         CHUNK_SIZE chunk_size: RawSize = Size(pipeline::DEFAULT_CHUNK_SIZE as u64), Any;
         /// Reads in flight.
@@ -733,6 +736,10 @@ mod tests {
                 "{what} queue depth"
             );
             assert_eq!(read.piece_size, engine_read.piece_size, "{what} piece size");
+            assert_eq!(
+                read.piece_algorithm, engine_read.piece_algorithm,
+                "{what} piece hash"
+            );
             assert_eq!(
                 read.sector_retries, engine_read.sector_retries,
                 "{what} retries"

@@ -175,6 +175,7 @@ fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> A
             .collect::<Vec<_>>()
             .join(","),
         piece_size: ByteSize(imaging.piece_size.unwrap_or(0)),
+        piece_hash: imaging.piece_algorithm.name().to_owned(),
         chunk_size: ByteSize(imaging.chunk_size as u64),
         queue_depth: imaging.queue_depth,
         sector_retries: imaging.sector_retries,
@@ -294,6 +295,7 @@ mod tests {
         raw.job.examiner = Some("J. Doe".into());
         raw.imaging.hashes = RawHashList::List(vec!["sha256".into(), "md5".into(), "sha1".into()]);
         raw.imaging.piece_size = size("2GiB");
+        raw.imaging.piece_hash = "sha256".into();
         raw.imaging.chunk_size = size("2MiB");
         raw.imaging.queue_depth = 8;
         raw.imaging.sector_retries = 5;
@@ -391,6 +393,8 @@ mod tests {
             "sha256,md5,sha1",
             "--piece-size",
             "2GiB",
+            "--piece-hash",
+            "sha256",
             "--chunk-size",
             "2MiB",
             "--queue-depth",

@@ -1,9 +1,10 @@
 //! Genuine manifests for the unit tests: the record of a small image, its bytes hashed for real,
-//! as a local file and as a three-segment S3 image.
+//! as a local file and as a three-segment S3 image, in the current schema (BLAKE3 pieces) and as
+//! schema version 2 wrote it (SHA-256 pieces).
 
 use serde_json::{Value, json};
 
-use super::Manifest;
+use super::{Manifest, SCHEMA_VERSION};
 use crate::hash::{HashAlgorithm, Hasher, PieceHasher};
 
 /// Image size: three 1 KiB pieces, the last one short.
@@ -29,14 +30,24 @@ pub fn sha256(data: &[u8]) -> String {
     digest(HashAlgorithm::Sha256, data)
 }
 
-/// The manifest of the sample image stored as a local file, as JSON.
+/// The manifest of the sample image stored as a local file, as JSON: the current schema, with
+/// BLAKE3 pieces.
 pub fn local_json() -> Value {
+    local_json_with(HashAlgorithm::Blake3, SCHEMA_VERSION)
+}
+
+/// The same record as schema version 2 wrote it: SHA-256 pieces.
+pub fn local_v2_json() -> Value {
+    local_json_with(HashAlgorithm::Sha256, 2)
+}
+
+fn local_json_with(piece_algorithm: HashAlgorithm, schema_version: u32) -> Value {
     let data = bytes();
-    let mut pieces = PieceHasher::new(HashAlgorithm::Sha256, PIECE);
+    let mut pieces = PieceHasher::new(piece_algorithm, PIECE);
     pieces.update(&data);
     json!({
         "schema": "forensic-collector/manifest",
-        "schema_version": 2,
+        "schema_version": schema_version,
         "tool": {"name": "forensic-collector", "version": "0.1.0", "git_revision": "unknown"},
         "case": {"incident_id": "IR-1", "evidence_name": "s"},
         "host": {"hostname": "vm", "instance_id": null},
@@ -77,7 +88,7 @@ pub fn local_json() -> Value {
                 "sha256": sha256(&data),
                 "blake3": digest(HashAlgorithm::Blake3, &data),
             },
-            "piecewise": {"algorithm": "sha256", "piece_size": PIECE, "pieces": pieces.finish()}
+            "piecewise": {"algorithm": piece_algorithm, "piece_size": PIECE, "pieces": pieces.finish()}
         },
         "bad_ranges": []
     })

@@ -9,10 +9,11 @@
 
 use std::fmt;
 
-use super::{ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status};
+use super::{
+    FIRST_VERSION_WITH_BLAKE3_PIECES, ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status,
+};
 use crate::hash::HashAlgorithm;
 use crate::naming::SafeName;
-use crate::pipeline::PipelineConfig;
 use crate::sink::s3::segment_key;
 
 /// How many problems an error message spells out; the rest are counted. A forged piece list can
@@ -72,7 +73,7 @@ impl Manifest {
             ));
         }
         check_hashes(&self.image, &mut problems);
-        check_pieces(&self.image, &mut problems);
+        check_pieces(&self.image, self.schema_version, &mut problems);
         check_objects(&self.image, &mut problems);
         check_bad_ranges(self, &mut problems);
         problems.into_result()
@@ -148,16 +149,23 @@ fn check_hashes(image: &ImageRecord, problems: &mut Problems) {
 }
 
 /// The piece list must be exactly the pieces of the image: index `i` at `i × piece_size`, full
-/// length but for the last, one well-formed digest each.
-fn check_pieces(image: &ImageRecord, problems: &mut Problems) {
+/// length but for the last, one well-formed digest each, in an algorithm pieces may use — and
+/// SHA-256 in a manifest older than BLAKE3 pieces, since no version of this program wrote others.
+fn check_pieces(image: &ImageRecord, schema_version: u32, problems: &mut Problems) {
     let Some(piecewise) = &image.piecewise else {
         return;
     };
-    if piecewise.algorithm != PipelineConfig::PIECE_ALGORITHM {
+    let algorithm = piecewise.algorithm;
+    if algorithm.for_pieces().is_err() {
         problems.push(format!(
-            "image.piecewise.algorithm is {}; pieces are always {}",
-            piecewise.algorithm,
-            PipelineConfig::PIECE_ALGORITHM
+            "image.piecewise.algorithm is {algorithm}; pieces are blake3 or sha256"
+        ));
+    } else if algorithm != HashAlgorithm::Sha256
+        && schema_version < FIRST_VERSION_WITH_BLAKE3_PIECES
+    {
+        problems.push(format!(
+            "image.piecewise.algorithm is {algorithm}, but pieces of schema version \
+             {schema_version} are always sha256"
         ));
     }
     let piece_size = piecewise.piece_size;
@@ -425,6 +433,36 @@ mod tests {
         );
     }
 
+    // Issue 12: pieces are BLAKE3 (schema 3 on) or SHA-256 (every version); any other algorithm,
+    // or BLAKE3 in a manifest of a version that never wrote it, is refused.
+    #[test]
+    fn pieces_are_blake3_or_sha256() {
+        sample::local().validate().unwrap();
+        sample::unchecked(sample::local_v2_json())
+            .validate()
+            .unwrap();
+        let mut sha256_now = sample::local_v2_json();
+        sha256_now["schema_version"] = SCHEMA_VERSION.into();
+        sample::unchecked(sha256_now).validate().unwrap();
+        for other in ["md5", "sha1"] {
+            let refused = local(|v| v["image"]["piecewise"]["algorithm"] = other.into());
+            assert_mentions(
+                &refused,
+                &format!("image.piecewise.algorithm is {other}; pieces are blake3 or sha256"),
+            );
+        }
+        let mut blake3_in_v2 = sample::local_json();
+        blake3_in_v2["schema_version"] = 2.into();
+        let err = sample::unchecked(blake3_in_v2)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert_mentions(&err, "pieces of schema version 2 are always sha256");
+        let mut v3 = sample::local_json();
+        v3["schema_version"] = FIRST_VERSION_WITH_BLAKE3_PIECES.into();
+        sample::unchecked(v3).validate().unwrap();
+    }
+
     #[test]
     fn a_piece_size_of_zero_is_refused_not_divided_by() {
         assert_mentions(
@@ -470,11 +508,6 @@ mod tests {
         assert_mentions(&other_size, "pieces of 2048 make 2");
         let huge = local(|v| v["image"]["piecewise"]["piece_size"] = u64::MAX.into());
         assert_mentions(&huge, "make 1");
-        let md5 = local(|v| v["image"]["piecewise"]["algorithm"] = "md5".into());
-        assert_mentions(
-            &md5,
-            "image.piecewise.algorithm is md5; pieces are always sha256",
-        );
     }
 
     #[test]

@@ -50,11 +50,16 @@ fn odd_sized_loop_device_is_imaged_bit_for_bit_with_correct_hashes() {
     let m = manifest(&out, &name);
     assert_eq!(m["image"]["hashes"]["sha256"], sha256_hex(&original));
     assert_eq!(m["image"]["hashes"]["blake3"], blake3_hex(&original));
+    // Issue 12: pieces are BLAKE3 by default, each what `b3sum` gives for its bytes alone (the
+    // last one short), and the manifest is schema 3, which says so.
+    assert_eq!(m["schema_version"], 3);
+    assert_eq!(m["image"]["piecewise"]["algorithm"], "blake3");
     let pieces = m["image"]["piecewise"]["pieces"].as_array().unwrap();
     let expected: Vec<&[u8]> = original.chunks(16 << 20).collect();
     assert_eq!(pieces.len(), expected.len());
+    assert_eq!(pieces.len(), 7);
     for (piece, bytes) in pieces.iter().zip(expected) {
-        assert_eq!(piece["digest"], sha256_hex(bytes));
+        assert_eq!(piece["digest"], blake3_hex(bytes));
         assert_eq!(piece["length"], bytes.len() as u64);
     }
     assert!(sha256sum_check(&out, &format!("{name}.image.dd.sha256")));
@@ -487,6 +492,7 @@ fn a_job_on_stdin_is_checked_as_flags_are() {
         "examiner": "  J  ",
         "hashes": "sha256",
         "piece_size": 0,
+        "piece_hash": "blake3",
         "chunk_size": MIB,
         "queue_depth": 4,
         "sector_retries": 0,

@@ -43,6 +43,13 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
     let config = PipelineConfig {
         algorithms: manifest.image.hashes.keys().copied().collect(),
         piece_size: manifest.image.piecewise.as_ref().map(|p| p.piece_size),
+        // The manifest's own algorithm: BLAKE3 or, in older evidence, SHA-256 (its validation
+        // refused any other).
+        piece_algorithm: manifest
+            .image
+            .piecewise
+            .as_ref()
+            .map_or(pipeline::DEFAULT_PIECE_ALGORITHM, |p| p.algorithm),
         ..PipelineConfig::default()
     };
     let reporter = ProgressDisplay::new(source.size(), json, Duration::from_secs(10));

@@ -233,6 +233,8 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
     let chunk_size = usize::try_from(chunk_size)
         .map_err(|_| invalid("imaging.chunk_size", format!("{chunk_size} is too large")))?;
     let piece_size = size("imaging.piece_size", &i.piece_size)?;
+    let piece_algorithm = HashAlgorithm::parse_piece(&i.piece_hash)
+        .map_err(|e| invalid("imaging.piece_hash", e.to_string()))?;
     let queue_depth =
         usize::try_from(i.queue_depth).map_err(|_| invalid("imaging.queue_depth", "too large"))?;
     let base = PipelineConfig::default();
@@ -283,6 +285,7 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
         queue_depth,
         algorithms,
         piece_size,
+        piece_algorithm,
         sector_retries: i.sector_retries,
     };
     // What is left is the combination: the read-buffer pool, chunk size × queue depth.

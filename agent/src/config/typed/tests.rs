@@ -17,6 +17,7 @@ fn defaults_are_valid_and_match_the_engine() {
     assert_eq!(config.imaging.chunk_size, engine.chunk_size);
     assert_eq!(config.imaging.queue_depth, engine.queue_depth);
     assert_eq!(config.imaging.piece_size, engine.piece_size);
+    assert_eq!(config.imaging.piece_algorithm, HashAlgorithm::Blake3);
     assert_eq!(config.imaging.algorithms, engine.algorithms);
     assert_eq!(config.s3.min_part_size, limits::MIN_PART_SIZE);
     assert_eq!(config.watch.on_complete, OnComplete::Poweroff);
@@ -78,6 +79,15 @@ fn bad_values_name_their_key() {
             "imaging.queue_depth",
             Box::new(|r| r.imaging.queue_depth = 0),
         ),
+        // Issue 12: pieces are blake3 or sha256 only.
+        (
+            "imaging.piece_hash",
+            Box::new(|r| r.imaging.piece_hash = "md5".into()),
+        ),
+        (
+            "imaging.piece_hash",
+            Box::new(|r| r.imaging.piece_hash = "crc32".into()),
+        ),
         (
             "s3.part_size",
             Box::new(|r| r.s3.part_size = RawSize::Text("1MiB".into())),
@@ -126,6 +136,7 @@ fn good_values_become_types() {
         r.job.examiner = Some(" J. Doe ".into());
         r.imaging.hashes = RawHashList::Csv("blake3, md5, sha256".into());
         r.imaging.piece_size = RawSize::Text("0".into());
+        r.imaging.piece_hash = "SHA256".into();
         r.s3.part_size = RawSize::Bytes(16 << 20);
         r.s3.object_lock_mode = Some("compliance".into());
         r.s3.object_lock_retain_days = Some(365);
@@ -149,6 +160,7 @@ fn good_values_become_types() {
         ]
     );
     assert_eq!(config.imaging.piece_size, None);
+    assert_eq!(config.imaging.piece_algorithm, HashAlgorithm::Sha256);
     assert_eq!(config.s3.min_part_size, 16 << 20);
     assert!(
         config.s3.require_object_lock,

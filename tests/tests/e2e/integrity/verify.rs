@@ -363,9 +363,10 @@ fn verify_reads_only_bounded_regular_files() {
 }
 
 // The 1 MiB floor on pieces is a policy for new captures only: evidence made with smaller pieces
-// (allowed before issue 9) still verifies, piece by piece.
+// (allowed before issue 9) still verifies, piece by piece. The record is also as schema version 2
+// wrote it (issue 12): SHA-256 pieces, which `verify` re-hashes as SHA-256.
 #[test]
-fn verify_local_accepts_evidence_with_pieces_smaller_than_new_captures_may_use() {
+fn verify_local_accepts_old_evidence_with_small_sha256_pieces() {
     let work = tempfile::tempdir().unwrap();
     let mut manifest = local_capture(work.path(), MIB, &["--piece-size", "1MiB"]);
     let image = fs::read(work.path().join("out/e.image.dd")).unwrap();
@@ -382,6 +383,8 @@ fn verify_local_accepts_evidence_with_pieces_smaller_than_new_captures_may_use()
             })
         })
         .collect();
+    manifest["schema_version"] = json!(2);
+    manifest["image"]["piecewise"]["algorithm"] = json!("sha256");
     manifest["image"]["piecewise"]["piece_size"] = json!(piece);
     manifest["image"]["piecewise"]["pieces"] = json!(pieces);
     let path = work.path().join("out/e.manifest.json");
@@ -390,6 +393,65 @@ fn verify_local_accepts_evidence_with_pieces_smaller_than_new_captures_may_use()
     let run = Run::of(collector().arg("verify").arg(&path));
     run.expect_code(0);
     assert!(run.stdout.contains("pieces: OK 4"), "{}", run.stdout);
+}
+
+// Issue 12: `verify` re-hashes pieces with the algorithm the manifest records. A capture at the
+// defaults (BLAKE3 pieces) and one with `--piece-hash sha256` both pass; one altered digest, in
+// either, fails naming its piece; and BLAKE3 digests relabelled as SHA-256 fail every piece.
+#[test]
+fn verify_local_checks_pieces_in_the_recorded_algorithm() {
+    let work = tempfile::tempdir().unwrap();
+    let blake3 = local_capture(work.path(), 4 * MIB, &["--piece-size", "1MiB"]);
+    assert_eq!(blake3["image"]["piecewise"]["algorithm"], "blake3");
+    let image = fs::read(work.path().join("out/e.image.dd")).unwrap();
+    assert_eq!(
+        blake3["image"]["piecewise"]["pieces"][3]["digest"],
+        collector_e2e::blake3_hex(&image[3 << 20..])
+    );
+    let altered = |m: &mut Value| {
+        let digest = m["image"]["piecewise"]["pieces"][2]["digest"]
+            .as_str()
+            .unwrap();
+        let flipped = if digest.starts_with('0') { "1" } else { "0" };
+        m["image"]["piecewise"]["pieces"][2]["digest"] =
+            json!(format!("{flipped}{}", &digest[1..]));
+    };
+    let run = verify_local_forged(work.path(), &blake3, "altered", altered);
+    run.expect_code(MISMATCH);
+    assert!(
+        run.stdout.contains("sha256: OK")
+            && run.stdout.contains("pieces: MISMATCH in 1 piece of 4: [2]"),
+        "{}",
+        run.stdout
+    );
+    let run = verify_local_forged(work.path(), &blake3, "relabelled", |m| {
+        m["image"]["piecewise"]["algorithm"] = json!("sha256");
+    });
+    run.expect_code(MISMATCH);
+    assert!(
+        run.stdout.contains("pieces: MISMATCH in 4 pieces of 4"),
+        "{}",
+        run.stdout
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let sha256 = local_capture(
+        other.path(),
+        4 * MIB,
+        &["--piece-size", "1MiB", "--piece-hash", "sha256"],
+    );
+    assert_eq!(sha256["image"]["piecewise"]["algorithm"], "sha256");
+    assert_eq!(
+        sha256["image"]["piecewise"]["pieces"][0]["digest"],
+        collector_e2e::sha256_hex(&image[..1 << 20])
+    );
+    let run = verify_local_forged(other.path(), &sha256, "altered", altered);
+    run.expect_code(MISMATCH);
+    assert!(
+        run.stdout.contains("pieces: MISMATCH in 1 piece of 4: [2]"),
+        "{}",
+        run.stdout
+    );
 }
 
 // Issue 10: an image object gone from beside its manifest exited 30 ("S3 refused or failed"),
