@@ -8,6 +8,7 @@
 #   dc3dd        dc3dd if=DEV hash=sha256 of=FILE
 #   acquire      forensic-collector acquire DEV --out DIR (defaults: sha256 + blake3 + 1 GiB pieces)
 #   acquire p0   the same with --piece-size 0
+#   *_shm        dd copy and acquire (defaults) writing to tmpfs (/dev/shm): without the output disk's write rate
 # S3 rows, on an S3_MIB loop device, through tests/src/bin/linkproxy.rs (each TCP connection capped
 # at RATE MB/s upload, RTT_MS round trip; a fresh proxy per run) in front of the local S3 server,
 # for each RATE in RATES:
@@ -57,12 +58,14 @@ require_root "loop devices and drop_caches"
 
 LOOPS=()
 PIDS=()
+SHM=""
 cleanup() {
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
   [ -z "${PROXY_PID:-}" ] || PIDS+=("$PROXY_PID")
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
+  [ -z "${SHM:-}" ] || rm -rf "$SHM"
   give_back_target
 }
 trap cleanup EXIT
@@ -140,30 +143,37 @@ mkdir -p "$WORK/out"
 echo "# work directory and output files: $WORK ($(df --output=fstype "$WORK" | tail -1), $(df --output=source "$WORK" | tail -1))"
 
 # --- local rows -----------------------------------------------------------------------------------
-LOCAL_ROWS=(dd_read dd_copy dc3dd acquire acquire_p0)
+# The *_shm rows write to tmpfs (/dev/shm): the same commands without the output disk's write
+# rate, which on this machine (600-800 MB/s) bounds every row that writes a file.
+LOCAL_ROWS=(dd_read dd_copy dc3dd acquire acquire_p0 dd_copy_shm acquire_shm)
 LABEL[dd_read]="dd iflag=direct bs=8M of=/dev/null"
 LABEL[dd_copy]="dd iflag=direct oflag=direct bs=8M of=FILE"
 LABEL[dc3dd]="dc3dd hash=sha256 of=FILE"
 LABEL[acquire]="acquire --out DIR (defaults)"
 LABEL[acquire_p0]="acquire --out DIR --piece-size 0"
+LABEL[dd_copy_shm]="dd iflag=direct bs=8M of=TMPFS_FILE"
+LABEL[acquire_shm]="acquire --out TMPFS_DIR (defaults)"
 if [ "$SKIP_LOCAL" != 1 ]; then
   echo "# local: ${LOCAL_MIB} MiB of random data on a loop device (--direct-io=on)"
   head -c $((LOCAL_MIB << 20)) /dev/urandom > "$WORK/local.raw"
   DEV=$(losetup -f --show --direct-io=on "$WORK/local.raw"); LOOPS+=("$DEV")
+  SHM=$(mktemp -d /dev/shm/fc-bench.XXXXXX)
   for _ in $(seq 1 "$ROUNDS"); do
     for r in "${LOCAL_ROWS[@]}"; do
-      rm -rf "${WORK:?}/out"/*
+      rm -rf "${WORK:?}/out"/* "${SHM:?}"/*
       case $r in
         dd_read) out=$(timed dd if="$DEV" iflag=direct bs=8M of=/dev/null) ;;
         dd_copy) out=$(timed dd if="$DEV" iflag=direct oflag=direct bs=8M of="$WORK/out/dd.img") ;;
         dc3dd) out=$(timed dc3dd if="$DEV" hash=sha256 of="$WORK/out/dc3dd.img") ;;
         acquire) out=$(timed "$BIN" acquire "$DEV" --out "$WORK/out" --name bench) ;;
         acquire_p0) out=$(timed "$BIN" acquire "$DEV" --out "$WORK/out" --name bench --piece-size 0) ;;
+        dd_copy_shm) out=$(timed dd if="$DEV" iflag=direct bs=8M of="$SHM/dd.img") ;;
+        acquire_shm) out=$(timed "$BIN" acquire "$DEV" --out "$SHM" --name bench) ;;
       esac
       read -r s c m <<<"$out"; add "$r" "$s" "$c" "$m"
     done
   done
-  rm -rf "${WORK:?}/out"/* "$WORK/local.raw"
+  rm -rf "${WORK:?}/out"/* "$WORK/local.raw" "${SHM:?}"
   losetup -d "$DEV"; LOOPS=()
 fi
 
