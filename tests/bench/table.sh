@@ -6,7 +6,7 @@
 #   dd read      dd if=DEV iflag=direct bs=8M of=/dev/null
 #   dd copy      dd if=DEV iflag=direct oflag=direct bs=8M of=FILE
 #   dc3dd        dc3dd if=DEV hash=sha256 of=FILE
-#   acquire      forensic-collector acquire DEV --out DIR (defaults: sha256 + blake3 + 1 GiB pieces)
+#   acquire      forensic-collector acquire DEV --out DIR (defaults: sha256 + blake3 + 1 GiB BLAKE3 pieces)
 #   acquire p0   the same with --piece-size 0
 #   *_shm        dd copy and acquire (defaults) writing to tmpfs (/dev/shm): without the output disk's write rate
 # S3 rows, on an S3_MIB loop device, through tests/src/bin/linkproxy.rs (each TCP connection capped
