@@ -276,7 +276,10 @@ impl HashStage {
     /// piece size). BLAKE3 pieces share the thread of the whole-image BLAKE3, when there is one:
     /// BLAKE3 costs ≈ 0.15 CPU-s/GiB a pass, so two passes stay well under the SHA-256 thread's
     /// ≈ 0.55 and never become the slowest stage, while the chunk is hashed twice while it is hot
-    /// in that core's cache and one thread and one channel hop per chunk are saved. SHA-256 pieces
+    /// in that core's cache and one thread and one channel hop per chunk are saved. Measured
+    /// (release build, 2 GiB loop device to a file, 3 rounds each, interleaved): sharing the
+    /// thread 0.94–0.96 CPU-s/GiB, a thread of their own 0.94–0.99 (with the cores busy with other
+    /// work: 1.32–1.38 and 1.35–1.44); wall time alike within the noise. SHA-256 pieces
     /// get a thread of their own: beside the whole-image SHA-256 they would double the slowest
     /// stage, and on their own they run on the other core.
     pub fn plan(algorithms: &[HashAlgorithm], pieces: Option<(HashAlgorithm, u64)>) -> Vec<Self> {
