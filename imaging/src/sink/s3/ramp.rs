@@ -33,7 +33,6 @@ const MIN_ROUND: Duration = Duration::from_millis(200);
 pub struct Ramp {
     limit: usize,
     max: usize,
-    fixed: bool,
     best: f64,
     round_start: Option<Instant>,
     round_parts: usize,
@@ -47,7 +46,6 @@ impl Ramp {
         Self {
             limit: START.min(max),
             max,
-            fixed: false,
             best: 0.0,
             round_start: None,
             round_parts: 0,
@@ -55,18 +53,14 @@ impl Ramp {
         }
     }
 
-    /// A constant limit: the operator chose the number of parts in flight.
+    /// A constant limit: the operator chose the number of parts in flight. It starts at its
+    /// maximum, so there is nowhere to climb.
     pub fn fixed(limit: usize) -> Self {
+        let limit = limit.max(1);
         Self {
-            fixed: true,
+            limit,
             ..Self::adaptive(limit)
         }
-        .with_limit(limit.max(1))
-    }
-
-    fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
     }
 
     /// Parts that may be in flight now.
@@ -86,9 +80,6 @@ impl Ramp {
 
     /// Records a part of `bytes` acknowledged at `now`; returns the limit from now on.
     pub fn part_done(&mut self, bytes: u64, now: Instant) -> usize {
-        if self.fixed {
-            return self.limit;
-        }
         let start = *self.round_start.get_or_insert(now);
         self.round_parts += 1;
         self.round_bytes += bytes;
@@ -196,6 +187,14 @@ mod tests {
         // The round closes once it has lasted MIN_ROUND.
         ramp.part_done(PART, now + MIN_ROUND);
         assert_eq!(ramp.limit(), 16);
+    }
+
+    #[test]
+    fn a_gain_under_10_percent_is_noise_and_holds() {
+        // 1 % more per doubling: a saturated link's jitter, not room for more parts.
+        let mut ramp = Ramp::adaptive(64);
+        let seen = simulate(&mut ramp, 4, |n| 100e6 * (1.0 + n as f64 / 1000.0));
+        assert_eq!(seen, vec![16, 16, 16, 16]);
     }
 
     #[test]
