@@ -18,12 +18,18 @@ fn linkproxy() -> Command {
     Command::new(env!("CARGO_BIN_EXE_linkproxy"))
 }
 
-/// Starts the proxy in front of `upstream`; returns it and the port it printed.
+/// Starts the proxy in front of `upstream` at this suite's cap and round trip.
 fn start(upstream: u16) -> (Child, u16) {
+    start_capped(upstream, RATE_MBPS, RTT)
+}
+
+/// Starts the proxy in front of `upstream`, capping each connection's upload at `rate_mbps` MB/s
+/// with round trips of `rtt`; returns it and the port it printed. For the S3 suites too.
+pub(crate) fn start_capped(upstream: u16, rate_mbps: f64, rtt: Duration) -> (Child, u16) {
     let mut child = linkproxy()
         .args(["--upstream", &format!("127.0.0.1:{upstream}")])
-        .args(["--rate-mbps", &RATE_MBPS.to_string()])
-        .args(["--rtt-ms", &RTT.as_millis().to_string()])
+        .args(["--rate-mbps", &rate_mbps.to_string()])
+        .args(["--rtt-ms", &rtt.as_millis().to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -86,24 +92,40 @@ fn relays_every_byte_no_faster_than_its_cap_and_round_trip() {
         "{elapsed:?}: the link is far slower than its cap ({floor:?})"
     );
 
-    kill(
-        Pid::from_raw(proxy.id().try_into().unwrap()),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = proxy.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "linkproxy exited {:?} on SIGTERM: {stderr}",
-        out.status
-    );
+    let stderr = stop(proxy);
     assert!(
         stderr.contains(&format!(
             "connections=1 max_concurrent=1 up_bytes={BYTES} down_bytes=32"
         )),
         "linkproxy's counters: {stderr}"
     );
+}
+
+/// Stops the proxy with SIGTERM; returns what it printed on stderr (its counters), after checking
+/// it exited cleanly.
+pub(crate) fn stop(proxy: Child) -> String {
+    kill(
+        Pid::from_raw(proxy.id().try_into().unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = proxy.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "linkproxy exited {:?} on SIGTERM: {stderr}",
+        out.status
+    );
+    stderr
+}
+
+/// The `max_concurrent=N` counter of a stopped proxy's report.
+pub(crate) fn max_concurrent(report: &str) -> usize {
+    report
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("max_concurrent="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no max_concurrent in linkproxy's report: {report}"))
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod memory;
 mod packaging;
 mod s3;
 mod s3_faults;
+mod s3_link;
 mod s3_segments;
 mod tls;
 mod watch;

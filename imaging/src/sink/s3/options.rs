@@ -160,12 +160,12 @@ mod tests {
         let small = options.plan(16 * GIB).unwrap();
         assert_eq!(small.layout.part_size, 5 * MIB);
         assert_eq!(small.layout.segments, 1);
-        assert_eq!((small.start_in_flight, small.max_in_flight), (8, 31));
+        assert_eq!((small.start_in_flight, small.max_in_flight), (16, 31));
         assert_eq!(small.part_buffers, 160 * MIB);
         let large = options.plan(TIB).unwrap();
         assert_eq!(large.layout.part_size, 9 * MIB);
         assert_eq!(large.layout.segments, 12);
-        assert_eq!((large.start_in_flight, large.max_in_flight), (8, 16));
+        assert_eq!((large.start_in_flight, large.max_in_flight), (16, 16));
         assert_eq!(large.part_buffers, 153 * MIB);
         let huge = options.plan(16 * TIB).unwrap();
         assert_eq!(huge.layout.part_size, 9 * MIB);
