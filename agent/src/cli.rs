@@ -276,6 +276,13 @@ impl AcquireArgs {
         if let Some(n) = s3.parts_in_flight {
             settings::PARTS_IN_FLIGHT.check(n as u64)?;
         }
+        // As the configuration does: the planner raises parts to `--part-size` whatever the
+        // memory says, so a budget that cannot hold them would be exceeded, not obeyed.
+        settings::check_part_budget(
+            s3.part_size.as_u64(),
+            s3.parts_in_flight.map_or(1, |n| n as u64),
+            s3.part_memory.as_u64(),
+        )?;
         settings::S3_MAX_ATTEMPTS.check(u64::from(s3.s3_max_attempts))?;
         settings::PROGRESS_INTERVAL_SECS.check(args.progress_interval)?;
         match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
@@ -414,16 +421,39 @@ pub(crate) mod tests {
     fn s3_and_progress_values_are_bounded_on_both_sides() {
         for (flag, low, high, too_low, too_high) in BOUNDED_FLAGS {
             for ok in [low, high] {
-                acquire(&[flag, ok]).unwrap_or_else(|e| panic!("{flag} {ok}: {e}"));
+                acquire(&with_room(flag, ok)).unwrap_or_else(|e| panic!("{flag} {ok}: {e}"));
             }
             for bad in [too_low, too_high] {
-                let err = acquire(&[flag, bad]).unwrap_err();
+                let err = acquire(&with_room(flag, bad)).unwrap_err();
                 assert!(err.contains("must be between"), "{flag} {bad}: {err}");
             }
         }
         let err = acquire(&["--part-size", "1TiB"]).unwrap_err();
         assert!(err.contains("part size 1.0 TiB"), "{err}");
         assert!(acquire(&["--parts-in-flight", "many"]).is_err());
+    }
+
+    /// `flag value`, with part memory enough for any part size and count the flag allows (the
+    /// budget is checked too, see `the_part_budget_is_checked_on_flags_as_in_the_configuration`).
+    pub(crate) fn with_room<'a>(flag: &'a str, value: &'a str) -> Vec<&'a str> {
+        let mut args = vec![flag, value];
+        if flag != "--part-memory" {
+            args.extend(["--part-memory", "10GiB"]);
+        }
+        args
+    }
+
+    // Issue 12 review: flags and `run-job` refuse parts the part memory cannot hold, as the
+    // configuration does (the planner would otherwise raise parts past the budget).
+    #[test]
+    fn the_part_budget_is_checked_on_flags_as_in_the_configuration() {
+        let err = acquire(&["--part-size", "1GiB"]).unwrap_err();
+        assert!(err.contains("cannot hold"), "{err}");
+        acquire(&["--part-size", "1GiB", "--part-memory", "2GiB"]).unwrap();
+        // 31 parts of 5 MiB plus the one filling are the default 160 MiB; 32 are not.
+        acquire(&["--parts-in-flight", "31"]).unwrap();
+        let err = acquire(&["--parts-in-flight", "32"]).unwrap_err();
+        assert!(err.contains("cannot hold"), "{err}");
     }
 
     #[test]

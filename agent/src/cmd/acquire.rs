@@ -442,16 +442,16 @@ mod tests {
     // refuses the out-of-range values with the usage code before anything is opened.
     #[test]
     fn run_job_refuses_what_acquire_refuses() {
-        use crate::cli::tests::{BOUNDED_FLAGS, parsed};
+        use crate::cli::tests::{BOUNDED_FLAGS, parsed, with_room};
         for (flag, low, high, too_low, too_high) in BOUNDED_FLAGS {
             for ok in [low, high] {
-                let args = parsed(&[flag, ok]).unwrap();
+                let args = parsed(&with_room(flag, ok)).unwrap();
                 let json = serde_json::to_vec(&args).unwrap();
                 run_job(&json).unwrap_or_else(|e| panic!("{flag} {ok}: {}", e.error));
                 assert_ne!(run_refusal(&args).exit, Exit::Usage, "{flag} {ok}");
             }
             for bad in [too_low, too_high] {
-                let args = parsed(&[flag, bad]).unwrap();
+                let args = parsed(&with_room(flag, bad)).unwrap();
                 let json = serde_json::to_vec(&args).unwrap();
                 let err = run_job(&json).unwrap_err();
                 assert_eq!(err.exit, Exit::Usage, "{flag} {bad}");

@@ -175,7 +175,7 @@ impl Bound {
 }
 
 impl Bound {
-    /// The range as `--help` and docs/config.md show it: `1-64`, `8 MiB-5 GiB`, `8 MiB-48.8 TiB`.
+    /// The range as `--help` and docs/config.md show it: `1-64`, `5 MiB-5 GiB`, `5 MiB-48.8 TiB`.
     pub fn range_text(&self) -> String {
         let show = |n: u64| match self.unit {
             Bytes => size_shown(n),
@@ -470,7 +470,7 @@ pub fn check_part_budget(
         return Ok(());
     }
     Err(format!(
-        "part memory {} cannot hold (parts in flight {parts_in_flight} + 1) × part size {} = {}; raise the part memory or lower the others",
+        "part memory {} cannot hold (parts in flight {parts_in_flight} + the one filling) × part size {} = {}; raise the part memory or lower the others",
         ByteSize(part_memory),
         ByteSize(part_size),
         ByteSize(needed)

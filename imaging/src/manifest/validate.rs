@@ -249,6 +249,12 @@ fn check_objects(image: &ImageRecord, problems: &mut Problems) {
         if object.size_bytes == 0 && image.size_bytes > 0 {
             problems.push(format!("image.s3.objects: {key:?} is empty"));
         }
+        // What S3 confirmed: the composite of CRC32C parts (schema 3) or of SHA-256 parts (older).
+        if object.checksum_crc32c.is_some() == object.checksum_sha256.is_some() {
+            problems.push(format!(
+                "image.s3.objects: {key:?} must record exactly one of checksum_crc32c and checksum_sha256"
+            ));
+        }
         if let Some(digest) = &object.sha256
             && !HashAlgorithm::Sha256.is_digest(digest)
         {
@@ -557,6 +563,32 @@ mod tests {
             &swapped,
             "starts at byte 1024, but the previous objects end at 0",
         );
+    }
+
+    // Issue 12 review: each object records what S3 confirmed, one way or the other.
+    #[test]
+    fn objects_record_exactly_one_composite_checksum() {
+        let neither = segmented(|v| {
+            let object = v["image"]["s3"]["objects"][1].as_object_mut().unwrap();
+            object.remove("checksum_crc32c");
+            object.remove("checksum_sha256");
+        });
+        assert_mentions(
+            &neither,
+            "s.image.dd.002\" must record exactly one of checksum_crc32c and checksum_sha256",
+        );
+        let both = segmented(|v| {
+            v["image"]["s3"]["objects"][0]["checksum_crc32c"] = "AAAAAA==-1".into();
+            v["image"]["s3"]["objects"][0]["checksum_sha256"] = "AAAA-1".into();
+        });
+        assert_mentions(&both, "s.image.dd.001\" must record exactly one");
+        let mut crc = sample::segmented_json();
+        for object in crc["image"]["s3"]["objects"].as_array_mut().unwrap() {
+            let object = object.as_object_mut().unwrap();
+            object.remove("checksum_sha256");
+            object.insert("checksum_crc32c".into(), "AAAAAA==-1".into());
+        }
+        sample::unchecked(crc).validate().unwrap();
     }
 
     #[test]

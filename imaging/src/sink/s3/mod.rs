@@ -1,12 +1,13 @@
 //! The S3 destination: the image streams from the pipeline into multipart uploads, with no local
 //! copy.
 //!
-//! Each part carries its own SHA-256 checksum, which S3 verifies on receipt; on completion S3 returns
-//! the composite checksum (SHA-256 of the part digests, `-N`), which we recompute and compare, so
-//! every object is proven to hold exactly the bytes we hashed. A part is kept in memory until S3 has
+//! Each part carries its own CRC32C, which S3 verifies on receipt; on completion S3 returns the
+//! composite checksum (CRC32C of the parts' CRC32Cs, `-N`), which we recompute and compare, so every
+//! object is proven to hold exactly the bytes we hashed. A part is kept in memory until S3 has
 //! accepted it, so the SDK's retries resend it without reading the device again; memory is bounded
-//! by `(parts_in_flight + 1) × part_size`, and the part size by a memory budget. An image that does
-//! not fit one object under those limits is stored as numbered segment objects.
+//! by `(parts_in_flight + 1) × part_size`, where the number in flight follows the link
+//! ([`ramp`]), and the part size by a memory budget. An image that does not fit one object under
+//! those limits is stored as numbered segment objects.
 //!
 //! # Layout
 //! - `plan`: part size and segments for an image size.

@@ -86,22 +86,24 @@ pub(super) struct MultipartUpload {
     uploads: Vec<PartUpload>,
     /// Parts handed out and not yet finished (acknowledged, failed or aborted).
     running: usize,
-    /// Each part task reports here when it ends, with its size if S3 accepted it (else 0).
-    finished_tx: mpsc::UnboundedSender<u64>,
-    finished_rx: mpsc::UnboundedReceiver<u64>,
+    /// Each part task reports here when it ends, with its size if S3 accepted it (else 0) and when.
+    finished_tx: mpsc::UnboundedSender<(u64, Instant)>,
+    finished_rx: mpsc::UnboundedReceiver<(u64, Instant)>,
     sent: u64,
 }
 
 /// Reports a part task's end when dropped: on success, failure, panic or abort alike, so the
 /// count of running parts can never wait for a task that is gone.
 struct Finished {
-    tx: mpsc::UnboundedSender<u64>,
+    tx: mpsc::UnboundedSender<(u64, Instant)>,
     bytes: u64,
 }
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        let _ = self.tx.send(self.bytes);
+        // Stamped here, not when the sink thread gets to it: reports can wait while the source
+        // is slow, and the ramp's rates must be the link's.
+        let _ = self.tx.send((self.bytes, Instant::now()));
     }
 }
 
@@ -185,24 +187,24 @@ impl MultipartUpload {
     }
 
     /// Takes the reports of parts that ended, and feeds the acknowledged ones to `ramp`.
-    fn note_finished(&mut self, bytes: u64, ramp: &mut Ramp) {
+    fn note_finished(&mut self, (bytes, at): (u64, Instant), ramp: &mut Ramp) {
         self.running = self.running.saturating_sub(1);
         if bytes > 0 {
-            ramp.part_done(bytes, Instant::now());
+            ramp.part_done(bytes, at);
         }
     }
 
     /// Waits until fewer parts than the ramp's limit are running (back-pressure on the pipeline).
     fn wait_for_room(&mut self, ramp: &mut Ramp) -> Result<()> {
-        while let Ok(bytes) = self.finished_rx.try_recv() {
-            self.note_finished(bytes, ramp);
+        while let Ok(report) = self.finished_rx.try_recv() {
+            self.note_finished(report, ramp);
         }
         while self.running >= ramp.limit() {
-            let bytes = self
+            let report = self
                 .runtime
                 .block_on(self.finished_rx.recv())
                 .ok_or(Error::Internal("part upload reports closed"))?;
-            self.note_finished(bytes, ramp);
+            self.note_finished(report, ramp);
         }
         Ok(())
     }

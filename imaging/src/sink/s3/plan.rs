@@ -239,7 +239,7 @@ mod tests {
             prop_assert!(layout.segments == 1 || layout.segment_size <= max_object);
             prop_assert!(layout.segments * layout.segment_size >= size);
             prop_assert!((layout.segments - 1) * layout.segment_size < size.max(1));
-            // Memory: parts in flight plus the one filling stay within the budget (or the 8 MiB floor).
+            // Memory: parts in flight plus the one filling stay within the budget (or the 5 MiB floor).
             prop_assert!(layout.part_size * (in_flight as u64 + 1) <= (budget_mib * MIB).max(limits::MIN_PART_SIZE * (in_flight as u64 + 1)));
         }
     }

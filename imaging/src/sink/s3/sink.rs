@@ -138,12 +138,13 @@ impl S3Sink {
     }
 
     fn ship_part(&mut self) -> Result<()> {
-        let next = self.buffers.take(self.part_len);
-        let body = self
-            .buffers
-            .body(std::mem::replace(&mut self.current, next));
+        let body = self.buffers.body(std::mem::take(&mut self.current));
         let crc = take_crc32c(&mut self.current_crc);
-        open(&mut self.upload)?.send_part(body, crc, &mut self.ramp)
+        open(&mut self.upload)?.send_part(body, crc, &mut self.ramp)?;
+        // Only now, with room made: a finished part's buffer is back in the pool, so the parts in
+        // flight plus the one filling never exceed what the plan counts.
+        self.current = self.buffers.take(self.part_len);
+        Ok(())
     }
 
     /// Completes the current segment's upload and records it.
