@@ -211,6 +211,9 @@ mod tests {
         let seen = simulate(&mut ramp, 4, |n| n as f64 * 8e6);
         assert_eq!(seen, vec![16; 4]);
         assert_eq!(Ramp::fixed(0).limit(), 1);
+        // Above the adaptive start too (the mutant that let `fixed` start at 16 survived).
+        assert_eq!(Ramp::fixed(24).limit(), 24);
+        assert_eq!(Ramp::fixed(24).max(), 24);
     }
 
     #[test]
