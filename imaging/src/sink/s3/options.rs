@@ -61,15 +61,13 @@ impl Default for S3Options {
     }
 }
 
-/// How one image is uploaded: what [`S3Options::plan`] answers, for the log and the docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How one image is uploaded: what [`S3Options::plan`] answers, for the sink, the log and the docs.
+#[derive(Debug, Clone)]
 pub struct UploadPlan {
     /// Part size and segment objects.
     pub layout: UploadLayout,
-    /// Parts in flight at the start.
-    pub start_in_flight: usize,
-    /// Most parts in flight.
-    pub max_in_flight: usize,
+    /// The limit on parts in flight: where it starts ([`Ramp::limit`]) and its most ([`Ramp::max`]).
+    pub ramp: Ramp,
     /// Most memory the part buffers take: the parts in flight plus the one being filled.
     pub part_buffers: u64,
 }
@@ -108,9 +106,8 @@ impl S3Options {
         let ramp = self.ramp(layout.part_size);
         Ok(UploadPlan {
             layout,
-            start_in_flight: ramp.limit(),
-            max_in_flight: ramp.max(),
             part_buffers: layout.part_size * (ramp.max() as u64 + 1),
+            ramp,
         })
     }
 
@@ -160,12 +157,12 @@ mod tests {
         let small = options.plan(16 * GIB).unwrap();
         assert_eq!(small.layout.part_size, 5 * MIB);
         assert_eq!(small.layout.segments, 1);
-        assert_eq!((small.start_in_flight, small.max_in_flight), (16, 31));
+        assert_eq!((small.ramp.limit(), small.ramp.max()), (16, 31));
         assert_eq!(small.part_buffers, 160 * MIB);
         let large = options.plan(TIB).unwrap();
         assert_eq!(large.layout.part_size, 9 * MIB);
         assert_eq!(large.layout.segments, 12);
-        assert_eq!((large.start_in_flight, large.max_in_flight), (16, 16));
+        assert_eq!((large.ramp.limit(), large.ramp.max()), (16, 16));
         assert_eq!(large.part_buffers, 153 * MIB);
         let huge = options.plan(16 * TIB).unwrap();
         assert_eq!(huge.layout.part_size, 9 * MIB);
@@ -186,7 +183,7 @@ mod tests {
         // 160 MiB / (4 + 1): 32 MiB parts, 312.5 GiB per object.
         assert_eq!(plan.layout.part_size, 32 * MIB);
         assert_eq!(plan.layout.segments, 4);
-        assert_eq!((plan.start_in_flight, plan.max_in_flight), (4, 4));
+        assert_eq!((plan.ramp.limit(), plan.ramp.max()), (4, 4));
         assert_eq!(plan.part_buffers, 160 * MIB);
     }
 

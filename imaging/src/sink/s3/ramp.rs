@@ -7,19 +7,18 @@
 //! parts as the current limit) it compares the round's throughput with the best seen so far. A
 //! round at least [`GAIN`] faster than that best doubles the limit, up to the memory bound;
 //! anything less means the link, the server or the source is saturated, and the limit stays,
-//! since more parallel parts would only hold more memory. Doubling, as TCP's slow start does,
-//! because the climb is paid in parts sent below the link's capacity: from 16 to 31 it takes one
-//! round, where steps of half again took several, most of a small disk. A later round that does run faster (the
-//! link improved) resumes the climb. The limit never drops: each part in flight is already paid
+//! since more parallel parts would only hold more memory. A later round that does run faster (the
+//! link improved) resumes the climb. Doubling, as TCP's slow start does, because the climb is paid
+//! in parts sent below the link's capacity: from 16 to 31 takes one round, where steps of half
+//! again took several, most of a small disk. The limit never drops: each part in flight is already paid
 //! for in the memory budget, and S3's throttling answers are retried by the SDK.
 
 use std::time::{Duration, Instant};
 
-/// Parts in flight before anything is measured: 16, what S3's performance guidance calls a
-/// modest start for one instance (`aws s3 cp` keeps 10). The climb is paid in parts sent below the
-/// link's capacity, and a start of 8 cost a 512 MiB image a whole round at half the link: 104
-/// instead of 117 MB/s at 8 MB/s per connection. 16 parts of 5 MiB are 80 MiB, within the default
-/// part memory on any link.
+/// Parts in flight before anything is measured: 16 (`aws s3 cp` keeps 10). The climb is paid in
+/// parts sent below the link's capacity, and a start of 8 cost a 512 MiB image a whole round at
+/// half the link: 103.8 MB/s instead of 106–111 at 8 MB/s per connection (tests/bench/README.md).
+/// 16 parts of 5 MiB are 80 MiB, within the default part memory on any link.
 pub const START: usize = 16;
 
 /// The throughput gain a round must show over the best so far for the limit to grow: 10 %, well

@@ -8,7 +8,7 @@ use tokio::runtime::Handle;
 
 use super::buffers::PartBuffers;
 use super::multipart::{MultipartUpload, S3Object, take_crc32c};
-use super::options::S3Options;
+use super::options::{S3Options, UploadPlan};
 use super::owned::{Ledger, OwnedObject, delete_objects};
 use super::plan::UploadLayout;
 use super::protect::abort_other_uploads;
@@ -36,9 +36,9 @@ pub struct S3Sink {
     options: S3Options,
     /// The part being filled, and its CRC32C so far.
     current: Vec<u8>,
+    current_crc: crc_fast::Digest,
     /// Bytes per part (a buffer's capacity may exceed it).
     part_len: usize,
-    current_crc: crc_fast::Digest,
     /// Where part buffers return once S3 has them.
     buffers: PartBuffers,
     /// How many parts may upload at once.
@@ -72,14 +72,17 @@ impl S3Sink {
         options: &S3Options,
         ledger: Ledger,
     ) -> Result<Self> {
-        let plan = options.plan(size)?;
-        let layout = plan.layout;
+        let UploadPlan {
+            layout,
+            ramp,
+            part_buffers,
+        } = options.plan(size)?;
         tracing::info!(
             part_bytes = layout.part_size,
             objects = layout.segments,
-            parts_in_flight_start = plan.start_in_flight,
-            parts_in_flight_max = plan.max_in_flight,
-            part_buffer_bytes = plan.part_buffers,
+            parts_in_flight_start = ramp.limit(),
+            parts_in_flight_max = ramp.max(),
+            part_buffer_bytes = part_buffers,
             "Upload planned."
         );
         if layout.is_segmented() {
@@ -91,7 +94,6 @@ impl S3Sink {
         }
         let capacity = usize::try_from(layout.part_size)
             .map_err(|_| Error::InvalidSetting("part size too large".into()))?;
-        let ramp = options.ramp(layout.part_size);
         let mut sink = Self {
             runtime,
             client,
@@ -133,10 +135,6 @@ impl S3Sink {
         Ok(())
     }
 
-    fn upload(&mut self) -> Result<&mut MultipartUpload> {
-        open(&mut self.upload)
-    }
-
     fn ship_part(&mut self) -> Result<()> {
         let body = self.buffers.body(std::mem::take(&mut self.current));
         let crc = take_crc32c(&mut self.current_crc);
@@ -149,7 +147,7 @@ impl S3Sink {
 
     /// Completes the current segment's upload and records it.
     fn complete_segment(&mut self) -> Result<()> {
-        if !self.current.is_empty() || self.upload()?.is_empty() {
+        if !self.current.is_empty() || open(&mut self.upload)?.is_empty() {
             self.ship_part()?;
         }
         let upload = self
