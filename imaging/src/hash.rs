@@ -257,16 +257,16 @@ impl PieceHasher {
 }
 
 /// The hashes one pipeline thread computes over every chunk: whole-image digests, piecewise
-/// digests, or both. Built by [`HashStage::plan`].
+/// digests, or both (at most one whole-image algorithm per thread). Built by [`HashStage::plan`].
 pub struct HashStage {
-    whole: Vec<Hasher>,
+    whole: Option<Hasher>,
     pieces: Option<PieceHasher>,
 }
 
 /// What a finished [`HashStage`] computed.
 pub struct StageDigests {
-    /// Whole-image digests, lower-case hex.
-    pub whole: Vec<(HashAlgorithm, String)>,
+    /// The whole-image digest, lower-case hex, when this stage computed one.
+    pub whole: Option<(HashAlgorithm, String)>,
     /// The piece list, when this stage computed it.
     pub pieces: Option<Vec<Piece>>,
 }
@@ -286,7 +286,7 @@ impl HashStage {
         let mut stages: Vec<Self> = algorithms
             .iter()
             .map(|&algorithm| Self {
-                whole: vec![Hasher::new(algorithm)],
+                whole: Some(Hasher::new(algorithm)),
                 pieces: None,
             })
             .collect();
@@ -296,13 +296,13 @@ impl HashStage {
                 .then(|| {
                     stages
                         .iter_mut()
-                        .find(|s| s.whole.iter().any(|h| h.algorithm() == algorithm))
+                        .find(|s| s.whole.as_ref().is_some_and(|h| h.algorithm() == algorithm))
                 })
                 .flatten();
             match shared {
                 Some(stage) => stage.pieces = Some(hasher),
                 None => stages.push(Self {
-                    whole: Vec::new(),
+                    whole: None,
                     pieces: Some(hasher),
                 }),
             }
@@ -312,7 +312,7 @@ impl HashStage {
 
     /// Feeds the next bytes of the image to every hash of the stage.
     pub fn update(&mut self, data: &[u8]) {
-        for hasher in &mut self.whole {
+        if let Some(hasher) = self.whole.as_mut() {
             hasher.update(data);
         }
         if let Some(pieces) = self.pieces.as_mut() {
@@ -323,11 +323,7 @@ impl HashStage {
     /// The digests of everything fed.
     pub fn finish(self) -> StageDigests {
         StageDigests {
-            whole: self
-                .whole
-                .into_iter()
-                .map(|h| (h.algorithm(), h.finish_hex()))
-                .collect(),
+            whole: self.whole.map(|h| (h.algorithm(), h.finish_hex())),
             pieces: self.pieces.map(PieceHasher::finish),
         }
     }
