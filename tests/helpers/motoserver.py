@@ -55,7 +55,9 @@ class AtomicConditionalWrites:
 
 
 class Logged:
-    """WSGI middleware: one `--log` line per request."""
+    """WSGI middleware: one `--log` line per request. It also drops the `status` header moto copies
+    from the handlers' header dict (where moto takes the status code from), which no AWS service
+    sends."""
 
     def __init__(self, app, log):
         self.app = app
@@ -65,6 +67,7 @@ class Logged:
         def logging_start_response(status, headers, *exc_info):
             self.log.write({"method": environ.get("REQUEST_METHOD"), "path": environ.get("PATH_INFO"),
                             "query": environ.get("QUERY_STRING", ""), "status": int(status.split(" ", 1)[0])})
+            headers = [(k, v) for k, v in headers if k.lower() != "status"]
             return start_response(status, headers, *exc_info)
 
         return self.app(environ, logging_start_response)
