@@ -7,9 +7,12 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::process::Command;
 
 use base64::Engine;
 use sha2::Digest;
+
+use crate::MotoServer;
 
 /// The EBS snapshot block: 512 KiB, the only size PutSnapshotBlock takes and GetSnapshotBlock
 /// returns.
@@ -237,6 +240,116 @@ impl SnapshotImage {
                     .contains_key(&i32::try_from(index).unwrap_or(-1))
             );
         });
+    }
+}
+
+/// A moto server holding one snapshot written through its EBS API: the start of every snapshot
+/// suite. Also serves S3 (for `--dest s3://`) and EC2 (DescribeSnapshots) on the same port.
+pub struct SnapshotServer {
+    /// The server (its endpoint, port and request log).
+    pub server: MotoServer,
+    /// Runtime for the SDK clients.
+    pub runtime: tokio::runtime::Runtime,
+    /// What the snapshot holds.
+    pub image: SnapshotImage,
+    /// Its ID (`snap-` and 17 hex digits).
+    pub snapshot_id: String,
+}
+
+impl SnapshotServer {
+    /// Starts moto with `moto_args` (e.g. `["--ebs-page-cap", "3"]`) and writes `image` to it.
+    pub fn start(image: SnapshotImage, moto_args: &[&str]) -> Self {
+        let server = MotoServer::start_with(0, moto_args);
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let snapshot_id = image.put(&server.endpoint(), &runtime);
+        Self {
+            server,
+            runtime,
+            image,
+            snapshot_id,
+        }
+    }
+
+    /// `ebs-snapshot://snap-…`, the source argument of `acquire`.
+    pub fn source(&self) -> String {
+        format!("ebs-snapshot://{}", self.snapshot_id)
+    }
+
+    /// `forensic-collector` with this server's endpoint and the test credentials in its
+    /// environment (and none of the runner's own settings).
+    pub fn collector(&self) -> Command {
+        self.collector_via(&self.server.endpoint())
+    }
+
+    /// The same, talking to `endpoint` instead (a fault proxy in front of this server).
+    pub fn collector_via(&self, endpoint: &str) -> Command {
+        let mut cmd = crate::collector();
+        crate::without_inherited_settings(&mut cmd);
+        for (key, value) in self.server.env() {
+            cmd.env(key, value);
+        }
+        cmd.env("AWS_ENDPOINT_URL", endpoint);
+        cmd
+    }
+
+    /// Creates bucket `name` (for `--dest s3://`).
+    pub fn create_bucket(&self, name: &str) -> aws_sdk_s3::Client {
+        let client = self.server.client(&self.runtime);
+        self.runtime
+            .block_on(client.create_bucket().bucket(name).send())
+            .expect("create bucket");
+        client
+    }
+
+    /// The EBS requests the server has answered so far, in order.
+    pub fn ebs_requests(&self) -> Vec<EbsRequest> {
+        self.server
+            .requests()
+            .iter()
+            .filter_map(EbsRequest::from_log)
+            .collect()
+    }
+}
+
+/// One EBS direct API request as a request log (`motoserver.py`, `faultproxy.py`) records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EbsRequest {
+    /// `GET /snapshots/ID/blocks?…` with its query string (`pageToken=…` on later pages).
+    ListSnapshotBlocks {
+        /// The snapshot listed.
+        snapshot_id: String,
+        /// The query string.
+        query: String,
+    },
+    /// `GET /snapshots/ID/blocks/INDEX?blockToken=…`.
+    GetSnapshotBlock {
+        /// The snapshot read.
+        snapshot_id: String,
+        /// The block.
+        index: i64,
+    },
+    /// Any other request under `/snapshots` (writing a snapshot).
+    Other,
+}
+
+impl EbsRequest {
+    /// The EBS request of one log line (`method`, `path`, `query`), or None for another service's.
+    pub fn from_log(entry: &serde_json::Value) -> Option<Self> {
+        let path = entry["path"].as_str()?;
+        let rest = path.strip_prefix("/snapshots")?;
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        let get = entry["method"] == "GET";
+        Some(match parts.as_slice() {
+            [id, "blocks"] if get => Self::ListSnapshotBlocks {
+                snapshot_id: (*id).to_owned(),
+                query: entry["query"].as_str().unwrap_or_default().to_owned(),
+            },
+            [id, "blocks", index] if get => Self::GetSnapshotBlock {
+                snapshot_id: (*id).to_owned(),
+                index: index.parse().ok()?,
+            },
+            _ => Self::Other,
+        })
     }
 }
 

@@ -19,7 +19,7 @@ pub mod silent;
 
 use std::path::PathBuf;
 
-pub use ebs::{ImageDigests, SnapshotImage};
+pub use ebs::{EbsRequest, ImageDigests, SnapshotImage, SnapshotServer};
 pub use fixtures::{FaultFs, Tmpfs};
 pub use imds::{Down, ImdsServer};
 pub use loopdev::LoopDevice;

@@ -19,5 +19,7 @@ mod s3;
 mod s3_faults;
 mod s3_link;
 mod s3_segments;
+mod snapshot;
+mod snapshot_faults;
 mod tls;
 mod watch;
