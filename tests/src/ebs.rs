@@ -362,28 +362,8 @@ pub struct ImageDigests {
     pub blake3: String,
 }
 
-/// Writes a snapshot of a `volume_size_gib` GiB volume whose every block is random bytes from
-/// `seed`, produced one at a time (a 1 GiB volume is never held in memory), and returns its ID;
-/// [`random_volume_block`] gives any block's bytes again.
-pub async fn put_random_snapshot(
-    client: &aws_sdk_ebs::Client,
-    volume_size_gib: u64,
-    seed: u64,
-) -> String {
-    let blocks = volume_size_gib * GIB / BLOCK_SIZE as u64;
-    let size = i64::try_from(volume_size_gib).expect("fits");
-    put_snapshot(
-        client,
-        size,
-        (0..blocks).map(move |i| {
-            let index = i32::try_from(i).expect("block index fits");
-            (index, random_volume_block(seed, i))
-        }),
-    )
-    .await
-}
-
-/// Block `index` of [`put_random_snapshot`]'s volume from `seed`.
+/// Block `index` of a volume whose every block is random bytes from `seed` (`putsnapshot`, the
+/// benchmark's snapshot).
 pub fn random_volume_block(seed: u64, index: u64) -> Vec<u8> {
     let mut block = vec![0u8; BLOCK_SIZE];
     fill_random(&mut block, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
