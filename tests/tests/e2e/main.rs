@@ -21,5 +21,6 @@ mod s3_link;
 mod s3_segments;
 mod snapshot;
 mod snapshot_faults;
+mod snapshot_server;
 mod tls;
 mod watch;
