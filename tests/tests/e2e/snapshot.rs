@@ -126,11 +126,17 @@ fn a_snapshot_becomes_evidence_equal_to_the_restored_volume_with_zeros_in_its_ho
             _ => None,
         })
         .collect();
-    fetched.sort_unstable();
     let written: Vec<i64> = server.image.written().into_iter().map(i64::from).collect();
+    // Before writing anything the run reads the first listed block, to learn that blocks may be
+    // read (a denied or corrupt snapshot is refused with nothing written); that block may be
+    // fetched a second time by the walk. Any other repeat, or any request for a hole, is waste.
+    if fetched.len() == written.len() + 1 && fetched[0] == written[0] {
+        fetched.remove(0);
+    }
+    fetched.sort_unstable();
     assert_eq!(
         fetched, written,
-        "each written block is fetched once, and no hole is asked for"
+        "each written block is fetched once (the probed first one at most twice), and no hole is asked for"
     );
 
     let verify = Run::of(

@@ -48,6 +48,22 @@ fn count(requests: &[(String, i64)], action: &str) -> usize {
     requests.iter().filter(|(a, _)| a == action).count()
 }
 
+/// Each written block was delivered once, save the first listed one, which the run reads before
+/// writing anything (to learn that blocks may be read) and may read again in its walk.
+fn assert_delivered_once(server: &SnapshotServer, blocks: &[(String, i64)]) {
+    let written: Vec<i64> = server.image.written().into_iter().map(i64::from).collect();
+    let mut delivered: Vec<i64> = blocks
+        .iter()
+        .filter(|(a, _)| a == "forward")
+        .map(|(_, i)| *i)
+        .collect();
+    delivered.sort_unstable();
+    if delivered.len() == written.len() + 1 && delivered[..2] == [written[0], written[0]] {
+        delivered.remove(0);
+    }
+    assert_eq!(delivered, written, "{blocks:?}");
+}
+
 /// The evidence of a successful run into `out` matches the snapshot: the image byte for byte, the
 /// manifest's hashes.
 fn assert_exact(server: &SnapshotServer, out: &Path) -> Value {
@@ -107,11 +123,7 @@ fn throttling_and_unavailable_answers_are_retried_and_the_image_is_still_exact()
         let blocks = block_requests(&proxy);
         assert_eq!(count(&blocks, "throttle"), 3, "{blocks:?}");
         assert_eq!(count(&blocks, "unavailable"), 2, "{blocks:?}");
-        assert_eq!(
-            count(&blocks, "forward"),
-            7,
-            "each of the 7 blocks delivered once: {blocks:?}"
-        );
+        assert_delivered_once(&server, &blocks);
         fs::remove_dir_all(&out).unwrap();
     }
 }
