@@ -63,6 +63,8 @@ use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::S3Url;
 
+use crate::snapshot_id::SnapshotId;
+
 pub use error::ConfigError;
 pub use layers::{KeyPath, Layers, Origin, Setting, UserDataFormat};
 pub use typed::Config;
@@ -152,7 +154,7 @@ pub struct Effective {
     pub ignored: Vec<env::Ignored>,
 }
 
-/// What a job needs: where evidence goes and which incident it belongs to.
+/// What a job needs: where evidence goes, which incident it belongs to, and what it is about.
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// `s3://bucket/prefix`.
@@ -161,6 +163,8 @@ pub struct JobContext {
     pub incident_id: SafeName,
     /// The volume expected, if the launcher said.
     pub source_volume_id: Option<VolumeId>,
+    /// The snapshot to image instead of attached disks, if the launcher named one.
+    pub snapshot_id: Option<SnapshotId>,
 }
 
 impl Effective {
@@ -172,6 +176,7 @@ impl Effective {
                 destination: destination.clone(),
                 incident_id: incident_id.clone(),
                 source_volume_id: job.source_volume_id.clone(),
+                snapshot_id: job.snapshot_id.clone(),
             }),
             (destination, incident) => {
                 let mut missing = Vec::new();
