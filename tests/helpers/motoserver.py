@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""moto's S3 and CloudWatch Logs server on 127.0.0.1, with conditional writes made atomic.
+"""moto's S3, CloudWatch Logs, EBS and EC2 server on 127.0.0.1, made to behave like the real services.
 
-  motoserver.py [--port N] [--log FILE]
+  motoserver.py [--port N] [--ebs-page-cap N] [--log FILE]
 
 serves moto as `moto_server -H 127.0.0.1 -p N` does (N = 0, the default: a free port), prints
-"ready PORT" once it accepts connections and logs one JSON line per request (method, path, status)
-to FILE, as the other helper servers do (loopback.py). One difference makes it behave like real
-S3: moto checks `If-None-Match: *` and `If-Match` and then writes, without a lock, so two racing
-CompleteMultipartUpload calls on one key can both pass the check (seen: both runs "won", the
-second silently replaced the first's image). S3 decides a conditional write atomically. Here every
+"ready PORT" once it accepts connections and logs one JSON line per request
+(method, path, query, status) to FILE, as the other helper servers do (loopback.py).
+
+moto's EBS direct APIs are patched at start to answer as EBS does (motoebs.py says what moto does
+differently: block indexes as strings, unordered, BlockSize 512, no pagination, HTTP 500 for an
+unknown snapshot...). `--ebs-page-cap N` makes every ListSnapshotBlocks page hold at most N blocks,
+as EBS may return fewer than MaxResults, so a client's pagination is exercised with few blocks.
+
+One more makes it behave like real S3: moto checks `If-None-Match: *` and `If-Match` and then
+writes, without a lock, so two racing CompleteMultipartUpload calls on one key can both pass the
+check (seen: both runs "won", the second silently replaced the first's image). S3 decides a conditional write atomically. Here every
 request carrying a condition that changes an object (PUT, POST, DELETE with If-None-Match or
 If-Match) runs under one lock, so of two racing conditional writes exactly one sees the key
 missing. Everything else stays concurrent.
@@ -21,6 +27,7 @@ import signal
 import sys
 import threading
 
+import motoebs
 from loopback import RequestLog, serve
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -48,7 +55,9 @@ class AtomicConditionalWrites:
 
 
 class Logged:
-    """WSGI middleware: one `--log` line per request."""
+    """WSGI middleware: one `--log` line per request. It also drops the `status` header moto copies
+    from the handlers' header dict (where moto takes the status code from), which no AWS service
+    sends."""
 
     def __init__(self, app, log):
         self.app = app
@@ -57,7 +66,8 @@ class Logged:
     def __call__(self, environ, start_response):
         def logging_start_response(status, headers, *exc_info):
             self.log.write({"method": environ.get("REQUEST_METHOD"), "path": environ.get("PATH_INFO"),
-                            "status": int(status.split(" ", 1)[0])})
+                            "query": environ.get("QUERY_STRING", ""), "status": int(status.split(" ", 1)[0])})
+            headers = [(k, v) for k, v in headers if k.lower() != "status"]
             return start_response(status, headers, *exc_info)
 
         return self.app(environ, logging_start_response)
@@ -66,8 +76,13 @@ class Logged:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--ebs-page-cap", type=int, metavar="N",
+                   help="every ListSnapshotBlocks page holds at most N blocks (EBS may return fewer than asked)")
     p.add_argument("--log")
     args = p.parse_args()
+    if args.ebs_page_cap is not None and args.ebs_page_cap < 1:
+        p.error("--ebs-page-cap must be at least 1")
+    motoebs.install(page_cap=args.ebs_page_cap)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # werkzeug logs every request on stderr, which the tests inherit; --log has them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -21,6 +21,7 @@ declare -A PKGS=(
   [util-linux]=losetup     # also partx, blockdev, sfdisk, wipefs
   [mount]=mount
   [coreutils]=sha256sum
+  [b3sum]=b3sum            # an independent BLAKE3 of images (tests/tests/e2e/snapshot.rs)
   [e2fsprogs]=mkfs.ext4
   [dosfstools]=mkfs.vfat
   [gdisk]=sgdisk

@@ -1,12 +1,14 @@
 //! Shared support for the end-to-end suites: the real binary, real loop devices, a real FUSE
 //! filesystem that injects kernel I/O errors and latency, real tmpfs mounts, and loopback stand-ins
-//! for AWS: moto for S3 and CloudWatch Logs, a fault-injecting proxy, an IMDSv2 server.
+//! for AWS: moto for S3, CloudWatch Logs and the EBS direct APIs, a fault-injecting proxy, an IMDSv2
+//! server; EBS snapshots written through the EBS API.
 //!
 //! The suites need root (loop devices, mounts) and what `tests/helpers/setup-deps.sh` installs
 //! (`tests/run` runs it first). A missing prerequisite is a test failure with a message saying what
 //! to install, never a silent skip.
 
 pub mod cwlogs;
+pub mod ebs;
 pub mod fixtures;
 pub mod helper;
 pub mod imds;
@@ -17,6 +19,7 @@ pub mod silent;
 
 use std::path::PathBuf;
 
+pub use ebs::{ImageDigests, SnapshotImage};
 pub use fixtures::{FaultFs, Tmpfs};
 pub use imds::{Down, ImdsServer};
 pub use loopdev::LoopDevice;

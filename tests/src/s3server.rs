@@ -18,10 +18,14 @@ impl MotoServer {
 
     /// Starts moto on `port` (e.g. where a killed one was, to bring a service back; 0 = a free one).
     pub fn start_on(port: u16) -> Self {
-        Self(HelperServer::start(
-            "motoserver.py",
-            ["--port".to_owned(), port.to_string()],
-        ))
+        Self::start_with(port, &[])
+    }
+
+    /// Starts moto on `port` with extra `motoserver.py` arguments such as `["--ebs-page-cap", "3"]`.
+    pub fn start_with(port: u16, args: &[&str]) -> Self {
+        let mut all = vec!["--port".to_owned(), port.to_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Self(HelperServer::start("motoserver.py", all))
     }
 
     /// Environment for the binary (and the SDK in tests): this endpoint, static test credentials, no IMDS.
@@ -60,8 +64,8 @@ impl std::ops::Deref for MotoServer {
     }
 }
 
-/// `tests/helpers/faultproxy.py` in front of a server: injects 500s, resets and 403s, and records
-/// every request's headers (its endpoint and log through [`HelperServer`]).
+/// `tests/helpers/faultproxy.py` in front of a server: injects S3 500s, resets and 403s, EBS
+/// throttling, 503s, broken and corrupted blocks and denials, and records every request's headers (its endpoint and log through [`HelperServer`]).
 pub struct FaultProxy(HelperServer);
 
 impl FaultProxy {

@@ -1,0 +1,191 @@
+"""moto's EBS direct APIs made to behave like the real service, patched in at server start.
+
+moto 5.1.22 (moto/ebs/) serves StartSnapshot, PutSnapshotBlock, CompleteSnapshot, ListSnapshotBlocks
+and GetSnapshotBlock, but not as EBS does. What differs, and what this module makes it do instead
+(the service model: botocore's data/ebs/2019-11-02/service-2.json; the API reference pages
+API_ListSnapshotBlocks, API_GetSnapshotBlock; the EBS direct APIs FAQ):
+
+- ListSnapshotBlocks gives `BlockIndex` as a JSON string ("5"): the model says integer, and the
+  Rust SDK's parser refuses a string where it expects a number. Here: integers.
+- Blocks come in the order they were written. The FAQ: "The block indexes returned are unique, and
+  in numerical order." Here: ascending.
+- `BlockSize` is 512. EBS blocks are 524288 bytes. Here: 524288 (StartSnapshot too).
+- No pagination: `maxResults`, `pageToken`, `startingBlockIndex` are ignored. Here: pages of at most
+  `maxResults` blocks (100..=10000; fewer than 100 is raised to 100, as the FAQ says the service
+  returns at least 100; more than 10000 is a ValidationException), `NextToken` until the last page,
+  `startingBlockIndex` when there is no token. `page_cap` (`--ebs-page-cap`) makes every page hold
+  at most that many blocks even when `maxResults` is larger, which the API allows ("the request
+  can return less blocks than MaxResults"), so a client's pagination is exercised with few blocks.
+- An unknown snapshot ID raises KeyError: HTTP 500 with an HTML page. EBS answers 404
+  ResourceNotFoundException, Reason SNAPSHOT_NOT_FOUND. A malformed one (the model's pattern is
+  `^snap-[0-9a-f]+$`, 1 to 64 characters) is not checked; EBS answers 400 ValidationException
+  (Reason INVALID_SNAPSHOT_ID).
+- GetSnapshotBlock ignores `blockToken`; a block never written raises KeyError (500). EBS needs the
+  token ListSnapshotBlocks gave: anything else is 400 ValidationException, Reason
+  INVALID_BLOCK_TOKEN.
+- PutSnapshotBlock stores whatever it gets under the index as written in the path ("05" and "5"
+  are two blocks) and trusts the checksum. EBS takes only 524288 bytes whose base64 SHA-256 is the
+  `x-amz-Checksum` sent (SHA256 being the only algorithm); a bad one is a 400 ValidationException.
+- JSON answers say `Content-Type: text/html`. Here: `application/json`, and block data
+  `application/octet-stream`.
+
+Errors have the shape of the rest-json protocol: the status of the model's `httpStatusCode`, the
+exception's name in `x-amzn-ErrorType`, and a JSON body `{"Message": …, "Reason": …}` with the
+members the model gives the exception. The Reason values are from the model's enums.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+
+from moto.ebs.models import EBSSnapshot
+from moto.ebs.responses import EBSResponse
+
+BLOCK_SIZE = 524288
+SNAPSHOT_ID = re.compile(r"snap-[0-9a-f]{1,59}")
+MIN_RESULTS, MAX_RESULTS = 100, 10000
+JSON = "application/json"
+
+
+def error(status, kind, message, reason=None):
+    """A rest-json error response of the EBS service model's exception `kind`."""
+    body = {"Message": message}
+    if reason is not None:
+        body["Reason"] = reason
+    return status, {"status": status, "x-amzn-ErrorType": kind, "Content-Type": JSON}, json.dumps(body)
+
+
+def invalid(message, reason):
+    return error(400, "ValidationException", message, reason)
+
+
+def snapshot_or_error(response, snapshot_id):
+    """The snapshot `snapshot_id`, or the error EBS gives for it: (snapshot, None) or (None, error)."""
+    if not SNAPSHOT_ID.fullmatch(snapshot_id):
+        return None, invalid(f"1 validation error detected: Value '{snapshot_id}' at 'snapshotId' failed to "
+                             "satisfy constraint: Member must satisfy regular expression pattern: ^snap-[0-9a-f]+$",
+                             "INVALID_SNAPSHOT_ID")
+    snapshot = response.ebs_backend.snapshots.get(snapshot_id)
+    if snapshot is None:
+        return None, error(404, "ResourceNotFoundException", f"The snapshot '{snapshot_id}' does not exist.",
+                           "SNAPSHOT_NOT_FOUND")
+    return snapshot, None
+
+
+def block_index(text):
+    """A block index from a path or query, or None: a non-negative decimal integer."""
+    return int(text) if text.isdigit() else None
+
+
+def query(response, name):
+    values = response.querystring.get(name) or [None]
+    return values[0]
+
+
+def page_token(index):
+    """An opaque page token (the model's pattern `^[A-Za-z0-9+/=]+$`) that resumes at block `index`."""
+    return base64.b64encode(f"next:{index}".encode()).decode()
+
+
+def token_index(token):
+    try:
+        text = base64.b64decode(token, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return block_index(text[5:]) if text.startswith("next:") else None
+
+
+def install(page_cap=None):
+    """Patches moto's EBS so that every server in this process behaves like the real service."""
+    original_init = EBSSnapshot.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.block_size = BLOCK_SIZE
+
+    def start_snapshot(self):
+        size = json.loads(self.body).get("VolumeSize")
+        if not isinstance(size, int) or size < 1:
+            return invalid("VolumeSize must be a positive number of GiB.", "INVALID_VOLUME_SIZE")
+        return 201, {"status": 201, "Content-Type": JSON}, original_start(self)
+
+    def put_snapshot_block(self):
+        parts = self.parsed_url.path.split("/")
+        snapshot, failure = snapshot_or_error(self, parts[-3])
+        if failure:
+            return failure
+        index = block_index(parts[-1])
+        if index is None:
+            return invalid(f"Invalid block index '{parts[-1]}'.", "INVALID_BLOCK")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        data = self.body if isinstance(self.body, bytes) else self.body.encode()
+        if headers.get("x-amz-data-length") != str(BLOCK_SIZE) or len(data) != BLOCK_SIZE:
+            return invalid(f"Block data must be {BLOCK_SIZE} bytes.", "INVALID_PARAMETER_VALUE")
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if headers.get("x-amz-checksum-algorithm") != "SHA256" or headers.get("x-amz-checksum") != checksum:
+            return invalid("The checksum does not match the block data.", "INVALID_PARAMETER_VALUE")
+        if snapshot.status != "pending":
+            return invalid(f"The snapshot '{snapshot.snapshot_id}' is not pending.", "INVALID_SNAPSHOT_ID")
+        snapshot.put_block(index, data, checksum, "SHA256", str(BLOCK_SIZE))
+        return 201, {"status": 201, "Content-Type": JSON, "x-amz-Checksum": checksum,
+                     "x-amz-Checksum-Algorithm": "SHA256"}, "{}"
+
+    def complete_snapshot(self):
+        snapshot, failure = snapshot_or_error(self, self.parsed_url.path.split("/")[-1])
+        if failure:
+            return failure
+        snapshot.status = "completed"
+        return 202, {"status": 202, "Content-Type": JSON}, json.dumps({"Status": "completed"})
+
+    def list_snapshot_blocks(self):
+        snapshot, failure = snapshot_or_error(self, self.path.split("?")[0].split("/")[-2])
+        if failure:
+            return failure
+        asked = query(self, "maxResults")
+        limit = MAX_RESULTS if asked is None else block_index(asked)
+        if limit is None or limit > MAX_RESULTS:
+            return invalid(f"maxResults must be between {MIN_RESULTS} and {MAX_RESULTS}.", "INVALID_PARAMETER_VALUE")
+        limit = max(limit, MIN_RESULTS)
+        if page_cap is not None:
+            limit = min(limit, page_cap)
+        token = query(self, "pageToken")
+        if token is not None:
+            start = token_index(token)
+            if start is None:
+                return invalid("The pagination token is invalid.", "INVALID_PAGE_TOKEN")
+        else:
+            start = block_index(query(self, "startingBlockIndex") or "0")
+            if start is None:
+                return invalid("startingBlockIndex must be a non-negative integer.", "INVALID_PARAMETER_VALUE")
+        indices = sorted(i for i in snapshot.blocks if i >= start)
+        page = indices[:limit]
+        body = {
+            "Blocks": [{"BlockIndex": i, "BlockToken": snapshot.blocks[i].block_token} for i in page],
+            "VolumeSize": snapshot.volume_size,
+            "BlockSize": BLOCK_SIZE,
+        }
+        if len(indices) > limit:
+            body["NextToken"] = page_token(indices[limit])
+        return 200, {"status": 200, "Content-Type": JSON}, json.dumps(body)
+
+    def get_snapshot_block(self):
+        parts = self.path.split("?")[0].split("/")
+        snapshot, failure = snapshot_or_error(self, parts[-3])
+        if failure:
+            return failure
+        block = snapshot.blocks.get(block_index(parts[-1]))
+        if block is None or query(self, "blockToken") != block.block_token:
+            return invalid("The block token is not valid for this block.", "INVALID_BLOCK_TOKEN")
+        return 200, {"status": 200, "Content-Type": "application/octet-stream",
+                     "x-amz-Checksum": block.checksum, "x-amz-Checksum-Algorithm": block.checksum_algorithm,
+                     "x-amz-Data-Length": block.data_length}, block.block_data
+
+    original_start = EBSResponse.start_snapshot
+    EBSSnapshot.__init__ = init
+    EBSResponse.start_snapshot = start_snapshot
+    EBSResponse.put_snapshot_block = put_snapshot_block
+    EBSResponse.complete_snapshot = complete_snapshot
+    EBSResponse.list_snapshot_blocks = list_snapshot_blocks
+    EBSResponse.get_snapshot_block = get_snapshot_block
