@@ -52,7 +52,8 @@ pub struct DaemonPlan {
     /// Incident ID (part of every key).
     pub incident: SafeName,
     /// The suspect's original volume, from the job context: names the evidence of a single-volume
-    /// job, as the flow we follow does (`IMAGE_NAME`).
+    /// job, as the flow we follow does (`IMAGE_NAME`); a snapshot job records it as the volume its
+    /// snapshot copies, and is named after the snapshot.
     pub source_volume_id: Option<VolumeId>,
     /// The acquisition every child gets, before its device and name are filled in.
     template: AcquireArgs,
