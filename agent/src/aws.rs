@@ -66,6 +66,42 @@ pub fn s3_client(
     Client::from_conf(config)
 }
 
+/// Attempts per EBS direct API or EC2 request, as for S3 by default: the SDK retries throttling
+/// (`RequestThrottledException`, HTTP 429), 5xx and dropped connections with backoff (at most
+/// [`S3_MAX_BACKOFF`] each), about half a minute in all, before the block's own retries
+/// (`imaging::snapshot`) take over.
+pub const EBS_MAX_ATTEMPTS: u32 = 10;
+
+/// Longest wait for one attempt of an EBS or EC2 request, body included: a 512 KiB block takes
+/// well under a second on any working link, so a minute means the connection is stuck.
+pub const EBS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The EBS direct API and EC2 clients a snapshot source needs, from the environment (instance
+/// role, env, profile; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_EBS` / `_EC2`).
+pub fn snapshot_clients(
+    runtime: &tokio::runtime::Runtime,
+) -> (aws_sdk_ebs::Client, aws_sdk_ec2::Client) {
+    let shared = runtime.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(EBS_MAX_ATTEMPTS)
+                    .with_max_backoff(S3_MAX_BACKOFF),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(EBS_ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .load(),
+    );
+    (
+        aws_sdk_ebs::Client::new(&shared),
+        aws_sdk_ec2::Client::new(&shared),
+    )
+}
+
 /// A CloudWatch Logs client from the environment: instance role, env or profile credentials;
 /// region from the environment or IMDS; endpoint from `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` or
 /// `AWS_ENDPOINT_URL`.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
+use imaging::snapshot::SnapshotId;
 use serde::{Deserialize, Serialize};
 
 use crate::config::raw::OnComplete;
@@ -87,7 +88,8 @@ pub struct ConfigCheckArgs {
 #[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireArgs {
-    /// Block device (e.g. /dev/nvme1n1) or regular file to image.
+    /// Block device (e.g. /dev/nvme1n1), regular file, or EBS snapshot
+    /// (`ebs-snapshot://snap-…`, read through the EBS direct APIs) to image.
     pub source: PathBuf,
 
     /// Directory for the image, its sidecar, capture log and manifest (created if missing).
@@ -148,6 +150,12 @@ pub struct AcquireArgs {
         help = range_help("Reads in flight. Snapshot-restored EBS volumes get faster with more",
             Some(engine_ranges::QUEUE_DEPTH)))]
     pub queue_depth: usize,
+
+    /// `--blocks-in-flight`: snapshot blocks fetched at once; the engine's range.
+    #[arg(long, default_value_t = settings::BLOCKS_IN_FLIGHT.default_as(),
+        help = range_help("GetSnapshotBlock requests in flight when the source is ebs-snapshot://…",
+            Some(engine_ranges::BLOCKS_IN_FLIGHT)))]
+    pub blocks_in_flight: usize,
 
     /// `--sector-retries`: extra attempts per unreadable sector; the engine's range.
     #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as(),
@@ -269,6 +277,8 @@ impl AcquireArgs {
     /// the examiner trimmed as the manifest records it.
     pub fn checked(&self) -> Result<Self, String> {
         let mut args = self.clone();
+        // A snapshot source names a valid snapshot ID; other sources are paths, opened later.
+        SnapshotId::from_source(&args.source.to_string_lossy())?;
         let s3 = &args.s3;
         settings::PART_SIZE.check(s3.part_size.as_u64())?;
         settings::PART_MEMORY.check(s3.part_memory.as_u64())?;
@@ -433,6 +443,30 @@ pub(crate) mod tests {
         assert!(acquire(&["--parts-in-flight", "many"]).is_err());
     }
 
+    // Issue 13: `ebs-snapshot://` must name a snapshot ID; anything else there is a usage error
+    // before anything is opened or asked of AWS. Other sources stay paths.
+    #[test]
+    fn a_snapshot_source_names_a_valid_snapshot_id() {
+        let source = |text: &str| {
+            let mut args = parsed(&[]).unwrap();
+            args.source = text.into();
+            args.checked().map(|a| a.source)
+        };
+        let id = "ebs-snapshot://snap-0123456789abcdef0";
+        assert_eq!(source(id), Ok(id.into()));
+        assert_eq!(source("/dev/nvme1n1"), Ok("/dev/nvme1n1".into()));
+        for bad in [
+            "ebs-snapshot://",
+            "ebs-snapshot://snap-xyz",
+            "ebs-snapshot://vol-0123456789abcdef0",
+            "ebs-snapshot://snap-0123456789abcdef0/",
+            "ebs-snapshot://SNAP-0123456789abcdef0",
+        ] {
+            let err = source(bad).unwrap_err();
+            assert!(err.contains("not an EBS snapshot ID"), "{bad}: {err}");
+        }
+    }
+
     /// `flag value`, with part memory enough for any part size and count the flag allows (the
     /// budget is checked too, see `the_part_budget_is_checked_on_flags_as_in_the_configuration`).
     pub(crate) fn with_room<'a>(flag: &'a str, value: &'a str) -> Vec<&'a str> {
@@ -522,6 +556,7 @@ pub(crate) mod tests {
             settings::S3_MAX_ATTEMPTS.bound.unwrap(),
             settings::PROGRESS_INTERVAL_SECS.bound.unwrap(),
             engine_ranges::QUEUE_DEPTH,
+            engine_ranges::BLOCKS_IN_FLIGHT,
             engine_ranges::SECTOR_RETRIES,
             engine_ranges::CHUNK_SIZE,
         ] {

@@ -206,8 +206,14 @@ impl Destination {
     }
 
     /// Refuses unsafe or conflicting destinations before anything is written, and for a local
-    /// directory creates this run's staging directory in it.
-    pub fn prepare(&mut self, source: &Source, files: &EvidenceFiles) -> Result<(), Failure> {
+    /// directory creates this run's staging directory in it. `device` is the opened device or
+    /// file, if the source is one: the output must not be on it or be it. A snapshot is read
+    /// over the network, and no local path can be it.
+    pub fn prepare(
+        &mut self,
+        device: Option<&Source>,
+        files: &EvidenceFiles,
+    ) -> Result<(), Failure> {
         let local = match self {
             Self::Local(local) => local,
             Self::S3(s3) => {
@@ -223,7 +229,7 @@ impl Destination {
             }
         };
         let dir = &local.dir;
-        if source.holds_path(existing_ancestor(dir)) {
+        if device.is_some_and(|source| source.holds_path(existing_ancestor(dir))) {
             return Err(Failure::new(
                 Exit::Output,
                 anyhow!(
@@ -238,7 +244,9 @@ impl Destination {
                 anyhow!("cannot create output directory {}: {e}", dir.display()),
             )
         })?;
-        refuse_source_among_outputs(source, dir, files)?;
+        if let Some(source) = device {
+            refuse_source_among_outputs(source, dir, files)?;
+        }
         let staging = Staging::create(dir, &files.name, &files.all())?;
         local.staging = Some(Arc::new(staging));
         Ok(())

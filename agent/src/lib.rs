@@ -34,7 +34,6 @@ pub mod logging;
 pub mod progress;
 pub mod result;
 pub mod signals;
-pub mod snapshot_id;
 pub mod sysinfo;
 
 /// `--version` output: package version and git revision, so a manifest or log line can be traced to

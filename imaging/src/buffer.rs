@@ -100,6 +100,15 @@ impl BufferPool {
         self.buffer_len
     }
 
+    /// A free buffer if one is there now; never waits (the snapshot fetcher polls it between
+    /// completions, on a thread that must keep serving its requests).
+    pub fn try_take(&self) -> Option<PooledBuf> {
+        self.take.try_recv().ok().map(|buf| PooledBuf {
+            buf: Some(buf),
+            home: self.give.clone(),
+        })
+    }
+
     /// Waits for a free buffer, or gives up after `timeout` so the caller can check for cancellation.
     pub fn take_timeout(&self, timeout: std::time::Duration) -> Option<PooledBuf> {
         self.take.recv_timeout(timeout).ok().map(|buf| PooledBuf {
@@ -161,8 +170,13 @@ mod tests {
             pool.take_timeout(Duration::from_millis(10)).is_none(),
             "pool must be empty"
         );
+        assert!(pool.try_take().is_none(), "pool must be empty");
         drop(a);
         assert!(pool.take_timeout(Duration::from_millis(10)).is_some());
         drop(b);
+        assert!(
+            pool.try_take().is_some(),
+            "a returned buffer is taken at once"
+        );
     }
 }

@@ -39,6 +39,8 @@ pub enum SourceKind {
     BlockDevice,
     /// A regular file (an image of an image, or tests).
     RegularFile,
+    /// An EBS snapshot read through the EBS direct APIs (`source.snapshot` says which).
+    EbsSnapshot,
 }
 
 /// What happened to the kernel read-only flag, recorded in the manifest.
@@ -292,7 +294,9 @@ impl Source {
                     .is_none_or(backing_file_reachable);
                 sysfs_ok && backing_ok && self.query_size().is_ok_and(|size| size == self.size)
             }
-            SourceKind::RegularFile => self.file.metadata().is_ok_and(|m| m.len() >= self.size),
+            SourceKind::RegularFile | SourceKind::EbsSnapshot => {
+                self.file.metadata().is_ok_and(|m| m.len() >= self.size)
+            }
         }
     }
 
@@ -396,7 +400,8 @@ fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, OpenMode)>
             (libc::O_DIRECT | libc::O_EXCL, mode(true, true)),
             (libc::O_DIRECT, mode(true, false)),
         ],
-        SourceKind::RegularFile => &[
+        // A `Source` is never a snapshot (`Source::open` gives only the two kinds above).
+        SourceKind::RegularFile | SourceKind::EbsSnapshot => &[
             (libc::O_DIRECT | libc::O_NOATIME, mode(true, false)),
             (libc::O_DIRECT, mode(true, false)),
             (libc::O_NOATIME, mode(false, false)),

@@ -143,12 +143,38 @@ pub enum Error {
         /// The stored value.
         actual: String,
     },
+    /// An EBS snapshot could not be read through the EBS direct APIs: it does not exist, the
+    /// role may not read it, it is not usable (still pending, a block size we cannot take), or a
+    /// block failed after every retry (a transport error, or bytes that never matched their
+    /// checksum).
+    #[error("snapshot {snapshot_id}: {message}")]
+    Snapshot {
+        /// The snapshot (`snap-…`).
+        snapshot_id: String,
+        /// Which of the source error classes this is.
+        failure: SnapshotFailure,
+        /// What failed, with the service's own words.
+        message: String,
+    },
     /// A broken invariant inside the engine; a bug, reported instead of a panic.
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// Stopped by a signal or by the caller; nothing written counts as evidence.
     #[error("acquisition cancelled")]
     Cancelled,
+}
+
+/// Why a snapshot could not be read, in the terms of the source exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotFailure {
+    /// No such snapshot (or not shared with this account).
+    NotFound,
+    /// The role may not describe, list or read it.
+    Denied,
+    /// It exists but cannot be imaged (not completed, a layout we do not take).
+    Unusable,
+    /// Reading a block failed after the retries.
+    Read,
 }
 
 /// Coarse classes of [`Error`], stable enough for a binary to map to documented exit codes.
@@ -208,6 +234,12 @@ impl Error {
             | Error::InvalidSetting(_)
             | Error::SourceIsOutput { .. } => ErrorKind::Usage,
             Error::S3 { .. } | Error::ChecksumMismatch { .. } => ErrorKind::Destination,
+            Error::Snapshot { failure, .. } => match failure {
+                SnapshotFailure::NotFound => ErrorKind::SourceMissing,
+                SnapshotFailure::Denied => ErrorKind::SourcePermission,
+                SnapshotFailure::Unusable => ErrorKind::SourceUnusable,
+                SnapshotFailure::Read => ErrorKind::SourceRead,
+            },
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
         }

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`device`]: opens the source (block device or file) read-only with O_DIRECT, asks the kernel for its
 //!   size and sector sizes, sets the block-device read-only flag, and detects live (mounted) acquisition.
+//! - [`snapshot`]: an EBS snapshot as the source, read through the EBS direct APIs (no volume):
+//!   blocks listed and fetched many at a time, each checked against its SHA-256 from EBS, holes as zeros.
 //! - [`identity`]: what the source is: model, serial, EBS volume ID, loop backing file (from sysfs).
 //! - [`sysfs`]: block device numbers (`major:minor`) and the sysfs directory of each.
 //! - [`buffer`]: the fixed pool of aligned buffers. Memory is flat in device size because nothing
@@ -39,6 +41,7 @@ pub mod ranges;
 pub mod reader;
 pub mod regular_file;
 pub mod sink;
+pub mod snapshot;
 pub mod sysfs;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, SnapshotFailure};

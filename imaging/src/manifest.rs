@@ -33,14 +33,18 @@ use crate::hash::{HashAlgorithm, Piece};
 use crate::identity::Identity;
 use crate::pipeline::{Outcome, PipelineConfig};
 use crate::ranges::{self, BadRange};
+use crate::snapshot::{SNAPSHOT_SECTOR_SIZE, Snapshot, SnapshotRecord};
 
 /// Identifies manifests written by this tool.
 pub const SCHEMA: &str = "forensic-collector/manifest";
 /// Version of the manifest layout. 3: `image.piecewise.algorithm` may be `blake3` (the default since
 /// then). A reader of version 2 took every piece list for SHA-256; the new number makes it refuse
 /// the manifest as too new ("unsupported schema version 3") instead of calling the pieces damaged
-/// or the record forged.
-pub const SCHEMA_VERSION: u32 = 3;
+/// or the record forged. 4: `source.kind` may be `ebs_snapshot`, with `source.snapshot`; a
+/// version-3 reader would call that kind unknown and the manifest malformed.
+pub const SCHEMA_VERSION: u32 = 4;
+/// The first version whose source may be an EBS snapshot.
+pub const FIRST_VERSION_WITH_SNAPSHOTS: u32 = 4;
 /// The first version whose piece lists may be other than SHA-256.
 pub const FIRST_VERSION_WITH_BLAKE3_PIECES: u32 = 3;
 
@@ -135,7 +139,7 @@ pub struct HostInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRecord {
     /// Path as given on the command line, made absolute against the working directory (links
-    /// and `..` are kept as the operator wrote them).
+    /// and `..` are kept as the operator wrote them); `ebs-snapshot://snap-…` for a snapshot.
     pub path: PathBuf,
     /// What `path` resolved to when the source was opened (the device node behind a
     /// `/dev/disk/by-id/…` link, a file behind a symbolic link); absent when it is `path` itself.
@@ -162,6 +166,50 @@ pub struct SourceRecord {
     pub live_acquisition: bool,
     /// How it was in use.
     pub live_use: LiveUse,
+    /// The snapshot, when `kind` is `ebs_snapshot` (schema 4 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+impl SourceRecord {
+    /// The record of an opened device or file.
+    pub fn of_device(source: &Source) -> Self {
+        Self {
+            path: source.path().to_path_buf(),
+            resolved_path: source.resolved_path().map(Path::to_path_buf),
+            kind: source.kind(),
+            size_bytes: source.size(),
+            logical_sector_size: source.logical_sector_size(),
+            physical_sector_size: source.physical_sector_size(),
+            identity: source.identity().clone(),
+            direct_io: source.direct_io(),
+            exclusive_open: source.exclusive(),
+            kernel_read_only: source.read_only_flag().clone(),
+            live_acquisition: !source.live_use().is_idle(),
+            live_use: source.live_use().clone(),
+            snapshot: None,
+        }
+    }
+
+    /// The record of a snapshot after its run. A snapshot cannot change, so it is never a live
+    /// acquisition, and there is no device to open exclusively or flag read-only.
+    pub fn of_snapshot(snapshot: &Snapshot) -> Self {
+        Self {
+            path: PathBuf::from(snapshot.id().uri()),
+            resolved_path: None,
+            kind: SourceKind::EbsSnapshot,
+            size_bytes: snapshot.size(),
+            logical_sector_size: SNAPSHOT_SECTOR_SIZE,
+            physical_sector_size: SNAPSHOT_SECTOR_SIZE,
+            identity: Identity::default(),
+            direct_io: false,
+            exclusive_open: false,
+            kernel_read_only: ReadOnlyFlag::NotApplicable,
+            live_acquisition: false,
+            live_use: LiveUse::default(),
+            snapshot: Some(snapshot.record()),
+        }
+    }
 }
 
 /// Final state of a run that produced an image.
@@ -255,7 +303,7 @@ impl Manifest {
     /// Builds the record of a finished run.
     pub fn new(
         context: Context,
-        source: &Source,
+        source: SourceRecord,
         config: &PipelineConfig,
         outcome: Outcome,
     ) -> Self {
@@ -274,20 +322,7 @@ impl Manifest {
             tool: context.tool,
             case: context.case,
             host: context.host,
-            source: SourceRecord {
-                path: source.path().to_path_buf(),
-                resolved_path: source.resolved_path().map(Path::to_path_buf),
-                kind: source.kind(),
-                size_bytes: source.size(),
-                logical_sector_size: source.logical_sector_size(),
-                physical_sector_size: source.physical_sector_size(),
-                identity: source.identity().clone(),
-                direct_io: source.direct_io(),
-                exclusive_open: source.exclusive(),
-                kernel_read_only: source.read_only_flag().clone(),
-                live_acquisition: !source.live_use().is_idle(),
-                live_use: source.live_use().clone(),
-            },
+            source,
             acquisition: AcquisitionRecord {
                 status: if outcome.bad_ranges.is_empty() {
                     Status::Completed
@@ -408,7 +443,10 @@ mod tests {
             "{foreign}"
         );
         let future = refused(|v| v["schema_version"] = (SCHEMA_VERSION + 1).into());
-        assert!(future.contains("unsupported schema version 4"), "{future}");
+        assert!(
+            future.contains(&format!("unsupported schema version {}", SCHEMA_VERSION + 1)),
+            "{future}"
+        );
         let zero = refused(|v| v["schema_version"] = 0.into());
         assert!(zero.contains("unsupported schema version 0"), "{zero}");
         let mut old = sample::local_v2_json();
@@ -506,7 +544,10 @@ mod tests {
     fn the_piece_algorithm_is_recorded_as_chosen() {
         let blake3 = sample::local().to_json();
         assert!(blake3.contains("\"algorithm\": \"blake3\""), "{blake3}");
-        assert!(blake3.contains("\"schema_version\": 3"), "{blake3}");
+        assert!(
+            blake3.contains(&format!("\"schema_version\": {SCHEMA_VERSION}")),
+            "{blake3}"
+        );
         let read = Manifest::from_json(&blake3, Path::new("m.json")).unwrap();
         let pieces = read.image.piecewise.unwrap();
         assert_eq!(pieces.algorithm, HashAlgorithm::Blake3);

@@ -28,6 +28,7 @@ use crate::hash::{HashAlgorithm, HashStage, Piece};
 use crate::ranges::{self, BadRange};
 use crate::reader::{self, Chunk, ChunkPlan, ReaderShared};
 use crate::sink::{Sink, SinkReceipt};
+use crate::snapshot::{self, Snapshot};
 
 /// Default read size: 1 MiB, the request size AWS recommends for initialising (first-reading) EBS
 /// volumes restored from snapshots; larger requests are split by the NVMe driver anyway.
@@ -75,8 +76,12 @@ pub const MAX_SECTOR_RETRIES: u32 = 10;
 pub struct PipelineConfig {
     /// Bytes per read (multiple of 4096).
     pub chunk_size: usize,
-    /// Reads in flight.
+    /// Reads in flight (device and file sources).
     pub queue_depth: usize,
+    /// GetSnapshotBlock requests in flight (snapshot sources; see
+    /// [`crate::snapshot::DEFAULT_BLOCKS_IN_FLIGHT`]). Each holds one block buffer, as each
+    /// device read holds one chunk buffer.
+    pub blocks_in_flight: usize,
     /// Whole-image hashes.
     pub algorithms: Vec<HashAlgorithm>,
     /// Piecewise hash size; `None` turns piecewise hashing off.
@@ -92,6 +97,7 @@ impl Default for PipelineConfig {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            blocks_in_flight: crate::snapshot::DEFAULT_BLOCKS_IN_FLIGHT,
             algorithms: vec![HashAlgorithm::Sha256, HashAlgorithm::Blake3],
             piece_size: Some(DEFAULT_PIECE_SIZE),
             piece_algorithm: DEFAULT_PIECE_ALGORITHM,
@@ -120,6 +126,12 @@ impl PipelineConfig {
             return Err(Error::InvalidSetting(format!(
                 "queue depth {} must be between 1 and {MAX_QUEUE_DEPTH}",
                 self.queue_depth
+            )));
+        }
+        if !(1..=MAX_QUEUE_DEPTH).contains(&self.blocks_in_flight) {
+            return Err(Error::InvalidSetting(format!(
+                "blocks in flight {} must be between 1 and {MAX_QUEUE_DEPTH}",
+                self.blocks_in_flight
             )));
         }
         // Both factors are bounded above, so the product cannot overflow.
@@ -169,6 +181,20 @@ impl PipelineConfig {
     pub fn buffer_count(&self) -> usize {
         self.queue_depth + CONSUMER_QUEUE
     }
+
+    /// The settings a run of `input` reads with: a snapshot is read in chunks of exactly its
+    /// block size, `blocks_in_flight` at a time, so its run is the device run's with those two
+    /// in place of `chunk_size` and `queue_depth` (and the manifest records them as such).
+    pub fn for_input(&self, input: Input<'_>) -> Self {
+        match input {
+            Input::Device(_) => self.clone(),
+            Input::Snapshot(snapshot) => Self {
+                chunk_size: snapshot.block_size() as usize,
+                queue_depth: self.blocks_in_flight,
+                ..self.clone()
+            },
+        }
+    }
 }
 
 /// Progress after each chunk leaves the reorder stage.
@@ -207,20 +233,43 @@ pub struct Outcome {
 
 type Shared = Arc<Chunk>;
 
+/// What a run reads.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// A block device or file, read by `queue_depth` O_DIRECT reader threads.
+    Device(&'a Source),
+    /// An EBS snapshot, read through the EBS direct APIs with `queue_depth` blocks in flight, in
+    /// chunks of exactly its block size.
+    Snapshot(&'a Snapshot),
+}
+
+impl Input<'_> {
+    /// Bytes to image.
+    pub fn size(&self) -> u64 {
+        match self {
+            Input::Device(source) => source.size(),
+            Input::Snapshot(snapshot) => snapshot.size(),
+        }
+    }
+}
+
 /// Runs one acquisition of `source` into `sink`. `cancel` is polled; `progress` is called from the
 /// pipeline's coordinating thread after each chunk (keep it cheap).
 pub fn run(
-    source: &Source,
+    input: Input<'_>,
     sink: Box<dyn Sink>,
     config: &PipelineConfig,
     progress: &(dyn Fn(&Progress) + Sync),
     cancel: &AtomicBool,
 ) -> Result<Outcome> {
+    let config = &config.for_input(input);
     if let Err(err) = config.validate() {
         sink.abort();
         return Err(err);
     }
-    if source.write_block_due() {
+    if let Input::Device(source) = input
+        && source.write_block_due()
+    {
         sink.abort();
         return Err(Error::Internal(
             "the source's kernel read-only flag was not applied before reading",
@@ -229,27 +278,36 @@ pub fn run(
     let started_at = Utc::now();
     let clock = Instant::now();
     let plan = ChunkPlan {
-        size: source.size(),
+        size: input.size(),
         chunk_size: config.chunk_size as u64,
     };
     let pool = BufferPool::new(config.buffer_count(), config.chunk_size);
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let shared = ReaderShared {
-        source,
-        plan,
-        pool: &pool,
-        next: &next,
-        stop: &stop,
-        sector_retries: config.sector_retries,
-    };
 
     let (flow, sink_result) = thread::scope(|scope| {
         let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(config.buffer_count());
-        for _ in 0..config.queue_depth {
-            let tx = chunk_tx.clone();
-            let shared = &shared;
-            scope.spawn(move || reader::read_worker(shared, &tx));
+        match input {
+            Input::Device(source) => {
+                let shared = ReaderShared {
+                    source,
+                    plan,
+                    pool: &pool,
+                    next: &next,
+                    stop: &stop,
+                    sector_retries: config.sector_retries,
+                };
+                for _ in 0..config.queue_depth {
+                    let tx = chunk_tx.clone();
+                    scope.spawn(move || reader::read_worker(&shared, &tx));
+                }
+            }
+            Input::Snapshot(snapshot) => {
+                let (pool, stop, tx) = (&pool, &stop, chunk_tx.clone());
+                scope.spawn(move || {
+                    snapshot::feed(snapshot, plan, pool, stop, config.blocks_in_flight, &tx);
+                });
+            }
         }
         drop(chunk_tx);
 
@@ -461,6 +519,17 @@ mod tests {
                 c.chunk_size = MAX_CHUNK_SIZE;
             },
             "exceed",
+        );
+    }
+
+    #[test]
+    fn blocks_in_flight_are_1_to_256() {
+        with(|c| c.blocks_in_flight = 1).unwrap();
+        with(|c| c.blocks_in_flight = MAX_QUEUE_DEPTH).unwrap();
+        refused(|c| c.blocks_in_flight = 0, "blocks in flight 0");
+        refused(
+            |c| c.blocks_in_flight = MAX_QUEUE_DEPTH + 1,
+            "blocks in flight 257",
         );
     }
 

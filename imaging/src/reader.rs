@@ -70,6 +70,17 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk of `len` bytes at `offset` that read whole (no zero-filled sectors).
+    pub(crate) fn new(index: u64, offset: u64, len: usize, buf: PooledBuf) -> Self {
+        Self {
+            index,
+            offset,
+            len,
+            buf,
+            bad: Vec::new(),
+        }
+    }
+
     /// Exactly the bytes of this chunk (zeros where sectors were bad).
     pub fn data(&self) -> &[u8] {
         &self.buf.as_slice()[..self.len]
@@ -77,6 +88,7 @@ impl Chunk {
 }
 
 /// What a reader thread shares with its siblings.
+#[derive(Clone, Copy)]
 pub struct ReaderShared<'a> {
     /// The open source.
     pub source: &'a Source,

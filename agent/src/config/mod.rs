@@ -63,7 +63,7 @@ use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::S3Url;
 
-use crate::snapshot_id::SnapshotId;
+use imaging::snapshot::SnapshotId;
 
 pub use error::ConfigError;
 pub use layers::{KeyPath, Layers, Origin, Setting, UserDataFormat};

@@ -200,6 +200,13 @@ pub mod engine_ranges {
     /// Reads in flight.
     pub const QUEUE_DEPTH: Bound =
         range("queue depth", 1, pipeline::MAX_QUEUE_DEPTH as u64, Number);
+    /// Snapshot blocks in flight.
+    pub const BLOCKS_IN_FLIGHT: Bound = range(
+        "blocks in flight",
+        1,
+        pipeline::MAX_QUEUE_DEPTH as u64,
+        Number,
+    );
     /// Extra attempts per unreadable sector.
     pub const SECTOR_RETRIES: Bound = range(
         "sector retries",
@@ -356,6 +363,9 @@ settings! {
         CHUNK_SIZE chunk_size: RawSize = Size(pipeline::DEFAULT_CHUNK_SIZE as u64), Any;
         /// Reads in flight.
         QUEUE_DEPTH queue_depth: u32 = Count(pipeline::DEFAULT_QUEUE_DEPTH as u64), Any;
+        /// GetSnapshotBlock requests in flight when the source is an EBS snapshot.
+        BLOCKS_IN_FLIGHT blocks_in_flight: u32 =
+            Count(imaging::snapshot::DEFAULT_BLOCKS_IN_FLIGHT as u64), Any;
         /// Extra attempts per unreadable sector.
         SECTOR_RETRIES sector_retries: u32 = Count(pipeline::DEFAULT_SECTOR_RETRIES as u64), Any;
     }
@@ -587,6 +597,7 @@ mod tests {
         assert_eq!(rows, ALL.len(), "one row per key, no more");
         let engine = [
             (QUEUE_DEPTH, engine_ranges::QUEUE_DEPTH),
+            (BLOCKS_IN_FLIGHT, engine_ranges::BLOCKS_IN_FLIGHT),
             (SECTOR_RETRIES, engine_ranges::SECTOR_RETRIES),
             (CHUNK_SIZE, engine_ranges::CHUNK_SIZE),
             (EXAMINER, engine_ranges::EXAMINER_CHARS),
@@ -740,6 +751,10 @@ mod tests {
             assert_eq!(
                 read.queue_depth, engine_read.queue_depth,
                 "{what} queue depth"
+            );
+            assert_eq!(
+                read.blocks_in_flight, engine_read.blocks_in_flight,
+                "{what} blocks in flight"
             );
             assert_eq!(read.piece_size, engine_read.piece_size, "{what} piece size");
             assert_eq!(

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::detect::AttachedDisk;
 use crate::result::AcquisitionResult;
-use crate::snapshot_id::SnapshotId;
+use imaging::snapshot::SnapshotId;
 
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq)]

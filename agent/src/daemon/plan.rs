@@ -16,7 +16,7 @@ use crate::cli::{AcquireArgs, S3Args};
 use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
 use crate::detect::{AttachedDisk, WatchSettings};
-use crate::snapshot_id::SnapshotId;
+use imaging::snapshot::SnapshotId;
 
 /// What the daemon images.
 #[derive(Debug, Clone)]
@@ -205,6 +205,7 @@ fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> A
         piece_hash: imaging.piece_algorithm.name().to_owned(),
         chunk_size: ByteSize(imaging.chunk_size as u64),
         queue_depth: imaging.queue_depth,
+        blocks_in_flight: imaging.blocks_in_flight,
         sector_retries: imaging.sector_retries,
         no_kernel_read_only: false,
         progress_interval: config.cloudwatch.progress_interval.as_secs().max(1),
@@ -328,6 +329,7 @@ mod tests {
         raw.imaging.piece_hash = "sha256".into();
         raw.imaging.chunk_size = size("2MiB");
         raw.imaging.queue_depth = 8;
+        raw.imaging.blocks_in_flight = 9;
         raw.imaging.sector_retries = 5;
         raw.s3.force_path_style = true;
         raw.s3.part_size = size("16MiB");
@@ -429,6 +431,8 @@ mod tests {
             "2MiB",
             "--queue-depth",
             "8",
+            "--blocks-in-flight",
+            "9",
             "--sector-retries",
             "5",
             "--s3-force-path-style",

@@ -10,8 +10,10 @@
 use std::fmt;
 
 use super::{
-    FIRST_VERSION_WITH_BLAKE3_PIECES, ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status,
+    FIRST_VERSION_WITH_BLAKE3_PIECES, FIRST_VERSION_WITH_SNAPSHOTS, ImageRecord, Manifest, SCHEMA,
+    SCHEMA_VERSION, Status,
 };
+use crate::device::SourceKind;
 use crate::hash::HashAlgorithm;
 use crate::naming::SafeName;
 use crate::sink::s3::segment_key;
@@ -72,6 +74,7 @@ impl Manifest {
                 self.image.size_bytes, self.source.size_bytes
             ));
         }
+        check_source(self, &mut problems);
         check_hashes(&self.image, &mut problems);
         check_pieces(&self.image, self.schema_version, &mut problems);
         check_objects(&self.image, &mut problems);
@@ -107,6 +110,38 @@ fn check_schema(manifest: &Manifest, problems: &mut Problems) {
             "unsupported schema version {} (this program reads 1 to {SCHEMA_VERSION})",
             manifest.schema_version
         ));
+    }
+}
+
+/// A snapshot source records its snapshot, of the size it says, in a schema that has snapshots;
+/// any other source records none. A record that says "snapshot" without saying which one (or
+/// the reverse) does not say what was imaged.
+fn check_source(manifest: &Manifest, problems: &mut Problems) {
+    let source = &manifest.source;
+    match (source.kind, &source.snapshot) {
+        (SourceKind::EbsSnapshot, None) => {
+            problems.push("source.kind is ebs_snapshot but source.snapshot is missing");
+        }
+        (SourceKind::EbsSnapshot, Some(snapshot)) => {
+            if manifest.schema_version < FIRST_VERSION_WITH_SNAPSHOTS {
+                problems.push(format!(
+                    "source.kind ebs_snapshot is new in schema version {FIRST_VERSION_WITH_SNAPSHOTS}, not {}",
+                    manifest.schema_version
+                ));
+            }
+            let volume = snapshot.volume_size_gib.checked_mul(1 << 30);
+            if volume != Some(source.size_bytes) {
+                problems.push(format!(
+                    "source.size_bytes ({}) is not source.snapshot.volume_size_gib ({}) GiB",
+                    source.size_bytes, snapshot.volume_size_gib
+                ));
+            }
+        }
+        (_, Some(_)) => problems.push(format!(
+            "source.snapshot is present but source.kind is {:?}",
+            source.kind
+        )),
+        (_, None) => {}
     }
 }
 
@@ -670,6 +705,79 @@ mod tests {
             &text,
             "image.size_bytes (3000) differs from source.size_bytes (4096)",
         );
+    }
+
+    /// What `check_source` alone finds in the sample changed by `change`.
+    fn source_problems(change: impl FnOnce(&mut Value)) -> Vec<String> {
+        let mut value = sample::local_json();
+        change(&mut value);
+        let mut problems = Problems::default();
+        check_source(&sample::unchecked(value), &mut problems);
+        problems.list().to_vec()
+    }
+
+    /// The sample's source made a 1 GiB snapshot.
+    fn snapshot_source(v: &mut Value) {
+        v["source"]["kind"] = "ebs_snapshot".into();
+        v["source"]["path"] = "ebs-snapshot://snap-0123456789abcdef0".into();
+        v["source"]["size_bytes"] = (1u64 << 30).into();
+        v["source"]["snapshot"] = json!({
+            "snapshot_id": "snap-0123456789abcdef0", "volume_size_gib": 1,
+            "block_size": 524_288, "blocks_listed": 3, "volume_id": "vol-0123456789abcdef0",
+        });
+    }
+
+    // Issue 13: a snapshot source says which snapshot, of the size imaged, in schema 4 or later.
+    #[test]
+    fn a_snapshot_source_records_its_snapshot_and_size_in_schema_4() {
+        assert_eq!(source_problems(snapshot_source), Vec::<String>::new());
+        assert_eq!(source_problems(|_| {}), Vec::<String>::new());
+        let without = source_problems(|v| {
+            snapshot_source(v);
+            v["source"]["snapshot"] = Value::Null;
+        });
+        assert_eq!(
+            without,
+            ["source.kind is ebs_snapshot but source.snapshot is missing"]
+        );
+        let stray = source_problems(|v| {
+            snapshot_source(v);
+            v["source"]["kind"] = "block_device".into();
+        });
+        assert_eq!(
+            stray,
+            ["source.snapshot is present but source.kind is BlockDevice"]
+        );
+        let old = source_problems(|v| {
+            snapshot_source(v);
+            v["schema_version"] = 3.into();
+        });
+        assert_eq!(
+            old,
+            ["source.kind ebs_snapshot is new in schema version 4, not 3"]
+        );
+        let size = source_problems(|v| {
+            snapshot_source(v);
+            v["source"]["size_bytes"] = ((1u64 << 30) + 512).into();
+        });
+        assert_eq!(
+            size,
+            ["source.size_bytes (1073742336) is not source.snapshot.volume_size_gib (1) GiB"]
+        );
+        let huge = source_problems(|v| {
+            snapshot_source(v);
+            v["source"]["snapshot"]["volume_size_gib"] = u64::MAX.into();
+        });
+        assert_eq!(
+            huge.len(),
+            1,
+            "an overflowing size is a problem, not a panic"
+        );
+        let mut bad_id = sample::local_json();
+        snapshot_source(&mut bad_id);
+        bad_id["source"]["snapshot"]["snapshot_id"] = "snap-../../x".into();
+        let err = serde_json::from_value::<Manifest>(bad_id).unwrap_err();
+        assert!(err.to_string().contains("not an EBS snapshot ID"), "{err}");
     }
 
     /// The sample with one 512-byte bad range at 1024, as a reader would record it.

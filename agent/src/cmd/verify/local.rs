@@ -54,7 +54,7 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
     };
     let reporter = ProgressDisplay::new(source.size(), json, Duration::from_secs(10));
     let outcome = pipeline::run(
-        &source,
+        pipeline::Input::Device(&source),
         Box::<DiscardSink>::default(),
         &config,
         &|p| reporter.update(p),

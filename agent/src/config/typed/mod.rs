@@ -18,7 +18,7 @@ use imaging::sink::S3Url;
 
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
 use super::settings::{self, Spec};
-use crate::snapshot_id::SnapshotId;
+use imaging::snapshot::SnapshotId;
 
 mod destinations;
 
@@ -254,6 +254,8 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
         .map_err(|e| invalid("imaging.piece_hash", e.to_string()))?;
     let queue_depth =
         usize::try_from(i.queue_depth).map_err(|_| invalid("imaging.queue_depth", "too large"))?;
+    let blocks_in_flight = usize::try_from(i.blocks_in_flight)
+        .map_err(|_| invalid("imaging.blocks_in_flight", "too large"))?;
     let base = PipelineConfig::default();
     // The engine's own check, one key at a time so the error can name the key.
     let engine_check = |key: &'static str, config: PipelineConfig| {
@@ -262,7 +264,7 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
             .map_err(|e| invalid(key, e.to_string()))
     };
     let piece_size = Some(piece_size).filter(|&p| p > 0);
-    let alone: [(&'static str, PipelineConfig); 4] = [
+    let alone: [(&'static str, PipelineConfig); 5] = [
         (
             "imaging.chunk_size",
             PipelineConfig {
@@ -276,6 +278,13 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
             PipelineConfig {
                 queue_depth,
                 chunk_size: imaging::pipeline::MIN_CHUNK_SIZE,
+                ..base.clone()
+            },
+        ),
+        (
+            "imaging.blocks_in_flight",
+            PipelineConfig {
+                blocks_in_flight,
                 ..base.clone()
             },
         ),
@@ -300,6 +309,7 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
     let config = PipelineConfig {
         chunk_size,
         queue_depth,
+        blocks_in_flight,
         algorithms,
         piece_size,
         piece_algorithm,

@@ -10,19 +10,22 @@
 //! is one of the outputs — is checked before the device gets its kernel read-only flag, so a refused
 //! run leaves the device as it found it.
 //!
+//! The source is a device, a file or an EBS snapshot (`source`); from the opened source on, the
+//! run is the same for all of them.
+//!
 //! `run-job` (hidden; the `watch` daemon's child) is this same command with its arguments read as
 //! one JSON job from stdin (`read_job`) instead of flags, so the daemon never re-spells them.
 //!
 //! A run that stored evidence ends with one log line naming its manifest whole (an absolute path or
 //! an `s3://` URL), the one argument `verify` needs.
 
-use std::fs;
+mod source;
+
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
 use imaging::hash::HashAlgorithm;
 use imaging::identity::VolumeId;
 use imaging::manifest::{CaseInfo, Context, HostInfo, Manifest, Status};
@@ -36,6 +39,7 @@ use crate::logging::CaptureLog;
 use crate::progress::ProgressDisplay;
 use crate::result::AcquisitionResult;
 use crate::sysinfo;
+use source::Opened;
 
 /// Runs an acquisition and returns how the process should exit. The arguments, from flags or a
 /// `run-job` JSON job, are checked here first, by one function, before anything is opened.
@@ -71,13 +75,7 @@ pub fn run(
     // Arguments are checked before the source is opened, and everything else before the device is
     // write-blocked: a typo must not touch the evidence.
     let mut destination = Destination::from_args(args, incident.as_ref())?;
-    let mut source = Source::open(
-        &args.source,
-        &SourceOptions {
-            set_read_only: !args.no_kernel_read_only,
-            ..SourceOptions::default()
-        },
-    )?;
+    let mut source = Opened::open(args)?;
     // An empty source (a 0-byte device, a `/proc` file) would give an empty image that looks like
     // a completed capture. A rule for new evidence: `verify` still reads an image cut to nothing,
     // and reports the mismatch.
@@ -89,16 +87,19 @@ pub fn run(
     }
     let name = match explicit_name {
         Some(name) => name,
-        None => default_name(&source)?,
+        None => source.default_name()?,
     };
     let name = capture_name(&destination, name, args.new_capture)?;
     let files = EvidenceFiles::new(&name);
+    // The suspect's volume: as given, else as the snapshot says.
+    let source_volume = source_volume.or_else(|| source.origin_volume());
 
-    destination.prepare(&source, &files)?;
+    destination.prepare(source.device(), &files)?;
     let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
     let sink = destination.image_sink(&files, source.size(), metadata)?;
     source.write_block();
-    report_source(&source, &name);
+    source.report(&name);
+    let config = config.for_input(source.input());
 
     let reporter = ProgressDisplay::new(
         source.size(),
@@ -106,14 +107,20 @@ pub fn run(
         Duration::from_secs(args.progress_interval.max(1)),
     );
     tracing::info!(
-        source = %source.path().display(),
+        source = %source.describe(),
         bytes = source.size(),
         image = %destination.describe(&files),
         queue_depth = config.queue_depth,
         chunk_size = config.chunk_size,
         "Acquisition started."
     );
-    let outcome = pipeline::run(&source, sink, &config, &|p| reporter.update(p), cancel);
+    let outcome = pipeline::run(
+        source.input(),
+        sink,
+        &config,
+        &|p| reporter.update(p),
+        cancel,
+    );
     reporter.finish();
     let outcome = outcome.map_err(|err| {
         if matches!(err, imaging::Error::Cancelled) {
@@ -139,7 +146,7 @@ pub fn run(
         image_file_name: files.image.clone(),
         peak_rss_bytes: sysinfo::peak_rss_bytes(),
     };
-    let manifest = Manifest::new(context, &source, &config, outcome);
+    let manifest = Manifest::new(context, source.record(), &config, outcome);
     log_result(&manifest);
     write_companions(&destination, &files, &manifest, capture, cancel)?;
     let manifest_at = destination.describe_file(&files.manifest);
@@ -158,7 +165,7 @@ pub fn run(
 /// User metadata on the S3 image object, so the object alone says what it is: the case, the
 /// suspect's volume (given, or the imaged device itself) and the volume actually attached.
 fn object_metadata(
-    source: &Source,
+    source: &Opened,
     name: &SafeName,
     incident: Option<&SafeName>,
     source_volume: Option<&VolumeId>,
@@ -167,7 +174,7 @@ fn object_metadata(
     if let Some(incident) = incident {
         metadata.push(("incident-id".to_owned(), incident.to_string()));
     }
-    let attached = source.identity().ebs_volume_id.as_ref();
+    let attached = source.attached_volume();
     if let Some(volume) = source_volume.or(attached) {
         metadata.push(("source-volume-id".to_owned(), volume.to_string()));
     }
@@ -216,6 +223,7 @@ pub fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
     let config = PipelineConfig {
         chunk_size,
         queue_depth: args.queue_depth,
+        blocks_in_flight: args.blocks_in_flight,
         algorithms,
         piece_size: Some(args.piece_size.as_u64()).filter(|&p| p > 0),
         piece_algorithm: HashAlgorithm::parse_piece(&args.piece_hash)?,
@@ -258,55 +266,6 @@ fn capture_name(
             "evidence {name} and {name}-2 … {name}-{MAX_CAPTURES} all exist; pass another --name"
         ),
     ))
-}
-
-/// The EBS volume ID when the device has one, else the device's or file's own name.
-fn default_name(source: &Source) -> Result<SafeName, Failure> {
-    if let Some(id) = &source.identity().ebs_volume_id {
-        return SafeName::parse(id.as_str(), "evidence name").map_err(usage);
-    }
-    let base = match source.kind() {
-        SourceKind::BlockDevice => source.identity().kernel_name.clone(),
-        SourceKind::RegularFile => None,
-    };
-    let base = base.or_else(|| {
-        let path = fs::canonicalize(source.path()).unwrap_or_else(|_| source.path().to_path_buf());
-        path.file_stem().map(|s| s.to_string_lossy().into_owned())
-    });
-    base.as_deref().and_then(SafeName::sanitise).ok_or_else(|| {
-        usage(format!(
-            "cannot derive a name from {}; pass --name",
-            source.path().display()
-        ))
-    })
-}
-
-fn report_source(source: &Source, name: &SafeName) {
-    let identity = source.identity();
-    tracing::info!(
-        source = %source.path().display(),
-        name = %name,
-        size = source.size(),
-        logical_sector = source.logical_sector_size(),
-        model = identity.model.as_deref().unwrap_or("-"),
-        serial = identity.serial.as_deref().unwrap_or("-"),
-        "Source opened read-only."
-    );
-    if !source.direct_io() {
-        tracing::warn!("The source's filesystem refuses O_DIRECT; reading through the page cache.");
-    }
-    let live = source.live_use();
-    if !live.is_idle() {
-        tracing::warn!(
-            mounts = ?live.mount_points,
-            swaps = ?live.swaps,
-            holders = ?live.holders,
-            "Live acquisition: the host is using this device, so the kernel read-only flag is left alone and the image is only crash-consistent."
-        );
-    }
-    if let ReadOnlyFlag::Failed(reason) = source.read_only_flag() {
-        tracing::warn!(reason = %reason, "Could not set the kernel read-only flag; the device is still opened read-only.");
-    }
 }
 
 fn log_result(manifest: &Manifest) {

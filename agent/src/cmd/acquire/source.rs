@@ -1,0 +1,196 @@
+//! What `acquire` reads: a device or file opened read-only, or an EBS snapshot read through the
+//! EBS direct APIs. Everything the command does with its source that differs between the two is
+//! here; the rest of the run (destination, pipeline, manifest, publishing) is the same for both.
+
+use std::fs;
+
+use anyhow::anyhow;
+use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
+use imaging::identity::VolumeId;
+use imaging::manifest::SourceRecord;
+use imaging::naming::SafeName;
+use imaging::pipeline::Input;
+use imaging::snapshot::{Snapshot, SnapshotId};
+
+use crate::cli::AcquireArgs;
+use crate::exit::{Exit, Failure};
+
+/// An opened source.
+pub enum Opened {
+    /// A block device or regular file.
+    Device(Source),
+    /// An EBS snapshot, with the runtime its requests run on (dropped after it).
+    Snapshot {
+        /// The snapshot, checked against the service.
+        snapshot: Snapshot,
+        /// Runs the EBS requests.
+        _runtime: tokio::runtime::Runtime,
+    },
+}
+
+impl Opened {
+    /// Opens what `args.source` names. A snapshot is asked for (DescribeSnapshots,
+    /// ListSnapshotBlocks, its first block) here, so a missing one or a missing permission
+    /// refuses the run before anything is written; a device is only opened, and gets its kernel
+    /// read-only flag later ([`Opened::write_block`]).
+    pub fn open(args: &AcquireArgs) -> Result<Self, Failure> {
+        let text = args.source.to_string_lossy();
+        let snapshot =
+            SnapshotId::from_source(&text).map_err(|e| Failure::new(Exit::Usage, anyhow!(e)))?;
+        let Some(id) = snapshot else {
+            let source = Source::open(
+                &args.source,
+                &SourceOptions {
+                    set_read_only: !args.no_kernel_read_only,
+                    ..SourceOptions::default()
+                },
+            )?;
+            return Ok(Self::Device(source));
+        };
+        let runtime = crate::aws::runtime()?;
+        let (ebs, ec2) = crate::aws::snapshot_clients(&runtime);
+        let snapshot = Snapshot::open(id, ebs, &ec2, runtime.handle().clone())?;
+        Ok(Self::Snapshot {
+            snapshot,
+            _runtime: runtime,
+        })
+    }
+
+    /// What the pipeline reads.
+    pub fn input(&self) -> Input<'_> {
+        match self {
+            Self::Device(source) => Input::Device(source),
+            Self::Snapshot { snapshot, .. } => Input::Snapshot(snapshot),
+        }
+    }
+
+    /// The opened device or file, when the source is one.
+    pub fn device(&self) -> Option<&Source> {
+        match self {
+            Self::Device(source) => Some(source),
+            Self::Snapshot { .. } => None,
+        }
+    }
+
+    /// Bytes to image.
+    pub fn size(&self) -> u64 {
+        self.input().size()
+    }
+
+    /// The source as the log names it: the path given, or `ebs-snapshot://snap-…`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Device(source) => source.path().display().to_string(),
+            Self::Snapshot { snapshot, .. } => snapshot.id().uri(),
+        }
+    }
+
+    /// Sets the device's kernel read-only flag when it is due; a snapshot cannot be written
+    /// through the APIs this program calls.
+    pub fn write_block(&mut self) {
+        if let Self::Device(source) = self {
+            source.write_block();
+        }
+    }
+
+    /// The evidence name when none is given: the EBS volume ID of a device that has one, else the
+    /// device's or file's own name; a snapshot's ID.
+    pub fn default_name(&self) -> Result<SafeName, Failure> {
+        let usage = |message: String| Failure::new(Exit::Usage, anyhow!(message));
+        let source = match self {
+            Self::Device(source) => source,
+            Self::Snapshot { snapshot, .. } => {
+                return SafeName::parse(snapshot.id().as_str(), "evidence name").map_err(usage);
+            }
+        };
+        if let Some(id) = &source.identity().ebs_volume_id {
+            return SafeName::parse(id.as_str(), "evidence name").map_err(usage);
+        }
+        let base = match source.kind() {
+            SourceKind::BlockDevice => source.identity().kernel_name.clone(),
+            SourceKind::RegularFile | SourceKind::EbsSnapshot => None,
+        };
+        let base = base.or_else(|| {
+            let path =
+                fs::canonicalize(source.path()).unwrap_or_else(|_| source.path().to_path_buf());
+            path.file_stem().map(|s| s.to_string_lossy().into_owned())
+        });
+        base.as_deref().and_then(SafeName::sanitise).ok_or_else(|| {
+            usage(format!(
+                "cannot derive a name from {}; pass --name",
+                source.path().display()
+            ))
+        })
+    }
+
+    /// The EBS volume actually attached and read (a device's, from its NVMe serial).
+    pub fn attached_volume(&self) -> Option<&VolumeId> {
+        self.device()?.identity().ebs_volume_id.as_ref()
+    }
+
+    /// The suspect's volume when the source itself says: a snapshot's volume, as
+    /// DescribeSnapshots gave it.
+    pub fn origin_volume(&self) -> Option<VolumeId> {
+        match self {
+            Self::Device(_) => None,
+            Self::Snapshot { snapshot, .. } => {
+                snapshot.volume_id().and_then(VolumeId::from_serial_or_id)
+            }
+        }
+    }
+
+    /// What the manifest records of the source (for a snapshot, after its run).
+    pub fn record(&self) -> SourceRecord {
+        match self {
+            Self::Device(source) => SourceRecord::of_device(source),
+            Self::Snapshot { snapshot, .. } => SourceRecord::of_snapshot(snapshot),
+        }
+    }
+
+    /// Logs what was opened, and warns about what makes a device capture weaker.
+    pub fn report(&self, name: &SafeName) {
+        let source = match self {
+            Self::Device(source) => source,
+            Self::Snapshot { snapshot, .. } => {
+                let record = snapshot.record();
+                tracing::info!(
+                    source = %snapshot.id().uri(),
+                    name = %name,
+                    size = snapshot.size(),
+                    block_size = record.block_size,
+                    volume = record.volume_id.as_deref().unwrap_or("-"),
+                    started = %record.start_time.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339()),
+                    "Snapshot opened through the EBS direct APIs."
+                );
+                return;
+            }
+        };
+        let identity = source.identity();
+        tracing::info!(
+            source = %source.path().display(),
+            name = %name,
+            size = source.size(),
+            logical_sector = source.logical_sector_size(),
+            model = identity.model.as_deref().unwrap_or("-"),
+            serial = identity.serial.as_deref().unwrap_or("-"),
+            "Source opened read-only."
+        );
+        if !source.direct_io() {
+            tracing::warn!(
+                "The source's filesystem refuses O_DIRECT; reading through the page cache."
+            );
+        }
+        let live = source.live_use();
+        if !live.is_idle() {
+            tracing::warn!(
+                mounts = ?live.mount_points,
+                swaps = ?live.swaps,
+                holders = ?live.holders,
+                "Live acquisition: the host is using this device, so the kernel read-only flag is left alone and the image is only crash-consistent."
+            );
+        }
+        if let ReadOnlyFlag::Failed(reason) = source.read_only_flag() {
+            tracing::warn!(reason = %reason, "Could not set the kernel read-only flag; the device is still opened read-only.");
+        }
+    }
+}

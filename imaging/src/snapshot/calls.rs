@@ -1,0 +1,235 @@
+//! The EBS and EC2 calls a snapshot run makes, and what their errors mean for the run.
+//!
+//! The SDK has already retried what it knows to be transient (throttling, 5xx, dropped
+//! connections) with backoff by the time an error reaches here. What remains is classified by
+//! the service's error code into the source error classes: no such snapshot, no permission, or a
+//! read that failed.
+
+use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ebs::types::ChecksumAlgorithm;
+use chrono::{DateTime, Utc};
+
+use super::SnapshotId;
+use super::listing::Listing;
+use crate::error::{Error, Result, SnapshotFailure};
+
+/// Blocks asked for per ListSnapshotBlocks page: the API's maximum, so a 1 TiB volume with
+/// every block written takes 210 calls.
+pub const LIST_PAGE: i32 = 10_000;
+
+/// What a failed call means for the run.
+pub fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotFailure {
+    match err.code() {
+        Some("ResourceNotFoundException" | "InvalidSnapshot.NotFound") => SnapshotFailure::NotFound,
+        Some("AccessDeniedException" | "UnauthorizedOperation" | "AuthFailure") => {
+            SnapshotFailure::Denied
+        }
+        Some("ValidationException") => SnapshotFailure::Unusable,
+        _ => SnapshotFailure::Read,
+    }
+}
+
+/// The run's error for a failed call: its class and the SDK's whole message.
+pub fn call_error<E, R>(id: &SnapshotId, action: &str, err: &SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    Error::Snapshot {
+        snapshot_id: id.to_string(),
+        failure: failure_of(err),
+        message: format!("cannot {action}: {}", DisplayErrorContext(err)),
+    }
+}
+
+/// The snapshot's layout as its first list page gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Volume size, GiB.
+    pub volume_size_gib: u64,
+    /// Bytes per block.
+    pub block_size: u32,
+}
+
+/// One ListSnapshotBlocks page as the service sent it.
+pub struct Page {
+    /// Volume size and block size as the page reports them.
+    pub layout: Layout,
+    /// `(index, token)` as listed.
+    pub blocks: Vec<(Option<i32>, Option<String>)>,
+    /// Token of the next page.
+    pub next_token: Option<String>,
+}
+
+/// Lists one page of blocks (the first when `next_token` is `None`).
+pub async fn list_page(
+    ebs: &aws_sdk_ebs::Client,
+    id: &SnapshotId,
+    next_token: Option<String>,
+) -> Result<Page> {
+    let out = ebs
+        .list_snapshot_blocks()
+        .snapshot_id(id.as_str())
+        .max_results(LIST_PAGE)
+        .set_next_token(next_token)
+        .send()
+        .await
+        .map_err(|e| call_error(id, "list its blocks (ebs:ListSnapshotBlocks)", &e))?;
+    let unusable = |what: &str, value: String| Error::Snapshot {
+        snapshot_id: id.to_string(),
+        failure: SnapshotFailure::Unusable,
+        message: format!("the block list gives no valid {what} ({value})"),
+    };
+    let volume_size_gib = out
+        .volume_size()
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| unusable("volume size", format!("{:?}", out.volume_size())))?;
+    let block_size = out
+        .block_size()
+        .and_then(|b| u32::try_from(b).ok())
+        .ok_or_else(|| unusable("block size", format!("{:?}", out.block_size())))?;
+    Ok(Page {
+        layout: Layout {
+            volume_size_gib,
+            block_size,
+        },
+        blocks: out
+            .blocks()
+            .iter()
+            .map(|b| (b.block_index(), b.block_token().map(str::to_owned)))
+            .collect(),
+        next_token: out.next_token().map(str::to_owned),
+    })
+}
+
+/// Puts `page` into `listing`, refusing a page whose layout differs from the first one's or whose
+/// blocks break the listing's rules.
+pub fn accept_page(
+    id: &SnapshotId,
+    layout: Layout,
+    listing: &mut Listing,
+    page: Page,
+) -> Result<()> {
+    let broken = |message: String| Error::Snapshot {
+        snapshot_id: id.to_string(),
+        failure: SnapshotFailure::Read,
+        message,
+    };
+    if page.layout != layout {
+        return Err(broken(format!(
+            "a block-list page gives another layout ({:?}; first {layout:?})",
+            page.layout
+        )));
+    }
+    listing
+        .accept(page.blocks, page.next_token)
+        .map_err(|why| broken(format!("the block list is not usable: {why}")))
+}
+
+/// A block's bytes as GetSnapshotBlock returned them, with what EBS says about them.
+pub struct Fetched {
+    /// The body.
+    pub data: bytes::Bytes,
+    /// `x-amz-Checksum`: base64 of the block's SHA-256.
+    pub checksum: Option<String>,
+    /// `x-amz-Checksum-Algorithm`.
+    pub algorithm: Option<ChecksumAlgorithm>,
+    /// `x-amz-Data-Length`.
+    pub data_length: Option<i32>,
+}
+
+/// Why one attempt at a block failed.
+pub enum Attempt {
+    /// The service refused in a way another attempt cannot change (not found, denied).
+    Fatal(Error),
+    /// Worth another attempt: the SDK's retries ran out on a transient error, or the body broke
+    /// off. Carries the reason for the log and the final error.
+    Again(String),
+}
+
+/// One GetSnapshotBlock, body included.
+pub async fn get_block(
+    ebs: &aws_sdk_ebs::Client,
+    id: &SnapshotId,
+    index: i32,
+    token: &str,
+) -> std::result::Result<Fetched, Attempt> {
+    let out = ebs
+        .get_snapshot_block()
+        .snapshot_id(id.as_str())
+        .block_index(index)
+        .block_token(token)
+        .send()
+        .await
+        .map_err(|e| match failure_of(&e) {
+            SnapshotFailure::Read => Attempt::Again(DisplayErrorContext(&e).to_string()),
+            _ => Attempt::Fatal(call_error(id, "read a block (ebs:GetSnapshotBlock)", &e)),
+        })?;
+    let checksum = out.checksum().map(str::to_owned);
+    let algorithm = out.checksum_algorithm().cloned();
+    let data_length = out.data_length();
+    let data = out
+        .block_data
+        .collect()
+        .await
+        .map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?
+        .into_bytes();
+    Ok(Fetched {
+        data,
+        checksum,
+        algorithm,
+        data_length,
+    })
+}
+
+/// What DescribeSnapshots says of a snapshot; every field optional, because the call needs
+/// `ec2:DescribeSnapshots`, which a role limited to the EBS direct APIs may not have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Described {
+    /// The volume the snapshot was taken of.
+    pub volume_id: Option<String>,
+    /// When the snapshot was started: the moment its data is from.
+    pub start_time: Option<DateTime<Utc>>,
+    /// The owning account.
+    pub owner_id: Option<String>,
+    /// Its description.
+    pub description: Option<String>,
+    /// Whether it is encrypted.
+    pub encrypted: Option<bool>,
+    /// Its state (`completed`, `pending`, `error`…).
+    pub state: Option<String>,
+}
+
+/// DescribeSnapshots for `id`, or why it gave nothing (refused, failed, not listed): the run
+/// then goes on without these facts and says so. Whether the snapshot exists and may be read is
+/// for the EBS calls to say.
+pub async fn describe(
+    ec2: &aws_sdk_ec2::Client,
+    id: &SnapshotId,
+) -> std::result::Result<Described, String> {
+    let out = ec2
+        .describe_snapshots()
+        .snapshot_ids(id.as_str())
+        .send()
+        .await
+        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+    let snapshot = out
+        .snapshots()
+        .iter()
+        .find(|s| s.snapshot_id() == Some(id.as_str()))
+        .ok_or_else(|| "DescribeSnapshots did not list it".to_owned())?;
+    let start_time = snapshot
+        .start_time()
+        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+    Ok(Described {
+        volume_id: snapshot.volume_id().map(str::to_owned),
+        start_time,
+        owner_id: snapshot.owner_id().map(str::to_owned),
+        description: snapshot
+            .description()
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned),
+        encrypted: snapshot.encrypted(),
+        state: snapshot.state().map(|s| s.as_str().to_owned()),
+    })
+}

@@ -1,0 +1,246 @@
+//! Walking a snapshot's block list in order, one page at a time.
+//!
+//! ListSnapshotBlocks returns the blocks that hold data, in ascending index order, up to 10 000 a
+//! page with a `NextToken` for the rest. A 64 TiB volume has 134 million blocks, so the list is
+//! never held whole: the fetcher asks this cursor about each block index in turn, and the cursor
+//! answers from the current page or asks for the next one. Memory stays one page.
+//!
+//! The pages come from the network, so they are checked, not trusted: indices must rise strictly
+//! across pages and stay inside the volume, every listed block needs a token, and a server that
+//! keeps answering empty pages with a new `NextToken` is stopped after [`MAX_EMPTY_PAGES`]. An
+//! index out of order would otherwise make a block silently read as a hole.
+
+use std::collections::VecDeque;
+
+/// Consecutive pages without a block that are taken before the listing is called broken. AWS
+/// may answer a short page; a long run of empty ones with a token each is a loop.
+pub const MAX_EMPTY_PAGES: u32 = 100;
+
+/// One block as a page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlock {
+    /// Block index (offset / block size).
+    pub index: u64,
+    /// The token GetSnapshotBlock needs.
+    pub token: String,
+}
+
+/// What the listing says about one block index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The block holds data; fetch it with this token.
+    Listed(String),
+    /// Never written: it reads as zeros, and no request is made.
+    Hole,
+    /// The current page is used up and another follows: fetch it (with this token), give it to
+    /// [`Listing::accept`], and ask again.
+    NeedPage(String),
+}
+
+/// The cursor over a snapshot's pages.
+#[derive(Debug)]
+pub struct Listing {
+    total_blocks: u64,
+    page: VecDeque<ListedBlock>,
+    next_token: Option<String>,
+    last_index: Option<u64>,
+    empty_pages: u32,
+    listed: u64,
+}
+
+impl Listing {
+    /// A cursor for a volume of `total_blocks` blocks, before its first page.
+    pub fn new(total_blocks: u64) -> Self {
+        Self {
+            total_blocks,
+            page: VecDeque::new(),
+            next_token: None,
+            last_index: None,
+            empty_pages: 0,
+            listed: 0,
+        }
+    }
+
+    /// Takes the next page: its blocks as `(index, token)` pairs as the service sent them, and its
+    /// `NextToken`. Refuses a page that breaks the order or leaves the volume.
+    pub fn accept(
+        &mut self,
+        blocks: impl IntoIterator<Item = (Option<i32>, Option<String>)>,
+        next_token: Option<String>,
+    ) -> Result<(), String> {
+        let before = self.page.len();
+        for (index, token) in blocks {
+            let index = index.ok_or("a listed block has no index")?;
+            let index = u64::try_from(index)
+                .map_err(|_| format!("a listed block has the negative index {index}"))?;
+            if index >= self.total_blocks {
+                return Err(format!(
+                    "block {index} is listed, but the volume has only {} blocks",
+                    self.total_blocks
+                ));
+            }
+            if self.last_index.is_some_and(|last| index <= last) {
+                return Err(format!(
+                    "block {index} is listed after block {}: the list is not in ascending order",
+                    self.last_index.unwrap_or_default()
+                ));
+            }
+            let token = token
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| format!("block {index} is listed without a block token"))?;
+            self.last_index = Some(index);
+            self.page.push_back(ListedBlock { index, token });
+        }
+        self.listed += (self.page.len() - before) as u64;
+        if self.page.len() == before && next_token.is_some() {
+            self.empty_pages += 1;
+            if self.empty_pages > MAX_EMPTY_PAGES {
+                return Err(format!(
+                    "{MAX_EMPTY_PAGES} pages in a row listed no block but promised more"
+                ));
+            }
+        } else {
+            self.empty_pages = 0;
+        }
+        self.next_token = next_token.filter(|t| !t.is_empty());
+        Ok(())
+    }
+
+    /// What block `index` is. Indices must be asked in ascending order (the fetcher walks the
+    /// volume from the start).
+    pub fn lookup(&mut self, index: u64) -> Lookup {
+        match self.page.front() {
+            Some(block) if block.index == index => {
+                Lookup::Listed(self.page.pop_front().map(|b| b.token).unwrap_or_default())
+            }
+            Some(_) => Lookup::Hole,
+            None => match &self.next_token {
+                Some(token) => Lookup::NeedPage(token.clone()),
+                None => Lookup::Hole,
+            },
+        }
+    }
+
+    /// Blocks listed so far (all of them once the walk is over).
+    pub fn listed(&self) -> u64 {
+        self.listed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(indices: &[i32]) -> Vec<(Option<i32>, Option<String>)> {
+        indices
+            .iter()
+            .map(|&i| (Some(i), Some(format!("t{i}"))))
+            .collect()
+    }
+
+    /// The lookups of blocks `0..total` over `pages` (each with a next token but the last).
+    fn walk(total: u64, pages: &[&[i32]]) -> Result<Vec<Option<String>>, String> {
+        let token = |n: usize| (n + 1 < pages.len()).then(|| format!("page{}", n + 1));
+        let mut listing = Listing::new(total);
+        listing.accept(page(pages[0]), token(0))?;
+        let mut at = 0;
+        let mut out = Vec::new();
+        for index in 0..total {
+            loop {
+                match listing.lookup(index) {
+                    Lookup::Listed(token) => out.push(Some(token)),
+                    Lookup::Hole => out.push(None),
+                    Lookup::NeedPage(_) => {
+                        at += 1;
+                        let next = pages.get(at).ok_or("asked past the last page")?;
+                        listing.accept(page(next), token(at))?;
+                        continue;
+                    }
+                }
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn listed_blocks_get_their_tokens_and_the_rest_are_holes_across_pages() {
+        let out = walk(8, &[&[1, 2], &[], &[5], &[7]]).unwrap();
+        let expected: Vec<Option<String>> = [
+            None,
+            Some("t1"),
+            Some("t2"),
+            None,
+            None,
+            Some("t5"),
+            None,
+            Some("t7"),
+        ]
+        .iter()
+        .map(|t| t.map(str::to_owned))
+        .collect();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_listed_count_covers_every_page() {
+        let mut listing = Listing::new(10);
+        listing.accept(page(&[0, 3]), Some("n".into())).unwrap();
+        listing.accept(page(&[4]), None).unwrap();
+        assert_eq!(listing.listed(), 3);
+    }
+
+    #[test]
+    fn a_last_page_with_an_empty_token_ends_the_listing() {
+        let mut listing = Listing::new(4);
+        listing.accept(page(&[0]), Some(String::new())).unwrap();
+        assert_eq!(listing.lookup(0), Lookup::Listed("t0".into()));
+        assert_eq!(listing.lookup(1), Lookup::Hole);
+    }
+
+    #[test]
+    fn hostile_pages_are_refused() {
+        let refused = |pages: &[&[i32]]| walk(8, pages).unwrap_err();
+        assert!(refused(&[&[3, 2]]).contains("not in ascending order"));
+        assert!(refused(&[&[3, 3]]).contains("not in ascending order"));
+        assert!(refused(&[&[3], &[3]]).contains("not in ascending order"));
+        assert!(refused(&[&[3], &[1]]).contains("not in ascending order"));
+        assert!(refused(&[&[8]]).contains("only 8 blocks"));
+        assert!(refused(&[&[-1]]).contains("negative index -1"));
+        let mut listing = Listing::new(8);
+        let no_token = listing.accept([(Some(1), None)], None).unwrap_err();
+        assert!(
+            no_token.contains("block 1 is listed without a block token"),
+            "{no_token}"
+        );
+        let empty_token = listing
+            .accept([(Some(1), Some(String::new()))], None)
+            .unwrap_err();
+        assert!(
+            empty_token.contains("without a block token"),
+            "{empty_token}"
+        );
+        let no_index = listing
+            .accept([(None, Some("t".into()))], None)
+            .unwrap_err();
+        assert!(no_index.contains("no index"), "{no_index}");
+    }
+
+    #[test]
+    fn endless_empty_pages_are_a_loop_but_a_few_are_fine() {
+        let mut listing = Listing::new(8);
+        for _ in 0..MAX_EMPTY_PAGES {
+            listing.accept(page(&[]), Some("again".into())).unwrap();
+        }
+        listing.accept(page(&[2]), Some("again".into())).unwrap();
+        for _ in 0..MAX_EMPTY_PAGES {
+            listing.accept(page(&[]), Some("again".into())).unwrap();
+        }
+        let err = listing.accept(page(&[]), Some("again".into())).unwrap_err();
+        assert!(err.contains("in a row"), "{err}");
+        let mut done = Listing::new(8);
+        for _ in 0..=MAX_EMPTY_PAGES {
+            done.accept(page(&[]), None).unwrap();
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! An EBS snapshot as the source, read through the EBS direct APIs: no volume is created,
+//! attached or hydrated.
+//!
+//! ListSnapshotBlocks names the blocks that hold data (512 KiB each); GetSnapshotBlock returns one
+//! with the SHA-256 EBS recorded for it. Blocks never written are not listed and read as zeros on
+//! a volume restored from the snapshot, so the image gets zeros there without a request: the
+//! image is byte for byte what such a volume would read, and its size is the volume's.
+//!
+//! - [`id`]: snapshot IDs and the `ebs-snapshot://` source syntax.
+//! - `calls`: the EBS and EC2 requests, and what their errors mean for the run.
+//! - `listing`: the block list walked page by page, checked as it comes.
+//! - `block`: one block fetched, checked against its checksum, retried.
+//! - `feed`: the walk that hands blocks to the pipeline, many fetches in flight.
+//!
+//! [`Snapshot::open`] does every check that can refuse the run before anything is written: the
+//! ID, that the snapshot exists and may be listed, its layout, and (by fetching its first listed
+//! block) that blocks may be read.
+
+mod block;
+mod calls;
+mod feed;
+pub mod id;
+mod listing;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+pub use id::{SnapshotId, URI_SCHEME};
+
+use crate::buffer::BUFFER_ALIGN;
+use crate::error::{Error, Result, SnapshotFailure};
+use crate::pipeline::MAX_CHUNK_SIZE;
+use calls::Layout;
+use listing::{Listing, Lookup};
+
+pub(crate) use feed::feed;
+
+/// Default GetSnapshotBlock requests in flight: 64, as awslabs/coldsnap uses. Each request is
+/// one 512 KiB block with a round trip of tens of milliseconds, so throughput is in-flight
+/// requests × block size / latency (64 × 0.5 MiB / 50 ms ≈ 640 MiB/s) until the API's per-snapshot
+/// request rate caps it.
+pub const DEFAULT_BLOCKS_IN_FLIGHT: usize = 64;
+
+/// The sector size recorded for a snapshot source: the 512-byte logical sector a volume restored
+/// from it presents (bad ranges are counted in sectors; a snapshot run has none, it fails instead).
+pub const SNAPSHOT_SECTOR_SIZE: u32 = 512;
+
+/// What the manifest records about a snapshot source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The snapshot.
+    pub snapshot_id: SnapshotId,
+    /// Its volume size in GiB (the image is this many GiB).
+    pub volume_size_gib: u64,
+    /// Bytes per block, as ListSnapshotBlocks reports it.
+    pub block_size: u32,
+    /// Blocks that hold data: each was fetched and checked against its SHA-256 from EBS. The
+    /// rest of the image is zeros, as on a volume restored from the snapshot.
+    pub blocks_listed: u64,
+    /// The volume it was taken of (DescribeSnapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_id: Option<String>,
+    /// When it was started: the moment its data is from (DescribeSnapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    /// The owning account (DescribeSnapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// Its description (DescribeSnapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether it is encrypted (DescribeSnapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// Why DescribeSnapshots gave nothing, when it did not (the fields above are then absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub describe_error: Option<String>,
+}
+
+/// A snapshot opened for imaging: it exists, may be read, and has a layout the pipeline takes.
+pub struct Snapshot {
+    id: SnapshotId,
+    ebs: aws_sdk_ebs::Client,
+    runtime: Handle,
+    layout: Layout,
+    described: std::result::Result<calls::Described, String>,
+    listed: AtomicU64,
+}
+
+impl Snapshot {
+    /// Checks `id` against the service and prepares to read it. Refuses (before anything is
+    /// written): a snapshot that does not exist or may not be listed or read, one DescribeSnapshots
+    /// reports as not completed, and a layout we cannot take.
+    pub fn open(
+        id: SnapshotId,
+        ebs: aws_sdk_ebs::Client,
+        ec2: &aws_sdk_ec2::Client,
+        runtime: Handle,
+    ) -> Result<Self> {
+        let refuse = |failure, message: String| Error::Snapshot {
+            snapshot_id: id.to_string(),
+            failure,
+            message,
+        };
+        let described = runtime.block_on(calls::describe(ec2, &id));
+        match &described {
+            Ok(facts) => {
+                if let Some(state) = facts.state.as_deref().filter(|s| *s != "completed") {
+                    return Err(refuse(
+                        SnapshotFailure::Unusable,
+                        format!("its state is {state:?}; only a completed snapshot can be read"),
+                    ));
+                }
+            }
+            Err(why) => tracing::warn!(snapshot = %id, reason = %why,
+                "DescribeSnapshots gave nothing: the manifest will not record the snapshot's volume and start time."),
+        }
+        let first = runtime.block_on(calls::list_page(&ebs, &id, None))?;
+        let layout = first.layout;
+        check_layout(layout).map_err(|why| refuse(SnapshotFailure::Unusable, why))?;
+        let snapshot = Self {
+            id,
+            ebs,
+            runtime,
+            layout,
+            described,
+            listed: AtomicU64::new(0),
+        };
+        snapshot.probe(first)?;
+        Ok(snapshot)
+    }
+
+    /// Fetches the first listed block, if any, so a role that may list but not read blocks
+    /// (`ebs:GetSnapshotBlock`) is refused before anything is written.
+    fn probe(&self, first: calls::Page) -> Result<()> {
+        let total = self.size() / u64::from(self.layout.block_size);
+        let mut listing = Listing::new(total);
+        calls::accept_page(&self.id, self.layout, &mut listing, first)?;
+        let Some((index, token)) = (0..total).find_map(|index| match listing.lookup(index) {
+            Lookup::Listed(token) => Some((index, token)),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let mut block = vec![0; self.layout.block_size as usize];
+        self.runtime.block_on(block::fetch_into(
+            &self.ebs, &self.id, index, &token, &mut block,
+        ))
+    }
+
+    /// The snapshot.
+    pub fn id(&self) -> &SnapshotId {
+        &self.id
+    }
+
+    /// The volume's size in bytes: the image's size.
+    pub fn size(&self) -> u64 {
+        self.layout.volume_size_gib << 30
+    }
+
+    /// Bytes per block: the pipeline reads in chunks of exactly this.
+    pub fn block_size(&self) -> u32 {
+        self.layout.block_size
+    }
+
+    /// The volume the snapshot was taken of, when DescribeSnapshots said.
+    pub fn volume_id(&self) -> Option<&str> {
+        self.described.as_ref().ok()?.volume_id.as_deref()
+    }
+
+    fn note_listed(&self, listed: u64) {
+        self.listed.store(listed, Ordering::Relaxed);
+    }
+
+    /// What the manifest records (after a run: with the count of listed blocks).
+    pub fn record(&self) -> SnapshotRecord {
+        let facts = self.described.as_ref().ok().cloned().unwrap_or_default();
+        SnapshotRecord {
+            snapshot_id: self.id.clone(),
+            volume_size_gib: self.layout.volume_size_gib,
+            block_size: self.layout.block_size,
+            blocks_listed: self.listed.load(Ordering::Relaxed),
+            volume_id: facts.volume_id,
+            start_time: facts.start_time,
+            owner_id: facts.owner_id,
+            description: facts.description,
+            encrypted: facts.encrypted,
+            describe_error: self.described.as_ref().err().cloned(),
+        }
+    }
+}
+
+/// Largest volume EBS makes: 64 TiB.
+const MAX_VOLUME_GIB: u64 = 64 << 10;
+
+/// Why a layout cannot be read, or `Ok`. Blocks become pipeline chunks, so a block must be an
+/// aligned buffer's size and no larger than a chunk may be; the volume must be whole blocks.
+fn check_layout(layout: Layout) -> std::result::Result<(), String> {
+    let block = layout.block_size as usize;
+    if block == 0 || !block.is_multiple_of(BUFFER_ALIGN) || block > MAX_CHUNK_SIZE {
+        return Err(format!(
+            "its block size {block} is not a multiple of {BUFFER_ALIGN} up to {MAX_CHUNK_SIZE}"
+        ));
+    }
+    if !(1..=MAX_VOLUME_GIB).contains(&layout.volume_size_gib) {
+        return Err(format!(
+            "its volume size {} GiB is not between 1 GiB and {MAX_VOLUME_GIB} GiB",
+            layout.volume_size_gib
+        ));
+    }
+    if !(layout.volume_size_gib << 30).is_multiple_of(block as u64) {
+        return Err(format!(
+            "its volume size {} GiB is not a whole number of {block}-byte blocks",
+            layout.volume_size_gib
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_aligned_blocks_and_real_volume_sizes_are_taken() {
+        let layout = |volume_size_gib, block_size| Layout {
+            volume_size_gib,
+            block_size,
+        };
+        assert_eq!(check_layout(layout(1, 524_288)), Ok(()));
+        assert_eq!(check_layout(layout(MAX_VOLUME_GIB, 524_288)), Ok(()));
+        assert_eq!(check_layout(layout(8, 4096)), Ok(()));
+        for bad_block in [0, 512, 524_289, 128 << 20] {
+            let err = check_layout(layout(1, bad_block)).unwrap_err();
+            assert!(err.contains("block size"), "{bad_block}: {err}");
+        }
+        for bad_size in [0, MAX_VOLUME_GIB + 1] {
+            let err = check_layout(layout(bad_size, 524_288)).unwrap_err();
+            assert!(err.contains("volume size"), "{bad_size}: {err}");
+        }
+        let err = check_layout(layout(1, 3 << 20)).unwrap_err();
+        assert!(err.contains("whole number"), "{err}");
+    }
+}
