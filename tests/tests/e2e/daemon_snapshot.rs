@@ -120,8 +120,14 @@ fn a_snapshot_named_in_user_data_is_imaged_without_a_disk_then_the_host_powers_o
         &root,
         &format!("on_complete = \"poweroff\"\npoweroff_command = [\"touch\", {marker:?}]"),
     );
+    let started = std::time::Instant::now();
     let run = Run::of(&mut daemon(&s3, &imds, &config));
     run.expect_code(0);
+    eprintln!(
+        "1 GiB snapshot ({} blocks written) imaged by the daemon in {:?}",
+        image.written().len(),
+        started.elapsed()
+    );
 
     // The snapshot's evidence, named after it, and nothing else.
     let prefix = format!("cases/IR-13/disk_evidence/{snapshot}");
@@ -217,6 +223,12 @@ fn an_unknown_snapshot_fails_its_job_and_the_daemon_exits_with_its_code() {
     assert_eq!(failed.len(), 1, "{kinds:?}");
     assert_eq!(failed[0]["snapshot_id"], "snap-0123456789abcdef0");
     assert_eq!(failed[0]["exit_code"], 10);
+    // Asked of EBS, not taken for a path.
+    let error = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("snap-0123456789abcdef0") && error.contains("does not exist"),
+        "{error}"
+    );
     let stopping = events.last().expect("events");
     assert_eq!(stopping["event"], "agent_stopping", "{kinds:?}");
     assert_eq!(stopping["failed"], 1);
