@@ -10,7 +10,7 @@ use aws_sdk_ebs::types::ChecksumAlgorithm;
 use chrono::{DateTime, Utc};
 
 use super::SnapshotId;
-use super::listing::Listing;
+use super::listing::{Continuation, Listing};
 use crate::error::{Error, Result, SnapshotFailure};
 
 /// Blocks asked for per ListSnapshotBlocks page: the API's maximum, so a 1 TiB volume with
@@ -61,17 +61,32 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
-/// Lists one page of blocks (the first when `next_token` is `None`).
+/// Lists one page of blocks (the first when `from` is `None`).
 pub async fn list_page(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
-    next_token: Option<String>,
+    from: Option<Continuation>,
 ) -> Result<Page> {
+    let (token, start) = match from {
+        None => (None, None),
+        Some(Continuation::Token(token)) => (Some(token), None),
+        Some(Continuation::From(index)) => (None, Some(index)),
+    };
+    let start = start
+        .map(|index| {
+            i32::try_from(index).map_err(|_| Error::Snapshot {
+                snapshot_id: id.to_string(),
+                failure: SnapshotFailure::Read,
+                message: format!("block {index} is past what the API can address"),
+            })
+        })
+        .transpose()?;
     let out = ebs
         .list_snapshot_blocks()
         .snapshot_id(id.as_str())
         .max_results(LIST_PAGE)
-        .set_next_token(next_token)
+        .set_next_token(token)
+        .set_starting_block_index(start)
         .send()
         .await
         .map_err(|e| call_error(id, "list its blocks (ebs:ListSnapshotBlocks)", &e))?;

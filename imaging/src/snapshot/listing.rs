@@ -5,6 +5,11 @@
 //! never held whole: the fetcher asks this cursor about each block index in turn, and the cursor
 //! answers from the current page or asks for the next one. Memory stays one page.
 //!
+//! The next page is asked for from the block after the last one listed (`StartingBlockIndex`),
+//! not with the page's `NextToken`: a token expires after 60 minutes, and a full page is 5 GiB to
+//! image (and upload) before the next is needed. The token only says that more pages follow, and
+//! is used as such right after a page that listed nothing (where there is no index to go on from).
+//!
 //! The pages come from the network, so they are checked, not trusted: indices must rise strictly
 //! across pages and stay inside the volume, every listed block needs a token, and a server that
 //! keeps answering empty pages with a new `NextToken` is stopped after [`MAX_EMPTY_PAGES`]. An
@@ -25,6 +30,15 @@ pub struct ListedBlock {
     pub token: String,
 }
 
+/// Where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continuation {
+    /// At this block index (`StartingBlockIndex`): the block after the last one listed.
+    From(u64),
+    /// With this `NextToken`, received with a page that listed nothing.
+    Token(String),
+}
+
 /// What the listing says about one block index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -32,9 +46,9 @@ pub enum Lookup {
     Listed(String),
     /// Never written: it reads as zeros, and no request is made.
     Hole,
-    /// The current page is used up and another follows: fetch it (with this token), give it to
+    /// The current page is used up and another follows: fetch it from here, give it to
     /// [`Listing::accept`], and ask again.
-    NeedPage(String),
+    NeedPage(Continuation),
 }
 
 /// The cursor over a snapshot's pages.
@@ -42,7 +56,7 @@ pub enum Lookup {
 pub struct Listing {
     total_blocks: u64,
     page: VecDeque<ListedBlock>,
-    next_token: Option<String>,
+    next: Option<Continuation>,
     last_index: Option<u64>,
     empty_pages: u32,
     listed: u64,
@@ -54,7 +68,7 @@ impl Listing {
         Self {
             total_blocks,
             page: VecDeque::new(),
-            next_token: None,
+            next: None,
             last_index: None,
             empty_pages: 0,
             listed: 0,
@@ -91,8 +105,10 @@ impl Listing {
             self.last_index = Some(index);
             self.page.push_back(ListedBlock { index, token });
         }
-        self.listed += (self.page.len() - before) as u64;
-        if self.page.len() == before && next_token.is_some() {
+        let added = self.page.len() - before;
+        self.listed += added as u64;
+        let next_token = next_token.filter(|t| !t.is_empty());
+        if added == 0 && next_token.is_some() {
             self.empty_pages += 1;
             if self.empty_pages > MAX_EMPTY_PAGES {
                 return Err(format!(
@@ -102,7 +118,10 @@ impl Listing {
         } else {
             self.empty_pages = 0;
         }
-        self.next_token = next_token.filter(|t| !t.is_empty());
+        self.next = next_token.map(|token| match self.last_index {
+            Some(last) if added > 0 => Continuation::From(last + 1),
+            _ => Continuation::Token(token),
+        });
         Ok(())
     }
 
@@ -114,8 +133,8 @@ impl Listing {
                 Lookup::Listed(self.page.pop_front().map(|b| b.token).unwrap_or_default())
             }
             Some(_) => Lookup::Hole,
-            None => match &self.next_token {
-                Some(token) => Lookup::NeedPage(token.clone()),
+            None => match &self.next {
+                Some(next) => Lookup::NeedPage(next.clone()),
                 None => Lookup::Hole,
             },
         }
@@ -180,6 +199,30 @@ mod tests {
         .map(|t| t.map(str::to_owned))
         .collect();
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_next_page_starts_after_the_last_listed_block_or_with_the_token_after_an_empty_page() {
+        let mut listing = Listing::new(100);
+        listing.accept(page(&[3, 7]), Some("t1".into())).unwrap();
+        assert_eq!(listing.lookup(3), Lookup::Listed("t3".into()));
+        assert_eq!(listing.lookup(7), Lookup::Listed("t7".into()));
+        assert_eq!(listing.lookup(8), Lookup::NeedPage(Continuation::From(8)));
+        listing.accept(page(&[]), Some("t2".into())).unwrap();
+        assert_eq!(
+            listing.lookup(8),
+            Lookup::NeedPage(Continuation::Token("t2".into()))
+        );
+        listing.accept(page(&[9]), Some("t3".into())).unwrap();
+        assert_eq!(listing.lookup(8), Lookup::Hole);
+        assert_eq!(listing.lookup(9), Lookup::Listed("t9".into()));
+        assert_eq!(listing.lookup(10), Lookup::NeedPage(Continuation::From(10)));
+        let mut empty_first = Listing::new(100);
+        empty_first.accept(page(&[]), Some("t0".into())).unwrap();
+        assert_eq!(
+            empty_first.lookup(0),
+            Lookup::NeedPage(Continuation::Token("t0".into()))
+        );
     }
 
     #[test]
