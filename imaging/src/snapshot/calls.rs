@@ -8,6 +8,7 @@
 //! SDK's retryable codes, and a body can break off after the SDK handed it over).
 
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ebs::primitives::AggregatedBytes;
 use aws_sdk_ebs::types::ChecksumAlgorithm;
 use chrono::{DateTime, Utc};
 
@@ -145,8 +146,15 @@ pub fn accept_page(
 
 /// A block's bytes as GetSnapshotBlock returned them, with what EBS says about them.
 pub struct Fetched {
-    /// The body.
-    pub data: bytes::Bytes,
+    /// The body, as the segments it arrived in (copied once, into the pipeline's buffer).
+    pub data: AggregatedBytes,
+    /// What EBS says about it.
+    pub claims: Claims,
+}
+
+/// What GetSnapshotBlock's headers say about the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
     /// `x-amz-Checksum`: base64 of the block's SHA-256.
     pub checksum: Option<String>,
     /// `x-amz-Checksum-Algorithm`.
@@ -189,13 +197,14 @@ pub async fn get_block(
         .block_data
         .collect()
         .await
-        .map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?
-        .into_bytes();
+        .map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?;
     Ok(Fetched {
         data,
-        checksum,
-        algorithm,
-        data_length,
+        claims: Claims {
+            checksum,
+            algorithm,
+            data_length,
+        },
     })
 }
 
