@@ -86,7 +86,7 @@ def run_ssm_document(doc, bin_dir, work):
                               aws_access_key_id="testing", aws_secret_access_key="testing",
                               config=Config(s3={"addressing_style": "path"}))
             s3.create_bucket(Bucket="evidence-bucket")
-            values = {"device": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
+            values = {"source": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
                       "incident": "INC-ssm-1", "executionTimeout": "600"}
             wrapper = work / "forensic-collector"
             wrapper.write_text(f'#!/bin/sh\nexec "{bin_dir}/forensic-collector" "$@" '
