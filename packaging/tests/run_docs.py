@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,15 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from check_docs import COMPONENTS, ROOT, SSM_DOCUMENTS, as_run_command, load
+from check_docs import (
+    COMPONENTS,
+    ROOT,
+    SSM_DOCUMENTS,
+    SSM_REFUSED,
+    as_run_command,
+    load,
+    samples,
+)
 
 BINARY = "/usr/bin/forensic-collector"
 # Seconds a single script may take (at most the 1 GiB snapshot volume; the bound keeps a hang from
@@ -129,6 +138,32 @@ def write_snapshot(ebs, blocks):
     return snapshot, volume.hexdigest()
 
 
+def pattern_agrees_with_acquire(doc, bin_dir, env, work):
+    """The source pattern and acquire's own parsing agree on snapshot IDs: every
+    `ebs-snapshot://` sample the pattern admits is taken for a snapshot (unknown to the server:
+    exit 10), every `ebs-snapshot://` value it refuses is a usage error (exit 2), and neither
+    writes anything. A document that admitted what the binary refuses would fail only on the
+    instance, after the command was sent; one that refused IDs the binary takes would lock
+    snapshots out."""
+    pattern = doc["parameters"]["source"]["allowedPattern"]
+    values = [v for v in samples("source") + SSM_REFUSED["source"]
+              if v.startswith("ebs-snapshot://")]
+    for value in values:
+        admitted = re.search(pattern, value) is not None
+        out = work / "agree"
+        out.mkdir()
+        done = subprocess.run([str(bin_dir / "forensic-collector"), "acquire", value, "--out",
+                               str(out), "--incident", "INC-agree"], check=False, env=env,
+                              capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
+        want = 10 if admitted else 2
+        if done.returncode != want or any(out.iterdir()):
+            raise Failed(f"acquire {value} (the document's pattern "
+                         f"{'admits' if admitted else 'refuses'} it): exit {done.returncode}, "
+                         f"expected {want} with nothing written; {done.stderr[-1000:]}")
+        out.rmdir()
+    print(f"run_docs: the source pattern and acquire agree on {len(values)} snapshot sources")
+
+
 def run_ssm_document(doc, bin_dir, work):
     """The document with each kind of source: a loop device, then an EBS snapshot."""
     image = work / "disk.raw"
@@ -159,6 +194,7 @@ def run_ssm_document(doc, bin_dir, work):
             last = (SNAPSHOT_GIB << 30) // SNAPSHOT_BLOCK - 1
             blocks = {i: os.urandom(SNAPSHOT_BLOCK) for i in (0, 1, last)}
             snapshot, sha256 = write_snapshot(boto3.client("ebs", **clients), blocks)
+            pattern_agrees_with_acquire(doc, bin_dir, env, work)
             values = dict(values, source=f"ebs-snapshot://{snapshot}", incident="INC-ssm-2")
             result = run_steps(doc, values, wrapper, env)
             keys = expect_evidence(s3, "cases/ssm", "INC-ssm-2", snapshot)
