@@ -3,7 +3,9 @@
 //! The SDK has already retried what it knows to be transient (throttling, 5xx, dropped
 //! connections) with backoff by the time an error reaches here. What remains is classified by
 //! the service's error code into the source error classes: no such snapshot, no permission, or a
-//! read that failed.
+//! read that failed. A failed read of a block is tried again by `block` (EBS's
+//! `ConcurrentLimitExceededException` and `ServiceQuotaExceededException` are not among the
+//! SDK's retryable codes, and a body can break off after the SDK handed it over).
 
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ebs::types::ChecksumAlgorithm;

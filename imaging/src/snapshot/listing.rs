@@ -12,14 +12,15 @@
 //!
 //! The pages come from the network, so they are checked, not trusted: indices must rise strictly
 //! across pages and stay inside the volume, every listed block needs a token, and a server that
-//! keeps answering empty pages with a new `NextToken` is stopped after [`MAX_EMPTY_PAGES`]. An
-//! index out of order would otherwise make a block silently read as a hole.
+//! keeps answering empty pages with a new `NextToken` is stopped (see [`Listing::empty_page_limit`]).
+//! An index out of order would otherwise make a block silently read as a hole.
 
 use std::collections::VecDeque;
 
-/// Consecutive pages without a block that are taken before the listing is called broken. AWS
-/// may answer a short page; a long run of empty ones with a token each is a loop.
-pub const MAX_EMPTY_PAGES: u32 = 100;
+/// Consecutive empty pages always taken, however small the volume.
+pub const MIN_EMPTY_PAGES: u64 = 100;
+/// The API's smallest page (`MaxResults` is at least 100).
+const MIN_PAGE: u64 = 100;
 
 /// One block as a page lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub struct Listing {
     page: VecDeque<ListedBlock>,
     next: Option<Continuation>,
     last_index: Option<u64>,
-    empty_pages: u32,
+    empty_pages: u64,
     listed: u64,
 }
 
@@ -110,9 +111,10 @@ impl Listing {
         let next_token = next_token.filter(|t| !t.is_empty());
         if added == 0 && next_token.is_some() {
             self.empty_pages += 1;
-            if self.empty_pages > MAX_EMPTY_PAGES {
+            if self.empty_pages > self.empty_page_limit() {
                 return Err(format!(
-                    "{MAX_EMPTY_PAGES} pages in a row listed no block but promised more"
+                    "{} pages in a row listed no block but promised more",
+                    self.empty_pages
                 ));
             }
         } else {
@@ -138,6 +140,14 @@ impl Listing {
                 None => Lookup::Hole,
             },
         }
+    }
+
+    /// Empty pages in a row taken before the listing is called a loop. AWS may answer an empty
+    /// page with a `NextToken` while it scans a sparse stretch of the volume, but even if each
+    /// empty page covered only the API's smallest page of block indices, there could not be more
+    /// of them than the volume has such stretches (plus [`MIN_EMPTY_PAGES`]).
+    pub fn empty_page_limit(&self) -> u64 {
+        self.total_blocks / MIN_PAGE + MIN_EMPTY_PAGES
     }
 
     /// Blocks listed so far (all of them once the walk is over).
@@ -270,19 +280,27 @@ mod tests {
     }
 
     #[test]
-    fn endless_empty_pages_are_a_loop_but_a_few_are_fine() {
-        let mut listing = Listing::new(8);
-        for _ in 0..MAX_EMPTY_PAGES {
+    fn endless_empty_pages_are_a_loop_but_a_sparse_volume_may_give_many() {
+        assert_eq!(Listing::new(8).empty_page_limit(), MIN_EMPTY_PAGES);
+        // 1 TiB of 512 KiB blocks: 2 097 152 blocks, at most 20 971 stretches of 100.
+        assert_eq!(
+            Listing::new(2_097_152).empty_page_limit(),
+            20_971 + MIN_EMPTY_PAGES
+        );
+        let mut listing = Listing::new(1000);
+        let limit = listing.empty_page_limit();
+        assert_eq!(limit, 110);
+        for _ in 0..limit {
             listing.accept(page(&[]), Some("again".into())).unwrap();
         }
         listing.accept(page(&[2]), Some("again".into())).unwrap();
-        for _ in 0..MAX_EMPTY_PAGES {
+        for _ in 0..limit {
             listing.accept(page(&[]), Some("again".into())).unwrap();
         }
         let err = listing.accept(page(&[]), Some("again".into())).unwrap_err();
-        assert!(err.contains("in a row"), "{err}");
+        assert!(err.contains("111 pages in a row"), "{err}");
         let mut done = Listing::new(8);
-        for _ in 0..=MAX_EMPTY_PAGES {
+        for _ in 0..=limit {
             done.accept(page(&[]), None).unwrap();
         }
     }
