@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 
 use super::SnapshotId;
 use aws_sdk_ebs::types::ChecksumAlgorithm;
-use bytes::Buf;
 
 use super::calls::{self, Attempt, Claims};
 use crate::error::{Error, Result, SnapshotFailure};
@@ -77,24 +76,13 @@ pub async fn fetch_into(
                 "Fetching the snapshot block again.");
             tokio::time::sleep(backoff(attempt)).await;
         }
-        match calls::get_block(ebs, id, wire_index, token).await {
+        match calls::get_block(ebs, id, wire_index, token, out).await {
             Err(Attempt::Fatal(err)) => return Err(err),
             Err(Attempt::Again(why)) => last = why,
-            Ok(mut fetched) if fetched.data.remaining() != out.len() => {
-                last = format!(
-                    "the body holds {} bytes, not the block size {}",
-                    fetched.data.remaining(),
-                    out.len()
-                );
-                fetched.data.advance(fetched.data.remaining());
-            }
-            Ok(mut fetched) => {
-                fetched.data.copy_to_slice(out);
-                match check(&fetched.claims, out) {
-                    Some(why) => last = why,
-                    None => return Ok(()),
-                }
-            }
+            Ok(claims) => match check(&claims, out) {
+                Some(why) => last = why,
+                None => return Ok(()),
+            },
         }
     }
     Err(failed(format!(

@@ -8,7 +8,6 @@
 //! SDK's retryable codes, and a body can break off after the SDK handed it over).
 
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ebs::primitives::AggregatedBytes;
 use aws_sdk_ebs::types::ChecksumAlgorithm;
 use chrono::{DateTime, Utc};
 
@@ -144,14 +143,6 @@ pub fn accept_page(
         .map_err(|why| broken(format!("the block list is not usable: {why}")))
 }
 
-/// A block's bytes as GetSnapshotBlock returned them, with what EBS says about them.
-pub struct Fetched {
-    /// The body, as the segments it arrived in (copied once, into the pipeline's buffer).
-    pub data: AggregatedBytes,
-    /// What EBS says about it.
-    pub claims: Claims,
-}
-
 /// What GetSnapshotBlock's headers say about the block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
@@ -172,14 +163,17 @@ pub enum Attempt {
     Again(String),
 }
 
-/// One GetSnapshotBlock, body included.
+/// One GetSnapshotBlock, its body streamed into `out` as it arrives: one copy, straight into the
+/// pipeline's buffer, and a body longer than a block (a broken or hostile server) is cut off
+/// there instead of being gathered in memory. Fills `out` exactly or fails the attempt.
 pub async fn get_block(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
     index: i32,
     token: &str,
-) -> std::result::Result<Fetched, Attempt> {
-    let out = ebs
+    out: &mut [u8],
+) -> std::result::Result<Claims, Attempt> {
+    let response = ebs
         .get_snapshot_block()
         .snapshot_id(id.as_str())
         .block_index(index)
@@ -190,22 +184,32 @@ pub async fn get_block(
             SnapshotFailure::Read => Attempt::Again(DisplayErrorContext(&e).to_string()),
             _ => Attempt::Fatal(call_error(id, "read a block (ebs:GetSnapshotBlock)", &e)),
         })?;
-    let checksum = out.checksum().map(str::to_owned);
-    let algorithm = out.checksum_algorithm().cloned();
-    let data_length = out.data_length();
-    let data = out
-        .block_data
-        .collect()
-        .await
-        .map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?;
-    Ok(Fetched {
-        data,
-        claims: Claims {
-            checksum,
-            algorithm,
-            data_length,
-        },
-    })
+    let claims = Claims {
+        checksum: response.checksum().map(str::to_owned),
+        algorithm: response.checksum_algorithm().cloned(),
+        data_length: response.data_length(),
+    };
+    let mut body = response.block_data;
+    let mut filled = 0;
+    while let Some(piece) = body.next().await {
+        let piece =
+            piece.map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?;
+        let Some(room) = out.get_mut(filled..filled + piece.len()) else {
+            return Err(Attempt::Again(format!(
+                "the body is longer than the block size {}",
+                out.len()
+            )));
+        };
+        room.copy_from_slice(&piece);
+        filled += piece.len();
+    }
+    if filled != out.len() {
+        return Err(Attempt::Again(format!(
+            "the body holds {filled} bytes, not the block size {}",
+            out.len()
+        )));
+    }
+    Ok(claims)
 }
 
 /// What DescribeSnapshots says of a snapshot; every field optional, because the call needs
