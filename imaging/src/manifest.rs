@@ -444,7 +444,10 @@ mod tests {
         );
         let future = refused(|v| v["schema_version"] = (SCHEMA_VERSION + 1).into());
         assert!(
-            future.contains(&format!("unsupported schema version {}", SCHEMA_VERSION + 1)),
+            future.contains(&format!(
+                "unsupported schema version {}",
+                SCHEMA_VERSION + 1
+            )),
             "{future}"
         );
         let zero = refused(|v| v["schema_version"] = 0.into());
