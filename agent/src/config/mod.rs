@@ -62,7 +62,6 @@ use std::time::Duration;
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::S3Url;
-
 use imaging::snapshot::SnapshotId;
 
 pub use error::ConfigError;

@@ -3,10 +3,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::PathBuf;
+
+use imaging::snapshot::SnapshotId;
 
 use crate::detect::AttachedDisk;
 use crate::result::AcquisitionResult;
-use imaging::snapshot::SnapshotId;
 
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +44,19 @@ impl JobSource {
     }
 }
 
+impl JobSource {
+    /// What the child is given to read: the device path as it is (not re-spelt through text), or
+    /// `ebs-snapshot://snap-…`.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Self::Disk(disk) => disk.device.clone(),
+            Self::Snapshot(id) => PathBuf::from(id.uri()),
+        }
+    }
+}
+
 impl fmt::Display for JobSource {
-    /// The device path, or `ebs-snapshot://snap-…`: what the child is given to read.
+    /// The device path, or `ebs-snapshot://snap-…`, for logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Disk(disk) => write!(f, "{}", disk.device.display()),
@@ -261,6 +274,14 @@ mod tests {
         assert_eq!(
             job.source.to_string(),
             "ebs-snapshot://snap-0123456789abcdef0"
+        );
+        assert_eq!(
+            job.source.path().to_str(),
+            Some("ebs-snapshot://snap-0123456789abcdef0")
+        );
+        assert_eq!(
+            table.get(0).expect("added").source.path(),
+            std::path::Path::new("/dev/nvme1n1")
         );
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::s3::S3Url;
+use imaging::snapshot::SnapshotId;
 
 use bytesize::ByteSize;
 
@@ -16,7 +17,6 @@ use crate::cli::{AcquireArgs, S3Args};
 use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
 use crate::detect::{AttachedDisk, WatchSettings};
-use imaging::snapshot::SnapshotId;
 
 /// What the daemon images.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ impl DaemonPlan {
     /// retention filled in. Sent to the child as JSON (`run-job`), not re-spelt as flags.
     pub fn child_job(&self, job: &Job) -> AcquireArgs {
         let mut args = self.template.clone();
-        args.source = PathBuf::from(job.source.to_string());
+        args.source = job.source.path();
         args.name = Some(job.name.clone());
         // The job context's source volume belongs to the disk named after it (a single-volume
         // job); other disks of a multi-volume job are not copies of it. A snapshot job's

@@ -15,10 +15,10 @@ use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::pipeline::PipelineConfig;
 use imaging::sink::S3Url;
+use imaging::snapshot::SnapshotId;
 
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
 use super::settings::{self, Spec};
-use imaging::snapshot::SnapshotId;
 
 mod destinations;
 
