@@ -7,6 +7,7 @@
 //! `ConcurrentLimitExceededException` and `ServiceQuotaExceededException` are not among the
 //! SDK's retryable codes, and a body can break off after the SDK handed it over).
 
+use aws_sdk_ebs::config::http::HttpResponse;
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ebs::types::ChecksumAlgorithm;
 use chrono::{DateTime, Utc};
@@ -31,16 +32,33 @@ pub fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotF
     }
 }
 
-/// The run's error for a failed call: its class and the SDK's whole message.
-pub fn call_error<E, R>(id: &SnapshotId, action: &str, err: &SdkError<E, R>) -> Error
+/// The run's error for a failed call: its class and what the service said.
+pub fn call_error<E>(id: &SnapshotId, action: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     Error::Snapshot {
         snapshot_id: id.to_string(),
         failure: failure_of(err),
-        message: format!("cannot {action}: {}", DisplayErrorContext(err)),
+        message: format!("cannot {action}: {}", said(err)),
+    }
+}
+
+/// What a failed call comes to, in one line for the log and CloudWatch: the service's error code,
+/// message and HTTP status, or the transport's error chain. Never the raw response (the SDK's
+/// `Display` of a service error can carry its headers and body).
+pub fn said<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let SdkError::ServiceError(context) = err else {
+        return DisplayErrorContext(err).to_string();
+    };
+    let (inner, status) = (context.err(), context.raw().status().as_u16());
+    match (inner.code(), inner.message().filter(|m| !m.is_empty())) {
+        (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
+        (Some(code), None) => format!("{code} (HTTP {status})"),
+        _ => format!("HTTP {status}: {}", DisplayErrorContext(inner)),
     }
 }
 
@@ -181,7 +199,7 @@ pub async fn get_block(
         .send()
         .await
         .map_err(|e| match failure_of(&e) {
-            SnapshotFailure::Read => Attempt::Again(DisplayErrorContext(&e).to_string()),
+            SnapshotFailure::Read => Attempt::Again(said(&e)),
             _ => Attempt::Fatal(call_error(id, "read a block (ebs:GetSnapshotBlock)", &e)),
         })?;
     let claims = Claims {
@@ -242,7 +260,7 @@ pub async fn describe(
         .snapshot_ids(id.as_str())
         .send()
         .await
-        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| said(&e))?;
     let snapshot = out
         .snapshots()
         .iter()
