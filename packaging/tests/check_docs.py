@@ -9,9 +9,9 @@
 - SSM Command documents (packaging/ssm/*): schemaVersion 2.2; every step has a unique name, a known
   action and its inputs; every parameter is declared with a type, a description and an
   allowedPattern, is used, and every `{{ x }}` used is declared; in scripts a parameter appears only
-  as a whole single-quoted assignment (`name='{{ x }}'`); each allowedPattern accepts a sample
-  and refuses shell syntax; the script with the samples substituted passes `bash -n` and
-  shellcheck.
+  as a whole single-quoted assignment (`name='{{ x }}'`); each allowedPattern accepts its samples
+  and refuses shell syntax and the values SSM_REFUSED lists (options, malformed snapshot IDs);
+  the script with the samples substituted passes `bash -n` and shellcheck.
 
 run_docs.py runs the documents' scripts for real.
 """
@@ -52,14 +52,42 @@ TOE_PHASES = ["build", "validate", "test"]
 SSM_ACTIONS = {
     "aws:runShellScript": lambda i: isinstance(i, dict) and _strings(i.get("runCommand")),
 }
-# A value for every SSM parameter, to check the patterns and to render the script.
+# Values for every SSM parameter, to check the patterns (each must be accepted, and is mixed with
+# HOSTILE text) and to render the script (the first).
 SSM_SAMPLES = {
-    "device": "/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1A2B3C4D",
+    "source": ["/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1A2B3C4D",
+               # Snapshot IDs: 17 hex digits now, 8 for older snapshots.
+               "ebs-snapshot://snap-0123456789abcdef0", "ebs-snapshot://snap-0a1b2c3d"],
     "bucket": "evidence-bucket",
     "prefix": "cases/2026",
     "incident": "INC-2026-0042",
     "executionTimeout": "7200",
 }
+# Values a parameter's pattern must refuse besides HOSTILE: what acquire would take for an option,
+# a snapshot ID of another length or case (acquire refuses it too, but only after the command
+# started), another resource's ID, a bare ID (a relative path to acquire) and paths outside /dev.
+SSM_REFUSED = {
+    "source": ["--help", "--out=/tmp/x", "-v", "--dest=s3://other-bucket",
+               "ebs-snapshot://", "ebs-snapshot://snap-", "ebs-snapshot://snap-0123abc",
+               "ebs-snapshot://snap-0123456789abcdef", "ebs-snapshot://snap-0123456789abcdef01",
+               "ebs-snapshot://snap-0123456789ABCDEF0", "ebs-snapshot://snap-0123456789abcdefg",
+               "ebs-snapshot://snap-0123456789abcdef0/", "ebs-snapshot://vol-0123456789abcdef0",
+               "EBS-SNAPSHOT://snap-0123456789abcdef0", "ebs-snapshot:/snap-0123456789abcdef0",
+               "snap-0123456789abcdef0", "/etc/shadow", "file:///dev/sda", "/dev/"],
+}
+
+
+def samples(name):
+    """The sample values of parameter `name`, as a list."""
+    value = SSM_SAMPLES[name]
+    return value if isinstance(value, list) else [value]
+
+
+def first_samples():
+    """One value per parameter: what the script is rendered with."""
+    return {name: samples(name)[0] for name in SSM_SAMPLES}
+
+
 # Text no parameter may contain: each would end the quoting or run something. The checks try each
 # alone, before, inside and after the parameter's sample. (A newline only at the very end is not
 # tried: `$` matches before it, and inside single quotes it is harmless.)
@@ -175,13 +203,15 @@ def check_ssm(doc, where):
             raise Failed(f"{at}: no allowedPattern (SSM substitutes it into the script as text)")
         if name not in SSM_SAMPLES:
             raise Failed(f"{at}: no sample value in SSM_SAMPLES")
-        for value in [SSM_SAMPLES[name]] + ([spec["default"]] if "default" in spec else []):
+        for value in samples(name) + ([spec["default"]] if "default" in spec else []):
             if not re.search(pattern, value):
                 raise Failed(f"{at}: allowedPattern refuses {value!r}")
-        sample = SSM_SAMPLES[name]
-        half = len(sample) // 2
-        hostile = [""] + [v for h in HOSTILE for v in (
-            h, h + sample, sample[:half] + h + sample[half:], sample + h) if v != sample + "\n"]
+        hostile = [""] + SSM_REFUSED.get(name, [])
+        for sample in samples(name):
+            half = len(sample) // 2
+            hostile += [v for h in HOSTILE for v in (
+                h, h + sample, sample[:half] + h + sample[half:], sample + h)
+                if v != sample + "\n"]
         for value in hostile:
             if re.search(pattern, value):
                 raise Failed(f"{at}: allowedPattern accepts {value!r}")
@@ -209,8 +239,11 @@ def check_ssm(doc, where):
                 if not re.fullmatch(r"[a-z_][a-z0-9_]*='\{\{ [A-Za-z0-9_]+ \}\}'", line):
                     raise Failed(f"{at}: {{{{ {m.group(1)} }}}} must only appear as a whole "
                                  f"single-quoted assignment, not in {line!r}")
-        lint_script(as_run_command(step, SSM_SAMPLES), at)
+        lint_script(as_run_command(step, first_samples()), at)
     same_parameters(declared, used, str(where))
+    if set(SSM_REFUSED) - set(declared):
+        raise Failed(f"{where}: SSM_REFUSED names no parameter: "
+                     f"{sorted(set(SSM_REFUSED) - set(declared))}")
 
 
 def must_fail(what, check, doc, change):
@@ -251,11 +284,19 @@ def self_test(component, ssm):
 
     for what, change in [
         ("schemaVersion 2.0", lambda d: d.update(schemaVersion="2.0")),
-        ("a pattern that admits a quote", lambda d: d["parameters"]["device"].update(
-            allowedPattern="^/dev/.+$")),
+        ("a pattern that admits a quote", lambda d: d["parameters"]["source"].update(
+            allowedPattern="^(/dev/.+|ebs-snapshot://snap-([0-9a-f]{8}|[0-9a-f]{17}))$")),
+        ("a source pattern that admits options", lambda d: d["parameters"]["source"].update(
+            allowedPattern=d["parameters"]["source"]["allowedPattern"].replace(
+                "^(", "^(--?[a-z][a-z=/-]*|"))),
+        ("a source pattern that admits any snapshot ID length", lambda d: d["parameters"][
+            "source"].update(allowedPattern=d["parameters"]["source"]["allowedPattern"].replace(
+                "([0-9a-f]{8}|[0-9a-f]{17})", "[0-9a-f]{8,17}"))),
+        ("a source pattern without the snapshot form", lambda d: d["parameters"]["source"].update(
+            allowedPattern="^/dev/[A-Za-z0-9_][A-Za-z0-9_.:-]*(/[A-Za-z0-9_][A-Za-z0-9_.:-]*)*$")),
         ("a parameter without a pattern", lambda d: d["parameters"]["bucket"].pop(
             "allowedPattern")),
-        ("an unquoted parameter", lambda d: step(d).append("echo {{ device }}")),
+        ("an unquoted parameter", lambda d: step(d).append("echo {{ source }}")),
         ("a parameter inside a longer string", lambda d: step(d).append(
             "echo 's3://{{ bucket }}'")),
         ("an unused parameter", lambda d: step(d).remove("incident='{{ incident }}'")),

@@ -6,17 +6,22 @@ and Object Lock options). This script renders its policy document for sample par
 small resolver for the intrinsic functions the template uses) and fails when:
 
 - an action or resource is a wildcard, or a resource reaches beyond its scope (another bucket,
-  prefix, log group or key);
+  prefix, log group or key; a snapshot of another region or without the collector's tag);
 - the policy grants an action no SDK call in the code needs, or lacks one a call needs.
 
-The calls are found by scanning imaging/src and agent/src for SDK operation builders
-(`client.put_object()`, …) and the request options that change the permission they need
-(`version_id`, Object Lock headers); TABLE maps them to IAM actions. A `.send()` the scanner
-cannot tie to an operation, or an operation missing from TABLE, is a failure: a new AWS call
-must be added here and to the policy together.
+One resource "*" is allowed, for the actions in STAR_ONLY alone (each says why: the action has no
+resource-level permission), and only limited to the stack's region (`aws:RequestedRegion`).
 
-`--render Bucket=… Prefix=… [Account=… Region=… KmsKeyArn=… ObjectLockRetention=true …]`
-prints the plain policy document instead, for attaching to an existing role.
+The calls are found by scanning imaging/src and agent/src for SDK operation builders
+(`client.put_object()`, `ebs.get_snapshot_block()`, …: a receiver named `client` or after its
+service) and the request options that change the permission they need (`version_id`, Object Lock
+headers); TABLE maps them to IAM actions. A `.send()` the scanner cannot tie to an operation, or an
+operation missing from TABLE, is a failure: a new AWS call must be added here and to the policy
+together.
+
+`--render Bucket=… Prefix=… [Account=… Region=… KmsKeyArn=… ObjectLockRetention=true
+SnapshotTagValue=… SnapshotKmsKeyArn=… …]` prints the plain policy document instead, for attaching
+to an existing role.
 """
 
 import copy
@@ -30,8 +35,10 @@ TEMPLATE = ROOT / "packaging" / "iam-policy.json"
 SOURCES = [ROOT / "imaging" / "src", ROOT / "agent" / "src"]
 
 # SDK operation -> (IAM actions, resource kind, option that makes the call happen or None).
-# Kinds: object (under the evidence prefix), bucket, group (log group), stream (log stream).
-# Sources: the Amazon S3 and CloudWatch Logs "Actions, resources and condition keys" pages.
+# Kinds: object (under the evidence prefix), bucket, group (log group), stream (log stream),
+# snapshot (this region's snapshots carrying the collector's tag), any ("*", see STAR_ONLY).
+# Sources: the Amazon S3, CloudWatch Logs, Amazon EBS and Amazon EC2 "Actions, resources and
+# condition keys" pages of the Service Authorization Reference.
 TABLE = {
     # PutObject, and every step of a multipart upload, is s3:PutObject.
     "put_object": (["s3:PutObject"], "object", None),
@@ -53,7 +60,24 @@ TABLE = {
     "create_log_group": (["logs:CreateLogGroup"], "group", None),
     "create_log_stream": (["logs:CreateLogStream"], "group", None),
     "put_log_events": (["logs:PutLogEvents"], "stream", None),
+    # The EBS direct APIs authorise on the snapshot: arn:${Partition}:ec2:${Region}::snapshot/ID
+    # (no account in the ARN), condition keys aws:ResourceTag/KEY only.
+    "list_snapshot_blocks": (["ebs:ListSnapshotBlocks"], "snapshot", "snapshots"),
+    "get_snapshot_block": (["ebs:GetSnapshotBlock"], "snapshot", "snapshots"),
+    # Optional to the agent (the manifest's volume ID and start time; without it the run goes on
+    # and records why), granted with the snapshot permissions.
+    "describe_snapshots": (["ec2:DescribeSnapshots"], "any", "snapshots"),
 }
+
+# The only actions that may have Resource "*", and why. Each must also be limited to the stack's
+# region with aws:RequestedRegion, the one narrowing IAM offers such an action.
+STAR_ONLY = {
+    "ec2:DescribeSnapshots": "EC2's Describe* actions support no resource-level permission: "
+                             "the Service Authorization Reference lists no resource type for it",
+}
+# The tag whose value (SnapshotTagValue) admits a snapshot. CloudFormation cannot put a parameter
+# into a condition key's name, so the key is fixed.
+SNAPSHOT_TAG = "aws:ResourceTag/forensic-collector"
 
 # A request option (seen between the operation and its `.send()`) -> what it adds.
 # A version ID turns an object action into its *Version form.
@@ -78,8 +102,23 @@ KMS = {
     "head_object": ["kms:Decrypt"],
     "get_object": ["kms:Decrypt"],
 }
+# On an encrypted snapshot, EBS decrypts the snapshot's data key with the caller's permission
+# (encryption context aws:ebs:id = the snapshot ID) before it returns a block.
+SNAPSHOT_KMS = {
+    "get_snapshot_block": ["kms:Decrypt"],
+}
 
-OPERATION = re.compile(r"\bclient\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
+# kms:ViaService of each kind of key: the evidence key through S3, the snapshots' key through
+# EBS. Which name EBS presents for the direct APIs is not documented; policies in the field that
+# read snapshots through them (Datadog's agentless scanner) use ec2.REGION.
+VIA = {
+    "key": lambda region: {f"s3.{region}.amazonaws.com"},
+    "snapshot_key": lambda region: {f"ec2.{region}.amazonaws.com",
+                                    f"ebs.{region}.amazonaws.com"},
+}
+
+# The receiver is a client variable: `client`, or named after its service.
+OPERATION = re.compile(r"\b(?:client|ebs|ec2)\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
 # Methods of a client that are not AWS operations.
 NOT_OPERATIONS = {"clone", "config"}
 SEND = re.compile(r"\.\s*send\s*\(\s*\)")
@@ -94,6 +133,8 @@ SAMPLE = {
     "ObjectLockLegalHold": "true",
     "RequireObjectLock": "true",
     "AttachSsmManagedPolicy": "true",
+    "SnapshotTagValue": "acquire",
+    "SnapshotKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/11111111-1111-1111-1111-111111111111",
     "AWS::Partition": "aws",
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
@@ -104,7 +145,12 @@ OPTIONS = {
     "legal_hold": lambda p: p["ObjectLockLegalHold"] == "true",
     "object_lock": lambda p: "true" in (
         p["ObjectLockRetention"], p["ObjectLockLegalHold"], p["RequireObjectLock"]),
+    "snapshots": lambda p: p["SnapshotTagValue"] != "",
+    "snapshot_kms": lambda p: p["SnapshotTagValue"] != "" and p["SnapshotKmsKeyArn"] != "",
 }
+# Every option off (the --render default and the "no options" variant).
+OFF = {"KmsKeyArn": "", "ObjectLockRetention": "false", "ObjectLockLegalHold": "false",
+       "RequireObjectLock": "false", "SnapshotTagValue": "", "SnapshotKmsKeyArn": ""}
 
 
 class Failed(Exception):
@@ -112,7 +158,8 @@ class Failed(Exception):
 
 
 def scan_calls(sources):
-    """(operation, {IAM action: option or None}, where) for every SDK call in `sources`."""
+    """(operation, {(IAM action, resource kind): option or None}, where) for every SDK call in
+    `sources`."""
     calls = []
     for root in sources:
         for path in sorted(root.rglob("*.rs")):
@@ -131,29 +178,39 @@ def scan_calls(sources):
                                  "(add its IAM actions here and to the policy)")
                 end = SEND.search(text, match.end())
                 request = text[match.end():end.start() if end else len(text)]
-                actions, _, option = TABLE[op]
-                needed = {a: option for a in actions}
+                actions, kind, option = TABLE[op]
+                needed = {(a, kind): option for a in actions}
                 if re.search(r"\.\s*(?:set_)?version_id\s*\(", request):
-                    needed.update({VERSIONED[a]: option for a in actions if a in VERSIONED})
+                    needed.update({(VERSIONED[a], kind): option for a in actions
+                                   if a in VERSIONED})
                 for name, (action, lock) in LOCK_OPTIONS.items():
                     if re.search(rf"\.\s*(?:set_)?{name}\s*\(", request):
-                        needed[action] = lock
+                        needed[(action, "object")] = lock
                 for action in KMS.get(op, []):
-                    needed[action] = "kms"
+                    needed[(action, "key")] = "kms"
+                for action in SNAPSHOT_KMS.get(op, []):
+                    needed[(action, "snapshot_key")] = "snapshot_kms"
                 calls.append((op, needed, where))
     return calls
 
 
-def kind_of(action):
-    """The resource kind an action applies to (from TABLE; KMS actions apply to the key)."""
+def kind_of(action, statement, region):
+    """The resource kind an action applies to: from TABLE; a KMS action's from the statement's
+    kms:ViaService (the evidence key through S3, the snapshots' key through EBS)."""
     if action.startswith("kms:"):
-        return "key"
+        via = set(listify(statement.get("Condition", {}).get("StringEquals", {})
+                          .get("kms:ViaService", [])))
+        for kind, services in VIA.items():
+            if via and via <= services(region):
+                return kind
+        raise Failed(f"{statement.get('Sid', '?')}: {action} must be limited with kms:ViaService "
+                     f"to one service ({sorted(via) or 'none given'})")
     for actions, kind, _ in TABLE.values():
         if action in actions:
             return kind
     for plain, versioned in VERSIONED.items():
         if action == versioned:
-            return kind_of(plain)
+            return kind_of(plain, statement, region)
     if action in ("s3:PutObjectRetention", "s3:PutObjectLegalHold"):
         return "object"
     raise Failed(f"{action}: no SDK call in TABLE needs this action")
@@ -200,6 +257,8 @@ def render(template, params):
                 return not resolve(arg[0])
             if key == "Fn::Or":
                 return any(resolve(a) for a in arg)
+            if key == "Fn::And":
+                return all(resolve(a) for a in arg)
             if key == "Condition":
                 return condition(arg)
             if key.startswith("Fn::"):
@@ -233,12 +292,32 @@ def scopes(params):
     else:
         # The original flow's layout: only the incidents' disk_evidence/ folders at the top.
         in_evidence = lambda r: r.startswith(f"{s3}/*/disk_evidence/")
+    region = params["AWS::Region"]
+    snapshots = f"arn:{params['AWS::Partition']}:ec2:{region}::snapshot/*"
+
+    def conditions(statement, operator):
+        return statement.get("Condition", {}).get(operator, {})
+
+    def tagged(r, s):
+        tag = conditions(s, "StringEquals").get(SNAPSHOT_TAG)
+        return r == snapshots and tag == params["SnapshotTagValue"] and tag != ""
+
+    def in_region(r, s):
+        return r == "*" and conditions(s, "StringEquals").get("aws:RequestedRegion") == region
+
+    def snapshot_key(r, s):
+        context = conditions(s, "StringLike").get("kms:EncryptionContext:aws:ebs:id")
+        return r == params["SnapshotKmsKeyArn"] and r != "" and context == "snap-*"
+
     return {
-        "object": in_evidence,
-        "bucket": lambda r: r == s3,
-        "group": lambda r: r in groups or any(r == g + ":log-stream:*" for g in groups),
-        "stream": lambda r: any(r.startswith(g + ":log-stream:") for g in groups),
-        "key": lambda r: r == params["KmsKeyArn"],
+        "object": lambda r, s: in_evidence(r),
+        "bucket": lambda r, s: r == s3,
+        "group": lambda r, s: r in groups or any(r == g + ":log-stream:*" for g in groups),
+        "stream": lambda r, s: any(r.startswith(g + ":log-stream:") for g in groups),
+        "key": lambda r, s: r == params["KmsKeyArn"] and r != "",
+        "snapshot": tagged,
+        "any": in_region,
+        "snapshot_key": snapshot_key,
     }
 
 
@@ -256,11 +335,15 @@ def check(policy, params, calls):
         for action in actions:
             if "*" in action or "?" in action:
                 raise Failed(f"{sid}: wildcard action {action}")
-            kind = kind_of(action)
+            kind = kind_of(action, statement, params["AWS::Region"])
+            if kind == "any" and action not in STAR_ONLY:
+                raise Failed(f"{action}: TABLE gives it Resource \"*\" but STAR_ONLY does not "
+                             "say why")
             for resource in resources:
-                if resource == "*" or not allowed[kind](resource):
-                    raise Failed(f"{sid}: {action} on {resource} is beyond its scope ({kind})")
-            granted.add(action)
+                if not allowed[kind](resource, statement):
+                    raise Failed(f"{sid}: {action} on {resource} is beyond its scope ({kind}, "
+                                 "or its condition is missing)")
+            granted.add((action, kind))
         if "s3:ListBucket" in actions:
             prefix = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
             want = f"{params['Prefix']}/*" if params["Prefix"] else "*/disk_evidence/*"
@@ -274,25 +357,29 @@ def check(policy, params, calls):
                 needed.setdefault(action, f"{op} at {where}")
     missing = sorted(set(needed) - granted)
     if missing:
-        raise Failed("the policy lacks " + ", ".join(f"{a} ({needed[a]})" for a in missing))
+        raise Failed("the policy lacks " + ", ".join(
+            f"{a} on the {k} ({needed[(a, k)]})" for a, k in missing))
     extra = sorted(granted - set(needed))
     if extra:
-        raise Failed(f"the policy grants {', '.join(extra)}, which no call made with these "
-                     "options needs")
+        raise Failed("the policy grants " + ", ".join(f"{a} on the {k}" for a, k in extra) +
+                     ", which no call made with these options needs")
 
 
 def variants():
     """Sample parameters: every option on, every option off, and each option alone."""
     on = dict(SAMPLE)
-    off = dict(SAMPLE, KmsKeyArn="", ObjectLockRetention="false", ObjectLockLegalHold="false",
-               RequireObjectLock="false")
+    off = dict(SAMPLE, **OFF)
     yield "all options", on
     yield "no options", off
     # The original flow's preset writes INCIDENT/disk_evidence/ at the bucket's top.
     yield "no prefix", dict(on, Prefix="")
-    for key, value in [("KmsKeyArn", SAMPLE["KmsKeyArn"]), ("ObjectLockRetention", "true"),
-                       ("ObjectLockLegalHold", "true"), ("RequireObjectLock", "true")]:
-        yield f"only {key}", dict(off, **{key: value})
+    # Snapshots from another partition's region (the ARN and the services' names follow it).
+    yield "another region", dict(on, **{"AWS::Region": "us-gov-west-1",
+                                       "AWS::Partition": "aws-us-gov"})
+    for key in ["KmsKeyArn", "ObjectLockRetention", "ObjectLockLegalHold", "RequireObjectLock",
+                "SnapshotTagValue", "SnapshotKmsKeyArn"]:
+        # SnapshotKmsKeyArn alone must grant nothing: there is no snapshot to decrypt.
+        yield f"only {key}", dict(off, **{key: SAMPLE[key]})
 
 
 def must_fail(name, policy, params, calls):
@@ -332,14 +419,45 @@ def self_test(template, calls):
     must_fail("the whole bucket when there is no prefix", mutated(
         lambda s: s[0].update(Resource="arn:aws:s3:::evidence-bucket/*")), no_prefix, calls)
     must_fail("a call not in TABLE", base, params,
-              calls + [("copy_object", {"s3:CopyObject": None}, "self-test")])
+              calls + [("copy_object", {("s3:CopyObject", "object"): None}, "self-test")])
+
+    def sid(statements, name):
+        return next(s for s in statements if s.get("Sid") == name)
+
+    def condition(name, operator):
+        return lambda s: sid(s, name)["Condition"][operator]
+
+    must_fail("snapshots without the tag condition", mutated(
+        lambda s: sid(s, "ReadTaggedSnapshots").pop("Condition")), params, calls)
+    must_fail("snapshots with another tag value", mutated(
+        lambda s: condition("ReadTaggedSnapshots", "StringEquals")(s).update(
+            {SNAPSHOT_TAG: "other"})), params, calls)
+    must_fail("snapshots of every region", mutated(
+        lambda s: sid(s, "ReadTaggedSnapshots").update(Resource="arn:aws:ec2:*::snapshot/*")),
+        params, calls)
+    must_fail("another action on '*'", mutated(
+        lambda s: sid(s, "DescribeSnapshots")["Action"].append("ebs:GetSnapshotBlock")),
+        params, calls)
+    must_fail("'*' in every region", mutated(
+        lambda s: sid(s, "DescribeSnapshots").pop("Condition")), params, calls)
+    must_fail("the snapshots' key without its encryption context", mutated(
+        lambda s: sid(s, "DecryptSnapshots")["Condition"].pop("StringLike")), params, calls)
+    must_fail("the snapshots' key through S3", mutated(
+        lambda s: condition("DecryptSnapshots", "StringEquals")(s).update(
+            {"kms:ViaService": "s3.eu-west-1.amazonaws.com"})), params, calls)
+    must_fail("the evidence key through EBS", mutated(
+        lambda s: sid(s, "DecryptSnapshots").update(Resource=params["KmsKeyArn"])),
+        params, calls)
+    must_fail("no snapshot key", mutated(
+        lambda s: s.remove(sid(s, "DecryptSnapshots"))), params, calls)
+    must_fail("a KMS grant without kms:ViaService", mutated(
+        lambda s: sid(s, "EncryptEvidence").pop("Condition")), params, calls)
 
 
 def main(argv):
     template = json.loads(TEMPLATE.read_text())
     if argv[1:2] == ["--render"]:
-        params = dict(SAMPLE, KmsKeyArn="", ObjectLockRetention="false",
-                      ObjectLockLegalHold="false", RequireObjectLock="false")
+        params = dict(SAMPLE, **OFF)
         for arg in argv[2:]:
             key, _, value = arg.partition("=")
             params[{"Account": "AWS::AccountId", "Region": "AWS::Region",

@@ -6,16 +6,22 @@
 - the AWSTOE component's test phase (image-builder/component.yaml): image a loop device to a local
   directory and verify it, as on an instance launched from the new AMI;
 - the SSM Command document (packaging/ssm/), as Run Command would: its parameters substituted as
-  text, the script run by bash, against moto on 127.0.0.1 (tests/helpers/motoserver.py). Only the
-  binary's path and one flag differ: /usr/bin/forensic-collector becomes a wrapper around
-  BIN_DIR's binary adding --s3-force-path-style, which the local server needs. The result line on
-  stdout must say `completed` and the evidence must be in the bucket under the prefix.
+  text, the script run by bash, against moto on 127.0.0.1 (tests/helpers/motoserver.py), once with
+  a loop device as its source and once with an EBS snapshot written through moto's EBS direct APIs
+  (1 GiB volume, three blocks, the rest holes). Only the binary's path and one flag differ:
+  /usr/bin/forensic-collector becomes a wrapper around BIN_DIR's binary adding
+  --s3-force-path-style, which the local server needs. The result line on stdout must say
+  `completed`, the evidence must be in the bucket under the prefix, named after the device or the
+  snapshot, and the snapshot's image hash must be the SHA-256 of the volume it restores to.
 
 check_docs.py checks the documents' structure first; tests/run runs this after `cargo build`.
 """
 
+import base64
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,11 +29,24 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from check_docs import COMPONENTS, ROOT, SSM_DOCUMENTS, as_run_command, load
+from check_docs import (
+    COMPONENTS,
+    ROOT,
+    SSM_DOCUMENTS,
+    SSM_REFUSED,
+    as_run_command,
+    load,
+    samples,
+)
 
 BINARY = "/usr/bin/forensic-collector"
-# Seconds a single script may take (64 MiB of test data; the bound keeps a hang from stalling CI).
+# Seconds a single script may take (at most the 1 GiB snapshot volume; the bound keeps a hang from
+# stalling CI).
 SCRIPT_TIMEOUT = 300
+# The snapshot's volume: 1 GiB, the smallest EBS volume, so the image is 1 GiB (mostly holes).
+SNAPSHOT_GIB = 1
+# Bytes per EBS snapshot block.
+SNAPSHOT_BLOCK = 524288
 
 
 class Failed(Exception):
@@ -72,7 +91,81 @@ class Moto:
         self.process.wait(timeout=10)
 
 
+def run_steps(doc, values, wrapper, env):
+    """Every step of `doc` as Run Command runs it, with /usr/bin/forensic-collector replaced by
+    `wrapper`; each must print a `completed` result line. Returns the last result."""
+    result = None
+    for step in doc["mainSteps"]:
+        script = as_run_command(step, values)
+        if BINARY not in script:
+            raise Failed(f"step {step['name']} does not run {BINARY}")
+        out = run(script.replace(BINARY, str(wrapper)), env)
+        result = json.loads(out.strip().splitlines()[-1])
+        if result.get("status") != "completed" or result.get("exit_code") != 0:
+            raise Failed(f"step {step['name']}: result {result}")
+    return result
+
+
+def evidence_keys(s3, prefix, incident):
+    listed = s3.list_objects_v2(Bucket="evidence-bucket", Prefix=f"{prefix}/{incident}/")
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def expect_evidence(s3, prefix, incident, name):
+    keys = evidence_keys(s3, prefix, incident)
+    want = sorted(f"{prefix}/{incident}/disk_evidence/{name}{suffix}" for suffix in (
+        ".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"))
+    if keys != want:
+        raise Failed(f"objects in the bucket: {keys}, expected {want}")
+    return keys
+
+
+def write_snapshot(ebs, blocks):
+    """A snapshot of a SNAPSHOT_GIB GiB volume holding `blocks` ({index: 512 KiB of data}),
+    written through the EBS direct APIs as EBS takes them (each block with its base64 SHA-256);
+    every other block is a hole. Returns its ID and the SHA-256 of the volume it restores to."""
+    snapshot = ebs.start_snapshot(VolumeSize=SNAPSHOT_GIB, Description="run_docs.py")["SnapshotId"]
+    for index, data in sorted(blocks.items()):
+        ebs.put_snapshot_block(
+            SnapshotId=snapshot, BlockIndex=index, BlockData=data, DataLength=len(data),
+            Checksum=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            ChecksumAlgorithm="SHA256")
+    ebs.complete_snapshot(SnapshotId=snapshot, ChangedBlocksCount=len(blocks))
+    volume = hashlib.sha256()
+    hole = bytes(SNAPSHOT_BLOCK)
+    for index in range((SNAPSHOT_GIB << 30) // SNAPSHOT_BLOCK):
+        volume.update(blocks.get(index, hole))
+    return snapshot, volume.hexdigest()
+
+
+def pattern_agrees_with_acquire(doc, bin_dir, env, work):
+    """The source pattern and acquire's own parsing agree on snapshot IDs: every
+    `ebs-snapshot://` sample the pattern admits is taken for a snapshot (unknown to the server:
+    exit 10), every `ebs-snapshot://` value it refuses is a usage error (exit 2), and neither
+    writes anything. A document that admitted what the binary refuses would fail only on the
+    instance, after the command was sent; one that refused IDs the binary takes would lock
+    snapshots out."""
+    pattern = doc["parameters"]["source"]["allowedPattern"]
+    values = [v for v in samples("source") + SSM_REFUSED["source"]
+              if v.startswith("ebs-snapshot://")]
+    for value in values:
+        admitted = re.search(pattern, value) is not None
+        out = work / "agree"
+        out.mkdir()
+        done = subprocess.run([str(bin_dir / "forensic-collector"), "acquire", value, "--out",
+                               str(out), "--incident", "INC-agree"], check=False, env=env,
+                              capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
+        want = 10 if admitted else 2
+        if done.returncode != want or any(out.iterdir()):
+            raise Failed(f"acquire {value} (the document's pattern "
+                         f"{'admits' if admitted else 'refuses'} it): exit {done.returncode}, "
+                         f"expected {want} with nothing written; {done.stderr[-1000:]}")
+        out.rmdir()
+    print(f"run_docs: the source pattern and acquire agree on {len(values)} snapshot sources")
+
+
 def run_ssm_document(doc, bin_dir, work):
+    """The document with each kind of source: a loop device, then an EBS snapshot."""
     image = work / "disk.raw"
     image.write_bytes(os.urandom(16 << 20))
     loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
@@ -82,33 +175,35 @@ def run_ssm_document(doc, bin_dir, work):
             env = dict(os.environ, AWS_ENDPOINT_URL=moto.endpoint, AWS_ACCESS_KEY_ID="testing",
                        AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
                        AWS_EC2_METADATA_DISABLED="true")
-            s3 = boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing",
-                              config=Config(s3={"addressing_style": "path"}))
+            clients = {"endpoint_url": moto.endpoint, "region_name": "us-east-1",
+                       "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+            s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **clients)
             s3.create_bucket(Bucket="evidence-bucket")
-            values = {"device": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
-                      "incident": "INC-ssm-1", "executionTimeout": "600"}
             wrapper = work / "forensic-collector"
             wrapper.write_text(f'#!/bin/sh\nexec "{bin_dir}/forensic-collector" "$@" '
                                "--s3-force-path-style\n")
             wrapper.chmod(0o755)
-            for step in doc["mainSteps"]:
-                script = as_run_command(step, values)
-                if BINARY not in script:
-                    raise Failed(f"step {step['name']} does not run {BINARY}")
-                out = run(script.replace(BINARY, str(wrapper)), env)
-                result = json.loads(out.strip().splitlines()[-1])
-                if result.get("status") != "completed" or result.get("exit_code") != 0:
-                    raise Failed(f"step {step['name']}: result {result}")
-            listed = s3.list_objects_v2(Bucket="evidence-bucket", Prefix="cases/ssm/INC-ssm-1/")
-            keys = sorted(o["Key"] for o in listed.get("Contents", []))
-            name = Path(loop).name
-            want = sorted(f"cases/ssm/INC-ssm-1/disk_evidence/{name}{suffix}" for suffix in (
-                ".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"))
-            if keys != want:
-                raise Failed(f"objects in the bucket: {keys}, expected {want}")
+            values = {"source": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
+                      "incident": "INC-ssm-1", "executionTimeout": "600"}
+            result = run_steps(doc, values, wrapper, env)
+            keys = expect_evidence(s3, "cases/ssm", "INC-ssm-1", Path(loop).name)
             print(f"run_docs: SSM document imaged {loop} to s3://evidence-bucket/cases/ssm/ "
                   f"({len(keys)} objects, result {result['status']})")
+
+            # The first, second and last blocks of the volume written, the rest holes.
+            last = (SNAPSHOT_GIB << 30) // SNAPSHOT_BLOCK - 1
+            blocks = {i: os.urandom(SNAPSHOT_BLOCK) for i in (0, 1, last)}
+            snapshot, sha256 = write_snapshot(boto3.client("ebs", **clients), blocks)
+            pattern_agrees_with_acquire(doc, bin_dir, env, work)
+            values = dict(values, source=f"ebs-snapshot://{snapshot}", incident="INC-ssm-2")
+            result = run_steps(doc, values, wrapper, env)
+            keys = expect_evidence(s3, "cases/ssm", "INC-ssm-2", snapshot)
+            if result.get("hashes", {}).get("sha256") != sha256:
+                raise Failed(f"snapshot {snapshot}: result {result}, expected SHA-256 {sha256} "
+                             "(the restored volume's)")
+            print(f"run_docs: SSM document imaged ebs-snapshot://{snapshot} to "
+                  f"s3://evidence-bucket/cases/ssm/ ({len(keys)} objects, SHA-256 of the "
+                  f"{SNAPSHOT_GIB} GiB volume)")
     finally:
         subprocess.run(["blockdev", "--setrw", loop], check=False)
         subprocess.run(["losetup", "-d", loop], check=False)

@@ -310,7 +310,7 @@ boot_stop() {
   # as root by the agent in the guest, with the unit installed (stopped now). On EC2 the
   # credentials come from the instance profile; here from the environment.
   script=$("$PYTHON" "$HERE/evidence.py" ssm-script --doc packaging/ssm/forensic-collector-acquire.yaml \
-    --binary /usr/local/lib/fc-lab/forensic-collector device=/dev/nvme0n1 bucket="$BUCKET" prefix="$PREFIX" \
+    --binary /usr/local/lib/fc-lab/forensic-collector source=/dev/nvme0n1 bucket="$BUCKET" prefix="$PREFIX" \
     incident="$rc_incident" executionTimeout=600)
   out=$WORK/run-command.out
   guest --timeout "$JOB_TIMEOUT" --env AWS_ENDPOINT_URL=http://10.0.2.100 --env AWS_REGION=us-east-1 \

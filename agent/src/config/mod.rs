@@ -62,6 +62,7 @@ use std::time::Duration;
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::S3Url;
+use imaging::snapshot::SnapshotId;
 
 pub use error::ConfigError;
 pub use layers::{KeyPath, Layers, Origin, Setting, UserDataFormat};
@@ -152,7 +153,7 @@ pub struct Effective {
     pub ignored: Vec<env::Ignored>,
 }
 
-/// What a job needs: where evidence goes and which incident it belongs to.
+/// What a job needs: where evidence goes, which incident it belongs to, and what it is about.
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// `s3://bucket/prefix`.
@@ -161,6 +162,8 @@ pub struct JobContext {
     pub incident_id: SafeName,
     /// The volume expected, if the launcher said.
     pub source_volume_id: Option<VolumeId>,
+    /// The snapshot to image instead of attached disks, if the launcher named one.
+    pub snapshot_id: Option<SnapshotId>,
 }
 
 impl Effective {
@@ -172,6 +175,7 @@ impl Effective {
                 destination: destination.clone(),
                 incident_id: incident_id.clone(),
                 source_volume_id: job.source_volume_id.clone(),
+                snapshot_id: job.snapshot_id.clone(),
             }),
             (destination, incident) => {
                 let mut missing = Vec::new();

@@ -303,6 +303,12 @@ settings! {
         INCIDENT_ID incident_id: Option<String> = Unset, Any;
         /// The EBS volume this job is about.
         SOURCE_VOLUME_ID source_volume_id: Option<String> = Unset, Any;
+        /// An EBS snapshot to image through the EBS direct APIs instead of attached disks: `watch`
+        /// then runs one job for it and waits for no disk. Job input like the bucket, so any layer
+        /// may name it: it is read with the instance role's permissions, never from the host, and
+        /// only `snap-` and 8 or 17 lower-case hex digits pass (`typed::validate`), so the value
+        /// cannot turn into a path or an argument of anything run as root.
+        SNAPSHOT_ID snapshot_id: Option<String> = Unset, Any;
         /// Who collects the evidence: recorded in the manifest only, so any layer may say it.
         EXAMINER examiner: Option<String> = Unset, Any;
         /// Stop after this many volumes are imaged.

@@ -273,6 +273,152 @@ fn invalid_values_name_the_source_that_set_them() {
     );
 }
 
+const JOB: &str = "[job]\nbucket = \"evidence\"\nincident_id = \"IR-1\"\n";
+
+// Issue 13: a snapshot ID is job input: the file, user data and the environment may each give it,
+// the later layer wins, and it reaches the job context `watch` plans from.
+#[test]
+fn a_snapshot_id_from_any_layer_reaches_the_job_context() {
+    let file = format!("{JOB}snapshot_id = \"snap-0123456789abcdef0\"\n");
+    let (opts, temp) = options(Some(&file), &[]);
+    let effective = load(&opts).unwrap();
+    let job = effective.require_job().unwrap();
+    assert_eq!(
+        job.snapshot_id.map(|s| s.to_string()).as_deref(),
+        Some("snap-0123456789abcdef0")
+    );
+    assert_eq!(
+        origin_of(&effective, "job.snapshot_id"),
+        format!("file {}", temp.unwrap().0.display())
+    );
+
+    let (opts, _temp) = options(
+        Some(&file),
+        &[("FORENSIC_COLLECTOR_JOB_SNAPSHOT_ID", "snap-01234567")],
+    );
+    let effective = load(&opts).unwrap();
+    assert_eq!(
+        effective
+            .require_job()
+            .unwrap()
+            .snapshot_id
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("snap-01234567")
+    );
+    assert_eq!(
+        origin_of(&effective, "job.snapshot_id"),
+        "env FORENSIC_COLLECTOR_JOB_SNAPSHOT_ID"
+    );
+
+    // User data, in each of its shapes, sets it over the file.
+    for text in [
+        r#"{"job": {"snapshot_id": "snap-0fedcba9876543210"}}"#,
+        "snapshot_id = \"snap-0fedcba9876543210\"\n",
+        "echo \"FORENSIC_COLLECTOR_JOB_SNAPSHOT_ID=snap-0fedcba9876543210\" >> /etc/environment\n",
+    ] {
+        let data = userdata::parse(text).unwrap().expect("user data");
+        let mut layers = Layers::default();
+        layers.apply(
+            layers::flatten(&file.parse().unwrap(), &Origin::File("/etc/fc.toml".into())).unwrap(),
+        );
+        layers.apply(data.settings);
+        let config = typed::validate(&layers.merged().unwrap()).unwrap();
+        assert_eq!(
+            config.job.snapshot_id.map(|s| s.to_string()).as_deref(),
+            Some("snap-0fedcba9876543210"),
+            "{text}"
+        );
+        assert_eq!(
+            layers.origin(&KeyPath::new("job", "snapshot_id")),
+            Origin::UserData(data.format),
+            "{text}"
+        );
+    }
+    let (opts, _temp) = options(Some(JOB), &[]);
+    assert!(
+        load(&opts)
+            .unwrap()
+            .require_job()
+            .unwrap()
+            .snapshot_id
+            .is_none()
+    );
+}
+
+// Issue 13: input from user data never chooses what runs as root. Only `snap-` and 8 or 17
+// lower-case hex digits pass; anything else is refused with the configuration's exit code,
+// naming the key and the source, before anything is watched or run.
+#[test]
+fn a_snapshot_id_that_is_not_one_is_refused_naming_its_source() {
+    for bad in [
+        "",
+        "snap-",
+        "snap-0123456789ABCDEF0",
+        "snap-0123456789abcdef",
+        "snap-0123456789abcdef01",
+        "snap-0123456",
+        "vol-0123456789abcdef0",
+        "ebs-snapshot://snap-0123456789abcdef0",
+        " snap-0123456789abcdef0",
+        "snap-0123456789abcdef0 ",
+        "snap-01234567/../../dev/vda",
+        "/dev/vda",
+        "snap-0123456789abcdef0; systemctl poweroff",
+        "$(touch /tmp/x)",
+    ] {
+        let (opts, _temp) = options(Some(JOB), &[("FORENSIC_COLLECTOR_JOB_SNAPSHOT_ID", bad)]);
+        let err = load(&opts).unwrap_err();
+        assert_eq!(err.exit(), crate::exit::Exit::Config, "{bad:?}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("job.snapshot_id from env FORENSIC_COLLECTOR_JOB_SNAPSHOT_ID")
+                && text.contains("not an EBS snapshot ID"),
+            "{bad:?}: {text}"
+        );
+    }
+    // From user data the refusal names user data; a number is not an ID either.
+    let data = userdata::parse(r#"{"snapshot_id": "snap-xyz"}"#)
+        .unwrap()
+        .unwrap();
+    let mut layers = Layers::default();
+    layers.apply(data.settings);
+    let invalid = typed::validate(&layers.merged().unwrap()).unwrap_err();
+    assert_eq!(invalid.key, "job.snapshot_id");
+    assert!(
+        invalid.message.contains("not an EBS snapshot ID"),
+        "{}",
+        invalid.message
+    );
+    let err = userdata::parse(r#"{"snapshot_id": 12345678}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("job.snapshot_id") && err.to_string().contains("user data (json)"),
+        "{err}"
+    );
+}
+
+// Issue 13: a snapshot job images that one snapshot; waiting for more volumes would never end.
+#[test]
+fn a_snapshot_job_expecting_more_than_one_volume_is_refused() {
+    let file = format!("{JOB}snapshot_id = \"snap-0123456789abcdef0\"\n");
+    let (opts, _temp) = options(
+        Some(&file),
+        &[("FORENSIC_COLLECTOR_JOB_EXPECTED_VOLUMES", "2")],
+    );
+    let err = load(&opts).unwrap_err();
+    assert_eq!(err.exit(), crate::exit::Exit::Config);
+    let text = err.to_string();
+    assert!(
+        text.contains("job.expected_volumes") && text.contains("job.snapshot_id"),
+        "{text}"
+    );
+    let (opts, _temp) = options(
+        Some(&file),
+        &[("FORENSIC_COLLECTOR_JOB_EXPECTED_VOLUMES", "1")],
+    );
+    load(&opts).unwrap();
+}
+
 #[test]
 fn a_missing_job_names_what_is_missing() {
     let (opts, _) = options(None, &[("DESTINATION_BUCKET", "bkt")]);
@@ -309,6 +455,7 @@ fn the_example_file_is_valid_and_spells_out_every_default() {
         "bucket",
         "incident_id",
         "source_volume_id",
+        "snapshot_id",
         "examiner",
         "expected_volumes",
     ] {

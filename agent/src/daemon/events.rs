@@ -7,17 +7,23 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::child::ChildProgress;
-use super::jobs::{Job, JobTable};
-use super::plan::DaemonPlan;
+use super::jobs::{Job, JobSource, JobTable};
+use super::plan::{DaemonPlan, Work};
 use crate::config::raw::OnComplete;
 use crate::result::AcquisitionResult;
 
-/// The watcher is armed: what this agent will do.
+/// The watcher is armed (or, for a snapshot job, the job is about to start): what this agent
+/// will do. `disk_root` is null for a snapshot job, `snapshot_id` for a disk one.
 pub fn ready(plan: &DaemonPlan) -> Value {
+    let (disk_root, snapshot_id) = match &plan.work {
+        Work::AttachedDisks(watch) => (Some(&watch.disk_root), None),
+        Work::Snapshot(id) => (None, Some(id.as_str())),
+    };
     json!({
         "event": "agent_ready",
         "version": crate::VERSION_LINE,
-        "disk_root": plan.watch.disk_root,
+        "disk_root": disk_root,
+        "snapshot_id": snapshot_id,
         "destination": plan.destination_text(),
         "incident_id": plan.incident.as_str(),
         "source_volume_id": plan.source_volume_id.as_ref().map(ToString::to_string),
@@ -27,19 +33,41 @@ pub fn ready(plan: &DaemonPlan) -> Value {
     })
 }
 
+/// What a job reads, as event fields: the device (and its size when `with_size`), or the snapshot.
+fn source_fields(job: &Job, with_size: bool) -> Value {
+    match &job.source {
+        JobSource::Disk(disk) if with_size => {
+            json!({ "device": disk.device, "size_bytes": disk.size })
+        }
+        JobSource::Disk(disk) => json!({ "device": disk.device }),
+        JobSource::Snapshot(id) => json!({ "snapshot_id": id.as_str() }),
+    }
+}
+
+/// `event` with `fields` added.
+fn with(mut event: Value, fields: Value) -> Value {
+    if let (Value::Object(map), Value::Object(fields)) = (&mut event, fields) {
+        map.extend(fields);
+    }
+    event
+}
+
 /// A disk was detected and queued.
 pub fn detected(job: &Job, latency: Duration) -> Value {
-    json!({
+    let event = json!({
         "event": "disk_detected",
         "job": job.id(),
         "volume": job.volume(),
-        "device": job.disk.device,
-        "links": job.disk.links,
-        "label": job.disk.label,
-        "size_bytes": job.disk.size,
         "evidence_name": job.name,
         "detection_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-    })
+    });
+    let fields = match &job.source {
+        JobSource::Disk(disk) => {
+            json!({ "device": disk.device, "links": disk.links, "label": disk.label, "size_bytes": disk.size })
+        }
+        JobSource::Snapshot(_) => source_fields(job, false),
+    };
+    with(event, fields)
 }
 
 /// A disk was seen and refused.
@@ -54,15 +82,14 @@ pub fn refused(disk: &Path, link: &Path, reason: &str) -> Value {
 
 /// A job's child started.
 pub fn started(job: &Job, destination: &str) -> Value {
-    json!({
+    let event = json!({
         "event": "job_started",
         "job": job.id(),
         "volume": job.volume(),
-        "device": job.disk.device,
-        "size_bytes": job.disk.size,
         "evidence_name": job.name,
         "destination": destination,
-    })
+    });
+    with(event, source_fields(job, true))
 }
 
 /// Progress of a running job.
@@ -81,18 +108,13 @@ pub fn progress(job: &Job, progress: &ChildProgress) -> Value {
 
 /// A job ended: its result (hashes, where the evidence is, bad ranges) or its error.
 pub fn finished(job: &Job, result: &AcquisitionResult) -> Value {
-    let mut event = json!({
+    let event = json!({
         "event": if result.manifest.is_some() { "job_finished" } else { "job_failed" },
         "job": job.id(),
         "volume": job.volume(),
-        "device": job.disk.device,
     });
-    if let (Value::Object(map), Ok(Value::Object(result))) =
-        (&mut event, serde_json::to_value(result))
-    {
-        map.extend(result);
-    }
-    event
+    let event = with(event, source_fields(job, false));
+    with(event, serde_json::to_value(result).unwrap_or(Value::Null))
 }
 
 /// Every job is done and the daemon stays up.

@@ -1,7 +1,11 @@
-//! The job table: which disks were taken, in what order, and how each ended. Pure bookkeeping, so
-//! the daemon loop stays about events and the rules here are unit-tested.
+//! The job table: which disks (or the snapshot) were taken, in what order, and how each ended.
+//! Pure bookkeeping, so the daemon loop stays about events and the rules here are unit-tested.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::path::PathBuf;
+
+use imaging::snapshot::SnapshotId;
 
 use crate::detect::AttachedDisk;
 use crate::result::AcquisitionResult;
@@ -17,13 +21,57 @@ pub enum JobState {
     Done(AcquisitionResult),
 }
 
-/// One detected disk to image.
+/// What a job images.
+#[derive(Debug, Clone)]
+pub enum JobSource {
+    /// A disk the watcher found attached.
+    Disk(AttachedDisk),
+    /// The job's EBS snapshot (`job.snapshot_id`), read through the EBS direct APIs.
+    Snapshot(SnapshotId),
+}
+
+impl JobSource {
+    /// Whether `self` and `other` are the same evidence: the same EBS volume ever, the same device
+    /// number while `self`'s job (`done` says whether it ended) is not done, the same snapshot.
+    fn same_as(&self, other: &Self, done: bool) -> bool {
+        match (self, other) {
+            (Self::Disk(a), Self::Disk(b)) => {
+                (b.volume_id.is_some() && a.volume_id == b.volume_id) || (a.dev == b.dev && !done)
+            }
+            (Self::Snapshot(a), Self::Snapshot(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl JobSource {
+    /// What the child is given to read: the device path as it is (not re-spelt through text), or
+    /// `ebs-snapshot://snap-…`.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Self::Disk(disk) => disk.device.clone(),
+            Self::Snapshot(id) => PathBuf::from(id.uri()),
+        }
+    }
+}
+
+impl fmt::Display for JobSource {
+    /// The device path, or `ebs-snapshot://snap-…`, for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Disk(disk) => write!(f, "{}", disk.device.display()),
+            Self::Snapshot(id) => f.write_str(&id.uri()),
+        }
+    }
+}
+
+/// One disk or snapshot to image.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// Index in detection order; also the job's ID in events (`job-1`, …).
     pub index: usize,
-    /// The disk.
-    pub disk: AttachedDisk,
+    /// The disk or snapshot.
+    pub source: JobSource,
     /// Evidence name.
     pub name: String,
     /// State.
@@ -36,12 +84,16 @@ impl Job {
         format!("job-{}", self.index + 1)
     }
 
-    /// The attached volume's ID, else the device path: what a responder recognises.
+    /// The attached volume's ID, else the device path, or the snapshot ID: what a responder
+    /// recognises.
     pub fn volume(&self) -> String {
-        self.disk.volume_id.as_ref().map_or_else(
-            || self.disk.device.display().to_string(),
-            ToString::to_string,
-        )
+        match &self.source {
+            JobSource::Disk(disk) => disk
+                .volume_id
+                .as_ref()
+                .map_or_else(|| disk.device.display().to_string(), ToString::to_string),
+            JobSource::Snapshot(id) => id.to_string(),
+        }
     }
 }
 
@@ -53,13 +105,14 @@ pub struct JobTable {
 }
 
 impl JobTable {
-    /// Adds a disk unless it is already a job: the same EBS volume ever, or the same device number
-    /// while that job is not done (the watcher reports each attachment once; this guards against a
-    /// volume detached and attached again being imaged twice). Returns the new job's index.
-    pub fn add(&mut self, disk: AttachedDisk, name: String) -> Option<usize> {
+    /// Adds a disk or snapshot unless it is already a job: the same EBS volume ever, the same
+    /// device number while that job is not done (the watcher reports each attachment once; this
+    /// guards against a volume detached and attached again being imaged twice), the same
+    /// snapshot. Returns the new job's index.
+    pub fn add(&mut self, source: JobSource, name: String) -> Option<usize> {
         let duplicate = self.jobs.iter().any(|job| {
-            (disk.volume_id.is_some() && job.disk.volume_id == disk.volume_id)
-                || (job.disk.dev == disk.dev && !matches!(job.state, JobState::Done(_)))
+            job.source
+                .same_as(&source, matches!(job.state, JobState::Done(_)))
         });
         if duplicate {
             return None;
@@ -67,7 +120,7 @@ impl JobTable {
         let index = self.jobs.len();
         self.jobs.push(Job {
             index,
-            disk,
+            source,
             name,
             state: JobState::Queued,
         });
@@ -158,8 +211,8 @@ mod tests {
     use super::*;
     use crate::exit::Exit;
 
-    fn disk(minor: u32, volume: Option<&str>) -> AttachedDisk {
-        AttachedDisk {
+    fn disk(minor: u32, volume: Option<&str>) -> JobSource {
+        JobSource::Disk(AttachedDisk {
             device: PathBuf::from(format!("/dev/nvme{minor}n1")),
             dev: imaging::sysfs::DeviceNumber::new(259, minor),
             links: Vec::new(),
@@ -167,7 +220,7 @@ mod tests {
             volume_id: volume.and_then(VolumeId::from_serial_or_id),
             size: 1 << 30,
             first_seen: Instant::now(),
-        }
+        })
     }
 
     fn ok() -> AcquisitionResult {
@@ -197,6 +250,38 @@ mod tests {
         assert_eq!(
             table.add(disk(1, Some("vol0fedcba9876543210")), "d".into()),
             Some(1)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_once_and_is_no_disk() {
+        let snapshot =
+            || JobSource::Snapshot("snap-0123456789abcdef0".parse().expect("a snapshot ID"));
+        let mut table = JobTable::default();
+        assert_eq!(
+            table.add(disk(1, Some("vol0123456789abcdef0")), "a".into()),
+            Some(0)
+        );
+        assert_eq!(
+            table.add(snapshot(), "snap-0123456789abcdef0".into()),
+            Some(1)
+        );
+        assert_eq!(table.add(snapshot(), "again".into()), None);
+        let other = JobSource::Snapshot("snap-01234567".parse().expect("a snapshot ID"));
+        assert_eq!(table.add(other, "b".into()), Some(2));
+        let job = table.get(1).expect("added");
+        assert_eq!(job.volume(), "snap-0123456789abcdef0");
+        assert_eq!(
+            job.source.to_string(),
+            "ebs-snapshot://snap-0123456789abcdef0"
+        );
+        assert_eq!(
+            job.source.path().to_str(),
+            Some("ebs-snapshot://snap-0123456789abcdef0")
+        );
+        assert_eq!(
+            table.get(0).expect("added").source.path(),
+            std::path::Path::new("/dev/nvme1n1")
         );
     }
 

@@ -4,6 +4,10 @@
 //! process running `run-job`: `acquire` with its job as JSON on stdin), reports to CloudWatch,
 //! and when the work is done flushes its reports and exits, stays, or powers the instance off.
 //!
+//! A job that names a snapshot (`job.snapshot_id`, [`Work::Snapshot`]) takes the same path with one
+//! job known from the start: no watcher is armed, the one child reads the snapshot through the EBS
+//! direct APIs, and the work is done when it ends.
+//!
 //! # Layout
 //! - `jobs`: the job table (dedupe, queue, outcomes).
 //! - `child`: one job's child process, its progress and result.
@@ -29,8 +33,8 @@ use crate::detect::{Refusal, WatchError, WatchEvent, Watcher};
 use crate::exit::{Exit, Failure};
 
 pub use child::{ChildEvent, ChildProgress, RunningChild};
-pub use jobs::{Job, JobState, JobTable};
-pub use plan::DaemonPlan;
+pub use jobs::{Job, JobSource, JobState, JobTable};
+pub use plan::{DaemonPlan, Work};
 pub use reports::Reports;
 
 /// How often the loop looks at its children and timers when no event arrives.
@@ -42,24 +46,42 @@ const CHILD_STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Runs the daemon until its work is done (or a signal stops it) and returns the exit status.
 pub fn run(plan: &DaemonPlan, reporter: &Reports, cancel: &AtomicBool) -> Result<Exit, Failure> {
-    let watcher = Watcher::arm(plan.watch.clone()).map_err(|e| {
-        Failure::new(
-            Exit::Internal,
-            anyhow!("cannot watch for attached disks: {e}"),
-        )
-    })?;
+    let watcher = match &plan.work {
+        Work::AttachedDisks(settings) => Some(Watcher::arm(settings.clone()).map_err(|e| {
+            Failure::new(
+                Exit::Internal,
+                anyhow!("cannot watch for attached disks: {e}"),
+            )
+        })?),
+        Work::Snapshot(_) => None,
+    };
     reporter.readiness();
     reporter.emit(events::ready(plan));
-    tracing::info!(disk_root = %plan.watch.disk_root.display(), concurrency = plan.concurrency,
-        "Watching for attached volumes; readiness signalled.");
+    match &plan.work {
+        Work::AttachedDisks(settings) => tracing::info!(disk_root = %settings.disk_root.display(),
+            concurrency = plan.concurrency, "Watching for attached volumes; readiness signalled."),
+        Work::Snapshot(id) => tracing::info!(snapshot_id = %id,
+            "Imaging the job's snapshot; no disk is awaited; readiness signalled."),
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (watch_events, watcher_thread) = spawn_watcher(watcher, Arc::clone(&stop));
+    // No watcher, no events: a channel that never delivers keeps the loop one loop.
+    let (watch_events, watcher_thread) = match watcher {
+        Some(watcher) => {
+            let (events, thread) = spawn_watcher(watcher, Arc::clone(&stop));
+            (events, Some(thread))
+        }
+        None => (crossbeam_channel::never(), None),
+    };
     let (child_tx, child_events) = crossbeam_channel::unbounded();
+    let mut table = JobTable::default();
+    if let Some((source, name)) = plan.snapshot_job() {
+        table.add(source, name);
+    }
     let mut state = Loop {
         plan,
         reporter,
-        table: JobTable::default(),
+        table,
         children: Vec::new(),
         last_activity: Instant::now(),
         staying: false,
@@ -90,7 +112,9 @@ pub fn run(plan: &DaemonPlan, reporter: &Reports, cancel: &AtomicBool) -> Result
         }
     };
     stop.store(true, Ordering::Relaxed);
-    let _ = watcher_thread.join();
+    if let Some(thread) = watcher_thread {
+        let _ = thread.join();
+    }
     state.finish(outcome)
 }
 
@@ -124,7 +148,7 @@ impl Loop<'_> {
                 let latency = disk.first_seen.elapsed();
                 let name = self.plan.evidence_name(&disk, self.table.taken());
                 let device = disk.device.display().to_string();
-                match self.table.add(disk, name) {
+                match self.table.add(JobSource::Disk(disk), name) {
                     Some(index) => {
                         let job = self.table.get(index).expect("just added");
                         tracing::info!(job = %job.id(), device = %device, volume = %job.volume(),
@@ -164,7 +188,7 @@ impl Loop<'_> {
             let acquire = self.plan.child_job(&job);
             match RunningChild::spawn(&self.plan.program, &acquire, job.index, events.clone()) {
                 Ok(child) => {
-                    tracing::info!(job = %job.id(), device = %job.disk.device.display(),
+                    tracing::info!(job = %job.id(), source = %job.source,
                         name = %job.name, "Imaging started.");
                     self.reporter
                         .emit(events::started(&job, &self.plan.destination_text()));
@@ -210,9 +234,9 @@ impl Loop<'_> {
         self.reporter.emit(events::finished(job, &result));
     }
 
-    /// Whether the work is done: nothing queued or running, and the expected number of volumes
-    /// imaged, or (without an expected number) the idle timeout passed, or (without either) at
-    /// least one job ended.
+    /// Whether the work is done: nothing queued or running, and the snapshot's job ended, or the
+    /// expected number of volumes imaged, or (without an expected number) the idle timeout passed,
+    /// or (without either) at least one job ended.
     fn ending(&mut self) -> Option<Ending> {
         if self.table.pending() > 0 {
             return None;
@@ -222,10 +246,12 @@ impl Loop<'_> {
             .plan
             .idle_timeout
             .is_some_and(|t| self.last_activity.elapsed() >= t);
-        let complete = match self.plan.expected_volumes {
-            Some(expected) => done >= expected as usize || idle,
-            None if self.plan.idle_timeout.is_some() => idle,
-            None => done > 0,
+        let complete = match (&self.plan.work, self.plan.expected_volumes) {
+            // Its one job was there from the start; nothing else can come.
+            (Work::Snapshot(_), _) => done > 0,
+            (Work::AttachedDisks(_), Some(expected)) => done >= expected as usize || idle,
+            (Work::AttachedDisks(_), None) if self.plan.idle_timeout.is_some() => idle,
+            (Work::AttachedDisks(_), None) => done > 0,
         };
         if !complete {
             return None;
@@ -238,7 +264,7 @@ impl Loop<'_> {
                 self.staying = true;
                 tracing::info!(
                     jobs = done,
-                    "All jobs done; staying up and watching (on_complete = stay)."
+                    "All jobs done; staying up (on_complete = stay)."
                 );
                 self.reporter.emit(events::all_done(&self.table, "stay"));
             }

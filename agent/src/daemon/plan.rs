@@ -1,5 +1,6 @@
-//! What the daemon was told to do, resolved once from the effective configuration: the watcher's
-//! settings, the job rules, and the acquisition job every child gets.
+//! What the daemon was told to do, resolved once from the effective configuration: what it images
+//! (attached disks, with the watcher's settings, or the job's one snapshot), the job rules, and the
+//! acquisition job every child gets.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,22 +8,33 @@ use std::time::Duration;
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::sink::s3::S3Url;
+use imaging::snapshot::SnapshotId;
 
 use bytesize::ByteSize;
 
-use super::jobs::Job;
+use super::jobs::{Job, JobSource};
 use crate::cli::{AcquireArgs, S3Args};
 use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
 use crate::detect::{AttachedDisk, WatchSettings};
+
+/// What the daemon images.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Every disk attached while it watches, found by the device watcher with these settings.
+    AttachedDisks(WatchSettings),
+    /// The job's EBS snapshot (`job.snapshot_id`), read through the EBS direct APIs: one job, no
+    /// disk awaited, no watcher armed.
+    Snapshot(SnapshotId),
+}
 
 /// Everything the daemon loop needs.
 #[derive(Debug, Clone)]
 pub struct DaemonPlan {
     /// This binary, run once per job as `run-job` (an `acquire` whose job arrives on stdin).
     pub program: PathBuf,
-    /// Device watcher settings.
-    pub watch: WatchSettings,
+    /// What it images.
+    pub work: Work,
     /// Disks imaged at once.
     pub concurrency: usize,
     /// Stop once this many volumes are imaged.
@@ -40,7 +52,8 @@ pub struct DaemonPlan {
     /// Incident ID (part of every key).
     pub incident: SafeName,
     /// The suspect's original volume, from the job context: names the evidence of a single-volume
-    /// job, as the flow we follow does (`IMAGE_NAME`).
+    /// job, as the flow we follow does (`IMAGE_NAME`); a snapshot job records it as the volume its
+    /// snapshot copies, and is named after the snapshot.
     pub source_volume_id: Option<VolumeId>,
     /// The acquisition every child gets, before its device and name are filled in.
     template: AcquireArgs,
@@ -56,14 +69,17 @@ impl DaemonPlan {
         job: &JobContext,
         instance_id: Option<String>,
     ) -> Self {
-        let mut watch = WatchSettings {
-            disk_root: config.watch.disk_root.clone(),
-            ..WatchSettings::default()
+        let work = match &job.snapshot_id {
+            Some(snapshot) => Work::Snapshot(snapshot.clone()),
+            None => Work::AttachedDisks(WatchSettings {
+                disk_root: config.watch.disk_root.clone(),
+                settle_quiet: config.watch.settle,
+                ..WatchSettings::default()
+            }),
         };
-        watch.settle_quiet = config.watch.settle;
         Self {
             program,
-            watch,
+            work,
             concurrency: config.watch.concurrency.get(),
             expected_volumes: config.job.expected_volumes.map(|n| n.get()),
             idle_timeout: config.watch.idle_timeout,
@@ -113,18 +129,29 @@ impl DaemonPlan {
         format!("{base}-{}", ordinal + 1)
     }
 
-    /// The acquisition `job` is: the template with its device, name, source volume and
+    /// The job that images the plan's snapshot, named after it, when the plan is a snapshot's.
+    pub fn snapshot_job(&self) -> Option<(JobSource, String)> {
+        match &self.work {
+            Work::Snapshot(id) => Some((JobSource::Snapshot(id.clone()), id.to_string())),
+            Work::AttachedDisks(_) => None,
+        }
+    }
+
+    /// The acquisition `job` is: the template with its source, name, source volume and
     /// retention filled in. Sent to the child as JSON (`run-job`), not re-spelt as flags.
     pub fn child_job(&self, job: &Job) -> AcquireArgs {
         let mut args = self.template.clone();
-        args.source = job.disk.device.clone();
+        args.source = job.source.path();
         args.name = Some(job.name.clone());
         // The job context's source volume belongs to the disk named after it (a single-volume
-        // job); other disks of a multi-volume job are not copies of it.
+        // job); other disks of a multi-volume job are not copies of it. A snapshot job's
+        // snapshot is a copy of the volume the launcher named, if it named one.
         args.source_volume_id = self
             .source_volume_id
             .as_ref()
-            .filter(|source| job.name == source.as_str())
+            .filter(|source| {
+                matches!(job.source, JobSource::Snapshot(_)) || job.name == source.as_str()
+            })
             .map(ToString::to_string);
         // Retention is "days from the upload": counted when the job starts, not when the daemon
         // did (it may wait hours for the disk).
@@ -203,6 +230,7 @@ mod tests {
             destination: "s3://evidence-bucket/cases".parse().unwrap(),
             incident_id: SafeName::parse("IR-1", "incident").unwrap(),
             source_volume_id: source.and_then(VolumeId::from_serial_or_id),
+            snapshot_id: None,
         };
         let mut plan = DaemonPlan::new(PathBuf::from("/usr/bin/fc"), &config, &job, None);
         plan.expected_volumes = expected;
@@ -243,7 +271,7 @@ mod tests {
         let attached = disk(Some("vol0aaaaaaaaaaaaaaaa"), None);
         let job = |name: String| Job {
             index: 0,
-            disk: attached.clone(),
+            source: JobSource::Disk(attached.clone()),
             name,
             state: super::super::jobs::JobState::Queued,
         };
@@ -262,13 +290,15 @@ mod tests {
 
     const VOLUME: &str = "vol-0123456789abcdef0";
 
-    /// The plan for `raw`: a single-volume job, about `source` when the context names it.
+    /// The plan for `raw`: a single-volume job, about `source` when the context names it, and
+    /// about the snapshot `raw` names, if it names one.
     fn plan_of(raw: &RawConfig, source: Option<&str>, instance: Option<&str>) -> DaemonPlan {
         let config = crate::config::typed::validate(raw).unwrap();
         let context = JobContext {
             destination: "s3://evidence-bucket/cases".parse().unwrap(),
             incident_id: SafeName::parse("IR-1", "incident").unwrap(),
             source_volume_id: source.and_then(VolumeId::from_serial_or_id),
+            snapshot_id: config.job.snapshot_id.clone(),
         };
         DaemonPlan::new(
             "/usr/bin/fc".into(),
@@ -282,7 +312,7 @@ mod tests {
     fn child_of(plan: &DaemonPlan) -> AcquireArgs {
         plan.child_job(&Job {
             index: 0,
-            disk: disk(None, None),
+            source: JobSource::Disk(disk(None, None)),
             name: VOLUME.into(),
             state: super::super::jobs::JobState::Queued,
         })
@@ -446,5 +476,70 @@ mod tests {
         let json = serde_json::to_vec(&child).unwrap();
         let back = crate::cmd::acquire::read_job(json.as_slice()).unwrap();
         assert_eq!(back, child);
+    }
+
+    const SNAPSHOT: &str = "snap-0123456789abcdef0";
+
+    // Issue 13: a job naming a snapshot images it: no watcher, one child job reading
+    // `ebs-snapshot://…`, named after the snapshot, with what every child gets.
+    #[test]
+    fn a_job_naming_a_snapshot_plans_one_snapshot_job_and_no_watcher() {
+        let mut raw = nothing_default();
+        raw.job.snapshot_id = Some(SNAPSHOT.into());
+        let plan = plan_of(&raw, Some(VOLUME), Some("i-0123456789abcdef0"));
+        assert!(
+            matches!(&plan.work, Work::Snapshot(id) if id.as_str() == SNAPSHOT),
+            "{:?}",
+            plan.work
+        );
+        let (source, name) = plan.snapshot_job().expect("a snapshot job");
+        assert_eq!(name, SNAPSHOT);
+        let child = plan.child_job(&Job {
+            index: 0,
+            source,
+            name,
+            state: super::super::jobs::JobState::Queued,
+        });
+        // As written: a path comparison would take `ebs-snapshot:/snap-…` for the same.
+        assert_eq!(
+            child.source.to_str(),
+            Some("ebs-snapshot://snap-0123456789abcdef0")
+        );
+        assert_eq!(child.name.as_deref(), Some(SNAPSHOT));
+        assert_eq!(child.dest.as_deref(), Some("s3://evidence-bucket/cases"));
+        assert_eq!(child.incident.as_deref(), Some("IR-1"));
+        assert!(child.result_json);
+        // The snapshot is a copy of the volume the launcher named.
+        assert_eq!(child.source_volume_id.as_deref(), Some(VOLUME));
+        // Everything else is what a disk's child gets from the same configuration.
+        let disk_child = child_of(&plan);
+        assert_eq!(
+            AcquireArgs {
+                source: disk_child.source.clone(),
+                name: disk_child.name.clone(),
+                s3: disk_child.s3.clone(),
+                ..child.clone()
+            },
+            disk_child
+        );
+        assert_eq!(child.checked(), Ok(child.clone()));
+        let json = serde_json::to_vec(&child).unwrap();
+        let back = crate::cmd::acquire::read_job(json.as_slice()).unwrap();
+        assert_eq!(back, child);
+        assert_eq!(back.source.to_str(), child.source.to_str());
+    }
+
+    #[test]
+    fn without_a_snapshot_the_daemon_watches_the_configured_disk_root() {
+        let mut raw = RawConfig::default();
+        raw.watch.disk_root = "/run/test-disks".into();
+        raw.watch.settle_ms = 700;
+        let plan = plan_of(&raw, None, None);
+        let Work::AttachedDisks(watch) = &plan.work else {
+            panic!("{:?}", plan.work);
+        };
+        assert_eq!(watch.disk_root, PathBuf::from("/run/test-disks"));
+        assert_eq!(watch.settle_quiet, std::time::Duration::from_millis(700));
+        assert!(plan.snapshot_job().is_none());
     }
 }

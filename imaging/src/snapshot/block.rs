@@ -11,7 +11,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::SnapshotId;
-use super::calls::{self, Attempt, Fetched};
+use aws_sdk_ebs::types::ChecksumAlgorithm;
+
+use super::calls::{self, Attempt, Claims};
 use crate::error::{Error, Result, SnapshotFailure};
 
 /// Attempts per block at our level; each GetSnapshotBlock inside also has the SDK's own retries
@@ -25,30 +27,25 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1 << attempt.saturating_sub(2).min(4))
 }
 
-/// Why the bytes of a block are not the block, or `None` when they are.
-pub fn check(fetched: &Fetched, block_size: usize) -> Option<String> {
-    if fetched.data.len() != block_size {
-        return Some(format!(
-            "the body holds {} bytes, not the block size {block_size}",
-            fetched.data.len()
-        ));
-    }
-    if fetched.data_length.and_then(|n| usize::try_from(n).ok()) != Some(block_size) {
+/// Why `data` is not the block EBS describes in `claims`, or `None` when it is.
+pub fn check(claims: &Claims, data: &[u8]) -> Option<String> {
+    let block_size = data.len();
+    if claims.data_length.and_then(|n| usize::try_from(n).ok()) != Some(block_size) {
         return Some(format!(
             "x-amz-Data-Length is {:?}, not the block size {block_size}",
-            fetched.data_length
+            claims.data_length
         ));
     }
-    if fetched.algorithm.as_ref().map(|a| a.as_str()) != Some("SHA256") {
+    if claims.algorithm.as_ref().map(ChecksumAlgorithm::as_str) != Some("SHA256") {
         return Some(format!(
             "the checksum algorithm is {:?}, not SHA256",
-            fetched.algorithm.as_ref().map(|a| a.as_str())
+            claims.algorithm.as_ref().map(ChecksumAlgorithm::as_str)
         ));
     }
-    let Some(expected) = &fetched.checksum else {
+    let Some(expected) = &claims.checksum else {
         return Some("EBS sent no checksum".to_owned());
     };
-    let actual = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&fetched.data));
+    let actual = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(data));
     (&actual != expected).then(|| {
         format!(
             "the bytes do not match their checksum: EBS says {expected}, the bytes hash to {actual}"
@@ -79,15 +76,12 @@ pub async fn fetch_into(
                 "Fetching the snapshot block again.");
             tokio::time::sleep(backoff(attempt)).await;
         }
-        match calls::get_block(ebs, id, wire_index, token).await {
+        match calls::get_block(ebs, id, wire_index, token, out).await {
             Err(Attempt::Fatal(err)) => return Err(err),
             Err(Attempt::Again(why)) => last = why,
-            Ok(fetched) => match check(&fetched, out.len()) {
+            Ok(claims) => match check(&claims, out) {
                 Some(why) => last = why,
-                None => {
-                    out.copy_from_slice(&fetched.data);
-                    return Ok(());
-                }
+                None => return Ok(()),
             },
         }
     }
@@ -100,11 +94,9 @@ pub async fn fetch_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ebs::types::ChecksumAlgorithm;
 
-    fn fetched(data: &[u8]) -> Fetched {
-        Fetched {
-            data: bytes::Bytes::copy_from_slice(data),
+    fn claims(data: &[u8]) -> Claims {
+        Claims {
             checksum: Some(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(data))),
             algorithm: Some(ChecksumAlgorithm::ChecksumAlgorithmSha256),
             data_length: i32::try_from(data.len()).ok(),
@@ -114,26 +106,38 @@ mod tests {
     #[test]
     fn a_block_passes_only_with_its_own_checksum_length_and_algorithm() {
         let block = vec![7u8; 4096];
-        assert_eq!(check(&fetched(&block), 4096), None);
+        assert_eq!(check(&claims(&block), &block), None);
 
-        let mut flipped = fetched(&block);
-        let mut data = block.clone();
-        data[100] ^= 1;
-        flipped.data = data.into();
-        let why = check(&flipped, 4096).unwrap();
+        let mut flipped = block.clone();
+        flipped[100] ^= 1;
+        let why = check(&claims(&block), &flipped).unwrap();
         assert!(why.contains("do not match their checksum"), "{why}");
 
-        let short = fetched(&block[..4000]);
-        assert!(check(&short, 4096).unwrap().contains("4000 bytes"));
-        let mut length = fetched(&block);
+        let mut length = claims(&block);
         length.data_length = Some(4095);
-        assert!(check(&length, 4096).unwrap().contains("Data-Length"));
-        let mut none = fetched(&block);
+        assert!(
+            check(&length, &block)
+                .unwrap()
+                .contains("Data-Length is Some(4095)")
+        );
+        length.data_length = None;
+        assert!(
+            check(&length, &block)
+                .unwrap()
+                .contains("Data-Length is None")
+        );
+        let mut none = claims(&block);
         none.checksum = None;
-        assert!(check(&none, 4096).unwrap().contains("no checksum"));
-        let mut other = fetched(&block);
+        assert!(check(&none, &block).unwrap().contains("no checksum"));
+        let mut other = claims(&block);
         other.algorithm = None;
-        assert!(check(&other, 4096).unwrap().contains("not SHA256"));
+        assert!(check(&other, &block).unwrap().contains("not SHA256"));
+        other.algorithm = Some(ChecksumAlgorithm::from("CRC32"));
+        assert!(
+            check(&other, &block)
+                .unwrap()
+                .contains("Some(\"CRC32\"), not SHA256")
+        );
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! The SDK has already retried what it knows to be transient (throttling, 5xx, dropped
 //! connections) with backoff by the time an error reaches here. What remains is classified by
 //! the service's error code into the source error classes: no such snapshot, no permission, or a
-//! read that failed.
+//! read that failed. A failed read of a block is tried again by `block` (EBS's
+//! `ConcurrentLimitExceededException` and `ServiceQuotaExceededException` are not among the
+//! SDK's retryable codes, and a body can break off after the SDK handed it over).
 
+use aws_sdk_ebs::config::http::HttpResponse;
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ebs::types::ChecksumAlgorithm;
 use chrono::{DateTime, Utc};
 
 use super::SnapshotId;
-use super::listing::Listing;
+use super::listing::{Continuation, Listing};
 use crate::error::{Error, Result, SnapshotFailure};
 
 /// Blocks asked for per ListSnapshotBlocks page: the API's maximum, so a 1 TiB volume with
@@ -29,16 +32,33 @@ pub fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotF
     }
 }
 
-/// The run's error for a failed call: its class and the SDK's whole message.
-pub fn call_error<E, R>(id: &SnapshotId, action: &str, err: &SdkError<E, R>) -> Error
+/// The run's error for a failed call: its class and what the service said.
+pub fn call_error<E>(id: &SnapshotId, action: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     Error::Snapshot {
         snapshot_id: id.to_string(),
         failure: failure_of(err),
-        message: format!("cannot {action}: {}", DisplayErrorContext(err)),
+        message: format!("cannot {action}: {}", said(err)),
+    }
+}
+
+/// What a failed call comes to, in one line for the log and CloudWatch: the service's error code,
+/// message and HTTP status, or the transport's error chain. Never the raw response (the SDK's
+/// `Display` of a service error can carry its headers and body).
+pub fn said<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let SdkError::ServiceError(context) = err else {
+        return DisplayErrorContext(err).to_string();
+    };
+    let (inner, status) = (context.err(), context.raw().status().as_u16());
+    match (inner.code(), inner.message().filter(|m| !m.is_empty())) {
+        (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
+        (Some(code), None) => format!("{code} (HTTP {status})"),
+        _ => format!("HTTP {status}: {}", DisplayErrorContext(inner)),
     }
 }
 
@@ -61,17 +81,32 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
-/// Lists one page of blocks (the first when `next_token` is `None`).
+/// Lists one page of blocks (the first when `from` is `None`).
 pub async fn list_page(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
-    next_token: Option<String>,
+    from: Option<Continuation>,
 ) -> Result<Page> {
+    let (token, start) = match from {
+        None => (None, None),
+        Some(Continuation::Token(token)) => (Some(token), None),
+        Some(Continuation::From(index)) => (None, Some(index)),
+    };
+    let start = start
+        .map(|index| {
+            i32::try_from(index).map_err(|_| Error::Snapshot {
+                snapshot_id: id.to_string(),
+                failure: SnapshotFailure::Read,
+                message: format!("block {index} is past what the API can address"),
+            })
+        })
+        .transpose()?;
     let out = ebs
         .list_snapshot_blocks()
         .snapshot_id(id.as_str())
         .max_results(LIST_PAGE)
-        .set_next_token(next_token)
+        .set_next_token(token)
+        .set_starting_block_index(start)
         .send()
         .await
         .map_err(|e| call_error(id, "list its blocks (ebs:ListSnapshotBlocks)", &e))?;
@@ -126,10 +161,9 @@ pub fn accept_page(
         .map_err(|why| broken(format!("the block list is not usable: {why}")))
 }
 
-/// A block's bytes as GetSnapshotBlock returned them, with what EBS says about them.
-pub struct Fetched {
-    /// The body.
-    pub data: bytes::Bytes,
+/// What GetSnapshotBlock's headers say about the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
     /// `x-amz-Checksum`: base64 of the block's SHA-256.
     pub checksum: Option<String>,
     /// `x-amz-Checksum-Algorithm`.
@@ -147,14 +181,17 @@ pub enum Attempt {
     Again(String),
 }
 
-/// One GetSnapshotBlock, body included.
+/// One GetSnapshotBlock, its body streamed into `out` as it arrives: one copy, straight into the
+/// pipeline's buffer, and a body longer than a block (a broken or hostile server) is cut off
+/// there instead of being gathered in memory. Fills `out` exactly or fails the attempt.
 pub async fn get_block(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
     index: i32,
     token: &str,
-) -> std::result::Result<Fetched, Attempt> {
-    let out = ebs
+    out: &mut [u8],
+) -> std::result::Result<Claims, Attempt> {
+    let response = ebs
         .get_snapshot_block()
         .snapshot_id(id.as_str())
         .block_index(index)
@@ -162,24 +199,35 @@ pub async fn get_block(
         .send()
         .await
         .map_err(|e| match failure_of(&e) {
-            SnapshotFailure::Read => Attempt::Again(DisplayErrorContext(&e).to_string()),
+            SnapshotFailure::Read => Attempt::Again(said(&e)),
             _ => Attempt::Fatal(call_error(id, "read a block (ebs:GetSnapshotBlock)", &e)),
         })?;
-    let checksum = out.checksum().map(str::to_owned);
-    let algorithm = out.checksum_algorithm().cloned();
-    let data_length = out.data_length();
-    let data = out
-        .block_data
-        .collect()
-        .await
-        .map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?
-        .into_bytes();
-    Ok(Fetched {
-        data,
-        checksum,
-        algorithm,
-        data_length,
-    })
+    let claims = Claims {
+        checksum: response.checksum().map(str::to_owned),
+        algorithm: response.checksum_algorithm().cloned(),
+        data_length: response.data_length(),
+    };
+    let mut body = response.block_data;
+    let mut filled = 0;
+    while let Some(piece) = body.next().await {
+        let piece =
+            piece.map_err(|e| Attempt::Again(format!("the block's body broke off: {e}")))?;
+        let Some(room) = out.get_mut(filled..filled + piece.len()) else {
+            return Err(Attempt::Again(format!(
+                "the body is longer than the block size {}",
+                out.len()
+            )));
+        };
+        room.copy_from_slice(&piece);
+        filled += piece.len();
+    }
+    if filled != out.len() {
+        return Err(Attempt::Again(format!(
+            "the body holds {filled} bytes, not the block size {}",
+            out.len()
+        )));
+    }
+    Ok(claims)
 }
 
 /// What DescribeSnapshots says of a snapshot; every field optional, because the call needs
@@ -212,7 +260,7 @@ pub async fn describe(
         .snapshot_ids(id.as_str())
         .send()
         .await
-        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| said(&e))?;
     let snapshot = out
         .snapshots()
         .iter()

@@ -5,16 +5,22 @@
 //! never held whole: the fetcher asks this cursor about each block index in turn, and the cursor
 //! answers from the current page or asks for the next one. Memory stays one page.
 //!
+//! The next page is asked for from the block after the last one listed (`StartingBlockIndex`),
+//! not with the page's `NextToken`: a token expires after 60 minutes, and a full page is 5 GiB to
+//! image (and upload) before the next is needed. The token only says that more pages follow, and
+//! is used as such right after a page that listed nothing (where there is no index to go on from).
+//!
 //! The pages come from the network, so they are checked, not trusted: indices must rise strictly
 //! across pages and stay inside the volume, every listed block needs a token, and a server that
-//! keeps answering empty pages with a new `NextToken` is stopped after [`MAX_EMPTY_PAGES`]. An
-//! index out of order would otherwise make a block silently read as a hole.
+//! keeps answering empty pages with a new `NextToken` is stopped (see [`Listing::empty_page_limit`]).
+//! An index out of order would otherwise make a block silently read as a hole.
 
 use std::collections::VecDeque;
 
-/// Consecutive pages without a block that are taken before the listing is called broken. AWS
-/// may answer a short page; a long run of empty ones with a token each is a loop.
-pub const MAX_EMPTY_PAGES: u32 = 100;
+/// Consecutive empty pages always taken, however small the volume.
+pub const MIN_EMPTY_PAGES: u64 = 100;
+/// The API's smallest page (`MaxResults` is at least 100).
+const MIN_PAGE: u64 = 100;
 
 /// One block as a page lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,15 @@ pub struct ListedBlock {
     pub token: String,
 }
 
+/// Where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continuation {
+    /// At this block index (`StartingBlockIndex`): the block after the last one listed.
+    From(u64),
+    /// With this `NextToken`, received with a page that listed nothing.
+    Token(String),
+}
+
 /// What the listing says about one block index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -32,9 +47,9 @@ pub enum Lookup {
     Listed(String),
     /// Never written: it reads as zeros, and no request is made.
     Hole,
-    /// The current page is used up and another follows: fetch it (with this token), give it to
+    /// The current page is used up and another follows: fetch it from here, give it to
     /// [`Listing::accept`], and ask again.
-    NeedPage(String),
+    NeedPage(Continuation),
 }
 
 /// The cursor over a snapshot's pages.
@@ -42,9 +57,9 @@ pub enum Lookup {
 pub struct Listing {
     total_blocks: u64,
     page: VecDeque<ListedBlock>,
-    next_token: Option<String>,
+    next: Option<Continuation>,
     last_index: Option<u64>,
-    empty_pages: u32,
+    empty_pages: u64,
     listed: u64,
 }
 
@@ -54,7 +69,7 @@ impl Listing {
         Self {
             total_blocks,
             page: VecDeque::new(),
-            next_token: None,
+            next: None,
             last_index: None,
             empty_pages: 0,
             listed: 0,
@@ -91,18 +106,24 @@ impl Listing {
             self.last_index = Some(index);
             self.page.push_back(ListedBlock { index, token });
         }
-        self.listed += (self.page.len() - before) as u64;
-        if self.page.len() == before && next_token.is_some() {
+        let added = self.page.len() - before;
+        self.listed += added as u64;
+        let next_token = next_token.filter(|t| !t.is_empty());
+        if added == 0 && next_token.is_some() {
             self.empty_pages += 1;
-            if self.empty_pages > MAX_EMPTY_PAGES {
+            if self.empty_pages > self.empty_page_limit() {
                 return Err(format!(
-                    "{MAX_EMPTY_PAGES} pages in a row listed no block but promised more"
+                    "{} pages in a row listed no block but promised more",
+                    self.empty_pages
                 ));
             }
         } else {
             self.empty_pages = 0;
         }
-        self.next_token = next_token.filter(|t| !t.is_empty());
+        self.next = next_token.map(|token| match self.last_index {
+            Some(last) if added > 0 => Continuation::From(last + 1),
+            _ => Continuation::Token(token),
+        });
         Ok(())
     }
 
@@ -114,11 +135,19 @@ impl Listing {
                 Lookup::Listed(self.page.pop_front().map(|b| b.token).unwrap_or_default())
             }
             Some(_) => Lookup::Hole,
-            None => match &self.next_token {
-                Some(token) => Lookup::NeedPage(token.clone()),
+            None => match &self.next {
+                Some(next) => Lookup::NeedPage(next.clone()),
                 None => Lookup::Hole,
             },
         }
+    }
+
+    /// Empty pages in a row taken before the listing is called a loop. AWS may answer an empty
+    /// page with a `NextToken` while it scans a sparse stretch of the volume, but even if each
+    /// empty page covered only the API's smallest page of block indices, there could not be more
+    /// of them than the volume has such stretches (plus [`MIN_EMPTY_PAGES`]).
+    pub fn empty_page_limit(&self) -> u64 {
+        self.total_blocks / MIN_PAGE + MIN_EMPTY_PAGES
     }
 
     /// Blocks listed so far (all of them once the walk is over).
@@ -183,6 +212,30 @@ mod tests {
     }
 
     #[test]
+    fn the_next_page_starts_after_the_last_listed_block_or_with_the_token_after_an_empty_page() {
+        let mut listing = Listing::new(100);
+        listing.accept(page(&[3, 7]), Some("t1".into())).unwrap();
+        assert_eq!(listing.lookup(3), Lookup::Listed("t3".into()));
+        assert_eq!(listing.lookup(7), Lookup::Listed("t7".into()));
+        assert_eq!(listing.lookup(8), Lookup::NeedPage(Continuation::From(8)));
+        listing.accept(page(&[]), Some("t2".into())).unwrap();
+        assert_eq!(
+            listing.lookup(8),
+            Lookup::NeedPage(Continuation::Token("t2".into()))
+        );
+        listing.accept(page(&[9]), Some("t3".into())).unwrap();
+        assert_eq!(listing.lookup(8), Lookup::Hole);
+        assert_eq!(listing.lookup(9), Lookup::Listed("t9".into()));
+        assert_eq!(listing.lookup(10), Lookup::NeedPage(Continuation::From(10)));
+        let mut empty_first = Listing::new(100);
+        empty_first.accept(page(&[]), Some("t0".into())).unwrap();
+        assert_eq!(
+            empty_first.lookup(0),
+            Lookup::NeedPage(Continuation::Token("t0".into()))
+        );
+    }
+
+    #[test]
     fn the_listed_count_covers_every_page() {
         let mut listing = Listing::new(10);
         listing.accept(page(&[0, 3]), Some("n".into())).unwrap();
@@ -227,19 +280,27 @@ mod tests {
     }
 
     #[test]
-    fn endless_empty_pages_are_a_loop_but_a_few_are_fine() {
-        let mut listing = Listing::new(8);
-        for _ in 0..MAX_EMPTY_PAGES {
+    fn endless_empty_pages_are_a_loop_but_a_sparse_volume_may_give_many() {
+        assert_eq!(Listing::new(8).empty_page_limit(), MIN_EMPTY_PAGES);
+        // 1 TiB of 512 KiB blocks: 2 097 152 blocks, at most 20 971 stretches of 100.
+        assert_eq!(
+            Listing::new(2_097_152).empty_page_limit(),
+            20_971 + MIN_EMPTY_PAGES
+        );
+        let mut listing = Listing::new(1000);
+        let limit = listing.empty_page_limit();
+        assert_eq!(limit, 110);
+        for _ in 0..limit {
             listing.accept(page(&[]), Some("again".into())).unwrap();
         }
         listing.accept(page(&[2]), Some("again".into())).unwrap();
-        for _ in 0..MAX_EMPTY_PAGES {
+        for _ in 0..limit {
             listing.accept(page(&[]), Some("again".into())).unwrap();
         }
         let err = listing.accept(page(&[]), Some("again".into())).unwrap_err();
-        assert!(err.contains("in a row"), "{err}");
+        assert!(err.contains("111 pages in a row"), "{err}");
         let mut done = Listing::new(8);
-        for _ in 0..=MAX_EMPTY_PAGES {
+        for _ in 0..=limit {
             done.accept(page(&[]), None).unwrap();
         }
     }

@@ -48,6 +48,9 @@ pub const DEFAULT_BLOCKS_IN_FLIGHT: usize = 64;
 /// from it presents (bad ranges are counted in sectors; a snapshot run has none, it fails instead).
 pub const SNAPSHOT_SECTOR_SIZE: u32 = 512;
 
+/// The volume ID DescribeSnapshots gives a snapshot made by CopySnapshot.
+pub const COPIED_SNAPSHOT_VOLUME: &str = "vol-ffffffff";
+
 /// What the manifest records about a snapshot source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
@@ -60,7 +63,8 @@ pub struct SnapshotRecord {
     /// Blocks that hold data: each was fetched and checked against its SHA-256 from EBS. The
     /// rest of the image is zeros, as on a volume restored from the snapshot.
     pub blocks_listed: u64,
-    /// The volume it was taken of (DescribeSnapshots).
+    /// The volume it was taken of (DescribeSnapshots; `vol-ffffffff` for a copied snapshot,
+    /// which names no volume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_id: Option<String>,
     /// When it was started: the moment its data is from (DescribeSnapshots).
@@ -166,9 +170,17 @@ impl Snapshot {
         self.layout.block_size
     }
 
-    /// The volume the snapshot was taken of, when DescribeSnapshots said.
+    /// The volume the snapshot was taken of, when DescribeSnapshots said so. A snapshot made by
+    /// CopySnapshot reports the placeholder [`COPIED_SNAPSHOT_VOLUME`], which names no volume
+    /// (AWS: "an arbitrary volume ID that should not be used for any purpose"): `None` then. The
+    /// manifest's `source.snapshot.volume_id` still records what DescribeSnapshots said.
     pub fn volume_id(&self) -> Option<&str> {
-        self.described.as_ref().ok()?.volume_id.as_deref()
+        self.described
+            .as_ref()
+            .ok()?
+            .volume_id
+            .as_deref()
+            .filter(|id| *id != COPIED_SNAPSHOT_VOLUME)
     }
 
     fn note_listed(&self, listed: u64) {

@@ -11,6 +11,7 @@ mod boot;
 mod cloudwatch;
 mod config;
 mod daemon;
+mod daemon_snapshot;
 mod integrity;
 mod linkproxy;
 mod memory;

@@ -153,6 +153,11 @@ impl Opened {
             Self::Device(source) => source,
             Self::Snapshot { snapshot, .. } => {
                 let record = snapshot.record();
+                if record.volume_id.as_deref() == Some(imaging::snapshot::COPIED_SNAPSHOT_VOLUME) {
+                    tracing::warn!(
+                        "The snapshot is a copy: DescribeSnapshots names no source volume (vol-ffffffff). Pass --source-volume-id to record the suspect's volume."
+                    );
+                }
                 tracing::info!(
                     source = %snapshot.id().uri(),
                     name = %name,

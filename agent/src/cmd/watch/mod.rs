@@ -1,6 +1,7 @@
 //! `forensic-collector watch`: load the configuration (file, IMDSv2 user data — waiting for IMDS
 //! at boot —, environment, flags), require a job context, start CloudWatch reporting, and run the
-//! daemon loop. A refused configuration is reported to CloudWatch before the exit (`refusal`).
+//! daemon loop: on attached disks, or on the job's snapshot when it names one (`job.snapshot_id`).
+//! A refused configuration is reported to CloudWatch before the exit (`refusal`).
 //!
 //! # Layout
 //! - `refusal`: reporting a refused configuration with what can still be read of it.
@@ -52,6 +53,7 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         destination = %plan.destination_text(),
         incident = %job.incident_id,
         source_volume_id = job.source_volume_id.as_ref().map(ToString::to_string),
+        snapshot_id = job.snapshot_id.as_ref().map(ToString::to_string),
         instance_id = effective.instance_id.as_deref().unwrap_or("-"),
         user_data = effective
             .user_data

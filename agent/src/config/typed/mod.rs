@@ -15,6 +15,7 @@ use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
 use imaging::pipeline::PipelineConfig;
 use imaging::sink::S3Url;
+use imaging::snapshot::SnapshotId;
 
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
 use super::settings::{self, Spec};
@@ -92,6 +93,8 @@ pub struct JobSection {
     pub incident_id: Option<SafeName>,
     /// The volume this job is about (a hint for detection and the manifest).
     pub source_volume_id: Option<VolumeId>,
+    /// The snapshot `watch` images instead of waiting for attached disks.
+    pub snapshot_id: Option<SnapshotId>,
     /// Who collects, recorded in the manifest.
     pub examiner: Option<String>,
     /// Stop after this many volumes.
@@ -155,6 +158,19 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
             })
         })
         .transpose()?;
+    let snapshot_id = optional(
+        "job.snapshot_id",
+        job.snapshot_id.as_ref(),
+        str::parse::<SnapshotId>,
+    )?;
+    // A snapshot job images that one snapshot and waits for no disk, so more volumes would never
+    // come: refused rather than waited for.
+    if snapshot_id.is_some() && expected_volumes.is_some_and(|n| n.get() > 1) {
+        return Err(invalid(
+            "job.expected_volumes",
+            "a job with job.snapshot_id images that one snapshot; leave job.expected_volumes out or set it to 1",
+        ));
+    }
     Ok(JobSection {
         destination,
         incident_id: optional("job.incident_id", job.incident_id.as_ref(), |id| {
@@ -165,6 +181,7 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
             job.source_volume_id.as_ref(),
             str::parse::<VolumeId>,
         )?,
+        snapshot_id,
         examiner: optional(
             "job.examiner",
             job.examiner.as_ref(),
