@@ -108,6 +108,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(id.uri(), "ebs-snapshot://snap-0123456789abcdef0");
+        assert_eq!(id.to_string(), "snap-0123456789abcdef0");
         assert_eq!(SnapshotId::from_source("/dev/nvme1n1"), Ok(None));
         assert_eq!(SnapshotId::from_source("snap-0123456789abcdef0"), Ok(None));
         assert!(SnapshotId::from_source("ebs-snapshot://").is_err());

@@ -245,6 +245,7 @@ mod tests {
         assert_eq!(check_layout(layout(1, 524_288)), Ok(()));
         assert_eq!(check_layout(layout(MAX_VOLUME_GIB, 524_288)), Ok(()));
         assert_eq!(check_layout(layout(8, 4096)), Ok(()));
+        assert_eq!(check_layout(layout(1, MAX_CHUNK_SIZE as u32)), Ok(()));
         for bad_block in [0, 512, 524_289, 128 << 20] {
             let err = check_layout(layout(1, bad_block)).unwrap_err();
             assert!(err.contains("block size"), "{bad_block}: {err}");
