@@ -44,6 +44,8 @@ cleanup() {
 trap cleanup EXIT
 
 timeout 1800 tests/helpers/setup-deps.sh >/dev/null   # time, bc, moto
+# Two builds, one per package, as table.sh does: building them together would unify tokio's
+# features and make the measured binary differ from the one `cargo build -p forensic-collector` gives.
 timeout 1800 cargo build --release --locked -q -p forensic-collector
 timeout 1800 cargo build --release --locked -q -p collector-e2e --bin putsnapshot
 BIN=$PWD/target/release/forensic-collector
