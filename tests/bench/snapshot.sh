@@ -10,6 +10,10 @@
 #   snapshot bif1   forensic-collector acquire ebs-snapshot://ID --out DIR --blocks-in-flight 1
 #   snapshot        forensic-collector acquire ebs-snapshot://ID --out DIR            (default 64)
 #   loop            forensic-collector acquire LOOP --out DIR                         (defaults)
+#   link bif1, link the two snapshot rows through tests/src/bin/linkproxy.rs, which adds a round
+#                   trip of RTT_MS (default 20 ms, an in-Region API call) to every request: on
+#                   loopback every request is instant and blocks in flight cannot show what they
+#                   buy against a real endpoint's latency.
 # Columns: MB/s (10^6 bytes/s from the median wall time) and the rounds' range; CPU-s/GiB of
 # acquire (user+sys from /usr/bin/time, median); peak RSS of acquire (highest of the rounds); the
 # local server's CPU-s/GiB (moto, one Python process: it shares the 2 cores with acquire, so it
@@ -28,6 +32,7 @@ SIZE_GIB=${SIZE_GIB:-1}
 ROUNDS=${ROUNDS:-2}
 PYTHON=${PYTHON:-python3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-1800}   # seconds, any one command
+RTT_MS=${RTT_MS:-20}
 WORK=${WORK:-$(mktemp -d /var/tmp/fc-bench-snapshot.XXXXXX)}
 
 . tests/helpers/as-root.sh
@@ -35,8 +40,10 @@ require_root "loop devices and drop_caches"
 
 LOOP=""
 MOTO_PID=""
+PROXY_PID=""
 cleanup() {
   if [ -n "$LOOP" ]; then losetup -d "$LOOP" 2>/dev/null || true; fi
+  if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
   give_back_target
@@ -47,9 +54,10 @@ timeout 1800 tests/helpers/setup-deps.sh >/dev/null   # time, bc, moto
 # Two builds, one per package, as table.sh does: building them together would unify tokio's
 # features and make the measured binary differ from the one `cargo build -p forensic-collector` gives.
 timeout 1800 cargo build --release --locked -q -p forensic-collector
-timeout 1800 cargo build --release --locked -q -p collector-e2e --bin putsnapshot
+timeout 1800 cargo build --release --locked -q -p collector-e2e --bin putsnapshot --bin linkproxy
 BIN=$PWD/target/release/forensic-collector
 PUT=$PWD/target/release/putsnapshot
+LINKPROXY=$PWD/target/release/linkproxy
 BYTES=$((SIZE_GIB << 30))
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -72,13 +80,22 @@ t0=$(date +%s.%N)
 SNAP=$(timeout "$RUN_TIMEOUT" "$PUT" --endpoint "$ENDPOINT" --size-gib "$SIZE_GIB" --file "$WORK/volume.raw")
 t1=$(date +%s.%N)
 echo "# snapshot $SNAP: ${SIZE_GIB} GiB, every block random, written in $(printf '%.1f' "$(echo "$t1 - $t0" | bc -l)") s; moto $("$PYTHON" -c 'import moto; print(moto.__version__)') at $ENDPOINT, blocks in memory"
+# The link: no rate cap worth the name (the downstream, which carries the blocks, has none anyway),
+# only the round trip.
+exec {PROXY_FD}< <(exec "$LINKPROXY" --upstream "127.0.0.1:$port" --rate-mbps 1000 --rtt-ms "$RTT_MS" 2>"$WORK/proxy.err")
+PROXY_PID=$!
+read -r -t 10 line <&"$PROXY_FD" || { echo "linkproxy did not start:" >&2; cat "$WORK/proxy.err" >&2; exit 1; }
+LINK=http://127.0.0.1:${line#ready }
+echo "# link: $LINK, linkproxy adding a ${RTT_MS} ms round trip to every request"
 LOOP=$(losetup -f --show --direct-io=on "$WORK/volume.raw")
 echo "# loop device: $LOOP over the same bytes (--direct-io=on); output directory $WORK/out ($(df --output=fstype "$WORK" | tail -1)); ${ROUNDS} round(s), caches dropped per run"
 
-rows=(bif1 snapshot loop)
+rows=(bif1 snapshot link1 link loop)
 declare -A LABEL=(
   [bif1]="acquire ebs-snapshot:// --blocks-in-flight 1"
   [snapshot]="acquire ebs-snapshot:// (64 in flight)"
+  [link1]="  same, ${RTT_MS} ms round trip, 1 in flight"
+  [link]="  same, ${RTT_MS} ms round trip, 64 in flight"
   [loop]="acquire LOOP (defaults)"
 )
 declare -A SECS CPU RSS SERVER
@@ -91,6 +108,8 @@ run_row() {
   case $row in
     bif1) cmd=("$BIN" acquire "ebs-snapshot://$SNAP" --blocks-in-flight 1) ;;
     snapshot) cmd=("$BIN" acquire "ebs-snapshot://$SNAP") ;;
+    link1) cmd=(env "AWS_ENDPOINT_URL=$LINK" "$BIN" acquire "ebs-snapshot://$SNAP" --blocks-in-flight 1) ;;
+    link) cmd=(env "AWS_ENDPOINT_URL=$LINK" "$BIN" acquire "ebs-snapshot://$SNAP") ;;
     loop) cmd=("$BIN" acquire "$LOOP") ;;
   esac
   rm -rf "$WORK/out"
