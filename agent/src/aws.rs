@@ -72,8 +72,10 @@ pub fn s3_client(
 /// (`imaging::snapshot`) take over.
 pub const EBS_MAX_ATTEMPTS: u32 = 10;
 
-/// Longest wait for one attempt of an EBS or EC2 request, body included: a 512 KiB block takes
-/// well under a second on any working link, so a minute means the connection is stuck.
+/// Longest wait for one attempt of an EBS or EC2 request, up to its response headers (a minute
+/// means the connection is stuck). A block's body that stalls after the headers is cut off by
+/// the SDK's stalled-stream protection (on by default with `BehaviorVersion::latest()`), and the
+/// block is fetched again.
 pub const EBS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The EBS direct API and EC2 clients a snapshot source needs, from the environment (instance

@@ -175,6 +175,8 @@ pub enum SnapshotFailure {
     Unusable,
     /// Reading a block failed after the retries.
     Read,
+    /// It was there when the run began and is gone now (deleted mid-run).
+    Vanished,
 }
 
 /// Coarse classes of [`Error`], stable enough for a binary to map to documented exit codes.
@@ -239,6 +241,7 @@ impl Error {
                 SnapshotFailure::Denied => ErrorKind::SourcePermission,
                 SnapshotFailure::Unusable => ErrorKind::SourceUnusable,
                 SnapshotFailure::Read => ErrorKind::SourceRead,
+                SnapshotFailure::Vanished => ErrorKind::SourceVanished,
             },
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,

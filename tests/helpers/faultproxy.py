@@ -5,7 +5,7 @@ records what the client sent.
   faultproxy.py UPSTREAM_PORT [--fail-parts N] [--reset-parts N] [--fail-all-parts] [--deny-all]
                 [--ebs-throttle N] [--ebs-throttle-status 400|429] [--ebs-unavailable N]
                 [--ebs-reset-blocks N] [--ebs-corrupt-blocks N] [--ebs-corrupt-index I]
-                [--ebs-corrupt-all] [--ebs-deny] [--ec2-deny] [--log FILE]
+                [--ebs-corrupt-all] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks] [--log FILE]
 
 S3 (UploadPart):
   --fail-parts N     the first N UploadPart requests get HTTP 500 InternalError (not forwarded)
@@ -28,6 +28,8 @@ EBS direct APIs (GetSnapshotBlock), in this order (each budget is spent before t
                            UNAUTHORIZED_ACCOUNT) and every EC2 request 403 UnauthorizedOperation, as
                            for a role without ebs:* and ec2:DescribeSnapshots
   --ec2-deny               only EC2 requests (DescribeSnapshots) get 403 UnauthorizedOperation
+  --ebs-deny-blocks        only GetSnapshotBlock gets 403 AccessDeniedException: a role that may
+                           list a snapshot's blocks but not read them (or not decrypt them)
 
   --log FILE   one JSON line per request: method, path, query, request headers, the service (from
                the SigV4 credential scope), the EBS operation, and what was done
@@ -104,6 +106,7 @@ def main():
     p.add_argument("--ebs-corrupt-all", action="store_true")
     p.add_argument("--ebs-deny", action="store_true")
     p.add_argument("--ec2-deny", action="store_true")
+    p.add_argument("--ebs-deny-blocks", action="store_true")
     p.add_argument("--log")
     args = p.parse_args()
 
@@ -133,7 +136,7 @@ def main():
                 return "deny"
             if service == "ec2" and (args.ebs_deny or args.ec2_deny):
                 return "deny-ec2"
-            if service == "ebs" and args.ebs_deny:
+            if service == "ebs" and (args.ebs_deny or (args.ebs_deny_blocks and operation == "GetSnapshotBlock")):
                 return "deny-ebs"
             if operation == "GetSnapshotBlock":
                 if args.ebs_corrupt_all or (args.ebs_corrupt_index is not None

@@ -84,21 +84,28 @@ def query(response, name):
     return values[0]
 
 
-def page_token(index):
-    """An opaque page token (the model's pattern `^[A-Za-z0-9+/=]+$`) that resumes at block `index`."""
-    return base64.b64encode(f"next:{index}".encode()).decode()
+def page_token(index, scanned=False):
+    """An opaque page token (the model's pattern `^[A-Za-z0-9+/=]+$`) that resumes at block `index`;
+    `scanned`: the empty page before it was already given (see `install(empty_pages=…)`)."""
+    return base64.b64encode(f"{'scan' if scanned else 'next'}:{index}".encode()).decode()
 
 
 def token_index(token):
+    """(index, scanned) of a token, or None."""
     try:
         text = base64.b64decode(token, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return block_index(text[5:]) if text.startswith("next:") else None
+    kind, _, index = text.partition(":")
+    index = block_index(index)
+    return (index, kind == "scan") if kind in ("next", "scan") and index is not None else None
 
 
-def install(page_cap=None):
-    """Patches moto's EBS so that every server in this process behaves like the real service."""
+def install(page_cap=None, empty_pages=False):
+    """Patches moto's EBS so that every server in this process behaves like the real service.
+    `empty_pages`: every page with blocks is preceded by an empty one whose NextToken leads to it,
+    as AWS may answer while it scans a sparse stretch ("the request can return ... an empty array of
+    blocks"), so a client must follow the token of an empty page."""
     original_init = EBSSnapshot.__init__
 
     def init(self, *args, **kwargs):
@@ -151,15 +158,21 @@ def install(page_cap=None):
         if page_cap is not None:
             limit = min(limit, page_cap)
         token = query(self, "pageToken")
+        scanned = False
         if token is not None:
-            start = token_index(token)
-            if start is None:
+            parsed = token_index(token)
+            if parsed is None:
                 return invalid("The pagination token is invalid.", "INVALID_PAGE_TOKEN")
+            start, scanned = parsed
         else:
             start = block_index(query(self, "startingBlockIndex") or "0")
             if start is None:
                 return invalid("startingBlockIndex must be a non-negative integer.", "INVALID_PARAMETER_VALUE")
         indices = sorted(i for i in snapshot.blocks if i >= start)
+        if empty_pages and indices and not scanned:
+            return 200, {"status": 200, "Content-Type": JSON}, json.dumps({
+                "Blocks": [], "VolumeSize": snapshot.volume_size, "BlockSize": BLOCK_SIZE,
+                "NextToken": page_token(start, scanned=True)})
         page = indices[:limit]
         body = {
             "Blocks": [{"BlockIndex": i, "BlockToken": snapshot.blocks[i].block_token} for i in page],

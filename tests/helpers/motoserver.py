@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """moto's S3, CloudWatch Logs, EBS and EC2 server on 127.0.0.1, made to behave like the real services.
 
-  motoserver.py [--port N] [--ebs-page-cap N] [--log FILE]
+  motoserver.py [--port N] [--ebs-page-cap N] [--ebs-empty-pages] [--log FILE]
 
 serves moto as `moto_server -H 127.0.0.1 -p N` does (N = 0, the default: a free port), prints
 "ready PORT" once it accepts connections and logs one JSON line per request
@@ -10,7 +10,9 @@ serves moto as `moto_server -H 127.0.0.1 -p N` does (N = 0, the default: a free 
 moto's EBS direct APIs are patched at start to answer as EBS does (motoebs.py says what moto does
 differently: block indexes as strings, unordered, BlockSize 512, no pagination, HTTP 500 for an
 unknown snapshot...). `--ebs-page-cap N` makes every ListSnapshotBlocks page hold at most N blocks,
-as EBS may return fewer than MaxResults, so a client's pagination is exercised with few blocks.
+as EBS may return fewer than MaxResults, so a client's pagination is exercised with few blocks;
+`--ebs-empty-pages` puts an empty page with a NextToken before every page with blocks, as EBS may
+while it scans a sparse stretch, so a client must follow an empty page's token.
 
 One more makes it behave like real S3: moto checks `If-None-Match: *` and `If-Match` and then
 writes, without a lock, so two racing CompleteMultipartUpload calls on one key can both pass the
@@ -78,11 +80,13 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--ebs-page-cap", type=int, metavar="N",
                    help="every ListSnapshotBlocks page holds at most N blocks (EBS may return fewer than asked)")
+    p.add_argument("--ebs-empty-pages", action="store_true",
+                   help="every ListSnapshotBlocks page with blocks is preceded by an empty one with a NextToken")
     p.add_argument("--log")
     args = p.parse_args()
     if args.ebs_page_cap is not None and args.ebs_page_cap < 1:
         p.error("--ebs-page-cap must be at least 1")
-    motoebs.install(page_cap=args.ebs_page_cap)
+    motoebs.install(page_cap=args.ebs_page_cap, empty_pages=args.ebs_empty_pages)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # werkzeug logs every request on stderr, which the tests inherit; --log has them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -138,8 +138,8 @@ fn check_source(manifest: &Manifest, problems: &mut Problems) {
             }
         }
         (_, Some(_)) => problems.push(format!(
-            "source.snapshot is present but source.kind is {:?}",
-            source.kind
+            "source.snapshot is present but source.kind is {}",
+            serde_json::to_value(source.kind).unwrap_or_default()
         )),
         (_, None) => {}
     }
@@ -746,7 +746,7 @@ mod tests {
         });
         assert_eq!(
             stray,
-            ["source.snapshot is present but source.kind is BlockDevice"]
+            ["source.snapshot is present but source.kind is \"block_device\""]
         );
         let old = source_problems(|v| {
             snapshot_source(v);

@@ -32,6 +32,28 @@ pub fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotF
     }
 }
 
+/// What a failure means once the run is past [`super::Snapshot::open`], where the snapshot was
+/// found, listed and one block read: not found now means deleted mid-run (exit 13, not 10), and a
+/// validation error (an expired token) is a failed read (14), not an unusable source.
+pub fn mid_run(err: Error) -> Error {
+    match err {
+        Error::Snapshot {
+            snapshot_id,
+            failure,
+            message,
+        } => Error::Snapshot {
+            snapshot_id,
+            failure: match failure {
+                SnapshotFailure::NotFound => SnapshotFailure::Vanished,
+                SnapshotFailure::Unusable => SnapshotFailure::Read,
+                other => other,
+            },
+            message,
+        },
+        other => other,
+    }
+}
+
 /// The run's error for a failed call: its class and what the service said.
 pub fn call_error<E>(id: &SnapshotId, action: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
@@ -200,7 +222,11 @@ pub async fn get_block(
         .await
         .map_err(|e| match failure_of(&e) {
             SnapshotFailure::Read => Attempt::Again(said(&e)),
-            _ => Attempt::Fatal(call_error(id, "read a block (ebs:GetSnapshotBlock)", &e)),
+            _ => Attempt::Fatal(mid_run(call_error(
+                id,
+                "read a block (ebs:GetSnapshotBlock)",
+                &e,
+            ))),
         })?;
     let claims = Claims {
         checksum: response.checksum().map(str::to_owned),

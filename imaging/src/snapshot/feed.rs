@@ -6,7 +6,7 @@
 //! at once, no request) or a listed block (a fetch task, up to `blocks_in_flight` at a time). As
 //! with the device readers, taking the buffer before the index means the block the pipeline waits
 //! for always holds one, so a slow block cannot starve the pool and stall the run. Memory is the
-//! pool, the tasks' response bodies and one list page: flat in the volume's size.
+//! pool (each body streams into its block's buffer) and one list page: flat in the volume's size.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub fn feed(
         chunks,
     };
     if let Err(err) = snapshot.runtime.block_on(walk.run()) {
-        let _ = chunks.send(Err(err));
+        let _ = chunks.send(Err(calls::mid_run(err)));
     }
 }
 

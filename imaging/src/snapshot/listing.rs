@@ -6,8 +6,8 @@
 //! answers from the current page or asks for the next one. Memory stays one page.
 //!
 //! The next page is asked for from the block after the last one listed (`StartingBlockIndex`),
-//! not with the page's `NextToken`: a token expires after 60 minutes, and a full page is 5 GiB to
-//! image (and upload) before the next is needed. The token only says that more pages follow, and
+//! not with the page's `NextToken`: the EBS direct APIs FAQ gives a next token 60 minutes (a block
+//! token seven days), and a full page is 5 GiB to image (and upload) before the next is needed. The token only says that more pages follow, and
 //! is used as such right after a page that listed nothing (where there is no index to go on from).
 //!
 //! The pages come from the network, so they are checked, not trusted: indices must rise strictly
@@ -134,11 +134,26 @@ impl Listing {
             Some(block) if block.index == index => {
                 Lookup::Listed(self.page.pop_front().map(|b| b.token).unwrap_or_default())
             }
-            Some(_) => Lookup::Hole,
+            Some(block) => {
+                // Indices rise strictly (`accept`) and are asked in order, so the front block is
+                // always ahead of `index`: a block behind it could never be fetched.
+                debug_assert!(block.index > index, "block {} was skipped", block.index);
+                Lookup::Hole
+            }
             None => match &self.next {
                 Some(next) => Lookup::NeedPage(next.clone()),
                 None => Lookup::Hole,
             },
+        }
+    }
+
+    /// The next listed block, walking the pages: what a probe needs, however many empty pages
+    /// come first. `NeedPage` asks for the next page as [`Listing::lookup`] does; `None` when
+    /// the snapshot lists no block at all.
+    pub fn next_listed(&mut self) -> Option<Result<ListedBlock, Continuation>> {
+        match self.page.pop_front() {
+            Some(block) => Some(Ok(block)),
+            None => self.next.clone().map(Err),
         }
     }
 
@@ -233,6 +248,25 @@ mod tests {
             empty_first.lookup(0),
             Lookup::NeedPage(Continuation::Token("t0".into()))
         );
+    }
+
+    #[test]
+    fn the_next_listed_block_is_found_past_empty_pages() {
+        let mut listing = Listing::new(100);
+        listing.accept(page(&[]), Some("t1".into())).unwrap();
+        assert_eq!(
+            listing.next_listed(),
+            Some(Err(Continuation::Token("t1".into())))
+        );
+        listing.accept(page(&[42, 43]), None).unwrap();
+        let first = ListedBlock {
+            index: 42,
+            token: "t42".into(),
+        };
+        assert_eq!(listing.next_listed(), Some(Ok(first)));
+        let mut none = Listing::new(100);
+        none.accept(page(&[]), None).unwrap();
+        assert_eq!(none.next_listed(), None);
     }
 
     #[test]

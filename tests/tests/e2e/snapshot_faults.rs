@@ -244,6 +244,38 @@ fn a_role_denied_the_ebs_api_is_refused_before_anything_is_written() {
     );
 }
 
+// Issue 13 review: the likely real case of a missing permission — ListSnapshotBlocks works (no
+// KMS needed) but GetSnapshotBlock is refused — is refused by the probe before anything is written.
+#[test]
+fn a_role_that_may_list_but_not_read_blocks_is_refused_before_anything_is_written() {
+    require_root();
+    let server = SnapshotServer::start(SnapshotImage::odd_with_holes(1317), &[]);
+    let proxy = FaultProxy::start(&server.server, &["--ebs-deny-blocks"]);
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let run = acquire_via(&server, &proxy, &out);
+    run.expect_code(11);
+    assert!(run.stderr.contains("GetSnapshotBlock"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(
+        !out.exists(),
+        "a refused run writes nothing, not even its output directory"
+    );
+    let requests = proxy.requests();
+    let listed = requests
+        .iter()
+        .any(|r| r["operation"] == "ListSnapshotBlocks" && r["action"] == "forward");
+    let denied = requests
+        .iter()
+        .filter(|r| r["operation"] == "GetSnapshotBlock")
+        .count();
+    assert!(listed, "the blocks were listed");
+    assert_eq!(
+        denied, 1,
+        "one block was asked for, and refused: {requests:?}"
+    );
+}
+
 #[test]
 fn without_describe_snapshots_the_evidence_is_made_without_the_volume_id() {
     require_root();

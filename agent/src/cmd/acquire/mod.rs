@@ -98,7 +98,7 @@ pub fn run(
     let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
     let sink = destination.image_sink(&files, source.size(), metadata)?;
     source.write_block();
-    source.report(&name);
+    source.report(&name, args.source_volume_id.is_some());
     let config = config.for_input(source.input());
 
     let reporter = ProgressDisplay::new(

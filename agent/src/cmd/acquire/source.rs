@@ -147,13 +147,17 @@ impl Opened {
         }
     }
 
-    /// Logs what was opened, and warns about what makes a device capture weaker.
-    pub fn report(&self, name: &SafeName) {
+    /// Logs what was opened, and warns about what makes a capture weaker. `volume_given`: the
+    /// operator named the suspect's volume (`--source-volume-id`).
+    pub fn report(&self, name: &SafeName, volume_given: bool) {
         let source = match self {
             Self::Device(source) => source,
             Self::Snapshot { snapshot, .. } => {
                 let record = snapshot.record();
-                if record.volume_id.as_deref() == Some(imaging::snapshot::COPIED_SNAPSHOT_VOLUME) {
+                if !volume_given
+                    && record.volume_id.as_deref()
+                        == Some(imaging::snapshot::COPIED_SNAPSHOT_VOLUME)
+                {
                     tracing::warn!(
                         "The snapshot is a copy: DescribeSnapshots names no source volume (vol-ffffffff). Pass --source-volume-id to record the suspect's volume."
                     );
