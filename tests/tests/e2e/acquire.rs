@@ -51,8 +51,8 @@ fn odd_sized_loop_device_is_imaged_bit_for_bit_with_correct_hashes() {
     assert_eq!(m["image"]["hashes"]["sha256"], sha256_hex(&original));
     assert_eq!(m["image"]["hashes"]["blake3"], blake3_hex(&original));
     // Issue 12: pieces are BLAKE3 by default, each what `b3sum` gives for its bytes alone (the
-    // last one short), and the manifest is schema 3, which says so.
-    assert_eq!(m["schema_version"], 3);
+    // last one short), and the manifest says so (schema 3 on; 4 since issue 13's snapshot sources).
+    assert_eq!(m["schema_version"], 4);
     assert_eq!(m["image"]["piecewise"]["algorithm"], "blake3");
     let pieces = m["image"]["piecewise"]["pieces"].as_array().unwrap();
     let expected: Vec<&[u8]> = original.chunks(16 << 20).collect();
@@ -495,6 +495,7 @@ fn a_job_on_stdin_is_checked_as_flags_are() {
         "piece_hash": "blake3",
         "chunk_size": MIB,
         "queue_depth": 4,
+        "blocks_in_flight": 64,
         "sector_retries": 0,
         "no_kernel_read_only": true,
         "progress_interval": 10,
