@@ -14,7 +14,7 @@ use super::SnapshotId;
 use aws_sdk_ebs::types::ChecksumAlgorithm;
 
 use super::calls::{self, Attempt, Claims};
-use crate::error::{Error, Result, SnapshotFailure};
+use crate::error::{Result, SnapshotFailure};
 
 /// Attempts per block at our level; each GetSnapshotBlock inside also has the SDK's own retries
 /// for throttling and transient errors. A block that four fetches brought back wrong (or not at
@@ -62,13 +62,7 @@ pub async fn fetch_into(
     out: &mut [u8],
 ) -> Result<()> {
     let offset = index * out.len() as u64;
-    let failed = |message: String| Error::Snapshot {
-        snapshot_id: id.to_string(),
-        failure: SnapshotFailure::Read,
-        message,
-    };
-    let wire_index = i32::try_from(index)
-        .map_err(|_| failed(format!("block {index} is past what the API can address")))?;
+    let wire_index = calls::wire_index(id, index)?;
     let mut last = String::new();
     for attempt in 1..=BLOCK_ATTEMPTS {
         if attempt > 1 {
@@ -85,10 +79,14 @@ pub async fn fetch_into(
             },
         }
     }
-    Err(failed(format!(
-        "block {index} (bytes {offset}..{}) failed {BLOCK_ATTEMPTS} attempts; the last: {last}",
-        offset + out.len() as u64
-    )))
+    Err(calls::snapshot_error(
+        id,
+        SnapshotFailure::Read,
+        format!(
+            "block {index} (bytes {offset}..{}) failed {BLOCK_ATTEMPTS} attempts; the last: {last}",
+            offset + out.len() as u64
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -54,16 +54,36 @@ pub fn mid_run(err: Error) -> Error {
     }
 }
 
+/// The run's error about snapshot `id`.
+pub fn snapshot_error(id: &SnapshotId, failure: SnapshotFailure, message: String) -> Error {
+    Error::Snapshot {
+        snapshot_id: id.to_string(),
+        failure,
+        message,
+    }
+}
+
+/// Block `index` as the API spells it (a 32-bit integer; every index of a volume EBS makes fits).
+pub fn wire_index(id: &SnapshotId, index: u64) -> Result<i32> {
+    i32::try_from(index).map_err(|_| {
+        snapshot_error(
+            id,
+            SnapshotFailure::Read,
+            format!("block {index} is past what the API can address"),
+        )
+    })
+}
+
 /// The run's error for a failed call: its class and what the service said.
 pub fn call_error<E>(id: &SnapshotId, action: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    Error::Snapshot {
-        snapshot_id: id.to_string(),
-        failure: failure_of(err),
-        message: format!("cannot {action}: {}", said(err)),
-    }
+    snapshot_error(
+        id,
+        failure_of(err),
+        format!("cannot {action}: {}", said(err)),
+    )
 }
 
 /// What a failed call comes to, in one line for the log and CloudWatch: the service's error code,
@@ -114,15 +134,7 @@ pub async fn list_page(
         Some(Continuation::Token(token)) => (Some(token), None),
         Some(Continuation::From(index)) => (None, Some(index)),
     };
-    let start = start
-        .map(|index| {
-            i32::try_from(index).map_err(|_| Error::Snapshot {
-                snapshot_id: id.to_string(),
-                failure: SnapshotFailure::Read,
-                message: format!("block {index} is past what the API can address"),
-            })
-        })
-        .transpose()?;
+    let start = start.map(|index| wire_index(id, index)).transpose()?;
     let out = ebs
         .list_snapshot_blocks()
         .snapshot_id(id.as_str())
@@ -132,10 +144,12 @@ pub async fn list_page(
         .send()
         .await
         .map_err(|e| call_error(id, "list its blocks (ebs:ListSnapshotBlocks)", &e))?;
-    let unusable = |what: &str, value: String| Error::Snapshot {
-        snapshot_id: id.to_string(),
-        failure: SnapshotFailure::Unusable,
-        message: format!("the block list gives no valid {what} ({value})"),
+    let unusable = |what: &str, value: String| {
+        snapshot_error(
+            id,
+            SnapshotFailure::Unusable,
+            format!("the block list gives no valid {what} ({value})"),
+        )
     };
     let volume_size_gib = out
         .volume_size()
@@ -159,6 +173,18 @@ pub async fn list_page(
     })
 }
 
+/// Lists the page `from` names and puts it into `listing` (see [`accept_page`]).
+pub async fn next_page(
+    ebs: &aws_sdk_ebs::Client,
+    id: &SnapshotId,
+    layout: Layout,
+    listing: &mut Listing,
+    from: Option<Continuation>,
+) -> Result<()> {
+    let page = list_page(ebs, id, from).await?;
+    accept_page(id, layout, listing, page)
+}
+
 /// Puts `page` into `listing`, refusing a page whose layout differs from the first one's or whose
 /// blocks break the listing's rules.
 pub fn accept_page(
@@ -167,11 +193,7 @@ pub fn accept_page(
     listing: &mut Listing,
     page: Page,
 ) -> Result<()> {
-    let broken = |message: String| Error::Snapshot {
-        snapshot_id: id.to_string(),
-        failure: SnapshotFailure::Read,
-        message,
-    };
+    let broken = |message| snapshot_error(id, SnapshotFailure::Read, message);
     if page.layout != layout {
         return Err(broken(format!(
             "a block-list page gives another layout ({:?}; first {layout:?})",

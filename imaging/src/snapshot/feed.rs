@@ -69,8 +69,7 @@ impl Walk<'_> {
         }
         let count = self.plan.count();
         let mut listing = Listing::new(count);
-        let first = calls::list_page(&snapshot.ebs, &snapshot.id, None).await?;
-        calls::accept_page(&snapshot.id, layout, &mut listing, first)?;
+        calls::next_page(&snapshot.ebs, &snapshot.id, layout, &mut listing, None).await?;
         let mut in_flight: JoinSet<Result<Chunk>> = JoinSet::new();
         let mut next = 0;
         loop {
@@ -132,10 +131,9 @@ impl Walk<'_> {
     async fn lookup(&self, listing: &mut Listing, layout: Layout, index: u64) -> Result<Lookup> {
         loop {
             match listing.lookup(index) {
-                Lookup::NeedPage(token) => {
-                    let page = calls::list_page(&self.snapshot.ebs, &self.snapshot.id, Some(token))
-                        .await?;
-                    calls::accept_page(&self.snapshot.id, layout, listing, page)?;
+                Lookup::NeedPage(from) => {
+                    let (ebs, id) = (&self.snapshot.ebs, &self.snapshot.id);
+                    calls::next_page(ebs, id, layout, listing, Some(from)).await?;
                 }
                 found => return Ok(found),
             }

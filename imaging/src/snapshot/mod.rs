@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 
 pub use id::{SnapshotId, URI_SCHEME};
 
-use crate::error::{Error, Result, SnapshotFailure};
+use crate::error::{Result, SnapshotFailure};
 use calls::Layout;
 use listing::Listing;
 
@@ -102,11 +102,7 @@ impl Snapshot {
         ec2: &aws_sdk_ec2::Client,
         runtime: Handle,
     ) -> Result<Self> {
-        let refuse = |failure, message: String| Error::Snapshot {
-            snapshot_id: id.to_string(),
-            failure,
-            message,
-        };
+        let refuse = |failure, message| calls::snapshot_error(&id, failure, message);
         let described = runtime.block_on(calls::describe(ec2, &id));
         match &described {
             Ok(facts) => {
