@@ -15,7 +15,7 @@ use imaging::device::Source;
 use imaging::manifest::Manifest;
 use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
-use imaging::sink::{LocalSink, S3Sink, S3Url, Sink, Staging};
+use imaging::sink::{LocalClaim, LocalSink, S3Sink, S3Url, Sink, Staging};
 
 use crate::cli::{AcquireArgs, S3Args};
 use crate::exit::{Exit, Failure};
@@ -32,6 +32,8 @@ pub enum Destination {
 pub struct LocalTarget {
     dir: PathBuf,
     staging: Option<Arc<Staging>>,
+    /// This run's claim on its evidence name, for `--new-capture` (removed when dropped).
+    claim: Option<LocalClaim>,
 }
 
 impl LocalTarget {
@@ -53,6 +55,8 @@ pub struct S3Target {
     /// The objects this run created: only these are ever deleted, and they must be unchanged
     /// before a companion is stored.
     ledger: s3::Ledger,
+    /// This run's claim on its evidence name, for `--new-capture` (released on drop).
+    claim: Option<s3::S3Claim>,
 }
 
 impl S3Target {
@@ -75,11 +79,10 @@ impl S3Target {
     /// Deletes every object this run created (and only those), so nothing without a manifest is
     /// left to look like evidence or to block a rerun.
     fn discard(&self) {
-        s3::delete_objects(
+        self.ledger.delete_all(
             self.runtime.handle(),
             &self.client,
             self.url.bucket(),
-            &self.ledger.take(),
             &self.options,
         );
     }
@@ -127,6 +130,51 @@ impl S3Target {
     }
 }
 
+impl S3Target {
+    /// Claims evidence `name` for this run (see `imaging::sink::s3::claim_name`); false when
+    /// another run holds it.
+    fn claim(&mut self, name: &SafeName) -> Result<bool, Failure> {
+        let key = self.key(&s3::claim_file_name(name.as_str()));
+        let token = format!(
+            "host {} pid {} at {}",
+            crate::sysinfo::hostname(),
+            std::process::id(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        );
+        let claim = s3::claim_name(
+            self.runtime.handle(),
+            &self.client,
+            self.url.bucket(),
+            &key,
+            &token,
+            &self.options,
+        )?;
+        let held = claim.is_some();
+        self.claim = claim;
+        Ok(held)
+    }
+
+    fn release_claim(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            s3::release_claim(
+                self.runtime.handle(),
+                &self.client,
+                self.url.bucket(),
+                &claim,
+                &self.options,
+            );
+        }
+    }
+}
+
+impl Drop for S3Target {
+    /// The claim on the evidence name goes with the run, whatever its outcome: the evidence now
+    /// holds the name, or the name is free again.
+    fn drop(&mut self) {
+        self.release_claim();
+    }
+}
+
 impl Destination {
     /// Builds the destination named by the arguments; S3 needs an incident ID for its key layout.
     pub fn from_args(args: &AcquireArgs, incident: Option<&SafeName>) -> Result<Self, Failure> {
@@ -134,6 +182,7 @@ impl Destination {
             return Ok(Self::Local(LocalTarget {
                 dir: args.out.clone(),
                 staging: None,
+                claim: None,
             }));
         };
         let url: S3Url = dest.parse()?;
@@ -158,6 +207,7 @@ impl Destination {
             options: upload_options(&args.s3, retention),
             require_object_lock: args.s3.require_object_lock,
             ledger: s3::Ledger::default(),
+            claim: None,
         })))
     }
 
@@ -205,17 +255,19 @@ impl Destination {
         }
     }
 
-    /// Refuses unsafe or conflicting destinations before anything is written, and for a local
-    /// directory creates this run's staging directory in it. `device` is the opened device or
-    /// file, if the source is one: the output must not be on it or be it. A snapshot is read
-    /// over the network, and no local path can be it.
+    /// Refuses unsafe or conflicting destinations before anything is written, decides the evidence
+    /// name (see [`Destination::choose_name`]) and, for a local directory, creates this run's
+    /// staging directory in it. `device` is the opened device or file, if the source is one: the
+    /// output must not be on it or be it. A snapshot is read over the network, and no local path
+    /// can be it.
     pub fn prepare(
         &mut self,
         device: Option<&Source>,
-        files: &EvidenceFiles,
-    ) -> Result<(), Failure> {
-        let local = match self {
-            Self::Local(local) => local,
+        name: SafeName,
+        new_capture: bool,
+    ) -> Result<SafeName, Failure> {
+        let dir = match self {
+            Self::Local(local) => local.dir.clone(),
             Self::S3(s3) => {
                 if s3.require_object_lock || s3.options.needs_object_lock() {
                     s3::require_object_lock(
@@ -225,11 +277,10 @@ impl Destination {
                         &s3.options,
                     )?;
                 }
-                return self.refuse_existing(files);
+                return self.choose_name(name, new_capture);
             }
         };
-        let dir = &local.dir;
-        if device.is_some_and(|source| source.holds_path(existing_ancestor(dir))) {
+        if device.is_some_and(|source| source.holds_path(existing_ancestor(&dir))) {
             return Err(Failure::new(
                 Exit::Output,
                 anyhow!(
@@ -238,18 +289,86 @@ impl Destination {
                 ),
             ));
         }
-        fs::create_dir_all(dir).map_err(|e| {
+        fs::create_dir_all(&dir).map_err(|e| {
             Failure::new(
                 Exit::Output,
                 anyhow!("cannot create output directory {}: {e}", dir.display()),
             )
         })?;
+        let name = self.choose_name(name, new_capture)?;
+        let files = EvidenceFiles::new(&name);
         if let Some(source) = device {
-            refuse_source_among_outputs(source, dir, files)?;
+            refuse_source_among_outputs(source, &dir, &files)?;
         }
-        let staging = Staging::create(dir, &files.name, &files.all())?;
-        local.staging = Some(Arc::new(staging));
-        Ok(())
+        let staging = Staging::create(&dir, &files.name, &files.all())?;
+        if let Self::Local(local) = self {
+            local.staging = Some(Arc::new(staging));
+        }
+        Ok(name)
+    }
+
+    /// The name this capture is stored under: `name` itself, refused if any of its evidence is
+    /// already there, unless `--new-capture` asks to step past existing evidence to the first
+    /// free `<name>-2` … `<name>-99`. A free name is then claimed (see `imaging::sink::claim`)
+    /// before anything is read, so runs that start together each get a name of their own instead
+    /// of all but one reading the whole source only to be refused. Publishing, which never
+    /// replaces anything, stays the final guard (a run without `--new-capture` takes no claim).
+    fn choose_name(&mut self, name: SafeName, new_capture: bool) -> Result<SafeName, Failure> {
+        if !new_capture {
+            self.refuse_existing(&EvidenceFiles::new(&name))?;
+            return Ok(name);
+        }
+        check_capture_room(&name)?;
+        for number in 1..=MAX_CAPTURES {
+            let candidate = if number == 1 {
+                name.clone()
+            } else {
+                name.numbered(number).map_err(usage)?
+            };
+            let files = EvidenceFiles::new(&candidate);
+            if let Some(existing) = self.existing_evidence(&files)? {
+                tracing::info!(existing = %existing,
+                    "Evidence of this name exists; --new-capture tries the next name.");
+                continue;
+            }
+            if !self.claim(&candidate)? {
+                tracing::info!(name = %candidate,
+                    "Another run is capturing under this name now; --new-capture tries the next name.");
+                continue;
+            }
+            // A run without --new-capture takes no claim and may have stored this name meanwhile.
+            if let Some(existing) = self.existing_evidence(&files)? {
+                tracing::info!(existing = %existing,
+                    "Evidence of this name appeared; --new-capture tries the next name.");
+                self.release_claim();
+                continue;
+            }
+            return Ok(candidate);
+        }
+        Err(Failure::new(
+            Exit::Output,
+            anyhow!(
+                "evidence {name} and {name}-2 … {name}-{MAX_CAPTURES} all exist or are being captured; pass another --name"
+            ),
+        ))
+    }
+
+    /// Claims evidence `name` for this run; false when another run holds it.
+    fn claim(&mut self, name: &SafeName) -> Result<bool, Failure> {
+        match self {
+            Self::Local(local) => {
+                local.claim = LocalClaim::take(&local.dir, name.as_str())?;
+                Ok(local.claim.is_some())
+            }
+            Self::S3(s3) => s3.claim(name),
+        }
+    }
+
+    fn release_claim(&mut self) {
+        match self {
+            Self::Local(local) => local.claim = None,
+            Self::S3(s3) => s3.release_claim(),
+        }
     }
 
     /// Refuses an evidence set of which any file or object (image, segment, sidecar, capture log,
@@ -335,6 +454,18 @@ impl Destination {
         }
     }
 
+    /// What a failed run's cleanup did, for its last log line: which objects it removed and
+    /// which it had to leave (by key), or that nothing local was published.
+    pub fn cleanup_report(&self) -> String {
+        match self {
+            Self::Local(_) => {
+                "nothing was published; the run's staging directory and its files are removed"
+                    .to_owned()
+            }
+            Self::S3(s3) => cleanup_text(&s3.ledger.cleanup()),
+        }
+    }
+
     /// Gives the evidence its final names. Locally the files were written in the staging directory
     /// and are renamed now, never over an existing name: image, capture log, manifest, then the
     /// sidecar, which is what makes `sha256sum -c` say OK and so must not appear before the
@@ -368,6 +499,50 @@ impl Destination {
             Self::S3(s3) => s3.store(file_name, contents),
         }
     }
+}
+
+/// A failed S3 run's cleanup in words: no object completed (the open upload aborted), the keys it
+/// removed, and above all the keys it could not remove, which must be deleted by hand before a
+/// rerun of that name.
+fn cleanup_text(cleanup: &s3::Cleanup) -> String {
+    let mut text = if cleanup.removed.is_empty() {
+        "no object of this run was left completed".to_owned()
+    } else {
+        format!(
+            "removed the {} object(s) this run had stored: {}",
+            cleanup.removed.len(),
+            cleanup.removed.join(", ")
+        )
+    };
+    if !cleanup.left.is_empty() {
+        text.push_str(&format!(
+            "; COULD NOT remove {} object(s), still in the bucket with no manifest: {}",
+            cleanup.left.len(),
+            cleanup.left.join(", ")
+        ));
+    }
+    text
+}
+
+/// How many captures of one evidence name `--new-capture` numbers (`<name>-2` … `<name>-99`) before
+/// it asks the operator to choose a name: a hundred captures of one disk is a loop, not a case.
+const MAX_CAPTURES: u32 = 99;
+
+/// Refuses, up front, a name that `--new-capture` could not number: `<name>-99` must still be a
+/// valid name (at most 128 characters).
+pub fn check_capture_room(name: &SafeName) -> Result<(), Failure> {
+    let suffix = format!("-{MAX_CAPTURES}");
+    name.numbered(MAX_CAPTURES).map(drop).map_err(|_| {
+        usage(format!(
+            "evidence name {name} is {} characters; with --new-capture it may get a number up to {suffix}, so it must be at most {}",
+            name.as_str().len(),
+            imaging::naming::MAX_LEN - suffix.len()
+        ))
+    })
+}
+
+fn usage(message: String) -> Failure {
+    Failure::new(Exit::Usage, anyhow!(message))
 }
 
 /// The engine's upload options that `args` ask for.

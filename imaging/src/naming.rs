@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// Longest accepted name: well inside file-name (255) and S3 key (1024) limits with the suffixes.
-const MAX_LEN: usize = 128;
+pub const MAX_LEN: usize = 128;
 
 /// A validated identifier: 1–128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,6 +43,12 @@ impl SafeName {
             .collect();
         let cleaned = cleaned.trim_start_matches(['.', '-']);
         Self::parse(&cleaned[..cleaned.len().min(MAX_LEN)], "name").ok()
+    }
+
+    /// `<name>-<number>`: the name of a further capture of the same evidence (`--new-capture`),
+    /// refused like any name when it would be too long.
+    pub fn numbered(&self, number: u32) -> Result<Self, String> {
+        Self::parse(&format!("{}-{number}", self.0), "evidence name")
     }
 
     /// The name.
@@ -99,6 +105,18 @@ impl EvidenceFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 19: a name of 128 characters left no room for `-2`; `numbered` says so.
+    #[test]
+    fn a_numbered_name_is_checked_like_any_name() {
+        let name = SafeName::parse("vol-1", "name").unwrap();
+        assert_eq!(name.numbered(2).unwrap().as_str(), "vol-1-2");
+        let longest = SafeName::parse(&"a".repeat(MAX_LEN - 3), "name").unwrap();
+        assert_eq!(longest.numbered(99).unwrap().as_str().len(), MAX_LEN);
+        let too_long = SafeName::parse(&"a".repeat(MAX_LEN - 2), "name").unwrap();
+        assert!(too_long.numbered(99).unwrap_err().contains("1 to 128"));
+        assert!(too_long.numbered(9).is_ok());
+    }
 
     #[test]
     fn names_that_could_escape_or_break_keys_are_refused() {

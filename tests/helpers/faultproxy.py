@@ -3,6 +3,7 @@
 records what the client sent.
 
   faultproxy.py UPSTREAM_PORT [--fail-parts N] [--reset-parts N] [--fail-all-parts] [--deny-all]
+                [--corrupt-object-checksum]
                 [--ebs-throttle N] [--ebs-throttle-status 400|429] [--ebs-unavailable N]
                 [--ebs-reset-blocks N] [--ebs-corrupt-blocks N] [--ebs-corrupt-index I]
                 [--ebs-corrupt-all] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks] [--log FILE]
@@ -12,6 +13,10 @@ S3 (UploadPart):
   --reset-parts N    the next N UploadPart requests get their connection reset (not forwarded)
   --fail-all-parts   every UploadPart gets HTTP 500: a retry budget that can only run out
   --deny-all         every request gets HTTP 403 AccessDenied, as from a role without s3:PutObject
+  --corrupt-object-checksum
+                     every HeadObject answer's x-amz-checksum-crc32c is changed (one bit of the
+                     digest, the -N part count kept), as by a server that computes another checksum
+                     or a middlebox that rewrites the header: the upload completed, its proof fails
 
 EBS direct APIs (GetSnapshotBlock), in this order (each budget is spent before the next):
   --ebs-throttle N         the first N get RequestThrottledException (Reason ACCOUNT_THROTTLED), with
@@ -43,6 +48,7 @@ Listens on 127.0.0.1 on a free port and prints "ready PORT" once it accepts conn
 """
 
 import argparse
+import base64
 import http.client
 import http.server
 import json
@@ -86,6 +92,14 @@ def ebs_error(status, kind, message, reason=None):
     return status, {"Content-Type": "application/json", "x-amzn-ErrorType": kind}, json.dumps(fields).encode()
 
 
+def corrupt_checksum(value):
+    """A composite checksum `BASE64[-N]` with one bit of its digest flipped, the part count kept."""
+    digest, dash, count = value.partition("-")
+    raw = bytearray(base64.b64decode(digest))
+    raw[0] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode() + dash + count
+
+
 def ebs_operation(method, path):
     return next((op for m, pattern, op in EBS_OPERATIONS if m == method and pattern.fullmatch(path)), None)
 
@@ -97,6 +111,7 @@ def main():
     p.add_argument("--reset-parts", type=int, default=0)
     p.add_argument("--fail-all-parts", action="store_true")
     p.add_argument("--deny-all", action="store_true")
+    p.add_argument("--corrupt-object-checksum", action="store_true")
     p.add_argument("--ebs-throttle", type=int, default=0)
     p.add_argument("--ebs-throttle-status", type=int, choices=(400, 429), default=400)
     p.add_argument("--ebs-unavailable", type=int, default=0)
@@ -207,6 +222,10 @@ def main():
             self.send_response(response.status, response.reason)
             for k, v in response.getheaders():
                 if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
+                    if (args.corrupt_object_checksum and self.command == "HEAD"
+                            and k.lower() == "x-amz-checksum-crc32c"):
+                        v = corrupt_checksum(v)
+                        log.write({"method": self.command, "path": url.path, "action": "corrupt-checksum"})
                     self.send_header(k, v)
             # HEAD carries the object's length without a body.
             length = response.getheader("Content-Length") if self.command == "HEAD" else None

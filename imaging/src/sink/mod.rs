@@ -5,10 +5,12 @@
 //! which also holds the companion files until they are published together, the sidecar only after
 //! the manifest; on S3 each object is stored only if absent, the manifest last.
 
+pub mod claim;
 pub(crate) mod local;
 pub mod s3;
 pub mod staging;
 
+pub use claim::LocalClaim;
 pub use local::LocalSink;
 pub use s3::{S3Sink, S3Url};
 pub use staging::Staging;

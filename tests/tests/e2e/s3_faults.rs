@@ -232,3 +232,71 @@ fn sse_kms_and_the_expected_bucket_owner_are_sent_on_every_write() {
     // with a clear outcome either way.
     assert!(run.code == 0 || run.code == 30, "{}", run.stderr);
 }
+
+// Issue 19, hole 1: S3 completed the upload, then the composite CRC32C it reported did not match
+// ours (a server without crc32c, a middlebox rewriting the header). The run said "partial image
+// removed" and left the image object: the only cleanup was an AbortMultipartUpload (404, the
+// upload was complete), and every rerun was refused with exit 20. The completed object is this
+// run's and is deleted (conditionally on its ETag), the last log line names what was removed, and
+// a rerun of the same name stores the evidence.
+#[test]
+fn a_checksum_that_fails_after_completion_deletes_the_image_object_and_says_so() {
+    let setup = setup();
+    let source = setup.work.path().join("s.raw");
+    random_file(&source, 12 * MIB + 4096, 45);
+    let proxy = FaultProxy::start(&setup.s3.server, &["--corrupt-object-checksum"]);
+
+    let run = acquire_via(&setup, &proxy, &source, &[]);
+    run.expect_code(30);
+    assert!(run.stderr.contains("does not match"), "{}", run.stderr);
+    let image_key = "f/IR-F/disk_evidence/img.image.dd";
+    assert!(
+        run.stderr.contains(&format!(
+            "removed the 1 object(s) this run had stored: {image_key}"
+        )),
+        "the last words name what was removed: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("COULD NOT"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("Could not abort"),
+        "a completed upload is not aborted: {}",
+        run.stderr
+    );
+    let requests = proxy.requests();
+    assert!(
+        requests.iter().any(|r| r["action"] == "corrupt-checksum"),
+        "the proxy changed the checksum"
+    );
+    let deletes: Vec<_> = requests
+        .iter()
+        .filter(|r| r["method"] == "DELETE" && r["path"] == format!("/evidence/{image_key}"))
+        .collect();
+    assert_eq!(deletes.len(), 1, "{requests:?}");
+    assert!(
+        deletes[0]["headers"]["if-match"].as_str().is_some(),
+        "deleted only while it is this run's object: {:?}",
+        deletes[0]
+    );
+    assert_eq!(setup.s3.object_count("evidence"), 0, "no object may remain");
+    assert_eq!(setup.s3.open_uploads("evidence"), 0);
+
+    // The name is free again: a rerun straight to the server stores and proves the evidence.
+    let mut cmd = setup.s3.collector();
+    cmd.arg("acquire")
+        .arg(&source)
+        .args([
+            "--dest",
+            "s3://evidence/f",
+            "--incident",
+            "IR-F",
+            "--name",
+            "img",
+        ])
+        .args(["--s3-force-path-style", "--part-size", "8MiB"]);
+    Run::of(&mut cmd).expect_code(0);
+    assert_eq!(
+        setup.s3.get_http("evidence", image_key),
+        fs::read(&source).unwrap()
+    );
+}

@@ -71,6 +71,9 @@ pub fn run(
         .map(|n| SafeName::parse(n, "evidence name"))
         .transpose()
         .map_err(usage)?;
+    if let Some(name) = explicit_name.as_ref().filter(|_| args.new_capture) {
+        crate::destination::check_capture_room(name)?;
+    }
 
     // Arguments are checked before the source is opened, and everything else before the device is
     // write-blocked: a typo must not touch the evidence.
@@ -89,12 +92,10 @@ pub fn run(
         Some(name) => name,
         None => source.default_name()?,
     };
-    let name = capture_name(&destination, name, args.new_capture)?;
-    let files = EvidenceFiles::new(&name);
     // The suspect's volume: as given, else as the snapshot says.
     let source_volume = source_volume.or_else(|| source.origin_volume());
-
-    destination.prepare(source.device(), &files)?;
+    let name = destination.prepare(source.device(), name, args.new_capture)?;
+    let files = EvidenceFiles::new(&name);
     let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
     let sink = destination.image_sink(&files, source.size(), metadata)?;
     source.write_block();
@@ -123,10 +124,11 @@ pub fn run(
     );
     reporter.finish();
     let outcome = outcome.map_err(|err| {
+        let cleanup = destination.cleanup_report();
         if matches!(err, imaging::Error::Cancelled) {
-            tracing::error!("Acquisition interrupted: partial image removed, no manifest written.");
+            tracing::error!(cleanup = %cleanup, "Acquisition interrupted: no manifest written.");
         } else {
-            tracing::error!(error = %err, "Acquisition failed: partial image removed, no manifest written.");
+            tracing::error!(error = %err, cleanup = %cleanup, "Acquisition failed: no manifest written.");
         }
         Failure::from(err)
     })?;
@@ -233,41 +235,6 @@ pub fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
     Ok(config)
 }
 
-/// How many captures of one evidence name `--new-capture` numbers (`<name>-2` … `<name>-99`) before
-/// it asks the operator to choose a name: a hundred captures of one disk is a loop, not a case.
-const MAX_CAPTURES: u32 = 99;
-
-/// The name this capture is stored under: `name` itself unless `--new-capture` asks to step past
-/// evidence that is already there. The check is advisory (a rival run may take the name in the
-/// meantime); publishing is what refuses to replace anything.
-fn capture_name(
-    destination: &Destination,
-    name: SafeName,
-    new_capture: bool,
-) -> Result<SafeName, Failure> {
-    if !new_capture {
-        return Ok(name);
-    }
-    for number in 1..=MAX_CAPTURES {
-        let candidate = if number == 1 {
-            name.clone()
-        } else {
-            SafeName::parse(&format!("{name}-{number}"), "evidence name").map_err(usage)?
-        };
-        match destination.existing_evidence(&EvidenceFiles::new(&candidate))? {
-            None => return Ok(candidate),
-            Some(existing) => tracing::info!(existing = %existing,
-                "Evidence of this name exists; --new-capture tries the next name."),
-        }
-    }
-    Err(Failure::new(
-        Exit::Output,
-        anyhow!(
-            "evidence {name} and {name}-2 … {name}-{MAX_CAPTURES} all exist; pass another --name"
-        ),
-    ))
-}
-
 fn log_result(manifest: &Manifest) {
     let acq = &manifest.acquisition;
     let hashes: Vec<String> = manifest
@@ -300,9 +267,8 @@ fn write_companions(
     let go_on = || {
         if cancel.load(Ordering::SeqCst) {
             destination.discard();
-            tracing::error!(
-                "Acquisition interrupted: partial evidence removed, no manifest written."
-            );
+            tracing::error!(cleanup = %destination.cleanup_report(),
+                "Acquisition interrupted: no manifest written.");
             return Err(Failure::from(imaging::Error::Cancelled));
         }
         Ok(())

@@ -18,8 +18,10 @@
 //! - `owned`: the objects this run created, checked before use and the only ones it deletes.
 //! - `protect`: Object Lock, leftovers of interrupted runs, tags.
 //! - `small`: the companion objects.
+//! - `claim`: a claim on an evidence name, so racing new captures pick different names.
 
 mod buffers;
+mod claim;
 mod exists;
 mod multipart;
 mod options;
@@ -35,13 +37,14 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
+pub use claim::{S3Claim, claim_file_name, claim_name, release as release_claim};
 pub use exists::{EvidenceKeys, existing_evidence, found_before, is_missing_object};
 pub use multipart::S3Object;
 pub use options::{
     DEFAULT_PART_MEMORY, MAX_PARTS_IN_FLIGHT, PLANNED_PARTS_IN_FLIGHT, Retention, S3Options,
     UploadPlan,
 };
-pub use owned::{Ledger, OwnedObject, delete_objects, still_ours};
+pub use owned::{Cleanup, Ledger, OwnedObject, still_ours};
 pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits, segment_key};
 pub use protect::{require_object_lock, tag_object};
 pub use sink::{S3Receipt, S3Sink};

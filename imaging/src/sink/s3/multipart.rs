@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use super::exists::{is_refused_condition, refused_write};
 use super::options::S3Options;
+use super::owned::{Ledger, OwnedObject};
 use super::plan::PartPlan;
 use super::protect::{cleanup_retries, ensure_object_lock};
 use super::ramp::Ramp;
@@ -90,6 +92,8 @@ pub(super) struct MultipartUpload {
     finished_tx: mpsc::UnboundedSender<(u64, Instant)>,
     finished_rx: mpsc::UnboundedReceiver<(u64, Instant)>,
     sent: u64,
+    /// The CRC32C of each part, in order, once every part was accepted (`complete_upload`).
+    parts: Vec<u32>,
 }
 
 /// Reports a part task's end when dropped: on success, failure, panic or abort alike, so the
@@ -183,6 +187,7 @@ impl MultipartUpload {
             finished_tx,
             finished_rx,
             sent: 0,
+            parts: Vec::new(),
         })
     }
 
@@ -297,15 +302,29 @@ impl MultipartUpload {
 
     /// Waits for every part, completes the upload and proves the object: S3's composite checksum
     /// must equal ours and its size the bytes sent. Then Object Lock is made sure of.
-    pub(super) fn complete(mut self) -> Result<S3Object> {
-        let result = self.complete_inner();
-        if result.is_err() {
-            self.abort();
-        }
-        result
+    ///
+    /// The object is recorded in `ledger` the moment S3 has completed it, before it is proven: a
+    /// completed upload can no longer be aborted, so if the proof fails the object is one this
+    /// run created and must delete (conditionally, see `owned`), not an upload to abort.
+    pub(super) fn complete(mut self, ledger: &Ledger) -> Result<S3Object> {
+        let completed = match self.complete_upload() {
+            Ok(completed) => completed,
+            Err(err) => {
+                self.abort();
+                return Err(err);
+            }
+        };
+        ledger.record(OwnedObject {
+            key: self.key.clone(),
+            etag: completed.e_tag().map(str::to_owned),
+            version_id: real_version(completed.version_id()),
+        });
+        self.prove(&completed)
     }
 
-    fn complete_inner(&mut self) -> Result<S3Object> {
+    /// Waits for every part and completes the upload; the composite checksum of the parts sent is
+    /// kept for `prove`.
+    fn complete_upload(&mut self) -> Result<CompleteMultipartUploadOutput> {
         let mut parts = Vec::with_capacity(self.uploads.len());
         let mut crcs = Vec::with_capacity(self.uploads.len());
         for upload in std::mem::take(&mut self.uploads) {
@@ -313,11 +332,9 @@ impl MultipartUpload {
             crcs.push(crc);
             parts.push(part);
         }
-        let count = parts.len();
-        let ours = composite_crc32c(&crcs);
+        self.parts = crcs;
         let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
-        let completed = self
-            .runtime
+        self.runtime
             .block_on(
                 self.client
                     .complete_multipart_upload()
@@ -341,7 +358,15 @@ impl MultipartUpload {
                 } else {
                     s3_error("complete the upload of", bucket, key, e)
                 }
-            })?;
+            })
+    }
+
+    /// Proves the completed object is the bytes sent: S3's composite checksum equals ours and its
+    /// size the bytes sent; then makes sure of Object Lock.
+    fn prove(&self, completed: &CompleteMultipartUploadOutput) -> Result<S3Object> {
+        let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
+        let count = self.parts.len();
+        let ours = composite_crc32c(&self.parts);
         let version = real_version(completed.version_id());
         let head = self
             .runtime
@@ -411,6 +436,10 @@ impl MultipartUpload {
                 .config_override(cleanup_retries())
                 .send(),
         );
+        if aborted.is_ok() {
+            tracing::warn!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id,
+                "Aborted the multipart upload of the failed run; its parts are removed and no object was created.");
+        }
         if let Err(err) = aborted {
             tracing::error!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id,
                 error = %aws_sdk_s3::error::DisplayErrorContext(&err),

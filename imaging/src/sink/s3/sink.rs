@@ -9,7 +9,7 @@ use tokio::runtime::Handle;
 use super::buffers::PartBuffers;
 use super::multipart::{MultipartUpload, S3Object, take_crc32c};
 use super::options::{S3Options, UploadPlan};
-use super::owned::{Ledger, OwnedObject, delete_objects};
+use super::owned::Ledger;
 use super::plan::UploadLayout;
 use super::protect::abort_other_uploads;
 use super::ramp::Ramp;
@@ -154,11 +154,11 @@ impl S3Sink {
             .upload
             .take()
             .ok_or(Error::Internal("S3 sink completed twice"))?;
-        let mut object = upload.complete()?;
+        // Recorded in the ledger as soon as S3 completes it, so a failed proof deletes it too.
+        let mut object = upload.complete(&self.ledger)?;
         object.sha256 = self.segment_hash.take().map(|h| hex::encode(h.finalize()));
         tracing::info!(key = %object.key, bytes = object.size_bytes, parts = object.part_plan.parts,
             "Image object stored and confirmed by S3.");
-        self.ledger.record(OwnedObject::from(&object));
         self.done.push(object);
         Ok(())
     }
@@ -168,13 +168,8 @@ impl S3Sink {
             upload.abort();
         }
         self.done.clear();
-        delete_objects(
-            &self.runtime,
-            &self.client,
-            &self.bucket,
-            &self.ledger.take(),
-            &self.options,
-        );
+        self.ledger
+            .delete_all(&self.runtime, &self.client, &self.bucket, &self.options);
     }
 
     fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
