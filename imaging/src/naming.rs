@@ -7,6 +7,12 @@ use std::fmt;
 /// Longest accepted name: well inside file-name (255) and S3 key (1024) limits with the suffixes.
 pub const MAX_LEN: usize = 128;
 
+/// The longest suffix a file of the evidence adds to its name (`.image.dd.sha256`).
+const LONGEST_SUFFIX: &str = ".image.dd.sha256";
+
+/// Longest file name derived from a name: `MAX_LEN` and the longest suffix.
+pub const MAX_FILE_NAME_LEN: usize = MAX_LEN + LONGEST_SUFFIX.len();
+
 /// A validated identifier: 1–128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SafeName(String);
@@ -14,18 +20,7 @@ pub struct SafeName(String);
 impl SafeName {
     /// Checks `text`; `what` names the field in the error ("evidence name", "incident ID").
     pub fn parse(text: &str, what: &str) -> Result<Self, String> {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if text.is_empty() || text.len() > MAX_LEN {
-            return Err(format!(
-                "{what} must be 1 to {MAX_LEN} characters, got {}",
-                text.len()
-            ));
-        }
-        if text.starts_with(['.', '-']) || !text.chars().all(allowed) {
-            return Err(format!(
-                "{what} {text:?} may only contain letters, digits, '.', '_' and '-', and must not start with '.' or '-'"
-            ));
-        }
+        check(text, what, MAX_LEN)?;
         Ok(Self(text.to_owned()))
     }
 
@@ -61,6 +56,30 @@ impl fmt::Display for SafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Checks a file name derived from a name (a manifest's `image.file_name`): the characters of a
+/// name, up to a name's length plus the longest suffix. (Checked as a name, the image of an
+/// evidence name over 119 characters was written, then refused by `verify`.)
+pub fn check_file_name(text: &str, what: &str) -> Result<(), String> {
+    check(text, what, MAX_FILE_NAME_LEN)
+}
+
+/// 1 to `max` of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
+fn check(text: &str, what: &str, max: usize) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if text.is_empty() || text.len() > max {
+        return Err(format!(
+            "{what} must be 1 to {max} characters, got {}",
+            text.len()
+        ));
+    }
+    if text.starts_with(['.', '-']) || !text.chars().all(allowed) {
+        return Err(format!(
+            "{what} {text:?} may only contain letters, digits, '.', '_' and '-', and must not start with '.' or '-'"
+        ));
+    }
+    Ok(())
 }
 
 /// The files of one acquisition, all derived from its evidence name.
@@ -105,6 +124,19 @@ impl EvidenceFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 19 (found on the way): every file of the longest name is a valid file name.
+    #[test]
+    fn every_file_of_the_longest_name_passes_the_file_name_check() {
+        let longest = SafeName::parse(&"a".repeat(MAX_LEN), "name").unwrap();
+        for file in EvidenceFiles::new(&longest).all() {
+            check_file_name(file, "file").unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let err = check_file_name(&"a".repeat(MAX_FILE_NAME_LEN + 1), "file").unwrap_err();
+        assert!(err.contains("1 to 144"), "{err}");
+        assert!(check_file_name("../x.image.dd", "file").is_err());
+        assert!(check_file_name(".x.image.dd", "file").is_err());
+    }
 
     // Issue 19: a name of 128 characters left no room for `-2`; `numbered` says so.
     #[test]

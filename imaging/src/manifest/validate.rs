@@ -148,15 +148,15 @@ fn check_source(manifest: &Manifest, problems: &mut Problems) {
 /// Names become file names and S3 keys when the image is looked up: they must not climb out of the
 /// manifest's directory or prefix.
 fn check_names(manifest: &Manifest, problems: &mut Problems) {
-    let mut check = |text: &str, field: &str| {
-        if let Err(e) = SafeName::parse(text, field) {
+    let file_name = crate::naming::check_file_name(&manifest.image.file_name, "image.file_name");
+    let evidence = SafeName::parse(&manifest.case.evidence_name, "case.evidence_name").map(drop);
+    let incident = manifest.case.incident_id.as_deref().map_or(Ok(()), |id| {
+        SafeName::parse(id, "case.incident_id").map(drop)
+    });
+    for checked in [file_name, evidence, incident] {
+        if let Err(e) = checked {
             problems.push(e);
         }
-    };
-    check(&manifest.image.file_name, "image.file_name");
-    check(&manifest.case.evidence_name, "case.evidence_name");
-    if let Some(incident) = &manifest.case.incident_id {
-        check(incident, "case.incident_id");
     }
     if let Some(examiner) = &manifest.case.examiner
         && let Err(e) = super::check_examiner(examiner)

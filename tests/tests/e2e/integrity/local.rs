@@ -318,6 +318,116 @@ proptest! {
     }
 }
 
+/// Three `--new-capture` runs of different sources over an existing `race`, started with random
+/// delays and speeds: each takes a name of its own before reading (`race-2` … `race-4`), so every
+/// run exits 0 and none reads its source only to be refused; each manifest verifies against its
+/// own image, which is exactly one source; no claim or staging directory is left.
+fn race_three_new_captures(racers: &[Racer], seed: u64) -> Result<(), TestCaseError> {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let first = work.path().join("first.raw");
+    random_file(&first, 64 * 1024, seed);
+    Run::of(acquire(&first, &out).args(["--name", "race"])).expect_code(0);
+    let mut sources = Vec::new();
+    for (i, r) in racers.iter().enumerate() {
+        let path = work.path().join(format!("src{i}.raw"));
+        random_file(&path, r.size_kib * 1024, seed + 1 + i as u64);
+        sources.push(path);
+    }
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = racers
+            .iter()
+            .zip(&sources)
+            .map(|(r, source)| {
+                let out = &out;
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(r.delay_ms));
+                    Run::of(acquire(source, out).args([
+                        "--name",
+                        "race",
+                        "--new-capture",
+                        "--chunk-size",
+                        r.chunk,
+                    ]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let logs = || {
+        runs.iter()
+            .map(|r| r.stderr.as_str())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+    prop_assert!(
+        codes.iter().all(|&c| c == 0),
+        "every new capture must store its evidence: {codes:?}\n{}",
+        logs()
+    );
+    let mut expected = evidence_names("race");
+    for name in ["race-2", "race-3", "race-4"] {
+        expected.extend(evidence_names(name));
+    }
+    expected.sort();
+    prop_assert_eq!(entries(&out), expected, "{}", logs());
+    let mut imaged = Vec::new();
+    for name in ["race-2", "race-3", "race-4"] {
+        prop_assert_eq!(verify(&out, name).code, 0, "{} must verify", name);
+        let image = fs::read(out.join(format!("{name}.image.dd"))).unwrap();
+        let source = sources.iter().position(|s| fs::read(s).unwrap() == image);
+        prop_assert!(source.is_some(), "{} holds one source entirely", name);
+        imaged.extend(source);
+        prop_assert_eq!(
+            manifest(&out, name)["case"]["evidence_name"].clone(),
+            Value::from(name)
+        );
+    }
+    imaged.sort_unstable();
+    prop_assert_eq!(imaged, vec![0, 1, 2], "each source stored once");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, max_shrink_iters: 2, failure_persistence: None, ..ProptestConfig::default() })]
+
+    // Issue 19 hole 3: three concurrent --new-capture runs over an existing `n`: one stored `n-2`,
+    // the other two read their whole source and exited 20 (8 of 8 locally).
+    #[test]
+    fn racing_new_captures_each_take_a_free_name_before_reading(
+        racers in prop::collection::vec(racer(), 3),
+        seed in 0u64..1_000_000,
+    ) {
+        require_root();
+        race_three_new_captures(&racers, seed)?;
+    }
+}
+
+// Issue 19: a name of 128 characters was refused only once `-2` was needed, after the source was
+// opened; --new-capture now says up front that the name must leave room for -99.
+#[test]
+fn new_capture_refuses_a_name_without_room_for_a_number_before_opening_the_source() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let long = "n".repeat(126);
+    let run = Run::of(acquire(Path::new("/nonexistent/source"), &out).args([
+        "--name",
+        &long,
+        "--new-capture",
+    ]));
+    run.expect_code(2);
+    assert!(run.stderr.contains("at most 125"), "{}", run.stderr);
+    assert!(!out.exists(), "nothing created");
+    let source = work.path().join("s.raw");
+    random_file(&source, MIB, 109);
+    let fits = "n".repeat(125);
+    Run::of(acquire(&source, &out).args(["--name", &fits, "--new-capture"])).expect_code(0);
+    Run::of(acquire(&source, &out).args(["--name", &fits, "--new-capture"])).expect_code(0);
+    verify(&out, &format!("{fits}-2")).expect_code(0);
+}
+
 // Issue 9, also seen: a FUSE backend that died under a loop device ended as `completed_with_errors`
 // (exit 3) with every later sector "bad"; the source vanished, which is exit 13.
 #[test]

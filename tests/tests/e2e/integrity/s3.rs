@@ -577,6 +577,104 @@ fn race_once(s3: &LocalS3, rng: &mut rand::rngs::StdRng, case: u64, one_disk: bo
     assert_eq!(s3.open_uploads(BUCKET), 0, "case {case}: no open upload");
 }
 
+// Issue 19 hole 3: three concurrent --new-capture runs over an existing `n` in one S3 prefix: one
+// stored `n-2`, the other two read their whole source and exited 20 (3 of 3). Each run now claims
+// a free name before reading: with random starts, speeds and layouts every run exits 0, each
+// manifest verifies and describes its own disk, and no claim object is left.
+#[test]
+fn three_racing_new_captures_each_store_evidence_under_a_name_of_their_own() {
+    require_root();
+    let s3 = LocalS3::with_bucket(BUCKET, false);
+    let mut rng = property_rng();
+    for case in 0..2u64 {
+        race_new_captures_once(&s3, &mut rng, case);
+    }
+}
+
+fn race_new_captures_once(s3: &LocalS3, rng: &mut rand::rngs::StdRng, case: u64) {
+    use rand::RngExt;
+    let work = tempfile::tempdir().unwrap();
+    let incident = format!("IR-N{case}");
+    let first = work.path().join("first.raw");
+    random_file(&first, MIB, 2000 + case);
+    Run::of(&mut acquire(s3, &first, &incident, "n", &[])).expect_code(0);
+    let contenders: Vec<Contender> = (0..3u64)
+        .map(|i| {
+            let seed = 2100 + case * 10 + i;
+            let backing = work.path().join(format!("n{seed}.raw"));
+            random_file(&backing, 12 * MIB, seed);
+            let sha256 = collector_e2e::sha256_hex(&std::fs::read(&backing).unwrap());
+            let delay = [0u32, 5, 15][rng.random_range(0..3usize)];
+            Contender {
+                source: FaultFs::mount(&backing, &["--delay-ms".into(), delay.to_string()]),
+                sha256,
+                queue_depth: rng.random_range(1..=4u32),
+                segmented: rng.random_bool(0.5),
+                start_after: Duration::from_millis(rng.random_range(0..400u64)),
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for contender in &contenders {
+        std::thread::sleep(contender.start_after.saturating_sub(started.elapsed()));
+        let depth = contender.queue_depth.to_string();
+        let mut extra = vec!["--new-capture", "--queue-depth", depth.as_str()];
+        if contender.segmented {
+            extra.extend(["--max-object-size", "8MiB"]);
+        }
+        children.push(Run::spawn(&mut acquire(
+            s3,
+            &contender.source.file(),
+            &incident,
+            "n",
+            &extra,
+        )));
+    }
+    let runs: Vec<Run> = children.into_iter().map(Run::wait).collect();
+    let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+    let logs = || {
+        runs.iter()
+            .map(|r| r.stderr.as_str())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    assert!(
+        codes.iter().all(|&c| c == 0),
+        "case {case}: every new capture must store its evidence, none be refused after reading: {codes:?}\n{}",
+        logs()
+    );
+    let mut disks = Vec::new();
+    for name in ["n-2", "n-3", "n-4"] {
+        let manifest_key = key(&incident, &format!("{name}.manifest.json"));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&s3.get(BUCKET, &manifest_key)).unwrap();
+        assert_eq!(manifest["case"]["evidence_name"], name, "case {case}");
+        let sha256 = manifest["image"]["hashes"]["sha256"].as_str().unwrap();
+        disks.extend(contenders.iter().position(|c| c.sha256 == sha256));
+        let mut verify = s3.collector();
+        verify.args([
+            "verify",
+            &format!("s3://{BUCKET}/{manifest_key}"),
+            "--s3-force-path-style",
+        ]);
+        Run::of(&mut verify).expect_code(0);
+    }
+    disks.sort_unstable();
+    assert_eq!(
+        disks,
+        [0, 1, 2],
+        "case {case}: each disk stored once\n{}",
+        logs()
+    );
+    let claims: Vec<String> = keys_under(s3, &format!("cases/{incident}/"))
+        .into_iter()
+        .filter(|k| k.ends_with(".claim"))
+        .collect();
+    assert!(claims.is_empty(), "case {case}: claims left: {claims:?}");
+    assert_eq!(s3.open_uploads(BUCKET), 0, "case {case}: no open upload");
+}
+
 // Issue 9 item 2 (rest): a refused rerun from a disk leaves the disk as it found it, and a rerun that
 // asks for a new capture is stored beside the first under the next free name.
 #[test]
