@@ -628,3 +628,50 @@ fn existing_ancestor(dir: &Path) -> &Path {
         .find(|p| !p.as_os_str().is_empty() && p.exists())
         .unwrap_or(Path::new("."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 19: the last line of a failed S3 run says what its cleanup removed and, above all,
+    // what it could not.
+    #[test]
+    fn the_cleanup_report_names_what_was_removed_and_what_was_left() {
+        let nothing = s3::Cleanup::default();
+        assert_eq!(
+            cleanup_text(&nothing),
+            "no object of this run was left completed"
+        );
+        let removed = s3::Cleanup {
+            removed: vec![
+                "p/i/disk_evidence/x.image.dd".into(),
+                "p/x.capture.log".into(),
+            ],
+            left: Vec::new(),
+        };
+        assert_eq!(
+            cleanup_text(&removed),
+            "removed the 2 object(s) this run had stored: p/i/disk_evidence/x.image.dd, p/x.capture.log"
+        );
+        let left = s3::Cleanup {
+            removed: vec!["a".into()],
+            left: vec!["b".into(), "c".into()],
+        };
+        assert_eq!(
+            cleanup_text(&left),
+            "removed the 1 object(s) this run had stored: a; COULD NOT remove 2 object(s), still in the bucket with no manifest: b, c"
+        );
+    }
+
+    #[test]
+    fn a_new_capture_name_must_leave_room_for_the_last_number() {
+        let name = |n: usize| SafeName::parse(&"v".repeat(n), "name").unwrap();
+        assert!(check_capture_room(&name(125)).is_ok());
+        let err = check_capture_room(&name(126)).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+        let text = err.error.to_string();
+        assert!(text.contains("is 126 characters"), "{text}");
+        assert!(text.contains("up to -99"), "{text}");
+        assert!(text.contains("at most 125"), "{text}");
+    }
+}
