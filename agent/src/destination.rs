@@ -459,7 +459,7 @@ impl Destination {
     pub fn cleanup_report(&self) -> String {
         match self {
             Self::Local(_) => {
-                "nothing was published; the run's staging directory and its files are removed"
+                "nothing was published under a final name; the run's staging directory is removed as it ends (a warning follows if it cannot be)"
                     .to_owned()
             }
             Self::S3(s3) => cleanup_text(&s3.ledger.cleanup()),
