@@ -8,7 +8,9 @@
 # LTO and one codegen unit, see the workspace Cargo.toml); cargo-deb makes the .deb (stripped) and
 # a -dbgsym .ddeb (the line tables, by build ID); the binary is stripped for the .rpm, whose line
 # tables go to forensic-collector.debug beside it; packaging/check.sh then asserts the contents.
-# Needs binutils (objcopy, strip) and dpkg-dev (dpkg-shlibdeps); `rpm` only for check.sh.
+# Needs cargo (rustup's toolchain), binutils (objcopy, strip) and dpkg-dev (dpkg-shlibdeps), and
+# for check.sh rpm and cpio: packaging/deps.sh installs the Debian ones first when run as root
+# (apt-get, quietly; nothing when they are there), else names them before anything is built.
 set -euo pipefail
 
 # Versions that build with this workspace's toolchain (rust-toolchain / rustc 1.95), from
@@ -19,6 +21,11 @@ readonly PROFILE=dist
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+command -v cargo >/dev/null || { echo "build.sh: needs cargo (rustup's toolchain)" >&2; exit 1; }
+# shellcheck source=packaging/deps.sh
+. packaging/deps.sh
+need_packages build.sh binutils=objcopy dpkg-dev=dpkg-shlibdeps rpm=rpm2cpio cpio=cpio systemd=systemd-analyze
 out=target/packages
 bin_dir=target/$PROFILE
 

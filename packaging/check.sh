@@ -3,13 +3,18 @@
 #
 #   packaging/check.sh [DIR]      # DIR holds the .deb, .ddeb, .rpm and .debug (target/packages)
 #
-# Each check prints "ok: …" or "FAIL: …"; the exit status is 0 only when all passed. Needs dpkg-deb, rpm, rpm2cpio, cpio, binutils (readelf, objdump).
+# Each check prints "ok: …" or "FAIL: …"; the exit status is 0 only when all passed. Needs dpkg-deb,
+# rpm, rpm2cpio, cpio, binutils (readelf, objdump) and systemd-analyze: packaging/deps.sh installs
+# the missing ones first when run as root, else names them before any check runs.
 
 # The small predicates below run through `check`, which shellcheck cannot follow.
 # shellcheck disable=SC2317
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=packaging/deps.sh
+. "$root/packaging/deps.sh"
+need_packages check.sh dpkg=dpkg-deb rpm=rpm2cpio cpio=cpio binutils=readelf systemd=systemd-analyze
 dir=$(cd "${1:-$root/target/packages}" && pwd)
 # The shipped binary must stay under this size (issue 11's goal).
 readonly MAX_BINARY_BYTES=25000000

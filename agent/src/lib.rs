@@ -6,7 +6,8 @@
 //! - `cli`: the command line (clap derive); `cmd`: one module per command (`acquire`, `verify`,
 //!   `watch`, `config`), each turning parsed arguments into work and an exit.
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
-//! - `aws`: the shared tokio runtime and AWS clients.
+//! - `aws`: the AWS clients and `aws::runtime()`, which builds a new tokio runtime on each call
+//!   (one per command that talks to AWS; a snapshot-to-S3 run builds two), not one shared runtime.
 //! - `config`: the daemon's layered, validated configuration; `imds`: EC2 user data and instance
 //!   ID over IMDSv2.
 //! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.

@@ -101,7 +101,7 @@ impl HashAlgorithm {
         }
         if !algorithms.contains(&Self::Sha256) {
             return Err(Error::InvalidSetting(
-                "the hash list must include sha256: the sidecar, S3's part checksums and `verify` rely on it".into(),
+                "the hash list must include sha256: the sidecar, the manifest's record and `verify` rely on it".into(),
             ));
         }
         Ok(algorithms)

@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
+# cfn-lint and PyYAML are pinned pip packages, not Debian ones: name them rather than guess a pip.
+if ! command -v cfn-lint >/dev/null || ! "$PYTHON" -c 'import yaml' 2>/dev/null; then
+  echo "check-docs: needs cfn-lint and PyYAML for $PYTHON (tests/helpers/setup-deps.sh installs the pinned ones)" >&2
+  exit 1
+fi
 
 templates=()
 while IFS= read -r -d '' file; do

@@ -13,8 +13,8 @@ pub const DEFAULT_CAPTURE_GROUP: &str = "ForensicDiskCapture";
 /// The readiness text. The original flow's attaching Lambda compares the stream's latest event with
 /// `incron is running`, byte for byte: configure that text to keep it working unchanged.
 pub const DEFAULT_READINESS_MESSAGE: &str = "forensic-collector ready";
-/// Events held while CloudWatch is slow or down: about a day of progress lines at one per 10 s
-/// plus every job event, a few MB of small JSON.
+/// Events held while CloudWatch is slow or down: about three days of progress lines at the
+/// default one per 30 s (`cloudwatch.progress_interval_secs`; a day at one per 10 s) plus every job event, a few MB of small JSON.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 /// One PutLogEvents call (with the group and stream creation before it) may take this long. A
 /// healthy call takes well under a second; ten leave room for a slow network without letting a

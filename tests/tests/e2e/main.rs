@@ -1,5 +1,6 @@
 //! The end-to-end suites, one module each, in one test binary (ripgrep's habit): each binary of
-//! this crate links the AWS SDK, so twelve of them cost twelve links and gigabytes of `target/`.
+//! this crate links the AWS SDK, so the twelve binaries the suites once were cost twelve links and
+//! gigabytes of `target/`; now they are this one.
 //! A module is a suite; run one with its path as the filter, e.g.
 //! `cargo test -p collector-e2e --test e2e s3::` (which also matches `integrity::s3::`) or
 //! `cargo test -p collector-e2e --test e2e -- --skip integrity:: s3::`.
