@@ -1,6 +1,6 @@
 //! Prints how the S3 sink would upload images of the given sizes at the default options: part
 //! size, objects, parts in flight and the memory of the part buffers. `tests/bench/table.sh` prints
-//! it under its measurements, for the README and issue notes.
+//! it under its measurements, for docs/s3.md, docs/performance.md and issue notes.
 //!
 //! `cargo run --release -p imaging --example s3_plan -- 16GiB 1TiB 16TiB`
 

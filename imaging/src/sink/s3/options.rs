@@ -150,7 +150,7 @@ mod tests {
     const GIB: u64 = 1 << 30;
     const TIB: u64 = 1 << 40;
 
-    /// The defaults' plan for three disk sizes (issue 12), as the README's table shows it.
+    /// The defaults' plan for three disk sizes (issue 12), as docs/s3.md's table shows it.
     #[test]
     fn the_default_plan_for_16_gib_1_tib_and_16_tib() {
         let options = S3Options::default();
