@@ -6,8 +6,9 @@
 //! - `cli`: the command line (clap derive); `cmd`: one module per command (`acquire`, `verify`,
 //!   `watch`, `config`), each turning parsed arguments into work and an exit.
 //! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
-//! - `aws`: the AWS clients and `aws::runtime()`, which builds a new tokio runtime on each call
-//!   (one per command that talks to AWS; a snapshot-to-S3 run builds two), not one shared runtime.
+//! - `aws`: the AWS clients and `aws::runtime()`, which builds a new tokio runtime on each call, not
+//!   one shared runtime: an S3 destination, a snapshot source, `verify` of S3, `watch` and its
+//!   refusal report each build their own (a snapshot-to-S3 run starts two).
 //! - `config`: the daemon's layered, validated configuration; `imds`: EC2 user data and instance
 //!   ID over IMDSv2.
 //! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
