@@ -292,6 +292,10 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.exit(), crate::exit::Exit::Config);
+        let text = err.to_string();
+        let opening =
+            r#"FORENSIC_COLLECTOR_CONFIG="/root/secret.cred" in the environment: refused"#;
+        assert!(text.starts_with(opening), "{text}");
         assert_eq!(
             settings(&env(&[("FORENSIC_COLLECTOR_CONFIG", "")])).unwrap(),
             Read::default()

@@ -404,6 +404,10 @@ mod tests {
                         && value == "/root/secret.cred"),
                 "{line}: {err:?}"
             );
+            assert!(
+                err.to_string().contains("in user data (shell): refused"),
+                "{err}"
+            );
         }
         parse("DESTINATION_BUCKET=b\nFORENSIC_COLLECTOR_CONFIG=\n").unwrap();
     }
