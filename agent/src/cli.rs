@@ -50,7 +50,8 @@ pub enum Command {
 /// `watch` options; each overrides the same key of the configuration (see docs/config.md).
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Config file [default: $FORENSIC_COLLECTOR_CONFIG, else /etc/forensic-collector/config.toml].
+    /// Config file [default: /etc/forensic-collector/config.toml]. Only this flag chooses another
+    /// file: `FORENSIC_COLLECTOR_CONFIG` is refused (the environment may not choose what root reads).
     #[arg(long)]
     pub config: Option<PathBuf>,
 
@@ -74,7 +75,8 @@ pub enum ConfigCommand {
 /// `config check` options.
 #[derive(Debug, Args)]
 pub struct ConfigCheckArgs {
-    /// Config file [default: $FORENSIC_COLLECTOR_CONFIG, else /etc/forensic-collector/config.toml].
+    /// Config file [default: /etc/forensic-collector/config.toml]. Only this flag chooses another
+    /// file: `FORENSIC_COLLECTOR_CONFIG` is refused (the environment may not choose what root reads).
     #[arg(long)]
     pub config: Option<PathBuf>,
 

@@ -11,6 +11,9 @@
 #     at /usr/bin/forensic-collector (ExecStart must name an executable). Any warning fails, not
 #     only errors: an unknown or misspelt directive is only a warning to systemd, and a
 #     hardening directive silently ignored is exactly what this check is for.
+#     Then again with the drop-in that selects the original flow's preset (tests/vm/guest's, which
+#     the Image Builder component writes too: check_docs.py holds them equal) under /etc: its
+#     ExecStart= reset and `--config` line must make a valid unit with this one.
 #  3. Every `DeviceAllow=block-NAME` names a driver in /proc/devices' block list that an EBS volume
 #     (or the VM test's disk) shows up as: systemd resolves NAME when the unit starts and silently
 #     allows nothing for a name it does not know, and neither check above sees a misspelling.
@@ -60,6 +63,18 @@ if [ "$status" -ne 0 ] || [ -s "$work/verify" ]; then
   exit 1
 fi
 echo "check-unit: systemd-analyze verify clean"
+dropin=tests/vm/guest/etc/systemd/system/forensic-collector.service.d/preset.conf
+mkdir -p "$root/etc/systemd/system/$name.d"
+cp "$dropin" "$root/etc/systemd/system/$name.d/"
+status=0
+systemd-analyze verify --man=no --root="$root" "/usr/lib/systemd/system/$name" >"$work/verify" 2>&1 ||
+  status=$?
+if [ "$status" -ne 0 ] || [ -s "$work/verify" ]; then
+  cat "$work/verify" >&2
+  echo "check-unit: FAIL: systemd-analyze verify with $dropin (exit $status, output above)" >&2
+  exit 1
+fi
+echo "check-unit: systemd-analyze verify clean with the preset's drop-in"
 
 # 3. Device names. blkext: NVMe namespaces (Nitro EBS, major 259); xvd: Xen EBS; sd: SCSI;
 # virtblk: virtio (KVM clouds, the VM test). Each must be read-only.

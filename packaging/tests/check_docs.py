@@ -5,7 +5,9 @@
   validate and test; every step has a unique name, a known action and its inputs; every declared
   parameter is used and every `{{ X }}` used is declared; no parameter inside a shell script
   (AWSTOE substitutes them as text and cannot restrict their values); every script passes
-  `bash -n` and shellcheck.
+  `bash -n` and shellcheck. The unit drop-in a component writes to select a preset is the VM
+  test's (tests/vm/guest, which proves it at boot) byte for byte, and its `--config` names a
+  preset the package installs; nothing assigns FORENSIC_COLLECTOR_CONFIG (the agent refuses it).
 - SSM Command documents (packaging/ssm/*): schemaVersion 2.2; every step has a unique name, a known
   action and its inputs; every parameter is declared with a type, a description and an
   allowedPattern, is used, and every `{{ x }}` used is declared; in scripts a parameter appears only
@@ -31,6 +33,16 @@ SSM_DOCUMENTS = sorted(p for p in (ROOT / "packaging" / "ssm").glob("*")
                        if p.suffix in (".yaml", ".yml", ".json"))
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_:.-]+)\s*\}\}")
+
+# The unit drop-in that selects the original flow's preset: where a component stages it, and the
+# VM test's copy, which the VM test boots with.
+PRESET_DROPIN_STAGED = "/var/tmp/forensic-collector-preset.conf"
+PRESET_DROPIN_VM = (ROOT / "tests" / "vm" / "guest" / "etc" / "systemd" / "system"
+                    / "forensic-collector.service.d" / "preset.conf")
+PRESETS_INSTALLED = "/usr/share/forensic-collector/presets/"
+# An assignment of the variable the agent refuses (issue 19): the config file is chosen by
+# --config only.
+PATH_VARIABLE = re.compile(r"FORENSIC_COLLECTOR_CONFIG=")
 
 
 def as_run_command(step, values):
@@ -184,6 +196,33 @@ def check_component(doc, where):
                     lint_script(script, f"{at} command {i}")
             used |= names
     same_parameters(declared, used, str(where))
+    check_preset_dropin(doc, where)
+
+
+def check_preset_dropin(doc, where):
+    """The staged drop-in is the VM test's, and selects an installed preset; no text of the
+    component assigns FORENSIC_COLLECTOR_CONFIG."""
+    for text in strings_in(doc):
+        if PATH_VARIABLE.search(text):
+            raise Failed(f"{where}: assigns FORENSIC_COLLECTOR_CONFIG, which the agent refuses; "
+                         "select a config file with --config in a unit drop-in")
+    staged = [f for phase in doc["phases"] for step in phase.get("steps") or []
+              if step.get("action") == "CreateFile" for f in step["inputs"]
+              if f.get("path") == PRESET_DROPIN_STAGED]
+    if len(staged) != 1:
+        raise Failed(f"{where}: {len(staged)} CreateFile of {PRESET_DROPIN_STAGED}, not one")
+    content = staged[0].get("content")
+    if content != PRESET_DROPIN_VM.read_text():
+        raise Failed(f"{where}: {PRESET_DROPIN_STAGED} differs from "
+                     f"{PRESET_DROPIN_VM.relative_to(ROOT)}, the drop-in the VM test boots with")
+    if "\nExecStart=\nExecStart=" not in content:
+        raise Failed(f"{where}: the drop-in must reset ExecStart= before its own (a simple "
+                     "service takes one)")
+    configs = re.findall(r"^ExecStart=\S+ watch --config (\S+)$", content, re.MULTILINE)
+    if len(configs) != 1 or not configs[0].startswith(PRESETS_INSTALLED) or not (
+            ROOT / "packaging" / "presets" / configs[0][len(PRESETS_INSTALLED):]).is_file():
+        raise Failed(f"{where}: the drop-in's ExecStart must be `watch --config` with a preset "
+                     f"the package installs under {PRESETS_INSTALLED}, is {configs}")
 
 
 def check_ssm(doc, where):
@@ -264,6 +303,11 @@ def self_test(component, ssm):
     def bash(d):
         return build(d)[1]["inputs"]["commands"]
 
+    def preset_dropin(d):
+        return next((f for step in build(d) if step["action"] == "CreateFile"
+                     for f in step["inputs"] if f.get("path") == PRESET_DROPIN_STAGED),
+                    {"content": ""})
+
     for what, change in [
         ("schemaVersion 2.0", lambda d: d.update(schemaVersion=2.0)),
         ("an unknown phase", lambda d: d["phases"][0].update(name="deploy")),
@@ -276,6 +320,12 @@ def self_test(component, ssm):
             destination="/tmp/{{ Undeclared }}")),
         ("a parameter in a script", lambda d: bash(d).append("echo '{{ PackageS3Uri }}'")),
         ("a script shellcheck refuses", lambda d: bash(d).append("rm -rf $dir/x")),
+        ("a script setting FORENSIC_COLLECTOR_CONFIG", lambda d: bash(d).append(
+            "echo FORENSIC_COLLECTOR_CONFIG=/x >> /etc/default/forensic-collector")),
+        ("a drop-in other than the VM test's", lambda d: preset_dropin(d).update(
+            content=preset_dropin(d)["content"].replace("original-flow", "other-flow"))),
+        ("a drop-in without ExecStart's reset", lambda d: preset_dropin(d).update(
+            content=preset_dropin(d)["content"].replace("ExecStart=\n", ""))),
     ]:
         must_fail(what, check_component, component, change)
 

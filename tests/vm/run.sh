@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The VM test: the collector as a responder deploys it — the .deb installed with dpkg into a
 # Debian 12 guest, the hardened unit as the package ships it, the original flow's preset selected
-# by one line — booted in QEMU with real udev, NVMe volumes hot-plugged with EBS volume IDs as
+# by a unit drop-in — booted in QEMU with real udev, NVMe volumes hot-plugged with EBS volume IDs as
 # serials, the job in IMDSv2 user data, S3 and CloudWatch Logs served by moto on the host.
 #
 #   tests/vm/run.sh [--deb PACKAGE.deb] [--boot daemon|stop]...   (root; tests/run runs it)

@@ -21,8 +21,9 @@ pub const LEGACY: [(&str, &str); 4] = [
     ("INCIDENT_ID", "incident_id"),
 ];
 
-/// `FORENSIC_COLLECTOR_*` names that are not settings but are known: the config file's path, and
-/// names the build and the test harness use. Anything else with the prefix draws a warning.
+/// `FORENSIC_COLLECTOR_*` names that are not settings but are known: the config file's former
+/// variable (refused where it is read, [`refuse_path_variable`]), and names the build and the test
+/// harness use. They draw no warning and are never suggested for a typo: only settings are.
 pub const OTHER_NAMES: [&str; 3] = [
     super::PATH_VAR,
     // The test harness's path to the binary under test.
@@ -54,13 +55,28 @@ pub fn setting_names() -> Vec<String> {
         .collect()
 }
 
-/// The known name closest to `name` (Levenshtein distance, from `strsim`, which clap already
-/// uses for its own suggestions), for "did you mean".
+/// The setting's variable closest to `name` (Levenshtein distance, from `strsim`, which clap
+/// already uses for its own suggestions), for "did you mean". Only settings: a test-only or
+/// build-time name ([`OTHER_NAMES`]) would send the operator to a variable that does nothing.
 pub fn closest(name: &str) -> Option<String> {
     setting_names()
         .into_iter()
-        .chain(OTHER_NAMES.iter().map(|n| (*n).to_owned()))
         .min_by_key(|known| strsim::levenshtein(name, known))
+}
+
+/// Refuses [`super::PATH_VAR`] set to a non-empty value in `origin` (the environment or shell
+/// user data), without reading what it names: it used to choose the config file, and a host still
+/// set up that way must learn that it no longer does rather than run on another file. An empty
+/// value names nothing and was always taken as unset.
+pub fn refuse_path_variable(name: &str, value: &str, origin: &Origin) -> Result<(), ConfigError> {
+    if name != super::PATH_VAR || value.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::PathVariable {
+        name: super::PATH_VAR,
+        origin: origin.clone(),
+        value: value.to_owned(),
+    })
 }
 
 /// The warning for a `FORENSIC_COLLECTOR_*` name that is neither a setting nor known, or `None`.
@@ -138,13 +154,16 @@ impl Read {
 }
 
 /// Settings from `env`, legacy names first so that `FORENSIC_COLLECTOR_JOB_*` wins over them.
-/// Unknown `FORENSIC_COLLECTOR_*` names are logged as warnings.
+/// Unknown `FORENSIC_COLLECTOR_*` names are logged as warnings; `FORENSIC_COLLECTOR_CONFIG` is
+/// refused ([`refuse_path_variable`]).
 pub fn settings(env: &BTreeMap<String, String>) -> Result<Read, ConfigError> {
     let mut legacy = Read::default();
     let mut prefixed = Read::default();
     for (name, value) in env {
+        let origin = Origin::Env(name.clone());
+        refuse_path_variable(name, value, &origin)?;
         let Some(key) = key_of(name) else {
-            warn_if_unknown(name, &Origin::Env(name.clone()));
+            warn_if_unknown(name, &origin);
             continue;
         };
         let read = if is_legacy(name) {
@@ -152,7 +171,7 @@ pub fn settings(env: &BTreeMap<String, String>) -> Result<Read, ConfigError> {
         } else {
             &mut prefixed
         };
-        read.push(name, key, value, Origin::Env(name.clone()))?;
+        read.push(name, key, value, origin)?;
     }
     legacy.settings.extend(prefixed.settings);
     legacy.ignored.extend(prefixed.ignored);
@@ -242,6 +261,48 @@ mod tests {
             assert_eq!(unknown_warning(quiet), None, "{quiet}");
         }
         assert!(unknown_warning("FORENSIC_COLLECTOR_CONFG").is_some());
+    }
+
+    // Issue 19 (loose edge): a typo was answered with a test-only name ("did you mean
+    // FORENSIC_COLLECTOR_BIN?"). Only settings are suggested; the other names stay quiet.
+    #[test]
+    fn only_settings_are_suggested() {
+        let settings = setting_names();
+        for other in OTHER_NAMES {
+            assert_eq!(unknown_warning(other), None, "{other}");
+            let near = format!("{other}X");
+            for typo in [other, near.as_str(), &other[..other.len() - 1]] {
+                let suggestion = closest(typo).unwrap();
+                assert!(settings.contains(&suggestion), "{typo}: {suggestion}");
+                let warning = unknown_warning(typo).unwrap_or_default();
+                for name in OTHER_NAMES {
+                    assert!(!warning.contains(&format!("mean {name}?")), "{warning}");
+                }
+            }
+        }
+    }
+
+    // Issue 19: the config file's former variable is refused, from any source, unless empty.
+    #[test]
+    fn the_config_path_variable_is_refused() {
+        let err = settings(&env(&[(super::super::PATH_VAR, "/root/secret.cred")])).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::PathVariable { origin: Origin::Env(var), value, .. }
+                if var == "FORENSIC_COLLECTOR_CONFIG" && value == "/root/secret.cred"),
+            "{err:?}"
+        );
+        assert_eq!(err.exit(), crate::exit::Exit::Config);
+        let text = err.to_string();
+        let opening =
+            r#"FORENSIC_COLLECTOR_CONFIG="/root/secret.cred" in the environment: refused"#;
+        assert!(text.starts_with(opening), "{text}");
+        assert_eq!(
+            settings(&env(&[("FORENSIC_COLLECTOR_CONFIG", "")])).unwrap(),
+            Read::default()
+        );
+        let origin = Origin::Env("X".into());
+        refuse_path_variable("FORENSIC_COLLECTOR_BIN", "/x", &origin).unwrap();
+        refuse_path_variable("FORENSIC_COLLECTOR_CONFIG", "/x", &origin).unwrap_err();
     }
 
     #[test]

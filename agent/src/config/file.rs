@@ -2,9 +2,9 @@
 //! but root (or the user running us) could have written.
 //!
 //! The file may set what runs as root (`watch.poweroff_command`), so it is the administrator's
-//! word: a file others can write would hand them that power. And the path may come from
-//! `$FORENSIC_COLLECTOR_CONFIG` or a typo, so it can name `/dev/zero` (an endless read), a FIFO (a
-//! read that blocks until someone writes) or a directory: it is read through
+//! word: a file others can write would hand them that power. And `--config`'s path may be a
+//! typo, so it can name `/dev/zero` (an endless read), a FIFO (a read that blocks until someone
+//! writes) or a directory: it is read through
 //! [`imaging::regular_file`], which checks the type before and after opening (non-blocking) and
 //! bounds the read, so any path gets an answer at once.
 

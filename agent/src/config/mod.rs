@@ -3,8 +3,10 @@
 //!
 //! # Precedence (lowest to highest)
 //! 1. built-in defaults (`raw.rs`);
-//! 2. the config file: `--config FILE`, else `$FORENSIC_COLLECTOR_CONFIG`, else
-//!    `/etc/forensic-collector/config.toml` (only this default may be missing);
+//! 2. the config file: `--config FILE`, else `/etc/forensic-collector/config.toml` (only this
+//!    default may be missing). Never a path from the environment or user data: they are job input
+//!    and may not choose a file root reads, so `FORENSIC_COLLECTOR_CONFIG` is refused
+//!    (`ConfigError::PathVariable`) and the file it names is never opened;
 //! 3. the job context in EC2 user data, read over IMDSv2 unless `[job] use_imds = false` or
 //!    `AWS_EC2_METADATA_DISABLED=true` (JSON, TOML or the original flow's shell script); `watch`
 //!    waits up to `[job] imds_wait_secs` for IMDS to answer (`LoadOptions::wait_for_imds`);
@@ -68,9 +70,11 @@ pub use error::ConfigError;
 pub use layers::{KeyPath, Layers, Origin, Setting, UserDataFormat};
 pub use typed::Config;
 
-/// The config file read when neither `--config` nor `FORENSIC_COLLECTOR_CONFIG` names one.
+/// The config file read when `--config` names none.
 pub const DEFAULT_PATH: &str = "/etc/forensic-collector/config.toml";
-/// Environment variable naming the config file.
+/// The variable that named the config file until issue 19. Its sources (the environment, fed from
+/// /etc/environment, which user data writes; shell user data) may not choose a file root reads,
+/// so setting it is refused (`ConfigError::PathVariable`), never read as a path.
 pub const PATH_VAR: &str = "FORENSIC_COLLECTOR_CONFIG";
 
 /// A command-line value for one key, applied over every other source.
@@ -409,15 +413,13 @@ fn imds_wait(
     })
 }
 
-/// The file to read and whether it must exist.
+/// The file to read and whether it must exist: `--config`'s, else the packaged default. Never the
+/// environment's (see [`PATH_VAR`]).
 fn config_file(options: &LoadOptions) -> (PathBuf, bool) {
-    if let Some(path) = &options.config_path {
-        return (path.clone(), true);
+    match &options.config_path {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
     }
-    if let Some(path) = options.env.get(PATH_VAR).filter(|p| !p.is_empty()) {
-        return (PathBuf::from(path), true);
-    }
-    (PathBuf::from(DEFAULT_PATH), false)
 }
 
 /// Reads and parses the file; `None` when an optional file is missing.
@@ -433,6 +435,7 @@ fn read_file(path: &Path, required: bool) -> Result<Option<toml::Table>, ConfigE
         .map(Some)
         .map_err(|e| ConfigError::FileSyntax {
             path: path.to_owned(),
+            position: e.span().map(|span| error::Position::of(&text, span.start)),
             message: e.to_string().trim().to_owned(),
         })
 }

@@ -213,15 +213,48 @@ fn an_explicit_missing_file_is_an_error_the_default_is_not() {
     let err = load(&opts).unwrap_err();
     assert!(matches!(err, ConfigError::ReadFile { .. }), "{err}");
     assert_eq!(err.exit(), crate::exit::Exit::Config);
-    let (mut opts, _) = options(None, &[(PATH_VAR, "/nonexistent/x.toml")]);
-    assert!(
-        load(&opts).is_err(),
-        "the env variable names a file that must exist"
-    );
-    opts.env.remove(PATH_VAR);
+    let (opts, _) = options(None, &[]);
     if !Path::new(DEFAULT_PATH).exists() {
         assert!(load(&opts).unwrap().file.is_none());
     }
+}
+
+// Issue 19: FORENSIC_COLLECTOR_CONFIG named the file root read, and the environment is written by
+// user data: a credentials file's line came back in the refusal. The variable is refused, with
+// or without `--config`, and the file it names is never opened.
+#[test]
+fn the_config_path_variable_is_refused_and_its_file_never_read() {
+    let secret = "aws_access_key_id = AKIAFAKESECRET000042";
+    let target = tempfile_path::TempPath::with(&format!("{secret}\n"));
+    let named = target.0.display().to_string();
+    for explicit in [None, Some("[cloudwatch]\ncapture_group = \"Mine\"\n")] {
+        let (opts, _file) = options(explicit, &[(PATH_VAR, named.as_str())]);
+        let refusal = load_salvaging(&opts).unwrap_err();
+        let err = &refusal.error;
+        assert!(
+            matches!(err, ConfigError::PathVariable { origin: Origin::Env(var), value, .. }
+                if var == PATH_VAR && *value == named),
+            "{err:?}"
+        );
+        assert_eq!(err.exit(), crate::exit::Exit::Config);
+        for text in [err.to_string(), err.off_host_text()] {
+            assert!(!text.contains("AKIA"), "{text}");
+            for needle in [PATH_VAR, "user data", "--config", "was not opened", &named] {
+                assert!(text.contains(needle), "{needle:?} missing: {text}");
+            }
+        }
+        // `--config`'s file is read first: the refusal still reports where it says.
+        let group = refusal.partial.merged().unwrap().cloudwatch.capture_group;
+        let expected = if explicit.is_some() {
+            "Mine"
+        } else {
+            "ForensicDiskCapture"
+        };
+        assert_eq!(group, expected);
+    }
+    // Empty names nothing, as before: not a refusal.
+    let (opts, _file) = options(Some(""), &[(PATH_VAR, "")]);
+    load(&opts).unwrap();
 }
 
 #[test]
@@ -233,6 +266,48 @@ fn bad_toml_names_the_file_and_line() {
         "{err}"
     );
     assert!(err.contains("line 2"), "{err}");
+}
+
+// Issue 19: toml's message quotes the offending line; the form that leaves the host (CloudWatch)
+// names the file, line and column only.
+#[test]
+fn a_syntax_error_off_host_names_the_place_not_the_text() {
+    let (opts, temp) = options(Some("[job]\n\nsecret = AKIAFAKESECRET000042\n"), &[]);
+    let err = load(&opts).unwrap_err();
+    let path = temp.unwrap().0.display().to_string();
+    let on_host = err.to_string();
+    assert!(on_host.contains("AKIAFAKESECRET000042"), "{on_host}");
+    let off_host = err.off_host_text();
+    assert!(!off_host.contains("AKIA"), "{off_host}");
+    assert!(!off_host.contains("secret"), "{off_host}");
+    // toml says where it stopped; the off-host form says the same place.
+    let place = "line 3, column 10";
+    assert!(on_host.contains(place), "{on_host}");
+    assert!(
+        off_host.contains(&format!("{path} is not valid TOML at {place}")),
+        "{off_host}"
+    );
+}
+
+// Issue 19: a bad value from the file is not repeated off the host; from user data, the
+// environment or a flag it is the sender's own and stays.
+#[test]
+fn a_file_value_is_not_repeated_off_host() {
+    let (opts, temp) = options(Some("[job]\nbucket = \"AKIA_NOT_A_BUCKET\"\n"), &[]);
+    let err = load(&opts).unwrap_err();
+    let path = temp.unwrap().0.display().to_string();
+    assert!(err.to_string().contains("AKIA_NOT_A_BUCKET"), "{err}");
+    let off_host = err.off_host_text();
+    assert!(!off_host.contains("AKIA"), "{off_host}");
+    assert!(
+        off_host.starts_with(&format!("job.bucket from file {path}: refused")),
+        "{off_host}"
+    );
+
+    let (opts, _temp) = options(Some(""), &[("DESTINATION_BUCKET", "Not_A_Bucket")]);
+    let err = load(&opts).unwrap_err();
+    assert_eq!(err.off_host_text(), err.to_string());
+    assert!(err.off_host_text().contains("Not_A_Bucket"), "{err}");
 }
 
 #[test]

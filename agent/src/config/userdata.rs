@@ -135,6 +135,7 @@ fn shell(text: &str) -> Result<env::Read, ConfigError> {
         let Some((name, value)) = assignment(line) else {
             continue;
         };
+        env::refuse_path_variable(&name, &value, &origin)?;
         if let Some(key) = env::key_of(&name) {
             read.push(&name, key, &value, origin.clone())?;
         } else {
@@ -386,6 +387,29 @@ mod tests {
                 && err.contains("refused"),
             "{err}"
         );
+    }
+
+    // Issue 19: shell user data naming the config file is refused as the environment's variable
+    // is (the original flow copies these lines into /etc/environment), never silently dropped.
+    #[test]
+    fn shell_user_data_cannot_name_the_config_file() {
+        for line in [
+            "FORENSIC_COLLECTOR_CONFIG=/root/secret.cred",
+            "echo \"FORENSIC_COLLECTOR_CONFIG=/root/secret.cred\" >> /etc/environment",
+        ] {
+            let err = parse(&format!("DESTINATION_BUCKET=b\n{line}\n")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::PathVariable { origin, value, .. }
+                    if *origin == Origin::UserData(UserDataFormat::Shell)
+                        && value == "/root/secret.cred"),
+                "{line}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("in user data (shell): refused"),
+                "{err}"
+            );
+        }
+        parse("DESTINATION_BUCKET=b\nFORENSIC_COLLECTOR_CONFIG=\n").unwrap();
     }
 
     // Issue 9 (tests): nesting as deep as 16 KiB allows hits the parsers' depth limits, not the

@@ -36,14 +36,8 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
     }
     options.wait_for_imds = true;
     let (effective, job) = accept(&options).map_err(|refused| {
-        let exit = refused.error.exit();
-        refusal::report(
-            &refused.error.to_string(),
-            exit,
-            &refused.partial,
-            refused.instance_id,
-        );
-        Failure::new(exit, refused.error)
+        refusal::report(&refused.error, &refused.partial, refused.instance_id);
+        Failure::new(refused.error.exit(), refused.error)
     })?;
     let config = &effective.config;
     let program = std::env::current_exe()

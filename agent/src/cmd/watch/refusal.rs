@@ -10,14 +10,17 @@
 //! for the daemon's own reports. Nothing is sent when the readable configuration turns reporting
 //! off or no AWS region is known; a failed delivery (credentials, endpoint) costs at most the
 //! flush timeout, and the exit code is the refusal's either way.
+//!
+//! The event leaves the host, so it carries the refusal's off-host form
+//! ([`ConfigError::off_host_text`]): the file, line, column and key, never the config file's text
+//! or values. The full message stays on the host (stderr, the journal).
 
 use std::time::{Duration, Instant};
 
 use crate::cloudwatch::{self, ReportSettings, Reporter};
-use crate::config::Layers;
 use crate::config::settings::FLUSH_TIMEOUT_SECS;
+use crate::config::{ConfigError, Layers};
 use crate::daemon::events;
-use crate::exit::Exit;
 
 /// Where the refusal goes, as far as the refused configuration still says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +54,9 @@ pub fn salvage(partial: &Layers) -> Salvaged {
     }
 }
 
-/// Reports the refusal `reason` (exit code `exit`) in the capture group and flushes it, bounded by
-/// the flush timeout. Never fails: reporting is a courtesy on the way out.
-pub fn report(reason: &str, exit: Exit, partial: &Layers, instance_id: Option<String>) {
+/// Reports the refusal `error` (in its off-host form, with its exit code) in the capture group and
+/// flushes it, bounded by the flush timeout. Never fails: reporting is a courtesy on the way out.
+pub fn report(error: &ConfigError, partial: &Layers, instance_id: Option<String>) {
     let salvaged = salvage(partial);
     if !salvaged.enabled {
         tracing::info!("CloudWatch reporting is disabled; the refusal is not reported there.");
@@ -79,7 +82,7 @@ pub fn report(reason: &str, exit: Exit, partial: &Layers, instance_id: Option<St
     }
     let (group, stream) = (settings.capture_group.clone(), settings.stream.clone());
     let reporter = Reporter::start(client, settings);
-    reporter.emit(events::config_refused(reason, exit));
+    reporter.emit(event(error));
     let stats = reporter.shutdown(Instant::now() + salvaged.flush_timeout);
     if stats.sent > 0 {
         tracing::info!(group, stream, "Refusal reported to CloudWatch.");
@@ -91,6 +94,11 @@ pub fn report(reason: &str, exit: Exit, partial: &Layers, instance_id: Option<St
             "The refusal could not be delivered to CloudWatch before the flush timeout."
         );
     }
+}
+
+/// The `config_refused` event for `error`: its off-host form and its exit code.
+fn event(error: &ConfigError) -> serde_json::Value {
+    events::config_refused(&error.off_host_text(), error.exit())
 }
 
 #[cfg(test)]

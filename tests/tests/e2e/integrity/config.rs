@@ -1,6 +1,7 @@
-//! Integrity: the configuration. User data and the environment never choose what runs as root;
-//! every size is bounded before anything is allocated or opened; the config file and user data are
-//! read bounded, from regular files only, and signals work while they are read.
+//! Integrity: the configuration. User data and the environment never choose what runs as root
+//! nor which file root reads; nothing read from the config file leaves the host; every size is
+//! bounded before anything is allocated or opened; the config file and user data are read
+//! bounded, from regular files only, and signals work while they are read.
 
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -10,10 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use collector_e2e::cwlogs::LogsReader;
 use collector_e2e::{
     ImdsServer, LocalS3, LoopDevice, Run, SilentListener, collector, random_file, require_root,
     without_inherited_settings,
 };
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde_json::Value;
 
 const INSTANCE: &str = "i-0fedcba9876543210";
@@ -455,4 +458,125 @@ fn a_misspelt_environment_variable_is_warned_about() {
         "{}",
         run.stderr
     );
+}
+
+/// Every message `watch`'s refusals left in moto's CloudWatch Logs for this host (IMDS is off, so
+/// the stream is the host name), in both of the daemon's groups.
+fn reported(logs: &LogsReader) -> Vec<String> {
+    let stream = forensic_collector::sysinfo::hostname();
+    ["ForensicDiskCapture", "ForensicDiskReadiness"]
+        .iter()
+        .flat_map(|group| logs.events(group, &stream))
+        .map(|(_, message)| message)
+        .collect()
+}
+
+/// The `reason` of every `config_refused` event among `messages`.
+fn refusal_reasons(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+        .filter(|e| e["event"] == "config_refused")
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `watch` against moto (S3 and CloudWatch Logs), IMDS off, `--config` when given.
+fn watch_reporting(s3: &LocalS3, config: Option<&Path>) -> Command {
+    let mut cmd = s3.collector();
+    without_inherited_settings(&mut cmd);
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true").arg("watch");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd
+}
+
+// Issue 19 hole 2: FORENSIC_COLLECTOR_CONFIG came from the environment (which user data writes
+// through /etc/environment) and named the file root read; a credentials file was refused with its
+// line quoted, in stderr and in the CloudWatch `config_refused` event. The variable is refused
+// (exit 5, reported), and the file it names is never opened: nothing of it anywhere.
+#[test]
+fn a_config_path_from_the_environment_is_refused_and_its_file_never_opened() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let work = tempfile::tempdir().unwrap();
+    let (key_id, secret) = ("AKIAFAKEKEY000000042", "wJalrXUtnFEMI/FAKE/SECRET/42");
+    let cred = work.path().join("secret.cred");
+    std::fs::write(
+        &cred,
+        format!("[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    inotify
+        .add_watch(&cred, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_ACCESS)
+        .unwrap();
+    // As deployed (the default file, absent here) and with `--config` naming another file: the
+    // variable is refused either way.
+    let other = config_file("[job]\nbucket = \"evidence\"\nincident_id = \"IR-19\"\n");
+    for (i, config) in [None, Some(other.path())].into_iter().enumerate() {
+        let mut cmd = watch_reporting(&s3, config);
+        cmd.env("FORENSIC_COLLECTOR_CONFIG", &cred);
+        let (run, took) = run_within(&mut cmd, Duration::from_secs(60));
+        run.expect_code(5);
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+        for needle in ["FORENSIC_COLLECTOR_CONFIG", "--config", "user data"] {
+            assert!(run.stderr.contains(needle), "{needle:?}:\n{}", run.stderr);
+        }
+        let messages = reported(&logs);
+        let reasons = refusal_reasons(&messages);
+        assert_eq!(reasons.len(), i + 1, "one refusal per run: {messages:?}");
+        let reason = reasons.last().unwrap();
+        assert!(reason.contains("FORENSIC_COLLECTOR_CONFIG"), "{reason}");
+        for text in std::iter::once(&run.stderr).chain(&messages) {
+            for leak in [key_id, secret, "aws_access_key_id", "aws_secret"] {
+                assert!(!text.contains(leak), "{leak:?} left the file: {text}");
+            }
+        }
+    }
+    match inotify.read_events() {
+        Err(nix::errno::Errno::EAGAIN) => {}
+        other => panic!("the file named by the variable was opened: {other:?}"),
+    }
+}
+
+// Issue 19 hole 2: a config file with a syntax error is refused in CloudWatch naming the file,
+// line and column, never the line's text (toml's message quotes it); the terminal still shows it
+// to the root user who passed `--config`.
+#[test]
+fn a_syntax_error_is_reported_off_the_host_by_place_not_text() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let logs = LogsReader::new(&s3.server.endpoint());
+    let token = "AKIAPLANTEDTOKEN0019";
+    let config = config_file(&format!(
+        "[job]\nincident_id = \"IR-19\"\nbucket = {token}\n"
+    ));
+    let (run, _) = run_within(
+        &mut watch_reporting(&s3, Some(config.path())),
+        Duration::from_secs(60),
+    );
+    run.expect_code(5);
+    assert!(
+        run.stderr.contains(token),
+        "the terminal shows the line:\n{}",
+        run.stderr
+    );
+    let messages = reported(&logs);
+    let reasons = refusal_reasons(&messages);
+    assert_eq!(reasons.len(), 1, "{messages:?}");
+    let path = config.path().display().to_string();
+    assert!(
+        reasons[0].contains(&format!("{path} is not valid TOML at line 3, column 10")),
+        "{}",
+        reasons[0]
+    );
+    for message in &messages {
+        for leak in [token, "bucket =", "IR-19"] {
+            assert!(!message.contains(leak), "{leak:?} left the file: {message}");
+        }
+    }
 }
