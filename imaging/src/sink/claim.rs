@@ -149,6 +149,25 @@ mod tests {
     }
 
     #[test]
+    fn the_claim_is_private_and_its_directory_handle_is_not_inherited() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let claim = LocalClaim::take(dir.path(), "n").unwrap().unwrap();
+        let mode = std::fs::metadata(claim.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let flags = nix::fcntl::fcntl(&claim.dir, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & nix::fcntl::FdFlag::FD_CLOEXEC.bits(), 0);
+        let text = std::fs::read_to_string(claim.path()).unwrap();
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_planted_symlink_is_a_taken_name_and_is_never_followed_or_removed() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("elsewhere");
