@@ -9,6 +9,7 @@ use imaging::snapshot::SnapshotId;
 use serde::{Deserialize, Serialize};
 
 use crate::config::raw::OnComplete;
+use crate::config::settings::size::parse_byte_size;
 use crate::config::settings::{self, Spec, engine_ranges};
 use imaging::hash::HashAlgorithm;
 use imaging::pipeline;
@@ -127,7 +128,7 @@ pub struct AcquireArgs {
     pub hashes: String,
 
     /// Size of each piecewise hash (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
-    #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE))]
+    #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE), value_parser = parse_byte_size)]
     #[serde(with = "bytes")]
     pub piece_size: ByteSize,
 
@@ -138,7 +139,7 @@ pub struct AcquireArgs {
     pub piece_hash: String,
 
     /// `--chunk-size`: bytes per read; the engine's range.
-    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE),
+    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE), value_parser = parse_byte_size,
         help = range_help(&format!("Bytes per read (a multiple of {}; read buffers stay within {})",
             settings::size_shown(engine_ranges::CHUNK_SIZE.min), settings::size_shown(pipeline::MAX_BUFFER_MEMORY as u64)),
             Some(engine_ranges::CHUNK_SIZE)))]
@@ -198,7 +199,7 @@ pub struct S3Args {
     pub s3_force_path_style: bool,
 
     /// `--part-size`: the smallest multipart part; range in `settings::PART_SIZE`.
-    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE),
+    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE), value_parser = parse_byte_size,
         help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", settings::PART_SIZE.bound))]
     #[serde(with = "bytes")]
     pub part_size: ByteSize,
@@ -210,14 +211,14 @@ pub struct S3Args {
     pub parts_in_flight: Option<usize>,
 
     /// `--part-memory`: memory for part buffers; range in `settings::PART_MEMORY`.
-    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY),
+    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY), value_parser = parse_byte_size,
         help = range_help("Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory \
             stays flat for any disk size. Images that need bigger parts are split into segments", settings::PART_MEMORY.bound))]
     #[serde(with = "bytes")]
     pub part_memory: ByteSize,
 
     /// `--max-object-size`: the largest object; range in `settings::MAX_OBJECT_SIZE`.
-    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE),
+    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE), value_parser = parse_byte_size,
         help = range_help("Largest object to create; bigger images are stored as numbered segment objects \
             (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit)", settings::MAX_OBJECT_SIZE.bound))]
     #[serde(with = "bytes")]
@@ -488,6 +489,30 @@ pub(crate) mod tests {
         acquire(&["--parts-in-flight", "31"]).unwrap();
         let err = acquire(&["--parts-in-flight", "32"]).unwrap_err();
         assert!(err.contains("cannot hold"), "{err}");
+    }
+
+    // Issue 19: `bytesize` saturated sizes past 64 bits (`--piece-size 16EiB` was recorded as
+    // 18446744073709551615, `--max-object-size 100EiB` shown as 16.0 EiB); clap now refuses them,
+    // naming the flag (a usage error, exit 2).
+    #[test]
+    fn a_size_past_64_bits_is_refused_naming_its_flag() {
+        for flag in [
+            "--piece-size",
+            "--chunk-size",
+            "--part-size",
+            "--part-memory",
+            "--max-object-size",
+        ] {
+            for size in ["16EiB", "100EiB", "18446744073709551616"] {
+                let err = parsed(&[flag, size]).unwrap_err();
+                assert!(
+                    err.contains(flag) && err.contains("too large"),
+                    "{flag} {size}: {err}"
+                );
+            }
+        }
+        let args = parsed(&["--piece-size", "15EiB"]).unwrap();
+        assert_eq!(args.piece_size.as_u64(), 15 << 60);
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytesize::ByteSize;
 use imaging::hash::HashAlgorithm;
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
@@ -221,20 +220,12 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
     })
 }
 
-/// Parses a size key: an integer of bytes or `bytesize` text.
+/// Parses a size key: an integer of bytes or size text, refusing one that does not fit 64 bits
+/// (`settings::size`, the parser of the size flags too).
 fn size(key: &str, raw: &RawSize) -> Result<u64, Invalid> {
     match raw {
         RawSize::Bytes(n) => Ok(*n),
-        RawSize::Text(text) => text
-            .trim()
-            .parse::<ByteSize>()
-            .map(|b| b.as_u64())
-            .map_err(|e| {
-                invalid(
-                    key,
-                    format!("{text:?} is not a size such as \"1GiB\" or \"0\": {e}"),
-                )
-            }),
+        RawSize::Text(text) => settings::size::parse_size(text.trim()).map_err(|e| invalid(key, e)),
     }
 }
 
