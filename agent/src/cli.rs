@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::raw::OnComplete;
 use crate::config::settings::size::parse_byte_size;
 use crate::config::settings::{self, Spec, engine_ranges};
+use crate::ids;
 use imaging::hash::HashAlgorithm;
 use imaging::pipeline;
 
@@ -311,8 +312,49 @@ impl AcquireArgs {
             .as_deref()
             .map(imaging::manifest::check_examiner)
             .transpose()?;
+        // The rest of the text that reaches the manifest, an S3 header or object metadata: the
+        // configuration's rule for each (`crate::ids`), so flags, a JSON job and the config take
+        // the same values; the destination is parsed as the configuration's is (`S3Url`).
+        args.instance_id = checked_text(
+            args.instance_id.as_deref(),
+            "--instance-id",
+            ids::instance_id,
+        )?;
+        args.s3.expected_bucket_owner = checked_text(
+            args.s3.expected_bucket_owner.as_deref(),
+            "--expected-bucket-owner",
+            ids::account_id,
+        )?;
+        args.s3.sse_kms_key_id = checked_text(
+            args.s3.sse_kms_key_id.as_deref(),
+            "--sse-kms-key-id",
+            ids::kms_key_id,
+        )?;
+        if let Some(dest) = &args.dest {
+            dest.parse::<imaging::sink::S3Url>()
+                .map_err(|e| format!("--dest: {e}"))?;
+        }
+        // Recorded in the manifest and the capture log, whose lines a newline would split.
+        let source = args.source.to_string_lossy();
+        if let Some(c) = source.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "source {source:?} contains the control character U+{:04X}",
+                u32::from(c)
+            ));
+        }
         Ok(args)
     }
+}
+
+/// `value` as `check` accepts it, or the error naming `flag`.
+fn checked_text(
+    value: Option<&str>,
+    flag: &str,
+    check: fn(&str) -> Result<String, String>,
+) -> Result<Option<String>, String> {
+    value
+        .map(|v| check(v).map_err(|e| format!("{flag}: {e}")))
+        .transpose()
 }
 
 /// Byte sizes travel in the JSON job as plain integers: exact, and no unit text to parse.
@@ -543,6 +585,54 @@ pub(crate) mod tests {
                 .unwrap_err()
                 .contains("examiner")
         );
+    }
+
+    // Issue 19: `acquire` took what the configuration refuses (`--expected-bucket-owner abc`),
+    // what reaches the manifest with a newline in it (`--instance-id`), and destinations S3
+    // refuses only once the upload starts (exit 30, not 2). One rule each, as the config's.
+    #[test]
+    fn text_flags_are_held_to_the_configurations_rules() {
+        let refused = |args: &[&str], needle: &str| {
+            let err = acquire(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        };
+        refused(
+            &["--expected-bucket-owner", "abc"],
+            "--expected-bucket-owner",
+        );
+        refused(&["--expected-bucket-owner", "12345678901"], "12-digit");
+        refused(
+            &["--instance-id", "i-0123456789abcdef0\nforged"],
+            "--instance-id",
+        );
+        refused(&["--instance-id", "host-1"], "EC2 instance ID");
+        refused(&["--sse-kms-key-id", "alias/a\nb"], "--sse-kms-key-id");
+        refused(
+            &["--dest", "s3://evidence/cases\nforged"],
+            "control character",
+        );
+        refused(&["--dest", "s3://evidence//cases"], "empty");
+        let mut args = parsed(&[]).unwrap();
+        args.source = "/dev/sdb\nforged".into();
+        assert!(args.checked().unwrap_err().contains("control character"));
+
+        let args = acquire(&[
+            "--expected-bucket-owner",
+            "123456789012",
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--sse-kms-key-id",
+            " alias/evidence ",
+            "--dest",
+            "s3://evidence/cases/",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.s3.expected_bucket_owner.as_deref(),
+            Some("123456789012")
+        );
+        assert_eq!(args.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(args.s3.sse_kms_key_id.as_deref(), Some("alias/evidence"));
     }
 
     // Issue 10: an object lock needs both a known mode and a date, whichever way it arrives.

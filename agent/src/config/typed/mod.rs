@@ -135,14 +135,17 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
 
 fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
     let job = &raw.job;
-    format!("s3://bucket-name/{}", job.prefix)
+    // A prefix key may be written as a folder (`/forensics/`): one leading '/' is dropped here,
+    // one trailing by `S3Url`. Any other empty segment (`//forensics`, `a//b`) is refused there.
+    let prefix = job.prefix.strip_prefix('/').unwrap_or(&job.prefix);
+    format!("s3://bucket-name/{prefix}")
         .parse::<S3Url>()
         .map_err(|e| invalid("job.prefix", e.to_string()))?;
     let destination = optional("job.bucket", job.bucket.as_ref(), |bucket| {
         if bucket.contains('/') {
             return Err("a bucket name has no '/' (put the rest in job.prefix)".to_owned());
         }
-        format!("s3://{bucket}/{}", job.prefix).parse::<S3Url>().map_err(|_| {
+        format!("s3://{bucket}/{prefix}").parse::<S3Url>().map_err(|_| {
             format!("{bucket:?} is not an S3 bucket name: 3-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit")
         })
     })?;

@@ -443,3 +443,23 @@ fn a_size_past_64_bits_is_refused_naming_its_key() {
         assert!(err.message.contains("too large"), "{err:?}");
     }
 }
+
+// Issue 19: a prefix is held to the URL's rules — no empty segment anywhere, no control
+// character — with one leading '/' allowed as the way a folder is written.
+#[test]
+fn a_prefix_has_no_empty_segment_or_control_character() {
+    let prefix_of = |prefix: &str| {
+        let prefix = prefix.to_owned();
+        with(move |r| {
+            r.job.bucket = Some("evidence".into());
+            r.job.prefix = prefix;
+        })
+        .map(|c| c.job.destination.unwrap().prefix().to_owned())
+    };
+    assert_eq!(prefix_of("/cases/").unwrap(), "cases");
+    assert_eq!(prefix_of("cases/2026").unwrap(), "cases/2026");
+    assert_eq!(prefix_of("").unwrap(), "");
+    for bad in ["//cases", "cases//2026", "cases\nforged", "a/\u{7}/b"] {
+        assert_eq!(prefix_of(bad).unwrap_err().key, "job.prefix", "{bad:?}");
+    }
+}
