@@ -9,7 +9,9 @@ use imaging::snapshot::SnapshotId;
 use serde::{Deserialize, Serialize};
 
 use crate::config::raw::OnComplete;
+use crate::config::settings::size::parse_byte_size;
 use crate::config::settings::{self, Spec, engine_ranges};
+use crate::ids;
 use imaging::hash::HashAlgorithm;
 use imaging::pipeline;
 
@@ -129,7 +131,7 @@ pub struct AcquireArgs {
     pub hashes: String,
 
     /// Size of each piecewise hash (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
-    #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE))]
+    #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE), value_parser = parse_byte_size)]
     #[serde(with = "bytes")]
     pub piece_size: ByteSize,
 
@@ -140,7 +142,7 @@ pub struct AcquireArgs {
     pub piece_hash: String,
 
     /// `--chunk-size`: bytes per read; the engine's range.
-    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE),
+    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE), value_parser = parse_byte_size,
         help = range_help(&format!("Bytes per read (a multiple of {}; read buffers stay within {})",
             settings::size_shown(engine_ranges::CHUNK_SIZE.min), settings::size_shown(pipeline::MAX_BUFFER_MEMORY as u64)),
             Some(engine_ranges::CHUNK_SIZE)))]
@@ -200,7 +202,7 @@ pub struct S3Args {
     pub s3_force_path_style: bool,
 
     /// `--part-size`: the smallest multipart part; range in `settings::PART_SIZE`.
-    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE),
+    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE), value_parser = parse_byte_size,
         help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", settings::PART_SIZE.bound))]
     #[serde(with = "bytes")]
     pub part_size: ByteSize,
@@ -212,14 +214,14 @@ pub struct S3Args {
     pub parts_in_flight: Option<usize>,
 
     /// `--part-memory`: memory for part buffers; range in `settings::PART_MEMORY`.
-    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY),
+    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY), value_parser = parse_byte_size,
         help = range_help("Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory \
             stays flat for any disk size. Images that need bigger parts are split into segments", settings::PART_MEMORY.bound))]
     #[serde(with = "bytes")]
     pub part_memory: ByteSize,
 
     /// `--max-object-size`: the largest object; range in `settings::MAX_OBJECT_SIZE`.
-    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE),
+    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE), value_parser = parse_byte_size,
         help = range_help("Largest object to create; bigger images are stored as numbered segment objects \
             (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit)", settings::MAX_OBJECT_SIZE.bound))]
     #[serde(with = "bytes")]
@@ -312,8 +314,49 @@ impl AcquireArgs {
             .as_deref()
             .map(imaging::manifest::check_examiner)
             .transpose()?;
+        // The rest of the text that reaches the manifest, an S3 header or object metadata: the
+        // configuration's rule for each (`crate::ids`), so flags, a JSON job and the config take
+        // the same values; the destination is parsed as the configuration's is (`S3Url`).
+        args.instance_id = checked_text(
+            args.instance_id.as_deref(),
+            "--instance-id",
+            ids::instance_id,
+        )?;
+        args.s3.expected_bucket_owner = checked_text(
+            args.s3.expected_bucket_owner.as_deref(),
+            "--expected-bucket-owner",
+            ids::account_id,
+        )?;
+        args.s3.sse_kms_key_id = checked_text(
+            args.s3.sse_kms_key_id.as_deref(),
+            "--sse-kms-key-id",
+            ids::kms_key_id,
+        )?;
+        if let Some(dest) = &args.dest {
+            dest.parse::<imaging::sink::S3Url>()
+                .map_err(|e| format!("--dest: {e}"))?;
+        }
+        // Recorded in the manifest and the capture log, whose lines a newline would split.
+        let source = args.source.to_string_lossy();
+        if let Some(c) = source.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "source {source:?} contains the control character U+{:04X}",
+                u32::from(c)
+            ));
+        }
         Ok(args)
     }
+}
+
+/// `value` as `check` accepts it, or the error naming `flag`.
+fn checked_text(
+    value: Option<&str>,
+    flag: &str,
+    check: fn(&str) -> Result<String, String>,
+) -> Result<Option<String>, String> {
+    value
+        .map(|v| check(v).map_err(|e| format!("{flag}: {e}")))
+        .transpose()
 }
 
 /// Byte sizes travel in the JSON job as plain integers: exact, and no unit text to parse.
@@ -492,6 +535,30 @@ pub(crate) mod tests {
         assert!(err.contains("cannot hold"), "{err}");
     }
 
+    // Issue 19: `bytesize` saturated sizes past 64 bits (`--piece-size 16EiB` was recorded as
+    // 18446744073709551615, `--max-object-size 100EiB` shown as 16.0 EiB); clap now refuses them,
+    // naming the flag (a usage error, exit 2).
+    #[test]
+    fn a_size_past_64_bits_is_refused_naming_its_flag() {
+        for flag in [
+            "--piece-size",
+            "--chunk-size",
+            "--part-size",
+            "--part-memory",
+            "--max-object-size",
+        ] {
+            for size in ["16EiB", "100EiB", "18446744073709551616"] {
+                let err = parsed(&[flag, size]).unwrap_err();
+                assert!(
+                    err.contains(flag) && err.contains("too large"),
+                    "{flag} {size}: {err}"
+                );
+            }
+        }
+        let args = parsed(&["--piece-size", "15EiB"]).unwrap();
+        assert_eq!(args.piece_size.as_u64(), 15 << 60);
+    }
+
     #[test]
     fn a_terabyte_chunk_parses_and_is_left_to_the_engine() {
         // The engine bounds the read settings (before the source is opened); parsing keeps them.
@@ -520,6 +587,54 @@ pub(crate) mod tests {
                 .unwrap_err()
                 .contains("examiner")
         );
+    }
+
+    // Issue 19: `acquire` took what the configuration refuses (`--expected-bucket-owner abc`),
+    // what reaches the manifest with a newline in it (`--instance-id`), and destinations S3
+    // refuses only once the upload starts (exit 30, not 2). One rule each, as the config's.
+    #[test]
+    fn text_flags_are_held_to_the_configurations_rules() {
+        let refused = |args: &[&str], needle: &str| {
+            let err = acquire(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        };
+        refused(
+            &["--expected-bucket-owner", "abc"],
+            "--expected-bucket-owner",
+        );
+        refused(&["--expected-bucket-owner", "12345678901"], "12-digit");
+        refused(
+            &["--instance-id", "i-0123456789abcdef0\nforged"],
+            "--instance-id",
+        );
+        refused(&["--instance-id", "host-1"], "EC2 instance ID");
+        refused(&["--sse-kms-key-id", "alias/a\nb"], "--sse-kms-key-id");
+        refused(
+            &["--dest", "s3://evidence/cases\nforged"],
+            "control character",
+        );
+        refused(&["--dest", "s3://evidence//cases"], "empty");
+        let mut args = parsed(&[]).unwrap();
+        args.source = "/dev/sdb\nforged".into();
+        assert!(args.checked().unwrap_err().contains("control character"));
+
+        let args = acquire(&[
+            "--expected-bucket-owner",
+            "123456789012",
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--sse-kms-key-id",
+            " alias/evidence ",
+            "--dest",
+            "s3://evidence/cases/",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.s3.expected_bucket_owner.as_deref(),
+            Some("123456789012")
+        );
+        assert_eq!(args.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(args.s3.sse_kms_key_id.as_deref(), Some("alias/evidence"));
     }
 
     // Issue 10: an object lock needs both a known mode and a date, whichever way it arrives.

@@ -12,6 +12,7 @@
 //! - `config`: the daemon's layered, validated configuration; `imds`: EC2 user data and instance
 //!   ID over IMDSv2.
 //! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
+//! - `ids`: the AWS identifiers taken as text (account, instance, KMS key), one check each.
 //! - `exit`: outcomes → documented exit codes (`--help` lists them from there; a test holds the
 //!   README's table to them).
 //! - `result`: the one-line JSON result of an acquisition, for callers.
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod destination;
 pub mod detect;
 pub mod exit;
+pub mod ids;
 pub mod imds;
 pub mod logging;
 pub mod progress;

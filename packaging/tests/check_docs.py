@@ -68,6 +68,10 @@ SSM_ACTIONS = {
 # HOSTILE text) and to render the script (the first).
 SSM_SAMPLES = {
     "source": ["/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1A2B3C4D",
+               # The kernel's disk and partition names, and udev's other link folders.
+               "/dev/nvme1n1", "/dev/nvme0n1p1", "/dev/xvdf", "/dev/xvdba1", "/dev/sdb",
+               "/dev/sdb1", "/dev/loop0", "/dev/disk/by-path/pci-0000:00:1f.0-nvme-1",
+               "/dev/disk/by-label/EVIDENCE", "/dev/disk/by-uuid/0a1b2c3d-4e5f",
                # Snapshot IDs: 17 hex digits now, 8 for older snapshots.
                "ebs-snapshot://snap-0123456789abcdef0", "ebs-snapshot://snap-0a1b2c3d"],
     "bucket": "evidence-bucket",
@@ -77,7 +81,9 @@ SSM_SAMPLES = {
 }
 # Values a parameter's pattern must refuse besides HOSTILE: what acquire would take for an option,
 # a snapshot ID of another length or case (acquire refuses it too, but only after the command
-# started), another resource's ID, a bare ID (a relative path to acquire) and paths outside /dev.
+# started), another resource's ID, a bare ID (a relative path to acquire), paths outside /dev, and
+# what under /dev is no disk: files (/dev/shm), the shell's descriptors and streams, character
+# devices, and a by-* link with a folder in it.
 SSM_REFUSED = {
     "source": ["--help", "--out=/tmp/x", "-v", "--dest=s3://other-bucket",
                "ebs-snapshot://", "ebs-snapshot://snap-", "ebs-snapshot://snap-0123abc",
@@ -85,7 +91,11 @@ SSM_REFUSED = {
                "ebs-snapshot://snap-0123456789ABCDEF0", "ebs-snapshot://snap-0123456789abcdefg",
                "ebs-snapshot://snap-0123456789abcdef0/", "ebs-snapshot://vol-0123456789abcdef0",
                "EBS-SNAPSHOT://snap-0123456789abcdef0", "ebs-snapshot:/snap-0123456789abcdef0",
-               "snap-0123456789abcdef0", "/etc/shadow", "file:///dev/sda", "/dev/"],
+               "snap-0123456789abcdef0", "/etc/shadow", "file:///dev/sda", "/dev/",
+               "/dev/shm/x", "/dev/fd/3", "/dev/stdin", "/dev/stdout", "/dev/null", "/dev/zero",
+               "/dev/mem", "/dev/random", "/dev/tty", "/dev/disk/by-id/a/b", "/dev/disk/by-id/",
+               "/dev/disk/x", "/dev/disk/by-id/..", "/dev/sda/x", "/dev/nvme0", "/dev/sd",
+               "/dev/loop-control", "/dev/nvme1n1/../../shm/x"],
 }
 
 
@@ -343,7 +353,11 @@ def self_test(component, ssm):
             "source"].update(allowedPattern=d["parameters"]["source"]["allowedPattern"].replace(
                 "([0-9a-f]{8}|[0-9a-f]{17})", "[0-9a-f]{8,17}"))),
         ("a source pattern without the snapshot form", lambda d: d["parameters"]["source"].update(
-            allowedPattern="^/dev/[A-Za-z0-9_][A-Za-z0-9_.:-]*(/[A-Za-z0-9_][A-Za-z0-9_.:-]*)*$")),
+            allowedPattern=d["parameters"]["source"]["allowedPattern"].split("|ebs-snapshot")[0]
+            .replace("^(", "^") + "$")),
+        ("a source pattern that admits any path under /dev", lambda d: d["parameters"][
+            "source"].update(allowedPattern="^(/dev/[A-Za-z0-9_][A-Za-z0-9_.:-]*(/[A-Za-z0-9_]"
+                             "[A-Za-z0-9_.:-]*)*|ebs-snapshot://snap-([0-9a-f]{8}|[0-9a-f]{17}))$")),
         ("a parameter without a pattern", lambda d: d["parameters"]["bucket"].pop(
             "allowedPattern")),
         ("an unquoted parameter", lambda d: step(d).append("echo {{ source }}")),

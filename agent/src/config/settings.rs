@@ -26,6 +26,8 @@ use self::Writers::{Any, Operator};
 use super::raw::{OnComplete, RawHashList, RawSize};
 use crate::cloudwatch;
 
+pub mod size;
+
 const DAY_SECS: u64 = 24 * 60 * 60;
 
 /// Who may set a key. EC2 user data is written by whoever launches the instance, and the

@@ -150,6 +150,9 @@ pub async fn fetch_waiting(endpoint: Option<&str>, wait: Duration) -> Result<Ins
     }
 }
 
+/// Where IMDS gives the instance ID.
+const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
+
 /// Fetches user data and the instance ID from `endpoint` (`None`: the SDK's resolution —
 /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, the profile, or 169.254.169.254), once: a fresh client, so
 /// a fresh token.
@@ -173,7 +176,17 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, Error> {
     }
     let client = builder.build();
     let user_data = optional(&client, &shown, "/latest/user-data").await?;
-    let instance_id = optional(&client, &shown, "/latest/meta-data/instance-id").await?;
+    let instance_id = optional(&client, &shown, INSTANCE_ID_PATH).await?;
+    // Recorded in every manifest: held to the rule `acquire --instance-id` is. An answer that is
+    // no instance ID is not EC2's, and asking again would get it again.
+    let instance_id = instance_id
+        .map(|id| crate::ids::instance_id(&id))
+        .transpose()
+        .map_err(|message| Error::Refused {
+            endpoint: shown.clone(),
+            path: INSTANCE_ID_PATH,
+            message,
+        })?;
     Ok(InstanceData {
         user_data,
         instance_id,

@@ -129,6 +129,10 @@ fn check_source(manifest: &Manifest, problems: &mut Problems) {
                     manifest.schema_version
                 ));
             }
+            // The layout a run applies before reading, so a record no run could write is refused.
+            if let Err(why) = snapshot.check() {
+                problems.push(format!("source.snapshot: {why}"));
+            }
             let volume = snapshot.volume_size_gib.checked_mul(1 << 30);
             if volume != Some(source.size_bytes) {
                 problems.push(format!(
@@ -770,14 +774,49 @@ mod tests {
         });
         assert_eq!(
             huge.len(),
-            1,
-            "an overflowing size is a problem, not a panic"
+            2,
+            "an overflowing size is a problem, not a panic: {huge:?}"
         );
         let mut bad_id = sample::local_json();
         snapshot_source(&mut bad_id);
         bad_id["source"]["snapshot"]["snapshot_id"] = "snap-../../x".into();
         let err = serde_json::from_value::<Manifest>(bad_id).unwrap_err();
         assert!(err.to_string().contains("not an EBS snapshot ID"), "{err}");
+    }
+
+    // Issue 19: `block_size: 0` or `blocks_listed: 10^12` passed; the record is held to the
+    // layout a run applies (EBS's 512 KiB block, no more blocks than the volume holds).
+    #[test]
+    fn a_snapshot_record_no_run_could_write_is_refused() {
+        for (field, value, needle) in [
+            ("block_size", json!(0), "block size 0"),
+            ("block_size", json!(4096), "block size 4096"),
+            (
+                "blocks_listed",
+                json!(1_000_000_000_000u64),
+                "1000000000000 blocks listed",
+            ),
+            (
+                "blocks_listed",
+                json!(2049),
+                "more than the 2048 blocks of a 1 GiB volume",
+            ),
+        ] {
+            let found = source_problems(|v| {
+                snapshot_source(v);
+                v["source"]["snapshot"][field] = value.clone();
+            });
+            assert_eq!(found.len(), 1, "{field} {value}: {found:?}");
+            assert!(
+                found[0].starts_with("source.snapshot: ") && found[0].contains(needle),
+                "{field} {value}: {found:?}"
+            );
+        }
+        let full = source_problems(|v| {
+            snapshot_source(v);
+            v["source"]["snapshot"]["blocks_listed"] = 2048.into();
+        });
+        assert_eq!(full, Vec::<String>::new());
     }
 
     /// The sample with one 512-byte bad range at 1024, as a reader would record it.

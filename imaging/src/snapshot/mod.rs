@@ -235,6 +235,28 @@ fn check_layout(layout: Layout) -> std::result::Result<(), String> {
     Ok(())
 }
 
+impl SnapshotRecord {
+    /// Whether this record describes a snapshot the engine would have imaged: the layout rules it
+    /// applies before reading ([`check_layout`]: EBS's 512 KiB block, a volume size EBS makes),
+    /// and no more listed blocks than the volume holds. A manifest that says otherwise
+    /// (`block_size: 0`, `blocks_listed: 10^12`) was not written by a run of this engine.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        check_layout(Layout {
+            volume_size_gib: self.volume_size_gib,
+            block_size: self.block_size,
+        })?;
+        // Both checked above: at most 64 TiB, and a non-zero block.
+        let blocks = (self.volume_size_gib << 30) / u64::from(self.block_size);
+        if self.blocks_listed > blocks {
+            return Err(format!(
+                "{} blocks listed, more than the {blocks} blocks of a {} GiB volume",
+                self.blocks_listed, self.volume_size_gib
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +284,38 @@ mod tests {
         assert!(i32::try_from(blocks - 1).is_ok());
         assert!(EBS_BLOCK_SIZE as usize <= MAX_CHUNK_SIZE);
         assert!((EBS_BLOCK_SIZE as usize).is_multiple_of(BUFFER_ALIGN));
+    }
+
+    // Issue 19: a manifest's snapshot record is held to the rules a run applies, so
+    // `block_size: 0` or `blocks_listed: 10^12` is no snapshot this engine imaged.
+    #[test]
+    fn a_record_is_held_to_the_layout_a_run_applies() {
+        let record = |block_size, blocks_listed| SnapshotRecord {
+            snapshot_id: "snap-0123456789abcdef0".parse().unwrap(),
+            volume_size_gib: 1,
+            block_size,
+            blocks_listed,
+            volume_id: None,
+            start_time: None,
+            owner_id: None,
+            description: None,
+            encrypted: None,
+            describe_error: None,
+        };
+        assert_eq!(record(EBS_BLOCK_SIZE, 0).check(), Ok(()));
+        assert_eq!(record(EBS_BLOCK_SIZE, 2048).check(), Ok(()));
+        let err = record(EBS_BLOCK_SIZE, 2049).check().unwrap_err();
+        assert_eq!(
+            err,
+            "2049 blocks listed, more than the 2048 blocks of a 1 GiB volume"
+        );
+        assert!(record(EBS_BLOCK_SIZE, 1_000_000_000_000).check().is_err());
+        for bad_block in [0, 4096, 64 << 20] {
+            let err = record(bad_block, 1).check().unwrap_err();
+            assert!(err.contains("block size"), "{bad_block}: {err}");
+        }
+        let mut huge = record(EBS_BLOCK_SIZE, 1);
+        huge.volume_size_gib = u64::MAX;
+        assert!(huge.check().unwrap_err().contains("volume size"));
     }
 }

@@ -280,6 +280,25 @@ fn absent_imds_exits_6_within_seconds() {
     assert!(took < IMDS_FAILURE_DEADLINE, "took {took:?}");
 }
 
+// Issue 19: the instance ID IMDS gives is recorded in every manifest; one that is no EC2 instance
+// ID (here with a newline that would have reached the manifest) is refused by the rule
+// `acquire --instance-id` follows, as an answer asking again would not change (exit 6).
+#[test]
+fn an_imds_instance_id_that_is_not_one_is_refused() {
+    let imds = ImdsServer::start(
+        Some(b"bucket = \"bkt\"\nincident_id = \"IR-1\"\n"),
+        "i-0123456789abcdef0\nforged: yes",
+    );
+    let config = empty_config();
+    let run = Run::of(&mut check(&imds.endpoint(), config.path()));
+    run.expect_code(6);
+    assert!(
+        run.stderr.contains("is not an EC2 instance ID"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn an_imds_that_accepts_but_never_answers_exits_6_within_seconds() {
     // The kernel completes the handshake into the backlog; nobody ever reads or replies.

@@ -246,6 +246,80 @@ fn an_unknown_bucket_or_a_malformed_url_is_a_clear_error() {
     }
 }
 
+// Issue 19: loose edges of `acquire --dest`: a prefix with a newline or an empty first segment,
+// a key past S3's 1,024 bytes, a bucket owner the configuration refuses, an instance ID with a
+// newline and a size past 64 bits are each a usage error (exit 2) before the source is read or
+// anything is written, as the configuration refuses them; a newline reached S3 (exit 30) and a
+// key too long failed only after the whole image was uploaded.
+#[test]
+fn loose_destination_values_are_usage_errors_before_anything_is_written() {
+    require_root();
+    let local = LocalS3::with_bucket("evidence", false);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("s.raw");
+    random_file(&source, MIB, 33);
+    let long_prefix = format!("s3://evidence/{}", "p".repeat(1000));
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--dest", "s3://evidence/cases\nforged"],
+            "control character U+000A",
+        ),
+        (
+            &["--dest", "s3://evidence//cases"],
+            "empty, '.' or '..' segments",
+        ),
+        (&["--dest", &long_prefix], "over S3's limit of 1024"),
+        (
+            &[
+                "--dest",
+                "s3://evidence/cases",
+                "--expected-bucket-owner",
+                "abc",
+            ],
+            "not a 12-digit AWS account ID",
+        ),
+        (
+            &[
+                "--dest",
+                "s3://evidence/cases",
+                "--instance-id",
+                "i-0123456789abcdef0\nx",
+            ],
+            "not an EC2 instance ID",
+        ),
+        (
+            &["--dest", "s3://evidence/cases", "--piece-size", "16EiB"],
+            "too large",
+        ),
+        (
+            &[
+                "--dest",
+                "s3://evidence/cases",
+                "--max-object-size",
+                "100EiB",
+            ],
+            "too large",
+        ),
+    ];
+    for (args, why) in cases {
+        let mut cmd = local.collector();
+        cmd.arg("acquire")
+            .arg(&source)
+            .args(["--incident", "IR-19", "--s3-force-path-style"])
+            .args(args);
+        let run = Run::of(&mut cmd);
+        run.expect_code(2);
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("Acquisition started"),
+            "{args:?} must be refused before the source is read: {}",
+            run.stderr
+        );
+        assert_eq!(local.object_count("evidence"), 0, "{args:?}");
+        assert_eq!(local.open_uploads("evidence"), 0, "{args:?}");
+    }
+}
+
 #[test]
 fn a_run_killed_mid_upload_leaves_no_orphan_after_the_rerun() {
     require_root();

@@ -90,17 +90,25 @@ struct Stored {
 }
 
 /// The objects to read for a manifest stored in `folder`: those it lists, which must be the
-/// image's objects beside the manifest — never another prefix's, nor the bucket's root — or, for a
-/// manifest without an object list (older or hand-made), the image named beside it.
+/// image's objects beside the manifest, in the manifest's own bucket — never another prefix's or
+/// bucket's, nor the bucket's root. A manifest that records no S3 objects (`image.s3`) does not
+/// describe an S3 image: reading whatever lies beside it would check an image it never named.
 fn stored_objects(image: &ImageRecord, folder: &S3Url) -> Result<Vec<Stored>, String> {
     let Some(s3) = &image.s3 else {
-        return Ok(vec![Stored {
-            key: folder.key(&image.file_name),
-            version_id: None,
-            size_bytes: image.size_bytes,
-            sha256: None,
-        }]);
+        return Err(
+            "image.s3 is missing: the manifest does not describe an image stored in S3 (a local \
+             image's manifest is verified where the image lies: verify PATH)"
+                .to_owned(),
+        );
     };
+    if s3.bucket != folder.bucket() {
+        return Err(format!(
+            "image.s3.bucket is {:?}, but the manifest was read from bucket {:?}: verify reads \
+             only the image beside its manifest",
+            s3.bucket,
+            folder.bucket()
+        ));
+    }
     if s3.objects.is_empty() {
         return Err("image.s3.objects is empty: no object holds the image".to_owned());
     }
@@ -334,7 +342,7 @@ mod tests {
             hashes: BTreeMap::new(),
             piecewise: None,
             s3: Some(S3Receipt {
-                bucket: "b".into(),
+                bucket: "bkt".into(),
                 objects,
             }),
         }
@@ -379,14 +387,28 @@ mod tests {
         assert!(stored_objects(&segments, &folder("s3://bkt/d")).is_err());
     }
 
+    // Issue 19: a manifest without `image.s3` was verified against whatever lay beside it; it
+    // describes no S3 image and is refused.
     #[test]
-    fn a_manifest_without_objects_names_the_image_beside_it() {
+    fn a_manifest_must_list_its_objects() {
         assert!(stored_objects(&image(Vec::new()), &folder("s3://bkt/c")).is_err());
-        let mut legacy = image(Vec::new());
-        legacy.s3 = None;
-        let stored = stored_objects(&legacy, &folder("s3://bkt/c/d")).unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0].key, "c/d/s.image.dd");
-        assert_eq!(stored[0].size_bytes, 10);
+        let mut local = image(Vec::new());
+        local.s3 = None;
+        let err = stored_objects(&local, &folder("s3://bkt/c/d")).unwrap_err();
+        assert!(err.contains("image.s3 is missing"), "{err}");
+    }
+
+    // Issue 19: a manifest naming another bucket passed, read from the URL's bucket.
+    #[test]
+    fn the_objects_must_be_in_the_manifests_own_bucket() {
+        let one = image(vec![object("c/d/s.image.dd", 0, 10)]);
+        assert!(stored_objects(&one, &folder("s3://bkt/c/d")).is_ok());
+        let err = stored_objects(&one, &folder("s3://other-bucket/c/d")).unwrap_err();
+        assert!(
+            err.contains(
+                r#"image.s3.bucket is "bkt", but the manifest was read from bucket "other-bucket""#
+            ),
+            "{err}"
+        );
     }
 }

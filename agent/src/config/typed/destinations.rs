@@ -8,7 +8,7 @@ use aws_sdk_s3::types::ObjectLockMode;
 use bytesize::ByteSize;
 use imaging::sink::s3::{Retention, limits};
 
-use super::{Invalid, invalid, nonzero, size, within};
+use super::{Invalid, invalid, nonzero, optional, size, within};
 use crate::config::raw::RawConfig;
 use crate::config::settings;
 /// Keep the readiness message well inside one log event (256 KiB).
@@ -113,24 +113,16 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
             ),
         ));
     }
-    let sse_kms_key_id = s.sse_kms_key_id.as_ref().map(|k| k.trim().to_owned());
-    if sse_kms_key_id
-        .as_deref()
-        .is_some_and(|k| k.is_empty() || k.contains(char::is_whitespace))
-    {
-        return Err(invalid(
-            "s3.sse_kms_key_id",
-            "must be a KMS key ID, alias or ARN without spaces",
-        ));
-    }
-    if let Some(owner) = &s.expected_bucket_owner
-        && (owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(invalid(
-            "s3.expected_bucket_owner",
-            format!("{owner:?} is not a 12-digit AWS account ID"),
-        ));
-    }
+    let sse_kms_key_id = optional(
+        "s3.sse_kms_key_id",
+        s.sse_kms_key_id.as_ref(),
+        crate::ids::kms_key_id,
+    )?;
+    let expected_bucket_owner = optional(
+        "s3.expected_bucket_owner",
+        s.expected_bucket_owner.as_ref(),
+        crate::ids::account_id,
+    )?;
     let object_lock = match (&s.object_lock_mode, s.object_lock_retain_days) {
         (None, None) => None,
         (Some(_), None) => {
@@ -167,7 +159,7 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         max_object_size,
         max_attempts: nonzero(&settings::S3_MAX_ATTEMPTS, s.max_attempts.into())?,
         sse_kms_key_id,
-        expected_bucket_owner: s.expected_bucket_owner.clone(),
+        expected_bucket_owner,
         require_object_lock: s.require_object_lock || object_lock.is_some() || s.legal_hold,
         object_lock,
         legal_hold: s.legal_hold,

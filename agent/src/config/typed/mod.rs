@@ -9,7 +9,6 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytesize::ByteSize;
 use imaging::hash::HashAlgorithm;
 use imaging::identity::VolumeId;
 use imaging::naming::SafeName;
@@ -136,14 +135,17 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
 
 fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
     let job = &raw.job;
-    format!("s3://bucket-name/{}", job.prefix)
+    // A prefix key may be written as a folder (`/forensics/`): one leading '/' is dropped here,
+    // one trailing by `S3Url`. Any other empty segment (`//forensics`, `a//b`) is refused there.
+    let prefix = job.prefix.strip_prefix('/').unwrap_or(&job.prefix);
+    format!("s3://bucket-name/{prefix}")
         .parse::<S3Url>()
         .map_err(|e| invalid("job.prefix", e.to_string()))?;
     let destination = optional("job.bucket", job.bucket.as_ref(), |bucket| {
         if bucket.contains('/') {
             return Err("a bucket name has no '/' (put the rest in job.prefix)".to_owned());
         }
-        format!("s3://{bucket}/{}", job.prefix).parse::<S3Url>().map_err(|_| {
+        format!("s3://{bucket}/{prefix}").parse::<S3Url>().map_err(|_| {
             format!("{bucket:?} is not an S3 bucket name: 3-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit")
         })
     })?;
@@ -221,20 +223,12 @@ fn watch(raw: &RawConfig) -> Result<Watch, Invalid> {
     })
 }
 
-/// Parses a size key: an integer of bytes or `bytesize` text.
+/// Parses a size key: an integer of bytes or size text, refusing one that does not fit 64 bits
+/// (`settings::size`, the parser of the size flags too).
 fn size(key: &str, raw: &RawSize) -> Result<u64, Invalid> {
     match raw {
         RawSize::Bytes(n) => Ok(*n),
-        RawSize::Text(text) => text
-            .trim()
-            .parse::<ByteSize>()
-            .map(|b| b.as_u64())
-            .map_err(|e| {
-                invalid(
-                    key,
-                    format!("{text:?} is not a size such as \"1GiB\" or \"0\": {e}"),
-                )
-            }),
+        RawSize::Text(text) => settings::size::parse_size(text.trim()).map_err(|e| invalid(key, e)),
     }
 }
 

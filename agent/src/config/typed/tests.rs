@@ -413,3 +413,53 @@ fn text_rules_accept_their_edge_and_refuse_past_it() {
         assert_eq!(config.cloudwatch.readiness_message, good);
     }
 }
+
+// Issue 19: a size past 64 bits was saturated to 2^64 - 1 (`16EiB` recorded as
+// 18446744073709551615, `100EiB` shown as 16.0 EiB); it is refused, naming the key.
+#[test]
+fn a_size_past_64_bits_is_refused_naming_its_key() {
+    type Edit = Box<dyn FnOnce(&mut RawConfig)>;
+    let cases: [(&str, Edit); 4] = [
+        (
+            "imaging.piece_size",
+            Box::new(|r| r.imaging.piece_size = RawSize::Text("16EiB".into())),
+        ),
+        (
+            "imaging.chunk_size",
+            Box::new(|r| r.imaging.chunk_size = RawSize::Text("20000000000000000000".into())),
+        ),
+        (
+            "s3.max_object_size",
+            Box::new(|r| r.s3.max_object_size = RawSize::Text("100EiB".into())),
+        ),
+        (
+            "s3.part_memory",
+            Box::new(|r| r.s3.part_memory = RawSize::Text("16.0 EiB".into())),
+        ),
+    ];
+    for (key, edit) in cases {
+        let err = with(edit).unwrap_err();
+        assert_eq!(err.key, key, "{err:?}");
+        assert!(err.message.contains("too large"), "{err:?}");
+    }
+}
+
+// Issue 19: a prefix is held to the URL's rules — no empty segment anywhere, no control
+// character — with one leading '/' allowed as the way a folder is written.
+#[test]
+fn a_prefix_has_no_empty_segment_or_control_character() {
+    let prefix_of = |prefix: &str| {
+        let prefix = prefix.to_owned();
+        with(move |r| {
+            r.job.bucket = Some("evidence".into());
+            r.job.prefix = prefix;
+        })
+        .map(|c| c.job.destination.unwrap().prefix().to_owned())
+    };
+    assert_eq!(prefix_of("/cases/").unwrap(), "cases");
+    assert_eq!(prefix_of("cases/2026").unwrap(), "cases/2026");
+    assert_eq!(prefix_of("").unwrap(), "");
+    for bad in ["//cases", "cases//2026", "cases\nforged", "a/\u{7}/b"] {
+        assert_eq!(prefix_of(bad).unwrap_err().key, "job.prefix", "{bad:?}");
+    }
+}

@@ -13,7 +13,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tokio::runtime::Handle;
 
 use super::options::S3Options;
-use super::plan::is_segment_key;
+use super::plan::{is_segment_key, limits, segment_key};
 use super::s3_error;
 use crate::error::{Error, Result};
 
@@ -26,7 +26,38 @@ pub struct EvidenceKeys {
     pub companions: Vec<String>,
 }
 
-/// The first object of the evidence set found in `bucket`, or `None` when there is none.
+/// S3's longest object key: 1,024 bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+impl EvidenceKeys {
+    /// Refuses an evidence set S3 could not store whole: one whose longest key — a companion, or
+    /// the image's last segment — is over [`MAX_KEY_BYTES`]. S3 refuses such a key only when it is
+    /// written, after the source was read; here it is a usage error before anything is asked of
+    /// S3. The segment number is the widest any image can get (2^64 bytes in objects of S3's
+    /// smallest part, 13 digits), since the image's size, and so its layout, is not known yet.
+    pub fn check_lengths(&self) -> Result<()> {
+        let most_segments = u64::MAX / limits::MIN_PART_SIZE + 1;
+        let last_segment = segment_key(&self.image, most_segments - 1, most_segments);
+        let longest = self
+            .companions
+            .iter()
+            .chain([&self.image, &last_segment])
+            .max_by_key(|key| key.len())
+            .unwrap_or(&last_segment);
+        if longest.len() <= MAX_KEY_BYTES {
+            return Ok(());
+        }
+        Err(Error::InvalidSetting(format!(
+            "the object key {longest:?} would be {} bytes, over S3's limit of {MAX_KEY_BYTES}: \
+             shorten the prefix, the incident ID or the evidence name",
+            longest.len()
+        )))
+    }
+}
+
+/// The first object of the evidence set found in `bucket`, or `None` when there is none; an
+/// evidence set whose keys S3 cannot hold is refused first ([`EvidenceKeys::check_lengths`]),
+/// before any key is asked for. Every run asks this before it writes, so the check is here.
 ///
 /// Exact keys are asked with HeadObject, segments with one ListObjectsV2 of `IMAGE.`. A role may
 /// lack `s3:GetObject` or `s3:ListBucket` (without the latter S3 answers 403 even for a missing
@@ -39,6 +70,7 @@ pub fn existing_evidence(
     keys: &EvidenceKeys,
     options: &S3Options,
 ) -> Result<Option<String>> {
+    keys.check_lengths()?;
     let mut unchecked = Vec::new();
     for key in std::iter::once(&keys.image).chain(&keys.companions) {
         let head = runtime.block_on(
@@ -187,5 +219,38 @@ mod tests {
         assert!(!is_refused_condition(&answer(409, "OperationAborted")));
         assert!(!is_refused_condition(&answer(403, "AccessDenied")));
         assert!(!is_refused_condition(&answer(500, "InternalError")));
+    }
+
+    /// The keys of evidence `name` under a prefix of `prefix_len` bytes, as the agent lays them out.
+    fn keys(prefix_len: usize, name: &str) -> EvidenceKeys {
+        let folder = format!("{}/IR-1/disk_evidence/{name}", "p".repeat(prefix_len));
+        EvidenceKeys {
+            image: format!("{folder}.image.dd"),
+            companions: [".image.dd.sha256", ".capture.log", ".manifest.json"]
+                .map(|suffix| format!("{folder}{suffix}"))
+                .to_vec(),
+        }
+    }
+
+    // Issue 19: a key over S3's 1,024 bytes failed only when written, after the source was read
+    // (exit 30); the longest key the run may write — its widest segment number — is checked first.
+    #[test]
+    fn keys_over_s3s_limit_are_refused_before_s3_is_asked() {
+        // "/IR-1/disk_evidence/d" is 21 bytes, ".image.dd" 9, a 13-digit segment number 14 more.
+        let fits = MAX_KEY_BYTES - 21 - 9 - 14;
+        assert_eq!(keys(fits, "d").check_lengths().ok(), Some(()));
+        let err = keys(fits + 1, "d").check_lengths().unwrap_err().to_string();
+        assert!(
+            err.contains("would be 1025 bytes, over S3's limit of 1024")
+                && err.contains("d.image.dd.3518437208884\""),
+            "{err}"
+        );
+        // A long name counts as much as a long prefix.
+        let name = "n".repeat(fits + 1);
+        assert!(keys(1, &name).check_lengths().is_err());
+        assert!(keys(0, &name).check_lengths().is_ok());
+        // The widest segment number is 13 digits: 2^64 bytes in 5 MiB objects.
+        let most = u64::MAX / limits::MIN_PART_SIZE + 1;
+        assert_eq!(segment_key("k", most - 1, most).len(), "k.".len() + 13);
     }
 }

@@ -115,11 +115,26 @@ impl FromStr for S3Url {
                 "the bucket name must be 3-63 lower-case letters, digits, '-' or '.'",
             ));
         }
-        let prefix = prefix.trim_matches('/');
-        if prefix.split('/').any(|seg| seg == "." || seg == "..") || prefix.contains("//") {
+        // One trailing '/' is how a folder is written (`s3://b/cases/`); anything else empty —
+        // `s3://b//a` as much as `a//b` — is a segment S3 keeps and a reader would not expect.
+        let written = prefix;
+        let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+        if !written.is_empty()
+            && prefix
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             return Err(bad(
                 "the prefix must not contain empty, '.' or '..' segments",
             ));
+        }
+        // A newline or other control character would reach S3 (which refuses it only when the
+        // upload starts) and every log line naming the key.
+        if let Some(c) = prefix.chars().find(|c| c.is_control()) {
+            return Err(bad(&format!(
+                "the prefix contains the control character U+{:04X}",
+                u32::from(c)
+            )));
         }
         Ok(Self {
             bucket: bucket.to_owned(),
@@ -177,6 +192,13 @@ mod tests {
             "s3://Bad_Bucket/p",
             "s3://bucket/../x",
             "s3://bucket/a//b",
+            // Issue 19: an empty first segment was trimmed away, a control character kept.
+            "s3://bucket//a",
+            "s3://bucket//",
+            "s3://bucket/a//",
+            "s3://bucket/a\nb",
+            "s3://bucket/a\rb/c",
+            "s3://bucket/a\u{7f}",
         ] {
             assert!(bad.parse::<S3Url>().is_err(), "{bad}");
         }

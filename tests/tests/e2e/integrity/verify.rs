@@ -489,3 +489,22 @@ fn verify_s3_reports_a_deleted_image_object_as_missing_like_a_local_image() {
         run.stderr
     );
 }
+
+// Issue 19: `verify s3://` read the image beside the manifest whatever bucket the manifest named,
+// and took a manifest without `image.s3` (no object list) as well: both passed. A manifest must
+// describe an S3 image, in the bucket it was read from.
+#[test]
+fn verify_s3_refuses_a_manifest_of_another_bucket_or_of_no_s3_image() {
+    let capture = S3Capture::new(MIB + 512, &[]);
+    let run = capture.verify_forged("other-bucket", |m| {
+        m["image"]["s3"]["bucket"] = json!("elsewhere");
+    });
+    assert_unusable(
+        &run,
+        r#"image.s3.bucket is "elsewhere", but the manifest was read from bucket "evidence""#,
+    );
+    let run = capture.verify_forged("no-s3", |m| {
+        m["image"]["s3"] = Value::Null;
+    });
+    assert_unusable(&run, "image.s3 is missing");
+}
