@@ -402,6 +402,71 @@ struct Contender {
     start_after: Duration,
 }
 
+impl Contender {
+    /// A disk of `size` random bytes from `seed` (file `name` in `work`) on a FUSE mount whose
+    /// reads wait one of `delays` ms, read with a random queue depth, stored as one object or as
+    /// segments, started within `start_within_ms` of the race.
+    fn random(
+        work: &Path,
+        name: &str,
+        rng: &mut rand::rngs::StdRng,
+        (seed, size): (u64, u64),
+        delays: [u32; 3],
+        start_within_ms: u64,
+    ) -> Self {
+        use rand::RngExt;
+        let backing = work.join(name);
+        random_file(&backing, size, seed);
+        let sha256 = collector_e2e::sha256_hex(&std::fs::read(&backing).unwrap());
+        let delay = delays[rng.random_range(0..3usize)];
+        Self {
+            source: FaultFs::mount(&backing, &["--delay-ms".into(), delay.to_string()]),
+            sha256,
+            queue_depth: rng.random_range(1..=4u32),
+            segmented: rng.random_bool(0.5),
+            start_after: Duration::from_millis(rng.random_range(0..start_within_ms)),
+        }
+    }
+}
+
+/// Starts each contender's acquisition of evidence `name` (with `extra` flags) at its time, and
+/// waits for all of them.
+fn race(
+    s3: &LocalS3,
+    contenders: &[Contender],
+    incident: &str,
+    name: &str,
+    extra: &[&str],
+) -> Vec<Run> {
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for contender in contenders {
+        std::thread::sleep(contender.start_after.saturating_sub(started.elapsed()));
+        let depth = contender.queue_depth.to_string();
+        let mut flags = vec!["--queue-depth", depth.as_str()];
+        flags.extend_from_slice(extra);
+        if contender.segmented {
+            flags.extend(["--max-object-size", "8MiB"]);
+        }
+        children.push(Run::spawn(&mut acquire(
+            s3,
+            &contender.source.file(),
+            incident,
+            name,
+            &flags,
+        )));
+    }
+    children.into_iter().map(Run::wait).collect()
+}
+
+/// The runs' logs, one after the other, for a failure message.
+fn logs(runs: &[Run]) -> String {
+    runs.iter()
+        .map(|r| r.stderr.as_str())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
 /// Keys (and nothing else) under `prefix`.
 fn keys_under(s3: &LocalS3, prefix: &str) -> Vec<String> {
     snapshot(s3)
@@ -453,45 +518,16 @@ fn property_rng() -> rand::rngs::StdRng {
 /// random delays, speeds and layouts; at most one wins, and exactly its evidence set remains and
 /// verifies.
 fn race_once(s3: &LocalS3, rng: &mut rand::rngs::StdRng, case: u64, one_disk: bool) {
-    use rand::RngExt;
     let work = tempfile::tempdir().unwrap();
     let incident = format!("IR-P{case}");
     let contenders: Vec<Contender> = (0..2u64)
         .map(|i| {
             let seed = 1000 + case * 10 + if one_disk { 0 } else { i };
-            let backing = work.path().join(format!("p{seed}-{i}.raw"));
-            random_file(&backing, 16 * MIB, seed);
-            let sha256 = collector_e2e::sha256_hex(&std::fs::read(&backing).unwrap());
-            let delay = [0u32, 10, 25][rng.random_range(0..3usize)];
-            Contender {
-                source: FaultFs::mount(&backing, &["--delay-ms".into(), delay.to_string()]),
-                sha256,
-                queue_depth: rng.random_range(1..=4u32),
-                segmented: rng.random_bool(0.5),
-                start_after: Duration::from_millis(rng.random_range(0..800u64)),
-            }
+            let name = format!("p{seed}-{i}.raw");
+            Contender::random(work.path(), &name, rng, (seed, 16 * MIB), [0, 10, 25], 800)
         })
         .collect();
-
-    let started = Instant::now();
-    let mut children = Vec::new();
-    for contender in &contenders {
-        let wait = contender.start_after.saturating_sub(started.elapsed());
-        std::thread::sleep(wait);
-        let depth = contender.queue_depth.to_string();
-        let mut extra = vec!["--queue-depth", depth.as_str()];
-        if contender.segmented {
-            extra.extend(["--max-object-size", "8MiB"]);
-        }
-        children.push(Run::spawn(&mut acquire(
-            s3,
-            &contender.source.file(),
-            &incident,
-            "same",
-            &extra,
-        )));
-    }
-    let runs: Vec<Run> = children.into_iter().map(Run::wait).collect();
+    let runs = race(s3, &contenders, &incident, "same", &[]);
     let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
     eprintln!(
         "case {case}: segmented {:?}, queue depths {:?}, starts {:?} → exit codes {codes:?}",
@@ -499,12 +535,7 @@ fn race_once(s3: &LocalS3, rng: &mut rand::rngs::StdRng, case: u64, one_disk: bo
         contenders.iter().map(|c| c.queue_depth).collect::<Vec<_>>(),
         contenders.iter().map(|c| c.start_after).collect::<Vec<_>>(),
     );
-    let logs = || {
-        runs.iter()
-            .map(|r| r.stderr.as_str())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || logs(&runs);
 
     let prefix = format!("cases/{incident}/");
     let manifest_key = key(&incident, "same.manifest.json");
@@ -592,7 +623,6 @@ fn three_racing_new_captures_each_store_evidence_under_a_name_of_their_own() {
 }
 
 fn race_new_captures_once(s3: &LocalS3, rng: &mut rand::rngs::StdRng, case: u64) {
-    use rand::RngExt;
     let work = tempfile::tempdir().unwrap();
     let incident = format!("IR-N{case}");
     let first = work.path().join("first.raw");
@@ -601,44 +631,13 @@ fn race_new_captures_once(s3: &LocalS3, rng: &mut rand::rngs::StdRng, case: u64)
     let contenders: Vec<Contender> = (0..3u64)
         .map(|i| {
             let seed = 2100 + case * 10 + i;
-            let backing = work.path().join(format!("n{seed}.raw"));
-            random_file(&backing, 12 * MIB, seed);
-            let sha256 = collector_e2e::sha256_hex(&std::fs::read(&backing).unwrap());
-            let delay = [0u32, 5, 15][rng.random_range(0..3usize)];
-            Contender {
-                source: FaultFs::mount(&backing, &["--delay-ms".into(), delay.to_string()]),
-                sha256,
-                queue_depth: rng.random_range(1..=4u32),
-                segmented: rng.random_bool(0.5),
-                start_after: Duration::from_millis(rng.random_range(0..400u64)),
-            }
+            let name = format!("n{seed}.raw");
+            Contender::random(work.path(), &name, rng, (seed, 12 * MIB), [0, 5, 15], 400)
         })
         .collect();
-    let started = Instant::now();
-    let mut children = Vec::new();
-    for contender in &contenders {
-        std::thread::sleep(contender.start_after.saturating_sub(started.elapsed()));
-        let depth = contender.queue_depth.to_string();
-        let mut extra = vec!["--new-capture", "--queue-depth", depth.as_str()];
-        if contender.segmented {
-            extra.extend(["--max-object-size", "8MiB"]);
-        }
-        children.push(Run::spawn(&mut acquire(
-            s3,
-            &contender.source.file(),
-            &incident,
-            "n",
-            &extra,
-        )));
-    }
-    let runs: Vec<Run> = children.into_iter().map(Run::wait).collect();
+    let runs = race(s3, &contenders, &incident, "n", &["--new-capture"]);
     let codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
-    let logs = || {
-        runs.iter()
-            .map(|r| r.stderr.as_str())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || logs(&runs);
     assert!(
         codes.iter().all(|&c| c == 0),
         "case {case}: every new capture must store its evidence, none be refused after reading: {codes:?}\n{}",
