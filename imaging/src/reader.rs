@@ -143,7 +143,7 @@ pub fn read_worker(shared: &ReaderShared<'_>, chunks: &Sender<Result<Chunk>>) {
 
 /// How a failed read should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+enum ReadFailure {
     /// The medium could not deliver these sectors; other sectors may be fine.
     Media,
     /// The device is gone.
@@ -152,11 +152,11 @@ enum Failure {
     Other,
 }
 
-fn classify(err: &io::Error) -> Failure {
+fn classify(err: &io::Error) -> ReadFailure {
     match err.raw_os_error() {
         // NVMe reports unrecovered read errors as ENODATA, SCSI/virtio as EIO; EILSEQ and EREMOTEIO
         // come from some transports (dm-integrity, target errors).
-        Some(libc::EIO | libc::ENODATA | libc::EILSEQ | libc::EREMOTEIO) => Failure::Media,
+        Some(libc::EIO | libc::ENODATA | libc::EILSEQ | libc::EREMOTEIO) => ReadFailure::Media,
         Some(
             libc::ENXIO
             | libc::ENODEV
@@ -164,8 +164,8 @@ fn classify(err: &io::Error) -> Failure {
             | libc::ECONNABORTED
             | libc::ESHUTDOWN
             | libc::ESTALE,
-        ) => Failure::Vanished,
-        _ => Failure::Other,
+        ) => ReadFailure::Vanished,
+        _ => ReadFailure::Other,
     }
 }
 
@@ -181,9 +181,9 @@ pub fn read_chunk(
     match pread_full(source, offset, buf, len) {
         Ok(()) => Ok(Vec::new()),
         Err(err) => match classify(&err) {
-            Failure::Media => salvage(source, offset, buf, len, sector_retries),
-            Failure::Vanished => Err(vanished(source, offset, err)),
-            Failure::Other => Err(read_failed(source, offset, err)),
+            ReadFailure::Media => salvage(source, offset, buf, len, sector_retries),
+            ReadFailure::Vanished => Err(vanished(source, offset, err)),
+            ReadFailure::Other => Err(read_failed(source, offset, err)),
         },
     }
 }
@@ -208,17 +208,17 @@ fn salvage(
         loop {
             match pread_full(source, at, target, this_len) {
                 Ok(()) => break,
-                Err(err) if classify(&err) == Failure::Media && attempt < sector_retries => {
+                Err(err) if classify(&err) == ReadFailure::Media && attempt < sector_retries => {
                     attempt += 1;
                 }
-                Err(err) if classify(&err) == Failure::Media => {
+                Err(err) if classify(&err) == ReadFailure::Media => {
                     target[..this_len].fill(0);
                     let errno = err.raw_os_error().unwrap_or(libc::EIO);
                     bad.push(BadRange::sector(at, this_len as u64, sector_size, errno));
                     last_err = Some(err);
                     break;
                 }
-                Err(err) if classify(&err) == Failure::Vanished => {
+                Err(err) if classify(&err) == ReadFailure::Vanished => {
                     return Err(vanished(source, at, err));
                 }
                 Err(err) => return Err(read_failed(source, at, err)),
@@ -294,10 +294,10 @@ mod tests {
     #[test]
     fn errors_are_classified_as_media_vanished_or_other() {
         let of = |errno| classify(&io::Error::from_raw_os_error(errno));
-        assert_eq!(of(libc::EIO), Failure::Media);
-        assert_eq!(of(libc::ENODATA), Failure::Media);
-        assert_eq!(of(libc::ENXIO), Failure::Vanished);
-        assert_eq!(of(libc::ENOTCONN), Failure::Vanished);
-        assert_eq!(of(libc::EACCES), Failure::Other);
+        assert_eq!(of(libc::EIO), ReadFailure::Media);
+        assert_eq!(of(libc::ENODATA), ReadFailure::Media);
+        assert_eq!(of(libc::ENXIO), ReadFailure::Vanished);
+        assert_eq!(of(libc::ENOTCONN), ReadFailure::Vanished);
+        assert_eq!(of(libc::EACCES), ReadFailure::Other);
     }
 }

@@ -12,7 +12,7 @@ use super::batch::{LogEvent, Rejected};
 use super::target::{Target, TargetError};
 
 /// What one call came to.
-pub(super) enum Outcome {
+pub(super) enum CallOutcome {
     /// Accepted; some events may still have been refused for their age.
     Accepted(Rejected),
     /// The group or stream is missing (deleted, or a fresh endpoint): create them and retry.
@@ -30,10 +30,10 @@ pub(super) async fn put(
     target: &mut Target,
     events: &[LogEvent],
     until: Instant,
-) -> Outcome {
+) -> CallOutcome {
     match timeout_at(until, target.ensure(client)).await {
-        Err(_) => return Outcome::Retry("creating the log group and stream timed out".into()),
-        Ok(Err(TargetError::Unreachable { reason, .. })) => return Outcome::Retry(reason),
+        Err(_) => return CallOutcome::Retry("creating the log group and stream timed out".into()),
+        Ok(Err(TargetError::Unreachable { reason, .. })) => return CallOutcome::Retry(reason),
         Ok(Ok(())) => {}
     }
     let input: Result<Vec<InputLogEvent>, _> = events
@@ -47,7 +47,7 @@ pub(super) async fn put(
         .collect();
     let input = match input {
         Ok(input) => input,
-        Err(err) => return Outcome::Refused(err.to_string()),
+        Err(err) => return CallOutcome::Refused(err.to_string()),
     };
     let call = client
         .put_log_events()
@@ -56,26 +56,28 @@ pub(super) async fn put(
         .set_log_events(Some(input))
         .send();
     match timeout_at(until, call).await {
-        Err(_) => Outcome::Retry("PutLogEvents timed out".into()),
-        Ok(Ok(output)) => Outcome::Accepted(Rejected::from_info(output.rejected_log_events_info())),
+        Err(_) => CallOutcome::Retry("PutLogEvents timed out".into()),
+        Ok(Ok(output)) => {
+            CallOutcome::Accepted(Rejected::from_info(output.rejected_log_events_info()))
+        }
         Ok(Err(err)) => classify(&err),
     }
 }
 
 /// Sorts an SDK error: a missing group or stream, a call to retry, or a request to give up.
-fn classify(err: &SdkError<PutLogEventsError>) -> Outcome {
+fn classify(err: &SdkError<PutLogEventsError>) -> CallOutcome {
     let reason = DisplayErrorContext(err).to_string();
     match err {
         SdkError::ServiceError(context) => match context.err() {
-            PutLogEventsError::ResourceNotFoundException(_) => Outcome::Missing,
+            PutLogEventsError::ResourceNotFoundException(_) => CallOutcome::Missing,
             // A retried call the service already has: nothing to resend.
             PutLogEventsError::DataAlreadyAcceptedException(_) => {
-                Outcome::Accepted(Rejected::default())
+                CallOutcome::Accepted(Rejected::default())
             }
-            PutLogEventsError::InvalidParameterException(_) => Outcome::Refused(reason),
+            PutLogEventsError::InvalidParameterException(_) => CallOutcome::Refused(reason),
             // Sequence tokens are no longer required; a stale one is resent without one.
-            _ => Outcome::Retry(reason),
+            _ => CallOutcome::Retry(reason),
         },
-        _ => Outcome::Retry(reason),
+        _ => CallOutcome::Retry(reason),
     }
 }

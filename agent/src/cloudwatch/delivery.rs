@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::batch::{self, LogEvent, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
-use super::call::{self, Outcome};
+use super::call::{self, CallOutcome};
 use super::counters::Counters;
 use super::event::{millis, stamp};
 use super::retry::{Backoff, MAX_ATTEMPTS_PER_BATCH};
@@ -252,7 +252,7 @@ impl Delivery {
             message: self.readiness_message.clone(),
         };
         match call::put(&self.client, &mut self.readiness, &[event], until).await {
-            Outcome::Accepted(rejected) => {
+            CallOutcome::Accepted(rejected) => {
                 self.succeeded();
                 self.readiness_due = None;
                 self.counters.set_readiness_pending(false);
@@ -263,12 +263,12 @@ impl Delivery {
                     );
                 }
             }
-            Outcome::Missing => {
+            CallOutcome::Missing => {
                 self.readiness.forget();
                 self.note_failure("the log group or stream does not exist");
             }
-            Outcome::Retry(reason) => self.note_failure(&reason),
-            Outcome::Refused(reason) => {
+            CallOutcome::Retry(reason) => self.note_failure(&reason),
+            CallOutcome::Refused(reason) => {
                 self.readiness_due = None;
                 tracing::error!(group = %self.readiness.group, %reason,
                     "CloudWatch refused the readiness message; the attaching Lambda will not see it.");
@@ -310,7 +310,7 @@ impl Delivery {
             return;
         }
         match call::put(&self.client, &mut self.capture, &events, until).await {
-            Outcome::Accepted(rejected) => {
+            CallOutcome::Accepted(rejected) => {
                 self.succeeded();
                 self.batch = None;
                 let refused = rejected.count(count);
@@ -328,16 +328,16 @@ impl Delivery {
                     self.reported_loss = lost;
                 }
             }
-            Outcome::Missing => {
+            CallOutcome::Missing => {
                 self.capture.forget();
                 self.note_failure("the log group or stream does not exist");
                 self.count_attempt();
             }
-            Outcome::Retry(reason) => {
+            CallOutcome::Retry(reason) => {
                 self.note_failure(&reason);
                 self.count_attempt();
             }
-            Outcome::Refused(reason) => {
+            CallOutcome::Refused(reason) => {
                 tracing::error!(group = %self.capture.group, events = count, %reason,
                     "CloudWatch refused a batch of capture events.");
                 self.batch = None;

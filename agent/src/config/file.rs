@@ -21,14 +21,14 @@ pub const MAX_BYTES: u64 = 1 << 20;
 
 /// Why a file was not read.
 #[derive(Debug)]
-pub enum Error {
+pub enum ReadError {
     /// Opening or reading failed (missing, permission, …).
     Io(std::io::Error),
     /// The file is there but must not be used; the text says why.
     Refused(String),
 }
 
-impl Error {
+impl ReadError {
     /// The loader's error for `path`.
     pub fn into_config(self, path: &Path) -> ConfigError {
         match self {
@@ -45,12 +45,12 @@ impl Error {
 }
 
 /// The text of the config file at `path`, checked as the module doc says.
-pub fn read(path: &Path) -> Result<String, Error> {
+pub fn read(path: &Path) -> Result<String, ReadError> {
     let (file, metadata) = regular_file::open(path, MAX_BYTES).map_err(refusal)?;
     check_owner(&metadata, nix::unistd::geteuid().as_raw())?;
     let bytes = regular_file::read_opened(file, &metadata, MAX_BYTES).map_err(refusal)?;
     String::from_utf8(bytes).map_err(|e| {
-        Error::Refused(format!(
+        ReadError::Refused(format!(
             "it is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
         ))
@@ -58,27 +58,27 @@ pub fn read(path: &Path) -> Result<String, Error> {
 }
 
 /// A file of the wrong kind or size is refused; any other failure (missing, permission) is I/O.
-fn refusal(error: std::io::Error) -> Error {
+fn refusal(error: std::io::Error) -> ReadError {
     match error.kind() {
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
-            Error::Refused(format!(
+            ReadError::Refused(format!(
                 "{error}; the configuration must be a regular file of at most {MAX_BYTES} bytes"
             ))
         }
-        _ => Error::Io(error),
+        _ => ReadError::Io(error),
     }
 }
 
 /// Owned by root or by `euid`, and writable by nobody else (no group or other write bit).
-fn check_owner(meta: &std::fs::Metadata, euid: u32) -> Result<(), Error> {
+fn check_owner(meta: &std::fs::Metadata, euid: u32) -> Result<(), ReadError> {
     let (uid, mode) = (meta.uid(), meta.mode());
     if uid != 0 && uid != euid {
-        return Err(Error::Refused(format!(
+        return Err(ReadError::Refused(format!(
             "it is owned by uid {uid}, not root: the file may set commands run as root"
         )));
     }
     if mode & 0o022 != 0 {
-        return Err(Error::Refused(format!(
+        return Err(ReadError::Refused(format!(
             "its mode {:o} lets group or others write it: the file may set commands run as root (chmod go-w)",
             mode & 0o7777
         )));
@@ -92,9 +92,9 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
-    fn refused(result: Result<String, Error>) -> String {
+    fn refused(result: Result<String, ReadError>) -> String {
         match result {
-            Err(Error::Refused(reason)) => reason,
+            Err(ReadError::Refused(reason)) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -150,7 +150,7 @@ mod tests {
         check_owner(&meta, stranger).unwrap();
         let err = check_owner(&meta, stranger + 1).unwrap_err();
         assert!(
-            matches!(err, Error::Refused(ref r) if r.contains("not root")),
+            matches!(err, ReadError::Refused(ref r) if r.contains("not root")),
             "{err:?}"
         );
         // A root-owned file is the administrator's, whoever runs us.
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn missing_files_are_io_errors() {
-        let Err(Error::Io(e)) = read(Path::new("/nonexistent/forensic-collector.toml")) else {
+        let Err(ReadError::Io(e)) = read(Path::new("/nonexistent/forensic-collector.toml")) else {
             panic!("a missing file is an I/O error");
         };
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);

@@ -18,7 +18,7 @@
 //! validated (`typed`); any error names the key and the source that set it. Whether IMDS is used,
 //! and how long to wait for it, is decided from the file, environment and flags — user data cannot
 //! switch itself off (its values for them are ignored, `set_aside_decided`). A refusal keeps what
-//! was read before it (`Refusal`), so `watch` can still report it.
+//! was read before it (`ConfigRefusal`), so `watch` can still report it.
 //!
 //! # Layout
 //! - `settings`: the one table of settings (key, type, doc line, default, range, who may set it),
@@ -200,7 +200,7 @@ impl Effective {
 /// A configuration refused, with what loading had learned by then: enough for `watch` to report
 /// the refusal (where to, under which stream) although the configuration as a whole is unusable.
 #[derive(Debug)]
-pub struct Refusal {
+pub struct ConfigRefusal {
     /// Why the configuration was refused.
     pub error: ConfigError,
     /// The settings read before the error, each valid on its own: the sources read so far, or all
@@ -218,14 +218,14 @@ pub fn load(options: &LoadOptions) -> Result<Effective, ConfigError> {
     load_salvaging(options).map_err(|refusal| refusal.error)
 }
 
-/// As [`load`], keeping on refusal what was learned (see [`Refusal`]).
-pub fn load_salvaging(options: &LoadOptions) -> Result<Effective, Box<Refusal>> {
+/// As [`load`], keeping on refusal what was learned (see [`ConfigRefusal`]).
+pub fn load_salvaging(options: &LoadOptions) -> Result<Effective, Box<ConfigRefusal>> {
     let _start_up = crate::signals::start_up();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
-            Box::new(Refusal {
+            Box::new(ConfigRefusal {
                 error: ConfigError::Internal(format!("cannot start a runtime for IMDS: {e}")),
                 partial: Layers::default(),
                 instance_id: None,
@@ -241,11 +241,11 @@ pub async fn load_async(options: &LoadOptions) -> Result<Effective, ConfigError>
         .map_err(|refusal| refusal.error)
 }
 
-/// As [`load_async`], keeping on refusal what was learned (see [`Refusal`]).
-pub async fn load_async_salvaging(options: &LoadOptions) -> Result<Effective, Box<Refusal>> {
+/// As [`load_async`], keeping on refusal what was learned (see [`ConfigRefusal`]).
+pub async fn load_async_salvaging(options: &LoadOptions) -> Result<Effective, Box<ConfigRefusal>> {
     let mut known = Known::default();
     load_into(options, &mut known).await.map_err(|error| {
-        Box::new(Refusal {
+        Box::new(ConfigRefusal {
             error,
             partial: known.layers,
             instance_id: known.instance_id,
@@ -306,18 +306,18 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
         let data = crate::imds::fetch_waiting(endpoint, wait)
             .await
             .map_err(|e| match e {
-                crate::imds::Error::NotUtf8 => ConfigError::UserData {
+                crate::imds::InstanceDataError::NotUtf8 => ConfigError::UserData {
                     message: e.to_string(),
                 },
-                crate::imds::Error::BadEndpoint { endpoint, message } => {
+                crate::imds::InstanceDataError::BadEndpoint { endpoint, message } => {
                     ConfigError::ImdsEndpoint {
                         value: endpoint,
                         message,
                     }
                 }
-                crate::imds::Error::Unreachable { .. }
-                | crate::imds::Error::Refused { .. }
-                | crate::imds::Error::GaveUp { .. } => ConfigError::ImdsUnavailable {
+                crate::imds::InstanceDataError::Unreachable { .. }
+                | crate::imds::InstanceDataError::Refused { .. }
+                | crate::imds::InstanceDataError::GaveUp { .. } => ConfigError::ImdsUnavailable {
                     endpoint: endpoint.unwrap_or(crate::imds::DEFAULT_ENDPOINT).to_owned(),
                     message: e.to_string(),
                 },
@@ -426,7 +426,7 @@ fn config_file(options: &LoadOptions) -> (PathBuf, bool) {
 fn read_file(path: &Path, required: bool) -> Result<Option<toml::Table>, ConfigError> {
     let text = match file::read(path) {
         Ok(text) => text,
-        Err(file::Error::Io(e)) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+        Err(file::ReadError::Io(e)) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(None);
         }
         Err(error) => return Err(error.into_config(path)),

@@ -20,7 +20,7 @@ pub(super) struct SettleRules {
 
 /// Where a disk stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Progress {
+pub(super) enum SettleState {
     /// Ready to report, with this size in bytes.
     Settled { size: u64 },
     /// Not yet; look again at this instant.
@@ -59,7 +59,7 @@ impl Settling {
     }
 
     /// Takes a size read at `now` into account and says where the disk stands.
-    pub(super) fn check(&mut self, now: Instant, size: u64, rules: &SettleRules) -> Progress {
+    pub(super) fn check(&mut self, now: Instant, size: u64, rules: &SettleRules) -> SettleState {
         let sampled_at = match self.size_sample {
             Some((previous, at)) if previous == size => at,
             _ => {
@@ -70,18 +70,18 @@ impl Settling {
         let size_due = sampled_at + rules.size_poll;
         let quiet_due = self.last_link_event + rules.quiet;
         if size > 0 && now >= size_due && now >= quiet_due {
-            return Progress::Settled { size };
+            return SettleState::Settled { size };
         }
         let give_up_at = self.first_seen + rules.limit;
         if now >= give_up_at {
-            return Progress::GaveUp { size };
+            return SettleState::GaveUp { size };
         }
         let mut until = size_due.max(quiet_due);
         if until <= now {
             // Only the size is missing (still zero): read it again after one poll interval.
             until = now + rules.size_poll;
         }
-        Progress::Waiting {
+        SettleState::Waiting {
             until: until.min(give_up_at),
         }
     }
@@ -107,13 +107,13 @@ mod tests {
         let mut s = Settling::new(t0);
         assert_eq!(
             s.check(t0, 4096, &RULES),
-            Progress::Waiting {
+            SettleState::Waiting {
                 until: t0 + ms(300)
             }
         );
         assert_eq!(
             s.check(t0 + ms(300), 4096, &RULES),
-            Progress::Settled { size: 4096 }
+            SettleState::Settled { size: 4096 }
         );
     }
 
@@ -125,13 +125,13 @@ mod tests {
         s.link_event(t0 + ms(200));
         assert_eq!(
             s.check(t0 + ms(300), 4096, &RULES),
-            Progress::Waiting {
+            SettleState::Waiting {
                 until: t0 + ms(500)
             }
         );
         assert_eq!(
             s.check(t0 + ms(500), 4096, &RULES),
-            Progress::Settled { size: 4096 }
+            SettleState::Settled { size: 4096 }
         );
         assert_eq!(s.first_seen(), t0);
     }
@@ -143,13 +143,13 @@ mod tests {
         s.check(t0, 4096, &RULES);
         assert_eq!(
             s.check(t0 + ms(300), 8192, &RULES),
-            Progress::Waiting {
+            SettleState::Waiting {
                 until: t0 + ms(400)
             }
         );
         assert_eq!(
             s.check(t0 + ms(400), 8192, &RULES),
-            Progress::Settled { size: 8192 }
+            SettleState::Settled { size: 8192 }
         );
     }
 
@@ -160,19 +160,19 @@ mod tests {
         s.check(t0, 0, &RULES);
         assert_eq!(
             s.check(t0 + ms(1000), 0, &RULES),
-            Progress::Waiting {
+            SettleState::Waiting {
                 until: t0 + ms(1100)
             }
         );
         assert_eq!(
             s.check(t0 + ms(4950), 0, &RULES),
-            Progress::Waiting {
+            SettleState::Waiting {
                 until: t0 + ms(5000)
             }
         );
         assert_eq!(
             s.check(t0 + ms(5000), 0, &RULES),
-            Progress::GaveUp { size: 0 }
+            SettleState::GaveUp { size: 0 }
         );
     }
 }

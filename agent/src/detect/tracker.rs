@@ -17,7 +17,7 @@ use super::dirs::LinkDir;
 use super::event::{AttachedDisk, Refusal, WatchEvent};
 use super::names::{decode_udev_escapes, volume_id_from_link_name};
 use super::resolve::{self, LinkTarget, WholeDisk};
-use super::settle::{Progress, SettleRules, Settling};
+use super::settle::{SettleRules, SettleState, Settling};
 
 /// How long a link whose target does not exist is retried. udev creates links after the kernel
 /// created the node (devtmpfs), so this only covers races with a node still being set up; a link
@@ -160,10 +160,10 @@ impl Tracker {
                 continue;
             };
             match candidate.settling.check(now, size, &self.rules) {
-                Progress::Settled { size } => {
+                SettleState::Settled { size } => {
                     finished.push((*dev, Some(decide(&self.system, candidate, size))));
                 }
-                Progress::GaveUp { size } => {
+                SettleState::GaveUp { size } => {
                     let reason = Refusal::NeverSettled {
                         waited: now.saturating_duration_since(candidate.settling.first_seen()),
                         size,
@@ -171,7 +171,7 @@ impl Tracker {
                     tracing::warn!(disk = %candidate.disk, reason = %reason, "Refusing a disk.");
                     finished.push((*dev, Some(refused(candidate, reason))));
                 }
-                Progress::Waiting { until } => wake = Some(wake.map_or(until, |w| w.min(until))),
+                SettleState::Waiting { until } => wake = Some(wake.map_or(until, |w| w.min(until))),
             }
         }
         for (dev, event) in finished {

@@ -52,7 +52,7 @@ pub struct InstanceData {
 
 /// An IMDS failure.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum InstanceDataError {
     /// Nothing answered, or it answered with an error that may pass (5xx, an unknown token).
     #[error("{endpoint}{path}: {message}")]
     Unreachable {
@@ -78,7 +78,7 @@ pub enum Error {
     #[error("{last} (no answer in {attempts} attempts over {waited:.1?})")]
     GaveUp {
         /// The last attempt's failure.
-        last: Box<Error>,
+        last: Box<InstanceDataError>,
         /// Attempts made.
         attempts: u32,
         /// Time since the first.
@@ -102,7 +102,10 @@ pub enum Error {
 /// answers or `wait` has passed since the first attempt (the last attempt starts at `wait`, so
 /// the whole takes at most `wait` plus one fetch's timeouts). A zero `wait` asks once. The first
 /// retry is logged as a warning, the later ones at debug level, an answer after retries at info.
-pub async fn fetch_waiting(endpoint: Option<&str>, wait: Duration) -> Result<InstanceData, Error> {
+pub async fn fetch_waiting(
+    endpoint: Option<&str>,
+    wait: Duration,
+) -> Result<InstanceData, InstanceDataError> {
     let started = Instant::now();
     let mut delays = retry::delays(None);
     let mut attempts = 1u32;
@@ -119,7 +122,7 @@ pub async fn fetch_waiting(endpoint: Option<&str>, wait: Duration) -> Result<Ins
                 }
                 return Ok(data);
             }
-            Err(error @ Error::Unreachable { .. }) => error,
+            Err(error @ InstanceDataError::Unreachable { .. }) => error,
             Err(error) => return Err(error),
         };
         let pause = delays
@@ -129,7 +132,7 @@ pub async fn fetch_waiting(endpoint: Option<&str>, wait: Duration) -> Result<Ins
             if attempts == 1 {
                 return Err(error);
             }
-            return Err(Error::GaveUp {
+            return Err(InstanceDataError::GaveUp {
                 last: Box::new(error),
                 attempts,
                 waited: started.elapsed(),
@@ -156,7 +159,7 @@ const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
 /// Fetches user data and the instance ID from `endpoint` (`None`: the SDK's resolution —
 /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, the profile, or 169.254.169.254), once: a fresh client, so
 /// a fresh token.
-pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, Error> {
+pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, InstanceDataError> {
     let shown = endpoint.unwrap_or(DEFAULT_ENDPOINT).to_owned();
     let mut builder = Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
@@ -165,7 +168,7 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, Error> {
         .operation_attempt_timeout(OPERATION_TIMEOUT)
         .max_attempts(ATTEMPTS);
     if let Some(endpoint) = endpoint {
-        let bad = |message: String| Error::BadEndpoint {
+        let bad = |message: String| InstanceDataError::BadEndpoint {
             endpoint: endpoint.to_owned(),
             message,
         };
@@ -182,7 +185,7 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, Error> {
     let instance_id = instance_id
         .map(|id| crate::ids::instance_id(&id))
         .transpose()
-        .map_err(|message| Error::Refused {
+        .map_err(|message| InstanceDataError::Refused {
             endpoint: shown.clone(),
             path: INSTANCE_ID_PATH,
             message,
@@ -212,25 +215,25 @@ async fn optional(
     client: &Client,
     endpoint: &str,
     path: &'static str,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<String>, InstanceDataError> {
     let err = match client.get(path).await {
         Ok(text) => return Ok(Some(text.as_ref().to_owned())),
         Err(err) => err,
     };
     let message = chain(&err);
     if message.contains("UTF-8") {
-        return Err(Error::NotUtf8);
+        return Err(InstanceDataError::NotUtf8);
     }
     let (stage, status) = failed_exchange(&err);
     let endpoint = endpoint.to_owned();
     match retry::classify(stage, status) {
         Verdict::Absent => Ok(None),
-        Verdict::Retry => Err(Error::Unreachable {
+        Verdict::Retry => Err(InstanceDataError::Unreachable {
             endpoint,
             path,
             message,
         }),
-        Verdict::Final => Err(Error::Refused {
+        Verdict::Final => Err(InstanceDataError::Refused {
             endpoint,
             path,
             message: format!("{message} (HTTP {})", status.unwrap_or_default()),
@@ -285,7 +288,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(
-                matches!(&err, Error::BadEndpoint { endpoint: e, .. } if e == endpoint),
+                matches!(&err, InstanceDataError::BadEndpoint { endpoint: e, .. } if e == endpoint),
                 "{endpoint:?}: {err:?}"
             );
             assert!(started.elapsed() < Duration::from_secs(1), "{endpoint:?}");

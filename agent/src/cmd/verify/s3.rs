@@ -81,7 +81,7 @@ pub(super) fn measure(
 
 /// One stored object to read back, as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored {
+struct ReadBack {
     key: String,
     version_id: Option<String>,
     size_bytes: u64,
@@ -93,7 +93,7 @@ struct Stored {
 /// image's objects beside the manifest, in the manifest's own bucket — never another prefix's or
 /// bucket's, nor the bucket's root. A manifest that records no S3 objects (`image.s3`) does not
 /// describe an S3 image: reading whatever lies beside it would check an image it never named.
-fn stored_objects(image: &ImageRecord, folder: &S3Url) -> Result<Vec<Stored>, String> {
+fn stored_objects(image: &ImageRecord, folder: &S3Url) -> Result<Vec<ReadBack>, String> {
     let Some(s3) = &image.s3 else {
         return Err(
             "image.s3 is missing: the manifest does not describe an image stored in S3 (a local \
@@ -124,7 +124,7 @@ fn stored_objects(image: &ImageRecord, folder: &S3Url) -> Result<Vec<Stored>, St
                     object.key
                 ));
             }
-            Ok(Stored {
+            Ok(ReadBack {
                 key: object.key.clone(),
                 version_id: object.version_id.clone(),
                 size_bytes: object.size_bytes,
@@ -241,7 +241,7 @@ fn stream_object(
     runtime: &tokio::runtime::Runtime,
     client: &aws_sdk_s3::Client,
     bucket: &str,
-    object: &Stored,
+    object: &ReadBack,
     whole: &mut WholeImage,
     cancel: &AtomicBool,
 ) -> Result<ObjectMeasure, Failure> {
@@ -354,7 +354,7 @@ mod tests {
         let stored = stored_objects(&one, &folder("s3://bkt/c/d")).unwrap();
         assert_eq!(
             stored,
-            [Stored {
+            [ReadBack {
                 key: "c/d/s.image.dd".into(),
                 version_id: Some("v1".into()),
                 size_bytes: 10,

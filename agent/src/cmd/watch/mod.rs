@@ -14,7 +14,7 @@ use anyhow::anyhow;
 
 use crate::cli::WatchArgs;
 use crate::cloudwatch::{ReportSettings, Reporter};
-use crate::config::{self, Effective, Flag, JobContext, Layers, LoadOptions, Refusal};
+use crate::config::{self, ConfigRefusal, Effective, Flag, JobContext, Layers, LoadOptions};
 use crate::daemon::Reports;
 use crate::daemon::{self, DaemonPlan};
 use crate::exit::{Exit, Failure};
@@ -86,14 +86,14 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
 }
 
 /// The effective configuration and its job context, or why they are refused.
-fn accept(options: &LoadOptions) -> Result<(Effective, JobContext), Box<Refusal>> {
+fn accept(options: &LoadOptions) -> Result<(Effective, JobContext), Box<ConfigRefusal>> {
     let effective = config::load_salvaging(options)?;
     match effective.require_job() {
         Ok(job) => Ok((effective, job)),
         Err(error) => {
             let mut partial = Layers::default();
             partial.apply(effective.settings);
-            Err(Box::new(Refusal {
+            Err(Box::new(ConfigRefusal {
                 error,
                 partial,
                 instance_id: effective.instance_id,

@@ -89,9 +89,9 @@ pub fn existing_evidence(
         }
     }
     match find_segment(runtime, client, bucket, &keys.image, options)? {
-        Listing::Found(segment) => return Ok(Some(segment)),
-        Listing::Nothing => {}
-        Listing::Denied => unchecked.push(format!("{}.NNN", keys.image)),
+        SegmentSearch::Found(segment) => return Ok(Some(segment)),
+        SegmentSearch::Nothing => {}
+        SegmentSearch::Denied => unchecked.push(format!("{}.NNN", keys.image)),
     }
     if !unchecked.is_empty() {
         tracing::warn!(bucket, keys = ?unchecked,
@@ -101,7 +101,7 @@ pub fn existing_evidence(
 }
 
 /// What a listing of an image's segments found.
-enum Listing {
+enum SegmentSearch {
     /// This segment exists.
     Found(String),
     /// No segment exists.
@@ -117,7 +117,7 @@ fn find_segment(
     bucket: &str,
     image: &str,
     options: &S3Options,
-) -> Result<Listing> {
+) -> Result<SegmentSearch> {
     let mut token = None;
     loop {
         let page = runtime.block_on(
@@ -131,7 +131,7 @@ fn find_segment(
         );
         let page = match page {
             Ok(page) => page,
-            Err(err) if status_of(&err) == Some(403) => return Ok(Listing::Denied),
+            Err(err) if status_of(&err) == Some(403) => return Ok(SegmentSearch::Denied),
             Err(err) => return Err(s3_error("list existing segments of", bucket, image, err)),
         };
         if let Some(found) = page
@@ -140,11 +140,11 @@ fn find_segment(
             .filter_map(|o| o.key())
             .find(|k| is_segment_key(k, image))
         {
-            return Ok(Listing::Found(found.to_owned()));
+            return Ok(SegmentSearch::Found(found.to_owned()));
         }
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-            _ => return Ok(Listing::Nothing),
+            _ => return Ok(SegmentSearch::Nothing),
         }
     }
 }
