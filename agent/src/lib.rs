@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - `cli`: the command line (clap derive); `cmd`: one module per command (`acquire`, `verify`,
-//!   `watch`, `config`), each turning parsed arguments into work and an exit.
-//! - `destination`: where evidence goes (local directory or S3) and how companions are stored.
+//!   `watch`, `config`), each turning parsed arguments into work and an exit (`cmd::acquire`
+//!   holds where evidence goes, `destination`, as only it uses it).
 //! - `aws`: the AWS clients and `aws::runtime()`, which builds a new tokio runtime on each call, not
 //!   one shared runtime: an S3 destination, a snapshot source, `verify` of S3, `watch` and its
 //!   refusal report each build their own (a snapshot-to-S3 run starts two).
@@ -29,7 +29,6 @@ pub mod cloudwatch;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
-pub mod destination;
 pub mod detect;
 pub mod exit;
 pub mod ids;

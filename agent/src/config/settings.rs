@@ -771,7 +771,7 @@ mod tests {
         }
 
         let engine = S3Options::default();
-        let cli_s3 = crate::destination::upload_options(&cli.s3, None);
+        let cli_s3 = crate::cmd::acquire::destination::upload_options(&cli.s3, None);
         let c = &config.s3;
         let pairs = [
             (

@@ -19,6 +19,7 @@
 //! A run that stored evidence ends with one log line naming its manifest whole (an absolute path or
 //! an `s3://` URL), the one argument `verify` needs.
 
+pub mod destination;
 mod source;
 
 use std::io::Read;
@@ -33,12 +34,12 @@ use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::pipeline::{self, PipelineConfig};
 
 use crate::cli::AcquireArgs;
-use crate::destination::Destination;
 use crate::exit::{Exit, Failure};
 use crate::logging::CaptureLog;
 use crate::progress::ProgressDisplay;
 use crate::result::AcquisitionResult;
 use crate::sysinfo;
+use destination::Destination;
 use source::Opened;
 
 /// Runs an acquisition and returns how the process should exit. The arguments, from flags or a
@@ -72,7 +73,7 @@ pub fn run(
         .transpose()
         .map_err(usage)?;
     if let Some(name) = explicit_name.as_ref().filter(|_| args.new_capture) {
-        crate::destination::check_capture_room(name)?;
+        destination::check_capture_room(name)?;
     }
 
     // Arguments are checked before the source is opened, and everything else before the device is
@@ -213,7 +214,7 @@ pub fn checked(args: &AcquireArgs) -> Result<AcquireArgs, Failure> {
     args.checked().map_err(usage)
 }
 
-fn usage(message: String) -> Failure {
+pub(crate) fn usage(message: String) -> Failure {
     Failure::new(Exit::Usage, anyhow!(message))
 }
 

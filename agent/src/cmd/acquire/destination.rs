@@ -17,6 +17,7 @@ use imaging::naming::{EvidenceFiles, SafeName};
 use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
 use imaging::sink::{LocalClaim, LocalSink, S3Sink, S3Url, Sink, Staging};
 
+use super::usage;
 use crate::cli::{AcquireArgs, S3Args};
 use crate::exit::{Exit, Failure};
 
@@ -539,10 +540,6 @@ pub fn check_capture_room(name: &SafeName) -> Result<(), Failure> {
             imaging::naming::MAX_LEN - suffix.len()
         ))
     })
-}
-
-fn usage(message: String) -> Failure {
-    Failure::new(Exit::Usage, anyhow!(message))
 }
 
 /// The engine's upload options that `args` ask for.
