@@ -3,7 +3,7 @@
 records what the client sent.
 
   faultproxy.py UPSTREAM_PORT [--fail-parts N] [--reset-parts N] [--fail-all-parts] [--deny-all]
-                [--corrupt-object-checksum]
+                [--corrupt-object-checksum] [--lose-completions N]
                 [--ebs-throttle N] [--ebs-throttle-status 400|429] [--ebs-unavailable N]
                 [--ebs-reset-blocks N] [--ebs-corrupt-blocks N] [--ebs-corrupt-index I]
                 [--ebs-corrupt-all] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks] [--log FILE]
@@ -17,6 +17,11 @@ S3 (UploadPart):
                      every HeadObject answer's x-amz-checksum-crc32c is changed (one bit of the
                      digest, the -N part count kept), as by a server that computes another checksum
                      or a middlebox that rewrites the header: the upload completed, its proof fails
+  --lose-completions N
+                     the first N CompleteMultipartUpload requests are forwarded (S3 completes the
+                     object) and then the client's connection is reset with no answer; a retry of
+                     that completion gets 412 PreconditionFailed, as S3 answers a retried
+                     If-None-Match completion whose first attempt succeeded (moto completes it again)
 
 EBS direct APIs (GetSnapshotBlock), in this order (each budget is spent before the next):
   --ebs-throttle N         the first N get RequestThrottledException (Reason ACCOUNT_THROTTLED), with
@@ -65,6 +70,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "proxy-authorization", "proxy-authenticate"}
 INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
                   b'<Message>injected by faultproxy</Message></Error>')
+PRECONDITION_FAILED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+                       b'<Message>At least one of the pre-conditions you specified did not hold (injected by '
+                       b'faultproxy)</Message><Condition>If-None-Match</Condition></Error>')
 ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
                  b'<Message>Access Denied (injected by faultproxy)</Message></Error>')
 EC2_UNAUTHORIZED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
@@ -112,6 +120,7 @@ def main():
     p.add_argument("--fail-all-parts", action="store_true")
     p.add_argument("--deny-all", action="store_true")
     p.add_argument("--corrupt-object-checksum", action="store_true")
+    p.add_argument("--lose-completions", type=int, default=0)
     p.add_argument("--ebs-throttle", type=int, default=0)
     p.add_argument("--ebs-throttle-status", type=int, choices=(400, 429), default=400)
     p.add_argument("--ebs-unavailable", type=int, default=0)
@@ -128,8 +137,9 @@ def main():
     lock = threading.Lock()
     budget = {"fail": args.fail_parts, "reset": args.reset_parts, "throttle": args.ebs_throttle,
               "unavailable": args.ebs_unavailable, "reset-block": args.ebs_reset_blocks,
-              "corrupt": args.ebs_corrupt_blocks}
+              "corrupt": args.ebs_corrupt_blocks, "lose-completion": args.lose_completions}
     log = RequestLog(args.log)
+    lost_uploads = set()  # upload IDs whose completion answer was lost
 
     def spend(*kinds):
         """The first of `kinds` whose budget is left (and spends one), else None."""
@@ -158,6 +168,16 @@ def main():
                                             and path.rsplit("/", 1)[-1] == str(args.ebs_corrupt_index)):
                     return "corrupt"
                 return spend("throttle", "unavailable", "reset-block", "corrupt") or "forward"
+            if self.command == "POST" and "uploadId=" in (urlsplit(self.path).query or ""):
+                upload = parse_qs(urlsplit(self.path).query).get("uploadId", [""])[0]
+                with lock:
+                    if upload in lost_uploads:
+                        return "refuse-retry"
+                if spend("lose-completion"):
+                    with lock:
+                        lost_uploads.add(upload)
+                    return "lose-completion"
+                return "forward"
             if not is_part:
                 return "forward"
             if args.fail_all_parts:
@@ -197,6 +217,8 @@ def main():
                 return self._answer(500, {"Content-Type": "application/xml"}, INTERNAL_ERROR)
             if action == "deny":
                 return self._answer(403, {"Content-Type": "application/xml"}, ACCESS_DENIED)
+            if action == "refuse-retry":
+                return self._answer(412, {"Content-Type": "application/xml"}, PRECONDITION_FAILED)
             if action == "deny-ec2":
                 return self._answer(403, {"Content-Type": "text/xml;charset=UTF-8"}, EC2_UNAUTHORIZED)
             if action == "deny-ebs":
@@ -219,6 +241,8 @@ def main():
                 data = bytearray(data)
                 data[len(data) // 2] ^= 0xFF
                 data = bytes(data)
+            if action == "lose-completion":
+                return self._reset()  # S3 completed the object; its answer never arrives
             self.send_response(response.status, response.reason)
             for k, v in response.getheaders():
                 if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
@@ -236,6 +260,7 @@ def main():
             if action == "reset-block":
                 self.wfile.write(data[: len(data) // 2])
                 return self._reset()
+
             self.wfile.write(data)
             return None
 

@@ -8,7 +8,8 @@
 //! runs exactly one creates it, and the others move on to the next number at once. No evidence
 //! name can collide with it (names never start with `.`), and a planted file or symlink of that
 //! name only makes a run skip that number. It is removed when the run ends, whatever the outcome;
-//! a run killed with SIGKILL leaves it behind, which costs a later new capture one number.
+//! a run killed with SIGKILL (or by a second signal, which exits at once) leaves it behind, which
+//! costs a later new capture one number.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};

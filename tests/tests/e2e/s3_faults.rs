@@ -300,3 +300,41 @@ fn a_checksum_that_fails_after_completion_deletes_the_image_object_and_says_so()
         fs::read(&source).unwrap()
     );
 }
+
+// Issue 19 (review of hole 1): S3 completes the upload but its answer is lost (here a reset after
+// the request was carried out). The retry is refused (If-None-Match, or NoSuchUpload), and the run
+// used to give up with exit 20 or 30 and leave its own completed image behind, blocking every
+// rerun. The object holds exactly this run's bytes, so the run takes it as its own and finishes.
+#[test]
+fn a_completion_whose_answer_is_lost_is_recognised_as_this_runs_own() {
+    let setup = setup();
+    let source = setup.work.path().join("s.raw");
+    random_file(&source, 17 * MIB + 512, 46);
+    let proxy = FaultProxy::start(&setup.s3.server, &["--lose-completions", "1"]);
+
+    let run = acquire_via(&setup, &proxy, &source, &[]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("taken as its own"),
+        "the lost answer is said: {}",
+        run.stderr
+    );
+    let completions: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["method"] == "POST" && r["query"].as_str().is_some_and(|q| q.contains("uploadId="))
+        })
+        .collect();
+    assert_eq!(completions.len(), 2, "{completions:?}");
+    assert_eq!(completions[0]["action"], "lose-completion");
+    assert_eq!(completions[1]["action"], "refuse-retry");
+    let mut verify = setup.s3.collector();
+    verify.args([
+        "verify",
+        "s3://evidence/f/IR-F/disk_evidence/img.manifest.json",
+        "--s3-force-path-style",
+    ]);
+    Run::of(&mut verify).expect_code(0);
+    assert_eq!(setup.s3.open_uploads("evidence"), 0);
+}

@@ -122,9 +122,9 @@ impl S3Target {
             }
             Ok(s3::Stored::AlreadyIdentical) => Ok(()),
             Err(err) => {
-                tracing::error!(error = %err,
-                    "A companion object could not be stored; removing the objects this run created.");
                 self.discard();
+                tracing::error!(error = %err, cleanup = %cleanup_text(&self.ledger.cleanup()),
+                    "A companion object could not be stored; no manifest written.");
                 Err(err.into())
             }
         }
@@ -506,8 +506,10 @@ impl Destination {
 /// removed, and above all the keys it could not remove, which must be deleted by hand before a
 /// rerun of that name.
 fn cleanup_text(cleanup: &s3::Cleanup) -> String {
-    let mut text = if cleanup.removed.is_empty() {
+    let mut text = if cleanup.removed.is_empty() && cleanup.left.is_empty() {
         "no object of this run was left completed".to_owned()
+    } else if cleanup.removed.is_empty() {
+        "removed nothing".to_owned()
     } else {
         format!(
             "removed the {} object(s) this run had stored: {}",
@@ -649,6 +651,14 @@ mod tests {
         assert_eq!(
             cleanup_text(&removed),
             "removed the 2 object(s) this run had stored: p/i/disk_evidence/x.image.dd, p/x.capture.log"
+        );
+        let none_removed = s3::Cleanup {
+            removed: Vec::new(),
+            left: vec!["b".into()],
+        };
+        assert_eq!(
+            cleanup_text(&none_removed),
+            "removed nothing; COULD NOT remove 1 object(s), still in the bucket with no manifest: b"
         );
         let left = s3::Cleanup {
             removed: vec!["a".into()],

@@ -179,7 +179,7 @@ pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
     if message.is_empty() || message.len() > MAX_MESSAGE_LEN {
         return Err(invalid(
             "cloudwatch.readiness_message",
-            format!("must be 1 to {MAX_MESSAGE_LEN} characters"),
+            format!("must be 1 to {MAX_MESSAGE_LEN} bytes"),
         ));
     }
     Ok(CloudWatch {

@@ -7,7 +7,8 @@
 //! at CompleteMultipartUpload. No evidence key can collide with it (names never start with `.`).
 //! It carries no Object Lock retention or legal hold of ours (it is no evidence, and must be
 //! removable), and is deleted, only while it still carries our ETag, when the run ends. A run
-//! killed with SIGKILL leaves it behind, which costs a later new capture one number.
+//! killed with SIGKILL (or by a second signal, which exits at once) leaves it behind, which costs a
+//! later new capture one number.
 
 use aws_sdk_s3::Client;
 use tokio::runtime::Handle;
@@ -24,13 +25,6 @@ pub use crate::sink::claim::claim_file_name;
 pub struct S3Claim {
     key: String,
     etag: Option<String>,
-}
-
-impl S3Claim {
-    /// The claim object's key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
 }
 
 /// Claims an evidence name by creating the object `key`; `None` when another run holds it.

@@ -32,8 +32,8 @@ pub const MAX_KEY_BYTES: usize = 1024;
 impl EvidenceKeys {
     /// Refuses an evidence set S3 could not store whole: one whose longest key — a companion, or
     /// the image's last segment — is over [`MAX_KEY_BYTES`]. S3 refuses such a key only when it is
-    /// written, after the source was read; here it is a usage error before anything is asked of
-    /// S3. The segment number is the widest any image can get (2^64 bytes in objects of S3's
+    /// written, after the source was read; here it is a usage error before the source is read
+    /// and before any object is looked up or written. The segment number is the widest any image can get (2^64 bytes in objects of S3's
     /// smallest part, 13 digits), since the image's size, and so its layout, is not known yet.
     pub fn check_lengths(&self) -> Result<()> {
         let most_segments = u64::MAX / limits::MIN_PART_SIZE + 1;
@@ -177,6 +177,32 @@ pub(super) fn is_refused_condition<E: ProvideErrorMetadata>(
         )
 }
 
+/// Whether a request on a multipart upload failed because the upload no longer exists
+/// (`NoSuchUpload`): it was completed or aborted.
+pub(super) fn is_no_such_upload<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    err.as_service_error().and_then(ProvideErrorMetadata::code) == Some("NoSuchUpload")
+}
+
+/// Whether a failed request may have been carried out by S3 all the same and is worth sending
+/// again: no answer (timeout, a connection lost after sending, a body that broke off), a 5xx, or
+/// throttling. S3 may also answer 200 with an error in the body, which the SDK reports as the
+/// error's code (`InternalError`).
+pub(super) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => {
+            let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+            status_of(err).is_some_and(|s| s >= 500 || s == 429)
+                || matches!(
+                    code,
+                    Some("InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout")
+                )
+        }
+    }
+}
+
 /// The error for a refused conditional write of `key`: someone else created the object while this
 /// run was uploading; it is left exactly as it is.
 pub(super) fn refused_write(bucket: &str, key: &str) -> Error {
@@ -219,6 +245,25 @@ mod tests {
         assert!(!is_refused_condition(&answer(409, "OperationAborted")));
         assert!(!is_refused_condition(&answer(403, "AccessDenied")));
         assert!(!is_refused_condition(&answer(500, "InternalError")));
+    }
+
+    // Issue 19 (review): a completion whose answer was lost is sent again; only then can
+    // NoSuchUpload or a refused condition mean "already done by this very run".
+    #[test]
+    fn transient_failures_and_a_finished_upload_are_told_apart() {
+        assert!(is_transient(&answer(500, "InternalError")));
+        assert!(is_transient(&answer(503, "SlowDown")));
+        assert!(is_transient(&answer(200, "InternalError")));
+        assert!(is_transient(&answer(400, "RequestTimeout")));
+        assert!(is_transient(&answer(429, "")));
+        assert!(!is_transient(&answer(499, "")));
+        assert!(!is_transient(&answer(412, "PreconditionFailed")));
+        assert!(!is_transient(&answer(404, "NoSuchUpload")));
+        assert!(!is_transient(&answer(403, "AccessDenied")));
+        let lost: SdkError<PutObjectError, HttpResponse> = SdkError::timeout_error("no answer");
+        assert!(is_transient(&lost));
+        assert!(is_no_such_upload(&answer(404, "NoSuchUpload")));
+        assert!(!is_no_such_upload(&answer(404, "NoSuchKey")));
     }
 
     /// The keys of evidence `name` under a prefix of `prefix_len` bytes, as the agent lays them out.

@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
@@ -27,7 +27,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::exists::{is_refused_condition, refused_write};
+use super::exists::{is_no_such_upload, is_refused_condition, is_transient, refused_write};
 use super::options::S3Options;
 use super::owned::{Ledger, OwnedObject};
 use super::plan::PartPlan;
@@ -68,6 +68,24 @@ pub struct S3Object {
 }
 
 type UploadedPart = (CompletedPart, u32);
+
+/// What S3 answered for a completed object (or what HEAD found, when the answer was lost).
+struct Completed {
+    etag: Option<String>,
+    version_id: Option<String>,
+}
+
+/// A per-request override of one attempt: the completion is retried by `complete_upload` itself.
+fn single_attempt() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+}
+
+/// Wait before completion attempt `attempt + 1`: 1, 2, 4 s, then 4 s, as the SDK's own backoff
+/// (at most 4 s, see `aws::s3_client`).
+fn completion_backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(1 << attempt.saturating_sub(1).min(2))
+}
 
 /// One part: still uploading, or accepted by S3 (with its CRC32C for the composite check).
 enum PartUpload {
@@ -316,15 +334,23 @@ impl MultipartUpload {
         };
         ledger.record(OwnedObject {
             key: self.key.clone(),
-            etag: completed.e_tag().map(str::to_owned),
-            version_id: real_version(completed.version_id()),
+            etag: completed.etag.clone(),
+            version_id: real_version(completed.version_id.as_deref()),
         });
         self.prove(&completed)
     }
 
     /// Waits for every part and completes the upload; the composite checksum of the parts sent is
     /// kept for `prove`.
-    fn complete_upload(&mut self) -> Result<CompleteMultipartUploadOutput> {
+    ///
+    /// The completion is sent one attempt at a time (not through the SDK's retries), because the
+    /// answer to a retry means something else once an earlier attempt may have been carried out:
+    /// S3 can complete the upload and the answer be lost (a reset, a timeout while S3 assembles a
+    /// large object, a 200 with an error inside). The retry is then refused (`If-None-Match`) or
+    /// finds no upload, and the object is this run's own: left alone it blocked every rerun. So a
+    /// refusal after such a failure looks at the object, and takes it as this run's when it holds
+    /// exactly this run's bytes (size and composite CRC32C, see `adopt_if_ours`).
+    fn complete_upload(&mut self) -> Result<Completed> {
         let mut parts = Vec::with_capacity(self.uploads.len());
         let mut crcs = Vec::with_capacity(self.uploads.len());
         for upload in std::mem::take(&mut self.uploads) {
@@ -333,9 +359,16 @@ impl MultipartUpload {
             parts.push(part);
         }
         self.parts = crcs;
+        let attempts = self
+            .client
+            .config()
+            .retry_config()
+            .map_or(1, |retry| retry.max_attempts())
+            .max(1);
         let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
-        self.runtime
-            .block_on(
+        let mut answer_lost = false;
+        for attempt in 1..=attempts {
+            let sent = self.runtime.block_on(
                 self.client
                     .complete_multipart_upload()
                     .bucket(bucket)
@@ -347,27 +380,91 @@ impl MultipartUpload {
                     .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
                     .multipart_upload(
                         CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
+                            .set_parts(Some(parts.clone()))
                             .build(),
                     )
+                    .customize()
+                    .config_override(single_attempt())
+                    .send(),
+            );
+            let err = match sent {
+                Ok(done) => {
+                    return Ok(Completed {
+                        etag: done.e_tag().map(str::to_owned),
+                        version_id: done.version_id().map(str::to_owned),
+                    });
+                }
+                Err(err) => err,
+            };
+            let finished = is_refused_condition(&err) || is_no_such_upload(&err);
+            if finished
+                && answer_lost
+                && let Some(ours) = self.adopt_if_ours()?
+            {
+                return Ok(ours);
+            }
+            if is_refused_condition(&err) {
+                return Err(refused_write(bucket, key));
+            }
+            if !is_transient(&err) || attempt == attempts {
+                return Err(s3_error("complete the upload of", bucket, key, err));
+            }
+            tracing::warn!(bucket, key, attempt, error = %aws_sdk_s3::error::DisplayErrorContext(&err),
+                "Completing the upload failed or its answer was lost; asking again.");
+            answer_lost = true;
+            std::thread::sleep(completion_backoff(attempt));
+        }
+        Err(Error::Internal(
+            "the completion loop ended without an answer",
+        ))
+    }
+
+    /// After a completion whose answer was lost was refused on retry: the object at the key, if
+    /// it holds exactly this run's bytes (its size and S3's composite CRC32C of the very parts this
+    /// run sent). Only a run that uploaded the same bytes in the same part layout could have
+    /// stored that object, and a rival capture of the same unchanged disk is told apart later:
+    /// whichever run stores a companion second finds its objects no longer its own, and neither
+    /// writes a manifest over the other's bytes (see `owned`).
+    fn adopt_if_ours(&self) -> Result<Option<Completed>> {
+        let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
+        let head = self
+            .runtime
+            .block_on(
+                self.client
+                    .head_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
                     .send(),
             )
-            .map_err(|e| {
-                if is_refused_condition(&e) {
-                    refused_write(bucket, key)
-                } else {
-                    s3_error("complete the upload of", bucket, key, e)
-                }
-            })
+            .map_err(|e| s3_error("check", bucket, key, e))?;
+        let ours = composite_crc32c(&self.parts);
+        let same_size = head.content_length() == i64::try_from(self.sent).ok();
+        let same_bytes = head.checksum_crc32_c().is_some_and(|theirs| {
+            compare_composite(bucket, key, &ours, self.parts.len(), Some(theirs)).is_ok()
+        });
+        if !(same_size && same_bytes) {
+            return Ok(None);
+        }
+        tracing::warn!(
+            bucket,
+            key,
+            "The upload was completed by an attempt whose answer was lost; the object holds exactly this run's bytes and is taken as its own."
+        );
+        Ok(Some(Completed {
+            etag: head.e_tag().map(str::to_owned),
+            version_id: head.version_id().map(str::to_owned),
+        }))
     }
 
     /// Proves the completed object is the bytes sent: S3's composite checksum equals ours and its
     /// size the bytes sent; then makes sure of Object Lock.
-    fn prove(&self, completed: &CompleteMultipartUploadOutput) -> Result<S3Object> {
+    fn prove(&self, completed: &Completed) -> Result<S3Object> {
         let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
         let count = self.parts.len();
         let ours = composite_crc32c(&self.parts);
-        let version = real_version(completed.version_id());
+        let version = real_version(completed.version_id.as_deref());
         let head = self
             .runtime
             .block_on(
@@ -409,8 +506,8 @@ impl MultipartUpload {
                 part_size: self.part_size,
                 parts: count as u64,
             },
-            etag: completed.e_tag().map(str::to_owned),
-            version_id: completed.version_id().map(str::to_owned),
+            etag: completed.etag.clone(),
+            version_id: completed.version_id.clone(),
             checksum_crc32c: Some(ours),
             checksum_sha256: None,
             server_checksum,
@@ -483,6 +580,17 @@ fn compare_composite(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completion_attempts_wait_as_the_sdk_would() {
+        let waits: Vec<u64> = (1..=5).map(|a| completion_backoff(a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 4, 4]);
+        let single = single_attempt().build();
+        assert_eq!(
+            single.retry_config().map(RetryConfig::max_attempts),
+            Some(1)
+        );
+    }
 
     #[test]
     fn crc32c_checksums_are_what_s3_computes() {
