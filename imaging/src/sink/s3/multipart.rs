@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
@@ -427,18 +428,7 @@ impl MultipartUpload {
     /// writes a manifest over the other's bytes (see `owned`).
     fn adopt_if_ours(&self) -> Result<Option<Completed>> {
         let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
-        let head = self
-            .runtime
-            .block_on(
-                self.client
-                    .head_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .checksum_mode(ChecksumMode::Enabled)
-                    .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
-                    .send(),
-            )
-            .map_err(|e| s3_error("check", bucket, key, e))?;
+        let head = self.head(None)?;
         let ours = composite_crc32c(&self.parts);
         let same_size = head.content_length() == i64::try_from(self.sent).ok();
         let same_bytes = head.checksum_crc32_c().is_some_and(|theirs| {
@@ -458,6 +448,23 @@ impl MultipartUpload {
         }))
     }
 
+    /// HeadObject of the key (at `version`, if given) with its checksum.
+    fn head(&self, version: Option<String>) -> Result<HeadObjectOutput> {
+        let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
+        self.runtime
+            .block_on(
+                self.client
+                    .head_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(version)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
+                    .send(),
+            )
+            .map_err(|e| s3_error("check", bucket, key, e))
+    }
+
     /// Proves the completed object is the bytes sent: S3's composite checksum equals ours and its
     /// size the bytes sent; then makes sure of Object Lock.
     fn prove(&self, completed: &Completed) -> Result<S3Object> {
@@ -465,19 +472,7 @@ impl MultipartUpload {
         let count = self.parts.len();
         let ours = composite_crc32c(&self.parts);
         let version = real_version(completed.version_id.as_deref());
-        let head = self
-            .runtime
-            .block_on(
-                self.client
-                    .head_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .set_version_id(version.clone())
-                    .checksum_mode(ChecksumMode::Enabled)
-                    .set_expected_bucket_owner(self.options.expected_bucket_owner.clone())
-                    .send(),
-            )
-            .map_err(|e| s3_error("check", bucket, key, e))?;
+        let head = self.head(version.clone())?;
         let server_checksum =
             compare_composite(bucket, key, &ours, count, head.checksum_crc32_c())?;
         if head.content_length() != Some(i64::try_from(self.sent).unwrap_or(i64::MAX)) {
