@@ -54,27 +54,23 @@ cp -r /usr/lib/systemd/system "$root/usr/lib/systemd/"
 cp "$UNIT" "$root/usr/lib/systemd/system/$name"
 printf '#!/bin/sh\nexit 0\n' >"$root/usr/bin/forensic-collector"
 chmod 0755 "$root/usr/bin/forensic-collector"
-status=0
-systemd-analyze verify --man=no --root="$root" "/usr/lib/systemd/system/$name" >"$work/verify" 2>&1 ||
-  status=$?
-if [ "$status" -ne 0 ] || [ -s "$work/verify" ]; then
-  cat "$work/verify" >&2
-  echo "check-unit: FAIL: systemd-analyze verify (exit $status, output above)" >&2
-  exit 1
-fi
-echo "check-unit: systemd-analyze verify clean"
+# verify_installed WHAT: systemd-analyze verify of the unit in $root; any output or status fails.
+verify_installed() {
+  local status=0
+  systemd-analyze verify --man=no --root="$root" "/usr/lib/systemd/system/$name" >"$work/verify" 2>&1 ||
+    status=$?
+  if [ "$status" -ne 0 ] || [ -s "$work/verify" ]; then
+    cat "$work/verify" >&2
+    echo "check-unit: FAIL: systemd-analyze verify$1 (exit $status, output above)" >&2
+    exit 1
+  fi
+  echo "check-unit: systemd-analyze verify clean$1"
+}
+verify_installed ""
 dropin=tests/vm/guest/etc/systemd/system/forensic-collector.service.d/preset.conf
 mkdir -p "$root/etc/systemd/system/$name.d"
 cp "$dropin" "$root/etc/systemd/system/$name.d/"
-status=0
-systemd-analyze verify --man=no --root="$root" "/usr/lib/systemd/system/$name" >"$work/verify" 2>&1 ||
-  status=$?
-if [ "$status" -ne 0 ] || [ -s "$work/verify" ]; then
-  cat "$work/verify" >&2
-  echo "check-unit: FAIL: systemd-analyze verify with $dropin (exit $status, output above)" >&2
-  exit 1
-fi
-echo "check-unit: systemd-analyze verify clean with the preset's drop-in"
+verify_installed " with the preset's drop-in ($dropin)"
 
 # 3. Device names. blkext: NVMe namespaces (Nitro EBS, major 259); xvd: Xen EBS; sd: SCSI;
 # virtblk: virtio (KVM clouds, the VM test). Each must be read-only.

@@ -25,9 +25,15 @@ fn setup() -> Setup {
 
 /// `acquire` of `source` to `s3://evidence/f` through `proxy`.
 fn acquire_via(setup: &Setup, proxy: &FaultProxy, source: &std::path::Path, extra: &[&str]) -> Run {
+    let mut cmd = acquire_cmd(setup, source, extra);
+    cmd.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    Run::of(&mut cmd)
+}
+
+/// `acquire` of `source` to `s3://evidence/f`, straight to the server.
+fn acquire_cmd(setup: &Setup, source: &std::path::Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = setup.s3.collector();
-    cmd.env("AWS_ENDPOINT_URL", proxy.endpoint())
-        .arg("acquire")
+    cmd.arg("acquire")
         .arg(source)
         .args([
             "--dest",
@@ -39,7 +45,7 @@ fn acquire_via(setup: &Setup, proxy: &FaultProxy, source: &std::path::Path, extr
         ])
         .args(["--s3-force-path-style", "--part-size", "8MiB"])
         .args(extra);
-    Run::of(&mut cmd)
+    cmd
 }
 
 fn part_requests(proxy: &FaultProxy) -> Vec<serde_json::Value> {
@@ -282,19 +288,7 @@ fn a_checksum_that_fails_after_completion_deletes_the_image_object_and_says_so()
     assert_eq!(setup.s3.open_uploads("evidence"), 0);
 
     // The name is free again: a rerun straight to the server stores and proves the evidence.
-    let mut cmd = setup.s3.collector();
-    cmd.arg("acquire")
-        .arg(&source)
-        .args([
-            "--dest",
-            "s3://evidence/f",
-            "--incident",
-            "IR-F",
-            "--name",
-            "img",
-        ])
-        .args(["--s3-force-path-style", "--part-size", "8MiB"]);
-    Run::of(&mut cmd).expect_code(0);
+    Run::of(&mut acquire_cmd(&setup, &source, &[])).expect_code(0);
     assert_eq!(
         setup.s3.get_http("evidence", image_key),
         fs::read(&source).unwrap()
