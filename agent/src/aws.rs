@@ -12,6 +12,7 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 
 use anyhow::anyhow;
 
+use crate::config::typed::S3;
 use crate::exit::{Exit, Failure};
 
 /// Longest wait between two attempts of one S3 request. The SDK multiplies a random factor into
@@ -36,17 +37,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         })
 }
 
-/// An S3 client from the environment (instance role, env, profile; `AWS_ENDPOINT_URL`).
-pub fn s3_client(
-    runtime: &tokio::runtime::Runtime,
-    force_path_style: bool,
-    max_attempts: u32,
-) -> Client {
+/// An S3 client from the environment (instance role, env, profile; `AWS_ENDPOINT_URL`), with the
+/// `[s3]` settings that shape requests (addressing, attempts).
+pub fn s3_client(runtime: &tokio::runtime::Runtime, settings: &S3) -> Client {
     let shared = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(max_attempts.max(1))
+                    .with_max_attempts(settings.max_attempts.get())
                     .with_max_backoff(S3_MAX_BACKOFF),
             )
             .timeout_config(
@@ -57,7 +55,7 @@ pub fn s3_client(
             .load(),
     );
     let config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(force_path_style)
+        .force_path_style(settings.force_path_style)
         // We send SHA-256 checksums ourselves; the SDK's default CRC32 is refused by some
         // S3-compatible servers and would cost a second pass over every byte.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -135,7 +133,11 @@ mod tests {
     #[test]
     fn s3_retries_back_off_at_most_four_seconds_so_ten_attempts_last_about_half_a_minute() {
         let runtime = runtime().expect("runtime");
-        let client = s3_client(&runtime, true, 10);
+        let settings = crate::config::flags::SettingFlags::default()
+            .config()
+            .expect("defaults")
+            .s3;
+        let client = s3_client(&runtime, &settings);
         let retry = client.config().retry_config().expect("retry config set");
         assert_eq!(retry.max_attempts(), 10);
         assert_eq!(retry.max_backoff(), S3_MAX_BACKOFF);

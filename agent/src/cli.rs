@@ -3,17 +3,15 @@
 
 use std::path::PathBuf;
 
-use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 use imaging::snapshot::SnapshotId;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+use crate::config::flags::SettingFlags;
 use crate::config::raw::OnComplete;
-use crate::config::settings::size::parse_byte_size;
 use crate::config::settings::{self, Spec, engine_ranges};
 use crate::ids;
-use imaging::hash::HashAlgorithm;
-use imaging::pipeline;
 
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
@@ -104,9 +102,13 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub dest: Option<String>,
 
-    /// S3 destination settings.
-    #[command(flatten)]
-    pub s3: S3Args,
+    /// Object Lock retention mode for every object written (needs --object-lock-retain-until).
+    #[arg(long, value_parser = lock_mode, requires = "object_lock_retain_until")]
+    pub object_lock_mode: Option<String>,
+
+    /// End of the Object Lock retention, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+    #[arg(long, requires = "object_lock_mode")]
+    pub object_lock_retain_until: Option<String>,
 
     /// Evidence name used for every output file [default: EBS volume ID, else device or file name].
     #[arg(long)]
@@ -125,47 +127,6 @@ pub struct AcquireArgs {
     #[arg(long, help = format!("Who collects the evidence, recorded in the manifest ({} characters, \
         no control characters; surrounding spaces are dropped)", engine_ranges::EXAMINER_CHARS.range_text()))]
     pub examiner: Option<String>,
-
-    /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
-    #[arg(long = "hash", default_value_t = list_default(&settings::HASHES))]
-    pub hashes: String,
-
-    /// Size of each piecewise hash (e.g. 1GiB, at least 1MiB); 0 turns piecewise hashing off.
-    #[arg(long, default_value_t = size_default(&settings::PIECE_SIZE), value_parser = parse_byte_size)]
-    #[serde(with = "bytes")]
-    pub piece_size: ByteSize,
-
-    /// Piecewise hash: blake3 (check a piece with `b3sum`) or sha256 (dc3dd-style hash logs, at
-    /// the cost of a second SHA-256 pass).
-    #[arg(long, default_value = text_default(&settings::PIECE_HASH),
-        value_parser = clap::builder::PossibleValuesParser::new(HashAlgorithm::PIECE_CHOICES.map(HashAlgorithm::name)))]
-    pub piece_hash: String,
-
-    /// `--chunk-size`: bytes per read; the engine's range.
-    #[arg(long, default_value_t = size_default(&settings::CHUNK_SIZE), value_parser = parse_byte_size,
-        help = range_help(&format!("Bytes per read (a multiple of {}; read buffers stay within {})",
-            settings::size_shown(engine_ranges::CHUNK_SIZE.min), settings::size_shown(pipeline::MAX_BUFFER_MEMORY as u64)),
-            Some(engine_ranges::CHUNK_SIZE)))]
-    #[serde(with = "bytes")]
-    pub chunk_size: ByteSize,
-
-    /// `--queue-depth`: reads in flight; the engine's range.
-    #[arg(long, default_value_t = settings::QUEUE_DEPTH.default_as(),
-        help = range_help("Reads in flight. Snapshot-restored EBS volumes get faster with more",
-            Some(engine_ranges::QUEUE_DEPTH)))]
-    pub queue_depth: usize,
-
-    /// `--blocks-in-flight`: snapshot blocks fetched at once; the engine's range.
-    #[arg(long, default_value_t = settings::BLOCKS_IN_FLIGHT.default_as(),
-        help = range_help("GetSnapshotBlock requests in flight when the source is ebs-snapshot://…",
-            Some(engine_ranges::BLOCKS_IN_FLIGHT)))]
-    pub blocks_in_flight: usize,
-
-    /// `--sector-retries`: extra attempts per unreadable sector; the engine's range.
-    #[arg(long, default_value_t = settings::SECTOR_RETRIES.default_as(),
-        help = range_help("Extra attempts for each unreadable sector before it is zero-filled",
-            Some(engine_ranges::SECTOR_RETRIES)))]
-    pub sector_retries: u32,
 
     /// Do not set the kernel read-only flag on the device (it is still opened read-only).
     #[arg(long)]
@@ -191,72 +152,11 @@ pub struct AcquireArgs {
     /// bad ranges (or the error). For callers such as the `watch` daemon and SSM Run Command.
     #[arg(long)]
     pub result_json: bool,
-}
 
-/// S3 options of `acquire --dest`.
-#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Args {
-    /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers) instead of BUCKET.ENDPOINT.
-    #[arg(long)]
-    pub s3_force_path_style: bool,
-
-    /// `--part-size`: the smallest multipart part; range in `settings::PART_SIZE`.
-    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE), value_parser = parse_byte_size,
-        help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", settings::PART_SIZE.bound))]
-    #[serde(with = "bytes")]
-    pub part_size: ByteSize,
-
-    /// `--parts-in-flight`: parts uploading at once; range in `settings::PARTS_IN_FLIGHT`.
-    #[arg(long, help = range_help("Parts uploading at once. Unset, the upload follows the link: more parts \
-            while they add throughput, up to what the part memory holds; a fixed n needs (n + 1) × part size of memory",
-            settings::PARTS_IN_FLIGHT.bound))]
-    pub parts_in_flight: Option<usize>,
-
-    /// `--part-memory`: memory for part buffers; range in `settings::PART_MEMORY`.
-    #[arg(long, default_value_t = size_default(&settings::PART_MEMORY), value_parser = parse_byte_size,
-        help = range_help("Memory for part buffers; caps the part size at this / (parts in flight + 1), so memory \
-            stays flat for any disk size. Images that need bigger parts are split into segments", settings::PART_MEMORY.bound))]
-    #[serde(with = "bytes")]
-    pub part_memory: ByteSize,
-
-    /// `--max-object-size`: the largest object; range in `settings::MAX_OBJECT_SIZE`.
-    #[arg(long, default_value_t = size_default(&settings::MAX_OBJECT_SIZE), value_parser = parse_byte_size,
-        help = range_help("Largest object to create; bigger images are stored as numbered segment objects \
-            (`NAME.image.dd.001`, …) listed in the manifest (S3's classic limit)", settings::MAX_OBJECT_SIZE.bound))]
-    #[serde(with = "bytes")]
-    pub max_object_size: ByteSize,
-
-    /// `--s3-max-attempts`: attempts per S3 request; range in `settings::S3_MAX_ATTEMPTS`.
-    #[arg(long, default_value_t = settings::S3_MAX_ATTEMPTS.default_as(),
-        help = range_help("Attempts per S3 request before the upload is aborted. The SDK backs off exponentially with \
-            jitter between attempts, at most 4 s each, so the default 10 rides out about half a minute \
-            (at most 31 s of waiting) of throttling, 5xx answers or a restarting endpoint", settings::S3_MAX_ATTEMPTS.bound))]
-    pub s3_max_attempts: u32,
-
-    /// Encrypt with this KMS key (SSE-KMS).
-    #[arg(long)]
-    pub sse_kms_key_id: Option<String>,
-
-    /// Object Lock retention mode for every object written (needs --object-lock-retain-until).
-    #[arg(long, value_parser = OBJECT_LOCK_MODES, requires = "object_lock_retain_until")]
-    pub object_lock_mode: Option<String>,
-
-    /// End of the Object Lock retention, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
-    #[arg(long, requires = "object_lock_mode")]
-    pub object_lock_retain_until: Option<String>,
-
-    /// Put an Object Lock legal hold on every object written.
-    #[arg(long)]
-    pub legal_hold: bool,
-
-    /// Refuse a bucket that does not have Object Lock enabled (implied by the lock options).
-    #[arg(long)]
-    pub require_object_lock: bool,
-
-    /// Refuse to write unless the bucket belongs to this account ID.
-    #[arg(long)]
-    pub expected_bucket_owner: Option<String>,
+    /// The settings `acquire` shares with the configuration (reading, hashing, S3 upload), one flag
+    /// per key declared with a flag in `config::settings`, checked as the configuration is.
+    #[command(flatten)]
+    pub settings: SettingFlags,
 }
 
 /// `verify` options.
@@ -271,43 +171,28 @@ pub struct VerifyArgs {
     pub s3_force_path_style: bool,
 }
 
-/// The Object Lock modes `--object-lock-mode` takes: one list for clap and for a JSON job.
-const OBJECT_LOCK_MODES: [&str; 2] = ["governance", "compliance"];
+/// `--object-lock-mode`: a mode as the configuration takes it (`ids::object_lock_mode`).
+fn lock_mode(text: &str) -> Result<String, String> {
+    ids::object_lock_mode(text).map(|_| text.to_owned())
+}
 
 impl AcquireArgs {
     /// The one check of every bounded or ruled value, for `acquire` flags and a `run-job` JSON job
     /// alike (clap only parses types): `acquire::run` calls it before anything is opened, so a
-    /// child refuses exactly what `acquire` refuses. Returns the arguments as they are used:
-    /// the examiner trimmed as the manifest records it.
-    pub fn checked(&self) -> Result<Self, String> {
+    /// child refuses exactly what `acquire` refuses. Returns the arguments as they are used (the
+    /// examiner trimmed as the manifest records it) and the settings they make, checked as the
+    /// configuration is (`config::flags`).
+    pub fn checked(&self) -> Result<(Self, Config), String> {
         let mut args = self.clone();
         // A snapshot source names a valid snapshot ID; other sources are paths, opened later.
         SnapshotId::from_source(&args.source.to_string_lossy())?;
-        let s3 = &args.s3;
-        settings::PART_SIZE.check(s3.part_size.as_u64())?;
-        settings::PART_MEMORY.check(s3.part_memory.as_u64())?;
-        settings::MAX_OBJECT_SIZE.check(s3.max_object_size.as_u64())?;
-        if let Some(n) = s3.parts_in_flight {
-            settings::PARTS_IN_FLIGHT.check(n as u64)?;
-        }
-        // As the configuration does: the planner raises parts to `--part-size` whatever the
-        // memory says, so a budget that cannot hold them would be exceeded, not obeyed.
-        settings::check_part_budget(
-            s3.part_size.as_u64(),
-            s3.parts_in_flight.map_or(1, |n| n as u64),
-            s3.part_memory.as_u64(),
-        )?;
-        settings::S3_MAX_ATTEMPTS.check(u64::from(s3.s3_max_attempts))?;
         settings::PROGRESS_INTERVAL_SECS.check(args.progress_interval)?;
-        match (&s3.object_lock_mode, &s3.object_lock_retain_until) {
+        match (&args.object_lock_mode, &args.object_lock_retain_until) {
             (None, None) => {}
-            (Some(mode), Some(_)) if OBJECT_LOCK_MODES.contains(&mode.as_str()) => {}
-            _ => {
-                return Err(
-                    "object lock needs a mode (governance or compliance) and a retain-until date"
-                        .into(),
-                );
+            (Some(mode), Some(_)) => {
+                ids::object_lock_mode(mode)?;
             }
+            _ => return Err("object lock needs a mode and a retain-until date".into()),
         }
         args.examiner = args
             .examiner
@@ -322,16 +207,6 @@ impl AcquireArgs {
             "--instance-id",
             ids::instance_id,
         )?;
-        args.s3.expected_bucket_owner = checked_text(
-            args.s3.expected_bucket_owner.as_deref(),
-            "--expected-bucket-owner",
-            ids::account_id,
-        )?;
-        args.s3.sse_kms_key_id = checked_text(
-            args.s3.sse_kms_key_id.as_deref(),
-            "--sse-kms-key-id",
-            ids::kms_key_id,
-        )?;
         if let Some(dest) = &args.dest {
             dest.parse::<imaging::sink::S3Url>()
                 .map_err(|e| format!("--dest: {e}"))?;
@@ -344,7 +219,8 @@ impl AcquireArgs {
                 u32::from(c)
             ));
         }
-        Ok(args)
+        let config = args.settings.config()?;
+        Ok((args, config))
     }
 }
 
@@ -359,43 +235,9 @@ fn checked_text(
         .transpose()
 }
 
-/// Byte sizes travel in the JSON job as plain integers: exact, and no unit text to parse.
-mod bytes {
-    use bytesize::ByteSize;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(size: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(size.as_u64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
-        u64::deserialize(d).map(ByteSize)
-    }
-}
-
-// Defaults, ranges and the help text that shows them come from `config::settings`, so `acquire`,
-// the config file and the daemon's child share one default and one range per setting. The ranges
-// are checked by `AcquireArgs::checked` (a usage error, exit 2, before anything is opened); the
-// read settings (chunk, queue, pieces, retries) are the engine's and are checked by
-// `PipelineConfig::validate`, also before the source is opened.
-
-fn size_default(spec: &Spec) -> ByteSize {
-    ByteSize(spec.default.number())
-}
-
-fn text_default(spec: &Spec) -> &'static str {
-    match spec.default {
-        settings::Initial::Text(text) => text,
-        _ => "",
-    }
-}
-
-fn list_default(spec: &Spec) -> String {
-    match spec.default {
-        settings::Initial::List(items) => items.join(","),
-        _ => String::new(),
-    }
-}
+// The settings `acquire` shares with the configuration get their flags, help, defaults and ranges
+// from `config::settings` through `config::flags`; the few flags spelt here show a declared
+// default or range with these two helpers.
 
 /// `text` and `bound`, a `Spec`'s range or the engine's: `Parts uploading at once [range: 1-64]`.
 fn range_help(text: &str, bound: Option<settings::Bound>) -> String {
@@ -440,7 +282,12 @@ pub(crate) mod tests {
 
     /// `acquire /dev/null ARGS` parsed and checked, as `acquire::run` sees it.
     fn acquire(args: &[&str]) -> Result<AcquireArgs, String> {
-        parsed(args)?.checked()
+        Ok(parsed(args)?.checked()?.0)
+    }
+
+    /// The settings `acquire /dev/null ARGS` makes, checked.
+    fn settings_of(args: &[&str]) -> Result<Config, String> {
+        Ok(parsed(args)?.checked()?.1)
     }
 
     /// Each bounded flag: its ends, and one step past each (Issue 9 item 6). Also run through
@@ -462,13 +309,13 @@ pub(crate) mod tests {
 
     #[test]
     fn defaults_are_within_their_bounds() {
-        let args = acquire(&[]).unwrap();
-        assert_eq!(args.s3.part_size.as_u64(), 5 << 20);
-        assert_eq!(args.s3.parts_in_flight, None);
-        assert_eq!(args.s3.part_memory.as_u64(), 160 << 20);
-        assert_eq!(args.s3.max_object_size.as_u64(), 5 << 40);
-        assert_eq!(args.s3.s3_max_attempts, 10);
-        assert_eq!(args.progress_interval, 10);
+        let s3 = settings_of(&[]).unwrap().s3;
+        assert_eq!(s3.min_part_size, 5 << 20);
+        assert_eq!(s3.parts_in_flight, None);
+        assert_eq!(s3.part_memory, 160 << 20);
+        assert_eq!(s3.max_object_size, 5 << 40);
+        assert_eq!(s3.max_attempts.get(), 10);
+        assert_eq!(acquire(&[]).unwrap().progress_interval, 10);
     }
 
     // Issue 9 item 6: out-of-range S3 and progress values are usage errors, both sides.
@@ -495,7 +342,7 @@ pub(crate) mod tests {
         let source = |text: &str| {
             let mut args = parsed(&[]).unwrap();
             args.source = text.into();
-            args.checked().map(|a| a.source)
+            args.checked().map(|(a, _)| a.source)
         };
         let id = "ebs-snapshot://snap-0123456789abcdef0";
         assert_eq!(source(id), Ok(id.into()));
@@ -536,7 +383,7 @@ pub(crate) mod tests {
     }
 
     // Issue 19: `bytesize` saturated sizes past 64 bits (`--piece-size 16EiB` was recorded as
-    // 18446744073709551615, `--max-object-size 100EiB` shown as 16.0 EiB); clap now refuses them,
+    // 18446744073709551615, `--max-object-size 100EiB` shown as 16.0 EiB); they are refused,
     // naming the flag (a usage error, exit 2).
     #[test]
     fn a_size_past_64_bits_is_refused_naming_its_flag() {
@@ -548,22 +395,22 @@ pub(crate) mod tests {
             "--max-object-size",
         ] {
             for size in ["16EiB", "100EiB", "18446744073709551616"] {
-                let err = parsed(&[flag, size]).unwrap_err();
+                let err = acquire(&[flag, size]).unwrap_err();
                 assert!(
                     err.contains(flag) && err.contains("too large"),
                     "{flag} {size}: {err}"
                 );
             }
         }
-        let args = parsed(&["--piece-size", "15EiB"]).unwrap();
-        assert_eq!(args.piece_size.as_u64(), 15 << 60);
+        let imaging = settings_of(&["--piece-size", "15EiB"]).unwrap().imaging;
+        assert_eq!(imaging.piece_size, Some(15 << 60));
     }
 
     #[test]
     fn a_terabyte_chunk_parses_and_is_left_to_the_engine() {
         // The engine bounds the read settings (before the source is opened); parsing keeps them.
-        let args = acquire(&["--chunk-size", "1TiB"]).unwrap();
-        assert_eq!(args.chunk_size.as_u64(), 1 << 40);
+        let err = acquire(&["--chunk-size", "1TiB"]).unwrap_err();
+        assert!(err.starts_with("--chunk-size: "), "{err}");
     }
 
     // Issue 10: the examiner is checked once and stored as the manifest records it, trimmed.
@@ -618,7 +465,7 @@ pub(crate) mod tests {
         args.source = "/dev/sdb\nforged".into();
         assert!(args.checked().unwrap_err().contains("control character"));
 
-        let args = acquire(&[
+        let (args, settings) = parsed(&[
             "--expected-bucket-owner",
             "123456789012",
             "--instance-id",
@@ -628,27 +475,47 @@ pub(crate) mod tests {
             "--dest",
             "s3://evidence/cases/",
         ])
+        .unwrap()
+        .checked()
         .unwrap();
         assert_eq!(
-            args.s3.expected_bucket_owner.as_deref(),
+            settings.s3.expected_bucket_owner.as_deref(),
             Some("123456789012")
         );
         assert_eq!(args.instance_id.as_deref(), Some("i-0123456789abcdef0"));
-        assert_eq!(args.s3.sse_kms_key_id.as_deref(), Some("alias/evidence"));
+        assert_eq!(
+            settings.s3.sse_kms_key_id.as_deref(),
+            Some("alias/evidence")
+        );
     }
 
     // Issue 10: an object lock needs both a known mode and a date, whichever way it arrives.
     #[test]
     fn an_object_lock_needs_a_known_mode_and_a_date() {
         let mut args = acquire(&[]).unwrap();
-        args.s3.object_lock_mode = Some("governance".into());
+        args.object_lock_mode = Some("governance".into());
         assert!(args.checked().unwrap_err().contains("object lock"));
-        args.s3.object_lock_retain_until = Some("2030-01-01T00:00:00Z".into());
-        assert_eq!(args.checked(), Ok(args.clone()));
-        args.s3.object_lock_mode = Some("forever".into());
+        args.object_lock_retain_until = Some("2030-01-01T00:00:00Z".into());
+        assert_eq!(args.checked().map(|(a, _)| a), Ok(args.clone()));
+        args.object_lock_mode = Some("COMPLIANCE".into());
+        assert_eq!(args.checked().map(|(a, _)| a), Ok(args.clone()));
+        args.object_lock_mode = Some("forever".into());
+        assert!(
+            args.checked()
+                .unwrap_err()
+                .contains("not an Object Lock mode")
+        );
+        args.object_lock_mode = None;
         assert!(args.checked().unwrap_err().contains("object lock"));
-        args.s3.object_lock_mode = None;
-        assert!(args.checked().unwrap_err().contains("object lock"));
+        assert!(
+            parsed(&[
+                "--object-lock-mode",
+                "forever",
+                "--object-lock-retain-until",
+                "x"
+            ])
+            .is_err()
+        );
     }
 
     fn help(command: &str) -> String {

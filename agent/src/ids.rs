@@ -43,6 +43,23 @@ pub fn kms_key_id(text: &str) -> Result<String, String> {
     Ok(trimmed.to_owned())
 }
 
+/// An Object Lock retention mode, in any case (`governance`, `COMPLIANCE`): the one place the
+/// modes are named, from the SDK's own list, for `--object-lock-mode`, the configuration and the
+/// daemon's job alike.
+pub fn object_lock_mode(text: &str) -> Result<aws_sdk_s3::types::ObjectLockMode, String> {
+    use aws_sdk_s3::types::ObjectLockMode;
+    ObjectLockMode::values()
+        .iter()
+        .find(|mode| mode.eq_ignore_ascii_case(text))
+        .map(|mode| ObjectLockMode::from(*mode))
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not an Object Lock mode ({})",
+                ObjectLockMode::values().join(" or ")
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,8 @@ use tokio::sync::{mpsc, watch};
 pub use counters::DeliveryStats;
 pub use settings::{
     DEFAULT_CAPTURE_GROUP, DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_READINESS_GROUP,
-    DEFAULT_READINESS_MESSAGE, ReportSettings, SettingsError, check_group,
+    DEFAULT_READINESS_MESSAGE, MAX_READINESS_MESSAGE_BYTES, ReportSettings, SettingsError,
+    check_group,
 };
 
 use batch::LogEvent;

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use super::truncate::MAX_MESSAGE_BYTES;
-
 /// The readiness group of the original design; its attaching Lambda reads this group.
 pub const DEFAULT_READINESS_GROUP: &str = "ForensicDiskReadiness";
 /// The capture group of the original design.
@@ -13,6 +11,9 @@ pub const DEFAULT_CAPTURE_GROUP: &str = "ForensicDiskCapture";
 /// The readiness text. The original flow's attaching Lambda compares the stream's latest event with
 /// `incron is running`, byte for byte: configure that text to keep it working unchanged.
 pub const DEFAULT_READINESS_MESSAGE: &str = "forensic-collector ready";
+/// Longest readiness message, in bytes: well inside one log event (256 KiB), and far more than
+/// any watcher compares. The settings table shows it as `cloudwatch.readiness_message`'s range.
+pub const MAX_READINESS_MESSAGE_BYTES: usize = 1024;
 /// Events held while CloudWatch is slow or down: about three days of progress lines at the
 /// default one per 30 s (`cloudwatch.progress_interval_secs`; a day at one per 10 s) plus every job event, a few MB of small JSON.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
@@ -62,7 +63,7 @@ impl ReportSettings {
         check_group("capture_group", &self.capture_group)?;
         check_stream(&self.stream)?;
         let length = self.readiness_message.len();
-        if length == 0 || length > MAX_MESSAGE_BYTES {
+        if length == 0 || length > MAX_READINESS_MESSAGE_BYTES {
             return Err(SettingsError::ReadinessMessage { length });
         }
         if self.queue_capacity == 0 {
@@ -96,8 +97,8 @@ pub enum SettingsError {
         /// The rule it breaks.
         reason: &'static str,
     },
-    /// The readiness message is empty or larger than one event.
-    #[error("readiness_message must be 1 to {MAX_MESSAGE_BYTES} bytes, not {length}")]
+    /// The readiness message is empty or longer than its limit.
+    #[error("readiness_message must be 1 to {MAX_READINESS_MESSAGE_BYTES} bytes, not {length}")]
     ReadinessMessage {
         /// Its length in bytes.
         length: usize,

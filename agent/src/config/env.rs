@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use imaging::identity::VolumeId;
 
 use super::error::ConfigError;
-use super::layers::{self, KeyPath, Origin, Setting};
+use super::layers::{self, KeyPath, Setting};
+use super::origin::Origin;
 use super::settings::{ALL, SECTIONS};
 
 /// Prefix of the per-key variables.

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::layers::Origin;
+use super::origin::Origin;
 use super::settings;
 use crate::exit::Exit;
 

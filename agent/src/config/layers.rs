@@ -8,74 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 
 use super::error::ConfigError;
+use super::origin::Origin;
 use super::raw::RawConfig;
-use super::settings::{SECTIONS, Writers, defaults_table, writers};
-
-/// The user-data formats we accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserDataFormat {
-    /// A JSON object.
-    Json,
-    /// A TOML document.
-    Toml,
-    /// A shell script or `KEY=VALUE` lines (never executed).
-    Shell,
-}
-
-impl UserDataFormat {
-    /// Lower-case name, as printed.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Toml => "toml",
-            Self::Shell => "shell",
-        }
-    }
-}
-
-/// Where a setting came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// Built-in default.
-    Default,
-    /// The config file at this path.
-    File(PathBuf),
-    /// EC2 user data in this format.
-    UserData(UserDataFormat),
-    /// This environment variable.
-    Env(String),
-    /// This command-line flag.
-    Flag(String),
-}
-
-impl Origin {
-    /// Whether this source may set `key` (see `settings::Writers`): the defaults, the config file and
-    /// flags any key; every other source (user data, the environment, any added later) only the
-    /// keys declared `Any`.
-    fn may_set(&self, key: &KeyPath) -> Result<(), String> {
-        match (self, writers(&key.section, &key.key)) {
-            (Self::Default | Self::File(_) | Self::Flag(_), _) | (_, Writers::Any) => Ok(()),
-            (_, Writers::Operator(why)) => Err(format!(
-                "refused: only the config file or a command-line flag may set this key, because {why}"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Default => f.write_str("default"),
-            Self::File(path) => write!(f, "file {}", path.display()),
-            Self::UserData(format) => write!(f, "user data ({})", format.name()),
-            Self::Env(var) => write!(f, "env {var}"),
-            Self::Flag(flag) => write!(f, "flag {flag}"),
-        }
-    }
-}
+use super::settings::{SECTIONS, defaults_table};
 
 /// `section.key`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,7 +61,7 @@ impl Setting {
     /// source may set the key.
     pub fn checked(key: KeyPath, value: toml::Value, origin: Origin) -> Result<Self, ConfigError> {
         check_alone(&key, &value)
-            .and_then(|()| origin.may_set(&key))
+            .and_then(|()| origin.may_set(&key.section, &key.key))
             .map_err(|message| ConfigError::Key {
                 key: key.to_string(),
                 origin: origin.clone(),
@@ -180,7 +117,7 @@ pub fn flatten(table: &toml::Table, origin: &Origin) -> Result<Vec<Setting>, Con
 /// key takes a string, else the string read as a TOML value (`300`, `true`, `["sha256"]`).
 pub fn from_text(key: KeyPath, text: &str, origin: Origin) -> Result<Setting, ConfigError> {
     let value = typed_text(&key, text).and_then(|value| {
-        origin.may_set(&key)?;
+        origin.may_set(&key.section, &key.key)?;
         Ok(value)
     });
     match value {
@@ -194,7 +131,7 @@ pub fn from_text(key: KeyPath, text: &str, origin: Origin) -> Result<Setting, Co
 }
 
 /// `text` as the value `key` takes, or the message of reading it as a string.
-fn typed_text(key: &KeyPath, text: &str) -> Result<toml::Value, String> {
+pub fn typed_text(key: &KeyPath, text: &str) -> Result<toml::Value, String> {
     let as_string = toml::Value::String(text.to_owned());
     let first_error = match check_alone(key, &as_string) {
         Ok(()) => return Ok(as_string),
@@ -272,6 +209,7 @@ impl Layers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UserDataFormat;
 
     fn file() -> Origin {
         Origin::File("/etc/fc.toml".into())

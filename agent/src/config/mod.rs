@@ -51,11 +51,14 @@
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod flags;
 pub mod layers;
+pub mod origin;
 pub mod raw;
 pub mod settings;
 pub mod typed;
 pub mod userdata;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +70,8 @@ use imaging::sink::S3Url;
 use imaging::snapshot::SnapshotId;
 
 pub use error::ConfigError;
-pub use layers::{KeyPath, Layers, Origin, Setting, UserDataFormat};
+pub use layers::{KeyPath, Layers, Setting};
+pub use origin::{Origin, UserDataFormat};
 pub use typed::Config;
 
 /// The config file read when `--config` names none.
@@ -273,16 +277,7 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
         settings: env_settings,
         mut ignored,
     } = env::settings(&options.env)?;
-    let flag_settings = options
-        .flags
-        .iter()
-        .map(|flag| {
-            let key = KeyPath::parse(&flag.key).ok_or_else(|| {
-                ConfigError::Internal(format!("flag {} names no section.key", flag.name))
-            })?;
-            layers::from_text(key, &flag.value, Origin::Flag(flag.name.clone()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let flag_settings = flag_settings(&options.flags)?;
 
     // Whether to ask IMDS is decided without user data: it cannot switch itself off.
     let mut without_user_data = layers.clone();
@@ -292,36 +287,14 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
     let before_user_data = without_user_data.merged()?;
     let use_imds = before_user_data.job.use_imds;
     let wait = imds_wait(options, &before_user_data, &without_user_data)?;
-    let imds_skipped = if options.imds_disabled_by_env() {
-        Some("AWS_EC2_METADATA_DISABLED=true")
-    } else if !use_imds {
-        Some("[job] use_imds = false")
-    } else {
-        None
-    };
+    let imds_skipped = imds_skipped(options, use_imds);
 
     let (mut user_data, mut instance_id) = (None, None);
     if imds_skipped.is_none() {
         let endpoint = options.imds_endpoint.as_deref();
         let data = crate::imds::fetch_waiting(endpoint, wait)
             .await
-            .map_err(|e| match e {
-                crate::imds::InstanceDataError::NotUtf8 => ConfigError::UserData {
-                    message: e.to_string(),
-                },
-                crate::imds::InstanceDataError::BadEndpoint { endpoint, message } => {
-                    ConfigError::ImdsEndpoint {
-                        value: endpoint,
-                        message,
-                    }
-                }
-                crate::imds::InstanceDataError::Unreachable { .. }
-                | crate::imds::InstanceDataError::Refused { .. }
-                | crate::imds::InstanceDataError::GaveUp { .. } => ConfigError::ImdsUnavailable {
-                    endpoint: endpoint.unwrap_or(crate::imds::DEFAULT_ENDPOINT).to_owned(),
-                    message: e.to_string(),
-                },
-            })?;
+            .map_err(|e| imds_error(e, endpoint))?;
         instance_id = data.instance_id;
         known.instance_id.clone_from(&instance_id);
         if let Some(parsed) = data.user_data.as_deref().map(userdata::parse).transpose()? {
@@ -341,23 +314,71 @@ async fn load_into(options: &LoadOptions, known: &mut Known) -> Result<Effective
     layers.apply(flag_settings);
     known.layers = layers.clone();
 
-    let raw = layers.merged()?;
-    let config = typed::validate(&raw).map_err(|invalid| {
-        let key = KeyPath::parse(&invalid.key);
-        ConfigError::Key {
-            key: invalid.key,
-            origin: key.map_or(Origin::Default, |k| layers.origin(&k)),
-            message: invalid.message,
-        }
-    })?;
     Ok(Effective {
-        config,
+        config: validated(&layers)?,
         settings: layers.effective(),
         file: file.map(|(path, _)| path),
         user_data: user_data_format,
         imds_skipped,
         instance_id,
         ignored,
+    })
+}
+
+/// Command-line values as settings of the top layer.
+fn flag_settings(flags: &[Flag]) -> Result<Vec<Setting>, ConfigError> {
+    flags
+        .iter()
+        .map(|flag| {
+            let key = KeyPath::parse(&flag.key).ok_or_else(|| {
+                ConfigError::Internal(format!("flag {} names no section.key", flag.name))
+            })?;
+            layers::from_text(key, &flag.value, Origin::Flag(flag.name.clone()))
+        })
+        .collect()
+}
+
+/// Why IMDS is not asked, when it is not: switched off by the environment or by `job.use_imds`.
+fn imds_skipped(options: &LoadOptions, use_imds: bool) -> Option<&'static str> {
+    if options.imds_disabled_by_env() {
+        Some("AWS_EC2_METADATA_DISABLED=true")
+    } else if !use_imds {
+        Some("[job] use_imds = false")
+    } else {
+        None
+    }
+}
+
+/// What IMDS failing means for the configuration: bad user data, a bad endpoint, or no answer.
+fn imds_error(error: crate::imds::InstanceDataError, endpoint: Option<&str>) -> ConfigError {
+    use crate::imds::InstanceDataError as E;
+    match error {
+        E::NotUtf8 => ConfigError::UserData {
+            message: error.to_string(),
+        },
+        E::BadEndpoint { endpoint, message } => ConfigError::ImdsEndpoint {
+            value: endpoint,
+            message,
+        },
+        E::Unreachable { .. } | E::Refused { .. } | E::GaveUp { .. } => {
+            ConfigError::ImdsUnavailable {
+                endpoint: endpoint.unwrap_or(crate::imds::DEFAULT_ENDPOINT).to_owned(),
+                message: error.to_string(),
+            }
+        }
+    }
+}
+
+/// The merged layers, validated; a refused key is reported with the source that set it.
+fn validated(layers: &Layers) -> Result<Config, ConfigError> {
+    let raw = layers.merged()?;
+    typed::validate(&raw).map_err(|invalid| {
+        let key = KeyPath::parse(&invalid.key);
+        ConfigError::Key {
+            key: invalid.key,
+            origin: key.map_or(Origin::Default, |k| layers.origin(&k)),
+            message: invalid.message,
+        }
     })
 }
 

@@ -1,10 +1,9 @@
-//! The value types of the configuration as written (sizes, hash lists, the ending), and the serde
-//! tree generated from the one table of settings in `settings`.
-
-use serde::{Deserialize, Serialize};
+//! The serde tree generated from the one table of settings in `settings`, with the value types of
+//! its fields (`values`), as one place to import the configuration as written.
 
 use super::settings::defaults_table;
 pub use super::settings::{RawCloudWatch, RawConfig, RawImaging, RawJob, RawS3, RawWatch};
+pub use super::values::{OnComplete, RawHashList, RawSize};
 
 impl Default for RawConfig {
     /// The built-in defaults (`settings::ALL`).
@@ -13,49 +12,6 @@ impl Default for RawConfig {
             .try_into()
             .unwrap_or_else(|e| unreachable!("the defaults fit the struct tree: {e}"))
     }
-}
-
-/// What the daemon does once the expected volumes are imaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OnComplete {
-    /// Power the instance off: the collector is single-use, and a stopped instance costs nothing.
-    Poweroff,
-    /// Exit the process (systemd decides what follows).
-    Exit,
-    /// Keep watching for more disks.
-    Stay,
-}
-
-impl OnComplete {
-    /// The configuration's spelling, for logs and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnComplete::Poweroff => "poweroff",
-            OnComplete::Exit => "exit",
-            OnComplete::Stay => "stay",
-        }
-    }
-}
-
-/// A byte size: `"1GiB"`, `"0"`, or a plain integer of bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RawSize {
-    /// Bytes.
-    Bytes(u64),
-    /// Text for `bytesize` (`1GiB`, `8 MiB`).
-    Text(String),
-}
-
-/// A list of hash names: `["sha256", "blake3"]` or `"sha256,blake3"` (handy in env variables).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RawHashList {
-    /// A TOML or JSON array.
-    List(Vec<String>),
-    /// Comma-separated.
-    Csv(String),
 }
 
 #[cfg(test)]

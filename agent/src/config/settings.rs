@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use self::Initial::{Bool, Count, List, Size, Text, Unset};
 use self::Unit::{Bytes, Number};
 use self::Writers::{Any, Operator};
-use super::raw::{OnComplete, RawHashList, RawSize};
+use super::values::{OnComplete, RawHashList, RawSize};
 use crate::cloudwatch;
 
 pub mod size;
@@ -108,6 +108,11 @@ pub struct Spec {
     pub bound: Option<Bound>,
     /// Who may set it.
     pub writers: Writers,
+    /// `acquire`'s flag for it (`--part-size`), when it has one: `config::flags` builds the flag,
+    /// its help and its parsing from this entry, so a key is given a flag here and nowhere else.
+    pub flag: Option<&'static str>,
+    /// The entry's doc lines; the first sentence is the flag's help.
+    pub doc: &'static [&'static str],
 }
 
 impl Spec {
@@ -250,6 +255,7 @@ macro_rules! settings {
         [$section:ident] $Struct:ident {
             $(
                 $(#[doc = $doc:literal])*
+                $(#[flag = $flag:literal])?
                 $CONST:ident $field:ident: $ty:ty = $default:expr, $writers:expr $(, $bound:expr)?;
             )*
         }
@@ -282,6 +288,8 @@ macro_rules! settings {
                     default: $default,
                     bound: settings!(@bound $($bound)?),
                     writers: $writers,
+                    flag: settings!(@flag $($flag)?),
+                    doc: &[$($doc),*],
                 };
             )*
         )*
@@ -292,6 +300,8 @@ macro_rules! settings {
     };
     (@bound) => { None };
     (@bound $bound:expr) => { Some($bound) };
+    (@flag) => { None };
+    (@flag $flag:literal) => { Some($flag) };
 }
 
 settings! {
@@ -354,54 +364,72 @@ settings! {
     /// `[imaging]`: reading and hashing. The engine's defaults, with their reasons, are in
     /// `imaging::pipeline`, and its `PipelineConfig::validate` bounds every value.
     [imaging] RawImaging {
-        /// Whole-image hashes.
+        /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
+        #[flag = "hash"]
         HASHES hashes: RawHashList = List(&["sha256", "blake3"]), Any;
-        /// Piecewise hash size; 0 turns it off.
+        /// Size of each piecewise hash; 0 turns piecewise hashing off.
+        #[flag = "piece-size"]
         PIECE_SIZE piece_size: RawSize = Size(pipeline::DEFAULT_PIECE_SIZE), Any;
         /// Piecewise hash algorithm: `blake3` (checked with `b3sum`) or `sha256` (dc3dd-style hash
         /// logs, at the cost of a second SHA-256 pass).
+        #[flag = "piece-hash"]
         PIECE_HASH piece_hash: String = Text(pipeline::DEFAULT_PIECE_ALGORITHM.name()), Any;
-        /// Bytes per read.
+        /// Bytes per read, a multiple of the smallest; with the queue depth it sets the read
+        /// buffers' memory, which the engine bounds.
+        #[flag = "chunk-size"]
         CHUNK_SIZE chunk_size: RawSize = Size(pipeline::DEFAULT_CHUNK_SIZE as u64), Any;
-        /// Reads in flight.
+        /// Reads in flight; snapshot-restored EBS volumes get faster with more.
+        #[flag = "queue-depth"]
         QUEUE_DEPTH queue_depth: u32 = Count(pipeline::DEFAULT_QUEUE_DEPTH as u64), Any;
         /// GetSnapshotBlock requests in flight when the source is an EBS snapshot.
+        #[flag = "blocks-in-flight"]
         BLOCKS_IN_FLIGHT blocks_in_flight: u32 =
             Count(imaging::snapshot::DEFAULT_BLOCKS_IN_FLIGHT as u64), Any;
-        /// Extra attempts per unreadable sector.
+        /// Extra attempts for each unreadable sector before it is zero-filled and listed.
+        #[flag = "sector-retries"]
         SECTOR_RETRIES sector_retries: u32 = Count(pipeline::DEFAULT_SECTOR_RETRIES as u64), Any;
     }
     /// `[s3]`: the evidence bucket. Where and how evidence is stored belongs to the job (the
     /// launcher names the bucket); sizes and counts are bounded, so memory stays within budget.
     [s3] RawS3 {
-        /// Path-style addressing for S3-compatible servers.
+        /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers) instead of BUCKET.ENDPOINT.
+        #[flag = "s3-force-path-style"]
         FORCE_PATH_STYLE force_path_style: bool = Bool(false), Any;
-        /// Smallest multipart part, within S3's limits; 0 means S3's smallest (the number
-        /// `acquire` shows as its default).
+        /// Smallest multipart part, raised so the image fits in 10,000 parts; 0 means S3's smallest.
+        #[flag = "part-size"]
         PART_SIZE part_size: RawSize = Size(0), Any,
             range("part size", limits::MIN_PART_SIZE, limits::MAX_PART_SIZE, Bytes);
-        /// Parts uploading at once; unset (the default) lets the upload find it from what the
-        /// link gives, up to what the part memory holds. A fixed n needs (n + 1) × part size of
+        /// Parts uploading at once; unset, the upload follows the link (more parts while they add
+        /// throughput, up to what the part memory holds). A fixed n needs (n + 1) × part size of
         /// memory; past 64 parallel requests throughput stops growing (see the engine's
         /// `MAX_PARTS_IN_FLIGHT`).
+        #[flag = "parts-in-flight"]
         PARTS_IN_FLIGHT parts_in_flight: Option<u32> = Unset,
             Any, range("parts in flight", 1, engine_s3::MAX_PARTS_IN_FLIGHT as u64, Number);
-        /// Memory for part buffers; caps the part size. At least two of the smallest parts (one
+        /// Memory for part buffers, which caps the part size at this / (parts in flight + 1), so
+        /// memory stays flat for any disk size. At least two of the smallest parts (one
         /// uploading, one filling), at most two of the largest, with which one object already
         /// holds S3's whole 48.8 TiB: more is a typo that would be allocated as the image grows.
+        #[flag = "part-memory"]
         PART_MEMORY part_memory: RawSize = Size(engine_s3::DEFAULT_PART_MEMORY), Any,
             range("part memory", 2 * limits::MIN_PART_SIZE, 2 * limits::MAX_PART_SIZE, Bytes);
-        /// Largest object; bigger images become numbered segments. At least one part, at most
+        /// Largest object; bigger images are stored as numbered segment objects listed in the
+        /// manifest. At least one part, at most
         /// what 10,000 parts of S3's largest size hold (48.8 TiB, about the 50 TB S3 accepts).
+        #[flag = "max-object-size"]
         MAX_OBJECT_SIZE max_object_size: RawSize = Size(limits::MAX_OBJECT_SIZE), Any,
             range("maximum object size", limits::MIN_PART_SIZE, limits::MAX_PARTS * limits::MAX_PART_SIZE, Bytes);
-        /// Attempts per request. The SDK backs off exponentially with jitter, at most 4 s each,
-        /// so 10 rides out about half a minute of throttling, 5xx answers or a restarting
-        /// endpoint; beyond 100 the backoff turns an outage into hours.
+        /// Attempts per S3 request before the upload is given up, with exponential backoff between
+        /// them. The SDK backs off with jitter, at most `aws::S3_MAX_BACKOFF` each, so the default
+        /// rides out about half a minute of throttling, 5xx answers or a restarting endpoint;
+        /// beyond 100 the backoff turns an outage into hours.
+        #[flag = "s3-max-attempts"]
         S3_MAX_ATTEMPTS max_attempts: u32 = Count(10), Any, range("S3 attempts", 1, 100, Number);
-        /// SSE-KMS key.
+        /// Encrypt every object with this KMS key (SSE-KMS): key ID, alias or ARN.
+        #[flag = "sse-kms-key-id"]
         SSE_KMS_KEY_ID sse_kms_key_id: Option<String> = Unset, Any;
-        /// Account that must own the bucket.
+        /// Refuse to write unless the bucket belongs to this account ID.
+        #[flag = "expected-bucket-owner"]
         EXPECTED_BUCKET_OWNER expected_bucket_owner: Option<String> = Unset, Any;
         /// `GOVERNANCE` or `COMPLIANCE`.
         OBJECT_LOCK_MODE object_lock_mode: Option<String> = Unset, Any;
@@ -409,9 +437,11 @@ settings! {
         /// overflow the date arithmetic of the retain-until date.
         OBJECT_LOCK_RETAIN_DAYS object_lock_retain_days: Option<u32> = Unset, Any,
             range("Object Lock retention (days)", 1, 36_500, Number);
-        /// Legal hold on every object.
+        /// Put an Object Lock legal hold on every object.
+        #[flag = "legal-hold"]
         LEGAL_HOLD legal_hold: bool = Bool(false), Any;
-        /// Refuse a bucket without Object Lock.
+        /// Refuse a bucket without Object Lock (implied by a retention or a legal hold).
+        #[flag = "require-object-lock"]
         REQUIRE_OBJECT_LOCK require_object_lock: bool = Bool(false), Any;
     }
     /// `[cloudwatch]`: readiness and progress reports. The reporter's own defaults: the log group
@@ -423,8 +453,9 @@ settings! {
         READINESS_GROUP readiness_group: String = Text(cloudwatch::DEFAULT_READINESS_GROUP), Any;
         /// Log group of capture progress and results.
         CAPTURE_GROUP capture_group: String = Text(cloudwatch::DEFAULT_CAPTURE_GROUP), Any;
-        /// The readiness message.
-        READINESS_MESSAGE readiness_message: String = Text(cloudwatch::DEFAULT_READINESS_MESSAGE), Any;
+        /// The readiness message, 1 to `MAX_READINESS_MESSAGE_BYTES` bytes once trimmed.
+        READINESS_MESSAGE readiness_message: String = Text(cloudwatch::DEFAULT_READINESS_MESSAGE), Any,
+            range("readiness message (bytes)", 1, cloudwatch::MAX_READINESS_MESSAGE_BYTES as u64, Number);
         /// Seconds between progress events: one per hour is the least that still shows a capture
         /// is alive; zero would be a busy loop. 30 s keeps a long capture's event count low.
         PROGRESS_INTERVAL_SECS progress_interval_secs: u64 = Count(30), Any,
@@ -447,6 +478,25 @@ pub const ACQUIRE_PROGRESS_INTERVAL_SECS: u64 = 10;
 /// The setting `section.key`, if declared.
 pub fn find(section: &str, key: &str) -> Option<&'static Spec> {
     ALL.iter().find(|s| s.section == section && s.key == key)
+}
+
+/// The setting `section.key` written as one string.
+pub fn find_dotted(dotted: &str) -> Option<&'static Spec> {
+    let (section, key) = dotted.split_once('.')?;
+    find(section, key)
+}
+
+/// The range `--help` and docs/config.md show for `spec`: its own, else the engine's (which the
+/// engine checks itself, see [`engine_ranges`]).
+pub fn shown_range(spec: &Spec) -> Option<Bound> {
+    spec.bound.or(match (spec.section, spec.key) {
+        ("imaging", "queue_depth") => Some(engine_ranges::QUEUE_DEPTH),
+        ("imaging", "blocks_in_flight") => Some(engine_ranges::BLOCKS_IN_FLIGHT),
+        ("imaging", "sector_retries") => Some(engine_ranges::SECTOR_RETRIES),
+        ("imaging", "chunk_size") => Some(engine_ranges::CHUNK_SIZE),
+        ("job", "examiner") => Some(engine_ranges::EXAMINER_CHARS),
+        _ => None,
+    })
 }
 
 /// Who may set `section.key`. A key not declared is the operator's (fail closed).
@@ -506,7 +556,7 @@ mod tests {
     #[test]
     fn every_bound_accepts_its_ends_and_refuses_past_them() {
         let bounded: Vec<Bound> = ALL.iter().filter_map(|s| s.bound).collect();
-        assert_eq!(bounded.len(), 13);
+        assert_eq!(bounded.len(), 14);
         for bound in bounded {
             assert!(bound.min <= bound.max, "{bound:?}");
             assert_eq!(bound.check(bound.min), Ok(bound.min), "{bound:?}");
@@ -744,11 +794,11 @@ mod tests {
         use imaging::pipeline::PipelineConfig;
         use imaging::sink::s3::S3Options;
 
-        let cli = acquire_with(&[]);
+        let (cli, acquire) = acquire_with(&[]).checked().unwrap();
         let config = crate::config::typed::validate(&RawConfig::default()).unwrap();
         let engine_read = PipelineConfig::default();
-        let cli_read = crate::cmd::acquire::pipeline_config(&cli).unwrap();
-        for (what, read) in [("acquire", &cli_read), ("config", &config.imaging)] {
+        let cli_read = &acquire.imaging;
+        for (what, read) in [("acquire", cli_read), ("config", &config.imaging)] {
             assert_eq!(read.chunk_size, engine_read.chunk_size, "{what} chunk size");
             assert_eq!(
                 read.queue_depth, engine_read.queue_depth,
@@ -771,7 +821,7 @@ mod tests {
         }
 
         let engine = S3Options::default();
-        let cli_s3 = crate::cmd::acquire::destination::upload_options(&cli.s3, None);
+        let cli_s3 = crate::cmd::acquire::destination::upload_options(&acquire.s3, None);
         let c = &config.s3;
         let pairs = [
             (
@@ -821,11 +871,14 @@ mod tests {
             assert_eq!(kms, &engine.sse_kms_key_id, "{what} KMS key");
             assert_eq!(retention, engine.retention, "{what} retention");
         }
-        assert_eq!(cli.s3.s3_max_attempts, config.s3.max_attempts.get());
-        assert_eq!(cli.s3.s3_force_path_style, config.s3.force_path_style);
-        assert_eq!(cli.s3.require_object_lock, config.s3.require_object_lock);
+        assert_eq!(acquire.s3.max_attempts, config.s3.max_attempts);
+        assert_eq!(acquire.s3.force_path_style, config.s3.force_path_style);
         assert_eq!(
-            u64::from(cli.s3.s3_max_attempts),
+            acquire.s3.require_object_lock,
+            config.s3.require_object_lock
+        );
+        assert_eq!(
+            u64::from(acquire.s3.max_attempts.get()),
             S3_MAX_ATTEMPTS.default.number()
         );
         // The one deliberate difference, declared beside each other above.

@@ -8,7 +8,8 @@
 
 use super::env::{self, Ignored};
 use super::error::ConfigError;
-use super::layers::{self, Origin, Setting, UserDataFormat};
+use super::layers::{self, Setting};
+use super::origin::{Origin, UserDataFormat};
 use super::settings::{self, SECTIONS};
 
 /// Settings found in user data and the format they were in.

@@ -10,10 +10,9 @@ use imaging::naming::SafeName;
 use imaging::sink::s3::S3Url;
 use imaging::snapshot::SnapshotId;
 
-use bytesize::ByteSize;
-
 use super::jobs::{Job, JobSource};
-use crate::cli::{AcquireArgs, S3Args};
+use crate::cli::AcquireArgs;
+use crate::config::flags::SettingFlags;
 use crate::config::raw::OnComplete;
 use crate::config::{Config, JobContext};
 use crate::detect::{AttachedDisk, WatchSettings};
@@ -156,8 +155,8 @@ impl DaemonPlan {
         // Retention is "days from the upload": counted when the job starts, not when the daemon
         // did (it may wait hours for the disk).
         if let Some(retention) = self.s3.retention(chrono::Utc::now()) {
-            args.s3.object_lock_mode = Some(retention.mode.as_str().to_lowercase());
-            args.s3.object_lock_retain_until = Some(
+            args.object_lock_mode = Some(retention.mode.as_str().to_owned());
+            args.object_lock_retain_until = Some(
                 retention
                     .retain_until
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -171,47 +170,22 @@ impl DaemonPlan {
 /// settings, and the machine-readable result the daemon reads. Every field is named, so a new
 /// `acquire` option does not compile until the daemon says what its children get.
 fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> AcquireArgs {
-    let imaging = &config.imaging;
-    let s3 = &config.s3;
     AcquireArgs {
         source: PathBuf::new(),
         out: PathBuf::new(),
         dest: Some(job.destination.to_string()),
-        s3: S3Args {
-            s3_force_path_style: s3.force_path_style,
-            part_size: ByteSize(s3.min_part_size),
-            parts_in_flight: s3.parts_in_flight.map(std::num::NonZeroUsize::get),
-            part_memory: ByteSize(s3.part_memory),
-            max_object_size: ByteSize(s3.max_object_size),
-            s3_max_attempts: s3.max_attempts.get(),
-            sse_kms_key_id: s3.sse_kms_key_id.clone(),
-            object_lock_mode: None,
-            object_lock_retain_until: None,
-            legal_hold: s3.legal_hold,
-            require_object_lock: s3.require_object_lock,
-            expected_bucket_owner: s3.expected_bucket_owner.clone(),
-        },
         name: None,
         new_capture: false,
         incident: Some(job.incident_id.to_string()),
         examiner: config.job.examiner.clone(),
-        hashes: imaging
-            .algorithms
-            .iter()
-            .map(|a| a.name())
-            .collect::<Vec<_>>()
-            .join(","),
-        piece_size: ByteSize(imaging.piece_size.unwrap_or(0)),
-        piece_hash: imaging.piece_algorithm.name().to_owned(),
-        chunk_size: ByteSize(imaging.chunk_size as u64),
-        queue_depth: imaging.queue_depth,
-        blocks_in_flight: imaging.blocks_in_flight,
-        sector_retries: imaging.sector_retries,
         no_kernel_read_only: false,
         progress_interval: config.cloudwatch.progress_interval.as_secs().max(1),
         source_volume_id: None,
         instance_id,
         result_json: true,
+        object_lock_mode: None,
+        object_lock_retain_until: None,
+        settings: SettingFlags::of(&config.raw),
     }
 }
 
@@ -393,17 +367,32 @@ mod tests {
             "",
             &mut default,
         );
-        assert_eq!(configured.len(), default.len());
-        for ((path, value), (_, default)) in configured.iter().zip(&default) {
+        let default: std::collections::BTreeMap<_, _> = default.into_iter().collect();
+        for (path, value) in &configured {
             if fixed.contains(&path.as_str()) {
-                assert_eq!(value, default, "{path} is the daemon's");
+                assert_eq!(Some(value), default.get(path), "{path} is the daemon's");
             } else {
-                assert_ne!(value, default, "{path} is still its default in this test");
+                assert_ne!(
+                    Some(value),
+                    default.get(path),
+                    "{path} is still its default in this test"
+                );
             }
+        }
+        // Every setting `acquire` takes as a flag reaches the child.
+        for spec in crate::config::settings::ALL
+            .iter()
+            .filter(|s| s.flag.is_some())
+        {
+            let path = format!(".settings.{}.{}", spec.section, spec.key);
+            assert!(
+                configured.iter().any(|(p, _)| *p == path),
+                "{path} is not in the child's job"
+            );
         }
 
         // Retention runs from the job's start; the rest is what the flags say.
-        let until = child.s3.object_lock_retain_until.clone().unwrap();
+        let until = child.object_lock_retain_until.clone().unwrap();
         let at = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
         let days = chrono::Days::new(30);
         let second = chrono::Duration::seconds(1);
@@ -451,7 +440,7 @@ mod tests {
             "--expected-bucket-owner",
             "111122223333",
             "--object-lock-mode",
-            "governance",
+            "GOVERNANCE",
             "--object-lock-retain-until",
             &until,
             "--legal-hold",
@@ -467,11 +456,24 @@ mod tests {
         .unwrap();
         // Local output does not apply to an S3 job.
         parsed.out = std::path::PathBuf::new();
-        assert_eq!(child, parsed);
+        // The settings are the same values, whichever way they are spelt.
+        let (from_flags, flag_settings) = parsed.checked().unwrap();
+        let (checked, child_settings) = child.checked().expect("the child's job passes the check");
+        assert_eq!(checked, child);
         assert_eq!(
-            child.checked(),
-            Ok(child.clone()),
-            "the child's job passes the check"
+            AcquireArgs {
+                settings: child.settings.clone(),
+                ..from_flags
+            },
+            child
+        );
+        assert_eq!(
+            format!("{:?}", child_settings.imaging),
+            format!("{:?}", flag_settings.imaging)
+        );
+        assert_eq!(
+            format!("{:?}", child_settings.s3),
+            format!("{:?}", flag_settings.s3)
         );
         let json = serde_json::to_vec(&child).unwrap();
         let back = crate::cmd::acquire::read_job(json.as_slice()).unwrap();
@@ -517,12 +519,11 @@ mod tests {
             AcquireArgs {
                 source: disk_child.source.clone(),
                 name: disk_child.name.clone(),
-                s3: disk_child.s3.clone(),
                 ..child.clone()
             },
             disk_child
         );
-        assert_eq!(child.checked(), Ok(child.clone()));
+        assert_eq!(child.checked().map(|(args, _)| args), Ok(child.clone()));
         let json = serde_json::to_vec(&child).unwrap();
         let back = crate::cmd::acquire::read_job(json.as_slice()).unwrap();
         assert_eq!(back, child);

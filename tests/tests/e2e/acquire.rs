@@ -472,36 +472,25 @@ fn a_job_on_stdin_is_checked_as_flags_are() {
         "source": source,
         "out": out,
         "dest": null,
-        "s3": {
-            "s3_force_path_style": false,
-            "part_size": 8 * MIB,
-            "parts_in_flight": 65,
-            "part_memory": 160 * MIB,
-            "max_object_size": 5u64 << 40,
-            "s3_max_attempts": 10,
-            "sse_kms_key_id": null,
-            "object_lock_mode": null,
-            "object_lock_retain_until": null,
-            "legal_hold": false,
-            "require_object_lock": false,
-            "expected_bucket_owner": null
-        },
+        "object_lock_mode": null,
+        "object_lock_retain_until": null,
         "name": "job",
         "new_capture": false,
         "incident": null,
         "examiner": "  J  ",
-        "hashes": "sha256",
-        "piece_size": 0,
-        "piece_hash": "blake3",
-        "chunk_size": MIB,
-        "queue_depth": 4,
-        "blocks_in_flight": 64,
-        "sector_retries": 0,
         "no_kernel_read_only": true,
         "progress_interval": 10,
         "source_volume_id": null,
         "instance_id": null,
-        "result_json": false
+        "result_json": false,
+        "settings": {
+            "s3.part_size": "8MiB",
+            "s3.parts_in_flight": 65,
+            "imaging.hashes": "sha256",
+            "imaging.piece_size": 0,
+            "imaging.queue_depth": 4,
+            "imaging.sector_retries": 0
+        }
     });
     let (code, stdout) = run_job(&job);
     assert_eq!(code, Some(2), "{stdout}");
@@ -511,7 +500,7 @@ fn a_job_on_stdin_is_checked_as_flags_are() {
     );
     assert!(!out.exists(), "nothing written");
 
-    job["s3"]["parts_in_flight"] = 4.into();
+    job["settings"]["s3.parts_in_flight"] = 4.into();
     let (code, stdout) = run_job(&job);
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(manifest(&out, "job")["case"]["examiner"], "J");

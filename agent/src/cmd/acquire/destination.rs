@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::types::ObjectLockMode;
 use imaging::device::Source;
 use imaging::manifest::Manifest;
 use imaging::naming::{EvidenceFiles, SafeName};
@@ -18,7 +17,8 @@ use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
 use imaging::sink::{LocalClaim, LocalSink, S3Sink, S3Url, Sink, Staging};
 
 use super::usage;
-use crate::cli::{AcquireArgs, S3Args};
+use crate::cli::AcquireArgs;
+use crate::config::typed::S3;
 use crate::exit::{Exit, Failure};
 
 /// An evidence destination.
@@ -178,7 +178,11 @@ impl Drop for S3Target {
 
 impl Destination {
     /// Builds the destination named by the arguments; S3 needs an incident ID for its key layout.
-    pub fn from_args(args: &AcquireArgs, incident: Option<&SafeName>) -> Result<Self, Failure> {
+    pub fn from_args(
+        args: &AcquireArgs,
+        settings: &S3,
+        incident: Option<&SafeName>,
+    ) -> Result<Self, Failure> {
         let Some(dest) = &args.dest else {
             return Ok(Self::Local(LocalTarget {
                 dir: args.out.clone(),
@@ -195,18 +199,15 @@ impl Destination {
             )
         })?;
         let runtime = crate::aws::runtime()?;
-        let client = crate::aws::s3_client(
-            &runtime,
-            args.s3.s3_force_path_style,
-            args.s3.s3_max_attempts,
-        );
+        let client = crate::aws::s3_client(&runtime, settings);
         Ok(Self::S3(Box::new(S3Target {
             runtime,
             client,
             url,
             incident,
-            options: upload_options(&args.s3, retention),
-            require_object_lock: args.s3.require_object_lock,
+            // A retention asked for on the command line needs Object Lock as the configured one does.
+            require_object_lock: settings.require_object_lock || retention.is_some(),
+            options: upload_options(settings, retention),
             ledger: s3::Ledger::default(),
             claim: None,
         })))
@@ -544,25 +545,24 @@ pub fn check_capture_room(name: &SafeName) -> Result<(), Failure> {
     })
 }
 
-/// The engine's upload options that `args` ask for.
-pub fn upload_options(args: &S3Args, retention: Option<Retention>) -> S3Options {
+/// The engine's upload options for these settings and the run's retention.
+pub fn upload_options(settings: &S3, retention: Option<Retention>) -> S3Options {
     S3Options {
-        parts_in_flight: args.parts_in_flight,
-        min_part_size: args.part_size.as_u64(),
-        part_memory: args.part_memory.as_u64(),
-        max_object_size: args.max_object_size.as_u64(),
-        sse_kms_key_id: args.sse_kms_key_id.clone(),
-        expected_bucket_owner: args.expected_bucket_owner.clone(),
+        parts_in_flight: settings.parts_in_flight.map(std::num::NonZeroUsize::get),
+        min_part_size: settings.min_part_size,
+        part_memory: settings.part_memory,
+        max_object_size: settings.max_object_size,
+        sse_kms_key_id: settings.sse_kms_key_id.clone(),
+        expected_bucket_owner: settings.expected_bucket_owner.clone(),
         metadata: Vec::new(),
         retention,
-        legal_hold: args.legal_hold,
+        legal_hold: settings.legal_hold,
     }
 }
 
 /// The Object Lock retention asked for on the command line, checked to lie in the future.
 fn retention(args: &AcquireArgs) -> Result<Option<Retention>, Failure> {
-    let (Some(mode), Some(until)) = (&args.s3.object_lock_mode, &args.s3.object_lock_retain_until)
-    else {
+    let (Some(mode), Some(until)) = (&args.object_lock_mode, &args.object_lock_retain_until) else {
         return Ok(None);
     };
     let retain_until = chrono::DateTime::parse_from_rfc3339(until)
@@ -579,11 +579,7 @@ fn retention(args: &AcquireArgs) -> Result<Option<Retention>, Failure> {
             anyhow!("--object-lock-retain-until {until} is in the past"),
         ));
     }
-    let mode = if mode == "compliance" {
-        ObjectLockMode::Compliance
-    } else {
-        ObjectLockMode::Governance
-    };
+    let mode = crate::ids::object_lock_mode(mode).map_err(usage)?;
     Ok(Some(Retention { mode, retain_until }))
 }
 

@@ -27,11 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use imaging::hash::HashAlgorithm;
 use imaging::identity::VolumeId;
 use imaging::manifest::{CaseInfo, Context, HostInfo, Manifest, Status};
 use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::pipeline::{self, PipelineConfig};
+use imaging::pipeline;
 
 use crate::cli::AcquireArgs;
 use crate::exit::{Exit, Failure};
@@ -50,8 +49,8 @@ pub fn run(
     capture: &CaptureLog,
     cancel: &AtomicBool,
 ) -> Result<Exit, Failure> {
-    let args = &checked(args)?;
-    let config = pipeline_config(args)?;
+    let (args, settings) = args.checked().map_err(usage)?;
+    let args = &args;
     let incident = args
         .incident
         .as_deref()
@@ -78,7 +77,7 @@ pub fn run(
 
     // Arguments are checked before the source is opened, and everything else before the device is
     // write-blocked: a typo must not touch the evidence.
-    let mut destination = Destination::from_args(args, incident.as_ref())?;
+    let mut destination = Destination::from_args(args, &settings.s3, incident.as_ref())?;
     let mut source = Opened::open(args)?;
     // An empty source (a 0-byte device, a `/proc` file) would give an empty image that looks like
     // a completed capture. A rule for new evidence: `verify` still reads an image cut to nothing,
@@ -101,7 +100,7 @@ pub fn run(
     let sink = destination.image_sink(&files, source.size(), metadata)?;
     source.write_block();
     source.report(&name, args.source_volume_id.is_some());
-    let config = config.for_input(source.input());
+    let config = settings.imaging.for_input(source.input());
 
     let reporter = ProgressDisplay::new(
         source.size(),
@@ -209,31 +208,8 @@ pub fn read_job(input: impl Read) -> Result<AcquireArgs, Failure> {
     Ok(args)
 }
 
-/// `args` as `AcquireArgs::checked` leaves them, or a usage error (exit 2) naming the value.
-pub fn checked(args: &AcquireArgs) -> Result<AcquireArgs, Failure> {
-    args.checked().map_err(usage)
-}
-
 pub(crate) fn usage(message: String) -> Failure {
     Failure::new(Exit::Usage, anyhow!(message))
-}
-
-/// The engine's read settings that `args` ask for, checked by the engine.
-pub fn pipeline_config(args: &AcquireArgs) -> Result<PipelineConfig, Failure> {
-    let algorithms = HashAlgorithm::parse_list(&args.hashes)?;
-    let chunk_size = usize::try_from(args.chunk_size.as_u64())
-        .map_err(|_| usage(format!("chunk size {} is too large", args.chunk_size)))?;
-    let config = PipelineConfig {
-        chunk_size,
-        queue_depth: args.queue_depth,
-        blocks_in_flight: args.blocks_in_flight,
-        algorithms,
-        piece_size: Some(args.piece_size.as_u64()).filter(|&p| p > 0),
-        piece_algorithm: HashAlgorithm::parse_piece(&args.piece_hash)?,
-        sector_retries: args.sector_retries,
-    };
-    config.validate_new_evidence()?;
-    Ok(config)
 }
 
 fn log_result(manifest: &Manifest) {
@@ -307,7 +283,12 @@ mod tests {
 
     /// A JSON job as `run-job` takes it: read, then checked as `run` checks it first.
     fn run_job(json: &[u8]) -> Result<AcquireArgs, Failure> {
-        read_job(json).and_then(|args| checked(&args))
+        checked_job(json).map(|(args, _)| args)
+    }
+
+    /// The job and the settings it makes, checked.
+    fn checked_job(json: &[u8]) -> Result<(AcquireArgs, crate::config::Config), Failure> {
+        read_job(json).and_then(|args| args.checked().map_err(usage))
     }
 
     fn refused(json: &str) -> String {
@@ -324,24 +305,27 @@ mod tests {
         assert_eq!(back, ok, "the result line is always asked for");
 
         let mut value = serde_json::to_value(&ok).unwrap();
-        value["s3"]["parts_in_flight"] = 65.into();
+        value["settings"]["s3.parts_in_flight"] = 65.into();
         assert!(refused(&value.to_string()).contains("parts in flight 65"));
         let mut value = serde_json::to_value(&ok).unwrap();
         value["examiner"] = "a\nb".into();
         assert!(refused(&value.to_string()).contains("examiner"));
         let mut value = serde_json::to_value(&ok).unwrap();
-        value["s3"]["object_lock_mode"] = "governance".into();
+        value["object_lock_mode"] = "governance".into();
         assert!(refused(&value.to_string()).contains("object lock"));
+        let mut value = serde_json::to_value(&ok).unwrap();
+        value["settings"]["watch.poweroff_command"] = serde_json::json!(["/bin/sh"]);
+        assert!(refused(&value.to_string()).contains("not a setting acquire takes"));
         let mut value = serde_json::to_value(&ok).unwrap();
         value["surprise"] = 1.into();
         assert!(refused(&value.to_string()).contains("not an acquisition job"));
         let mut value = serde_json::to_value(&ok).unwrap();
-        value["s3"]["object_lock_mode"] = "forever".into();
-        value["s3"]["object_lock_retain_until"] = "2030-01-01T00:00:00Z".into();
-        assert!(refused(&value.to_string()).contains("object lock"));
-        value["s3"]["object_lock_mode"] = "compliance".into();
+        value["object_lock_mode"] = "forever".into();
+        value["object_lock_retain_until"] = "2030-01-01T00:00:00Z".into();
+        assert!(refused(&value.to_string()).contains("not an Object Lock mode"));
+        value["object_lock_mode"] = "COMPLIANCE".into();
         let locked = run_job(value.to_string().as_bytes()).unwrap();
-        assert_eq!(locked.s3.object_lock_mode.as_deref(), Some("compliance"));
+        assert_eq!(locked.object_lock_mode.as_deref(), Some("COMPLIANCE"));
         let limit = usize::try_from(MAX_JOB_BYTES).unwrap();
         assert!(refused(&" ".repeat(limit + 1)).contains("over"));
         assert!(refused(&" ".repeat(limit)).contains("not an acquisition job"));
@@ -397,22 +381,21 @@ mod tests {
         }
     }
 
-    // Issue 12: `--piece-hash` is blake3 (default) or sha256; clap refuses anything else with the
-    // choices, and a JSON job (which clap never sees) is refused by `run` with the usage code.
+    // Issue 12: `--piece-hash` is blake3 (default) or sha256; anything else is refused with the
+    // choices by `run`, with the usage code, from flags and a JSON job alike.
     #[test]
     fn the_piece_hash_is_blake3_or_sha256() {
-        let piece = |args: &AcquireArgs| pipeline_config(args).unwrap().piece_algorithm;
+        use imaging::hash::HashAlgorithm;
+        let piece = |args: &AcquireArgs| args.checked().unwrap().1.imaging.piece_algorithm;
         assert_eq!(piece(&job(&[])), HashAlgorithm::Blake3);
         assert_eq!(
             piece(&job(&["--piece-hash", "sha256"])),
             HashAlgorithm::Sha256
         );
-        let err = crate::cli::tests::parsed(&["--piece-hash", "md5"]).unwrap_err();
-        assert!(err.contains("[possible values: blake3, sha256]"), "{err}");
-        let mut md5 = job(&[]);
-        md5.piece_hash = "md5".into();
+        let md5 = job(&["--piece-hash", "md5"]);
         let json = serde_json::to_vec(&md5).unwrap();
-        let err = run_refusal(&run_job(&json).unwrap());
+        assert!(checked_job(&json).is_err());
+        let err = run_refusal(&md5);
         assert_eq!(err.exit, Exit::Usage);
         assert!(
             err.error
@@ -426,7 +409,7 @@ mod tests {
     // Issue 10: `acquire --examiner " J "` and a JSON job saying the same record the same `J`.
     #[test]
     fn the_examiner_is_trimmed_on_both_paths() {
-        let flags = checked(&job(&["--examiner", " J "])).unwrap();
+        let (flags, _) = job(&["--examiner", " J "]).checked().unwrap();
         assert_eq!(flags.examiner.as_deref(), Some("J"));
         let mut unchecked = job(&[]);
         unchecked.examiner = Some(" J ".into());

@@ -29,11 +29,13 @@ pub(super) fn measure(
     })?;
     let (bucket, manifest_key) = (url.bucket(), url.prefix());
     let runtime = crate::aws::runtime()?;
-    let client = crate::aws::s3_client(
-        &runtime,
-        force_path_style,
-        crate::config::settings::S3_MAX_ATTEMPTS.default_as(),
-    );
+    // The configuration's defaults (attempts, timeouts), with the addressing asked for.
+    let mut settings = crate::config::flags::SettingFlags::default()
+        .config()
+        .map_err(|e| Failure::new(Exit::Internal, anyhow::anyhow!(e)))?
+        .s3;
+    settings.force_path_style = force_path_style;
+    let client = crate::aws::s3_client(&runtime, &settings);
     let origin = format!("s3://{bucket}/{manifest_key}");
     // A missing manifest is one that cannot be used (exit 7), as on the local path; S3 failing
     // to answer stays an S3 failure (exit 30).

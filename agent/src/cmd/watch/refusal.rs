@@ -104,7 +104,8 @@ fn event(error: &ConfigError) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::layers::{self, Origin};
+    use crate::config::Origin;
+    use crate::config::layers;
 
     fn from_file(text: &str) -> Layers {
         let mut partial = Layers::default();

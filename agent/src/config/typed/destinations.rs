@@ -11,8 +11,6 @@ use imaging::sink::s3::{Retention, limits};
 use super::{Invalid, invalid, nonzero, optional, size, within};
 use crate::config::raw::RawConfig;
 use crate::config::settings;
-/// Keep the readiness message well inside one log event (256 KiB).
-const MAX_MESSAGE_LEN: usize = 1024;
 
 /// `[s3]`.
 #[derive(Debug, Clone)]
@@ -134,20 +132,12 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         (None, Some(_)) => {
             return Err(invalid(
                 "s3.object_lock_mode",
-                "is required with s3.object_lock_retain_days (GOVERNANCE or COMPLIANCE)",
+                "is required with s3.object_lock_retain_days",
             ));
         }
         (Some(mode), Some(days)) => Some(ObjectLock {
-            mode: match mode.to_ascii_uppercase().as_str() {
-                "GOVERNANCE" => ObjectLockMode::Governance,
-                "COMPLIANCE" => ObjectLockMode::Compliance,
-                _ => {
-                    return Err(invalid(
-                        "s3.object_lock_mode",
-                        format!("{mode:?} must be GOVERNANCE or COMPLIANCE"),
-                    ));
-                }
-            },
+            mode: crate::ids::object_lock_mode(mode)
+                .map_err(|e| invalid("s3.object_lock_mode", e))?,
             retain_days: nonzero(&settings::OBJECT_LOCK_RETAIN_DAYS, days.into())?,
         }),
     };
@@ -176,10 +166,13 @@ fn log_group(key: &'static str, name: &str) -> Result<String, Invalid> {
 pub(super) fn cloudwatch(raw: &RawConfig) -> Result<CloudWatch, Invalid> {
     let c = &raw.cloudwatch;
     let message = c.readiness_message.trim();
-    if message.is_empty() || message.len() > MAX_MESSAGE_LEN {
+    if let Some(bound) = settings::READINESS_MESSAGE
+        .bound
+        .filter(|b| b.check(message.len() as u64).is_err())
+    {
         return Err(invalid(
             "cloudwatch.readiness_message",
-            format!("must be 1 to {MAX_MESSAGE_LEN} bytes"),
+            format!("must be {} to {} bytes", bound.min, bound.max),
         ));
     }
     Ok(CloudWatch {

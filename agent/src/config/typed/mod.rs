@@ -81,6 +81,9 @@ pub struct Config {
     pub s3: S3,
     /// `[cloudwatch]`.
     pub cloudwatch: CloudWatch,
+    /// The tree it was validated from: what the daemon hands its children, who check it again
+    /// (`config::flags::SettingFlags::of`).
+    pub raw: RawConfig,
 }
 
 /// `[job]`: what this instance is for. Optional here; `JobContext` is the required form.
@@ -130,6 +133,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
         imaging: imaging(raw)?,
         s3: destinations::s3(raw)?,
         cloudwatch: destinations::cloudwatch(raw)?,
+        raw: raw.clone(),
     })
 }
 
@@ -232,6 +236,7 @@ fn size(key: &str, raw: &RawSize) -> Result<u64, Invalid> {
     }
 }
 
+/// `[imaging]`: read as the engine's settings, and checked by the engine.
 fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
     let i = &raw.imaging;
     let list = match &i.hashes {
@@ -250,19 +255,33 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
         usize::try_from(i.queue_depth).map_err(|_| invalid("imaging.queue_depth", "too large"))?;
     let blocks_in_flight = usize::try_from(i.blocks_in_flight)
         .map_err(|_| invalid("imaging.blocks_in_flight", "too large"))?;
-    let base = PipelineConfig::default();
-    // The engine's own check, one key at a time so the error can name the key.
-    let engine_check = |key: &'static str, config: PipelineConfig| {
+    let config = PipelineConfig {
+        chunk_size,
+        queue_depth,
+        blocks_in_flight,
+        algorithms,
+        piece_size: Some(piece_size).filter(|&p| p > 0),
+        piece_algorithm,
+        sector_retries: i.sector_retries,
+    };
+    engine_checks(&config)?;
+    Ok(config)
+}
+
+/// The engine's own check, first of each value alone (over the engine's defaults) so the error can
+/// name the key, then of the combination: the read-buffer pool, chunk size × queue depth.
+fn engine_checks(config: &PipelineConfig) -> Result<(), Invalid> {
+    let check = |key: &'static str, config: PipelineConfig| {
         config
             .validate_new_evidence()
             .map_err(|e| invalid(key, e.to_string()))
     };
-    let piece_size = Some(piece_size).filter(|&p| p > 0);
+    let base = PipelineConfig::default();
     let alone: [(&'static str, PipelineConfig); 5] = [
         (
             "imaging.chunk_size",
             PipelineConfig {
-                chunk_size,
+                chunk_size: config.chunk_size,
                 queue_depth: 1,
                 ..base.clone()
             },
@@ -270,7 +289,7 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
         (
             "imaging.queue_depth",
             PipelineConfig {
-                queue_depth,
+                queue_depth: config.queue_depth,
                 chunk_size: imaging::pipeline::MIN_CHUNK_SIZE,
                 ..base.clone()
             },
@@ -278,40 +297,29 @@ fn imaging(raw: &RawConfig) -> Result<PipelineConfig, Invalid> {
         (
             "imaging.blocks_in_flight",
             PipelineConfig {
-                blocks_in_flight,
+                blocks_in_flight: config.blocks_in_flight,
                 ..base.clone()
             },
         ),
         (
             "imaging.piece_size",
             PipelineConfig {
-                piece_size,
+                piece_size: config.piece_size,
                 ..base.clone()
             },
         ),
         (
             "imaging.sector_retries",
             PipelineConfig {
-                sector_retries: i.sector_retries,
+                sector_retries: config.sector_retries,
                 ..base.clone()
             },
         ),
     ];
-    for (key, config) in alone {
-        engine_check(key, config)?;
+    for (key, alone) in alone {
+        check(key, alone)?;
     }
-    let config = PipelineConfig {
-        chunk_size,
-        queue_depth,
-        blocks_in_flight,
-        algorithms,
-        piece_size,
-        piece_algorithm,
-        sector_retries: i.sector_retries,
-    };
-    // What is left is the combination: the read-buffer pool, chunk size × queue depth.
-    engine_check("imaging.chunk_size", config.clone())?;
-    Ok(config)
+    check("imaging.chunk_size", config.clone())
 }
 
 #[cfg(test)]
