@@ -38,7 +38,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// An S3 client from the environment (instance role, env, profile; `AWS_ENDPOINT_URL`), with the
-/// `[s3]` settings that shape requests (addressing, attempts).
+/// `[s3]` settings that shape requests (addressing, attempts, connect timeout).
 pub fn s3_client(runtime: &tokio::runtime::Runtime, settings: &S3) -> Client {
     let shared = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
@@ -49,7 +49,7 @@ pub fn s3_client(runtime: &tokio::runtime::Runtime, settings: &S3) -> Client {
             )
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
+                    .connect_timeout(settings.connect_timeout)
                     .build(),
             )
             .load(),
@@ -129,6 +129,19 @@ pub fn with_cloudwatch_limits(loader: ConfigLoader) -> ConfigLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The configured connect timeout, from the file, user data, the environment or
+    // `--s3-connect-timeout`, is the client's.
+    #[test]
+    fn the_s3_connect_timeout_is_the_configured_one() {
+        let runtime = runtime().expect("runtime");
+        let mut raw = crate::config::raw::RawConfig::default();
+        raw.s3.connect_timeout_secs = 42;
+        let settings = crate::config::typed::validate(&raw).expect("valid").s3;
+        let client = s3_client(&runtime, &settings);
+        let timeouts = client.config().timeout_config().expect("timeouts set");
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_secs(42)));
+    }
 
     #[test]
     fn s3_retries_back_off_at_most_four_seconds_so_ten_attempts_last_about_half_a_minute() {

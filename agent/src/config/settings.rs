@@ -425,6 +425,13 @@ settings! {
         /// beyond 100 the backoff turns an outage into hours.
         #[flag = "s3-max-attempts"]
         S3_MAX_ATTEMPTS max_attempts: u32 = Count(10), Any, range("S3 attempts", 1, 100, Number);
+        /// Seconds to wait for a connection to S3 before the attempt fails and is retried. Ten
+        /// ride out a slow proxy or VPC endpoint; a link that needs more (a satellite uplink, a
+        /// congested inspection proxy) may raise it, and beyond five minutes a dead endpoint would
+        /// hold every attempt that long.
+        #[flag = "s3-connect-timeout"]
+        S3_CONNECT_TIMEOUT_SECS connect_timeout_secs: u64 = Count(10), Any,
+            range("S3 connect timeout (seconds)", 1, 300, Number);
         /// Encrypt every object with this KMS key (SSE-KMS): key ID, alias or ARN.
         #[flag = "sse-kms-key-id"]
         SSE_KMS_KEY_ID sse_kms_key_id: Option<String> = Unset, Any;
@@ -556,7 +563,7 @@ mod tests {
     #[test]
     fn every_bound_accepts_its_ends_and_refuses_past_them() {
         let bounded: Vec<Bound> = ALL.iter().filter_map(|s| s.bound).collect();
-        assert_eq!(bounded.len(), 14);
+        assert_eq!(bounded.len(), 15);
         for bound in bounded {
             assert!(bound.min <= bound.max, "{bound:?}");
             assert_eq!(bound.check(bound.min), Ok(bound.min), "{bound:?}");

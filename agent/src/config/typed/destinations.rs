@@ -27,6 +27,8 @@ pub struct S3 {
     pub max_object_size: u64,
     /// Attempts per request.
     pub max_attempts: NonZeroU32,
+    /// Wait for a connection before an attempt fails.
+    pub connect_timeout: Duration,
     /// SSE-KMS key.
     pub sse_kms_key_id: Option<String>,
     /// Account that must own the bucket (12 digits).
@@ -148,6 +150,10 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         part_memory,
         max_object_size,
         max_attempts: nonzero(&settings::S3_MAX_ATTEMPTS, s.max_attempts.into())?,
+        connect_timeout: Duration::from_secs(within(
+            &settings::S3_CONNECT_TIMEOUT_SECS,
+            s.connect_timeout_secs,
+        )?),
         sse_kms_key_id,
         expected_bucket_owner,
         require_object_lock: s.require_object_lock || object_lock.is_some() || s.legal_hold,
