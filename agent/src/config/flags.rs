@@ -33,6 +33,7 @@ impl SettingFlags {
     /// The flagged settings of a configuration, as a child job carries them: every flagged key
     /// with its effective value, so the child uses exactly what the daemon was configured with.
     pub fn of(raw: &RawConfig) -> Self {
+        // `typed::validate` refuses a tree that does not convert, so a validated one always does.
         let tree = toml::Value::try_from(raw).unwrap_or(toml::Value::Table(toml::Table::new()));
         Self(
             flagged()

@@ -127,6 +127,10 @@ pub struct Watch {
 
 /// Checks every key of `raw` and builds the typed configuration.
 pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
+    // The daemon hands `raw` to its children as TOML values (`flags::SettingFlags::of`): a tree
+    // that would not convert (a number past TOML's 64-bit signed range) is refused here, never
+    // sent as something else.
+    toml::Value::try_from(raw).map_err(|e| invalid("configuration", e.to_string()))?;
     Ok(Config {
         job: job(raw)?,
         watch: watch(raw)?,

@@ -463,3 +463,13 @@ fn a_prefix_has_no_empty_segment_or_control_character() {
         assert_eq!(prefix_of(bad).unwrap_err().key, "job.prefix", "{bad:?}");
     }
 }
+
+// A validated tree always reaches the daemon's children as it is: one that TOML cannot hold (a
+// size past its 64-bit signed integers, possible only from a struct built in code) is refused,
+// never sent as the defaults.
+#[test]
+fn a_tree_the_children_could_not_receive_is_refused() {
+    let refused = with(|r| r.imaging.piece_size = RawSize::Bytes(u64::MAX)).unwrap_err();
+    assert_eq!(refused.key, "configuration", "{refused:?}");
+    with(|r| r.imaging.piece_size = RawSize::Bytes(1 << 40)).unwrap();
+}
