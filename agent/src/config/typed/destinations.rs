@@ -9,7 +9,7 @@ use bytesize::ByteSize;
 use imaging::sink::s3::{Retention, limits};
 
 use super::{Invalid, invalid, nonzero, optional, size, within};
-use crate::config::raw::RawConfig;
+use crate::config::raw::{RawConfig, RawS3};
 use crate::config::settings;
 
 /// `[s3]`.
@@ -123,7 +123,29 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
         s.expected_bucket_owner.as_ref(),
         crate::ids::account_id,
     )?;
-    let object_lock = match (&s.object_lock_mode, s.object_lock_retain_days) {
+    let object_lock = object_lock(s)?;
+    Ok(S3 {
+        force_path_style: s.force_path_style,
+        min_part_size,
+        parts_in_flight,
+        part_memory,
+        max_object_size,
+        max_attempts: nonzero(&settings::S3_MAX_ATTEMPTS, s.max_attempts.into())?,
+        connect_timeout: Duration::from_secs(within(
+            &settings::S3_CONNECT_TIMEOUT_SECS,
+            s.connect_timeout_secs,
+        )?),
+        sse_kms_key_id,
+        expected_bucket_owner,
+        require_object_lock: s.require_object_lock || object_lock.is_some() || s.legal_hold,
+        object_lock,
+        legal_hold: s.legal_hold,
+    })
+}
+
+/// `s3.object_lock_mode` and `s3.object_lock_retain_days`: both or neither.
+fn object_lock(s: &RawS3) -> Result<Option<ObjectLock>, Invalid> {
+    Ok(match (&s.object_lock_mode, s.object_lock_retain_days) {
         (None, None) => None,
         (Some(_), None) => {
             return Err(invalid(
@@ -142,23 +164,6 @@ pub(super) fn s3(raw: &RawConfig) -> Result<S3, Invalid> {
                 .map_err(|e| invalid("s3.object_lock_mode", e))?,
             retain_days: nonzero(&settings::OBJECT_LOCK_RETAIN_DAYS, days.into())?,
         }),
-    };
-    Ok(S3 {
-        force_path_style: s.force_path_style,
-        min_part_size,
-        parts_in_flight,
-        part_memory,
-        max_object_size,
-        max_attempts: nonzero(&settings::S3_MAX_ATTEMPTS, s.max_attempts.into())?,
-        connect_timeout: Duration::from_secs(within(
-            &settings::S3_CONNECT_TIMEOUT_SECS,
-            s.connect_timeout_secs,
-        )?),
-        sse_kms_key_id,
-        expected_bucket_owner,
-        require_object_lock: s.require_object_lock || object_lock.is_some() || s.legal_hold,
-        object_lock,
-        legal_hold: s.legal_hold,
     })
 }
 
