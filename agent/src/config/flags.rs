@@ -279,6 +279,35 @@ mod tests {
         assert!(!help(&settings::LEGAL_HOLD).contains("[default"));
     }
 
+    // `--help` names what each flag takes, and clap's update path knows the same flags.
+    #[test]
+    fn each_flag_names_what_it_takes() {
+        let cmd = <SettingFlags as clap::Args>::augment_args(clap::Command::new("t"));
+        let help = cmd.clone().render_help().to_string();
+        for shown in [
+            "--part-size <SIZE>",
+            "--queue-depth <N>",
+            "--parts-in-flight <N>",
+            "--hash <LIST>",
+            "--piece-hash <TEXT>",
+            "--sse-kms-key-id <TEXT>",
+        ] {
+            assert!(help.contains(shown), "{shown} missing from:\n{help}");
+        }
+        assert!(
+            help.contains("--legal-hold  "),
+            "a switch takes no value:\n{help}"
+        );
+        let update = <SettingFlags as clap::Args>::augment_args_for_update(clap::Command::new("t"));
+        let names = |cmd: &clap::Command| -> Vec<String> {
+            cmd.get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect()
+        };
+        assert_eq!(names(&update), names(&cmd));
+        assert_eq!(names(&cmd).len(), flagged().count());
+    }
+
     // docs/config.md lists every flag with its key, and no other.
     #[test]
     fn the_documented_flags_are_the_declared_ones() {
