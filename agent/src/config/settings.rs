@@ -654,15 +654,27 @@ mod tests {
             })
             .count();
         assert_eq!(rows, ALL.len(), "one row per key, no more");
+        // Every range shown: the table's own, and the engine's for the keys it bounds itself.
+        let shown: Vec<(Spec, Bound)> = ALL
+            .iter()
+            .filter_map(|s| shown_range(s).map(|b| (*s, b)))
+            .collect();
         let engine = [
-            (QUEUE_DEPTH, engine_ranges::QUEUE_DEPTH),
-            (BLOCKS_IN_FLIGHT, engine_ranges::BLOCKS_IN_FLIGHT),
-            (SECTOR_RETRIES, engine_ranges::SECTOR_RETRIES),
-            (CHUNK_SIZE, engine_ranges::CHUNK_SIZE),
-            (EXAMINER, engine_ranges::EXAMINER_CHARS),
+            QUEUE_DEPTH,
+            BLOCKS_IN_FLIGHT,
+            SECTOR_RETRIES,
+            CHUNK_SIZE,
+            EXAMINER,
         ];
-        let declared = ALL.iter().filter_map(|s| s.bound.map(|b| (*s, b)));
-        for (spec, bound) in declared.chain(engine) {
+        for spec in engine {
+            assert!(spec.bound.is_none(), "{}: the engine bounds it", spec.key);
+            assert!(shown_range(&spec).is_some(), "{}: no range shown", spec.key);
+        }
+        assert_eq!(
+            shown.len(),
+            ALL.iter().filter(|s| s.bound.is_some()).count() + engine.len()
+        );
+        for (spec, bound) in shown {
             {
                 let accepted = accepted_values(docs, &spec);
                 assert!(
