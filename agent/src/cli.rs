@@ -5,15 +5,15 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
-use imaging::snapshot::SnapshotId;
+use imaging::SnapshotId;
 use serde::{Deserialize, Serialize};
 
 use crate::config::raw::OnComplete;
 use crate::config::settings::size::parse_byte_size;
 use crate::config::settings::{self, Spec, engine_ranges};
 use crate::ids;
-use imaging::hash::HashAlgorithm;
-use imaging::pipeline;
+use imaging::HashAlgorithm;
+use imaging::PipelineConfig as pipeline;
 
 /// Images block devices as verifiable forensic evidence.
 #[derive(Debug, Parser)]
@@ -202,7 +202,7 @@ pub struct S3Args {
     pub s3_force_path_style: bool,
 
     /// `--part-size`: the smallest multipart part; range in `settings::PART_SIZE`.
-    #[arg(long, default_value_t = ByteSize(imaging::sink::s3::limits::MIN_PART_SIZE), value_parser = parse_byte_size,
+    #[arg(long, default_value_t = ByteSize(imaging::s3::limits::MIN_PART_SIZE), value_parser = parse_byte_size,
         help = range_help("Smallest multipart part (raised so the image fits in 10,000 parts)", settings::PART_SIZE.bound))]
     #[serde(with = "bytes")]
     pub part_size: ByteSize,
@@ -312,7 +312,7 @@ impl AcquireArgs {
         args.examiner = args
             .examiner
             .as_deref()
-            .map(imaging::manifest::check_examiner)
+            .map(imaging::check_examiner)
             .transpose()?;
         // The rest of the text that reaches the manifest, an S3 header or object metadata: the
         // configuration's rule for each (`crate::ids`), so flags, a JSON job and the config take
@@ -333,7 +333,7 @@ impl AcquireArgs {
             ids::kms_key_id,
         )?;
         if let Some(dest) = &args.dest {
-            dest.parse::<imaging::sink::S3Url>()
+            dest.parse::<imaging::S3Url>()
                 .map_err(|e| format!("--dest: {e}"))?;
         }
         // Recorded in the manifest and the capture log, whose lines a newline would split.

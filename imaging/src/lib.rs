@@ -1,3 +1,4 @@
+#![warn(unreachable_pub)]
 //! Forensic imaging engine: read a source once, hash exactly what is written, prove it in a manifest.
 //!
 //! The data path runs left to right through these modules:
@@ -29,19 +30,47 @@
 //! `unsafe` appears in two places: [`buffer`] (aligned allocation) and [`device`] (the block-device
 //! ioctls). Each block carries a `// SAFETY:` comment; the workspace lints deny one without.
 
-pub mod buffer;
-pub mod device;
-pub mod error;
-pub mod hash;
-pub mod identity;
-pub mod manifest;
-pub mod naming;
-pub mod pipeline;
-pub mod ranges;
-pub mod reader;
-pub mod regular_file;
-pub mod sink;
-pub mod snapshot;
-pub mod sysfs;
+mod buffer;
+mod device;
+mod error;
+mod hash;
+mod identity;
+mod manifest;
+mod naming;
+mod pipeline;
+mod ranges;
+mod reader;
+mod regular_file;
+mod sink;
+mod snapshot;
+mod sysfs;
 
+pub use device::{LiveUse, ReadOnlyFlag, Source, SourceKind, SourceOptions, SystemPaths};
 pub use error::{Error, ErrorKind, Result, SnapshotFailure};
+pub use hash::{HashAlgorithm, Hasher, Piece, PieceHasher};
+pub use identity::{Identity, VolumeId};
+pub use manifest::{
+    AcquisitionRecord, CaseInfo, Context, HostInfo, ImageRecord, Manifest, Piecewise, SourceRecord,
+    Status, ToolInfo, check_examiner,
+};
+pub use naming::{EvidenceFiles, SafeName};
+pub use pipeline::{Input, Outcome, PipelineConfig, Progress, run};
+pub use ranges::BadRange;
+pub use regular_file::{
+    open as open_regular_file, read as read_regular_file, read_opened as read_opened_file,
+};
+pub use sink::{DiscardSink, LocalClaim, LocalSink, S3Url, Sink, SinkReceipt, Staging};
+pub use snapshot::{Snapshot, SnapshotId, SnapshotRecord};
+pub use sysfs::DeviceNumber;
+
+/// The S3 destination's own vocabulary: its tuning and evidence protection ([`s3::S3Options`],
+/// [`s3::Retention`]), S3's limits, what a stored image is made of ([`s3::S3Receipt`]), and the
+/// evidence set under a prefix: existence checks, claims, companions, tags and cleanup.
+pub mod s3 {
+    pub use crate::sink::s3::{
+        Cleanup, EvidenceKeys, Ledger, OwnedObject, PartPlan, Ramp, Retention, S3Claim, S3Object,
+        S3Options, S3Receipt, S3Sink, Stored, UploadLayout, UploadPlan, claim_file_name,
+        claim_name, existing_evidence, found_before, is_missing_object, limits, put_small,
+        real_version, release_claim, require_object_lock, still_ours, tag_object,
+    };
+}

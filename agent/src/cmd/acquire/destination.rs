@@ -11,11 +11,12 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::ObjectLockMode;
-use imaging::device::Source;
-use imaging::manifest::Manifest;
-use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
-use imaging::sink::{LocalClaim, LocalSink, S3Sink, S3Url, Sink, Staging};
+use imaging::Manifest;
+use imaging::Source;
+use imaging::s3::S3Sink;
+use imaging::s3::{self, EvidenceKeys, Retention, S3Options};
+use imaging::{EvidenceFiles, SafeName};
+use imaging::{LocalClaim, LocalSink, S3Url, Sink, Staging};
 
 use super::usage;
 use crate::cli::{AcquireArgs, S3Args};
@@ -132,7 +133,7 @@ impl S3Target {
 }
 
 impl S3Target {
-    /// Claims evidence `name` for this run (see `imaging::sink::s3::claim_name`); false when
+    /// Claims evidence `name` for this run (see `imaging::s3::claim_name`); false when
     /// another run holds it.
     fn claim(&mut self, name: &SafeName) -> Result<bool, Failure> {
         let key = self.key(&s3::claim_file_name(name.as_str()));
@@ -310,7 +311,7 @@ impl Destination {
 
     /// The name this capture is stored under: `name` itself, refused if any of its evidence is
     /// already there, unless `--new-capture` asks to step past existing evidence to the first
-    /// free `<name>-2` … `<name>-99`. A free name is then claimed (see `imaging::sink::claim`)
+    /// free `<name>-2` … `<name>-99`. A free name is then claimed (see `imaging::claim`)
     /// before anything is read, so runs that start together each get a name of their own instead
     /// of all but one reading the whole source only to be refused. Publishing, which never
     /// replaces anything, stays the final guard (a run without `--new-capture` takes no claim).
@@ -539,7 +540,7 @@ pub fn check_capture_room(name: &SafeName) -> Result<(), Failure> {
         usage(format!(
             "evidence name {name} is {} characters; with --new-capture it may get a number up to {suffix}, so it must be at most {}",
             name.as_str().len(),
-            imaging::naming::MAX_LEN - suffix.len()
+            imaging::SafeName::MAX_LEN - suffix.len()
         ))
     })
 }

@@ -27,11 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use imaging::hash::HashAlgorithm;
-use imaging::identity::VolumeId;
-use imaging::manifest::{CaseInfo, Context, HostInfo, Manifest, Status};
-use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::pipeline::{self, PipelineConfig};
+use imaging::HashAlgorithm;
+use imaging::PipelineConfig;
+use imaging::VolumeId;
+use imaging::{CaseInfo, Context, HostInfo, Manifest, Status};
+use imaging::{EvidenceFiles, SafeName};
 
 use crate::cli::AcquireArgs;
 use crate::exit::{Exit, Failure};
@@ -116,7 +116,7 @@ pub fn run(
         chunk_size = config.chunk_size,
         "Acquisition started."
     );
-    let outcome = pipeline::run(
+    let outcome = imaging::run(
         source.input(),
         sink,
         &config,

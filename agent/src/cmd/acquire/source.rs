@@ -5,12 +5,12 @@
 use std::fs;
 
 use anyhow::anyhow;
-use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
-use imaging::identity::VolumeId;
-use imaging::manifest::SourceRecord;
-use imaging::naming::SafeName;
-use imaging::pipeline::Input;
-use imaging::snapshot::{Snapshot, SnapshotId};
+use imaging::Input;
+use imaging::SafeName;
+use imaging::SourceRecord;
+use imaging::VolumeId;
+use imaging::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
+use imaging::{Snapshot, SnapshotId};
 
 use crate::cli::AcquireArgs;
 use crate::exit::{Exit, Failure};
@@ -156,7 +156,7 @@ impl Opened {
                 let record = snapshot.record();
                 if !volume_given
                     && record.volume_id.as_deref()
-                        == Some(imaging::snapshot::COPIED_SNAPSHOT_VOLUME)
+                        == Some(imaging::Snapshot::COPIED_SNAPSHOT_VOLUME)
                 {
                     tracing::warn!(
                         "The snapshot is a copy: DescribeSnapshots names no source volume (vol-ffffffff). Pass --source-volume-id to record the suspect's volume."

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
-use imaging::hash::{Hasher, PieceHasher};
-use imaging::manifest::{ImageRecord, MAX_RECORD_BYTES, Manifest};
-use imaging::sink::S3Url;
+use imaging::S3Url;
+use imaging::{Hasher, PieceHasher};
+use imaging::{ImageRecord, Manifest};
 use sha2::Digest;
 
 use super::compare::{Measured, Sidecar};
@@ -151,13 +151,14 @@ fn fetch_record(
     };
     let too_large = || {
         unusable(anyhow!(
-            "{location} is larger than {MAX_RECORD_BYTES} bytes, more than any record this program writes"
+            "{location} is larger than {} bytes, more than any record this program writes",
+            Manifest::MAX_RECORD_BYTES
         ))
     };
     runtime.block_on(async {
         let response = match client.get_object().bucket(bucket).key(key).send().await {
             Ok(response) => response,
-            Err(e) if imaging::sink::s3::is_missing_object(&e) => {
+            Err(e) if imaging::s3::is_missing_object(&e) => {
                 return Ok(None);
             }
             Err(e) => {
@@ -170,7 +171,7 @@ fn fetch_record(
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0);
-        if announced > MAX_RECORD_BYTES {
+        if announced > Manifest::MAX_RECORD_BYTES {
             return Err(too_large());
         }
         let mut bytes = Vec::new();
@@ -178,7 +179,7 @@ fn fetch_record(
         while let Some(chunk) = body.next().await {
             let chunk = chunk
                 .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-            if (bytes.len() + chunk.len()) as u64 > MAX_RECORD_BYTES {
+            if (bytes.len() + chunk.len()) as u64 > Manifest::MAX_RECORD_BYTES {
                 return Err(too_large());
             }
             bytes.extend_from_slice(&chunk);
@@ -246,7 +247,7 @@ fn stream_object(
     cancel: &AtomicBool,
 ) -> Result<ObjectMeasure, Failure> {
     let key = &object.key;
-    let version = imaging::sink::s3::real_version(object.version_id.as_deref());
+    let version = imaging::s3::real_version(object.version_id.as_deref());
     let response = runtime
         .block_on(
             client
@@ -259,7 +260,7 @@ fn stream_object(
         .map_err(|e| {
             // A 404 (no such key, or no such version) is the image gone, as a missing local image
             // is (exit 10), not S3 failing (30): the examiner must look for the evidence, not retry.
-            if imaging::sink::s3::is_missing_object(&e) {
+            if imaging::s3::is_missing_object(&e) {
                 return Failure::new(
                     Exit::SourceMissing,
                     anyhow!(
@@ -308,7 +309,7 @@ fn stream_object(
 mod tests {
     use std::collections::BTreeMap;
 
-    use imaging::sink::s3::{PartPlan, S3Object, S3Receipt};
+    use imaging::s3::{PartPlan, S3Object, S3Receipt};
 
     use super::*;
 

@@ -27,7 +27,7 @@ pub struct EvidenceKeys {
 }
 
 /// S3's longest object key: 1,024 bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(super) const MAX_KEY_BYTES: usize = 1024;
 
 impl EvidenceKeys {
     /// Refuses an evidence set S3 could not store whole: one whose longest key — a companion, or

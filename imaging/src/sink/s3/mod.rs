@@ -28,7 +28,7 @@ mod options;
 mod owned;
 mod plan;
 mod protect;
-pub mod ramp;
+mod ramp;
 mod sink;
 mod small;
 
@@ -40,13 +40,14 @@ use crate::error::{Error, Result};
 pub use claim::{S3Claim, claim_file_name, claim_name, release as release_claim};
 pub use exists::{EvidenceKeys, existing_evidence, found_before, is_missing_object};
 pub use multipart::S3Object;
-pub use options::{
-    DEFAULT_PART_MEMORY, MAX_PARTS_IN_FLIGHT, PLANNED_PARTS_IN_FLIGHT, Retention, S3Options,
-    UploadPlan,
-};
+pub use options::{Retention, S3Options, UploadPlan};
 pub use owned::{Cleanup, Ledger, OwnedObject, still_ours};
-pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits, segment_key};
+#[cfg(test)]
+pub(crate) use plan::LayoutLimits;
+pub(crate) use plan::segment_key;
+pub use plan::{PartPlan, UploadLayout, limits};
 pub use protect::{require_object_lock, tag_object};
+pub use ramp::Ramp;
 pub use sink::{S3Receipt, S3Sink};
 pub use small::{Stored, put_small};
 
