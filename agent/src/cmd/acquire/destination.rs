@@ -48,7 +48,7 @@ impl LocalTarget {
 
 /// Everything needed to write to S3.
 pub struct S3Target {
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
     client: Client,
     url: S3Url,
     incident: SafeName,
@@ -197,7 +197,7 @@ impl Destination {
         })?;
         let runtime = crate::aws::runtime()?;
         let client = crate::aws::s3_client(
-            &runtime,
+            runtime,
             args.s3.s3_force_path_style,
             args.s3.s3_max_attempts,
         );

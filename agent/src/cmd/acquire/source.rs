@@ -19,12 +19,10 @@ use crate::exit::{Exit, Failure};
 pub enum Opened {
     /// A block device or regular file.
     Device(Source),
-    /// An EBS snapshot, with the runtime its requests run on (dropped after it).
+    /// An EBS snapshot, checked against the service; its requests run on the process's runtime.
     Snapshot {
-        /// The snapshot, checked against the service.
+        /// The snapshot.
         snapshot: Snapshot,
-        /// Runs the EBS requests.
-        _runtime: tokio::runtime::Runtime,
     },
 }
 
@@ -48,12 +46,9 @@ impl Opened {
             return Ok(Self::Device(source));
         };
         let runtime = crate::aws::runtime()?;
-        let (ebs, ec2) = crate::aws::snapshot_clients(&runtime);
+        let (ebs, ec2) = crate::aws::snapshot_clients(runtime);
         let snapshot = Snapshot::open(id, ebs, &ec2, runtime.handle().clone())?;
-        Ok(Self::Snapshot {
-            snapshot,
-            _runtime: runtime,
-        })
+        Ok(Self::Snapshot { snapshot })
     }
 
     /// What the pipeline reads.

@@ -30,14 +30,14 @@ pub(super) fn measure(
     let (bucket, manifest_key) = (url.bucket(), url.prefix());
     let runtime = crate::aws::runtime()?;
     let client = crate::aws::s3_client(
-        &runtime,
+        runtime,
         force_path_style,
         crate::config::settings::S3_MAX_ATTEMPTS.default_as(),
     );
     let origin = format!("s3://{bucket}/{manifest_key}");
     // A missing manifest is one that cannot be used (exit 7), as on the local path; S3 failing
     // to answer stays an S3 failure (exit 30).
-    let text = fetch_record(&runtime, &client, bucket, manifest_key)?
+    let text = fetch_record(runtime, &client, bucket, manifest_key)?
         .ok_or_else(|| unusable(anyhow!("cannot read the manifest {origin}: no such object")))?;
     let manifest = Manifest::from_slice(&text, Path::new(&origin)).map_err(unusable)?;
     let objects = stored_objects(&manifest.image, &folder)
@@ -46,7 +46,7 @@ pub(super) fn measure(
     let mut whole = WholeImage::new(&manifest.image);
     let mut problems = Vec::new();
     for object in &objects {
-        let measured = stream_object(&runtime, &client, bucket, object, &mut whole, cancel)?;
+        let measured = stream_object(runtime, &client, bucket, object, &mut whole, cancel)?;
         if measured.size != object.size_bytes {
             problems.push(format!(
                 "{} is {} bytes, manifest says {}",
@@ -66,7 +66,7 @@ pub(super) fn measure(
         }
     }
     let sidecar_key = folder.key(&format!("{}.sha256", manifest.image.file_name));
-    let sidecar = match fetch_record(&runtime, &client, bucket, &sidecar_key) {
+    let sidecar = match fetch_record(runtime, &client, bucket, &sidecar_key) {
         Ok(Some(bytes)) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
         Ok(None) => Sidecar::Absent,
         Err(failure) => Sidecar::Unreadable(format!("{:#}", failure.error)),
