@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::buffer::{BUFFER_ALIGN, BufferPool};
 use crate::device::Source;
 use crate::error::{Error, Result};
-use crate::hash::{HashAlgorithm, HashStage, Piece};
+use crate::hash::{HashAlgorithm, HashStage, Piece, StageDigests};
 use crate::ranges::{self, BadRange};
 use crate::reader::{self, Chunk, ChunkPlan, ReaderShared};
 use crate::sink::{Sink, SinkReceipt};
@@ -290,17 +290,9 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Outcome> {
     let config = &config.for_input(input);
-    if let Err(err) = config.validate() {
+    if let Err(err) = ready(input, config) {
         sink.abort();
         return Err(err);
-    }
-    if let Input::Device(source) = input
-        && source.write_block_due()
-    {
-        sink.abort();
-        return Err(Error::Internal(
-            "the source's kernel read-only flag was not applied before reading",
-        ));
     }
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -339,19 +331,7 @@ pub fn run(
         drop(chunk_tx);
 
         let mut outlets: Vec<Sender<Shared>> = Vec::new();
-        let pieces = config
-            .piece_size
-            .map(|piece_size| (config.piece_algorithm, piece_size));
-        let hashers: Vec<_> = HashStage::plan(&config.algorithms, pieces)
-            .into_iter()
-            .map(|mut stage| {
-                let rx = outlet(&mut outlets);
-                scope.spawn(move || {
-                    rx.iter().for_each(|chunk| stage.update(chunk.data()));
-                    stage.finish()
-                })
-            })
-            .collect();
+        let hashers = spawn_hashers(scope, config, &mut outlets);
         let sink_rx = outlet(&mut outlets);
         let writer = scope.spawn(move || write_all(sink, &sink_rx));
 
@@ -362,12 +342,7 @@ pub fn run(
         drop(chunk_rx);
         drop(outlets);
 
-        let mut digests = BTreeMap::new();
-        let mut pieces = Vec::new();
-        for stage in hashers.into_iter().map(join) {
-            digests.extend(stage.whole);
-            pieces.extend(stage.pieces.into_iter().flatten());
-        }
+        let (digests, pieces) = join_hashers(hashers);
         (flow.map(|bad| (digests, pieces, bad)), join(writer))
     });
 
@@ -391,6 +366,54 @@ pub fn run(
         ended_at: Utc::now(),
         elapsed: clock.elapsed(),
     })
+}
+
+/// Refuses to start a run whose settings cannot work, or a device whose kernel read-only flag was
+/// asked for and not yet applied.
+fn ready(input: Input<'_>, config: &PipelineConfig) -> Result<()> {
+    config.validate()?;
+    if let Input::Device(source) = input
+        && source.write_block_due()
+    {
+        return Err(Error::Internal(
+            "the source's kernel read-only flag was not applied before reading",
+        ));
+    }
+    Ok(())
+}
+
+/// Starts one thread per hash stage, each fed through its own outlet.
+fn spawn_hashers<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    config: &PipelineConfig,
+    outlets: &mut Vec<Sender<Shared>>,
+) -> Vec<thread::ScopedJoinHandle<'scope, StageDigests>> {
+    let pieces = config
+        .piece_size
+        .map(|piece_size| (config.piece_algorithm, piece_size));
+    HashStage::plan(&config.algorithms, pieces)
+        .into_iter()
+        .map(|mut stage| {
+            let rx = outlet(outlets);
+            scope.spawn(move || {
+                rx.iter().for_each(|chunk| stage.update(chunk.data()));
+                stage.finish()
+            })
+        })
+        .collect()
+}
+
+/// The whole-image digests and the pieces, once every hash stage has finished.
+fn join_hashers(
+    hashers: Vec<thread::ScopedJoinHandle<'_, StageDigests>>,
+) -> (BTreeMap<HashAlgorithm, String>, Vec<Piece>) {
+    let mut digests = BTreeMap::new();
+    let mut pieces = Vec::new();
+    for stage in hashers.into_iter().map(join) {
+        digests.extend(stage.whole);
+        pieces.extend(stage.pieces.into_iter().flatten());
+    }
+    (digests, pieces)
 }
 
 fn outlet(outlets: &mut Vec<Sender<Shared>>) -> Receiver<Shared> {
