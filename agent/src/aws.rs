@@ -84,7 +84,7 @@ pub fn s3_client(runtime: &Runtime, force_path_style: bool, max_attempts: u32) -
 /// Attempts per EBS direct API or EC2 request, as for S3 by default: the SDK retries throttling
 /// (`RequestThrottledException`, HTTP 429), 5xx and dropped connections with backoff (at most
 /// [`S3_MAX_BACKOFF`] each), about half a minute in all, before the block's own retries
-/// (`imaging::snapshot`) take over.
+/// (`imaging::Snapshot`) take over.
 pub const EBS_MAX_ATTEMPTS: u32 = 10;
 
 /// Longest wait for one attempt of an EBS or EC2 request, up to its response headers (a minute

@@ -63,14 +63,14 @@ pub use sink::{DiscardSink, LocalClaim, LocalSink, S3Url, Sink, SinkReceipt, Sta
 pub use snapshot::{Snapshot, SnapshotId, SnapshotRecord};
 pub use sysfs::DeviceNumber;
 
-/// The S3 destination's own vocabulary: its tuning and evidence protection ([`s3::S3Options`],
-/// [`s3::Retention`]), S3's limits, what a stored image is made of ([`s3::S3Receipt`]), and the
-/// evidence set under a prefix: existence checks, claims, companions, tags and cleanup.
+/// The S3 destination's own vocabulary: where an evidence set goes in a bucket and what a run
+/// stored there ([`s3::S3Evidence`]), the upload's tuning and evidence protection
+/// ([`s3::S3Options`], [`s3::Retention`]) and how it would be laid out ([`s3::UploadPlan`]),
+/// S3's own limits, what a stored image is made of ([`s3::S3Receipt`]), and two answers of S3 read
+/// the same way everywhere ([`s3::is_missing_object`], [`s3::real_version`]).
 pub mod s3 {
     pub use crate::sink::s3::{
-        Cleanup, EvidenceKeys, Ledger, OwnedObject, PartPlan, Ramp, Retention, S3Claim, S3Object,
-        S3Options, S3Receipt, S3Sink, Stored, UploadLayout, UploadPlan, claim_file_name,
-        claim_name, existing_evidence, found_before, is_missing_object, limits, put_small,
-        real_version, release_claim, require_object_lock, still_ours, tag_object,
+        Cleanup, PartPlan, Ramp, Retention, S3Evidence, S3Object, S3Options, S3Receipt,
+        UploadLayout, UploadPlan, is_missing_object, limits, real_version,
     };
 }

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 pub(crate) const CLAIM_SUFFIX: &str = ".claim";
 
 /// The file name of the claim on evidence `name`.
-pub fn claim_file_name(name: &str) -> String {
+pub(crate) fn claim_file_name(name: &str) -> String {
     format!(".{name}{CLAIM_SUFFIX}")
 }
 
