@@ -49,9 +49,9 @@ pub(crate) const FIRST_VERSION_WITH_BLAKE3_PIECES: u32 = 3;
 /// The whole record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always [`SCHEMA`].
+    /// Always `SCHEMA`.
     pub schema: String,
-    /// [`SCHEMA_VERSION`] at the time of writing.
+    /// `SCHEMA_VERSION` at the time of writing.
     pub schema_version: u32,
     /// Which program made the image.
     pub tool: ToolInfo,
@@ -111,7 +111,7 @@ impl CaseInfo {
 /// Longest examiner name, in characters: room for a full name and a badge or employee number.
 pub(crate) const MAX_EXAMINER_CHARS: usize = 128;
 
-/// `name` trimmed, if it is fit to record: 1 to [`MAX_EXAMINER_CHARS`] characters, no control
+/// `name` trimmed, if it is fit to record: 1 to [`CaseInfo::MAX_EXAMINER_CHARS`] characters, no control
 /// characters (a newline would split the capture log and the sidecar's lines if it ever reached
 /// them) and no bidirectional-override or invisible formatting characters (which make a name read
 /// differently from what it is). Any other Unicode is kept: names are not ASCII.
@@ -373,7 +373,7 @@ impl Manifest {
         text
     }
 
-    /// Reads and checks a manifest file: a regular file of at most [`MAX_RECORD_BYTES`], valid
+    /// Reads and checks a manifest file: a regular file of at most [`Manifest::MAX_RECORD_BYTES`], valid
     /// JSON of this schema, passing [`Manifest::validate`].
     pub fn read(path: &Path) -> Result<Self> {
         let bytes =

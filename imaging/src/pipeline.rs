@@ -79,7 +79,7 @@ pub struct PipelineConfig {
     /// Reads in flight (device and file sources).
     pub queue_depth: usize,
     /// GetSnapshotBlock requests in flight (snapshot sources; see
-    /// [`crate::snapshot::DEFAULT_BLOCKS_IN_FLIGHT`]). Each holds one block buffer, as each
+    /// [`Snapshot::DEFAULT_BLOCKS_IN_FLIGHT`]). Each holds one block buffer, as each
     /// device read holds one chunk buffer.
     pub blocks_in_flight: usize,
     /// Whole-image hashes.
@@ -190,7 +190,7 @@ impl PipelineConfig {
     }
 
     /// [`PipelineConfig::validate`] plus the policy for new evidence: pieces of at least
-    /// [`MIN_PIECE_SIZE`]. Re-reading existing evidence (`verify`) takes the piece size its
+    /// [`PipelineConfig::MIN_PIECE_SIZE`]. Re-reading existing evidence (`verify`) takes the piece size its
     /// manifest records, whatever an earlier version allowed, so only new captures are held to it.
     pub fn validate_new_evidence(&self) -> Result<()> {
         self.validate()?;

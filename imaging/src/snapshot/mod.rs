@@ -183,7 +183,7 @@ impl Snapshot {
     }
 
     /// The volume the snapshot was taken of, when DescribeSnapshots said so. A snapshot made by
-    /// CopySnapshot reports the placeholder [`COPIED_SNAPSHOT_VOLUME`], which names no volume
+    /// CopySnapshot reports the placeholder [`Snapshot::COPIED_SNAPSHOT_VOLUME`], which names no volume
     /// (AWS: "an arbitrary volume ID that should not be used for any purpose"): `None` then. The
     /// manifest's `source.snapshot.volume_id` still records what DescribeSnapshots said.
     pub fn volume_id(&self) -> Option<&str> {
@@ -245,7 +245,7 @@ fn check_layout(layout: Layout) -> std::result::Result<(), String> {
 
 impl SnapshotRecord {
     /// Whether this record describes a snapshot the engine would have imaged: the layout rules it
-    /// applies before reading ([`check_layout`]: EBS's 512 KiB block, a volume size EBS makes),
+    /// applies before reading (`check_layout`: EBS's 512 KiB block, a volume size EBS makes),
     /// and no more listed blocks than the volume holds. A manifest that says otherwise
     /// (`block_size: 0`, `blocks_listed: 10^12`) was not written by a run of this engine.
     pub fn check(&self) -> std::result::Result<(), String> {

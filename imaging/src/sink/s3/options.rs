@@ -29,7 +29,7 @@ pub struct S3Options {
     pub parts_in_flight: Option<usize>,
     /// Smallest part size; raised to fit the object into 10,000 parts.
     pub min_part_size: u64,
-    /// Memory for part buffers; caps the part size (see [`LayoutLimits::from_budget`]).
+    /// Memory for part buffers; caps the part size (see `LayoutLimits::from_budget`).
     pub part_memory: u64,
     /// Largest object to create; bigger images become numbered segment objects.
     pub max_object_size: u64,
