@@ -248,3 +248,58 @@ impl Drop for S3Evidence {
         self.release_claim();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::{BehaviorVersion, Region};
+
+    use super::*;
+
+    /// An evidence set under `url` for incident `IR-7`; building it sends nothing.
+    fn evidence(url: &str) -> (tokio::runtime::Runtime, S3Evidence) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        let evidence = S3Evidence::new(
+            runtime.handle().clone(),
+            Client::from_conf(config),
+            url.parse().expect("url"),
+            SafeName::parse("IR-7", "incident").expect("name"),
+            S3Options::default(),
+        );
+        (runtime, evidence)
+    }
+
+    // Issue 20: the key layout moved here from the agent; readers (verify, responders) rely on it.
+    #[test]
+    fn an_evidence_set_lies_under_its_incident_in_the_prefix() {
+        let files = EvidenceFiles::new(&SafeName::parse("disk-1", "name").expect("name"));
+        let (_runtime, cases) = evidence("s3://evidence-bucket/cases/2026/");
+        assert_eq!(
+            cases.uri(&files.image),
+            format!(
+                "s3://evidence-bucket/cases/2026/IR-7/disk_evidence/{}",
+                files.image
+            )
+        );
+        let keys = cases.evidence_keys(&files);
+        assert_eq!(
+            keys.image,
+            format!("cases/2026/IR-7/disk_evidence/{}", files.image)
+        );
+        let companions: Vec<String> = [&files.sidecar, &files.capture_log, &files.manifest]
+            .into_iter()
+            .map(|f| format!("cases/2026/IR-7/disk_evidence/{f}"))
+            .collect();
+        assert_eq!(keys.companions, companions);
+        let (_runtime, root) = evidence("s3://evidence-bucket");
+        assert_eq!(
+            root.uri(&files.manifest),
+            format!("s3://evidence-bucket/IR-7/disk_evidence/{}", files.manifest)
+        );
+    }
+}
