@@ -2,6 +2,7 @@
 //! backoff, path-style when asked, and only the checksums we send ourselves. CloudWatch Logs: short
 //! timeouts and no SDK retries, because the reporter retries whole batches on its own schedule.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
@@ -9,6 +10,7 @@ use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use tokio::runtime::Runtime;
 
 use anyhow::anyhow;
 
@@ -23,12 +25,29 @@ use crate::exit::{Exit, Failure};
 /// attempt adds at most 4 s, so the budget stays easy to reason about.
 pub const S3_MAX_BACKOFF: Duration = Duration::from_secs(4);
 
-/// A runtime for the SDK: two workers are plenty for a handful of concurrent part uploads.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+/// Worker threads of the process's runtime: two are plenty for a handful of concurrent part
+/// uploads, EBS block fetches and CloudWatch calls, which wait on the network, not the CPU.
+const RUNTIME_WORKERS: usize = 2;
+
+/// The process's one runtime, built on first use: a local acquisition never starts one.
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The process's tokio runtime for the AWS SDK, built once on the first call and shared by every
+/// caller after (an S3 destination, a snapshot source, `verify` of S3, `watch` and its CloudWatch
+/// reporter): a snapshot-to-S3 run has one runtime, not one per client. A static rather than a
+/// runtime passed down from each command, because its users sit at different depths of different
+/// commands and only some runs need one; `'static` also outlives every client and sink built on it.
+/// If building it failed, every call returns that failure.
+pub fn runtime() -> Result<&'static Runtime, Failure> {
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(RUNTIME_WORKERS)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
         .map_err(|e| {
             Failure::new(
                 Exit::Internal,
@@ -39,7 +58,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// An S3 client from the environment (instance role, env, profile; `AWS_ENDPOINT_URL`), with the
 /// `[s3]` settings that shape requests (addressing, attempts, connect timeout).
-pub fn s3_client(runtime: &tokio::runtime::Runtime, settings: &S3) -> Client {
+pub fn s3_client(runtime: &Runtime, settings: &S3) -> Client {
     let shared = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
@@ -67,7 +86,7 @@ pub fn s3_client(runtime: &tokio::runtime::Runtime, settings: &S3) -> Client {
 /// Attempts per EBS direct API or EC2 request, as for S3 by default: the SDK retries throttling
 /// (`RequestThrottledException`, HTTP 429), 5xx and dropped connections with backoff (at most
 /// [`S3_MAX_BACKOFF`] each), about half a minute in all, before the block's own retries
-/// (`imaging::snapshot`) take over.
+/// (`imaging::Snapshot`) take over.
 pub const EBS_MAX_ATTEMPTS: u32 = 10;
 
 /// Longest wait for one attempt of an EBS or EC2 request, up to its response headers (a minute
@@ -78,9 +97,7 @@ pub const EBS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The EBS direct API and EC2 clients a snapshot source needs, from the environment (instance
 /// role, env, profile; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_EBS` / `_EC2`).
-pub fn snapshot_clients(
-    runtime: &tokio::runtime::Runtime,
-) -> (aws_sdk_ebs::Client, aws_sdk_ec2::Client) {
+pub fn snapshot_clients(runtime: &Runtime) -> (aws_sdk_ebs::Client, aws_sdk_ec2::Client) {
     let shared = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
@@ -105,7 +122,7 @@ pub fn snapshot_clients(
 /// A CloudWatch Logs client from the environment: instance role, env or profile credentials;
 /// region from the environment or IMDS; endpoint from `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` or
 /// `AWS_ENDPOINT_URL`.
-pub fn cloudwatch_client(runtime: &tokio::runtime::Runtime) -> aws_sdk_cloudwatchlogs::Client {
+pub fn cloudwatch_client(runtime: &Runtime) -> aws_sdk_cloudwatchlogs::Client {
     let shared = runtime
         .block_on(with_cloudwatch_limits(aws_config::defaults(BehaviorVersion::latest())).load());
     aws_sdk_cloudwatchlogs::Client::new(&shared)
@@ -134,23 +151,21 @@ mod tests {
     // `--s3-connect-timeout`, is the client's.
     #[test]
     fn the_s3_connect_timeout_is_the_configured_one() {
-        let runtime = runtime().expect("runtime");
         let mut raw = crate::config::raw::RawConfig::default();
         raw.s3.connect_timeout_secs = 42;
         let settings = crate::config::typed::validate(&raw).expect("valid").s3;
-        let client = s3_client(&runtime, &settings);
+        let client = s3_client(runtime().expect("runtime"), &settings);
         let timeouts = client.config().timeout_config().expect("timeouts set");
         assert_eq!(timeouts.connect_timeout(), Some(Duration::from_secs(42)));
     }
 
     #[test]
     fn s3_retries_back_off_at_most_four_seconds_so_ten_attempts_last_about_half_a_minute() {
-        let runtime = runtime().expect("runtime");
         let settings = crate::config::flags::SettingFlags::default()
             .config()
             .expect("defaults")
             .s3;
-        let client = s3_client(&runtime, &settings);
+        let client = s3_client(runtime().expect("runtime"), &settings);
         let retry = client.config().retry_config().expect("retry config set");
         assert_eq!(retry.max_attempts(), 10);
         assert_eq!(retry.max_backoff(), S3_MAX_BACKOFF);
@@ -179,5 +194,23 @@ mod tests {
             timeouts.operation_attempt_timeout(),
             Some(Duration::from_secs(10))
         );
+    }
+
+    // Issue 20: each call built a runtime of its own (a snapshot-to-S3 run started two), so a
+    // task started through one caller's runtime was not on another's.
+    #[test]
+    fn every_caller_gets_the_one_runtime() {
+        let (first, second) = (runtime().expect("runtime"), runtime().expect("runtime"));
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let task = first.spawn(async move {
+            let _ = held.await;
+        });
+        assert!(
+            second.metrics().num_alive_tasks() >= 1,
+            "the task started on the first caller's runtime is not on the second's"
+        );
+        assert_eq!(second.metrics().num_workers(), 2);
+        drop(release);
+        first.block_on(task).expect("task");
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use imaging::snapshot::SnapshotId;
+use imaging::SnapshotId;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -197,7 +197,7 @@ impl AcquireArgs {
         args.examiner = args
             .examiner
             .as_deref()
-            .map(imaging::manifest::check_examiner)
+            .map(imaging::check_examiner)
             .transpose()?;
         // The rest of the text that reaches the manifest, an S3 header or object metadata: the
         // configuration's rule for each (`crate::ids`), so flags, a JSON job and the config take
@@ -208,7 +208,7 @@ impl AcquireArgs {
             ids::instance_id,
         )?;
         if let Some(dest) = &args.dest {
-            dest.parse::<imaging::sink::S3Url>()
+            dest.parse::<imaging::S3Url>()
                 .map_err(|e| format!("--dest: {e}"))?;
         }
         // Recorded in the manifest and the capture log, whose lines a newline would split.

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use imaging::pipeline::Progress;
+use imaging::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Shows progress one way or the other.

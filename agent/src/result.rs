@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use imaging::manifest::{Manifest, Status};
-use imaging::ranges::BadRange;
+use imaging::BadRange;
+use imaging::{Manifest, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Exit;

@@ -1,6 +1,6 @@
 //! Facts about this program and this host for the manifest.
 
-use imaging::manifest::ToolInfo;
+use imaging::ToolInfo;
 
 /// Name, version and git revision of this build.
 pub fn tool_info() -> ToolInfo {

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p imaging --example s3_plan -- 16GiB 1TiB 16TiB`
 
-use imaging::sink::s3::S3Options;
+use imaging::s3::S3Options;
 
 const MIB: f64 = (1u64 << 20) as f64;
 

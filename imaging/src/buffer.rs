@@ -12,10 +12,10 @@ use std::ptr::NonNull;
 use crossbeam_channel::{Receiver, Sender};
 
 /// Alignment of every buffer: the largest logical block size we meet (4Kn drives) and the page size.
-pub const BUFFER_ALIGN: usize = 4096;
+pub(crate) const BUFFER_ALIGN: usize = 4096;
 
 /// One heap allocation aligned to [`BUFFER_ALIGN`], zeroed at creation.
-pub struct AlignedBuf {
+pub(crate) struct AlignedBuf {
     ptr: NonNull<u8>,
     layout: Layout,
 }
@@ -30,7 +30,7 @@ impl AlignedBuf {
     ///
     /// # Panics
     /// If `len` is zero or the allocation fails (as `Vec` does).
-    pub fn new(len: usize) -> Self {
+    pub(crate) fn new(len: usize) -> Self {
         assert!(len > 0, "buffer length must be positive");
         let len = len.next_multiple_of(BUFFER_ALIGN);
         let layout = Layout::from_size_align(len, BUFFER_ALIGN).expect("valid buffer layout");
@@ -42,24 +42,14 @@ impl AlignedBuf {
         Self { ptr, layout }
     }
 
-    /// Capacity in bytes (a multiple of [`BUFFER_ALIGN`]).
-    pub fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    /// Never true: buffers have a positive length. Present because clippy expects it beside `len`.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// The whole buffer.
-    pub fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for layout.size() initialised (zeroed) bytes for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
     }
 
     /// The whole buffer, writable.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in as_slice, and &mut self guarantees exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
     }
@@ -74,35 +64,25 @@ impl Drop for AlignedBuf {
 
 /// The fixed set of buffers shared by the pipeline stages.
 #[derive(Clone)]
-pub struct BufferPool {
+pub(crate) struct BufferPool {
     give: Sender<AlignedBuf>,
     take: Receiver<AlignedBuf>,
-    buffer_len: usize,
 }
 
 impl BufferPool {
     /// Allocates `count` buffers of `buffer_len` bytes up front: all the memory the data path will use.
-    pub fn new(count: usize, buffer_len: usize) -> Self {
+    pub(crate) fn new(count: usize, buffer_len: usize) -> Self {
         let (give, take) = crossbeam_channel::bounded(count);
         for _ in 0..count {
             give.send(AlignedBuf::new(buffer_len))
                 .expect("pool channel has room for every buffer");
         }
-        Self {
-            give,
-            take,
-            buffer_len,
-        }
-    }
-
-    /// Length of each buffer.
-    pub fn buffer_len(&self) -> usize {
-        self.buffer_len
+        Self { give, take }
     }
 
     /// A free buffer if one is there now; never waits (the snapshot fetcher polls it between
     /// completions, on a thread that must keep serving its requests).
-    pub fn try_take(&self) -> Option<PooledBuf> {
+    pub(crate) fn try_take(&self) -> Option<PooledBuf> {
         self.take.try_recv().ok().map(|buf| PooledBuf {
             buf: Some(buf),
             home: self.give.clone(),
@@ -110,7 +90,7 @@ impl BufferPool {
     }
 
     /// Waits for a free buffer, or gives up after `timeout` so the caller can check for cancellation.
-    pub fn take_timeout(&self, timeout: std::time::Duration) -> Option<PooledBuf> {
+    pub(crate) fn take_timeout(&self, timeout: std::time::Duration) -> Option<PooledBuf> {
         self.take.recv_timeout(timeout).ok().map(|buf| PooledBuf {
             buf: Some(buf),
             home: self.give.clone(),
@@ -119,7 +99,7 @@ impl BufferPool {
 }
 
 /// A buffer on loan from a [`BufferPool`]; dropping it gives it back.
-pub struct PooledBuf {
+pub(crate) struct PooledBuf {
     buf: Option<AlignedBuf>,
     home: Sender<AlignedBuf>,
 }
@@ -154,7 +134,7 @@ mod tests {
     #[test]
     fn buffers_are_aligned_and_rounded_up() {
         let buf = AlignedBuf::new(5000);
-        assert_eq!(buf.len(), 8192);
+        assert_eq!(buf.as_slice().len(), 8192);
         assert_eq!(buf.as_slice().as_ptr() as usize % BUFFER_ALIGN, 0);
         assert!(buf.as_slice().iter().all(|&b| b == 0));
     }

@@ -258,13 +258,13 @@ impl PieceHasher {
 
 /// The hashes one pipeline thread computes over every chunk: whole-image digests, piecewise
 /// digests, or both (at most one whole-image algorithm per thread). Built by [`HashStage::plan`].
-pub struct HashStage {
+pub(crate) struct HashStage {
     whole: Option<Hasher>,
     pieces: Option<PieceHasher>,
 }
 
 /// What a finished [`HashStage`] computed.
-pub struct StageDigests {
+pub(crate) struct StageDigests {
     /// The whole-image digest, lower-case hex, when this stage computed one.
     pub whole: Option<(HashAlgorithm, String)>,
     /// The piece list, when this stage computed it.
@@ -282,7 +282,10 @@ impl HashStage {
     /// work: 1.32–1.38 and 1.35–1.44); wall time alike within the noise. SHA-256 pieces
     /// get a thread of their own: beside the whole-image SHA-256 they would double the slowest
     /// stage, and on their own they run on the other core.
-    pub fn plan(algorithms: &[HashAlgorithm], pieces: Option<(HashAlgorithm, u64)>) -> Vec<Self> {
+    pub(crate) fn plan(
+        algorithms: &[HashAlgorithm],
+        pieces: Option<(HashAlgorithm, u64)>,
+    ) -> Vec<Self> {
         let mut stages: Vec<Self> = algorithms
             .iter()
             .map(|&algorithm| Self {
@@ -311,7 +314,7 @@ impl HashStage {
     }
 
     /// Feeds the next bytes of the image to every hash of the stage.
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         if let Some(hasher) = self.whole.as_mut() {
             hasher.update(data);
         }
@@ -321,7 +324,7 @@ impl HashStage {
     }
 
     /// The digests of everything fed.
-    pub fn finish(self) -> StageDigests {
+    pub(crate) fn finish(self) -> StageDigests {
         StageDigests {
             whole: self.whole.map(|h| (h.algorithm(), h.finish_hex())),
             pieces: self.pieces.map(PieceHasher::finish),

@@ -13,13 +13,11 @@
 mod sample;
 mod validate;
 
-pub use validate::Problems;
-
 /// Largest manifest (or sidecar) read. A manifest's size is dominated by its piece list, about
 /// 190 bytes a piece: 256 MiB holds 1.4 million pieces — the default 1 GiB pieces of any disk up
 /// to a petabyte, or 48 MiB pieces of a 64 TiB volume (EBS's largest). A sidecar is always smaller
 /// than its manifest (one short line per object). Anything bigger is not a record this tool wrote.
-pub const MAX_RECORD_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_RECORD_BYTES: u64 = 256 << 20;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,24 +34,24 @@ use crate::ranges::{self, BadRange};
 use crate::snapshot::{SNAPSHOT_SECTOR_SIZE, Snapshot, SnapshotRecord};
 
 /// Identifies manifests written by this tool.
-pub const SCHEMA: &str = "forensic-collector/manifest";
+pub(crate) const SCHEMA: &str = "forensic-collector/manifest";
 /// Version of the manifest layout. 3: `image.piecewise.algorithm` may be `blake3` (the default since
 /// then). A reader of version 2 took every piece list for SHA-256; the new number makes it refuse
 /// the manifest as too new ("unsupported schema version 3") instead of calling the pieces damaged
 /// or the record forged. 4: `source.kind` may be `ebs_snapshot`, with `source.snapshot`; a
 /// version-3 reader would call that kind unknown and the manifest malformed.
-pub const SCHEMA_VERSION: u32 = 4;
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 /// The first version whose source may be an EBS snapshot.
-pub const FIRST_VERSION_WITH_SNAPSHOTS: u32 = 4;
+pub(crate) const FIRST_VERSION_WITH_SNAPSHOTS: u32 = 4;
 /// The first version whose piece lists may be other than SHA-256.
-pub const FIRST_VERSION_WITH_BLAKE3_PIECES: u32 = 3;
+pub(crate) const FIRST_VERSION_WITH_BLAKE3_PIECES: u32 = 3;
 
 /// The whole record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always [`SCHEMA`].
+    /// Always `SCHEMA`.
     pub schema: String,
-    /// [`SCHEMA_VERSION`] at the time of writing.
+    /// `SCHEMA_VERSION` at the time of writing.
     pub schema_version: u32,
     /// Which program made the image.
     pub tool: ToolInfo,
@@ -69,6 +67,12 @@ pub struct Manifest {
     pub image: ImageRecord,
     /// Ranges written as zeros because they could not be read. Empty on a clean run.
     pub bad_ranges: Vec<BadRange>,
+}
+
+/// Bounds of reading a record back.
+impl Manifest {
+    /// Largest manifest or sidecar read back: 256 MiB.
+    pub const MAX_RECORD_BYTES: u64 = MAX_RECORD_BYTES;
 }
 
 /// Program identity, so an examiner can reproduce the exact build.
@@ -98,10 +102,16 @@ pub struct CaseInfo {
     pub examiner: Option<String>,
 }
 
-/// Longest examiner name, in characters: room for a full name and a badge or employee number.
-pub const MAX_EXAMINER_CHARS: usize = 128;
+/// Bounds of the case fields.
+impl CaseInfo {
+    /// Longest examiner name: 128 characters ([`check_examiner`](crate::check_examiner)).
+    pub const MAX_EXAMINER_CHARS: usize = MAX_EXAMINER_CHARS;
+}
 
-/// `name` trimmed, if it is fit to record: 1 to [`MAX_EXAMINER_CHARS`] characters, no control
+/// Longest examiner name, in characters: room for a full name and a badge or employee number.
+pub(crate) const MAX_EXAMINER_CHARS: usize = 128;
+
+/// `name` trimmed, if it is fit to record: 1 to [`CaseInfo::MAX_EXAMINER_CHARS`] characters, no control
 /// characters (a newline would split the capture log and the sidecar's lines if it ever reached
 /// them) and no bidirectional-override or invisible formatting characters (which make a name read
 /// differently from what it is). Any other Unicode is kept: names are not ASCII.
@@ -363,7 +373,7 @@ impl Manifest {
         text
     }
 
-    /// Reads and checks a manifest file: a regular file of at most [`MAX_RECORD_BYTES`], valid
+    /// Reads and checks a manifest file: a regular file of at most [`Manifest::MAX_RECORD_BYTES`], valid
     /// JSON of this schema, passing [`Manifest::validate`].
     pub fn read(path: &Path) -> Result<Self> {
         let bytes =

@@ -5,13 +5,13 @@
 use std::fmt;
 
 /// Longest accepted name: well inside file-name (255) and S3 key (1024) limits with the suffixes.
-pub const MAX_LEN: usize = 128;
+pub(crate) const MAX_LEN: usize = 128;
 
 /// The longest suffix a file of the evidence adds to its name (`.image.dd.sha256`).
 const LONGEST_SUFFIX: &str = ".image.dd.sha256";
 
 /// Longest file name derived from a name: `MAX_LEN` and the longest suffix.
-pub const MAX_FILE_NAME_LEN: usize = MAX_LEN + LONGEST_SUFFIX.len();
+pub(crate) const MAX_FILE_NAME_LEN: usize = MAX_LEN + LONGEST_SUFFIX.len();
 
 /// A validated identifier: 1–128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +52,12 @@ impl SafeName {
     }
 }
 
+/// Bounds of a name.
+impl SafeName {
+    /// Longest evidence name: 128 characters.
+    pub const MAX_LEN: usize = MAX_LEN;
+}
+
 impl fmt::Display for SafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -61,7 +67,7 @@ impl fmt::Display for SafeName {
 /// Checks a file name derived from a name (a manifest's `image.file_name`): the characters of a
 /// name, up to a name's length plus the longest suffix. (Checked as a name, the image of an
 /// evidence name over 119 characters was written, then refused by `verify`.)
-pub fn check_file_name(text: &str, what: &str) -> Result<(), String> {
+pub(crate) fn check_file_name(text: &str, what: &str) -> Result<(), String> {
     check(text, what, MAX_FILE_NAME_LEN)
 }
 

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::buffer::{BUFFER_ALIGN, BufferPool};
 use crate::device::Source;
 use crate::error::{Error, Result};
-use crate::hash::{HashAlgorithm, HashStage, Piece};
+use crate::hash::{HashAlgorithm, HashStage, Piece, StageDigests};
 use crate::ranges::{self, BadRange};
 use crate::reader::{self, Chunk, ChunkPlan, ReaderShared};
 use crate::sink::{Sink, SinkReceipt};
@@ -32,44 +32,44 @@ use crate::snapshot::{self, Snapshot};
 
 /// Default read size: 1 MiB, the request size AWS recommends for initialising (first-reading) EBS
 /// volumes restored from snapshots; larger requests are split by the NVMe driver anyway.
-pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+pub(crate) const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// Default reads in flight: 32, AWS's recommended I/O depth for initialising restored volumes, whose
 /// throughput grows with outstanding requests (each first-touched block is fetched from S3). Measured
 /// on a loop device over a FUSE file with 20 ms per request: 4 MiB × 8 gave 514 MB/s, 1 MiB × 32 gave
 /// 581 MB/s, `dd bs=8M` 264 MB/s. Memory: (32 + 4) × 1 MiB of buffers.
-pub const DEFAULT_QUEUE_DEPTH: usize = 32;
+pub(crate) const DEFAULT_QUEUE_DEPTH: usize = 32;
 /// Default piece for piecewise hashes, as in dc3dd's common `hlog` practice: 1 GiB.
-pub const DEFAULT_PIECE_SIZE: u64 = 1 << 30;
+pub(crate) const DEFAULT_PIECE_SIZE: u64 = 1 << 30;
 /// Default algorithm of the piecewise hashes: BLAKE3, which `b3sum` checks piece by piece and
 /// which costs a quarter of a second SHA-256 pass (see [`crate::hash`]).
-pub const DEFAULT_PIECE_ALGORITHM: HashAlgorithm = HashAlgorithm::Blake3;
+pub(crate) const DEFAULT_PIECE_ALGORITHM: HashAlgorithm = HashAlgorithm::Blake3;
 /// Default extra attempts per bad sector before it is zero-filled.
-pub const DEFAULT_SECTOR_RETRIES: u32 = 2;
+pub(crate) const DEFAULT_SECTOR_RETRIES: u32 = 2;
 /// Chunks that may wait in each consumer's queue. Small: it only smooths jitter between stages.
 const CONSUMER_QUEUE: usize = 4;
 /// How often the reorder stage looks at the cancel flag while no chunk arrives.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// Upper bound for queue depth: beyond this, threads cost more than they bring.
-pub const MAX_QUEUE_DEPTH: usize = 256;
+pub(crate) const MAX_QUEUE_DEPTH: usize = 256;
 /// Smallest read: one aligned block, the unit of O_DIRECT.
-pub const MIN_CHUNK_SIZE: usize = BUFFER_ALIGN;
+pub(crate) const MIN_CHUNK_SIZE: usize = BUFFER_ALIGN;
 /// Largest read: 64 MiB. The block layer splits any request at the device's `max_sectors_kb`
 /// (128 KiB–2 MiB on NVMe and virtio), so bigger reads only make buffers bigger; and the pool holds
 /// `queue_depth + 4` of them. A value far past this (`1TiB`) is a typo, and allocating it would
 /// abort the process.
-pub const MAX_CHUNK_SIZE: usize = 64 << 20;
+pub(crate) const MAX_CHUNK_SIZE: usize = 64 << 20;
 /// Largest read-buffer pool, `(queue_depth + 4) × chunk_size`: 1 GiB. The default uses 36 MiB;
 /// 1 GiB still allows e.g. 4 MiB × 252 or 16 MiB × 60, and keeps the collector well inside the
 /// smallest instances it runs on while the S3 part buffers and the OS page cache need room too.
-pub const MAX_BUFFER_MEMORY: usize = 1 << 30;
+pub(crate) const MAX_BUFFER_MEMORY: usize = 1 << 30;
 /// Smallest piecewise hash: 1 MiB. Each piece is a manifest entry (~150 bytes of JSON) kept in
 /// memory until the end; at 1 MiB a 1 TiB disk already gives a million of them, and smaller pieces
 /// localise damage no better than the bad-range list does.
-pub const MIN_PIECE_SIZE: u64 = 1 << 20;
+pub(crate) const MIN_PIECE_SIZE: u64 = 1 << 20;
 /// Most extra attempts per unreadable sector: 10. A sector that failed eleven reads will not
 /// read on the twelfth, and each attempt can cost a device timeout (seconds to minutes), so a disk
 /// with many bad sectors would otherwise take days.
-pub const MAX_SECTOR_RETRIES: u32 = 10;
+pub(crate) const MAX_SECTOR_RETRIES: u32 = 10;
 
 /// Tunables of one acquisition.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ pub struct PipelineConfig {
     /// Reads in flight (device and file sources).
     pub queue_depth: usize,
     /// GetSnapshotBlock requests in flight (snapshot sources; see
-    /// [`crate::snapshot::DEFAULT_BLOCKS_IN_FLIGHT`]). Each holds one block buffer, as each
+    /// [`Snapshot::DEFAULT_BLOCKS_IN_FLIGHT`]). Each holds one block buffer, as each
     /// device read holds one chunk buffer.
     pub blocks_in_flight: usize,
     /// Whole-image hashes.
@@ -90,6 +90,33 @@ pub struct PipelineConfig {
     pub piece_algorithm: HashAlgorithm,
     /// Extra attempts per bad sector.
     pub sector_retries: u32,
+}
+
+/// The engine's defaults and bounds, for a caller's settings table (each constant's reason is
+/// written beside its definition in `pipeline.rs`); [`PipelineConfig::validate`] enforces them.
+impl PipelineConfig {
+    /// Default bytes per read: 1 MiB.
+    pub const DEFAULT_CHUNK_SIZE: usize = DEFAULT_CHUNK_SIZE;
+    /// Default reads in flight: 32.
+    pub const DEFAULT_QUEUE_DEPTH: usize = DEFAULT_QUEUE_DEPTH;
+    /// Default piece of the piecewise hashes: 1 GiB.
+    pub const DEFAULT_PIECE_SIZE: u64 = DEFAULT_PIECE_SIZE;
+    /// Default algorithm of the piecewise hashes: BLAKE3.
+    pub const DEFAULT_PIECE_ALGORITHM: HashAlgorithm = DEFAULT_PIECE_ALGORITHM;
+    /// Default extra attempts per bad sector before it is zero-filled: 2.
+    pub const DEFAULT_SECTOR_RETRIES: u32 = DEFAULT_SECTOR_RETRIES;
+    /// Most reads (or snapshot blocks) in flight: 256.
+    pub const MAX_QUEUE_DEPTH: usize = MAX_QUEUE_DEPTH;
+    /// Smallest read: one aligned block (4 KiB), the unit of O_DIRECT.
+    pub const MIN_CHUNK_SIZE: usize = MIN_CHUNK_SIZE;
+    /// Largest read: 64 MiB.
+    pub const MAX_CHUNK_SIZE: usize = MAX_CHUNK_SIZE;
+    /// Largest read-buffer pool, `(queue_depth + 4) × chunk_size`: 1 GiB.
+    pub const MAX_BUFFER_MEMORY: usize = MAX_BUFFER_MEMORY;
+    /// Smallest piece of the piecewise hashes of new evidence: 1 MiB.
+    pub const MIN_PIECE_SIZE: u64 = MIN_PIECE_SIZE;
+    /// Most extra attempts per unreadable sector: 10.
+    pub const MAX_SECTOR_RETRIES: u32 = MAX_SECTOR_RETRIES;
 }
 
 impl Default for PipelineConfig {
@@ -163,7 +190,7 @@ impl PipelineConfig {
     }
 
     /// [`PipelineConfig::validate`] plus the policy for new evidence: pieces of at least
-    /// [`MIN_PIECE_SIZE`]. Re-reading existing evidence (`verify`) takes the piece size its
+    /// [`PipelineConfig::MIN_PIECE_SIZE`]. Re-reading existing evidence (`verify`) takes the piece size its
     /// manifest records, whatever an earlier version allowed, so only new captures are held to it.
     pub fn validate_new_evidence(&self) -> Result<()> {
         self.validate()?;
@@ -263,17 +290,9 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Outcome> {
     let config = &config.for_input(input);
-    if let Err(err) = config.validate() {
+    if let Err(err) = ready(input, config) {
         sink.abort();
         return Err(err);
-    }
-    if let Input::Device(source) = input
-        && source.write_block_due()
-    {
-        sink.abort();
-        return Err(Error::Internal(
-            "the source's kernel read-only flag was not applied before reading",
-        ));
     }
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -312,19 +331,7 @@ pub fn run(
         drop(chunk_tx);
 
         let mut outlets: Vec<Sender<Shared>> = Vec::new();
-        let pieces = config
-            .piece_size
-            .map(|piece_size| (config.piece_algorithm, piece_size));
-        let hashers: Vec<_> = HashStage::plan(&config.algorithms, pieces)
-            .into_iter()
-            .map(|mut stage| {
-                let rx = outlet(&mut outlets);
-                scope.spawn(move || {
-                    rx.iter().for_each(|chunk| stage.update(chunk.data()));
-                    stage.finish()
-                })
-            })
-            .collect();
+        let hashers = spawn_hashers(scope, config, &mut outlets);
         let sink_rx = outlet(&mut outlets);
         let writer = scope.spawn(move || write_all(sink, &sink_rx));
 
@@ -335,12 +342,7 @@ pub fn run(
         drop(chunk_rx);
         drop(outlets);
 
-        let mut digests = BTreeMap::new();
-        let mut pieces = Vec::new();
-        for stage in hashers.into_iter().map(join) {
-            digests.extend(stage.whole);
-            pieces.extend(stage.pieces.into_iter().flatten());
-        }
+        let (digests, pieces) = join_hashers(hashers);
         (flow.map(|bad| (digests, pieces, bad)), join(writer))
     });
 
@@ -364,6 +366,54 @@ pub fn run(
         ended_at: Utc::now(),
         elapsed: clock.elapsed(),
     })
+}
+
+/// Refuses to start a run whose settings cannot work, or a device whose kernel read-only flag was
+/// asked for and not yet applied.
+fn ready(input: Input<'_>, config: &PipelineConfig) -> Result<()> {
+    config.validate()?;
+    if let Input::Device(source) = input
+        && source.write_block_due()
+    {
+        return Err(Error::Internal(
+            "the source's kernel read-only flag was not applied before reading",
+        ));
+    }
+    Ok(())
+}
+
+/// Starts one thread per hash stage, each fed through its own outlet.
+fn spawn_hashers<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    config: &PipelineConfig,
+    outlets: &mut Vec<Sender<Shared>>,
+) -> Vec<thread::ScopedJoinHandle<'scope, StageDigests>> {
+    let pieces = config
+        .piece_size
+        .map(|piece_size| (config.piece_algorithm, piece_size));
+    HashStage::plan(&config.algorithms, pieces)
+        .into_iter()
+        .map(|mut stage| {
+            let rx = outlet(outlets);
+            scope.spawn(move || {
+                rx.iter().for_each(|chunk| stage.update(chunk.data()));
+                stage.finish()
+            })
+        })
+        .collect()
+}
+
+/// The whole-image digests and the pieces, once every hash stage has finished.
+fn join_hashers(
+    hashers: Vec<thread::ScopedJoinHandle<'_, StageDigests>>,
+) -> (BTreeMap<HashAlgorithm, String>, Vec<Piece>) {
+    let mut digests = BTreeMap::new();
+    let mut pieces = Vec::new();
+    for stage in hashers.into_iter().map(join) {
+        digests.extend(stage.whole);
+        pieces.extend(stage.pieces.into_iter().flatten());
+    }
+    (digests, pieces)
 }
 
 fn outlet(outlets: &mut Vec<Sender<Shared>>) -> Receiver<Shared> {

@@ -40,7 +40,7 @@ impl BadRange {
 }
 
 /// Sorts ranges and merges those that touch and share an errno, so the manifest lists each run once.
-pub fn merge(mut ranges: Vec<BadRange>) -> Vec<BadRange> {
+pub(crate) fn merge(mut ranges: Vec<BadRange>) -> Vec<BadRange> {
     ranges.sort_by_key(|r| r.offset);
     let mut merged: Vec<BadRange> = Vec::with_capacity(ranges.len());
     for range in ranges {
@@ -56,7 +56,7 @@ pub fn merge(mut ranges: Vec<BadRange>) -> Vec<BadRange> {
 }
 
 /// Total bytes covered by `ranges`.
-pub fn total_bytes(ranges: &[BadRange]) -> u64 {
+pub(crate) fn total_bytes(ranges: &[BadRange]) -> u64 {
     ranges.iter().map(|r| r.length).sum()
 }
 

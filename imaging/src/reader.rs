@@ -28,7 +28,7 @@ const POOL_POLL: Duration = Duration::from_millis(100);
 
 /// How the source is cut into chunks.
 #[derive(Debug, Clone, Copy)]
-pub struct ChunkPlan {
+pub(crate) struct ChunkPlan {
     /// Source size in bytes.
     pub size: u64,
     /// Bytes per chunk (a multiple of the sector size).
@@ -37,28 +37,23 @@ pub struct ChunkPlan {
 
 impl ChunkPlan {
     /// Number of chunks, the last possibly short.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.size.div_ceil(self.chunk_size)
     }
 
     /// Offset of chunk `index`.
-    pub fn offset(&self, index: u64) -> u64 {
+    pub(crate) fn offset(&self, index: u64) -> u64 {
         index * self.chunk_size
     }
 
     /// Length of chunk `index`.
-    pub fn len(&self, index: u64) -> u64 {
+    pub(crate) fn len(&self, index: u64) -> u64 {
         self.chunk_size.min(self.size - self.offset(index))
-    }
-
-    /// True for an empty source.
-    pub fn is_empty(&self) -> bool {
-        self.size == 0
     }
 }
 
 /// A chunk read from the source, in a pooled buffer that returns to the pool when the last holder drops it.
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// Chunk number in the plan.
     pub index: u64,
     /// Offset of the first byte.
@@ -82,14 +77,14 @@ impl Chunk {
     }
 
     /// Exactly the bytes of this chunk (zeros where sectors were bad).
-    pub fn data(&self) -> &[u8] {
+    pub(crate) fn data(&self) -> &[u8] {
         &self.buf.as_slice()[..self.len]
     }
 }
 
 /// What a reader thread shares with its siblings.
 #[derive(Clone, Copy)]
-pub struct ReaderShared<'a> {
+pub(crate) struct ReaderShared<'a> {
     /// The open source.
     pub source: &'a Source,
     /// The chunk plan.
@@ -105,7 +100,7 @@ pub struct ReaderShared<'a> {
 }
 
 /// Body of one reader thread: claim chunks until there are none left, the run stops, or the consumer goes away.
-pub fn read_worker(shared: &ReaderShared<'_>, chunks: &Sender<Result<Chunk>>) {
+pub(crate) fn read_worker(shared: &ReaderShared<'_>, chunks: &Sender<Result<Chunk>>) {
     let count = shared.plan.count();
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -171,7 +166,7 @@ fn classify(err: &io::Error) -> ReadFailure {
 
 /// Reads `len` bytes at `offset` into `buf`, salvaging sector by sector on media errors.
 /// Returns the zero-filled ranges (empty when the chunk read cleanly).
-pub fn read_chunk(
+pub(crate) fn read_chunk(
     source: &Source,
     offset: u64,
     buf: &mut [u8],

@@ -1,5 +1,5 @@
-//! The delivery task: the only code that talks to CloudWatch. It runs on the reporter's own thread
-//! and runtime, takes events off the intake, groups them into PutLogEvents calls by the rules in
+//! The delivery task: the only code that talks to CloudWatch. It runs as one task on the process's
+//! runtime (`aws::runtime`), takes events off the intake, groups them into PutLogEvents calls by the rules in
 //! `batch`, creates the groups and streams when missing, and retries failed calls with backoff. No
 //! producer ever waits for it: when it falls behind, the bounded buffer fills and producers count
 //! drops instead. Losses are announced with an `events_dropped` event as soon as a call succeeds.

@@ -3,11 +3,11 @@
 //! events (JSON, one object per log event) tell a responder what each job is doing and what it
 //! proved.
 //!
-//! The daemon is thread-based and the SDK needs tokio, so the reporter owns one thread with a
-//! current-thread runtime, and producers only touch lock-free counters and an unbounded channel
+//! The daemon is thread-based and the SDK needs tokio, so the reporter is one task on the process's
+//! runtime (`aws::runtime`), and producers only touch lock-free counters and an unbounded channel
 //! whose length the counters bound ([`ReportSettings::queue_capacity`]). [`Reporter::emit`] never
 //! waits on the network: a full buffer drops the event and counts it; CloudWatch being slow, down
-//! or refusing costs retries on the reporter's thread, nothing else. Losses are announced in the
+//! or refusing costs retries in the reporter's task, nothing else. Losses are announced in the
 //! capture stream with `{"event":"events_dropped","count":N}` once a call succeeds again, and
 //! [`Reporter::shutdown`] returns the final tallies.
 //!
@@ -48,8 +48,8 @@ use batch::LogEvent;
 use counters::Counters;
 use delivery::{Delivery, Inputs};
 
-/// How long [`Reporter::shutdown`] waits past its deadline for the delivery thread to hand over
-/// its tallies: the thread stops calling at the deadline and only needs to count what is left.
+/// How long [`Reporter::shutdown`] waits past its deadline for the delivery task to hand over
+/// its tallies: the task stops calling at the deadline and only needs to count what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 
 /// A handle to the reporter. Cheap to clone, `Send + Sync`; every method returns without waiting
@@ -68,8 +68,8 @@ struct Inner {
 }
 
 impl Reporter {
-    /// Starts the delivery thread with `client` (see `aws::cloudwatch_client`). Never fails: if the
-    /// thread or its runtime cannot be started, the error is logged and every event is counted as
+    /// Starts the delivery task with `client` (see `aws::cloudwatch_client`) on the process's
+    /// runtime. Never fails: if the runtime cannot be started, the error is logged and every event is counted as
     /// dropped, because reporting must not stop imaging.
     pub fn start(client: aws_sdk_cloudwatchlogs::Client, settings: ReportSettings) -> Reporter {
         let counters = Arc::new(Counters::new(settings.queue_capacity));
@@ -83,22 +83,13 @@ impl Reporter {
             shutdown: shutdown_rx,
         };
         let delivery = Delivery::new(client, &settings, inputs, Arc::clone(&counters));
-        let spawned = std::thread::Builder::new()
-            .name("cloudwatch".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(delivery.run()),
-                    Err(err) => tracing::error!(error = %err,
-                        "Cannot start the CloudWatch reporter's runtime; events will be dropped."),
-                }
+        match crate::aws::runtime() {
+            Ok(runtime) => drop(runtime.spawn(async move {
+                delivery.run().await;
                 let _ = done.send(());
-            });
-        if let Err(err) = spawned {
-            tracing::error!(error = %err,
-                "Cannot start the CloudWatch reporter's thread; events will be dropped.");
+            })),
+            Err(err) => tracing::error!(error = %err.error,
+                "Cannot start the CloudWatch reporter's runtime; events will be dropped."),
         }
         Reporter {
             inner: Arc::new(Inner {
@@ -155,7 +146,7 @@ impl Reporter {
                 "The CloudWatch reporter did not finish by its deadline; counting what it held as failed."
             );
         }
-        // After a normal finish nothing is held any more; after a timeout, or a thread that never
+        // After a normal finish nothing is held any more; after a timeout, or a task that never
         // ran, what is held is lost.
         self.inner.counters.abandon()
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use imaging::identity::VolumeId;
+use imaging::VolumeId;
 
 use super::error::ConfigError;
 use super::layers::{self, KeyPath, Setting};

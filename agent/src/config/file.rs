@@ -5,13 +5,11 @@
 //! word: a file others can write would hand them that power. And `--config`'s path may be a
 //! typo, so it can name `/dev/zero` (an endless read), a FIFO (a read that blocks until someone
 //! writes) or a directory: it is read through
-//! [`imaging::regular_file`], which checks the type before and after opening (non-blocking) and
+//! [`imaging::open_regular_file`], which checks the type before and after opening (non-blocking) and
 //! bounds the read, so any path gets an answer at once.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-use imaging::regular_file;
 
 use super::error::ConfigError;
 
@@ -46,9 +44,9 @@ impl ReadError {
 
 /// The text of the config file at `path`, checked as the module doc says.
 pub fn read(path: &Path) -> Result<String, ReadError> {
-    let (file, metadata) = regular_file::open(path, MAX_BYTES).map_err(refusal)?;
+    let (file, metadata) = imaging::open_regular_file(path, MAX_BYTES).map_err(refusal)?;
     check_owner(&metadata, nix::unistd::geteuid().as_raw())?;
-    let bytes = regular_file::read_opened(file, &metadata, MAX_BYTES).map_err(refusal)?;
+    let bytes = imaging::read_opened_file(file, &metadata, MAX_BYTES).map_err(refusal)?;
     String::from_utf8(bytes).map_err(|e| {
         ReadError::Refused(format!(
             "it is not UTF-8 text (invalid byte at offset {})",

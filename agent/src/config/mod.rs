@@ -64,10 +64,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use imaging::identity::VolumeId;
-use imaging::naming::SafeName;
-use imaging::sink::S3Url;
-use imaging::snapshot::SnapshotId;
+use imaging::S3Url;
+use imaging::SafeName;
+use imaging::SnapshotId;
+use imaging::VolumeId;
 
 pub use error::ConfigError;
 pub use layers::{KeyPath, Layers, Setting};

@@ -6,7 +6,7 @@
 //! `defaults_agree_everywhere` fails when any of them disagrees.
 //!
 //! Where the engine owns a default (read sizes in `imaging::pipeline`, upload tuning in
-//! `imaging::sink::s3`), the table names the engine's constant instead of copying its number, so
+//! `imaging::s3`), the table names the engine's constant instead of copying its number, so
 //! `PipelineConfig::default()` and `S3Options::default()` agree by construction.
 //!
 //! Nothing read into the tree is trusted: `deny_unknown_fields` turns a typo into an error instead
@@ -16,8 +16,8 @@
 //! acquisition. The engine bounds its read settings itself (`PipelineConfig::validate`).
 
 use bytesize::ByteSize;
-use imaging::pipeline;
-use imaging::sink::s3::{self as engine_s3, limits};
+use imaging::PipelineConfig as pipeline;
+use imaging::s3::{S3Options as engine_s3, limits};
 use serde::{Deserialize, Serialize};
 
 use self::Initial::{Bool, Count, List, Size, Text, Unset};
@@ -202,7 +202,7 @@ pub fn size_shown(n: u64) -> String {
 /// does not check them a second time.
 pub mod engine_ranges {
     use super::{Bound, Bytes, Number, range};
-    use imaging::pipeline;
+    use imaging::PipelineConfig as pipeline;
 
     /// Reads in flight.
     pub const QUEUE_DEPTH: Bound =
@@ -232,7 +232,7 @@ pub mod engine_ranges {
     pub const EXAMINER_CHARS: Bound = range(
         "examiner (characters)",
         1,
-        imaging::manifest::MAX_EXAMINER_CHARS as u64,
+        imaging::CaseInfo::MAX_EXAMINER_CHARS as u64,
         Number,
     );
 }
@@ -384,7 +384,7 @@ settings! {
         /// GetSnapshotBlock requests in flight when the source is an EBS snapshot.
         #[flag = "blocks-in-flight"]
         BLOCKS_IN_FLIGHT blocks_in_flight: u32 =
-            Count(imaging::snapshot::DEFAULT_BLOCKS_IN_FLIGHT as u64), Any;
+            Count(imaging::Snapshot::DEFAULT_BLOCKS_IN_FLIGHT as u64), Any;
         /// Extra attempts for each unreadable sector before it is zero-filled and listed.
         #[flag = "sector-retries"]
         SECTOR_RETRIES sector_retries: u32 = Count(pipeline::DEFAULT_SECTOR_RETRIES as u64), Any;
@@ -810,8 +810,8 @@ mod tests {
     #[test]
     fn defaults_agree_everywhere() {
         use crate::config::raw::RawConfig;
-        use imaging::pipeline::PipelineConfig;
-        use imaging::sink::s3::S3Options;
+        use imaging::PipelineConfig;
+        use imaging::s3::S3Options;
 
         let (cli, acquire) = acquire_with(&[]).checked().unwrap();
         let config = crate::config::typed::validate(&RawConfig::default()).unwrap();

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 
-use imaging::snapshot::SnapshotId;
+use imaging::SnapshotId;
 
 use crate::detect::AttachedDisk;
 use crate::result::AcquisitionResult;
@@ -206,7 +206,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Instant;
 
-    use imaging::identity::VolumeId;
+    use imaging::VolumeId;
 
     use super::*;
     use crate::exit::Exit;
@@ -214,7 +214,7 @@ mod tests {
     fn disk(minor: u32, volume: Option<&str>) -> JobSource {
         JobSource::Disk(AttachedDisk {
             device: PathBuf::from(format!("/dev/nvme{minor}n1")),
-            dev: imaging::sysfs::DeviceNumber::new(259, minor),
+            dev: imaging::DeviceNumber::new(259, minor),
             links: Vec::new(),
             label: None,
             volume_id: volume.and_then(VolumeId::from_serial_or_id),

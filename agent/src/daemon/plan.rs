@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imaging::identity::VolumeId;
-use imaging::naming::SafeName;
-use imaging::sink::s3::S3Url;
-use imaging::snapshot::SnapshotId;
+use imaging::S3Url;
+use imaging::SafeName;
+use imaging::SnapshotId;
+use imaging::VolumeId;
 
 use super::jobs::{Job, JobSource};
 use crate::cli::AcquireArgs;
@@ -214,7 +214,7 @@ mod tests {
     fn disk(volume: Option<&str>, label: Option<&str>) -> AttachedDisk {
         AttachedDisk {
             device: PathBuf::from("/dev/nvme1n1"),
-            dev: imaging::sysfs::DeviceNumber::new(259, 1),
+            dev: imaging::DeviceNumber::new(259, 1),
             links: Vec::new(),
             label: label.map(str::to_owned),
             volume_id: volume.and_then(VolumeId::from_serial_or_id),

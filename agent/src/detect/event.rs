@@ -4,9 +4,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use imaging::device::LiveUse;
-use imaging::identity::VolumeId;
-use imaging::sysfs::DeviceNumber;
+use imaging::DeviceNumber;
+use imaging::LiveUse;
+use imaging::VolumeId;
 
 /// One outcome of watching `/dev/disk`. Each disk attachment yields at most one event.
 #[derive(Debug, Clone, PartialEq, Eq)]

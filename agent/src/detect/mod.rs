@@ -32,7 +32,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use imaging::device::SystemPaths;
+use imaging::SystemPaths;
 
 pub use error::WatchError;
 pub use event::{AttachedDisk, Refusal, WatchEvent};

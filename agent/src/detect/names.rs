@@ -5,7 +5,7 @@
 //! whose sysfs carries no serial (loop devices, some Xen/virtio setups). Names are untrusted input:
 //! anything that does not parse is ignored, never an error.
 
-use imaging::identity::VolumeId;
+use imaging::VolumeId;
 
 /// Decodes udev's escaping of link names: bytes outside its safe set (space, `/`, `\`, quotes…) are
 /// written as `\xNN`. A malformed escape is kept literally; invalid UTF-8 becomes U+FFFD.

@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use imaging::sysfs::DeviceNumber;
+use imaging::DeviceNumber;
 
 /// Where device nodes live; udev links point here.
 const DEV_DIR: &str = "/dev";

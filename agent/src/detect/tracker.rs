@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use imaging::device::{LiveUse, SystemPaths};
-use imaging::identity::Identity;
-use imaging::sysfs::DeviceNumber;
+use imaging::DeviceNumber;
+use imaging::Identity;
+use imaging::{LiveUse, SystemPaths};
 
 use super::dirs::LinkDir;
 use super::event::{AttachedDisk, Refusal, WatchEvent};

@@ -8,12 +8,12 @@ use super::{Manifest, SCHEMA_VERSION};
 use crate::hash::{HashAlgorithm, Hasher, PieceHasher};
 
 /// Image size: three 1 KiB pieces, the last one short.
-pub const SIZE: u64 = 3000;
+pub(crate) const SIZE: u64 = 3000;
 /// Piece size of the samples.
-pub const PIECE: u64 = 1024;
+pub(crate) const PIECE: u64 = 1024;
 
 /// The sample image's bytes.
-pub fn bytes() -> Vec<u8> {
+pub(crate) fn bytes() -> Vec<u8> {
     (0..SIZE)
         .map(|i| u8::try_from(i * 131 % 251).unwrap())
         .collect()
@@ -26,18 +26,18 @@ fn digest(algorithm: HashAlgorithm, data: &[u8]) -> String {
 }
 
 /// SHA-256 hex of `data`.
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     digest(HashAlgorithm::Sha256, data)
 }
 
 /// The manifest of the sample image stored as a local file, as JSON: the current schema, with
 /// BLAKE3 pieces.
-pub fn local_json() -> Value {
+pub(crate) fn local_json() -> Value {
     local_json_with(HashAlgorithm::Blake3, SCHEMA_VERSION)
 }
 
 /// The same record as schema version 2 wrote it: SHA-256 pieces.
-pub fn local_v2_json() -> Value {
+pub(crate) fn local_v2_json() -> Value {
     local_json_with(HashAlgorithm::Sha256, 2)
 }
 
@@ -95,10 +95,10 @@ fn local_json_with(piece_algorithm: HashAlgorithm, schema_version: u32) -> Value
 }
 
 /// Segment sizes of the S3 sample.
-pub const SEGMENTS: [u64; 3] = [1024, 1024, 952];
+pub(crate) const SEGMENTS: [u64; 3] = [1024, 1024, 952];
 
 /// The manifest of the sample image stored in S3 as three segments under `cases/IR-1/disk_evidence`.
-pub fn segmented_json() -> Value {
+pub(crate) fn segmented_json() -> Value {
     let data = bytes();
     let mut manifest = local_json();
     let mut offset = 0u64;
@@ -128,16 +128,16 @@ pub fn segmented_json() -> Value {
 }
 
 /// Parses sample JSON without validation (to build invalid manifests from).
-pub fn unchecked(value: Value) -> Manifest {
+pub(crate) fn unchecked(value: Value) -> Manifest {
     serde_json::from_value(value).expect("the sample matches the schema")
 }
 
 /// The local sample as a `Manifest`.
-pub fn local() -> Manifest {
+pub(crate) fn local() -> Manifest {
     unchecked(local_json())
 }
 
 /// The segmented S3 sample as a `Manifest`.
-pub fn segmented() -> Manifest {
+pub(crate) fn segmented() -> Manifest {
     unchecked(segmented_json())
 }

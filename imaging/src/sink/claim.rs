@@ -24,10 +24,10 @@ use super::staging::lstat_at;
 use crate::error::{Error, Result};
 
 /// Suffix of claim files: `.<name>.claim`.
-pub const CLAIM_SUFFIX: &str = ".claim";
+pub(crate) const CLAIM_SUFFIX: &str = ".claim";
 
 /// The file name of the claim on evidence `name`.
-pub fn claim_file_name(name: &str) -> String {
+pub(crate) fn claim_file_name(name: &str) -> String {
     format!(".{name}{CLAIM_SUFFIX}")
 }
 

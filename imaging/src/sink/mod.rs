@@ -5,14 +5,14 @@
 //! which also holds the companion files until they are published together, the sidecar only after
 //! the manifest; on S3 each object is stored only if absent, the manifest last.
 
-pub mod claim;
+pub(crate) mod claim;
 pub(crate) mod local;
-pub mod s3;
-pub mod staging;
+pub(crate) mod s3;
+pub(crate) mod staging;
 
 pub use claim::LocalClaim;
 pub use local::LocalSink;
-pub use s3::{S3Sink, S3Url};
+pub use s3::S3Url;
 pub use staging::Staging;
 
 use serde::{Deserialize, Serialize};

@@ -40,7 +40,7 @@ const NAME_ATTEMPTS: u32 = 8;
 
 /// Suffix of staging directories, so that operators (and a rerun's warning) can recognise leftovers of
 /// a run that was killed before it could clean up.
-pub const STAGING_SUFFIX: &str = ".staging";
+pub(crate) const STAGING_SUFFIX: &str = ".staging";
 
 /// The output directory of one run and the private directory its files are written in.
 pub struct Staging {
@@ -237,7 +237,7 @@ impl Drop for Staging {
 }
 
 /// Identity of an existing entry, without following a symlink; `None` when there is none.
-pub fn lstat_at<Fd: AsFd>(dir: &Fd, name: &str) -> Result<Option<FileStat>> {
+pub(crate) fn lstat_at<Fd: AsFd>(dir: &Fd, name: &str) -> Result<Option<FileStat>> {
     match fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(stat) => Ok(Some(stat)),
         Err(Errno::ENOENT) => Ok(None),

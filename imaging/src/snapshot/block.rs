@@ -19,7 +19,7 @@ use crate::error::{Result, SnapshotFailure};
 /// Attempts per block at our level; each GetSnapshotBlock inside also has the SDK's own retries
 /// for throttling and transient errors. A block that four fetches brought back wrong (or not at
 /// all) will not come back right on a fifth.
-pub const BLOCK_ATTEMPTS: u32 = 4;
+pub(super) const BLOCK_ATTEMPTS: u32 = 4;
 
 /// Wait before attempt `n` (2, 3, …): 1, 2, 4 s. Long enough for a throttled account to recover
 /// its rate, short enough that a failing block costs seconds, not minutes.
@@ -28,7 +28,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Why `data` is not the block EBS describes in `claims`, or `None` when it is.
-pub fn check(claims: &Claims, data: &[u8]) -> Option<String> {
+pub(super) fn check(claims: &Claims, data: &[u8]) -> Option<String> {
     let block_size = data.len();
     if claims.data_length.and_then(|n| usize::try_from(n).ok()) != Some(block_size) {
         return Some(format!(
@@ -54,7 +54,7 @@ pub fn check(claims: &Claims, data: &[u8]) -> Option<String> {
 }
 
 /// Block `index`, checked, into `out` (exactly the block size). Retries what can be retried.
-pub async fn fetch_into(
+pub(super) async fn fetch_into(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
     index: u64,

@@ -18,10 +18,10 @@ use crate::error::{Error, Result, SnapshotFailure};
 
 /// Blocks asked for per ListSnapshotBlocks page: the API's maximum, so a 1 TiB volume with
 /// every block written takes 210 calls.
-pub const LIST_PAGE: i32 = 10_000;
+pub(super) const LIST_PAGE: i32 = 10_000;
 
 /// What a failed call means for the run.
-pub fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotFailure {
+pub(super) fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotFailure {
     match err.code() {
         Some("ResourceNotFoundException" | "InvalidSnapshot.NotFound") => SnapshotFailure::NotFound,
         Some("AccessDeniedException" | "UnauthorizedOperation" | "AuthFailure") => {
@@ -35,7 +35,7 @@ pub fn failure_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> SnapshotF
 /// What a failure means once the run is past [`super::Snapshot::open`], where the snapshot was
 /// found, listed and one block read: not found now means deleted mid-run (exit 13, not 10), and a
 /// validation error (an expired token) is a failed read (14), not an unusable source.
-pub fn mid_run(err: Error) -> Error {
+pub(super) fn mid_run(err: Error) -> Error {
     match err {
         Error::Snapshot {
             snapshot_id,
@@ -55,7 +55,7 @@ pub fn mid_run(err: Error) -> Error {
 }
 
 /// The run's error about snapshot `id`.
-pub fn snapshot_error(id: &SnapshotId, failure: SnapshotFailure, message: String) -> Error {
+pub(super) fn snapshot_error(id: &SnapshotId, failure: SnapshotFailure, message: String) -> Error {
     Error::Snapshot {
         snapshot_id: id.to_string(),
         failure,
@@ -64,7 +64,7 @@ pub fn snapshot_error(id: &SnapshotId, failure: SnapshotFailure, message: String
 }
 
 /// Block `index` as the API spells it (a 32-bit integer; every index of a volume EBS makes fits).
-pub fn wire_index(id: &SnapshotId, index: u64) -> Result<i32> {
+pub(super) fn wire_index(id: &SnapshotId, index: u64) -> Result<i32> {
     i32::try_from(index).map_err(|_| {
         snapshot_error(
             id,
@@ -75,7 +75,7 @@ pub fn wire_index(id: &SnapshotId, index: u64) -> Result<i32> {
 }
 
 /// The run's error for a failed call: its class and what the service said.
-pub fn call_error<E>(id: &SnapshotId, action: &str, err: &SdkError<E, HttpResponse>) -> Error
+pub(super) fn call_error<E>(id: &SnapshotId, action: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -89,7 +89,7 @@ where
 /// What a failed call comes to, in one line for the log and CloudWatch: the service's error code,
 /// message and HTTP status, or the transport's error chain. Never the raw response (the SDK's
 /// `Display` of a service error can carry its headers and body).
-pub fn said<E>(err: &SdkError<E, HttpResponse>) -> String
+pub(super) fn said<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -106,7 +106,7 @@ where
 
 /// The snapshot's layout as its first list page gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
+pub(super) struct Layout {
     /// Volume size, GiB.
     pub volume_size_gib: u64,
     /// Bytes per block.
@@ -114,7 +114,7 @@ pub struct Layout {
 }
 
 /// One ListSnapshotBlocks page as the service sent it.
-pub struct Page {
+pub(super) struct Page {
     /// Volume size and block size as the page reports them.
     pub layout: Layout,
     /// `(index, token)` as listed.
@@ -124,7 +124,7 @@ pub struct Page {
 }
 
 /// Lists one page of blocks (the first when `from` is `None`).
-pub async fn list_page(
+pub(super) async fn list_page(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
     from: Option<Continuation>,
@@ -174,7 +174,7 @@ pub async fn list_page(
 }
 
 /// Lists the page `from` names and puts it into `listing` (see [`accept_page`]).
-pub async fn next_page(
+pub(super) async fn next_page(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
     layout: Layout,
@@ -187,7 +187,7 @@ pub async fn next_page(
 
 /// Puts `page` into `listing`, refusing a page whose layout differs from the first one's or whose
 /// blocks break the listing's rules.
-pub fn accept_page(
+pub(super) fn accept_page(
     id: &SnapshotId,
     layout: Layout,
     listing: &mut Listing,
@@ -207,7 +207,7 @@ pub fn accept_page(
 
 /// What GetSnapshotBlock's headers say about the block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
+pub(super) struct Claims {
     /// `x-amz-Checksum`: base64 of the block's SHA-256.
     pub checksum: Option<String>,
     /// `x-amz-Checksum-Algorithm`.
@@ -217,7 +217,7 @@ pub struct Claims {
 }
 
 /// Why one attempt at a block failed.
-pub enum Attempt {
+pub(super) enum Attempt {
     /// The service refused in a way another attempt cannot change (not found, denied).
     Fatal(Error),
     /// Worth another attempt: the SDK's retries ran out on a transient error, or the body broke
@@ -228,7 +228,7 @@ pub enum Attempt {
 /// One GetSnapshotBlock, its body streamed into `out` as it arrives: one copy, straight into the
 /// pipeline's buffer, and a body longer than a block (a broken or hostile server) is cut off
 /// there instead of being gathered in memory. Fills `out` exactly or fails the attempt.
-pub async fn get_block(
+pub(super) async fn get_block(
     ebs: &aws_sdk_ebs::Client,
     id: &SnapshotId,
     index: i32,
@@ -281,7 +281,7 @@ pub async fn get_block(
 /// What DescribeSnapshots says of a snapshot; every field optional, because the call needs
 /// `ec2:DescribeSnapshots`, which a role limited to the EBS direct APIs may not have.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Described {
+pub(super) struct Described {
     /// The volume the snapshot was taken of.
     pub volume_id: Option<String>,
     /// When the snapshot was started: the moment its data is from.
@@ -299,7 +299,7 @@ pub struct Described {
 /// DescribeSnapshots for `id`, or why it gave nothing (refused, failed, not listed): the run
 /// then goes on without these facts and says so. Whether the snapshot exists and may be read is
 /// for the EBS calls to say.
-pub async fn describe(
+pub(super) async fn describe(
     ec2: &aws_sdk_ec2::Client,
     id: &SnapshotId,
 ) -> std::result::Result<Described, String> {

@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// Feeds the whole volume to `chunks`, or the first error. Returns when every block was sent, the
 /// run stops, or the pipeline hangs up; unfinished fetches are then aborted.
-pub fn feed(
+pub(crate) fn feed(
     snapshot: &Snapshot,
     plan: ChunkPlan,
     pool: &BufferPool,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// How a snapshot is named where a source path is expected: `ebs-snapshot://snap-…`.
-pub const URI_SCHEME: &str = "ebs-snapshot://";
+pub(crate) const URI_SCHEME: &str = "ebs-snapshot://";
 
 /// An EBS snapshot ID such as `snap-0123456789abcdef0` (17 hex digits; snapshots made before 2016
 /// have 8). Checked before any request, so a typo is a usage error and not a call to AWS with a

@@ -18,13 +18,13 @@
 use std::collections::VecDeque;
 
 /// Consecutive empty pages always taken, however small the volume.
-pub const MIN_EMPTY_PAGES: u64 = 100;
+pub(super) const MIN_EMPTY_PAGES: u64 = 100;
 /// The API's smallest page (`MaxResults` is at least 100).
 const MIN_PAGE: u64 = 100;
 
 /// One block as a page lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedBlock {
+pub(super) struct ListedBlock {
     /// Block index (offset / block size).
     pub index: u64,
     /// The token GetSnapshotBlock needs.
@@ -33,7 +33,7 @@ pub struct ListedBlock {
 
 /// Where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Continuation {
+pub(super) enum Continuation {
     /// At this block index (`StartingBlockIndex`): the block after the last one listed.
     From(u64),
     /// With this `NextToken`, received with a page that listed nothing.
@@ -42,7 +42,7 @@ pub enum Continuation {
 
 /// What the listing says about one block index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(super) enum Lookup {
     /// The block holds data; fetch it with this token.
     Listed(String),
     /// Never written: it reads as zeros, and no request is made.
@@ -54,7 +54,7 @@ pub enum Lookup {
 
 /// The cursor over a snapshot's pages.
 #[derive(Debug)]
-pub struct Listing {
+pub(super) struct Listing {
     total_blocks: u64,
     page: VecDeque<ListedBlock>,
     next: Option<Continuation>,
@@ -65,7 +65,7 @@ pub struct Listing {
 
 impl Listing {
     /// A cursor for a volume of `total_blocks` blocks, before its first page.
-    pub fn new(total_blocks: u64) -> Self {
+    pub(super) fn new(total_blocks: u64) -> Self {
         Self {
             total_blocks,
             page: VecDeque::new(),
@@ -78,7 +78,7 @@ impl Listing {
 
     /// Takes the next page: its blocks as `(index, token)` pairs as the service sent them, and its
     /// `NextToken`. Refuses a page that breaks the order or leaves the volume.
-    pub fn accept(
+    pub(super) fn accept(
         &mut self,
         blocks: impl IntoIterator<Item = (Option<i32>, Option<String>)>,
         next_token: Option<String>,
@@ -129,7 +129,7 @@ impl Listing {
 
     /// What block `index` is. Indices must be asked in ascending order (the fetcher walks the
     /// volume from the start).
-    pub fn lookup(&mut self, index: u64) -> Lookup {
+    pub(super) fn lookup(&mut self, index: u64) -> Lookup {
         match self.page.front() {
             Some(block) if block.index == index => {
                 Lookup::Listed(self.page.pop_front().map(|b| b.token).unwrap_or_default())
@@ -150,7 +150,7 @@ impl Listing {
     /// The next listed block, walking the pages: what a probe needs, however many empty pages
     /// come first. `NeedPage` asks for the next page as [`Listing::lookup`] does; `None` when
     /// the snapshot lists no block at all.
-    pub fn next_listed(&mut self) -> Option<Result<ListedBlock, Continuation>> {
+    pub(super) fn next_listed(&mut self) -> Option<Result<ListedBlock, Continuation>> {
         match self.page.pop_front() {
             Some(block) => Some(Ok(block)),
             None => self.next.clone().map(Err),
@@ -161,12 +161,12 @@ impl Listing {
     /// page with a `NextToken` while it scans a sparse stretch of the volume, but even if each
     /// empty page covered only the API's smallest page of block indices, there could not be more
     /// of them than the volume has such stretches (plus [`MIN_EMPTY_PAGES`]).
-    pub fn empty_page_limit(&self) -> u64 {
+    pub(super) fn empty_page_limit(&self) -> u64 {
         self.total_blocks / MIN_PAGE + MIN_EMPTY_PAGES
     }
 
     /// Blocks listed so far (all of them once the walk is over).
-    pub fn listed(&self) -> u64 {
+    pub(super) fn listed(&self) -> u64 {
         self.listed
     }
 }

@@ -19,7 +19,7 @@
 mod block;
 mod calls;
 mod feed;
-pub mod id;
+pub(crate) mod id;
 mod listing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-pub use id::{SnapshotId, URI_SCHEME};
+pub use id::SnapshotId;
 
 use crate::error::{Result, SnapshotFailure};
 use calls::Layout;
@@ -40,14 +40,14 @@ pub(crate) use feed::feed;
 /// one 512 KiB block with a round trip of tens of milliseconds, so throughput is in-flight
 /// requests × block size / latency (64 × 0.5 MiB / 50 ms ≈ 640 MiB/s) until the API's per-snapshot
 /// request rate caps it.
-pub const DEFAULT_BLOCKS_IN_FLIGHT: usize = 64;
+pub(crate) const DEFAULT_BLOCKS_IN_FLIGHT: usize = 64;
 
 /// The sector size recorded for a snapshot source: the 512-byte logical sector a volume restored
 /// from it presents (bad ranges are counted in sectors; a snapshot run has none, it fails instead).
-pub const SNAPSHOT_SECTOR_SIZE: u32 = 512;
+pub(crate) const SNAPSHOT_SECTOR_SIZE: u32 = 512;
 
 /// The volume ID DescribeSnapshots gives a snapshot made by CopySnapshot.
-pub const COPIED_SNAPSHOT_VOLUME: &str = "vol-ffffffff";
+pub(crate) const COPIED_SNAPSHOT_VOLUME: &str = "vol-ffffffff";
 
 /// What the manifest records about a snapshot source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,14 @@ pub struct SnapshotRecord {
     /// Why DescribeSnapshots gave nothing, when it did not (the fields above are then absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub describe_error: Option<String>,
+}
+
+/// Constants a caller shows or checks (the reasons are beside their definitions).
+impl Snapshot {
+    /// Default snapshot blocks fetched at once: 64.
+    pub const DEFAULT_BLOCKS_IN_FLIGHT: usize = DEFAULT_BLOCKS_IN_FLIGHT;
+    /// The volume ID DescribeSnapshots gives a copied snapshot (`vol-ffffffff`): no volume.
+    pub const COPIED_SNAPSHOT_VOLUME: &'static str = COPIED_SNAPSHOT_VOLUME;
 }
 
 /// A snapshot opened for imaging: it exists, may be read, and has a layout the pipeline takes.
@@ -175,7 +183,7 @@ impl Snapshot {
     }
 
     /// The volume the snapshot was taken of, when DescribeSnapshots said so. A snapshot made by
-    /// CopySnapshot reports the placeholder [`COPIED_SNAPSHOT_VOLUME`], which names no volume
+    /// CopySnapshot reports the placeholder [`Snapshot::COPIED_SNAPSHOT_VOLUME`], which names no volume
     /// (AWS: "an arbitrary volume ID that should not be used for any purpose"): `None` then. The
     /// manifest's `source.snapshot.volume_id` still records what DescribeSnapshots said.
     pub fn volume_id(&self) -> Option<&str> {
@@ -213,7 +221,7 @@ impl Snapshot {
 const MAX_VOLUME_GIB: u64 = 64 << 10;
 
 /// The EBS direct APIs' block: 512 KiB, the only size they use.
-pub const EBS_BLOCK_SIZE: u32 = 512 << 10;
+pub(crate) const EBS_BLOCK_SIZE: u32 = 512 << 10;
 
 /// Why a layout cannot be read, or `Ok`. Only EBS's own 512 KiB block is taken: a size chosen by
 /// a server would become the pipeline's chunk, and what the read buffers and block indices can
@@ -237,7 +245,7 @@ fn check_layout(layout: Layout) -> std::result::Result<(), String> {
 
 impl SnapshotRecord {
     /// Whether this record describes a snapshot the engine would have imaged: the layout rules it
-    /// applies before reading ([`check_layout`]: EBS's 512 KiB block, a volume size EBS makes),
+    /// applies before reading (`check_layout`: EBS's 512 KiB block, a volume size EBS makes),
     /// and no more listed blocks than the volume holds. A manifest that says otherwise
     /// (`block_size: 0`, `blocks_listed: 10^12`) was not written by a run of this engine.
     pub fn check(&self) -> std::result::Result<(), String> {

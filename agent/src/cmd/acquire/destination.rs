@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use aws_sdk_s3::Client;
-use imaging::device::Source;
-use imaging::manifest::Manifest;
-use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::sink::s3::{self, EvidenceKeys, Retention, S3Options};
-use imaging::sink::{LocalClaim, LocalSink, S3Sink, S3Url, Sink, Staging};
+use imaging::s3::{Cleanup, Retention, S3Evidence, S3Options};
+use imaging::{EvidenceFiles, LocalClaim, LocalSink, S3Url, SafeName, Sink, Staging};
+use imaging::{Manifest, Source};
 
 use super::usage;
 use crate::cli::AcquireArgs;
@@ -45,135 +42,11 @@ impl LocalTarget {
     }
 }
 
-/// Everything needed to write to S3.
+/// Everything needed to write to S3: the engine's view of the evidence set, and whether the
+/// operator asked for Object Lock.
 pub struct S3Target {
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-    url: S3Url,
-    incident: SafeName,
-    options: S3Options,
+    evidence: S3Evidence,
     require_object_lock: bool,
-    /// The objects this run created: only these are ever deleted, and they must be unchanged
-    /// before a companion is stored.
-    ledger: s3::Ledger,
-    /// This run's claim on its evidence name, for `--new-capture` (released on drop).
-    claim: Option<s3::S3Claim>,
-}
-
-impl S3Target {
-    fn key(&self, file_name: &str) -> String {
-        self.url
-            .key(&format!("{}/disk_evidence/{file_name}", self.incident))
-    }
-
-    /// The keys of the evidence set named by `files`.
-    fn evidence_keys(&self, files: &EvidenceFiles) -> EvidenceKeys {
-        EvidenceKeys {
-            image: self.key(&files.image),
-            companions: [&files.sidecar, &files.capture_log, &files.manifest]
-                .into_iter()
-                .map(|f| self.key(f))
-                .collect(),
-        }
-    }
-
-    /// Deletes every object this run created (and only those), so nothing without a manifest is
-    /// left to look like evidence or to block a rerun.
-    fn discard(&self) {
-        self.ledger.delete_all(
-            self.runtime.handle(),
-            &self.client,
-            self.url.bucket(),
-            &self.options,
-        );
-    }
-
-    /// Stores one companion, after checking that the objects stored so far are still this run's;
-    /// on any failure removes what this run created (image objects and earlier companions), so
-    /// nothing without a manifest is left to look like evidence or to block a rerun.
-    fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
-        let key = self.key(file_name);
-        let (handle, bucket) = (self.runtime.handle(), self.url.bucket());
-        let stored = s3::still_ours(
-            handle,
-            &self.client,
-            bucket,
-            &self.ledger.objects(),
-            &self.options,
-        )
-        .and_then(|()| {
-            s3::put_small(
-                handle,
-                &self.client,
-                bucket,
-                &key,
-                contents.to_vec(),
-                &self.options,
-            )
-        });
-        match stored {
-            Ok(s3::Stored::Created { etag, version_id }) => {
-                self.ledger.record(s3::OwnedObject {
-                    key,
-                    etag,
-                    version_id: s3::real_version(version_id.as_deref()),
-                });
-                Ok(())
-            }
-            Ok(s3::Stored::AlreadyIdentical) => Ok(()),
-            Err(err) => {
-                self.discard();
-                tracing::error!(error = %err, cleanup = %cleanup_text(&self.ledger.cleanup()),
-                    "A companion object could not be stored; no manifest written.");
-                Err(err.into())
-            }
-        }
-    }
-}
-
-impl S3Target {
-    /// Claims evidence `name` for this run (see `imaging::sink::s3::claim_name`); false when
-    /// another run holds it.
-    fn claim(&mut self, name: &SafeName) -> Result<bool, Failure> {
-        let key = self.key(&s3::claim_file_name(name.as_str()));
-        let token = format!(
-            "host {} pid {} at {}",
-            crate::sysinfo::hostname(),
-            std::process::id(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-        );
-        let claim = s3::claim_name(
-            self.runtime.handle(),
-            &self.client,
-            self.url.bucket(),
-            &key,
-            &token,
-            &self.options,
-        )?;
-        let held = claim.is_some();
-        self.claim = claim;
-        Ok(held)
-    }
-
-    fn release_claim(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            s3::release_claim(
-                self.runtime.handle(),
-                &self.client,
-                self.url.bucket(),
-                &claim,
-                &self.options,
-            );
-        }
-    }
-}
-
-impl Drop for S3Target {
-    /// The claim on the evidence name goes with the run, whatever its outcome: the evidence now
-    /// holds the name, or the name is free again.
-    fn drop(&mut self) {
-        self.release_claim();
-    }
 }
 
 impl Destination {
@@ -199,17 +72,13 @@ impl Destination {
             )
         })?;
         let runtime = crate::aws::runtime()?;
-        let client = crate::aws::s3_client(&runtime, settings);
+        let client = crate::aws::s3_client(runtime, settings);
+        // A retention asked for on the command line needs Object Lock as the configured one does.
+        let require_object_lock = settings.require_object_lock || retention.is_some();
+        let options = upload_options(settings, retention);
         Ok(Self::S3(Box::new(S3Target {
-            runtime,
-            client,
-            url,
-            incident,
-            // A retention asked for on the command line needs Object Lock as the configured one does.
-            require_object_lock: settings.require_object_lock || retention.is_some(),
-            options: upload_options(settings, retention),
-            ledger: s3::Ledger::default(),
-            claim: None,
+            evidence: S3Evidence::new(runtime.handle().clone(), client, url, incident, options),
+            require_object_lock,
         })))
     }
 
@@ -229,7 +98,7 @@ impl Destination {
                     .unwrap_or_else(|_| local.dir.clone());
                 dir.join(file_name).display().to_string()
             }
-            Self::S3(s3) => format!("s3://{}/{}", s3.url.bucket(), s3.key(file_name)),
+            Self::S3(s3) => s3.evidence.uri(file_name),
         }
     }
 
@@ -246,14 +115,7 @@ impl Destination {
                 .map(|name| local.dir.join(name))
                 .find(|path| fs::symlink_metadata(path).is_ok())
                 .map(|path| imaging::Error::AlreadyExists { path })),
-            Self::S3(s3) => Ok(s3::existing_evidence(
-                s3.runtime.handle(),
-                &s3.client,
-                s3.url.bucket(),
-                &s3.evidence_keys(files),
-                &s3.options,
-            )?
-            .map(|key| s3::found_before(s3.url.bucket(), &key))),
+            Self::S3(s3) => Ok(s3.evidence.existing(files)?),
         }
     }
 
@@ -271,14 +133,7 @@ impl Destination {
         let dir = match self {
             Self::Local(local) => local.dir.clone(),
             Self::S3(s3) => {
-                if s3.require_object_lock || s3.options.needs_object_lock() {
-                    s3::require_object_lock(
-                        s3.runtime.handle(),
-                        &s3.client,
-                        s3.url.bucket(),
-                        &s3.options,
-                    )?;
-                }
+                s3.evidence.require_object_lock(s3.require_object_lock)?;
                 return self.choose_name(name, new_capture);
             }
         };
@@ -311,9 +166,9 @@ impl Destination {
 
     /// The name this capture is stored under: `name` itself, refused if any of its evidence is
     /// already there, unless `--new-capture` asks to step past existing evidence to the first
-    /// free `<name>-2` … `<name>-99`. A free name is then claimed (see `imaging::sink::claim`)
-    /// before anything is read, so runs that start together each get a name of their own instead
-    /// of all but one reading the whole source only to be refused. Publishing, which never
+    /// free `<name>-2` … `<name>-99`. A free name is then claimed (see [`LocalClaim`] and
+    /// [`S3Evidence::claim`]) before anything is read, so runs that start together each get a name
+    /// of their own instead of all but one reading the whole source only to be refused. Publishing, which never
     /// replaces anything, stays the final guard (a run without `--new-capture` takes no claim).
     fn choose_name(&mut self, name: SafeName, new_capture: bool) -> Result<SafeName, Failure> {
         if !new_capture {
@@ -362,14 +217,22 @@ impl Destination {
                 local.claim = LocalClaim::take(&local.dir, name.as_str())?;
                 Ok(local.claim.is_some())
             }
-            Self::S3(s3) => s3.claim(name),
+            Self::S3(s3) => {
+                let token = format!(
+                    "host {} pid {} at {}",
+                    crate::sysinfo::hostname(),
+                    std::process::id(),
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                );
+                Ok(s3.evidence.claim(name, &token)?)
+            }
         }
     }
 
     fn release_claim(&mut self) {
         match self {
             Self::Local(local) => local.claim = None,
-            Self::S3(s3) => s3.release_claim(),
+            Self::S3(s3) => s3.evidence.release_claim(),
         }
     }
 
@@ -397,54 +260,15 @@ impl Destination {
                 Arc::clone(local.staging()?),
                 &files.image,
             )?)),
-            Self::S3(s3) => {
-                s3.options.metadata = metadata;
-                let key = s3.key(&files.image);
-                let sink = S3Sink::create(
-                    s3.runtime.handle().clone(),
-                    s3.client.clone(),
-                    s3.url.bucket(),
-                    &key,
-                    size,
-                    &s3.options,
-                    s3.ledger.clone(),
-                )?;
-                Ok(Box::new(sink))
-            }
+            Self::S3(s3) => Ok(s3.evidence.image_sink(files, size, metadata)?),
         }
     }
 
-    /// Tags the stored image object(s) with the hashes, which S3 object metadata cannot carry for a
-    /// streamed upload (it is fixed before the first byte), beside the case labels of the metadata
-    /// (at most 4 + 4 hashes + 1 segment hash: within S3's 10 tags). A failure is a warning: the
-    /// manifest, written next, is the authoritative record.
+    /// Tags the stored image object(s) on S3 with the hashes (see [`S3Evidence::tag_image`]); a
+    /// failure is a warning, as the manifest, written next, is the authoritative record.
     pub fn label_image(&self, manifest: &Manifest) {
-        let (Self::S3(s3), Some(receipt)) = (self, &manifest.image.s3) else {
-            return;
-        };
-        // The case labels are the ones the objects already carry as metadata.
-        let mut tags = s3.options.metadata.clone();
-        for (algorithm, digest) in &manifest.image.hashes {
-            tags.push((format!("image-{algorithm}"), digest.clone()));
-        }
-        for object in &receipt.objects {
-            let mut object_tags = tags.clone();
-            if let Some(digest) = &object.sha256 {
-                object_tags.push(("segment-sha256".to_owned(), digest.clone()));
-            }
-            let tagged = s3::tag_object(
-                s3.runtime.handle(),
-                &s3.client,
-                &receipt.bucket,
-                &object.key,
-                object.version_id.as_deref(),
-                &object_tags,
-                &s3.options,
-            );
-            if let Err(err) = tagged {
-                tracing::warn!(key = %object.key, error = %err,
-                    "Could not tag the image object with its hashes; the manifest still records them.");
-            }
+        if let Self::S3(s3) = self {
+            s3.evidence.tag_image(manifest);
         }
     }
 
@@ -452,7 +276,7 @@ impl Destination {
     /// objects it created on S3 (the local staging directory goes when the destination is dropped).
     pub fn discard(&self) {
         if let Self::S3(s3) = self {
-            s3.discard();
+            s3.evidence.discard();
         }
     }
 
@@ -464,7 +288,7 @@ impl Destination {
                 "nothing was published under a final name; the run's staging directory is removed as it ends (a warning follows if it cannot be)"
                     .to_owned()
             }
-            Self::S3(s3) => cleanup_text(&s3.ledger.cleanup()),
+            Self::S3(s3) => cleanup_text(&s3.evidence.cleanup()),
         }
     }
 
@@ -498,7 +322,11 @@ impl Destination {
     pub fn store(&self, file_name: &str, contents: &[u8]) -> Result<(), Failure> {
         match self {
             Self::Local(local) => Ok(local.staging()?.write_file(file_name, contents)?),
-            Self::S3(s3) => s3.store(file_name, contents),
+            Self::S3(s3) => s3.evidence.store(file_name, contents).map_err(|err| {
+                tracing::error!(error = %err, cleanup = %cleanup_text(&s3.evidence.cleanup()),
+                    "A companion object could not be stored; no manifest written.");
+                err.into()
+            }),
         }
     }
 }
@@ -506,7 +334,7 @@ impl Destination {
 /// A failed S3 run's cleanup in words: no object completed (the open upload aborted), the keys it
 /// removed, and above all the keys it could not remove, which must be deleted by hand before a
 /// rerun of that name.
-fn cleanup_text(cleanup: &s3::Cleanup) -> String {
+fn cleanup_text(cleanup: &Cleanup) -> String {
     let mut text = if cleanup.removed.is_empty() && cleanup.left.is_empty() {
         "no object of this run was left completed".to_owned()
     } else if cleanup.removed.is_empty() {
@@ -540,7 +368,7 @@ pub fn check_capture_room(name: &SafeName) -> Result<(), Failure> {
         usage(format!(
             "evidence name {name} is {} characters; with --new-capture it may get a number up to {suffix}, so it must be at most {}",
             name.as_str().len(),
-            imaging::naming::MAX_LEN - suffix.len()
+            imaging::SafeName::MAX_LEN - suffix.len()
         ))
     })
 }
@@ -632,12 +460,12 @@ mod tests {
     // what it could not.
     #[test]
     fn the_cleanup_report_names_what_was_removed_and_what_was_left() {
-        let nothing = s3::Cleanup::default();
+        let nothing = Cleanup::default();
         assert_eq!(
             cleanup_text(&nothing),
             "no object of this run was left completed"
         );
-        let removed = s3::Cleanup {
+        let removed = Cleanup {
             removed: vec![
                 "p/i/disk_evidence/x.image.dd".into(),
                 "p/x.capture.log".into(),
@@ -648,7 +476,7 @@ mod tests {
             cleanup_text(&removed),
             "removed the 2 object(s) this run had stored: p/i/disk_evidence/x.image.dd, p/x.capture.log"
         );
-        let none_removed = s3::Cleanup {
+        let none_removed = Cleanup {
             removed: Vec::new(),
             left: vec!["b".into()],
         };
@@ -656,7 +484,7 @@ mod tests {
             cleanup_text(&none_removed),
             "removed nothing; COULD NOT remove 1 object(s), still in the bucket with no manifest: b"
         );
-        let left = s3::Cleanup {
+        let left = Cleanup {
             removed: vec!["a".into()],
             left: vec!["b".into(), "c".into()],
         };

@@ -27,12 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use imaging::identity::VolumeId;
-use imaging::manifest::{CaseInfo, Context, HostInfo, Manifest, Status};
-use imaging::naming::{EvidenceFiles, SafeName};
-use imaging::pipeline;
+use imaging::VolumeId;
+use imaging::{CaseInfo, Context, HostInfo, Manifest, Status};
+use imaging::{EvidenceFiles, SafeName};
+use imaging::{Outcome, PipelineConfig, Sink};
 
 use crate::cli::AcquireArgs;
+use crate::config::Config;
 use crate::exit::{Exit, Failure};
 use crate::logging::CaptureLog;
 use crate::progress::ProgressDisplay;
@@ -51,33 +52,84 @@ pub fn run(
 ) -> Result<Exit, Failure> {
     let (args, settings) = args.checked().map_err(usage)?;
     let args = &args;
-    let incident = args
-        .incident
-        .as_deref()
-        .map(|id| SafeName::parse(id, "incident ID"))
-        .transpose()
-        .map_err(usage)?;
-    let source_volume = args
-        .source_volume_id
-        .as_deref()
-        .map(|id| {
-            VolumeId::from_serial_or_id(id)
-                .ok_or_else(|| usage(format!("--source-volume-id {id:?} is not an EBS volume ID")))
-        })
-        .transpose()?;
-    let explicit_name = args
-        .name
-        .as_deref()
-        .map(|n| SafeName::parse(n, "evidence name"))
-        .transpose()
-        .map_err(usage)?;
-    if let Some(name) = explicit_name.as_ref().filter(|_| args.new_capture) {
-        destination::check_capture_room(name)?;
-    }
+    let (prepared, sink) = prepare(args, settings)?;
+    let outcome = read(&prepared, sink, args, json, cancel)?;
+    let context = Context {
+        tool: sysinfo::tool_info(),
+        case: prepared.case.clone(),
+        host: HostInfo {
+            hostname: sysinfo::hostname(),
+            instance_id: args.instance_id.clone(),
+        },
+        image_file_name: prepared.files.image.clone(),
+        peak_rss_bytes: sysinfo::peak_rss_bytes(),
+    };
+    let manifest = Manifest::new(context, prepared.source.record(), &prepared.config, outcome);
+    finish(&prepared, &manifest, args, capture, cancel)
+}
 
+/// What an acquisition has decided and opened before its first byte is read.
+struct Prepared {
+    /// The read settings, adapted to the source.
+    config: PipelineConfig,
+    destination: Destination,
+    /// Opened, and write-blocked if it is a device.
+    source: Opened,
+    /// The evidence set's names, under the name this run claimed.
+    files: EvidenceFiles,
+    /// The case as the manifest records it.
+    case: CaseInfo,
+}
+
+/// The names the arguments give, each checked before anything is opened.
+struct GivenNames {
+    incident: Option<SafeName>,
+    source_volume: Option<VolumeId>,
+    evidence: Option<SafeName>,
+}
+
+impl GivenNames {
+    fn parse(args: &AcquireArgs) -> Result<Self, Failure> {
+        let incident = args
+            .incident
+            .as_deref()
+            .map(|id| SafeName::parse(id, "incident ID"))
+            .transpose()
+            .map_err(usage)?;
+        let source_volume = args
+            .source_volume_id
+            .as_deref()
+            .map(|id| {
+                VolumeId::from_serial_or_id(id).ok_or_else(|| {
+                    usage(format!("--source-volume-id {id:?} is not an EBS volume ID"))
+                })
+            })
+            .transpose()?;
+        let evidence = args
+            .name
+            .as_deref()
+            .map(|n| SafeName::parse(n, "evidence name"))
+            .transpose()
+            .map_err(usage)?;
+        if let Some(name) = evidence.as_ref().filter(|_| args.new_capture) {
+            destination::check_capture_room(name)?;
+        }
+        Ok(Self {
+            incident,
+            source_volume,
+            evidence,
+        })
+    }
+}
+
+/// Checks the arguments, opens the destination and the source, decides the evidence name, creates
+/// the image's sink and write-blocks the device: everything before the first read.
+fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Sink>), Failure> {
+    let config = settings.imaging.clone();
+    let given = GivenNames::parse(args)?;
     // Arguments are checked before the source is opened, and everything else before the device is
     // write-blocked: a typo must not touch the evidence.
-    let mut destination = Destination::from_args(args, &settings.s3, incident.as_ref())?;
+    let mut destination = Destination::from_args(args, &settings.s3, given.incident.as_ref())?;
     let mut source = Opened::open(args)?;
     // An empty source (a 0-byte device, a `/proc` file) would give an empty image that looks like
     // a completed capture. A rule for new evidence: `verify` still reads an image cut to nothing,
@@ -88,20 +140,56 @@ pub fn run(
         }
         .into());
     }
-    let name = match explicit_name {
+    let name = match given.evidence {
         Some(name) => name,
         None => source.default_name()?,
     };
     // The suspect's volume: as given, else as the snapshot says.
-    let source_volume = source_volume.or_else(|| source.origin_volume());
+    let source_volume = given.source_volume.or_else(|| source.origin_volume());
     let name = destination.prepare(source.device(), name, args.new_capture)?;
     let files = EvidenceFiles::new(&name);
-    let metadata = object_metadata(&source, &name, incident.as_ref(), source_volume.as_ref());
+    let metadata = object_metadata(
+        &source,
+        &name,
+        given.incident.as_ref(),
+        source_volume.as_ref(),
+    );
     let sink = destination.image_sink(&files, source.size(), metadata)?;
     source.write_block();
     source.report(&name, args.source_volume_id.is_some());
-    let config = settings.imaging.for_input(source.input());
+    let config = config.for_input(source.input());
+    let case = CaseInfo {
+        incident_id: given.incident.map(|i| i.to_string()),
+        evidence_name: name.to_string(),
+        source_volume_id: source_volume.as_ref().map(ToString::to_string),
+        examiner: args.examiner.clone(),
+    };
+    let prepared = Prepared {
+        config,
+        destination,
+        source,
+        files,
+        case,
+    };
+    Ok((prepared, sink))
+}
 
+/// Reads the source into `sink` through the engine, showing progress; a failed or interrupted read
+/// is logged with what its cleanup did.
+fn read(
+    prepared: &Prepared,
+    sink: Box<dyn Sink>,
+    args: &AcquireArgs,
+    json: bool,
+    cancel: &AtomicBool,
+) -> Result<Outcome, Failure> {
+    let Prepared {
+        config,
+        destination,
+        source,
+        files,
+        ..
+    } = prepared;
     let reporter = ProgressDisplay::new(
         source.size(),
         json,
@@ -110,20 +198,20 @@ pub fn run(
     tracing::info!(
         source = %source.describe(),
         bytes = source.size(),
-        image = %destination.describe(&files),
+        image = %destination.describe(files),
         queue_depth = config.queue_depth,
         chunk_size = config.chunk_size,
         "Acquisition started."
     );
-    let outcome = pipeline::run(
+    let outcome = imaging::run(
         source.input(),
         sink,
-        &config,
+        config,
         &|p| reporter.update(p),
         cancel,
     );
     reporter.finish();
-    let outcome = outcome.map_err(|err| {
+    outcome.map_err(|err| {
         let cleanup = destination.cleanup_report();
         if matches!(err, imaging::Error::Cancelled) {
             tracing::error!(cleanup = %cleanup, "Acquisition interrupted: no manifest written.");
@@ -131,32 +219,29 @@ pub fn run(
             tracing::error!(error = %err, cleanup = %cleanup, "Acquisition failed: no manifest written.");
         }
         Failure::from(err)
-    })?;
+    })
+}
 
-    let context = Context {
-        tool: sysinfo::tool_info(),
-        case: CaseInfo {
-            incident_id: incident.map(|i| i.to_string()),
-            evidence_name: name.to_string(),
-            source_volume_id: source_volume.as_ref().map(ToString::to_string),
-            examiner: args.examiner.clone(),
-        },
-        host: HostInfo {
-            hostname: sysinfo::hostname(),
-            instance_id: args.instance_id.clone(),
-        },
-        image_file_name: files.image.clone(),
-        peak_rss_bytes: sysinfo::peak_rss_bytes(),
-    };
-    let manifest = Manifest::new(context, source.record(), &config, outcome);
-    log_result(&manifest);
-    write_companions(&destination, &files, &manifest, capture, cancel)?;
+/// Stores the companions and the manifest, says where the record is, and turns the manifest's
+/// status into the exit.
+fn finish(
+    prepared: &Prepared,
+    manifest: &Manifest,
+    args: &AcquireArgs,
+    capture: &CaptureLog,
+    cancel: &AtomicBool,
+) -> Result<Exit, Failure> {
+    let Prepared {
+        destination, files, ..
+    } = prepared;
+    log_result(manifest);
+    write_companions(destination, files, manifest, capture, cancel)?;
     let manifest_at = destination.describe_file(&files.manifest);
     // The last line of every run that stored evidence: where its record is, whole, so it can be
     // handed to `verify` or to a colleague as it stands.
     tracing::info!(manifest = %manifest_at, "Evidence stored; `forensic-collector verify` checks it against this manifest.");
     if args.result_json {
-        AcquisitionResult::from_manifest(&manifest, manifest_at).print();
+        AcquisitionResult::from_manifest(manifest, manifest_at).print();
     }
     Ok(match manifest.acquisition.status {
         Status::Completed => Exit::Ok,
@@ -385,7 +470,7 @@ mod tests {
     // choices by `run`, with the usage code, from flags and a JSON job alike.
     #[test]
     fn the_piece_hash_is_blake3_or_sha256() {
-        use imaging::hash::HashAlgorithm;
+        use imaging::HashAlgorithm;
         let piece = |args: &AcquireArgs| args.checked().unwrap().1.imaging.piece_algorithm;
         assert_eq!(piece(&job(&[])), HashAlgorithm::Blake3);
         assert_eq!(

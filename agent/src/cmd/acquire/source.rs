@@ -5,12 +5,12 @@
 use std::fs;
 
 use anyhow::anyhow;
-use imaging::device::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
-use imaging::identity::VolumeId;
-use imaging::manifest::SourceRecord;
-use imaging::naming::SafeName;
-use imaging::pipeline::Input;
-use imaging::snapshot::{Snapshot, SnapshotId};
+use imaging::Input;
+use imaging::SafeName;
+use imaging::SourceRecord;
+use imaging::VolumeId;
+use imaging::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
+use imaging::{Snapshot, SnapshotId};
 
 use crate::cli::AcquireArgs;
 use crate::exit::{Exit, Failure};
@@ -19,12 +19,10 @@ use crate::exit::{Exit, Failure};
 pub enum Opened {
     /// A block device or regular file.
     Device(Source),
-    /// An EBS snapshot, with the runtime its requests run on (dropped after it).
+    /// An EBS snapshot, checked against the service; its requests run on the process's runtime.
     Snapshot {
-        /// The snapshot, checked against the service.
+        /// The snapshot.
         snapshot: Snapshot,
-        /// Runs the EBS requests.
-        _runtime: tokio::runtime::Runtime,
     },
 }
 
@@ -48,12 +46,9 @@ impl Opened {
             return Ok(Self::Device(source));
         };
         let runtime = crate::aws::runtime()?;
-        let (ebs, ec2) = crate::aws::snapshot_clients(&runtime);
+        let (ebs, ec2) = crate::aws::snapshot_clients(runtime);
         let snapshot = Snapshot::open(id, ebs, &ec2, runtime.handle().clone())?;
-        Ok(Self::Snapshot {
-            snapshot,
-            _runtime: runtime,
-        })
+        Ok(Self::Snapshot { snapshot })
     }
 
     /// What the pipeline reads.
@@ -156,7 +151,7 @@ impl Opened {
                 let record = snapshot.record();
                 if !volume_given
                     && record.volume_id.as_deref()
-                        == Some(imaging::snapshot::COPIED_SNAPSHOT_VOLUME)
+                        == Some(imaging::Snapshot::COPIED_SNAPSHOT_VOLUME)
                 {
                     tracing::warn!(
                         "The snapshot is a copy: DescribeSnapshots names no source volume (vol-ffffffff). Pass --source-volume-id to record the suspect's volume."

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use imaging::hash::{HashAlgorithm, Piece};
-use imaging::manifest::ImageRecord;
+use imaging::ImageRecord;
+use imaging::{HashAlgorithm, Piece};
 
 /// How many damaged piece numbers one line names; the rest are counted. A different image of a
 /// large disk differs in every piece, and the first numbers say enough.
@@ -189,7 +189,7 @@ fn counted(n: u64, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imaging::manifest::Piecewise;
+    use imaging::Piecewise;
 
     const SHA: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     const OTHER: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -5,11 +5,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use imaging::device::{Source, SourceOptions};
-use imaging::manifest::{MAX_RECORD_BYTES, Manifest};
-use imaging::pipeline::{self, PipelineConfig};
-use imaging::regular_file;
-use imaging::sink::DiscardSink;
+use imaging::{DiscardSink, Input, Manifest, PipelineConfig, Source, SourceOptions};
 
 use super::compare::{Measured, Sidecar};
 use super::{Checked, unusable};
@@ -49,12 +45,12 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
             .image
             .piecewise
             .as_ref()
-            .map_or(pipeline::DEFAULT_PIECE_ALGORITHM, |p| p.algorithm),
+            .map_or(PipelineConfig::DEFAULT_PIECE_ALGORITHM, |p| p.algorithm),
         ..PipelineConfig::default()
     };
     let reporter = ProgressDisplay::new(source.size(), json, Duration::from_secs(10));
-    let outcome = pipeline::run(
-        pipeline::Input::Device(&source),
+    let outcome = imaging::run(
+        Input::Device(&source),
         Box::<DiscardSink>::default(),
         &config,
         &|p| reporter.update(p),
@@ -79,7 +75,7 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
 /// The sidecar at `path`: absent, its text, or why it could not be read (a FIFO or a device
 /// planted under its name, or a file too large to be one).
 fn read_sidecar(path: &Path) -> Sidecar {
-    match regular_file::read(path, MAX_RECORD_BYTES) {
+    match imaging::read_regular_file(path, Manifest::MAX_RECORD_BYTES) {
         Ok(bytes) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Sidecar::Absent,
         Err(e) => Sidecar::Unreadable(format!("{}: {e}", path.display())),

@@ -4,7 +4,7 @@
 //! streamed back object by object.
 //!
 //! `verify` passes only what it checked. Both paths obtain their manifest through the engine's one
-//! reader ([`imaging::manifest::Manifest::read`] / `from_slice`), which refuses a record that is
+//! reader ([`imaging::Manifest::read`] / `from_slice`), which refuses a record that is
 //! unreadable, oversized or inconsistent — no SHA-256, a piece list or an object list that does not
 //! describe exactly the image — before a byte of the image is read (exit 7); then both hand what
 //! they measured to the one comparison in [`compare`].
@@ -21,7 +21,7 @@ mod s3;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use imaging::manifest::Manifest;
+use imaging::Manifest;
 
 use crate::cli::VerifyArgs;
 use crate::exit::{Exit, Failure};

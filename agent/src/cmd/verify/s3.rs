@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
-use imaging::hash::{Hasher, PieceHasher};
-use imaging::manifest::{ImageRecord, MAX_RECORD_BYTES, Manifest};
-use imaging::sink::S3Url;
+use imaging::S3Url;
+use imaging::{Hasher, PieceHasher};
+use imaging::{ImageRecord, Manifest};
 use sha2::Digest;
 
 use super::compare::{Measured, Sidecar};
@@ -35,11 +35,11 @@ pub(super) fn measure(
         .map_err(|e| Failure::new(Exit::Internal, anyhow::anyhow!(e)))?
         .s3;
     settings.force_path_style = force_path_style;
-    let client = crate::aws::s3_client(&runtime, &settings);
+    let client = crate::aws::s3_client(runtime, &settings);
     let origin = format!("s3://{bucket}/{manifest_key}");
     // A missing manifest is one that cannot be used (exit 7), as on the local path; S3 failing
     // to answer stays an S3 failure (exit 30).
-    let text = fetch_record(&runtime, &client, bucket, manifest_key)?
+    let text = fetch_record(runtime, &client, bucket, manifest_key)?
         .ok_or_else(|| unusable(anyhow!("cannot read the manifest {origin}: no such object")))?;
     let manifest = Manifest::from_slice(&text, Path::new(&origin)).map_err(unusable)?;
     let objects = stored_objects(&manifest.image, &folder)
@@ -48,7 +48,7 @@ pub(super) fn measure(
     let mut whole = WholeImage::new(&manifest.image);
     let mut problems = Vec::new();
     for object in &objects {
-        let measured = stream_object(&runtime, &client, bucket, object, &mut whole, cancel)?;
+        let measured = stream_object(runtime, &client, bucket, object, &mut whole, cancel)?;
         if measured.size != object.size_bytes {
             problems.push(format!(
                 "{} is {} bytes, manifest says {}",
@@ -68,7 +68,7 @@ pub(super) fn measure(
         }
     }
     let sidecar_key = folder.key(&format!("{}.sha256", manifest.image.file_name));
-    let sidecar = match fetch_record(&runtime, &client, bucket, &sidecar_key) {
+    let sidecar = match fetch_record(runtime, &client, bucket, &sidecar_key) {
         Ok(Some(bytes)) => Sidecar::Text(String::from_utf8_lossy(&bytes).into_owned()),
         Ok(None) => Sidecar::Absent,
         Err(failure) => Sidecar::Unreadable(format!("{:#}", failure.error)),
@@ -153,13 +153,14 @@ fn fetch_record(
     };
     let too_large = || {
         unusable(anyhow!(
-            "{location} is larger than {MAX_RECORD_BYTES} bytes, more than any record this program writes"
+            "{location} is larger than {} bytes, more than any record this program writes",
+            Manifest::MAX_RECORD_BYTES
         ))
     };
     runtime.block_on(async {
         let response = match client.get_object().bucket(bucket).key(key).send().await {
             Ok(response) => response,
-            Err(e) if imaging::sink::s3::is_missing_object(&e) => {
+            Err(e) if imaging::s3::is_missing_object(&e) => {
                 return Ok(None);
             }
             Err(e) => {
@@ -172,7 +173,7 @@ fn fetch_record(
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0);
-        if announced > MAX_RECORD_BYTES {
+        if announced > Manifest::MAX_RECORD_BYTES {
             return Err(too_large());
         }
         let mut bytes = Vec::new();
@@ -180,7 +181,7 @@ fn fetch_record(
         while let Some(chunk) = body.next().await {
             let chunk = chunk
                 .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-            if (bytes.len() + chunk.len()) as u64 > MAX_RECORD_BYTES {
+            if (bytes.len() + chunk.len()) as u64 > Manifest::MAX_RECORD_BYTES {
                 return Err(too_large());
             }
             bytes.extend_from_slice(&chunk);
@@ -248,7 +249,7 @@ fn stream_object(
     cancel: &AtomicBool,
 ) -> Result<ObjectMeasure, Failure> {
     let key = &object.key;
-    let version = imaging::sink::s3::real_version(object.version_id.as_deref());
+    let version = imaging::s3::real_version(object.version_id.as_deref());
     let response = runtime
         .block_on(
             client
@@ -261,7 +262,7 @@ fn stream_object(
         .map_err(|e| {
             // A 404 (no such key, or no such version) is the image gone, as a missing local image
             // is (exit 10), not S3 failing (30): the examiner must look for the evidence, not retry.
-            if imaging::sink::s3::is_missing_object(&e) {
+            if imaging::s3::is_missing_object(&e) {
                 return Failure::new(
                     Exit::SourceMissing,
                     anyhow!(
@@ -310,7 +311,7 @@ fn stream_object(
 mod tests {
     use std::collections::BTreeMap;
 
-    use imaging::sink::s3::{PartPlan, S3Object, S3Receipt};
+    use imaging::s3::{PartPlan, S3Object, S3Receipt};
 
     use super::*;
 

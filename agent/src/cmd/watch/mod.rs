@@ -59,7 +59,6 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         "Configuration loaded."
     );
 
-    let runtime = crate::aws::runtime()?;
     let reports = if config.cloudwatch.enabled {
         let stream = effective
             .instance_id
@@ -76,7 +75,7 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         settings
             .validate()
             .map_err(|e| Failure::new(Exit::Config, e))?;
-        let client = crate::aws::cloudwatch_client(&runtime);
+        let client = crate::aws::cloudwatch_client(crate::aws::runtime()?);
         Reports::new(Some(Reporter::start(client, settings)))
     } else {
         tracing::warn!("CloudWatch reporting is disabled (cloudwatch.enabled = false).");

@@ -73,7 +73,7 @@ pub fn report(error: &ConfigError, partial: &Layers, instance_id: Option<String>
         tracing::warn!("Cannot report the refusal to CloudWatch: no runtime.");
         return;
     };
-    let client = crate::aws::cloudwatch_client(&runtime);
+    let client = crate::aws::cloudwatch_client(runtime);
     if client.config().region().is_none() {
         tracing::warn!(
             "Cannot report the refusal to CloudWatch: no AWS region (AWS_REGION, profile or IMDS)."

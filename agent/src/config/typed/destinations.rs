@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::ObjectLockMode;
 use bytesize::ByteSize;
-use imaging::sink::s3::{Retention, limits};
+use imaging::s3::{Retention, limits};
 
 use super::{Invalid, invalid, nonzero, optional, size, within};
 use crate::config::raw::{RawConfig, RawS3};

@@ -9,12 +9,12 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imaging::hash::HashAlgorithm;
-use imaging::identity::VolumeId;
-use imaging::naming::SafeName;
-use imaging::pipeline::PipelineConfig;
-use imaging::sink::S3Url;
-use imaging::snapshot::SnapshotId;
+use imaging::HashAlgorithm;
+use imaging::PipelineConfig;
+use imaging::S3Url;
+use imaging::SafeName;
+use imaging::SnapshotId;
+use imaging::VolumeId;
 
 use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
 use super::settings::{self, Spec};
@@ -195,7 +195,7 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
         examiner: optional(
             "job.examiner",
             job.examiner.as_ref(),
-            imaging::manifest::check_examiner,
+            imaging::check_examiner,
         )?,
         expected_volumes,
         use_imds: job.use_imds,
@@ -294,7 +294,7 @@ fn engine_checks(config: &PipelineConfig) -> Result<(), Invalid> {
             "imaging.queue_depth",
             PipelineConfig {
                 queue_depth: config.queue_depth,
-                chunk_size: imaging::pipeline::MIN_CHUNK_SIZE,
+                chunk_size: imaging::PipelineConfig::MIN_CHUNK_SIZE,
                 ..base.clone()
             },
         ),

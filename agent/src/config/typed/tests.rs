@@ -2,7 +2,7 @@
 
 use super::*;
 use aws_sdk_s3::types::ObjectLockMode;
-use imaging::sink::s3::limits;
+use imaging::s3::limits;
 
 fn with(edit: impl FnOnce(&mut RawConfig)) -> Result<Config, Invalid> {
     let mut raw = RawConfig::default();

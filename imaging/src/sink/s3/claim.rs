@@ -18,11 +18,11 @@ use super::protect::cleanup_retries;
 use super::small::{Stored, put_small};
 use crate::error::{Error, Result};
 
-pub use crate::sink::claim::claim_file_name;
+pub(super) use crate::sink::claim::claim_file_name;
 
 /// This run's claim on an evidence name: the claim object's key and ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Claim {
+pub(super) struct S3Claim {
     key: String,
     etag: Option<String>,
 }
@@ -30,7 +30,7 @@ pub struct S3Claim {
 /// Claims an evidence name by creating the object `key`; `None` when another run holds it.
 /// `token` must be unique to this run: a put the SDK retried after S3 had stored it then counts as
 /// ours, and a rival's claim never does.
-pub fn claim_name(
+pub(super) fn claim_name(
     runtime: &Handle,
     client: &Client,
     bucket: &str,
@@ -61,7 +61,7 @@ pub fn claim_name(
 
 /// Deletes the claim object while it still carries our ETag; a failure is a warning (the name is
 /// taken by its evidence, or a later new capture skips it).
-pub fn release(
+pub(super) fn release(
     runtime: &Handle,
     client: &Client,
     bucket: &str,

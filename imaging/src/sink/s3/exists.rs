@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 /// The keys of one evidence set: the image (and any numbered segments of it) and its companions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EvidenceKeys {
+pub(super) struct EvidenceKeys {
     /// The image key; segments are `IMAGE.001`, `IMAGE.002`, …
     pub image: String,
     /// Sidecar, capture log, manifest.
@@ -27,7 +27,7 @@ pub struct EvidenceKeys {
 }
 
 /// S3's longest object key: 1,024 bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(super) const MAX_KEY_BYTES: usize = 1024;
 
 impl EvidenceKeys {
     /// Refuses an evidence set S3 could not store whole: one whose longest key — a companion, or
@@ -35,7 +35,7 @@ impl EvidenceKeys {
     /// written, after the source was read; here it is a usage error before the source is read
     /// and before any object is looked up or written. The segment number is the widest any image can get (2^64 bytes in objects of S3's
     /// smallest part, 13 digits), since the image's size, and so its layout, is not known yet.
-    pub fn check_lengths(&self) -> Result<()> {
+    pub(super) fn check_lengths(&self) -> Result<()> {
         let most_segments = u64::MAX / limits::MIN_PART_SIZE + 1;
         let last_segment = segment_key(&self.image, most_segments - 1, most_segments);
         let longest = self
@@ -63,7 +63,7 @@ impl EvidenceKeys {
 /// lack `s3:GetObject` or `s3:ListBucket` (without the latter S3 answers 403 even for a missing
 /// key): what cannot be checked is logged, and the conditional writes remain the guard. Any other
 /// failure (no such bucket, endpoint down) is an error, so a run fails before reading the source.
-pub fn existing_evidence(
+pub(super) fn existing_evidence(
     runtime: &Handle,
     client: &Client,
     bucket: &str,
@@ -213,7 +213,7 @@ pub(super) fn refused_write(bucket: &str, key: &str) -> Error {
 }
 
 /// The error for evidence found before the run: left by an earlier run, or by one still running.
-pub fn found_before(bucket: &str, key: &str) -> Error {
+pub(super) fn found_before(bucket: &str, key: &str) -> Error {
     Error::ObjectExists {
         location: format!("s3://{bucket}/{key}"),
         detail: "an earlier or concurrent run of the same incident and name stored it; nothing was read or written (choose another --name, or remove the objects by hand once no run is in progress)".to_owned(),

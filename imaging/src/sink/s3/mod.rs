@@ -22,13 +22,14 @@
 
 mod buffers;
 mod claim;
+mod evidence;
 mod exists;
 mod multipart;
 mod options;
 mod owned;
 mod plan;
 mod protect;
-pub mod ramp;
+mod ramp;
 mod sink;
 mod small;
 
@@ -37,18 +38,18 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-pub use claim::{S3Claim, claim_file_name, claim_name, release as release_claim};
-pub use exists::{EvidenceKeys, existing_evidence, found_before, is_missing_object};
+pub use evidence::S3Evidence;
+pub use exists::is_missing_object;
 pub use multipart::S3Object;
-pub use options::{
-    DEFAULT_PART_MEMORY, MAX_PARTS_IN_FLIGHT, PLANNED_PARTS_IN_FLIGHT, Retention, S3Options,
-    UploadPlan,
-};
-pub use owned::{Cleanup, Ledger, OwnedObject, still_ours};
-pub use plan::{LayoutLimits, PartPlan, UploadLayout, limits, segment_key};
-pub use protect::{require_object_lock, tag_object};
-pub use sink::{S3Receipt, S3Sink};
-pub use small::{Stored, put_small};
+pub use options::{Retention, S3Options, UploadPlan};
+pub use owned::Cleanup;
+#[cfg(test)]
+pub(crate) use plan::LayoutLimits;
+pub(crate) use plan::segment_key;
+pub use plan::{PartPlan, UploadLayout, limits};
+pub use ramp::Ramp;
+pub use sink::S3Receipt;
+pub(crate) use sink::S3Sink;
 
 /// An `s3://bucket/prefix` URL: where evidence goes (a prefix), or one object (`verify`'s
 /// manifest), with the bucket name and key checked once, here, for every caller.

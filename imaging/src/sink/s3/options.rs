@@ -10,16 +10,16 @@ use super::ramp::Ramp;
 /// process's own ~35 MiB the collector stays under 256 MiB for any disk size; with 5 MiB parts it
 /// lets the ramp reach 31 parts in flight, about what a link of 8 MB/s per connection needs to beat
 /// `aws s3 cp` twice over.
-pub const DEFAULT_PART_MEMORY: u64 = 160 << 20;
+pub(crate) const DEFAULT_PART_MEMORY: u64 = 160 << 20;
 
 /// Most parts in flight, whether the ramp or the operator chooses: past 64 connections S3's own
 /// advice (and our measurements) show no gain per instance, only more memory.
-pub const MAX_PARTS_IN_FLIGHT: usize = 64;
+pub(crate) const MAX_PARTS_IN_FLIGHT: usize = 64;
 
 /// Parts in flight the part size is planned for when the ramp decides: parts stay small enough
 /// that 16 of them (plus the one filling) fit the memory budget, so a large disk does not pay for
 /// big parts with an idle link; an image that would need bigger parts is split into segments.
-pub const PLANNED_PARTS_IN_FLIGHT: usize = 16;
+pub(crate) const PLANNED_PARTS_IN_FLIGHT: usize = 16;
 
 /// Evidence-protection and tuning options of the upload.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ pub struct S3Options {
     pub parts_in_flight: Option<usize>,
     /// Smallest part size; raised to fit the object into 10,000 parts.
     pub min_part_size: u64,
-    /// Memory for part buffers; caps the part size (see [`LayoutLimits::from_budget`]).
+    /// Memory for part buffers; caps the part size (see `LayoutLimits::from_budget`).
     pub part_memory: u64,
     /// Largest object to create; bigger images become numbered segment objects.
     pub max_object_size: u64,
@@ -43,6 +43,14 @@ pub struct S3Options {
     pub retention: Option<Retention>,
     /// Put a legal hold on every object written.
     pub legal_hold: bool,
+}
+
+/// The upload's defaults and bounds, for a caller's settings table.
+impl S3Options {
+    /// Default memory for the part buffers: 160 MiB.
+    pub const DEFAULT_PART_MEMORY: u64 = DEFAULT_PART_MEMORY;
+    /// Most parts uploading at once: 64.
+    pub const MAX_PARTS_IN_FLIGHT: usize = MAX_PARTS_IN_FLIGHT;
 }
 
 impl Default for S3Options {
@@ -88,7 +96,7 @@ impl S3Options {
     }
 
     /// The layout limits these options imply.
-    pub fn layout_limits(&self) -> LayoutLimits {
+    pub(crate) fn layout_limits(&self) -> LayoutLimits {
         LayoutLimits::from_budget(
             self.min_part_size,
             self.part_memory,
@@ -113,7 +121,7 @@ impl S3Options {
 
     /// The limit on parts in flight for parts of `part_size`: fixed if the operator set one, else
     /// a ramp bounded by the parts the memory budget holds besides the one being filled.
-    pub fn ramp(&self, part_size: u64) -> Ramp {
+    pub(crate) fn ramp(&self, part_size: u64) -> Ramp {
         match self.parts_in_flight {
             Some(n) => Ramp::fixed(n),
             None => {

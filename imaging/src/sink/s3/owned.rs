@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 
 /// One object this run created: its key and the ETag S3 gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedObject {
+pub(crate) struct OwnedObject {
     /// Key.
     pub key: String,
     /// ETag returned by the write; `None` when the server sent none (then deletion is by key).
@@ -35,7 +35,7 @@ pub struct OwnedObject {
 /// became of them when the run failed: which the cleanup removed and which it had to leave, so the
 /// run's last words say what is actually left in the bucket.
 #[derive(Debug, Clone, Default)]
-pub struct Ledger(Arc<Mutex<Entries>>);
+pub(crate) struct Ledger(Arc<Mutex<Entries>>);
 
 #[derive(Debug, Default)]
 struct Entries {
@@ -56,17 +56,17 @@ pub struct Cleanup {
 
 impl Ledger {
     /// Records an object this run created.
-    pub fn record(&self, object: OwnedObject) {
+    pub(crate) fn record(&self, object: OwnedObject) {
         self.entries().owned.push(object);
     }
 
     /// Everything recorded so far and not yet deleted.
-    pub fn objects(&self) -> Vec<OwnedObject> {
+    pub(crate) fn objects(&self) -> Vec<OwnedObject> {
         self.entries().owned.clone()
     }
 
     /// What the cleanups so far removed and left.
-    pub fn cleanup(&self) -> Cleanup {
+    pub(crate) fn cleanup(&self) -> Cleanup {
         let entries = self.entries();
         Cleanup {
             removed: entries.removed.clone(),
@@ -76,7 +76,13 @@ impl Ledger {
 
     /// Deletes every object recorded so far (see `delete_object`), each once, and notes the
     /// outcome for [`Ledger::cleanup`].
-    pub fn delete_all(&self, runtime: &Handle, client: &Client, bucket: &str, options: &S3Options) {
+    pub(crate) fn delete_all(
+        &self,
+        runtime: &Handle,
+        client: &Client,
+        bucket: &str,
+        options: &S3Options,
+    ) {
         self.remove_each(|object| delete_object(runtime, client, bucket, object, options));
     }
 
@@ -100,7 +106,7 @@ impl Ledger {
 }
 
 /// Fails unless every object in `objects` still carries the ETag this run's write gave it.
-pub fn still_ours(
+pub(super) fn still_ours(
     runtime: &Handle,
     client: &Client,
     bucket: &str,

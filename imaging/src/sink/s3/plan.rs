@@ -36,7 +36,7 @@ pub struct PartPlan {
 
 /// The limits an upload layout must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayoutLimits {
+pub(crate) struct LayoutLimits {
     /// Smallest part size to use (raised when the image needs bigger parts).
     pub min_part_size: u64,
     /// Largest part size to use: what the memory budget allows per part.
@@ -48,7 +48,7 @@ pub struct LayoutLimits {
 impl LayoutLimits {
     /// Limits for a memory budget shared by `parts_in_flight` uploading parts plus the one being
     /// filled: the part size is capped at `budget / (parts_in_flight + 1)`, in whole MiB.
-    pub fn from_budget(
+    pub(crate) fn from_budget(
         min_part_size: u64,
         memory_budget: u64,
         parts_in_flight: usize,
@@ -82,7 +82,7 @@ impl UploadLayout {
     /// The smallest whole-MiB part size within the limits that fits the image into one object of
     /// 10,000 parts; if even the largest allowed part is too small, or the image exceeds the
     /// maximum object size, the image is split into as few segments as the limits allow.
-    pub fn plan(size: u64, limits_: LayoutLimits) -> Result<Self> {
+    pub(crate) fn plan(size: u64, limits_: LayoutLimits) -> Result<Self> {
         let LayoutLimits {
             min_part_size,
             max_part_size,
@@ -118,12 +118,12 @@ impl UploadLayout {
     }
 
     /// Whether the image is split into several objects.
-    pub fn is_segmented(&self) -> bool {
+    pub(crate) fn is_segmented(&self) -> bool {
         self.segments > 1
     }
 
     /// Byte offset and length of segment `index` (0-based).
-    pub fn segment(&self, index: u64) -> (u64, u64) {
+    pub(crate) fn segment(&self, index: u64) -> (u64, u64) {
         let offset = index * self.segment_size;
         (
             offset,
@@ -133,7 +133,7 @@ impl UploadLayout {
 
     /// The object key of segment `index` for an image stored at `image_key` (see
     /// [`segment_key`]).
-    pub fn segment_key(&self, image_key: &str, index: u64) -> String {
+    pub(crate) fn segment_key(&self, image_key: &str, index: u64) -> String {
         segment_key(image_key, index, self.segments)
     }
 }
@@ -142,7 +142,7 @@ impl UploadLayout {
 /// itself when unsplit, else `image_key.001`, `.002`, … (1-based, zero-padded to at least 3 digits,
 /// the convention of split raw images, so `cat` in name order reassembles the image). The one
 /// naming rule, for the sink that stores segments and the manifest check that expects them.
-pub fn segment_key(image_key: &str, index: u64, segments: u64) -> String {
+pub(crate) fn segment_key(image_key: &str, index: u64, segments: u64) -> String {
     if segments <= 1 {
         return image_key.to_owned();
     }

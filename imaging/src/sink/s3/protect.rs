@@ -25,7 +25,7 @@ pub(super) fn cleanup_retries() -> aws_sdk_s3::config::Builder {
 
 /// Refuses a bucket without Object Lock when the configuration requires it: evidence that the
 /// configuration promises to be immutable must not silently land somewhere it is not.
-pub fn require_object_lock(
+pub(super) fn require_object_lock(
     runtime: &Handle,
     client: &Client,
     bucket: &str,
@@ -185,7 +185,7 @@ fn is_image_key(candidate: &str, key: &str) -> bool {
 
 /// Tags an object with its hashes and case. Object metadata is fixed when an upload starts, before
 /// the hashes exist; tags can be added afterwards, so the object alone names its digests.
-pub fn tag_object(
+pub(super) fn tag_object(
     runtime: &Handle,
     client: &Client,
     bucket: &str,

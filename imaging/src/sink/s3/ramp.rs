@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 /// parts sent below the link's capacity, and a start of 8 cost a 512 MiB image a whole round at
 /// half the link: 103.8 MB/s instead of 106–111 at 8 MB/s per connection (tests/bench/README.md).
 /// 16 parts of 5 MiB are 80 MiB, within the default part memory on any link.
-pub const START: usize = 16;
+pub(crate) const START: usize = 16;
 
 /// The throughput gain a round must show over the best so far for the limit to grow: 10 %, well
 /// above the round-to-round noise of a steady link (a few per cent) and well below the ~50 % a
 /// round gains when the link had room for the extra parts.
-pub const GAIN: f64 = 1.10;
+pub(crate) const GAIN: f64 = 1.10;
 
 /// Rounds shorter than this are too short to compare (loopback, tiny parts); they are merged
 /// into the next one.
@@ -43,7 +43,7 @@ pub struct Ramp {
 
 impl Ramp {
     /// A limit that adapts between [`START`] (or `max`, if smaller) and `max`.
-    pub fn adaptive(max: usize) -> Self {
+    pub(crate) fn adaptive(max: usize) -> Self {
         let max = max.max(1);
         Self {
             limit: START.min(max),
@@ -57,7 +57,7 @@ impl Ramp {
 
     /// A constant limit: the operator chose the number of parts in flight. It starts at its
     /// maximum, so there is nowhere to climb.
-    pub fn fixed(limit: usize) -> Self {
+    pub(crate) fn fixed(limit: usize) -> Self {
         let limit = limit.max(1);
         Self {
             limit,
@@ -76,12 +76,12 @@ impl Ramp {
     }
 
     /// Marks when the first part was handed out, where the first round starts.
-    pub fn started(&mut self, now: Instant) {
+    pub(crate) fn started(&mut self, now: Instant) {
         self.round_start.get_or_insert(now);
     }
 
     /// Records a part of `bytes` acknowledged at `now`; returns the limit from now on.
-    pub fn part_done(&mut self, bytes: u64, now: Instant) -> usize {
+    pub(crate) fn part_done(&mut self, bytes: u64, now: Instant) -> usize {
         let start = *self.round_start.get_or_insert(now);
         self.round_parts += 1;
         self.round_bytes += bytes;

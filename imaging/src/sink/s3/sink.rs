@@ -27,7 +27,7 @@ pub struct S3Receipt {
 }
 
 /// Streams the image into S3.
-pub struct S3Sink {
+pub(crate) struct S3Sink {
     runtime: Handle,
     client: Client,
     bucket: String,
@@ -63,7 +63,7 @@ impl S3Sink {
     /// again anyway, and parts sent by a process that died cannot be tied to this run's reads.
     /// Uploads of the same image left by an interrupted run are aborted once this one has won
     /// every image key (see `abort_other_uploads` for why not before).
-    pub fn create(
+    pub(crate) fn create(
         runtime: Handle,
         client: Client,
         bucket: &str,

@@ -16,7 +16,7 @@ use crate::error::Result;
 
 /// How a companion object came to be in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
+pub(super) enum Stored {
     /// This call created it.
     Created {
         /// ETag S3 gave it.
@@ -34,7 +34,7 @@ pub enum Stored {
 /// only if the key does not exist yet (`If-None-Match: *`): evidence is created, never replaced.
 /// A refused put is an [`Error::ObjectExists`](crate::Error::ObjectExists), unless the existing
 /// object holds exactly `body`.
-pub fn put_small(
+pub(super) fn put_small(
     runtime: &Handle,
     client: &Client,
     bucket: &str,
