@@ -93,7 +93,6 @@
 // No function over 80 lines (clippy.toml): the lib build checks every non-test function; a test
 // build exempts only the tests, whose tables of cases read better whole.
 #![cfg_attr(test, allow(clippy::too_many_lines))]
-
 #![warn(unreachable_pub)]
 
 mod buffer;

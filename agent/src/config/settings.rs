@@ -5,7 +5,7 @@
 //! environment, `config check`, the daemon's child job and docs/config.md all read it, and
 //! `defaults_agree_everywhere` fails when any of them disagrees.
 //!
-//! Where the engine owns a default (read sizes in `imaging::pipeline`, upload tuning in
+//! Where the engine owns a default (read sizes in `imaging::PipelineConfig`, upload tuning in
 //! `imaging::s3`), the table names the engine's constant instead of copying its number, so
 //! `PipelineConfig::default()` and `S3Options::default()` agree by construction.
 //!
@@ -16,8 +16,8 @@
 //! acquisition. The engine bounds its read settings itself (`PipelineConfig::validate`).
 
 use bytesize::ByteSize;
-use imaging::PipelineConfig as pipeline;
-use imaging::s3::{S3Options as engine_s3, limits};
+use imaging::PipelineConfig;
+use imaging::s3::{S3Options, limits};
 use serde::{Deserialize, Serialize};
 
 use self::Initial::{Bool, Count, List, Size, Text, Unset};
@@ -202,30 +202,34 @@ pub fn size_shown(n: u64) -> String {
 /// does not check them a second time.
 pub mod engine_ranges {
     use super::{Bound, Bytes, Number, range};
-    use imaging::PipelineConfig as pipeline;
+    use imaging::PipelineConfig;
 
     /// Reads in flight.
-    pub const QUEUE_DEPTH: Bound =
-        range("queue depth", 1, pipeline::MAX_QUEUE_DEPTH as u64, Number);
+    pub const QUEUE_DEPTH: Bound = range(
+        "queue depth",
+        1,
+        PipelineConfig::MAX_QUEUE_DEPTH as u64,
+        Number,
+    );
     /// Snapshot blocks in flight.
     pub const BLOCKS_IN_FLIGHT: Bound = range(
         "blocks in flight",
         1,
-        pipeline::MAX_QUEUE_DEPTH as u64,
+        PipelineConfig::MAX_QUEUE_DEPTH as u64,
         Number,
     );
     /// Extra attempts per unreadable sector.
     pub const SECTOR_RETRIES: Bound = range(
         "sector retries",
         0,
-        pipeline::MAX_SECTOR_RETRIES as u64,
+        PipelineConfig::MAX_SECTOR_RETRIES as u64,
         Number,
     );
     /// Bytes per read.
     pub const CHUNK_SIZE: Bound = range(
         "chunk size",
-        pipeline::MIN_CHUNK_SIZE as u64,
-        pipeline::MAX_CHUNK_SIZE as u64,
+        PipelineConfig::MIN_CHUNK_SIZE as u64,
+        PipelineConfig::MAX_CHUNK_SIZE as u64,
         Bytes,
     );
     /// Characters of the examiner's name.
@@ -362,32 +366,32 @@ settings! {
             Operator("it is a program the daemon runs as root");
     }
     /// `[imaging]`: reading and hashing. The engine's defaults, with their reasons, are in
-    /// `imaging::pipeline`, and its `PipelineConfig::validate` bounds every value.
+    /// `imaging::PipelineConfig`, whose `validate` bounds every value.
     [imaging] RawImaging {
         /// Whole-image hashes, comma-separated: sha256, blake3, md5, sha1.
         #[flag = "hash"]
         HASHES hashes: RawHashList = List(&["sha256", "blake3"]), Any;
         /// Size of each piecewise hash; 0 turns piecewise hashing off.
         #[flag = "piece-size"]
-        PIECE_SIZE piece_size: RawSize = Size(pipeline::DEFAULT_PIECE_SIZE), Any;
+        PIECE_SIZE piece_size: RawSize = Size(PipelineConfig::DEFAULT_PIECE_SIZE), Any;
         /// Piecewise hash algorithm: `blake3` (checked with `b3sum`) or `sha256` (dc3dd-style hash
         /// logs, at the cost of a second SHA-256 pass).
         #[flag = "piece-hash"]
-        PIECE_HASH piece_hash: String = Text(pipeline::DEFAULT_PIECE_ALGORITHM.name()), Any;
+        PIECE_HASH piece_hash: String = Text(PipelineConfig::DEFAULT_PIECE_ALGORITHM.name()), Any;
         /// Bytes per read, a multiple of the smallest; with the queue depth it sets the read
         /// buffers' memory, which the engine bounds.
         #[flag = "chunk-size"]
-        CHUNK_SIZE chunk_size: RawSize = Size(pipeline::DEFAULT_CHUNK_SIZE as u64), Any;
+        CHUNK_SIZE chunk_size: RawSize = Size(PipelineConfig::DEFAULT_CHUNK_SIZE as u64), Any;
         /// Reads in flight; snapshot-restored EBS volumes get faster with more.
         #[flag = "queue-depth"]
-        QUEUE_DEPTH queue_depth: u32 = Count(pipeline::DEFAULT_QUEUE_DEPTH as u64), Any;
+        QUEUE_DEPTH queue_depth: u32 = Count(PipelineConfig::DEFAULT_QUEUE_DEPTH as u64), Any;
         /// GetSnapshotBlock requests in flight when the source is an EBS snapshot.
         #[flag = "blocks-in-flight"]
         BLOCKS_IN_FLIGHT blocks_in_flight: u32 =
             Count(imaging::Snapshot::DEFAULT_BLOCKS_IN_FLIGHT as u64), Any;
         /// Extra attempts for each unreadable sector before it is zero-filled and listed.
         #[flag = "sector-retries"]
-        SECTOR_RETRIES sector_retries: u32 = Count(pipeline::DEFAULT_SECTOR_RETRIES as u64), Any;
+        SECTOR_RETRIES sector_retries: u32 = Count(PipelineConfig::DEFAULT_SECTOR_RETRIES as u64), Any;
     }
     /// `[s3]`: the evidence bucket. Where and how evidence is stored belongs to the job (the
     /// launcher names the bucket); sizes and counts are bounded, so memory stays within budget.
@@ -405,13 +409,13 @@ settings! {
         /// `MAX_PARTS_IN_FLIGHT`).
         #[flag = "parts-in-flight"]
         PARTS_IN_FLIGHT parts_in_flight: Option<u32> = Unset,
-            Any, range("parts in flight", 1, engine_s3::MAX_PARTS_IN_FLIGHT as u64, Number);
+            Any, range("parts in flight", 1, S3Options::MAX_PARTS_IN_FLIGHT as u64, Number);
         /// Memory for part buffers, which caps the part size at this / (parts in flight + 1), so
         /// memory stays flat for any disk size. At least two of the smallest parts (one
         /// uploading, one filling), at most two of the largest, with which one object already
         /// holds S3's whole 48.8 TiB: more is a typo that would be allocated as the image grows.
         #[flag = "part-memory"]
-        PART_MEMORY part_memory: RawSize = Size(engine_s3::DEFAULT_PART_MEMORY), Any,
+        PART_MEMORY part_memory: RawSize = Size(S3Options::DEFAULT_PART_MEMORY), Any,
             range("part memory", 2 * limits::MIN_PART_SIZE, 2 * limits::MAX_PART_SIZE, Bytes);
         /// Largest object; bigger images are stored as numbered segment objects listed in the
         /// manifest. At least one part, at most
