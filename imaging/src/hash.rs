@@ -390,6 +390,34 @@ mod tests {
         assert!(HashAlgorithm::Md5.is_digest("0123456789abcdef0123456789abcdef"));
     }
 
+    // Each algorithm reads back from the name it is written under (the manifest, `--hash`), in
+    // any case, and SHA's dashed spellings too.
+    #[test]
+    fn every_algorithm_parses_from_its_own_name() {
+        for algorithm in [
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Blake3,
+            HashAlgorithm::Md5,
+            HashAlgorithm::Sha1,
+        ] {
+            assert_eq!(
+                algorithm.name().parse::<HashAlgorithm>().unwrap(),
+                algorithm
+            );
+            let upper = algorithm.name().to_ascii_uppercase();
+            assert_eq!(upper.parse::<HashAlgorithm>().unwrap(), algorithm);
+        }
+        assert_eq!(
+            "SHA-256".parse::<HashAlgorithm>().unwrap(),
+            HashAlgorithm::Sha256
+        );
+        assert_eq!(
+            "sha-1".parse::<HashAlgorithm>().unwrap(),
+            HashAlgorithm::Sha1
+        );
+        assert!("sha-512".parse::<HashAlgorithm>().is_err());
+    }
+
     #[test]
     fn algorithm_lists_parse_and_reject_unknown_names() {
         assert_eq!(

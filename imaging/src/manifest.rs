@@ -577,6 +577,24 @@ mod tests {
         );
     }
 
+    // A file nothing on the host uses is not a live acquisition (the mutant that inverted the
+    // flag survived every unit test).
+    #[test]
+    fn an_opened_file_is_recorded_as_opened_and_not_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        fs::write(&path, vec![7u8; 4096]).unwrap();
+        let source = Source::open(&path, &crate::device::SourceOptions::default()).unwrap();
+        let record = SourceRecord::of_device(&source);
+        assert_eq!(record.path, path);
+        assert_eq!(record.kind, SourceKind::RegularFile);
+        assert_eq!(record.size_bytes, 4096);
+        assert!(!record.live_acquisition, "{record:?}");
+        assert_eq!(record.live_use, LiveUse::default());
+        assert_eq!(record.kernel_read_only, ReadOnlyFlag::NotApplicable);
+        assert_eq!(record.snapshot, None);
+    }
+
     #[test]
     fn a_written_manifest_reads_back_and_a_non_regular_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -221,6 +221,38 @@ mod tests {
         assert!(UploadLayout::plan(40 * MIB, too_small).is_err());
     }
 
+    // The sink keeps a per-segment SHA-256 only for a segmented image: one object is not one.
+    #[test]
+    fn an_image_is_segmented_only_when_it_spans_several_objects() {
+        let one = UploadLayout::plan(100 * MIB, default_limits()).unwrap();
+        assert!(!one.is_segmented());
+        let two = UploadLayout::plan(10_000 * 9 * MIB + 1, default_limits()).unwrap();
+        assert_eq!(two.segments, 2);
+        assert!(two.is_segmented());
+        let empty = UploadLayout::plan(0, default_limits()).unwrap();
+        assert!(!empty.is_segmented());
+    }
+
+    // S3 accepts a part of exactly 5 GiB: the refusal starts one byte later, not at the limit.
+    #[test]
+    fn parts_of_s3s_largest_size_are_planned_and_larger_ones_refused() {
+        let largest = LayoutLimits {
+            min_part_size: limits::MAX_PART_SIZE,
+            max_part_size: limits::MAX_PART_SIZE,
+            max_object_size: 50 * TIB,
+        };
+        let layout = UploadLayout::plan(TIB, largest).unwrap();
+        assert_eq!(layout.part_size, limits::MAX_PART_SIZE);
+        assert_eq!(layout.segments, 1);
+        let larger = LayoutLimits {
+            min_part_size: limits::MAX_PART_SIZE + MIB,
+            max_part_size: limits::MAX_PART_SIZE + MIB,
+            ..largest
+        };
+        let err = UploadLayout::plan(TIB, larger).unwrap_err().to_string();
+        assert!(err.contains("exceeds S3's 5368709120 bytes"), "{err}");
+    }
+
     proptest! {
         #[test]
         fn every_layout_covers_the_image_within_s3_limits(
