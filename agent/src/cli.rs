@@ -85,8 +85,9 @@ pub struct ConfigCheckArgs {
     pub allow_missing_job: bool,
 }
 
-/// `acquire` options. Also the job the daemon hands each child as JSON (`run-job`), so a new option
-/// is one field here and one line where the daemon fills it (the compiler asks for it).
+/// `acquire` options. Also the job the daemon hands each child as JSON (`run-job`). A setting the
+/// configuration has too gets its flag from the settings table (`settings`, below); an option of
+/// `acquire` alone is one field here and one line where the daemon fills it (the compiler asks).
 #[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireArgs {

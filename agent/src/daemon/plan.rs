@@ -166,9 +166,10 @@ impl DaemonPlan {
     }
 }
 
-/// What every child gets, from the checked configuration: destination, case, imaging and S3
-/// settings, and the machine-readable result the daemon reads. Every field is named, so a new
-/// `acquire` option does not compile until the daemon says what its children get.
+/// What every child gets, from the checked configuration: destination, case, every setting that
+/// `acquire` takes as a flag (all of them, from the configuration as validated), and the
+/// machine-readable result the daemon reads. Every other field is named, so a new `acquire` option
+/// does not compile until the daemon says what its children get.
 fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> AcquireArgs {
     AcquireArgs {
         source: PathBuf::new(),

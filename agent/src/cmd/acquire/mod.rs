@@ -122,10 +122,10 @@ impl GivenNames {
     }
 }
 
-/// Checks the arguments, opens the destination and the source, decides the evidence name, creates
-/// the image's sink and write-blocks the device: everything before the first read.
+/// With the arguments and their settings checked (`run`): parses the names they give, opens the
+/// destination and the source, decides the evidence name, creates the image's sink and
+/// write-blocks the device — everything before the first read.
 fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Sink>), Failure> {
-    let config = settings.imaging.clone();
     let given = GivenNames::parse(args)?;
     // Arguments are checked before the source is opened, and everything else before the device is
     // write-blocked: a typo must not touch the evidence.
@@ -157,7 +157,7 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
     let sink = destination.image_sink(&files, source.size(), metadata)?;
     source.write_block();
     source.report(&name, args.source_volume_id.is_some());
-    let config = config.for_input(source.input());
+    let config = settings.imaging.for_input(source.input());
     let case = CaseInfo {
         incident_id: given.incident.map(|i| i.to_string()),
         evidence_name: name.to_string(),
