@@ -1,7 +1,7 @@
 //! Every setting of the agent, declared once: key, type, doc line, built-in default, accepted
-//! range and who may set it — one entry each in the `settings!` table below, from which the serde
-//! tree (`RawConfig` and its sections), a `Spec` constant per key and the list `ALL` are generated.
-//! The command line (`cli.rs` defaults, ranges and `--help`), the config file, user data, the
+//! range, who may set it and its `acquire` flag — one entry each in the `settings!` table below,
+//! from which the serde tree (`RawConfig` and its sections), a `Spec` constant per key and the list
+//! `ALL` are generated. `acquire`'s flags (`config::flags`), the config file, user data, the
 //! environment, `config check`, the daemon's child job and docs/config.md all read it, and
 //! `defaults_agree_everywhere` fails when any of them disagrees.
 //!
@@ -120,23 +120,6 @@ impl Spec {
     pub fn check(&self, value: u64) -> Result<u64, String> {
         self.bound.map_or(Ok(value), |b| b.check(value))
     }
-
-    /// The default number as `T`, for clap's `default_value_t` (saturating, which no default needs).
-    pub fn default_as<T: TryFrom<u64> + num_max::Max>(&self) -> T {
-        T::try_from(self.default.number()).unwrap_or(T::MAX)
-    }
-}
-
-mod num_max {
-    /// The largest value of an integer type.
-    pub trait Max {
-        /// Largest value.
-        const MAX: Self;
-    }
-    macro_rules! max {
-        ($($t:ty),*) => { $(impl Max for $t { const MAX: Self = <$t>::MAX; })* };
-    }
-    max!(u32, u64, usize);
 }
 
 /// How a bound's numbers are shown.
@@ -773,15 +756,6 @@ mod tests {
         assert_eq!(Initial::Size(9).number(), 9);
         assert_eq!(Initial::Count(8).number(), 8);
         assert_eq!(Initial::Bool(true).number(), 0);
-        assert_eq!(QUEUE_DEPTH.default_as::<u32>(), 32);
-        assert_eq!(
-            Spec {
-                default: Initial::Count(u64::MAX),
-                ..QUEUE_DEPTH
-            }
-            .default_as::<u32>(),
-            u32::MAX
-        );
         let table = defaults_table();
         assert_eq!(table.len(), SECTIONS.len());
         assert_eq!(SECTIONS, ["job", "watch", "imaging", "s3", "cloudwatch"]);

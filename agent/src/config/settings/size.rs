@@ -3,7 +3,7 @@
 //! `100EiB` "16.0 EiB": a typo silently turned into the largest number there is. Here a size that
 //! does not fit 64 bits is refused, with the text as given.
 
-use bytesize::{ByteSize, Unit};
+use bytesize::Unit;
 
 /// Fraction digits that count: a unit is at most 2^60 < 10^19 bytes, so a 20th digit adds less
 /// than a byte; at 19 digits and 2^60 the product stays far inside `u128`.
@@ -53,15 +53,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(too_large)
 }
 
-/// [`parse_size`] as the `ByteSize` the command line holds: clap's parser for every size flag,
-/// whose error clap prints with the flag's name (a usage error, exit 2).
-pub fn parse_byte_size(text: &str) -> Result<ByteSize, String> {
-    parse_size(text).map(ByteSize)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytesize::ByteSize;
 
     const EIB: u64 = 1 << 60;
 
