@@ -90,12 +90,7 @@ struct GivenNames {
 
 impl GivenNames {
     fn parse(args: &AcquireArgs) -> Result<Self, Failure> {
-        let incident = args
-            .incident
-            .as_deref()
-            .map(|id| SafeName::parse(id, "incident ID"))
-            .transpose()
-            .map_err(usage)?;
+        let incident = safe_name(args.incident.as_deref(), "incident ID")?;
         let source_volume = args
             .source_volume_id
             .as_deref()
@@ -105,12 +100,7 @@ impl GivenNames {
                 })
             })
             .transpose()?;
-        let evidence = args
-            .name
-            .as_deref()
-            .map(|n| SafeName::parse(n, "evidence name"))
-            .transpose()
-            .map_err(usage)?;
+        let evidence = safe_name(args.name.as_deref(), "evidence name")?;
         if let Some(name) = evidence.as_ref().filter(|_| args.new_capture) {
             destination::check_capture_room(name)?;
         }
@@ -120,6 +110,13 @@ impl GivenNames {
             evidence,
         })
     }
+}
+
+/// `text`, when given, as a safe name; a usage error names `what` it is.
+fn safe_name(text: Option<&str>, what: &str) -> Result<Option<SafeName>, Failure> {
+    text.map(|t| SafeName::parse(t, what))
+        .transpose()
+        .map_err(usage)
 }
 
 /// With the arguments and their settings checked (`run`): parses the names they give, opens the
