@@ -119,6 +119,34 @@ pub fn snapshot_clients(runtime: &Runtime) -> (aws_sdk_ebs::Client, aws_sdk_ec2:
     )
 }
 
+/// Longest wait for one SQS or Step Functions attempt: past a 20-second long poll with room for a
+/// slow answer, short enough that a stuck connection is retried within a heartbeat or two.
+pub const QUEUE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The SQS and Step Functions clients of `watch`'s job-queue mode, from the environment (instance
+/// role; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_SQS` / `_SFN`), retrying as the EBS clients do.
+pub fn queue_clients(runtime: &Runtime) -> (aws_sdk_sqs::Client, aws_sdk_sfn::Client) {
+    let shared = runtime.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(EBS_MAX_ATTEMPTS)
+                    .with_max_backoff(S3_MAX_BACKOFF),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(QUEUE_ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .load(),
+    );
+    (
+        aws_sdk_sqs::Client::new(&shared),
+        aws_sdk_sfn::Client::new(&shared),
+    )
+}
+
 /// A CloudWatch Logs client from the environment: instance role, env or profile credentials;
 /// region from the environment or IMDS; endpoint from `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` or
 /// `AWS_ENDPOINT_URL`.

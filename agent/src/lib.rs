@@ -39,6 +39,7 @@ pub mod ids;
 pub mod imds;
 pub mod logging;
 pub mod progress;
+pub mod queue;
 pub mod result;
 pub mod signals;
 pub mod sysinfo;

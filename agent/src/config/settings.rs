@@ -310,6 +310,25 @@ settings! {
         SNAPSHOT_ID snapshot_id: Option<String> = Unset, Any;
         /// Who collects the evidence: recorded in the manifest only, so any layer may say it.
         EXAMINER examiner: Option<String> = Unset, Any;
+        /// The SQS queue `watch` takes jobs from instead of imaging attached disks (job-queue
+        /// mode: the collectors the flow launches, docs/flow.md). Each message is one job with its
+        /// own incident, snapshot and Step Functions task token; it is input, checked strictly
+        /// (`queue::message`) and never run as anything but an `acquire` of a snapshot.
+        QUEUE_URL queue_url: Option<String> = Unset, Any;
+        /// In job-queue mode, the value of the `forensic-collector` tag a job's snapshot must
+        /// carry, the tag the collector role's EBS permission is conditioned on: a job naming any
+        /// other snapshot is refused before a block is read.
+        SNAPSHOT_TAG snapshot_tag: Option<String> = Unset, Any;
+        /// Seconds between a running job's heartbeats (Step Functions `SendTaskHeartbeat`, and the
+        /// message's visibility extended to three of them). The state's `HeartbeatSeconds` must
+        /// be larger; an hour is past any sensible state timeout between beats.
+        HEARTBEAT_SECS heartbeat_secs: u64 = Count(60), Any,
+            range("heartbeat interval (seconds)", 1, 3600, Number);
+        /// Seconds the queue may stay empty before the collector's work is done (then
+        /// `watch.on_complete`): the flow queues every job before its collectors boot, so five
+        /// minutes without one means the incident's work is taken.
+        QUEUE_IDLE_SECS queue_idle_secs: u64 = Count(300), Any,
+            range("queue idle time (seconds)", 1, 30 * DAY_SECS, Number);
         /// Stop after this many volumes are imaged.
         EXPECTED_VOLUMES expected_volumes: Option<u32> = Unset, Any;
         /// Read the job context from EC2 user data. Decided before user data is read, so user
@@ -550,7 +569,7 @@ mod tests {
     #[test]
     fn every_bound_accepts_its_ends_and_refuses_past_them() {
         let bounded: Vec<Bound> = ALL.iter().filter_map(|s| s.bound).collect();
-        assert_eq!(bounded.len(), 15);
+        assert_eq!(bounded.len(), 17);
         for bound in bounded {
             assert!(bound.min <= bound.max, "{bound:?}");
             assert_eq!(bound.check(bound.min), Ok(bound.min), "{bound:?}");
@@ -579,6 +598,8 @@ mod tests {
         assert_eq!(b(S3_MAX_ATTEMPTS).max, 100);
         assert_eq!(b(OBJECT_LOCK_RETAIN_DAYS).max, 36_500);
         assert_eq!(b(PROGRESS_INTERVAL_SECS).min, 1);
+        assert_eq!((b(HEARTBEAT_SECS).min, b(HEARTBEAT_SECS).max), (1, 3600));
+        assert_eq!((b(QUEUE_IDLE_SECS).min, b(QUEUE_IDLE_SECS).max), (1, 30 * 24 * 3600));
         assert_eq!(b(PROGRESS_INTERVAL_SECS).max, 3600);
         assert_eq!(b(SETTLE_MS).max, 60_000);
         assert_eq!(b(IDLE_TIMEOUT_SECS).max, 2_592_000);

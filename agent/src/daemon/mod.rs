@@ -42,7 +42,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// How long the watcher thread blocks per call, so it notices the stop flag quickly.
 const WATCH_POLL: Duration = Duration::from_millis(250);
 /// How long children get to abort their uploads after SIGTERM before they are killed.
-const CHILD_STOP_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const CHILD_STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Runs the daemon until its work is done (or a signal stops it) and returns the exit status.
 pub fn run(plan: &DaemonPlan, reporter: &Reports, cancel: &AtomicBool) -> Result<Exit, Failure> {
@@ -368,7 +368,7 @@ fn exit_of(code: u8) -> Exit {
 
 /// Powers the instance off through systemd (or the configured command), after the reports are
 /// flushed: the evidence is in S3 and the collector must not keep running and billing.
-fn power_off(command: &[String]) -> Result<(), Failure> {
+pub(crate) fn power_off(command: &[String]) -> Result<(), Failure> {
     let Some((program, args)) = command.split_first() else {
         return Ok(());
     };

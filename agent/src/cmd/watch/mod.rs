@@ -1,6 +1,7 @@
 //! `forensic-collector watch`: load the configuration (file, IMDSv2 user data — waiting for IMDS
 //! at boot —, environment, flags), require a job context, start CloudWatch reporting, and run the
-//! daemon loop: on attached disks, or on the job's snapshot when it names one (`job.snapshot_id`).
+//! daemon loop: on attached disks, or on the job's snapshot when it names one (`job.snapshot_id`);
+//! or, with `job.queue_url`, the job-queue worker (`queue`), whose jobs come from the flow's queue.
 //! A refused configuration is reported to CloudWatch before the exit (`refusal`).
 //!
 //! # Layout
@@ -18,6 +19,7 @@ use crate::config::{self, ConfigRefusal, Effective, Flag, JobContext, Layers, Lo
 use crate::daemon::Reports;
 use crate::daemon::{self, DaemonPlan};
 use crate::exit::{Exit, Failure};
+use crate::queue::QueuePlan;
 
 /// Runs `watch` and returns how the process should exit.
 pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
@@ -42,12 +44,40 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
     let config = &effective.config;
     let program = std::env::current_exe()
         .map_err(|e| Failure::new(Exit::Internal, anyhow!("cannot find this program: {e}")))?;
-    let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone());
+    log_loaded(&effective, job.as_ref());
+    let reports = reports(&effective)?;
+    match (job, &config.job.queue, &config.job.destination) {
+        (Some(job), _, _) => {
+            let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone());
+            daemon::run(&plan, &reports, cancel)
+        }
+        (None, Some(queue), Some(destination)) => {
+            let plan = QueuePlan {
+                program,
+                config: config.clone(),
+                destination: destination.clone(),
+                queue: queue.clone(),
+                instance_id: effective.instance_id.clone(),
+            };
+            crate::queue::run(&plan, &reports, cancel)
+        }
+        // `accept` returns no job context only in job-queue mode, which requires the bucket.
+        (None, _, _) => Err(Failure::new(
+            Exit::Internal,
+            anyhow!("job-queue mode without its queue or bucket"),
+        )),
+    }
+}
+
+/// One line saying what was loaded and from where.
+fn log_loaded(effective: &Effective, job: Option<&JobContext>) {
+    let config = &effective.config;
     tracing::info!(
-        destination = %plan.destination_text(),
-        incident = %job.incident_id,
-        source_volume_id = job.source_volume_id.as_ref().map(ToString::to_string),
-        snapshot_id = job.snapshot_id.as_ref().map(ToString::to_string),
+        destination = config.job.destination.as_ref().map(ToString::to_string),
+        queue_url = config.job.queue.as_ref().map(|q| q.url.to_string()),
+        incident = job.map(|j| j.incident_id.to_string()),
+        source_volume_id = job.and_then(|j| j.source_volume_id.as_ref().map(ToString::to_string)),
+        snapshot_id = job.and_then(|j| j.snapshot_id.as_ref().map(ToString::to_string)),
         instance_id = effective.instance_id.as_deref().unwrap_or("-"),
         user_data = effective
             .user_data
@@ -58,37 +88,43 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
             .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
         "Configuration loaded."
     );
-
-    let reports = if config.cloudwatch.enabled {
-        let stream = effective
-            .instance_id
-            .clone()
-            .unwrap_or_else(crate::sysinfo::hostname);
-        let mut settings = ReportSettings::new(stream);
-        settings.readiness_group = config.cloudwatch.readiness_group.clone();
-        settings.capture_group = config.cloudwatch.capture_group.clone();
-        settings.readiness_message = config.cloudwatch.readiness_message.clone();
-        settings.queue_capacity = config.cloudwatch.queue_capacity.get();
-        settings.flush_timeout = config.cloudwatch.flush_timeout;
-        // The configured names were checked with the configuration; this also checks the stream
-        // (instance ID or host name) before anything is sent.
-        settings
-            .validate()
-            .map_err(|e| Failure::new(Exit::Config, e))?;
-        let client = crate::aws::cloudwatch_client(crate::aws::runtime()?);
-        Reports::new(Some(Reporter::start(client, settings)))
-    } else {
-        tracing::warn!("CloudWatch reporting is disabled (cloudwatch.enabled = false).");
-        Reports::new(None)
-    };
-    daemon::run(&plan, &reports, cancel)
 }
 
-/// The effective configuration and its job context, or why they are refused.
-fn accept(options: &LoadOptions) -> Result<(Effective, JobContext), Box<ConfigRefusal>> {
+/// Where events go: CloudWatch under the instance ID (or host name), or nowhere when disabled.
+fn reports(effective: &Effective) -> Result<Reports, Failure> {
+    let config = &effective.config;
+    if !config.cloudwatch.enabled {
+        tracing::warn!("CloudWatch reporting is disabled (cloudwatch.enabled = false).");
+        return Ok(Reports::new(None));
+    }
+    let stream = effective
+        .instance_id
+        .clone()
+        .unwrap_or_else(crate::sysinfo::hostname);
+    let mut settings = ReportSettings::new(stream);
+    settings.readiness_group = config.cloudwatch.readiness_group.clone();
+    settings.capture_group = config.cloudwatch.capture_group.clone();
+    settings.readiness_message = config.cloudwatch.readiness_message.clone();
+    settings.queue_capacity = config.cloudwatch.queue_capacity.get();
+    settings.flush_timeout = config.cloudwatch.flush_timeout;
+    // The configured names were checked with the configuration; this also checks the stream
+    // (instance ID or host name) before anything is sent.
+    settings
+        .validate()
+        .map_err(|e| Failure::new(Exit::Config, e))?;
+    let client = crate::aws::cloudwatch_client(crate::aws::runtime()?);
+    Ok(Reports::new(Some(Reporter::start(client, settings))))
+}
+
+/// The effective configuration and its job context (none in job-queue mode, where each message
+/// brings its own), or why they are refused.
+fn accept(options: &LoadOptions) -> Result<(Effective, Option<JobContext>), Box<ConfigRefusal>> {
     let effective = config::load_salvaging(options)?;
+    if effective.config.job.queue.is_some() {
+        return Ok((effective, None));
+    }
     match effective.require_job() {
-        Ok(job) => Ok((effective, job)),
+        Ok(job) => Ok((effective, Some(job))),
         Err(error) => {
             let mut partial = Layers::default();
             partial.apply(effective.settings);

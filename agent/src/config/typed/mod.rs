@@ -20,8 +20,10 @@ use super::raw::{OnComplete, RawConfig, RawHashList, RawSize};
 use super::settings::{self, Spec};
 
 mod destinations;
+mod queue;
 
 pub use destinations::{CloudWatch, ObjectLock, S3};
+pub use queue::QueueSection;
 
 /// A key that failed validation and why; the loader adds where the value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,8 @@ pub struct JobSection {
     pub examiner: Option<String>,
     /// Stop after this many volumes.
     pub expected_volumes: Option<NonZeroU32>,
+    /// Job-queue mode (`job.queue_url`): jobs come from the queue, not from this section.
+    pub queue: Option<QueueSection>,
     /// `job.use_imds`, from the sources before user data (user data's is ignored); IMDS is also
     /// skipped when `AWS_EC2_METADATA_DISABLED=true` (`Effective::imds_skipped`). How long to wait
     /// for IMDS is no field here: it is used, and range-checked, before user data is read
@@ -198,6 +202,7 @@ fn job(raw: &RawConfig) -> Result<JobSection, Invalid> {
             imaging::check_examiner,
         )?,
         expected_volumes,
+        queue: queue::queue(raw)?,
         use_imds: job.use_imds,
     })
 }
