@@ -16,6 +16,7 @@ pub mod loopdev;
 pub mod process;
 pub mod s3server;
 pub mod silent;
+pub mod stepfunctions;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub use loopdev::LoopDevice;
 pub use process::{Run, acquire, collector, without_inherited_settings};
 pub use s3server::{FaultProxy, LocalS3, MotoServer};
 pub use silent::{SilentListener, refused_endpoint, refused_port};
+pub use stepfunctions::Flow;
 
 /// Fails the test unless it runs as root.
 pub fn require_root() {

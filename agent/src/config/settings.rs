@@ -599,7 +599,10 @@ mod tests {
         assert_eq!(b(OBJECT_LOCK_RETAIN_DAYS).max, 36_500);
         assert_eq!(b(PROGRESS_INTERVAL_SECS).min, 1);
         assert_eq!((b(HEARTBEAT_SECS).min, b(HEARTBEAT_SECS).max), (1, 3600));
-        assert_eq!((b(QUEUE_IDLE_SECS).min, b(QUEUE_IDLE_SECS).max), (1, 30 * 24 * 3600));
+        assert_eq!(
+            (b(QUEUE_IDLE_SECS).min, b(QUEUE_IDLE_SECS).max),
+            (1, 30 * 24 * 3600)
+        );
         assert_eq!(b(PROGRESS_INTERVAL_SECS).max, 3600);
         assert_eq!(b(SETTLE_MS).max, 60_000);
         assert_eq!(b(IDLE_TIMEOUT_SECS).max, 2_592_000);

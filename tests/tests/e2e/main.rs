@@ -21,6 +21,7 @@ mod integrity;
 mod linkproxy;
 mod memory;
 mod packaging;
+mod queue;
 mod s3;
 mod s3_faults;
 mod s3_link;

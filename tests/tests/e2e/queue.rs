@@ -1,0 +1,359 @@
+//! `forensic-collector watch` in job-queue mode (`job.queue_url`), end to end against moto, which
+//! serves SQS, Step Functions (executing state machines), EC2, the EBS direct APIs, S3 and
+//! CloudWatch Logs: an execution queues a job with `sqs:sendMessage.waitForTaskToken`, the real
+//! collector (its job context in user data from the IMDSv2 stand-in) takes it, images the
+//! snapshot, beats and answers the task token; the execution ends with the collector's answer.
+//! The state machine here is the smallest that waits on a token; the shipped flow's own runs in
+//! the `flow` suite.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use collector_e2e::{Flow, ImdsServer, LocalS3, Run, SnapshotImage, require_root};
+use serde_json::{Value, json};
+
+const INSTANCE: &str = "i-0feed0feed0feed0f";
+const TAG: &str = "ir-21";
+
+/// One state that queues the job and waits for its token.
+fn machine(queue: &str, heartbeat: u32) -> String {
+    json!({
+        "StartAt": "Capture",
+        "States": {"Capture": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": queue, "MessageBody": {
+                "type": "forensic-collector.job", "version": 1,
+                "task_token.$": "$$.Task.Token", "execution_arn.$": "$$.Execution.Id",
+                "incident_id": "IR-21", "evidence_name.$": "$.name",
+                "destination.$": "$.destination", "snapshot_id.$": "$.snapshot"}},
+            "HeartbeatSeconds": heartbeat, "TimeoutSeconds": 600, "End": true}}
+    })
+    .to_string()
+}
+
+/// The collector's user data: evidence bucket, queue, snapshot tag, fast timings.
+fn user_data(queue: &str, idle_secs: u32) -> Vec<u8> {
+    json!({"job": {"bucket": "evidence", "prefix": "cases", "queue_url": queue,
+        "snapshot_tag": TAG, "heartbeat_secs": 1, "queue_idle_secs": idle_secs}})
+    .to_string()
+    .into_bytes()
+}
+
+/// The operator's file: path-style S3, a power-off that leaves `marker`.
+fn config_file(dir: &Path, marker: &Path) -> PathBuf {
+    let path = dir.join("config.toml");
+    fs::write(
+        &path,
+        format!(
+            "[watch]\non_complete = \"poweroff\"\npoweroff_command = [\"touch\", {marker:?}]\n\
+             [s3]\nforce_path_style = true\n\
+             [cloudwatch]\nprogress_interval_secs = 1\nflush_timeout_secs = 5\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `watch` against moto with `imds` carrying its user data.
+fn collector(s3: &LocalS3, imds: &ImdsServer, config: &Path) -> Command {
+    let mut cmd = s3.collector();
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+        .env_remove("FORENSIC_COLLECTOR_CONFIG")
+        .args(["watch", "--config"])
+        .arg(config);
+    cmd
+}
+
+/// Every object key in the evidence bucket.
+fn keys(s3: &LocalS3) -> Vec<String> {
+    let out = s3
+        .runtime
+        .block_on(s3.client.list_objects_v2().bucket("evidence").send())
+        .expect("list");
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+fn manifests(s3: &LocalS3) -> Vec<String> {
+    keys(s3)
+        .into_iter()
+        .filter(|k| k.ends_with(".manifest.json"))
+        .collect()
+}
+
+/// A tagged snapshot of known bytes, written through the EBS direct API.
+fn tagged_snapshot(s3: &LocalS3, flow: &Flow, seed: u64) -> (SnapshotImage, String) {
+    let image = SnapshotImage::odd_with_holes(seed);
+    let snapshot = image.put(&s3.server.endpoint(), &s3.runtime);
+    flow.tag(&snapshot, "forensic-collector", TAG);
+    (image, snapshot)
+}
+
+fn verify(s3: &LocalS3, url: &str) {
+    let mut verify = s3.collector();
+    verify.args(["verify", url, "--s3-force-path-style"]);
+    Run::of(&mut verify).expect_code(0);
+}
+
+// Issue 21: the collector takes the execution's job, images the snapshot, answers the token with
+// the manifest and the SHA-256, deletes the message, and powers off once the queue stays empty.
+#[test]
+fn a_queued_snapshot_job_is_imaged_and_answered_then_the_idle_collector_powers_off() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let flow = Flow::on(&s3.server);
+    let queue = flow.queue("jobs");
+    let (image, snapshot) = tagged_snapshot(&s3, &flow, 21);
+    let machine = flow.state_machine("capture", &machine(&queue, 30));
+    let execution = flow.start(
+        &machine,
+        &json!({"snapshot": snapshot, "name": "vol-0aaaaaaaaaaaaaaaa",
+            "destination": "s3://evidence/cases"}),
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("powered-off");
+    let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
+    let run = Run::of(&mut collector(
+        &s3,
+        &imds,
+        &config_file(work.path(), &marker),
+    ));
+    run.expect_code(0);
+
+    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{outcome:?}\n{}",
+        run.stderr
+    );
+    let output = &outcome.output;
+    let manifest = "s3://evidence/cases/IR-21/disk_evidence/vol-0aaaaaaaaaaaaaaaa.manifest.json";
+    assert_eq!(output["manifest_url"], manifest, "{output}");
+    assert_eq!(output["image_sha256"], image.digests().sha256);
+    assert_eq!(output["outcome"], "completed");
+    assert_eq!(output["snapshot_id"], snapshot.as_str());
+    assert_eq!(output["collector"], INSTANCE);
+    verify(&s3, manifest);
+    let recorded: Value = serde_json::from_slice(&s3.get(
+        "evidence",
+        "cases/IR-21/disk_evidence/vol-0aaaaaaaaaaaaaaaa.manifest.json",
+    ))
+    .unwrap();
+    assert_eq!(
+        recorded["source"]["snapshot"]["snapshot_id"],
+        snapshot.as_str()
+    );
+    assert_eq!(recorded["case"]["incident_id"], "IR-21");
+    assert_eq!(
+        flow.messages(&queue),
+        (0, 0),
+        "the answered message is deleted"
+    );
+    assert!(
+        marker.exists(),
+        "powered off after the idle time: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("the job queue stayed empty"),
+        "{}",
+        run.stderr
+    );
+}
+
+// Issue 21: a message is input. Not JSON, not ours, another destination, an untagged snapshot:
+// each refused, reported to its execution when it carries a readable token, deleted, never run.
+#[test]
+fn malformed_foreign_and_untagged_jobs_are_refused_reported_and_never_run() {
+    require_root();
+    // moto runs one execution per server: once one has waited on a token, StartExecution fails.
+    for case in ["elsewhere", "untagged"] {
+        let s3 = LocalS3::with_bucket("evidence", false);
+        let flow = Flow::on(&s3.server);
+        let queue = flow.queue("jobs");
+        flow.send(&queue, "not json at all");
+        flow.send(
+            &queue,
+            &json!({"type": "someone.else", "task_token": "x y"}).to_string(),
+        );
+        let (_, tagged) = tagged_snapshot(&s3, &flow, 22);
+        let untagged = SnapshotImage::odd_with_holes(23).put(&s3.server.endpoint(), &s3.runtime);
+        let (input, why) = if case == "elsewhere" {
+            (
+                json!({"snapshot": tagged, "name": "a", "destination": "s3://attacker-bucket/x"}),
+                "not this collector's",
+            )
+        } else {
+            (
+                json!({"snapshot": untagged, "name": "b", "destination": "s3://evidence/cases"}),
+                "is not tagged forensic-collector=ir-21",
+            )
+        };
+        let machine = flow.state_machine("capture", &machine(&queue, 30));
+        let execution = flow.start(&machine, &input);
+        let work = tempfile::tempdir().unwrap();
+        let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
+        let config = config_file(work.path(), &work.path().join("powered-off"));
+        let run = Run::of(&mut collector(&s3, &imds, &config));
+        run.expect_code(0);
+
+        let outcome = flow.wait(&execution, Duration::from_secs(30));
+        assert_eq!(
+            outcome.status,
+            ExecutionStatus::Failed,
+            "{outcome:?}\n{}",
+            run.stderr
+        );
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("ForensicCollector.JobRefused")
+        );
+        // moto keeps the error of SendTaskFailure but drops its cause; the collector's log has it.
+        assert!(run.stderr.contains(why), "{}", run.stderr);
+        assert_eq!(
+            run.stderr.matches("Job message refused").count(),
+            3,
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("Job taken"), "{}", run.stderr);
+        assert_eq!(keys(&s3), Vec::<String>::new(), "nothing was run");
+        assert_eq!(
+            flow.messages(&queue),
+            (0, 0),
+            "every refused message is deleted"
+        );
+    }
+}
+
+// Issue 21: a collector killed mid-job leaves its message; it reappears after its visibility
+// (three heartbeats) and a second collector finishes the job, with no evidence colliding.
+#[test]
+fn a_collector_killed_mid_job_leaves_the_job_to_another_without_colliding_evidence() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let flow = Flow::on(&s3.server);
+    let queue = flow.queue("jobs");
+    let (image, snapshot) = tagged_snapshot(&s3, &flow, 24);
+    let machine = flow.state_machine("capture", &machine(&queue, 30));
+    let execution = flow.start(
+        &machine,
+        &json!({"snapshot": snapshot, "name": "vol-0ccccccccccccccccc"[..21].to_owned(),
+            "destination": "s3://evidence/cases"}),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("powered-off");
+    let config = config_file(work.path(), &marker);
+    let imds = ImdsServer::start(Some(&user_data(&queue, 20)), INSTANCE);
+
+    // The first collector's reads are slowed by an EBS endpoint that answers 503 at first, so it
+    // is surely mid-job when it is killed.
+    let proxy = collector_e2e::FaultProxy::start(&s3.server, &["--ebs-unavailable", "6"]);
+    let mut first = collector(&s3, &imds, &config);
+    first.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
+    let mut child = Run::spawn(&mut first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while flow.messages(&queue).1 == 0 || !keys(&s3).iter().any(|k| k.contains(".claim")) {
+        assert!(
+            Instant::now() < deadline,
+            "the first collector never took the job"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    assert_eq!(flow.status(&execution).status, ExecutionStatus::Running);
+
+    let second = Run::of(&mut collector(&s3, &imds, &config));
+    second.expect_code(0);
+    assert!(
+        second.stderr.contains("\"receive_count\":2") || second.stderr.contains("receive_count=2"),
+        "the second collector took the same message again: {}",
+        second.stderr
+    );
+    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{outcome:?}\n{}",
+        second.stderr
+    );
+    let manifest = outcome.output["manifest_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(outcome.output["image_sha256"], image.digests().sha256);
+    verify(&s3, &manifest);
+    assert_eq!(
+        manifests(&s3).len(),
+        1,
+        "one capture stored: {:?}",
+        keys(&s3)
+    );
+    assert_eq!(flow.messages(&queue), (0, 0));
+}
+
+// Issue 21: when the collector stops beating (killed, and no other takes the job), the state
+// times out after its HeartbeatSeconds (moto names it States.Timeout, AWS States.HeartbeatTimeout).
+#[test]
+fn heartbeats_that_stop_time_the_waiting_state_out() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let flow = Flow::on(&s3.server);
+    let queue = flow.queue("jobs");
+    let (_, snapshot) = tagged_snapshot(&s3, &flow, 25);
+    let machine = flow.state_machine("capture", &machine(&queue, 4));
+    let execution = flow.start(
+        &machine,
+        &json!({"snapshot": snapshot, "name": "n", "destination": "s3://evidence/cases"}),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let config = config_file(work.path(), &work.path().join("off"));
+    let imds = ImdsServer::start(Some(&user_data(&queue, 30)), INSTANCE);
+    let proxy = collector_e2e::FaultProxy::start(&s3.server, &["--ebs-unavailable", "100"]);
+    let mut cmd = collector(&s3, &imds, &config);
+    cmd.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
+    let mut child = Run::spawn(&mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while flow.messages(&queue).1 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the collector never took the job"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        flow.status(&execution).status,
+        ExecutionStatus::Running,
+        "heartbeats keep it alive"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    assert_eq!(outcome.status, ExecutionStatus::Failed, "{outcome:?}");
+    assert!(
+        matches!(
+            outcome.error.as_deref(),
+            Some("States.Timeout" | "States.HeartbeatTimeout")
+        ),
+        "{outcome:?}"
+    );
+}
