@@ -8,6 +8,7 @@ use super::message::{QueuedJob, Refusal};
 use super::worker::QueuePlan;
 use crate::config::raw::OnComplete;
 use crate::daemon::Job;
+use crate::result::AcquisitionResult;
 
 /// Jobs answered by the end.
 pub struct Counts {
@@ -54,6 +55,22 @@ pub fn refused(message: &Received, refusal: &Refusal) -> Value {
         "receive_count": message.receive_count,
         "reason": refusal.reason,
         "reported_to_execution": refusal.token.is_some(),
+    })
+}
+
+/// A job ended before its child started (a volume job whose volume never appeared).
+pub fn failed_unstarted(
+    message: &Received,
+    queued: &QueuedJob,
+    result: &AcquisitionResult,
+) -> Value {
+    json!({
+        "event": "job_failed",
+        "message_id": message.id,
+        "execution_arn": queued.execution_arn,
+        "evidence_name": queued.evidence_name.as_str(),
+        "exit_code": result.exit_code,
+        "error": result.error,
     })
 }
 

@@ -8,12 +8,14 @@
 //! # Layout
 //! - `url`: the queue URL, checked with the configuration.
 //! - `message`: one job message, read strictly.
+//! - `attach`: the fallback path's wait for the volume the flow attached.
 //! - `calls`: the SQS, Step Functions and EC2 calls a worker makes, and what their errors mean.
 //! - `answer`: the task's result, made from the child's result line.
 //! - `events`: what it reports to CloudWatch besides the daemon's job events.
 //! - `worker`: the loop: poll, check, run, beat, answer, delete; idle, then done.
 
 mod answer;
+mod attach;
 mod calls;
 mod events;
 pub mod message;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use imaging::S3Url;
 
 use super::answer::{self, Answer};
+use super::attach::{self, NotAttached};
 use super::calls::{Calls, Received, TaskCallError};
 use super::events;
 use super::message::{self, JobSource, QueuedJob, Refusal};
@@ -22,6 +23,7 @@ use crate::config::raw::OnComplete;
 use crate::config::typed::QueueSection;
 use crate::config::{Config, JobContext};
 use crate::daemon::{self, ChildEvent, DaemonPlan, Job, JobState, Reports, RunningChild};
+use crate::detect::WatchSettings;
 use crate::exit::{Exit, Failure};
 use crate::result::AcquisitionResult;
 
@@ -175,12 +177,10 @@ impl Worker<'_> {
     }
 
     /// Checks what the message cannot prove: that its snapshot carries the tag the collector role
-    /// may read, and that this collector can image a volume job at all.
+    /// may read. (A volume job's volume is the flow's, attached to this very instance.)
     fn admit(&self, job: &QueuedJob) -> Result<(), String> {
         let JobSource::Snapshot(snapshot) = &job.source else {
-            return Err(
-                "this collector images snapshots; volume jobs are not taken yet".to_owned(),
-            );
+            return Ok(());
         };
         let wanted = &self.plan.queue.snapshot_tag;
         match self.calls.snapshot_tag(snapshot) {
@@ -210,7 +210,21 @@ impl Worker<'_> {
     }
 
     fn run_job(&mut self, message: &Received, queued: &QueuedJob, cancel: &AtomicBool) {
-        let (acquire, job) = self.acquisition(queued);
+        let source = match &queued.source {
+            JobSource::Snapshot(id) => daemon::JobSource::Snapshot(id.clone()),
+            JobSource::Volume { volume, .. } => {
+                match self.attached(message, queued, volume, cancel) {
+                    Ok(disk) => daemon::JobSource::Disk(disk),
+                    Err(NotAttached::Stopped) => return,
+                    Err(NotAttached::Failed(reason)) => {
+                        let result = AcquisitionResult::failed(Exit::SourceMissing, reason);
+                        return self.conclude(message, queued, None, &result);
+                    }
+                }
+            }
+        };
+        let job = self.job(queued, source);
+        let acquire = self.acquisition(queued, &job);
         let (events_tx, child_events) = crossbeam_channel::unbounded();
         tracing::info!(message = %message.id, receive_count = message.receive_count,
             execution = %queued.execution_arn, source = %job.source, name = %job.name,
@@ -223,7 +237,7 @@ impl Worker<'_> {
                     Exit::Internal,
                     format!("cannot start the imaging process: {error}"),
                 );
-                return self.conclude(message, queued, &job, &result);
+                return self.conclude(message, queued, Some(&job), &result);
             }
         };
         let mut next_beat = Instant::now() + self.plan.queue.heartbeat;
@@ -248,21 +262,30 @@ impl Worker<'_> {
             }
             std::thread::sleep(TICK);
         };
-        self.conclude(message, queued, &job, &result);
+        self.conclude(message, queued, Some(&job), &result);
     }
 
-    /// The child's acquisition: the daemon's template for this job's incident and snapshot, with
+    /// The job as the daemon's reports name it.
+    fn job(&self, queued: &QueuedJob, source: daemon::JobSource) -> Job {
+        Job {
+            index: self.tally.succeeded + self.tally.failed,
+            source,
+            name: queued.evidence_name.to_string(),
+            state: JobState::Running,
+        }
+    }
+
+    /// The child's acquisition: the daemon's template for this job's incident and source, with
     /// the job's name and examiner, and a new name when the job's is taken (a redelivered job).
-    fn acquisition(&self, queued: &QueuedJob) -> (crate::cli::AcquireArgs, Job) {
-        let snapshot = match &queued.source {
-            JobSource::Snapshot(id) => Some(id.clone()),
-            JobSource::Volume { .. } => None,
-        };
+    fn acquisition(&self, queued: &QueuedJob, job: &Job) -> crate::cli::AcquireArgs {
         let context = JobContext {
             destination: self.plan.destination.clone(),
             incident_id: queued.incident.clone(),
             source_volume_id: queued.source_volume_id.clone(),
-            snapshot_id: snapshot.clone(),
+            snapshot_id: match &job.source {
+                daemon::JobSource::Snapshot(id) => Some(id.clone()),
+                daemon::JobSource::Disk(_) => None,
+            },
         };
         let plan = DaemonPlan::new(
             self.plan.program.clone(),
@@ -270,20 +293,53 @@ impl Worker<'_> {
             &context,
             self.plan.instance_id.clone(),
         );
-        let job = Job {
-            index: self.tally.succeeded + self.tally.failed,
-            source: crate::daemon::JobSource::Snapshot(
-                snapshot.expect("admitted jobs are snapshots"),
-            ),
-            name: queued.evidence_name.to_string(),
-            state: JobState::Running,
-        };
-        let mut acquire = plan.child_job(&job);
+        let mut acquire = plan.child_job(job);
+        // The daemon names a disk's source volume only when the evidence is named after it; a
+        // queued job's message says which suspect volume its source copies.
+        acquire.source_volume_id = queued.source_volume_id.as_ref().map(ToString::to_string);
         acquire.new_capture = true;
         if queued.examiner.is_some() {
             acquire.examiner.clone_from(&queued.examiner);
         }
-        (acquire, job)
+        acquire
+    }
+
+    /// The disk of a volume job's volume, beating while it is awaited.
+    fn attached(
+        &self,
+        message: &Received,
+        queued: &QueuedJob,
+        volume: &imaging::VolumeId,
+        cancel: &AtomicBool,
+    ) -> Result<crate::detect::AttachedDisk, NotAttached> {
+        let settings = WatchSettings {
+            disk_root: self.plan.config.watch.disk_root.clone(),
+            settle_quiet: self.plan.config.watch.settle,
+            ..WatchSettings::default()
+        };
+        let mut next_beat = Instant::now() + self.plan.queue.heartbeat;
+        let found = attach::wait_for(volume, settings, attach::ATTACH_WAIT, || {
+            if cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            if Instant::now() < next_beat {
+                return true;
+            }
+            next_beat = Instant::now() + self.plan.queue.heartbeat;
+            self.beat(message, queued).is_ok()
+        });
+        if matches!(found, Err(NotAttached::Stopped)) {
+            // Interrupted: the job goes back to the queue; the execution gone: nobody waits.
+            let visible_again = if cancel.load(Ordering::Relaxed) {
+                self.calls.set_visibility(&message.receipt, Duration::ZERO)
+            } else {
+                self.calls.delete(&message.receipt)
+            };
+            if let Err(error) = visible_again {
+                tracing::warn!(error = %error, "Cannot release or delete the message.");
+            }
+        }
+        found
     }
 
     /// A heartbeat and the message's visibility renewed; `Err` when the execution is gone.
@@ -327,7 +383,7 @@ impl Worker<'_> {
         &mut self,
         message: &Received,
         queued: &QueuedJob,
-        job: &Job,
+        job: Option<&Job>,
         result: &AcquisitionResult,
     ) {
         let answer = answer::of(queued, &self.plan.collector(), result);
@@ -336,7 +392,10 @@ impl Worker<'_> {
             Answer::Failure { .. } => self.tally.failed += 1,
         }
         self.tally.worst_exit = worse(self.tally.worst_exit, result.exit_code);
-        self.reports.emit(daemon::events::finished(job, result));
+        self.reports.emit(match job {
+            Some(job) => daemon::events::finished(job, result),
+            None => events::failed_unstarted(message, queued, result),
+        });
         let sent = self.calls.answer(&queued.token, &answer);
         tracing::info!(message = %message.id, status = %result.status, exit_code = result.exit_code,
             manifest = result.manifest.as_deref().unwrap_or("-"), answered = ?sent, "Job ended.");

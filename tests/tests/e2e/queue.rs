@@ -253,7 +253,7 @@ fn a_collector_killed_mid_job_leaves_the_job_to_another_without_colliding_eviden
     let work = tempfile::tempdir().unwrap();
     let marker = work.path().join("powered-off");
     let config = config_file(work.path(), &marker);
-    let imds = ImdsServer::start(Some(&user_data(&queue, 20)), INSTANCE);
+    let imds = ImdsServer::start(Some(&user_data(&queue, 8)), INSTANCE);
 
     // The first collector's reads are slowed by an EBS endpoint that answers 503 at first, so it
     // is surely mid-job when it is killed.
@@ -355,5 +355,96 @@ fn heartbeats_that_stop_time_the_waiting_state_out() {
             Some("States.Timeout" | "States.HeartbeatTimeout")
         ),
         "{outcome:?}"
+    );
+}
+
+/// One state that queues a volume job for the collector `instance`.
+fn volume_machine(queue: &str) -> String {
+    json!({
+        "StartAt": "Capture",
+        "States": {"Capture": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": queue, "MessageBody": {
+                "type": "forensic-collector.job", "version": 1,
+                "task_token.$": "$$.Task.Token", "execution_arn.$": "$$.Execution.Id",
+                "incident_id": "IR-21", "evidence_name": "vol-0ddddddddddddddddd"[..21],
+                "destination": "s3://evidence/cases", "volume_id.$": "$.volume",
+                "instance_id.$": "$.instance", "source_volume_id": "vol-0ddddddddddddddddd"[..21]}},
+            "HeartbeatSeconds": 30, "TimeoutSeconds": 600, "End": true}}
+    })
+    .to_string()
+}
+
+// Issue 21, the fallback path: a volume job is the collector's the flow attached the volume to.
+// Another collector leaves it in the queue; the right one waits for the disk whose EBS volume ID
+// is the job's (its by-id link, as udev names an NVMe EBS volume), images it and answers.
+#[test]
+fn a_volume_job_is_imaged_by_the_collector_it_is_attached_to_and_left_by_others() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let flow = Flow::on(&s3.server);
+    let queue = flow.queue("jobs");
+    let volume = "vol-0123456789abcdef0";
+    let machine = flow.state_machine("capture", &volume_machine(&queue));
+    let execution = flow.start(&machine, &json!({"volume": volume, "instance": INSTANCE}));
+
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("dev-disk");
+    fs::create_dir_all(root.join("by-id")).unwrap();
+    let config = work.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[watch]\ndisk_root = {root:?}\nsettle_ms = 100\non_complete = \"exit\"\n\
+             [s3]\nforce_path_style = true\n[cloudwatch]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+
+    // Another collector: the volume is not attached to it, so it leaves the job.
+    let other = ImdsServer::start(Some(&user_data(&queue, 3)), "i-0beef0beef0beef0b");
+    let run = Run::of(&mut collector(&s3, &other, &config));
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("A volume job for another collector"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("Job taken"), "{}", run.stderr);
+    assert_eq!(flow.status(&execution).status, ExecutionStatus::Running);
+
+    // This collector: the disk appears a moment after the job is taken, as an attachment does.
+    let disk_file = work.path().join("volume.img");
+    collector_e2e::random_file(&disk_file, 8 << 20, 2121);
+    let disk = collector_e2e::LoopDevice::attach(&disk_file, &[]);
+    let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
+    let child = Run::spawn(&mut collector(&s3, &imds, &config));
+    std::thread::sleep(Duration::from_secs(2));
+    std::os::unix::fs::symlink(
+        disk.path(),
+        root.join("by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"),
+    )
+    .unwrap();
+    let run = Run::wait(child);
+    run.expect_code(0);
+    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{outcome:?}\n{}",
+        run.stderr
+    );
+    let expected = collector_e2e::sha256_hex(&fs::read(&disk_file).unwrap());
+    assert_eq!(outcome.output["image_sha256"], expected);
+    assert_eq!(outcome.output["volume_id"], volume);
+    let manifest = outcome.output["manifest_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    verify(&s3, &manifest);
+    assert!(
+        disk.kernel_read_only(),
+        "the attached volume was write-blocked"
     );
 }
