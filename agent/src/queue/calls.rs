@@ -80,7 +80,7 @@ impl Calls {
             .receive_message()
             .queue_url(self.queue.as_str())
             .max_number_of_messages(1)
-            .wait_time_seconds(seconds(wait.min(Duration::from_secs(20))))
+            .wait_time_seconds(seconds(wait.min(super::worker::LONG_POLL)))
             .visibility_timeout(seconds(visibility))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send();

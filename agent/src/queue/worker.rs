@@ -29,6 +29,8 @@ use crate::result::AcquisitionResult;
 
 /// How often a running job's child is looked at.
 const TICK: Duration = Duration::from_millis(200);
+/// SQS's longest long poll.
+pub(super) const LONG_POLL: Duration = Duration::from_secs(20);
 /// Longest pause after a failed poll (doubling from one second).
 const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -123,12 +125,17 @@ impl Worker<'_> {
                     .take()
                     .map_or(Ending::Idle, Ending::Unreachable);
             }
-            let left = self
-                .plan
-                .queue
-                .idle
-                .saturating_sub(idle_for)
-                .max(Duration::from_secs(1));
+            // A worker that stays polls in full long polls; one that ends waits no longer than
+            // its idle time has left.
+            let left = if stays {
+                LONG_POLL
+            } else {
+                self.plan
+                    .queue
+                    .idle
+                    .saturating_sub(idle_for)
+                    .max(Duration::from_secs(1))
+            };
             match self.calls.receive(left, self.plan.visibility(), cancel) {
                 Ok(Some(message)) => {
                     failures = 0;
