@@ -18,7 +18,11 @@ the code and the state machine they serve.
 - **The state machine's role and the member role against the definition**
   (flow/statemachine.asl.json, when present): every service action a Task calls is granted, to
   the member role when the Task carries `Credentials`, else to the flow role; neither role grants
-  an action that no Task calls, apart from what those calls imply (IMPLIED below). Every
+  an action that no Task calls, apart from what those calls imply (IMPLIED below). A Task that
+  creates a resource carries every tag its role's statements require (aws:RequestTag), and a
+  role acting on a resource by tag (aws:ResourceTag) acts on what some Task creates with that
+  tag: a mismatch there is an AccessDenied in AWS that moto, which enforces no IAM, never shows.
+  Every
   `${Name}` placeholder of the definition has a DefinitionSubstitutions entry, and every entry
   is used.
 
@@ -82,6 +86,14 @@ AHEAD_OF_DEFINITION = {
                           "kms:ReEncryptFrom", "kms:ReEncryptTo",
                           "kms:GenerateDataKeyWithoutPlaintext")},
     },
+}
+# Actions on a resource the definition made, and the calls that make it (for aws:ResourceTag).
+CREATED_BY = {
+    "ec2:AttachVolume": ["ec2:CreateVolume"],
+    "ec2:DeleteVolume": ["ec2:CreateVolume"],
+    "ec2:DeleteSnapshot": ["ec2:CreateSnapshot", "ec2:CopySnapshot"],
+    "ec2:ModifySnapshotAttribute": ["ec2:CreateSnapshot", "ec2:CopySnapshot"],
+    "ec2:CreateVolume": ["ec2:CreateSnapshot", "ec2:CopySnapshot"],
 }
 # Step Functions' service names in aws-sdk integrations that differ from the IAM prefix.
 SDK_PREFIX = {"cloudwatchlogs": "logs", "sfn": "states"}
@@ -355,8 +367,20 @@ def check_collector(resources, params, calls):
     iam.check(policy, collector_params(params), calls)
 
 
+def literal_tags(state):
+    """{key: value} of a Task's TagSpecifications whose value is literal (`Value`, not
+    `Value.$`), placeholders left as `${Name}`."""
+    tags = {}
+    for spec in state.get("Parameters", {}).get("TagSpecifications", []):
+        for tag in spec.get("Tags", []):
+            if "Value" in tag:
+                tags[tag["Key"]] = tag["Value"]
+    return tags
+
+
 def task_calls(definition):
-    """(IAM action, uses Credentials, state name) for every Task of an ASL definition."""
+    """(IAM action, uses Credentials, state name, literal tags) for every Task of an ASL
+    definition."""
     found = []
 
     def walk(states):
@@ -373,7 +397,7 @@ def task_calls(definition):
                     if not m or m.group(1) not in OPTIMIZED:
                         raise Failed(f"state {name}: the checker does not know {resource}")
                     action = OPTIMIZED[m.group(1)]
-                found.append((action, "Credentials" in state, name))
+                found.append((action, "Credentials" in state, name, literal_tags(state)))
             for branch in state.get("Branches", []):
                 walk(branch["States"])
             for key in ("ItemProcessor", "Iterator"):
@@ -383,14 +407,54 @@ def task_calls(definition):
     return found
 
 
+def tag_conditions(statement, operator_key):
+    """{tag key: value} that `statement` requires through StringEquals aws:RequestTag/KEY or
+    aws:ResourceTag/KEY (`operator_key` names which)."""
+    prefix = f"aws:{operator_key}/"
+    return {k[len(prefix):]: v for k, v in statement.get("Condition", {})
+            .get("StringEquals", {}).items() if k.startswith(prefix)}
+
+
+def check_tags(role, resources, own, substitutions):
+    """A Task creating tagged resources must carry every tag its role's statements require
+    (aws:RequestTag), and a resource a role acts on by tag (aws:ResourceTag) must be one some Task
+    of the same role creates with that tag: otherwise IAM refuses the call in AWS, which no
+    moto run shows."""
+    def value(text):
+        return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: str(substitutions[m.group(1)]), text)
+
+    created = {}
+    for action, _, state, tags in own:
+        tags = {k: value(v) for k, v in tags.items()}
+        created.setdefault(action, []).append(tags)
+        for statement in statements(resources, role):
+            if action not in iam.listify(statement["Action"]):
+                continue
+            for key, want in tag_conditions(statement, "RequestTag").items():
+                if tags.get(key) != want:
+                    raise Failed(f"{role} {statement.get('Sid')}: {action} needs the tag "
+                                 f"{key}={want}, which state {state} does not set")
+    for acting, creators in CREATED_BY.items():
+        for statement in statements(resources, role):
+            if acting not in iam.listify(statement["Action"]):
+                continue
+            for key, want in tag_conditions(statement, "ResourceTag").items():
+                made = [t for c in creators for t in created.get(c, [])]
+                if made and not any(t.get(key) == want for t in made):
+                    raise Failed(f"{role} {statement.get('Sid')}: {acting} needs {key}={want} on "
+                                 f"the resource, which no {'/'.join(creators)} state sets")
+
+
 def check_roles_against_definition(flow, member, definition):
     calls = task_calls(definition)
     flow_granted, member_granted = granted(flow, "FlowRole"), granted(member, "MemberRole")
-    for role, granted_, extra, own in [
-            ("FlowRole", flow_granted, PLATFORM, [c for c in calls if not c[1]]),
-            ("MemberRole", member_granted, set(), [c for c in calls if c[1]])]:
-        needed = {a for a, _, _ in own}
-        missing = {(a, s) for a, _, s in own if a not in granted_}
+    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    for role, resources, granted_, extra, own in [
+            ("FlowRole", flow, flow_granted, PLATFORM, [c for c in calls if not c[1]]),
+            ("MemberRole", member, member_granted, set(), [c for c in calls if c[1]])]:
+        check_tags(role, resources, own, substitutions)
+        needed = {a for a, _, _, _ in own}
+        missing = {(a, s) for a, _, s, _ in own if a not in granted_}
         if missing:
             raise Failed(f"{role} lacks " + ", ".join(f"{a} (state {s})"
                                                      for a, s in sorted(missing)))
@@ -484,6 +548,13 @@ def self_test(flow, params, calls, sar):
     definition = {"StartAt": "A", "States": {
         "A": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:ec2:stopInstances",
               "End": True}}}
+    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    must_fail("a snapshot created without the flow's tag", lambda: check_tags(
+        "FlowRole", flow, [("ec2:CreateSnapshot", False, "A", {"forensic-incident": "x"})],
+        substitutions))
+    must_fail("a snapshot tagged with another value", lambda: check_tags(
+        "FlowRole", flow, [("ec2:CopySnapshot", False, "A", {"forensic-collector": "other"})],
+        substitutions))
     must_fail("a definition calling an action no role grants",
               lambda: check_roles_against_definition(flow, flow_member_sample(params),
                                                      definition))
