@@ -326,6 +326,13 @@ def check_wildcards(where, document, key_policy, sar):
             if name.lower() not in sar.get(service, {}):
                 raise Failed(f"{sid}: {action} is not an action of the Service Authorization "
                              "Reference")
+        # A condition on a key that a request lacks is false: kms:GrantIsForAWSResource exists
+        # only in grant requests, so beside it any other action would be silently refused.
+        bools = statement.get("Condition", {}).get("Bool", {})
+        if "kms:GrantIsForAWSResource" in bools and \
+                set(actions) - {"kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"}:
+            raise Failed(f"{sid}: kms:GrantIsForAWSResource conditions non-grant actions "
+                         f"{sorted(set(actions) - {'kms:CreateGrant'})}, which it would refuse")
         if statement["Effect"] == "Allow" and "*" in iam.listify(statement.get("Resource", [])) \
                 and not key_policy:
             scoped = [a for a in actions if sar[a.split(":")[0]][a.split(":")[1].lower()]]
@@ -542,6 +549,10 @@ def self_test(flow, params, calls, sar):
     must_fail("an action that does not exist", lambda: check_wildcards(
         "self-test", {"Statement": [{"Effect": "Allow", "Action": "ec2:CreateSnapshotz",
                                      "Resource": "x"}]}, False, sar))
+    must_fail("kms:Decrypt beside a grant condition", lambda: check_wildcards(
+        "self-test", {"Statement": [{"Effect": "Allow", "Action": ["kms:CreateGrant", "kms:Decrypt"],
+                                     "Resource": "x", "Condition": {"Bool": {
+                                         "kms:GrantIsForAWSResource": "true"}}}]}, False, sar))
     must_fail("'*' for an action with a resource type", lambda: check_wildcards(
         "self-test", {"Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage",
                                      "Resource": "*"}]}, False, sar))
