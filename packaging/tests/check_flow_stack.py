@@ -502,7 +502,7 @@ def variants():
     yield "one account, no logs, no tracing", dict(
         SAMPLE, OrganizationId="", MemberAccountIds="", StateMachineLogLevel="OFF",
         TracingEnabled="false")
-    yield "member: regions, external ID, no key", dict(
+    yield "given snapshot key; member: regions, external ID", dict(
         SAMPLE, Regions="eu-west-1,us-east-1", ExternalId="x-123",
         SnapshotKmsKeyArn=SAMPLE["SnapshotKey.Arn"])
 
