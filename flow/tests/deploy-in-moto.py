@@ -440,6 +440,10 @@ def main():
     if not args.definition.exists():
         print(f"deploy-in-moto: no definition at {args.definition}", file=sys.stderr)
         return 2
+    if not shutil.which("aws"):
+        print("deploy-in-moto: needs the aws command, awscli v1 (`pip install awscli`; v1 honours "
+              "AWS_ENDPOINT_URL, Debian's awscli 2.9 does not)", file=sys.stderr)
+        return 2
     try:
         run(args.definition, args.keep)
     except (Failed, subprocess.CalledProcessError) as err:
