@@ -295,18 +295,61 @@ def granted(resources, role):
 # ---- The Service Authorization Reference (as cfn-lint ships it) ------------------------------
 
 def reference():
-    """service -> {action (lower case): [resource types]}, from cfn-lint's Policies.json."""
+    """service -> {action (lower case): [resource types]}, and service -> {resource type:
+    [condition keys]}, from cfn-lint's Policies.json."""
     import cfnlint
     data = json.loads((Path(cfnlint.__file__).parent / "data" / "AdditionalSpecs" /
                        "Policies.json").read_text())
-    return {service: {action: spec.get("Resources", [])
-                      for action, spec in body["Actions"].items()}
+    actions = {service: {action: spec.get("Resources", [])
+                         for action, spec in body["Actions"].items()}
+               for service, body in data.items()}
+    keys = {service: {kind: spec.get("ConditionKeys", [])
+                      for kind, spec in body.get("Resources", {}).items()}
             for service, body in data.items()}
+    return actions, keys
+
+
+# Global condition keys the templates use (IAM's "AWS global condition context keys").
+GLOBAL_KEYS = {"aws:SecureTransport", "aws:RequestedRegion", "aws:PrincipalOrgID",
+               "aws:PrincipalArn", "aws:SourceAccount", "aws:ResourceAccount", "aws:ResourceOrgID"}
+GLOBAL_TAG_KEYS = ("aws:RequestTag/", "aws:ResourceTag/")
+# Service keys that belong to a request, not to a resource type (Policies.json lists only the
+# latter), with the actions they apply to.
+REQUEST_KEYS = {
+    "kms:ViaService": "kms:", "kms:GrantIsForAWSResource": "kms:CreateGrant",
+    "kms:EncryptionContext:aws:ebs:id": "kms:", "ec2:CreateAction": "ec2:CreateTags",
+    "iam:PassedToService": "iam:PassRole", "s3:prefix": "s3:ListBucket",
+    "sts:ExternalId": "sts:AssumeRole",
+}
+
+
+def check_condition_keys(sid, statement, sar_keys, sar):
+    """Every condition key is a global key, a request key of the statement's actions, or a key
+    of a resource type those actions act on: a misspelt key is never present, so the condition
+    would silently refuse (or, under a Deny, never apply)."""
+    actions = iam.listify(statement.get("Action", []))
+    for operator, keys in statement.get("Condition", {}).items():
+        for key in keys:
+            if key in GLOBAL_KEYS or key.startswith(GLOBAL_TAG_KEYS):
+                continue
+            if key in REQUEST_KEYS:
+                scope = REQUEST_KEYS[key]
+                if all(a.startswith(scope) for a in actions):
+                    continue
+                raise Failed(f"{sid}: {key} applies to {scope} only, not to {actions}")
+            known = set()
+            for action in actions:
+                service, _, name = action.partition(":")
+                for kind in sar.get(service, {}).get(name.lower(), []):
+                    known.update(sar_keys.get(service, {}).get(kind, []))
+            if key not in known:
+                raise Failed(f"{sid}: condition key {key} ({operator}) is not one of "
+                             f"{actions}' resource types")
 
 
 # ---- The checks --------------------------------------------------------------------------
 
-def check_wildcards(where, document, key_policy, sar):
+def check_wildcards(where, document, key_policy, sar, sar_keys=None):
     """No wildcard action but a TLS deny's; actions that exist; "*" only where no resource type
     exists (or in a key policy)."""
     for statement in iam.listify(document["Statement"]):
@@ -326,6 +369,8 @@ def check_wildcards(where, document, key_policy, sar):
             if name.lower() not in sar.get(service, {}):
                 raise Failed(f"{sid}: {action} is not an action of the Service Authorization "
                              "Reference")
+        if sar_keys is not None:
+            check_condition_keys(sid, statement, sar_keys, sar)
         # A condition on a key that a request lacks is false: kms:GrantIsForAWSResource exists
         # only in grant requests, so beside it any other action would be silently refused.
         bools = statement.get("Condition", {}).get("Bool", {})
@@ -517,7 +562,7 @@ def must_fail(name, check):
     raise Failed(f"self-test: the check accepted {name}")
 
 
-def self_test(flow, params, calls, sar):
+def self_test(flow, params, calls, sar, sar_keys):
     """The checks must refuse what they are for: a wildcard action, an unneeded or a missing
     queue permission, a '*' resource for a scoped action, an unknown action, a definition
     calling an action no role grants."""
@@ -549,6 +594,14 @@ def self_test(flow, params, calls, sar):
     must_fail("an action that does not exist", lambda: check_wildcards(
         "self-test", {"Statement": [{"Effect": "Allow", "Action": "ec2:CreateSnapshotz",
                                      "Resource": "x"}]}, False, sar))
+    must_fail("a misspelt condition key", lambda: check_condition_keys(
+        "self-test", {"Effect": "Allow", "Action": "ec2:ModifySnapshotAttribute",
+                      "Resource": "x", "Condition": {"StringEquals": {"ec2:Add/UserIds": "1"}}},
+        sar_keys, sar))
+    must_fail("a request key on another action", lambda: check_condition_keys(
+        "self-test", {"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "x",
+                      "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSnapshot"}}},
+        sar_keys, sar))
     must_fail("kms:Decrypt beside a grant condition", lambda: check_wildcards(
         "self-test", {"Statement": [{"Effect": "Allow", "Action": ["kms:CreateGrant", "kms:Decrypt"],
                                      "Resource": "x", "Condition": {"Bool": {
@@ -582,7 +635,7 @@ def main(argv):
         ASL = Path(argv[2]).resolve()
     elif argv[1:]:
         raise Failed("usage: check_flow_stack.py [--definition FILE]")
-    sar = reference()
+    sar, sar_keys = reference()
     flow_template, member_template = load(FLOW), load(MEMBER)
     calls, note = calls_for_flow()
     definition_text = ASL.read_text() if ASL.exists() else None
@@ -593,14 +646,15 @@ def main(argv):
             member = present(member_template, params)
             for template, resources in [(FLOW, flow), (MEMBER, member)]:
                 for where, document, key_policy in policies(resources):
-                    check_wildcards(f"{template.name} {where}", document, key_policy, sar)
+                    check_wildcards(f"{template.name} {where}", document, key_policy, sar,
+                                    sar_keys)
             check_collector(flow, params, calls)
             if definition_text is not None:
                 check_roles_against_definition(flow, member, json.loads(definition_text))
             checked += 1
         except (Failed, iam.Failed) as err:
             raise Failed(f"{name}: {err}") from None
-    self_test(present(flow_template, SAMPLE), SAMPLE, calls, sar)
+    self_test(present(flow_template, SAMPLE), SAMPLE, calls, sar, sar_keys)
     if definition_text is not None:
         check_substitutions(flow_template, definition_text)
         against = f"and {ASL.name}"
