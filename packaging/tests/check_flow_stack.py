@@ -15,6 +15,10 @@ the code and the state machine they serve.
   a deny must cover every action, present and future. Every action must exist in the Service
   Authorization Reference as cfn-lint ships it, and an Allow with Resource "*" (outside key
   policies, where "*" means the key itself) may hold only actions that support no resource type.
+  Every condition key is a global key, a request key of its actions, or a key of a resource type
+  they act on; every resource of an Allow has the ARN format of such a type; a statement
+  conditioned on kms:GrantIsForAWSResource holds grant actions only. (Each of these mistakes makes
+  a grant silently void: IAM raises no error for it.)
 - **The state machine's role and the member role against the definition**
   (flow/statemachine.asl.json, when present): every service action a Task calls is granted, to
   the member role when the Task carries `Credentials`, else to the flow role; neither role grants
@@ -294,9 +298,16 @@ def granted(resources, role):
 
 # ---- The Service Authorization Reference (as cfn-lint ships it) ------------------------------
 
+class Reference:
+    """Per service and resource type: its condition keys (`keys`) and ARN patterns (`arns`)."""
+
+    def __init__(self, keys, arns):
+        self.keys, self.arns = keys, arns
+
+
 def reference():
-    """service -> {action (lower case): [resource types]}, and service -> {resource type:
-    [condition keys]}, from cfn-lint's Policies.json."""
+    """service -> {action (lower case): [resource types]}, and the resource types' condition
+    keys and ARN formats (a Reference), from cfn-lint's Policies.json."""
     import cfnlint
     data = json.loads((Path(cfnlint.__file__).parent / "data" / "AdditionalSpecs" /
                        "Policies.json").read_text())
@@ -306,7 +317,33 @@ def reference():
     keys = {service: {kind: spec.get("ConditionKeys", [])
                       for kind, spec in body.get("Resources", {}).items()}
             for service, body in data.items()}
-    return actions, keys
+    arns = {service: {kind: [arn_pattern(f) for f in spec.get("ARNFormats", [])]
+                      for kind, spec in body.get("Resources", {}).items()}
+            for service, body in data.items()}
+    return actions, Reference(keys, arns)
+
+
+def arn_pattern(form):
+    """A regular expression for one of the reference's ARN formats: `${Name}` is one ARN field
+    (a policy's `*` in that field included), `.*` anything."""
+    parts = re.split(r"(\$\{[^}]+\}|\.\*)", form)
+    return re.compile("".join("[^:]*" if p.startswith("${") else ".*" if p == ".*"
+                              else re.escape(p) for p in parts))
+
+
+def check_arns(sid, statement, sar, sar_keys):
+    """Every resource of an Allow is an ARN of a resource type each of its actions acts on: an
+    ARN of the wrong shape (a snapshot ARN with an account, a log group without its prefix)
+    matches nothing, and the grant is silently void."""
+    arns = sar_keys.arns
+    for resource in iam.listify(statement.get("Resource", [])):
+        if resource == "*":
+            continue
+        for action in iam.listify(statement.get("Action", [])):
+            service, _, name = action.partition(":")
+            kinds = sar.get(service, {}).get(name.lower(), [])
+            if not any(p.fullmatch(resource) for k in kinds for p in arns[service].get(k, [])):
+                raise Failed(f"{sid}: {resource} is no ARN {action} acts on ({', '.join(kinds)})")
 
 
 # Global condition keys the templates use (IAM's "AWS global condition context keys").
@@ -341,7 +378,7 @@ def check_condition_keys(sid, statement, sar_keys, sar):
             for action in actions:
                 service, _, name = action.partition(":")
                 for kind in sar.get(service, {}).get(name.lower(), []):
-                    known.update(sar_keys.get(service, {}).get(kind, []))
+                    known.update(sar_keys.keys.get(service, {}).get(kind, []))
             if key not in known:
                 raise Failed(f"{sid}: condition key {key} ({operator}) is not one of "
                              f"{actions}' resource types")
@@ -371,6 +408,8 @@ def check_wildcards(where, document, key_policy, sar, sar_keys=None):
                              "Reference")
         if sar_keys is not None:
             check_condition_keys(sid, statement, sar_keys, sar)
+            if statement["Effect"] == "Allow" and not key_policy and "Principal" not in statement:
+                check_arns(sid, statement, sar, sar_keys)
         # A condition on a key that a request lacks is false: kms:GrantIsForAWSResource exists
         # only in grant requests, so beside it any other action would be silently refused.
         bools = statement.get("Condition", {}).get("Bool", {})
@@ -602,6 +641,12 @@ def self_test(flow, params, calls, sar, sar_keys):
         "self-test", {"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "x",
                       "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSnapshot"}}},
         sar_keys, sar))
+    must_fail("a snapshot ARN with an account", lambda: check_arns(
+        "self-test", {"Effect": "Allow", "Action": "ebs:GetSnapshotBlock",
+                      "Resource": "arn:aws:ec2:eu-west-1:123456789012:snapshot/*"}, sar, sar_keys))
+    must_fail("a log group ARN for a queue action", lambda: check_arns(
+        "self-test", {"Effect": "Allow", "Action": "sqs:SendMessage",
+                      "Resource": "arn:aws:logs:eu-west-1:123456789012:log-group:x"}, sar, sar_keys))
     must_fail("kms:Decrypt beside a grant condition", lambda: check_wildcards(
         "self-test", {"Statement": [{"Effect": "Allow", "Action": ["kms:CreateGrant", "kms:Decrypt"],
                                      "Resource": "x", "Condition": {"Bool": {
