@@ -11,7 +11,7 @@ the code and the state machine they serve.
   rule, so no retention or legal-hold header), reading tagged and encrypted snapshots, in queue
   mode.
 - **No wildcard action** in any policy of either template (roles, key, bucket and queue
-  policies), except `SERVICE:*` in a Deny whose only condition is `aws:SecureTransport` false —
+  policies; packaging/iam-policy.json's rendered policy is held to the same rules), except `SERVICE:*` in a Deny whose only condition is `aws:SecureTransport` false —
   a deny must cover every action, present and future. Every action must exist in the Service
   Authorization Reference as cfn-lint ships it, and an Allow with Resource "*" (outside key
   policies, where "*" means the key itself) may hold only actions that support no resource type.
@@ -699,6 +699,17 @@ def main(argv):
             checked += 1
         except (Failed, iam.Failed) as err:
             raise Failed(f"{name}: {err}") from None
+    # The same rules hold for the collector policy the flow's role copies.
+    packaged = load(iam.TEMPLATE)
+    for name, params in iam.variants():
+        resources = present(packaged, dict(params, CollectorPolicy="collector-policy",
+                                           CollectorRole="collector-role"))
+        for where, document, key_policy in policies(resources):
+            try:
+                check_wildcards(f"{iam.TEMPLATE.name} {where}", document, key_policy, sar,
+                                sar_keys)
+            except Failed as err:
+                raise Failed(f"{name}: {err}") from None
     self_test(present(flow_template, SAMPLE), SAMPLE, calls, sar, sar_keys)
     if definition_text is not None:
         check_substitutions(flow_template, definition_text)
@@ -708,7 +719,8 @@ def main(argv):
     for note_ in sorted(set(NOTES)):
         print(f"check_flow_stack: note: {note_}")
     print(f"check_flow_stack: the flow's roles match the collector's calls{note} {against}, "
-          f"no wildcard action, in {checked} option sets")
+          f"no wildcard action, in {checked} option sets (and {iam.TEMPLATE.name}'s policy by the "
+          "same rules)")
 
 
 if __name__ == "__main__":
