@@ -67,6 +67,15 @@ TABLE = {
     # Optional to the agent (the manifest's volume ID and start time; without it the run goes on
     # and records why), granted with the snapshot permissions.
     "describe_snapshots": (["ec2:DescribeSnapshots"], "any", "snapshots"),
+    # Queue mode (`watch` with job.queue_url, issue 21): jobs from one SQS queue, results and
+    # heartbeats through the job's Step Functions task token. Only the flow's collector role
+    # (flow/template.yaml, checked by check_flow_stack.py) has a queue; this template has none.
+    "receive_message": (["sqs:ReceiveMessage"], "queue", "queue"),
+    "delete_message": (["sqs:DeleteMessage"], "queue", "queue"),
+    "change_message_visibility": (["sqs:ChangeMessageVisibility"], "queue", "queue"),
+    "send_task_success": (["states:SendTaskSuccess"], "any", "queue"),
+    "send_task_failure": (["states:SendTaskFailure"], "any", "queue"),
+    "send_task_heartbeat": (["states:SendTaskHeartbeat"], "any", "queue"),
 }
 
 # The only actions that may have Resource "*", and why. Each must also be limited to the stack's
@@ -74,6 +83,9 @@ TABLE = {
 STAR_ONLY = {
     "ec2:DescribeSnapshots": "EC2's Describe* actions support no resource-level permission: "
                              "the Service Authorization Reference lists no resource type for it",
+    **{f"states:{name}": "the Service Authorization Reference lists no resource type for the "
+                          "task token actions: the token itself names the execution"
+       for name in ("SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat")},
 }
 # The tag whose value (SnapshotTagValue) admits a snapshot. CloudFormation cannot put a parameter
 # into a condition key's name, so the key is fixed.
@@ -118,7 +130,7 @@ VIA = {
 }
 
 # The receiver is a client variable: `client`, or named after its service.
-OPERATION = re.compile(r"\b(?:client|ebs|ec2)\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
+OPERATION = re.compile(r"\b(?:client|ebs|ec2|sqs|sfn)\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
 # Methods of a client that are not AWS operations.
 NOT_OPERATIONS = {"clone", "config"}
 SEND = re.compile(r"\.\s*send\s*\(\s*\)")
@@ -147,6 +159,8 @@ OPTIONS = {
         p["ObjectLockRetention"], p["ObjectLockLegalHold"], p["RequireObjectLock"]),
     "snapshots": lambda p: p["SnapshotTagValue"] != "",
     "snapshot_kms": lambda p: p["SnapshotTagValue"] != "" and p["SnapshotKmsKeyArn"] != "",
+    # A job queue exists only in the flow's stack (JobQueueArn is its sample parameter there).
+    "queue": lambda p: p.get("JobQueueArn", "") != "",
 }
 # Every option off (the --render default and the "no options" variant).
 OFF = {"KmsKeyArn": "", "ObjectLockRetention": "false", "ObjectLockLegalHold": "false",
@@ -318,6 +332,7 @@ def scopes(params):
         "snapshot": tagged,
         "any": in_region,
         "snapshot_key": snapshot_key,
+        "queue": lambda r, s: r == params.get("JobQueueArn") and r != "",
     }
 
 
