@@ -19,7 +19,7 @@ const INSTANCE: &str = "i-0feed0feed0feed0f";
 const TAG: &str = "ir-21";
 
 /// One state that queues the job and waits for its token.
-fn machine(queue: &str, heartbeat: u32) -> String {
+fn machine(queue: &str, heartbeat: u32, timeout: u32) -> String {
     json!({
         "StartAt": "Capture",
         "States": {"Capture": {
@@ -30,7 +30,7 @@ fn machine(queue: &str, heartbeat: u32) -> String {
                 "task_token.$": "$$.Task.Token", "execution_arn.$": "$$.Execution.Id",
                 "incident_id": "IR-21", "evidence_name.$": "$.name",
                 "destination.$": "$.destination", "snapshot_id.$": "$.snapshot"}},
-            "HeartbeatSeconds": heartbeat, "TimeoutSeconds": 600, "End": true}}
+            "HeartbeatSeconds": heartbeat, "TimeoutSeconds": timeout, "End": true}}
     })
     .to_string()
 }
@@ -111,7 +111,7 @@ fn a_queued_snapshot_job_is_imaged_and_answered_then_the_idle_collector_powers_o
     let flow = Flow::on(&s3.server);
     let queue = flow.queue("jobs");
     let (image, snapshot) = tagged_snapshot(&s3, &flow, 21);
-    let machine = flow.state_machine("capture", &machine(&queue, 30));
+    let machine = flow.state_machine("capture", &machine(&queue, 30, 600));
     let execution = flow.start(
         &machine,
         &json!({"snapshot": snapshot, "name": "vol-0aaaaaaaaaaaaaaaa",
@@ -198,7 +198,7 @@ fn malformed_foreign_and_untagged_jobs_are_refused_reported_and_never_run() {
                 "is not tagged forensic-collector=ir-21",
             )
         };
-        let machine = flow.state_machine("capture", &machine(&queue, 30));
+        let machine = flow.state_machine("capture", &machine(&queue, 30, 600));
         let execution = flow.start(&machine, &input);
         let work = tempfile::tempdir().unwrap();
         let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
@@ -244,7 +244,7 @@ fn a_collector_killed_mid_job_leaves_the_job_to_another_without_colliding_eviden
     let flow = Flow::on(&s3.server);
     let queue = flow.queue("jobs");
     let (image, snapshot) = tagged_snapshot(&s3, &flow, 24);
-    let machine = flow.state_machine("capture", &machine(&queue, 30));
+    let machine = flow.state_machine("capture", &machine(&queue, 30, 600));
     let execution = flow.start(
         &machine,
         &json!({"snapshot": snapshot, "name": "vol-0ccccccccccccccccc"[..21].to_owned(),
@@ -315,7 +315,7 @@ fn heartbeats_that_stop_time_the_waiting_state_out() {
     let flow = Flow::on(&s3.server);
     let queue = flow.queue("jobs");
     let (_, snapshot) = tagged_snapshot(&s3, &flow, 25);
-    let machine = flow.state_machine("capture", &machine(&queue, 4));
+    let machine = flow.state_machine("capture", &machine(&queue, 4, 600));
     let execution = flow.start(
         &machine,
         &json!({"snapshot": snapshot, "name": "n", "destination": "s3://evidence/cases"}),
@@ -447,4 +447,40 @@ fn a_volume_job_is_imaged_by_the_collector_it_is_attached_to_and_left_by_others(
         disk.kernel_read_only(),
         "the attached volume was write-blocked"
     );
+}
+
+// Issue 21: when the execution stops waiting (here the state's TimeoutSeconds passes while the
+// snapshot's reads are slowed), the next heartbeat is refused: the collector stops the job, whose
+// child removes what it stored, deletes the message (nobody waits for it) and goes idle.
+#[test]
+fn a_job_whose_execution_stopped_waiting_is_stopped_and_leaves_nothing() {
+    require_root();
+    let s3 = LocalS3::with_bucket("evidence", false);
+    let flow = Flow::on(&s3.server);
+    let queue = flow.queue("jobs");
+    let (_, snapshot) = tagged_snapshot(&s3, &flow, 26);
+    let machine = flow.state_machine("capture", &machine(&queue, 3, 4));
+    let execution = flow.start(
+        &machine,
+        &json!({"snapshot": snapshot, "name": "late", "destination": "s3://evidence/cases"}),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let config = config_file(work.path(), &work.path().join("off"));
+    let imds = ImdsServer::start(Some(&user_data(&queue, 5)), INSTANCE);
+    let proxy = collector_e2e::FaultProxy::start(&s3.server, &["--ebs-unavailable", "1000"]);
+    let mut cmd = collector(&s3, &imds, &config);
+    cmd.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
+    let run = Run::of(&mut cmd);
+    run.expect_code(0);
+    let outcome = flow.wait(&execution, Duration::from_secs(5));
+    assert_eq!(outcome.status, ExecutionStatus::Failed, "{outcome:?}");
+    assert!(
+        run.stderr.contains("no longer waits for this job"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Job abandoned"), "{}", run.stderr);
+    assert_eq!(flow.messages(&queue), (0, 0), "the message is deleted");
+    assert!(manifests(&s3).is_empty(), "{:?}", keys(&s3));
+    assert_eq!(s3.open_uploads("evidence"), 0);
 }

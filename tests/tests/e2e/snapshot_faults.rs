@@ -299,3 +299,45 @@ fn without_describe_snapshots_the_evidence_is_made_without_the_volume_id() {
         "the run asked EC2 and was denied"
     );
 }
+
+// Issue 21 (found by the queue suite): opening a snapshot reads its first block to prove the role
+// may, and that read retried a failing EBS for about a minute with SIGTERM waiting: a queue worker
+// stopping a job, or systemd stopping the unit, waited that long. Nothing exists yet in that
+// phase, so a signal now ends the run at once (130), leaving nothing.
+#[test]
+fn a_signal_while_the_snapshot_is_opened_ends_the_run_at_once() {
+    require_root();
+    let server = SnapshotServer::start(SnapshotImage::odd_with_holes(21), &[]);
+    let proxy = FaultProxy::start(&server.server, &["--ebs-unavailable", "1000"]);
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Run::spawn(
+        server
+            .collector_via(&proxy.endpoint())
+            .arg("acquire")
+            .arg(server.source())
+            .arg("--out")
+            .arg(out.path())
+            .args(["--incident", INCIDENT]),
+    );
+    // Until the EBS API has been asked a few times, the run is surely inside the open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while proxy.requests().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never asked EBS"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let signalled = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let run = Run::wait(child);
+    let took = signalled.elapsed();
+    run.expect_code(130);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "SIGTERM took {took:?}: {}",
+        run.stderr
+    );
+    assert_no_evidence(out.path());
+}

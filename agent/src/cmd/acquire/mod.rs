@@ -126,8 +126,13 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
     let given = GivenNames::parse(args)?;
     // Arguments are checked before the source is opened, and everything else before the device is
     // write-blocked: a typo must not touch the evidence.
+    // Opening the destination and the source creates nothing but may wait on AWS (a snapshot's
+    // first block is read to prove the role may, with retries): a signal meanwhile ends the run at
+    // once rather than after the retries.
+    let starting = crate::signals::start_up();
     let mut destination = Destination::from_args(args, &settings.s3, given.incident.as_ref())?;
     let mut source = Opened::open(args)?;
+    drop(starting);
     // An empty source (a 0-byte device, a `/proc` file) would give an empty image that looks like
     // a completed capture. A rule for new evidence: `verify` still reads an image cut to nothing,
     // and reports the mismatch.
