@@ -1,0 +1,70 @@
+"""moto's Step Functions AWS SDK integrations (`arn:aws:states:::aws-sdk:SERVICE:action`) made to
+call services as Step Functions does, patched in at server start.
+
+moto 5.1.22 executes state machines (once `POST /moto-api/config` asks it to) with an interpreter
+ported from LocalStack (moto/stepfunctions/parser/). Its aws-sdk tasks hand the state's Parameters
+to a boto3 client unchanged. What differs from Step Functions (the AWS SDK integrations page of the
+Step Functions developer guide), and what this module makes it do instead:
+
+- Parameter names: Step Functions takes every API's members in PascalCase ("LogGroupName", also
+  for CloudWatch Logs, whose API says "logGroupName") and answers in PascalCase ("LogStreams",
+  "CreationTime"). moto passes the names to boto3 as written, so a camelCase API sees none of its
+  parameters, and answers in the API's own casing. Here: request members are renamed to the
+  service model's names and response members to PascalCase, recursively (what LocalStack's
+  `_normalise_parameters` / `_normalise_response` do; moto's port left them empty).
+- Service names: Step Functions names CloudWatch Logs `cloudwatchlogs` (the Java SDK's name);
+  boto3 knows only `logs`, so the task fails with UnknownServiceError. Here: `cloudwatchlogs` is
+  `logs`.
+- EC2 RunInstances `UserData`: Step Functions sends it as given, which the EC2 API requires to be
+  base64 already; boto3 base64-encodes it once more, so the instance's user data would be the
+  base64 text of what the state machine meant. Here: the aws-sdk clients send it as given.
+
+What stays as moto does it (see flow/README.md): a task's `Credentials` (RoleArn) is evaluated
+but no role is assumed: every call runs in moto's default account with fixed keys.
+"""
+
+import botocore.session
+from botocore.handlers import base64_encode_user_data
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk,
+)
+
+# Step Functions' aws-sdk service names that boto3 spells otherwise.
+SERVICE_NAMES = {"cloudwatchlogs": "logs", "sfn": "stepfunctions", "states": "stepfunctions"}
+
+
+def install():
+    """Patches moto's aws-sdk task so that every state machine in this process calls services as
+    Step Functions does (the module's docstring lists what changes)."""
+    task = aws_sdk.StateTaskServiceAwsSdk
+    models = botocore.session.get_session()
+    original_client_for = aws_sdk.boto_client_for
+
+    def operation(self):
+        service = models.get_service_model(self._get_boto_service_name())
+        return service.operation_model(service.operation_names[
+            [n.lower() for n in service.operation_names].index(self.resource.api_action.lower())])
+
+    def get_boto_service_name(self, boto_service_name=None):
+        name = boto_service_name or self.resource.api_name
+        return SERVICE_NAMES.get(name, name)
+
+    def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        shape = operation(self).input_shape
+        if shape is not None:
+            self._to_boto_request(parameters, shape)
+
+    def normalise_response(self, response, boto_service_name=None, service_action_name=None):
+        shape = operation(self).output_shape
+        if shape is not None:
+            self._from_boto_response(response, shape)
+
+    def client_for(*args, **kwargs):
+        client = original_client_for(*args, **kwargs)
+        client.meta.events.unregister("before-parameter-build.ec2.RunInstances", base64_encode_user_data)
+        return client
+
+    task._get_boto_service_name = get_boto_service_name
+    task._normalise_parameters = normalise_parameters
+    task._normalise_response = normalise_response
+    aws_sdk.boto_client_for = client_for
