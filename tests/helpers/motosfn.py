@@ -15,6 +15,15 @@ Step Functions developer guide), and what this module makes it do instead:
 - Service names: Step Functions names CloudWatch Logs `cloudwatchlogs` (the Java SDK's name);
   boto3 knows only `logs`, so the task fails with UnknownServiceError. Here: `cloudwatchlogs` is
   `logs`.
+- JSONPath: a path that names one node (no wildcard, filter, slice or union), such as
+  `$.LogStreams[0].CreationTime`, gives that node in Step Functions; moto gives a one-element
+  list when an array index comes before the last step (its fix of moto issue 7825), so such a
+  value is `[1796…]` instead of a number and `IsString` on `$.findings[0].Id` is false. Here: a
+  definite path with one match gives the node itself, in every place moto evaluates paths.
+- SendTaskHeartbeat right after the task's message was sent (a collector that heartbeats when it
+  takes a job) is refused with InvalidToken until moto's task has started its heartbeat timer, a
+  race; or always, for a task without HeartbeatSeconds. Step Functions accepts a heartbeat for
+  any task token of a running task. Here: accepted (the timer, once started, starts anew).
 - EC2 RunInstances `UserData`: Step Functions sends it as given, which the EC2 API requires to be
   base64 already; boto3 base64-encodes it once more, so the instance's user data would be the
   base64 text of what the state machine meant. Here: the aws-sdk clients send it as given.
@@ -23,11 +32,28 @@ What stays as moto does it (see flow/README.md): a task's `Credentials` (RoleArn
 but no role is assumed: every call runs in moto's default account with fixed keys.
 """
 
+import importlib
+
 import botocore.session
 from botocore.handlers import base64_encode_user_data
+from jsonpath_ng.ext import parse
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk as aws_sdk,
 )
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+# Where moto's interpreter imported extract_json (by name, so each is patched).
+EXTRACT_JSON_USERS = [
+    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
+    "moto.stepfunctions.parser.asl.component.intrinsic.argument.argument",
+    "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.timestamp_operators",
+    "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.boolean_equals",
+    "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.numeric",
+    "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.string_operators",
+    "moto.stepfunctions.parser.asl.eval.states",
+]
+# A path with any of these may name several nodes (wildcard, recursion, filter, slice, union).
+INDEFINITE = ("*", "..", "?", ":", ",", "(")
 
 # Step Functions' aws-sdk service names that boto3 spells otherwise.
 SERVICE_NAMES = {"cloudwatchlogs": "logs", "sfn": "stepfunctions", "states": "stepfunctions"}
@@ -64,6 +90,25 @@ def install():
         client.meta.events.unregister("before-parameter-build.ec2.RunInstances", base64_encode_user_data)
         return client
 
+    def definite_extract(original):
+        def extract_json(path, data):
+            if not any(mark in path for mark in INDEFINITE):
+                matches = parse(path).find(data)
+                if len(matches) == 1:
+                    return matches[0].value
+            return original(path, data)
+        return extract_json
+
+    original_heartbeat = CallbackEndpoint.notify_heartbeat
+
+    def notify_heartbeat(self):
+        original_heartbeat(self)
+        return True
+
+    CallbackEndpoint.notify_heartbeat = notify_heartbeat
+    for name in EXTRACT_JSON_USERS:
+        module = importlib.import_module(name)
+        module.extract_json = definite_extract(module.extract_json)
     task._get_boto_service_name = get_boto_service_name
     task._normalise_parameters = normalise_parameters
     task._normalise_response = normalise_response
