@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -346,7 +347,8 @@ def run_execution(flow, machine_arn, payload, collector=None, seconds=90):
     ends; returns describe_execution's answer plus "history"."""
     sfn = flow.c["stepfunctions"]
     text = payload if isinstance(payload, str) else json.dumps(payload)
-    arn = sfn.start_execution(stateMachineArn=machine_arn, input=text)["executionArn"]
+    # A name always: without one moto's context object has Execution.Name null (AWS makes one up).
+    arn = sfn.start_execution(stateMachineArn=machine_arn, input=text, name=f"run-{uuid.uuid4()}")["executionArn"]
     if collector:
         collector.start()
     deadline = time.monotonic() + seconds
@@ -523,13 +525,13 @@ def scenario_job_fails(flow):
     a notice is published, the execution succeeds."""
     check = Checks("job-fails")
     suspect = make_suspect(flow)
-    bad = sorted(suspect["volumes"])[0]
+    bad = min(suspect["volumes"])
     collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", fail=[bad],
                               expect_blocks=suspect["volumes"])
     desc = run_execution(flow, flow.machine("forensic-flow"), {
         "incident_id": "INC-5", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"]},
         collector)
-    out, records = expect_captured(flow, check, desc, suspect, collector, failed=[bad])
+    out, _ = expect_captured(flow, check, desc, suspect, collector, failed=[bad])
     v = [v for v in out.get("volumes", []) if v["volume_id"] == bad]
     check(v and v[0]["error"] == "ForensicCollector.Source" and "could not be read" in v[0]["cause"],
           f"the failed volume's error is the collector's ({v})")

@@ -24,6 +24,13 @@ Step Functions developer guide), and what this module makes it do instead:
   takes a job) is refused with InvalidToken until moto's task has started its heartbeat timer, a
   race; or always, for a task without HeartbeatSeconds. Step Functions accepts a heartbeat for
   any task token of a running task. Here: accepted (the timer, once started, starts anew).
+- A second StartExecution of a state machine fails with HTTP 500 ("cannot pickle
+  '_thread.RLock' object"): moto deep-copies the state machine for each execution, with the
+  executions it ran (and their locks). Here: the copy leaves the executions out.
+- SendTaskFailure's `cause` is dropped: a Catch sees `"Cause": null`. Here: kept.
+- A path with a wildcard or filter that matches nothing raises (States.Runtime) unless it has the
+  one shape moto allows (`$.a[*]`, `$.a[*].b`): `$.Reservations[*].Instances[*].InstanceId` of an
+  empty answer fails. Step Functions gives `[]` for such an indefinite path. Here: `[]`.
 - EC2 RunInstances `UserData`: Step Functions sends it as given, which the EC2 API requires to be
   base64 already; boto3 base64-encodes it once more, so the instance's user data would be the
   base64 text of what the state machine meant. Here: the aws-sdk clients send it as given.
@@ -32,11 +39,14 @@ What stays as moto does it (see flow/README.md): a task's `Credentials` (RoleArn
 but no role is assumed: every call runs in moto's default account with fixed keys.
 """
 
+import copy
 import importlib
 
 import botocore.session
 from botocore.handlers import base64_encode_user_data
 from jsonpath_ng.ext import parse
+from moto.stepfunctions import responses as sfn_responses
+from moto.stepfunctions.models import StateMachineInstance
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk as aws_sdk,
 )
@@ -92,10 +102,12 @@ def install():
 
     def definite_extract(original):
         def extract_json(path, data):
-            if not any(mark in path for mark in INDEFINITE):
-                matches = parse(path).find(data)
-                if len(matches) == 1:
-                    return matches[0].value
+            definite = not any(mark in path for mark in INDEFINITE)
+            matches = parse(path).find(data)
+            if definite and len(matches) == 1:
+                return matches[0].value
+            if not definite and not matches:
+                return []
             return original(path, data)
         return extract_json
 
@@ -106,6 +118,22 @@ def install():
         return True
 
     CallbackEndpoint.notify_heartbeat = notify_heartbeat
+
+    def deepcopy_without_executions(self, memo):
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            setattr(clone, key, [] if key == "executions" else copy.deepcopy(value, memo))
+        return clone
+
+    StateMachineInstance.__deepcopy__ = deepcopy_without_executions
+
+    def send_task_failure(self):
+        self.stepfunction_backend.send_task_failure(self._get_param("taskToken"), error=self._get_param("error"),
+                                                    cause=self._get_param("cause"))
+        return sfn_responses.EmptyResult()
+
+    sfn_responses.StepFunctionResponse.send_task_failure = send_task_failure
     for name in EXTRACT_JSON_USERS:
         module = importlib.import_module(name)
         module.extract_json = definite_extract(module.extract_json)
