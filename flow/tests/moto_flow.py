@@ -477,6 +477,16 @@ def scenario_malformed(flow):
         "bad capture path": {**base, "capture_path": "dd"},
         "numeric examiner": {**base, "examiner": 7},
         "other region": {**base, "region": "eu-west-1"},
+        "finding without account": {"detail-type": "Security Hub Findings - Imported", "detail": {"findings": [
+            {"Id": "arn:aws:guardduty:us-east-1:123456789012:detector/d/finding/f", "Region": REGION,
+             "Types": ["TTPs/x"], "Resources": [{"Type": "AwsEc2Instance", "Id": "arn:aws:ec2:us-east-1:"
+                                                 "123456789012:instance/i-0123456789abcdef0"}]}]}},
+        "finding with numeric Id": {"detail-type": "Security Hub Findings - Imported", "detail": {"findings": [
+            {"Id": 7, "AwsAccountId": ACCOUNT, "Region": REGION, "Types": ["TTPs/x"]}]}},
+        "finding with an unsafe Id": {"detail-type": "Security Hub Findings - Imported", "detail": {"findings": [
+            {"Id": "arn:aws:guardduty:us-east-1:123456789012:detector/d/finding/f$(x)", "AwsAccountId": ACCOUNT,
+             "Region": REGION, "Types": ["TTPs/x"], "Resources": [{"Type": "AwsEc2Instance", "Id": "arn:aws:ec2:"
+                                                                 "us-east-1:123456789012:instance/i-0123456789abcdef0"}]}]}},
         "finding without instance": {"detail-type": "Security Hub Findings - Imported", "detail": {"findings": [
             {"Id": "arn:aws:guardduty:us-east-1:123456789012:detector/d/finding/f", "AwsAccountId": ACCOUNT,
              "Region": REGION, "Types": ["TTPs/x"], "Resources": [{"Type": "AwsS3Bucket", "Id": "arn:aws:s3:::b"}]}]}},
@@ -587,6 +597,23 @@ def scenario_volume_ids(flow):
     return check.failed
 
 
+def scenario_snapshot_ids(flow):
+    """Given snapshots (no instance): each job names its snapshot and is named after it."""
+    check = Checks("snapshot-ids")
+    blocks = known_blocks("given")
+    sid = write_snapshot(flow.c, blocks)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks={sid: blocks})
+    desc = run_execution(flow, flow.machine("forensic-flow"), {
+        "incident_id": "INC-11", "account": ACCOUNT, "region": REGION, "snapshot_ids": [sid]}, collector)
+    check(not collector.problems, f"the job matches the contract and the bytes ({collector.problems})")
+    out = json.loads(desc.get("output") or "{}")
+    check(desc["status"] == "SUCCEEDED" and [(v["volume_id"], v["snapshot_id"]) for v in out.get("volumes", [])]
+          == [(None, sid)], f"SUCCEEDED with the snapshot ({desc['status']} {out})")
+    check([j["evidence_name"] for j in collector.jobs] == [sid] and "source_volume_id" not in json.dumps(
+        [k for j in collector.jobs for k, v in j.items() if v is not None]), "evidence named after the snapshot")
+    return check.failed
+
+
 def scenario_cross_account(flow):
     """The suspect in a member account: snapshots shared and copied (KMS) here; the jobs name the
     copies, which hold the suspect's bytes and are deleted at the end (KeepCopiedSnapshots false).
@@ -633,7 +660,7 @@ SCENARIOS = {
     "manual": scenario_manual, "finding": scenario_finding, "malformed": scenario_malformed,
     "not-found": scenario_not_found, "no-volumes": scenario_no_volumes, "never-completes": scenario_never_completes,
     "job-fails": scenario_job_fails, "all-fail": scenario_all_fail, "heartbeat": scenario_heartbeat,
-    "volume-ids": scenario_volume_ids, "cross-account": scenario_cross_account, "volume-path": scenario_volume_path,
+    "volume-ids": scenario_volume_ids, "snapshot-ids": scenario_snapshot_ids, "cross-account": scenario_cross_account, "volume-path": scenario_volume_path,
 }
 
 
