@@ -211,6 +211,15 @@ def known_blocks(seed):
     return {i: hashlib.sha256(f"{seed}-{i}".encode()).digest() * (BLOCK // 32) for i in (0, 5)}
 
 
+def image_sha256(blocks, size_gib=1):
+    """SHA-256 (hex) of the whole volume a snapshot of `blocks` restores: each block at index ×
+    512 KiB, zeros elsewhere (what the real collector's image must hash to)."""
+    digest, zero = hashlib.sha256(), bytes(BLOCK)
+    for index in range(size_gib * 1024 * 1024 * 1024 // BLOCK):
+        digest.update(blocks.get(index, zero))
+    return digest.hexdigest()
+
+
 def make_suspect(flow, volumes=2, zone=REGION + "a"):
     """An instance (in moto) whose attached data volumes were created from snapshots of known bytes;
     its root volume is removed so that it has exactly `volumes` volumes. Returns
@@ -686,8 +695,10 @@ def main():
         print(json.dumps({"port": args.port, "state_machine_arn": flow.machines["forensic-flow"],
                           "queue_url": flow.queue, "dead_letter_queue_url": flow.dlq,
                           "failure_notices_queue_url": flow.notices, "substitutions": subs,
-                          "suspect": {"instance_id": suspect["instance_id"],
-                                      "volumes": {v: {str(i): hashlib.sha256(b).hexdigest() for i, b in blocks.items()}
+                          "suspect": {"instance_id": suspect["instance_id"], "volume_size_gib": 1,
+                                      "volumes": {v: {"image_sha256": image_sha256(blocks),
+                                                      "blocks": {str(i): hashlib.sha256(b).hexdigest()
+                                                                 for i, b in blocks.items()}}
                                                   for v, blocks in suspect["volumes"].items()}}}, indent=2))
         return 0
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
