@@ -285,8 +285,11 @@ class FakeCollector(threading.Thread):
     snapshot (tag, blocks), heartbeats, answers. `fail` = evidence names answered with
     SendTaskFailure; `silent` = names never answered (no heartbeat: the state times out)."""
 
-    def __init__(self, flow, destination, fail=(), silent=(), expect_blocks=None, seconds=60):
+    def __init__(self, flow, destination, fail=(), silent=(), expect_blocks=None, seconds=60, hold=0):
+        """`hold`: after the first job arrives, keep taking jobs for `hold` seconds before answering
+        any (`first_batch` = how many arrived meanwhile: the jobs the flow had in flight)."""
         super().__init__(daemon=True)
+        self.hold, self.first_batch = hold, None
         self.flow, self.c = flow, clients(flow.port)
         self.destination = destination
         self.fail, self.silent = set(fail), set(silent)
@@ -322,6 +325,12 @@ class FakeCollector(threading.Thread):
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             got = self.c["sqs"].receive_message(QueueUrl=self.flow.queue, MaxNumberOfMessages=1,
                                                 WaitTimeSeconds=1).get("Messages", [])
+            if got and self.first_batch is None and self.hold:
+                until = time.monotonic() + self.hold
+                while time.monotonic() < until:
+                    got += self.c["sqs"].receive_message(QueueUrl=self.flow.queue, MaxNumberOfMessages=10,
+                                                         WaitTimeSeconds=1).get("Messages", [])
+                self.first_batch = len(got)
             for m in got:
                 job, problems = check_job(m["Body"])
                 self.c["sqs"].delete_message(QueueUrl=self.flow.queue, ReceiptHandle=m["ReceiptHandle"])
@@ -623,6 +632,20 @@ def scenario_snapshot_ids(flow):
     return check.failed
 
 
+def scenario_in_flight(flow):
+    """Three volumes, MaxCollectors 2: two collectors requested, at most two jobs in flight."""
+    check = Checks("in-flight")
+    suspect = make_suspect(flow, volumes=3)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"],
+                              hold=4)
+    desc = run_execution(flow, flow.machine("forensic-flow"), {
+        "incident_id": "INC-12", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"]},
+        collector)
+    expect_captured(flow, check, desc, suspect, collector)
+    check(collector.first_batch == 2, f"two jobs in flight while none was answered ({collector.first_batch})")
+    return check.failed
+
+
 def scenario_cross_account(flow):
     """The suspect in a member account: snapshots shared and copied (KMS) here; the jobs name the
     copies, which hold the suspect's bytes and are deleted at the end (KeepCopiedSnapshots false).
@@ -669,7 +692,8 @@ SCENARIOS = {
     "manual": scenario_manual, "finding": scenario_finding, "malformed": scenario_malformed,
     "not-found": scenario_not_found, "no-volumes": scenario_no_volumes, "never-completes": scenario_never_completes,
     "job-fails": scenario_job_fails, "all-fail": scenario_all_fail, "heartbeat": scenario_heartbeat,
-    "volume-ids": scenario_volume_ids, "snapshot-ids": scenario_snapshot_ids, "cross-account": scenario_cross_account, "volume-path": scenario_volume_path,
+    "volume-ids": scenario_volume_ids, "snapshot-ids": scenario_snapshot_ids,
+    "in-flight": scenario_in_flight, "cross-account": scenario_cross_account, "volume-path": scenario_volume_path,
 }
 
 
