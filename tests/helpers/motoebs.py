@@ -128,8 +128,7 @@ def inherit_blocks(ec2_backend, snapshot, source_region, source_snapshot_id):
     source = ebs_backends[account][source_region].snapshots.get(source_snapshot_id) if source_snapshot_id else None
     copy = EBSSnapshot(account_id=account, snapshot=snapshot)
     copy.status = "completed"
-    if source is not None:
-        copy.volume_size = source.volume_size
+    if source is not None:  # its size stays the volume's (a volume may be larger than its snapshot)
         for index, block in source.blocks.items():
             copy.blocks[index] = Block(block.block_data, block.checksum, block.checksum_algorithm, block.data_length)
     ebs_backends[account][ec2_backend.region_name].snapshots[snapshot.id] = copy
