@@ -648,8 +648,9 @@ def scenario_in_flight(flow):
 
 def scenario_cross_account(flow):
     """The suspect in a member account: snapshots shared and copied (KMS) here; the jobs name the
-    copies, which hold the suspect's bytes and are deleted at the end (KeepCopiedSnapshots false).
-    moto assumes no role: every call runs in its one account."""
+    copies, which hold the suspect's bytes and are deleted at the end (KeepCopiedSnapshots false);
+    the member-side calls carry the member role. moto assumes no role: every call runs in its one
+    account."""
     check = Checks("cross-account")
     suspect = make_suspect(flow)
     collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
@@ -657,8 +658,15 @@ def scenario_cross_account(flow):
         "incident_id": "INC-9", "account": MEMBER_ACCOUNT, "region": REGION,
         "instance_id": suspect["instance_id"]}, collector)
     expect_captured(flow, check, desc, suspect, collector)
-    creds = [e for e in desc["history"] if e["type"] == "TaskScheduled"
-             and "Credentials" in json.dumps(e.get("taskScheduledEventDetails", {}))]
+    member_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/forensic-collector-member"
+    calls = [(e["taskScheduledEventDetails"]["resource"], e["taskScheduledEventDetails"].get("taskCredentials"))
+             for e in desc["history"] if e["type"] == "TaskScheduled"]
+    as_member = sorted({r for r, c in calls if c == {"roleArn": member_role}})
+    check(as_member == ["createSnapshot", "describeInstances", "describeSnapshots", "describeVolumes",
+                        "modifySnapshotAttribute"], f"member-side calls scheduled with the member role ({as_member})")
+    check(all(c is None or c == {"roleArn": member_role} for _, c in calls)
+          and ("copySnapshot", None) in calls and ("runInstances", None) in calls,
+          "forensic-side calls without Credentials")
     copies = [j["snapshot_id"] for j in collector.jobs]
     left = flow.c["ec2"].describe_snapshots(Filters=[{"Name": "tag-key", "Values": ["forensic-copy-of"]},
                                                      {"Name": "tag:forensic-incident", "Values": ["INC-9"]}])
@@ -666,7 +674,6 @@ def scenario_cross_account(flow):
     shared = [e for e in desc["history"] if e["type"] == "TaskStateEntered"
               and e["stateEnteredEventDetails"]["name"] in ("ShareSnapshot", "CopySnapshot")]
     check(len(shared) == 4, f"each snapshot shared and copied ({len(shared)} states)")
-    print(f"note cross-account: {len(creds)} scheduled tasks carried Credentials in moto's history")
     return check.failed
 
 
