@@ -48,6 +48,9 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]*)\}")
 JOB_REQUIRED = {"type": str, "version": int, "task_token": str, "execution_arn": str, "incident_id": str,
                 "evidence_name": str, "destination": str}
 JOB_OPTIONAL = {"snapshot_id": str, "volume_id": str, "instance_id": str, "source_volume_id": str, "examiner": str}
+# One audit record per capture (flow-contract.md), plus its type, time and execution.
+AUDIT_FIELDS = {"type", "time", "execution", "incident_id", "finding", "account", "region", "instance_id",
+                "volume_id", "snapshot_id", "copied_snapshot_id", "manifest_url", "image_sha256", "status", "error"}
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
@@ -428,6 +431,8 @@ def expect_captured(flow, check, desc, suspect, collector, failed=()):
                   and v["manifest_url"].endswith(f"/{vid}.manifest.json") and len(v["image_sha256"]) == 64,
                   f"{vid} lists manifest and SHA-256 ({v})")
     records = flow.audit_records(arn)
+    check(records and all(set(r) == AUDIT_FIELDS for r in records), f"audit records have the contract's fields "
+          f"({[sorted(set(r) ^ AUDIT_FIELDS) for r in records]})")
     check(sorted(r["volume_id"] for r in records) == sorted(suspect["volumes"])
           and all((r["status"] == "failed") == (r["volume_id"] in failed) for r in records),
           f"one audit record per volume ({records})")
@@ -475,8 +480,20 @@ def scenario_finding(flow):
     want = "gd-" + finding["Id"].rsplit("/", 1)[1]
     check(json.loads(desc.get("output") or "{}").get("incident_id") == want, f"incident_id {want}")
     records = flow.audit_records(desc["executionArn"])
-    check(all(r["finding"] == {"id": finding["Id"], "type": finding["Types"][0]} for r in records),
-          "audit records name the finding")
+    check(all(r["finding"] == {"id": finding["Id"], "type": finding["Types"][0]} and r["account"] == "111111111111"
+              and r["copied_snapshot_id"] for r in records),
+          "audit records name the finding, the member account and the copies")
+    # The same finding with a Region field and the instance as its second resource.
+    suspect = make_suspect(flow)
+    event = json.loads(SAMPLE_FINDING.read_text().replace("${INSTANCE_ID}", suspect["instance_id"]))
+    finding = event["detail"]["findings"][0]
+    finding["Region"] = REGION
+    finding["AwsAccountId"] = ACCOUNT
+    finding["Resources"].insert(0, {"Type": "AwsEc2SecurityGroup", "Id": "arn:aws:ec2:us-east-1:123456789012:"
+                                                                      "security-group/sg-0123456789abcdef0"})
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, flow.machine("forensic-flow"), event, collector)
+    expect_captured(flow, check, desc, suspect, collector)
     return check.failed
 
 
