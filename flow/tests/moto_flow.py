@@ -310,6 +310,9 @@ class FakeCollector(threading.Thread):
             att = [a["InstanceId"] for a in vol.get("Attachments", []) if a.get("Device") == "/dev/sdf"]
             if att != [job["instance_id"]]:
                 self.problems.append(f"volume {job['volume_id']} not attached to {job['instance_id']} as /dev/sdf")
+            tags = {t["Key"]: t["Value"] for t in vol.get("Tags", [])}
+            if tags.get("forensic-temporary") != "true" or tags.get("forensic-execution") != job["execution_arn"]:
+                self.problems.append(f"volume {job['volume_id']} tags {tags}")
             sid = vol["SnapshotId"]
         else:
             snap = self.c["ec2"].describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]
@@ -712,12 +715,41 @@ def scenario_volume_path(flow):
     return check.failed
 
 
+def scenario_volume_path_fails(flow):
+    """capture_path volume, one job failing and one collector silent: both volumes list their
+    errors, the run fails (nothing captured), every collector is terminated, every temporary volume
+    deleted."""
+    check = Checks("volume-path-fails")
+    suspect = make_suspect(flow)
+    bad, quiet = sorted(suspect["volumes"])
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", fail=[bad], silent=[quiet])
+    desc = run_execution(flow, flow.machine("forensic-flow-heartbeat", HeartbeatSeconds="3"), {
+        "incident_id": "INC-13", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"],
+        "capture_path": "volume"}, collector)
+    err, cause = failure_of(desc)
+    check(len(collector.jobs) == 2 and not collector.problems,
+          f"two volume jobs, attached and tagged temporary ({collector.problems})")
+    check(desc["status"] == "FAILED" and err == "ForensicFlow.NoVolumeCaptured"
+          and "ForensicCollector.Source" in cause and "Timeout" in cause, f"FAILED with both errors ({err}: {cause})")
+    states = flow.instances_of(desc["executionArn"])
+    check(len(states) == 2 and all(s == "terminated" for s in states.values()),
+          f"both dedicated collectors terminated ({states})")
+    left = flow.c["ec2"].describe_volumes(Filters=[{"Name": "tag:forensic-execution",
+                                                    "Values": [desc["executionArn"]]}])["Volumes"]
+    check(not left, f"temporary volumes deleted ({[v['VolumeId'] for v in left]})")
+    records = flow.audit_records(desc["executionArn"])
+    check(len(records) == 2 and all(r["status"] == "failed" for r in records), "two failed audit records")
+    check(len(flow.notices_received()) == 1, "one notice")
+    return check.failed
+
+
 SCENARIOS = {
     "manual": scenario_manual, "finding": scenario_finding, "malformed": scenario_malformed,
     "not-found": scenario_not_found, "no-volumes": scenario_no_volumes, "never-completes": scenario_never_completes,
     "job-fails": scenario_job_fails, "all-fail": scenario_all_fail, "heartbeat": scenario_heartbeat,
     "volume-ids": scenario_volume_ids, "snapshot-ids": scenario_snapshot_ids,
     "in-flight": scenario_in_flight, "cross-account": scenario_cross_account, "volume-path": scenario_volume_path,
+    "volume-path-fails": scenario_volume_path_fails,
 }
 
 
