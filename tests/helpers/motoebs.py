@@ -29,6 +29,24 @@ API_ListSnapshotBlocks, API_GetSnapshotBlock; the EBS direct APIs FAQ):
 - JSON answers say `Content-Type: text/html`. Here: `application/json`, and block data
   `application/octet-stream`.
 
+EC2's side of the same snapshots (moto/ec2/models/elastic_block_store.py) differs too:
+
+- StartSnapshot's snapshot is `completed` in EC2's DescribeSnapshots at once, although EBS keeps it
+  `pending` until CompleteSnapshot (and a snapshot never completed stays `pending` until it times
+  out). Here: EC2's State is `pending` from StartSnapshot to CompleteSnapshot, so a flow's bounded
+  wait for `completed` can be tested with a snapshot that never completes (start it, never
+  complete it).
+- EC2 CreateSnapshot and CopySnapshot make snapshots that the EBS direct APIs do not know (404 for
+  every call). In EBS an unmodified volume created from snapshot X, snapshotted, holds X's blocks,
+  and a copy of X holds X's blocks. Here: CreateSnapshot of a volume created from snapshot X, and
+  CopySnapshot of X (in any region of the account), give the new snapshot X's blocks (same data
+  and checksums, new block tokens), `completed` as moto's EC2 makes them; a volume not created from
+  a snapshot known to EBS gives an empty snapshot (ListSnapshotBlocks answers no blocks). So a test
+  writes known bytes through StartSnapshot/PutSnapshotBlock/CompleteSnapshot, creates volumes from
+  that snapshot, attaches them to an instance, and the snapshots a flow takes of them hold those
+  bytes. DeleteSnapshot forgets the blocks too. (moto never writes to a volume, so "unmodified"
+  always holds here.)
+
 Errors have the shape of the rest-json protocol: the status of the model's `httpStatusCode`, the
 exception's name in `x-amzn-ErrorType`, and a JSON body `{"Message": …, "Reason": …}` with the
 members the model gives the exception. The Reason values are from the model's enums.
@@ -40,8 +58,9 @@ import hashlib
 import json
 import re
 
-from moto.ebs.models import EBSSnapshot
+from moto.ebs.models import Block, EBSBackend, EBSSnapshot, ebs_backends
 from moto.ebs.responses import EBSResponse
+from moto.ec2.models.elastic_block_store import EBSBackend as EC2Volumes
 
 BLOCK_SIZE = 524288
 SNAPSHOT_ID = re.compile(r"snap-[0-9a-f]{1,59}")
@@ -101,6 +120,20 @@ def token_index(token):
     return (index, kind == "scan") if kind in ("next", "scan") and index is not None else None
 
 
+def inherit_blocks(ec2_backend, snapshot, source_region, source_snapshot_id):
+    """Registers EC2 snapshot `snapshot` with the EBS direct APIs, `completed`, holding the blocks of
+    snapshot `source_snapshot_id` of region `source_region` (none when it is None or unknown to EBS):
+    what EBS holds for a snapshot of an unmodified volume created from that snapshot, or a copy."""
+    account = ec2_backend.account_id
+    source = ebs_backends[account][source_region].snapshots.get(source_snapshot_id) if source_snapshot_id else None
+    copy = EBSSnapshot(account_id=account, snapshot=snapshot)
+    copy.status = "completed"
+    if source is not None:  # its size stays the volume's (a volume may be larger than its snapshot)
+        for index, block in source.blocks.items():
+            copy.blocks[index] = Block(block.block_data, block.checksum, block.checksum_algorithm, block.data_length)
+    ebs_backends[account][ec2_backend.region_name].snapshots[snapshot.id] = copy
+
+
 def install(page_cap=None, empty_pages=False):
     """Patches moto's EBS so that every server in this process behaves like the real service.
     `empty_pages`: every page with blocks is preceded by an empty one whose NextToken leads to it,
@@ -143,7 +176,7 @@ def install(page_cap=None, empty_pages=False):
         snapshot, failure = snapshot_or_error(self, self.parsed_url.path.split("/")[-1])
         if failure:
             return failure
-        snapshot.status = "completed"
+        self.ebs_backend.complete_snapshot(snapshot.snapshot_id)
         return 202, {"status": 202, "Content-Type": JSON}, json.dumps({"Status": "completed"})
 
     def list_snapshot_blocks(self):
@@ -195,7 +228,43 @@ def install(page_cap=None, empty_pages=False):
                      "x-amz-Checksum": block.checksum, "x-amz-Checksum-Algorithm": block.checksum_algorithm,
                      "x-amz-Data-Length": block.data_length}, block.block_data
 
+    def backend_start_snapshot(self, *args, **kwargs):
+        snapshot = original_backend_start(self, *args, **kwargs)
+        self.ec2_backend.get_snapshot(snapshot.snapshot_id).status = "pending"
+        return snapshot
+
+    def backend_complete_snapshot(self, snapshot_id):
+        ec2_snapshot = self.ec2_backend.snapshots.get(snapshot_id)
+        if ec2_snapshot is not None:
+            ec2_snapshot.status = "completed"
+        return original_backend_complete(self, snapshot_id)
+
+    def ec2_create_snapshot(self, volume_id, *args, **kwargs):
+        snapshot = original_create_snapshot(self, volume_id, *args, **kwargs)
+        inherit_blocks(self, snapshot, self.region_name, self.get_volume(volume_id).snapshot_id)
+        return snapshot
+
+    def ec2_copy_snapshot(self, source_snapshot_id, source_region, *args, **kwargs):
+        snapshot = original_copy_snapshot(self, source_snapshot_id, source_region, *args, **kwargs)
+        inherit_blocks(self, snapshot, source_region, source_snapshot_id)
+        return snapshot
+
+    def ec2_delete_snapshot(self, snapshot_id):
+        deleted = original_delete_snapshot(self, snapshot_id)
+        ebs_backends[self.account_id][self.region_name].snapshots.pop(snapshot_id, None)
+        return deleted
+
     original_start = EBSResponse.start_snapshot
+    original_backend_start = EBSBackend.start_snapshot
+    original_backend_complete = EBSBackend.complete_snapshot
+    original_create_snapshot = EC2Volumes.create_snapshot
+    original_copy_snapshot = EC2Volumes.copy_snapshot
+    original_delete_snapshot = EC2Volumes.delete_snapshot
+    EBSBackend.start_snapshot = backend_start_snapshot
+    EBSBackend.complete_snapshot = backend_complete_snapshot
+    EC2Volumes.create_snapshot = ec2_create_snapshot
+    EC2Volumes.copy_snapshot = ec2_copy_snapshot
+    EC2Volumes.delete_snapshot = ec2_delete_snapshot
     EBSSnapshot.__init__ = init
     EBSResponse.start_snapshot = start_snapshot
     EBSResponse.put_snapshot_block = put_snapshot_block

@@ -14,6 +14,11 @@ as EBS may return fewer than MaxResults, so a client's pagination is exercised w
 `--ebs-empty-pages` puts an empty page with a NextToken before every page with blocks, as EBS may
 while it scans a sparse stretch, so a client must follow an empty page's token.
 
+Step Functions state machines run too (once `POST /moto-api/config` with
+`{"stepfunctions": {"execute_state_machine": true}}` asks): their AWS SDK tasks are patched to call
+services as Step Functions does (motosfn.py: PascalCase members, `cloudwatchlogs`, UserData sent
+as given).
+
 One more makes it behave like real S3: moto checks `If-None-Match: *` and `If-Match` and then
 writes, without a lock, so two racing CompleteMultipartUpload calls on one key can both pass the
 check (seen: both runs "won", the second silently replaced the first's image). S3 decides a conditional write atomically. Here every
@@ -30,6 +35,7 @@ import sys
 import threading
 
 import motoebs
+import motosfn
 from loopback import RequestLog, serve
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -87,6 +93,7 @@ def main():
     if args.ebs_page_cap is not None and args.ebs_page_cap < 1:
         p.error("--ebs-page-cap must be at least 1")
     motoebs.install(page_cap=args.ebs_page_cap, empty_pages=args.ebs_empty_pages)
+    motosfn.install()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # werkzeug logs every request on stderr, which the tests inherit; --log has them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

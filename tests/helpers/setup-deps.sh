@@ -2,7 +2,8 @@
 # Installs what forensic-collector's tests and benchmarks need on a Debian (bookworm) machine:
 # loop/partition/filesystem tools, dc3dd, the FUSE libraries and the Python FUSE binding
 # (mfusepy) that tests/helpers/faultfs.py uses, moto, the script linters (shellcheck, ruff,
-# cfn-lint), and what packaging/build.sh and check.sh need (tests/vm/run.sh installs QEMU itself).
+# cfn-lint), statelint (flow/tests/check-asl.sh), and what packaging/build.sh and check.sh
+# need (tests/vm/run.sh installs QEMU itself).
 # Idempotent and quiet: when everything is there it only checks (no apt-get update, ~0.1 s).
 # Run as root (or a user with passwordless sudo). PYTHON (default: python3 on PATH) is the
 # interpreter that will run faultfs.py; mfusepy is installed for that one.
@@ -14,6 +15,7 @@ MOTO_VERSION=5.1.22
 CRC32C_VERSION=2.7.1
 RUFF_VERSION=0.17.5
 CFN_LINT_VERSION=1.41.0
+STATELINT_VERSION=3.1.0
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
 
 # Debian package -> a command it must provide ("" = a library).
@@ -117,6 +119,11 @@ pip_install "ruff==$RUFF_VERSION" \
 # add rules and resource schemas.
 pip_install "cfn-lint==$CFN_LINT_VERSION" \
   "cfn-lint --version | grep -qx 'cfn-lint $CFN_LINT_VERSION' && \"$PYTHON\" -c 'import yaml'"
+# statelint: flow/tests/check-asl.sh validates the Step Functions definition with it (it refuses a
+# Next to a missing state and unreachable states, which cfn-lint and moto accept); pinned, as new
+# releases add rules.
+pip_install "statelint==$STATELINT_VERSION" \
+  "statelint --version | grep -q '^$STATELINT_VERSION '"
 FUSE_LIBRARY_NAME=fuse3 "$PYTHON" -c 'import mfusepy; assert mfusepy.fuse_version_major == 3' \
   >/dev/null 2>&1 || { echo "setup-deps: mfusepy cannot load libfuse3" >&2; exit 1; }
 
