@@ -4,7 +4,8 @@
   moto_flow.py run [SCENARIO...]     start moto (tests/helpers/motoserver.py), run the scenarios
                                      (all when none is named), print one line per check, exit 1 on
                                      any failure
-  moto_flow.py setup --port N        against a running motoserver.py on 127.0.0.1:N: create every
+  moto_flow.py setup --port N [--sub NAME=VALUE]...
+                                     against a running motoserver.py on 127.0.0.1:N: create every
                                      resource the definition names, the state machine and a
                                      suspect instance with two volumes of known bytes; print JSON
                                      (ARNs, URLs, substitutions, the suspect) for another harness
@@ -111,7 +112,7 @@ class Flow:
         self.c = clients(port)
         self.machines = {}
 
-    def setup(self, name="forensic-flow"):
+    def setup(self, name="forensic-flow", overrides=None):
         """Creates the bucket, job queue + dead-letter queue, failure topic (with a queue subscribed
         to read what it published), log groups, KMS key, launch template and the state machine's
         role; returns the substitutions (CloudFormation's DefinitionSubstitutions)."""
@@ -150,6 +151,7 @@ class Flow:
             "MaxCollectors": "2", "HeartbeatSeconds": "30", "JobTimeoutSeconds": "120",
             "CollectorHeartbeatSeconds": "5", "QueueIdleSeconds": "300", "PollSeconds": "1", "MaxPolls": "3",
         }
+        self.substitutions.update(overrides or {})
         self.machine(name)
         return self.substitutions
 
@@ -761,6 +763,8 @@ def main():
     r.add_argument("--log", help="motoserver.py's request log")
     s = sub.add_parser("setup")
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--sub", action="append", default=[], metavar="NAME=VALUE",
+                   help="a substitution of the state machine `forensic-flow` to change (e.g. QueueIdleSeconds=5)")
     sub.add_parser("list")
     args = p.parse_args()
     if args.cmd == "list":
@@ -770,7 +774,11 @@ def main():
     if args.cmd == "setup":
         enable_execution(args.port)
         flow = Flow(args.port)
-        subs = flow.setup()
+        overrides = dict(item.split("=", 1) for item in args.sub)
+        unknown = set(overrides) - set(PLACEHOLDER.findall(DEFINITION.read_text()))
+        if unknown:
+            p.error(f"--sub names no placeholder of the definition: {sorted(unknown)}")
+        subs = flow.setup(overrides=overrides)
         suspect = make_suspect(flow)
         print(json.dumps({"port": args.port, "state_machine_arn": flow.machines["forensic-flow"],
                           "queue_url": flow.queue, "dead_letter_queue_url": flow.dlq,

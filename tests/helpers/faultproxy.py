@@ -6,7 +6,7 @@ records what the client sent.
                 [--corrupt-object-checksum] [--lose-completions N]
                 [--ebs-throttle N] [--ebs-throttle-status 400|429] [--ebs-unavailable N]
                 [--ebs-reset-blocks N] [--ebs-corrupt-blocks N] [--ebs-corrupt-index I]
-                [--ebs-corrupt-all] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks] [--log FILE]
+                [--ebs-corrupt-all] [--ebs-corrupt-first-snapshot] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks] [--log FILE]
 
 S3 (UploadPart):
   --fail-parts N     the first N UploadPart requests get HTTP 500 InternalError (not forwarded)
@@ -34,6 +34,9 @@ EBS direct APIs (GetSnapshotBlock), in this order (each budget is spent before t
                            longer matches its x-amz-Checksum
   --ebs-corrupt-index I    every GetSnapshotBlock of block I is corrupted so (retries cannot help)
   --ebs-corrupt-all        every block is corrupted so: a retry budget that can only run out
+  --ebs-corrupt-first-snapshot
+                           every block of the first snapshot a block is asked of is corrupted so,
+                           and no other's: one job of a collector fails, the next succeeds
   --ebs-deny               every EBS request gets HTTP 403 AccessDeniedException (Reason
                            UNAUTHORIZED_ACCOUNT) and every EC2 request 403 UnauthorizedOperation, as
                            for a role without ebs:* and ec2:DescribeSnapshots
@@ -128,6 +131,7 @@ def main():
     p.add_argument("--ebs-corrupt-blocks", type=int, default=0)
     p.add_argument("--ebs-corrupt-index", type=int)
     p.add_argument("--ebs-corrupt-all", action="store_true")
+    p.add_argument("--ebs-corrupt-first-snapshot", action="store_true")
     p.add_argument("--ebs-deny", action="store_true")
     p.add_argument("--ec2-deny", action="store_true")
     p.add_argument("--ebs-deny-blocks", action="store_true")
@@ -135,6 +139,7 @@ def main():
     args = p.parse_args()
 
     lock = threading.Lock()
+    first_lock, first_snapshot = threading.Lock(), []
     budget = {"fail": args.fail_parts, "reset": args.reset_parts, "throttle": args.ebs_throttle,
               "unavailable": args.ebs_unavailable, "reset-block": args.ebs_reset_blocks,
               "corrupt": args.ebs_corrupt_blocks, "lose-completion": args.lose_completions}
@@ -156,6 +161,15 @@ def main():
         def log_message(self, *_):
             pass
 
+        def _first_snapshot(self, path):
+            # /snapshots/SNAPSHOT/blocks/INDEX
+            parts = path.split("/")
+            snapshot = parts[2] if len(parts) > 2 else ""
+            with first_lock:
+                if not first_snapshot:
+                    first_snapshot.append(snapshot)
+                return first_snapshot[0] == snapshot
+
         def _fault_for(self, service, operation, is_part, path):
             if args.deny_all:
                 return "deny"
@@ -164,6 +178,8 @@ def main():
             if service == "ebs" and (args.ebs_deny or (args.ebs_deny_blocks and operation == "GetSnapshotBlock")):
                 return "deny-ebs"
             if operation == "GetSnapshotBlock":
+                if args.ebs_corrupt_first_snapshot and self._first_snapshot(path):
+                    return "corrupt"
                 if args.ebs_corrupt_all or (args.ebs_corrupt_index is not None
                                             and path.rsplit("/", 1)[-1] == str(args.ebs_corrupt_index)):
                     return "corrupt"

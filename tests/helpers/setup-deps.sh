@@ -15,6 +15,9 @@ MOTO_VERSION=5.1.22
 CRC32C_VERSION=2.7.1
 RUFF_VERSION=0.17.5
 CFN_LINT_VERSION=1.41.0
+AWSCLI_VERSION=1.45.11
+BOTOCORE_VERSION=1.43.11
+BOTO3_VERSION=1.43.11
 STATELINT_VERSION=3.1.0
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
 
@@ -83,12 +86,13 @@ for p in "${!PKGS[@]}"; do
   fi
 done
 
-# pip_install SPEC CHECK: installs SPEC for $PYTHON unless the shell command CHECK already succeeds.
+# pip_install SPECS CHECK: installs SPECS (space-separated) for $PYTHON unless the shell command CHECK already succeeds.
 pip_install() {
   local spec=$1 check=$2 out
   eval "$check" >/dev/null 2>&1 && return 0
   echo "setup-deps: pip install $spec for $PYTHON"
-  local pip=("$PYTHON" -m pip install --quiet --disable-pip-version-check "$spec")
+  local specs; read -ra specs <<<"$spec"   # one or more requirement specifiers, space-separated
+  local pip=("$PYTHON" -m pip install --quiet --disable-pip-version-check "${specs[@]}")
   if ! out=$(PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 2>&1); then
     if grep -q externally-managed <<<"$out"; then   # Debian's own python3 (PEP 668)
       PIP_ROOT_USER_ACTION=ignore "${pip[@]}" --break-system-packages
@@ -124,6 +128,11 @@ pip_install "cfn-lint==$CFN_LINT_VERSION" \
 # releases add rules.
 pip_install "statelint==$STATELINT_VERSION" \
   "statelint --version | grep -q '^$STATELINT_VERSION '"
+# awscli v1: flow/tests/deploy-in-moto.py runs the documented `aws cloudformation package` against
+# moto. It pins its botocore exactly, so boto3 (moto's client, the harnesses') is pinned with it to
+# the release pair that goes with that botocore.
+pip_install "awscli==$AWSCLI_VERSION botocore==$BOTOCORE_VERSION boto3==$BOTO3_VERSION" \
+  "aws --version 2>&1 | grep -q '^aws-cli/$AWSCLI_VERSION ' && \"$PYTHON\" -c 'import boto3, sys; sys.exit(boto3.__version__ != \"$BOTO3_VERSION\")'"
 FUSE_LIBRARY_NAME=fuse3 "$PYTHON" -c 'import mfusepy; assert mfusepy.fuse_version_major == 3' \
   >/dev/null 2>&1 || { echo "setup-deps: mfusepy cannot load libfuse3" >&2; exit 1; }
 

@@ -17,6 +17,7 @@ mod cloudwatch;
 mod config;
 mod daemon;
 mod daemon_snapshot;
+mod flow;
 mod integrity;
 mod linkproxy;
 mod memory;

@@ -310,7 +310,7 @@ fn a_signal_while_the_snapshot_is_opened_ends_the_run_at_once() {
     let server = SnapshotServer::start(SnapshotImage::odd_with_holes(21), &[]);
     let proxy = FaultProxy::start(&server.server, &["--ebs-unavailable", "1000"]);
     let out = tempfile::tempdir().unwrap();
-    let mut child = Run::spawn(
+    let child = Run::spawn(
         server
             .collector_via(&proxy.endpoint())
             .arg("acquire")
