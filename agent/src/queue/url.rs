@@ -102,6 +102,14 @@ mod tests {
                 "credentials",
             ),
             (
+                "https://user@sqs.eu-west-1.amazonaws.com/123456789012/q",
+                "credentials",
+            ),
+            (
+                "https://:pw@sqs.eu-west-1.amazonaws.com/123456789012/q",
+                "credentials",
+            ),
+            (
                 "https://sqs.eu-west-1.amazonaws.com/123456789012/q?x=1",
                 "query",
             ),

@@ -96,14 +96,18 @@ fn a_volume_job_names_the_volume_and_the_collector_it_is_attached_to() {
         }
     );
     let unattached = without(volume.clone(), "instance_id");
-    assert!(refused(&unattached).reason.contains("instance_id"));
+    assert!(
+        refused(&unattached)
+            .reason
+            .contains("names the collector it is attached to")
+    );
     let both = with(volume, "snapshot_id", json!(SNAP));
     assert!(refused(&both).reason.contains("not both"));
     let neither = without(job_value_null_volume(), "snapshot_id");
+    let reason = refused(&neither).reason;
     assert!(
-        refused(&neither)
-            .reason
-            .contains("names a snapshot_id or a volume_id")
+        reason.contains("names a snapshot_id or a volume_id") && !reason.contains("not both"),
+        "{reason}"
     );
     let instance_without_volume = with(
         without(job(), "snapshot_id"),
@@ -152,6 +156,14 @@ fn a_job_with_one_bad_field_is_refused_naming_it_and_reported_to_its_token() {
         ),
         (
             with(job(), "execution_arn", json!("execution:states:x")),
+            "execution ARN",
+        ),
+        (
+            with(job(), "execution_arn", json!("arn:aws:sqs:r:1:execution:x")),
+            "execution ARN",
+        ),
+        (
+            with(job(), "execution_arn", json!("x:states:r:1:execution:m:e")),
             "execution ARN",
         ),
         (
