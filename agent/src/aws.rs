@@ -95,10 +95,11 @@ pub const EBS_MAX_ATTEMPTS: u32 = 10;
 /// block is fetched again.
 pub const EBS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The EBS direct API and EC2 clients a snapshot source needs, from the environment (instance
-/// role, env, profile; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_EBS` / `_EC2`).
-pub fn snapshot_clients(runtime: &Runtime) -> (aws_sdk_ebs::Client, aws_sdk_ec2::Client) {
-    let shared = runtime.block_on(
+/// The configuration the EBS, EC2, SQS and Step Functions clients share, from the environment
+/// (instance role, env, profile; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`): retries as
+/// for S3 by default, a short connect timeout, and `attempt_timeout` per attempt.
+fn retrying(runtime: &Runtime, attempt_timeout: Duration) -> aws_config::SdkConfig {
+    runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
@@ -108,11 +109,16 @@ pub fn snapshot_clients(runtime: &Runtime) -> (aws_sdk_ebs::Client, aws_sdk_ec2:
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
-                    .operation_attempt_timeout(EBS_ATTEMPT_TIMEOUT)
+                    .operation_attempt_timeout(attempt_timeout)
                     .build(),
             )
             .load(),
-    );
+    )
+}
+
+/// The EBS direct API and EC2 clients a snapshot source needs.
+pub fn snapshot_clients(runtime: &Runtime) -> (aws_sdk_ebs::Client, aws_sdk_ec2::Client) {
+    let shared = retrying(runtime, EBS_ATTEMPT_TIMEOUT);
     (
         aws_sdk_ebs::Client::new(&shared),
         aws_sdk_ec2::Client::new(&shared),
@@ -123,27 +129,20 @@ pub fn snapshot_clients(runtime: &Runtime) -> (aws_sdk_ebs::Client, aws_sdk_ec2:
 /// slow answer, short enough that a stuck connection is retried within a heartbeat or two.
 pub const QUEUE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// The SQS and Step Functions clients of `watch`'s job-queue mode, from the environment (instance
-/// role; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_SQS` / `_SFN`), retrying as the EBS clients do.
-pub fn queue_clients(runtime: &Runtime) -> (aws_sdk_sqs::Client, aws_sdk_sfn::Client) {
-    let shared = runtime.block_on(
-        aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(EBS_MAX_ATTEMPTS)
-                    .with_max_backoff(S3_MAX_BACKOFF),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .operation_attempt_timeout(QUEUE_ATTEMPT_TIMEOUT)
-                    .build(),
-            )
-            .load(),
-    );
+/// The clients of `watch`'s job-queue mode: SQS (the jobs), Step Functions (their answers) and EC2
+/// (a job's snapshot's tag).
+pub fn queue_clients(
+    runtime: &Runtime,
+) -> (
+    aws_sdk_sqs::Client,
+    aws_sdk_sfn::Client,
+    aws_sdk_ec2::Client,
+) {
+    let shared = retrying(runtime, QUEUE_ATTEMPT_TIMEOUT);
     (
         aws_sdk_sqs::Client::new(&shared),
         aws_sdk_sfn::Client::new(&shared),
+        aws_sdk_ec2::Client::new(&shared),
     )
 }
 
@@ -222,6 +221,24 @@ mod tests {
             timeouts.operation_attempt_timeout(),
             Some(Duration::from_secs(10))
         );
+    }
+
+    // A queue poll waits up to 20 s for a message: an attempt timeout below that would cut every
+    // empty long poll off and retry it.
+    #[test]
+    fn queue_calls_wait_past_a_long_poll_and_retry_as_ebs_calls_do() {
+        let (sqs, sfn, ec2) = queue_clients(runtime().expect("runtime"));
+        let configs = [
+            (sqs.config().timeout_config(), sqs.config().retry_config()),
+            (sfn.config().timeout_config(), sfn.config().retry_config()),
+            (ec2.config().timeout_config(), ec2.config().retry_config()),
+        ];
+        for (timeouts, retry) in configs {
+            let attempt = timeouts.and_then(|t| t.operation_attempt_timeout());
+            assert_eq!(attempt, Some(QUEUE_ATTEMPT_TIMEOUT));
+            assert!(QUEUE_ATTEMPT_TIMEOUT > Duration::from_secs(20) + Duration::from_secs(10));
+            assert_eq!(retry.map(RetryConfig::max_attempts), Some(EBS_MAX_ATTEMPTS));
+        }
     }
 
     // Issue 20: each call built a runtime of its own (a snapshot-to-S3 run started two), so a

@@ -56,8 +56,7 @@ pub struct Calls {
 impl Calls {
     /// Clients from the environment (instance role; `AWS_ENDPOINT_URL`), on the one runtime.
     pub fn new(runtime: &'static Runtime, queue: QueueUrl) -> Self {
-        let (sqs, sfn) = crate::aws::queue_clients(runtime);
-        let (_, ec2) = crate::aws::snapshot_clients(runtime);
+        let (sqs, sfn, ec2) = crate::aws::queue_clients(runtime);
         Self {
             runtime,
             sqs,

@@ -8,11 +8,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
-use collector_e2e::{Flow, ImdsServer, LocalS3, Run, SnapshotImage, require_root};
+use collector_e2e::{FaultProxy, Flow, ImdsServer, LocalS3, Run, SnapshotImage, require_root};
 use serde_json::{Value, json};
 
 const INSTANCE: &str = "i-0feed0feed0feed0f";
@@ -102,33 +102,89 @@ fn verify(s3: &LocalS3, url: &str) {
     Run::of(&mut verify).expect_code(0);
 }
 
+/// One snapshot job queued by one execution, with everything its collector needs.
+struct Scene {
+    s3: LocalS3,
+    flow: Flow,
+    queue: String,
+    image: SnapshotImage,
+    snapshot: String,
+    execution: String,
+    work: tempfile::TempDir,
+    imds: ImdsServer,
+    config: PathBuf,
+}
+
+impl Scene {
+    /// Snapshot `seed`, tagged, queued by a state with `heartbeat`/`timeout` seconds as `name`;
+    /// the collector's user data goes idle after `idle` seconds.
+    fn queued(seed: u64, (heartbeat, timeout): (u32, u32), name: &str, idle: u32) -> Self {
+        let s3 = LocalS3::with_bucket("evidence", false);
+        let flow = Flow::on(&s3.server);
+        let queue = flow.queue("jobs");
+        let (image, snapshot) = tagged_snapshot(&s3, &flow, seed);
+        let machine = flow.state_machine("capture", &machine(&queue, heartbeat, timeout));
+        let execution = flow.start(
+            &machine,
+            &json!({"snapshot": snapshot, "name": name, "destination": "s3://evidence/cases"}),
+        );
+        let work = tempfile::tempdir().unwrap();
+        let config = config_file(work.path(), &work.path().join("powered-off"));
+        let imds = ImdsServer::start(Some(&user_data(&queue, idle)), INSTANCE);
+        Self {
+            s3,
+            flow,
+            queue,
+            image,
+            snapshot,
+            execution,
+            work,
+            imds,
+            config,
+        }
+    }
+
+    /// The collector, as a command.
+    fn collector(&self) -> Command {
+        collector(&self.s3, &self.imds, &self.config)
+    }
+
+    /// The collector with its EBS calls through a proxy that answers 503 `unavailable` times, so
+    /// it is surely mid-job a while; returns once it holds the job's message.
+    fn slowed_collector(&self, unavailable: &str) -> (Child, FaultProxy) {
+        let proxy = FaultProxy::start(&self.s3.server, &["--ebs-unavailable", unavailable]);
+        let mut cmd = self.collector();
+        cmd.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
+        let child = Run::spawn(&mut cmd);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.flow.messages(&self.queue).1 == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the collector never took the job"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (child, proxy)
+    }
+}
+
+/// SIGKILL, as a crash or a lost instance ends a collector.
+fn sigkill(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+}
+
 // Issue 21: the collector takes the execution's job, images the snapshot, answers the token with
 // the manifest and the SHA-256, deletes the message, and powers off once the queue stays empty.
 #[test]
 fn a_queued_snapshot_job_is_imaged_and_answered_then_the_idle_collector_powers_off() {
     require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let flow = Flow::on(&s3.server);
-    let queue = flow.queue("jobs");
-    let (image, snapshot) = tagged_snapshot(&s3, &flow, 21);
-    let machine = flow.state_machine("capture", &machine(&queue, 30, 600));
-    let execution = flow.start(
-        &machine,
-        &json!({"snapshot": snapshot, "name": "vol-0aaaaaaaaaaaaaaaa",
-            "destination": "s3://evidence/cases"}),
-    );
-
-    let work = tempfile::tempdir().unwrap();
-    let marker = work.path().join("powered-off");
-    let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
-    let run = Run::of(&mut collector(
-        &s3,
-        &imds,
-        &config_file(work.path(), &marker),
-    ));
+    let scene = Scene::queued(21, (30, 600), "vol-0aaaaaaaaaaaaaaaa", 3);
+    let run = Run::of(&mut scene.collector());
     run.expect_code(0);
 
-    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    let outcome = scene.flow.wait(&scene.execution, Duration::from_secs(30));
     assert_eq!(
         outcome.status,
         ExecutionStatus::Succeeded,
@@ -136,28 +192,26 @@ fn a_queued_snapshot_job_is_imaged_and_answered_then_the_idle_collector_powers_o
         run.stderr
     );
     let output = &outcome.output;
-    let manifest = "s3://evidence/cases/IR-21/disk_evidence/vol-0aaaaaaaaaaaaaaaa.manifest.json";
-    assert_eq!(output["manifest_url"], manifest, "{output}");
-    assert_eq!(output["image_sha256"], image.digests().sha256);
+    let key = "cases/IR-21/disk_evidence/vol-0aaaaaaaaaaaaaaaa.manifest.json";
+    let manifest = format!("s3://evidence/{key}");
+    assert_eq!(output["manifest_url"], manifest.as_str(), "{output}");
+    assert_eq!(output["image_sha256"], scene.image.digests().sha256);
     assert_eq!(output["outcome"], "completed");
-    assert_eq!(output["snapshot_id"], snapshot.as_str());
+    assert_eq!(output["snapshot_id"], scene.snapshot.as_str());
     assert_eq!(output["collector"], INSTANCE);
-    verify(&s3, manifest);
-    let recorded: Value = serde_json::from_slice(&s3.get(
-        "evidence",
-        "cases/IR-21/disk_evidence/vol-0aaaaaaaaaaaaaaaa.manifest.json",
-    ))
-    .unwrap();
+    verify(&scene.s3, &manifest);
+    let recorded: Value = serde_json::from_slice(&scene.s3.get("evidence", key)).unwrap();
     assert_eq!(
         recorded["source"]["snapshot"]["snapshot_id"],
-        snapshot.as_str()
+        scene.snapshot.as_str()
     );
     assert_eq!(recorded["case"]["incident_id"], "IR-21");
     assert_eq!(
-        flow.messages(&queue),
+        scene.flow.messages(&scene.queue),
         (0, 0),
         "the answered message is deleted"
     );
+    let marker = scene.work.path().join("powered-off");
     assert!(
         marker.exists(),
         "powered off after the idle time: {}",
@@ -240,51 +294,30 @@ fn malformed_foreign_and_untagged_jobs_are_refused_reported_and_never_run() {
 #[test]
 fn a_collector_killed_mid_job_leaves_the_job_to_another_without_colliding_evidence() {
     require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let flow = Flow::on(&s3.server);
-    let queue = flow.queue("jobs");
-    let (image, snapshot) = tagged_snapshot(&s3, &flow, 24);
-    let machine = flow.state_machine("capture", &machine(&queue, 30, 600));
-    let execution = flow.start(
-        &machine,
-        &json!({"snapshot": snapshot, "name": "vol-0ccccccccccccccccc"[..21].to_owned(),
-            "destination": "s3://evidence/cases"}),
-    );
-    let work = tempfile::tempdir().unwrap();
-    let marker = work.path().join("powered-off");
-    let config = config_file(work.path(), &marker);
-    let imds = ImdsServer::start(Some(&user_data(&queue, 8)), INSTANCE);
-
-    // The first collector's reads are slowed by an EBS endpoint that answers 503 at first, so it
-    // is surely mid-job when it is killed.
-    let proxy = collector_e2e::FaultProxy::start(&s3.server, &["--ebs-unavailable", "6"]);
-    let mut first = collector(&s3, &imds, &config);
-    first.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
-    let mut child = Run::spawn(&mut first);
+    let scene = Scene::queued(24, (30, 600), "vol-0cccccccccccccccc", 8);
+    let (child, _proxy) = scene.slowed_collector("6");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while flow.messages(&queue).1 == 0 || !keys(&s3).iter().any(|k| k.contains(".claim")) {
+    while !keys(&scene.s3).iter().any(|k| k.contains(".claim")) {
         assert!(
             Instant::now() < deadline,
-            "the first collector never took the job"
+            "the first collector never claimed the name"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
-    assert_eq!(flow.status(&execution).status, ExecutionStatus::Running);
+    sigkill(child);
+    assert_eq!(
+        scene.flow.status(&scene.execution).status,
+        ExecutionStatus::Running
+    );
 
-    let second = Run::of(&mut collector(&s3, &imds, &config));
+    let second = Run::of(&mut scene.collector());
     second.expect_code(0);
     assert!(
-        second.stderr.contains("\"receive_count\":2") || second.stderr.contains("receive_count=2"),
+        second.stderr.contains("receive_count=2"),
         "the second collector took the same message again: {}",
         second.stderr
     );
-    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    let outcome = scene.flow.wait(&scene.execution, Duration::from_secs(30));
     assert_eq!(
         outcome.status,
         ExecutionStatus::Succeeded,
@@ -295,15 +328,15 @@ fn a_collector_killed_mid_job_leaves_the_job_to_another_without_colliding_eviden
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert_eq!(outcome.output["image_sha256"], image.digests().sha256);
-    verify(&s3, &manifest);
+    assert_eq!(outcome.output["image_sha256"], scene.image.digests().sha256);
+    verify(&scene.s3, &manifest);
     assert_eq!(
-        manifests(&s3).len(),
+        manifests(&scene.s3).len(),
         1,
         "one capture stored: {:?}",
-        keys(&s3)
+        keys(&scene.s3)
     );
-    assert_eq!(flow.messages(&queue), (0, 0));
+    assert_eq!(scene.flow.messages(&scene.queue), (0, 0));
 }
 
 // Issue 21: when the collector stops beating (killed, and no other takes the job), the state
@@ -311,43 +344,17 @@ fn a_collector_killed_mid_job_leaves_the_job_to_another_without_colliding_eviden
 #[test]
 fn heartbeats_that_stop_time_the_waiting_state_out() {
     require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let flow = Flow::on(&s3.server);
-    let queue = flow.queue("jobs");
-    let (_, snapshot) = tagged_snapshot(&s3, &flow, 25);
-    let machine = flow.state_machine("capture", &machine(&queue, 4, 600));
-    let execution = flow.start(
-        &machine,
-        &json!({"snapshot": snapshot, "name": "n", "destination": "s3://evidence/cases"}),
-    );
-    let work = tempfile::tempdir().unwrap();
-    let config = config_file(work.path(), &work.path().join("off"));
-    let imds = ImdsServer::start(Some(&user_data(&queue, 30)), INSTANCE);
-    let proxy = collector_e2e::FaultProxy::start(&s3.server, &["--ebs-unavailable", "100"]);
-    let mut cmd = collector(&s3, &imds, &config);
-    cmd.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
-    let mut child = Run::spawn(&mut cmd);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while flow.messages(&queue).1 == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the collector never took the job"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let scene = Scene::queued(25, (4, 600), "n", 30);
+    let (child, _proxy) = scene.slowed_collector("100");
     std::thread::sleep(Duration::from_secs(2));
+    let running = scene.flow.status(&scene.execution).status;
     assert_eq!(
-        flow.status(&execution).status,
+        running,
         ExecutionStatus::Running,
         "heartbeats keep it alive"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
-    let outcome = flow.wait(&execution, Duration::from_secs(30));
+    sigkill(child);
+    let outcome = scene.flow.wait(&scene.execution, Duration::from_secs(30));
     assert_eq!(outcome.status, ExecutionStatus::Failed, "{outcome:?}");
     assert!(
         matches!(
@@ -455,24 +462,11 @@ fn a_volume_job_is_imaged_by_the_collector_it_is_attached_to_and_left_by_others(
 #[test]
 fn a_job_whose_execution_stopped_waiting_is_stopped_and_leaves_nothing() {
     require_root();
-    let s3 = LocalS3::with_bucket("evidence", false);
-    let flow = Flow::on(&s3.server);
-    let queue = flow.queue("jobs");
-    let (_, snapshot) = tagged_snapshot(&s3, &flow, 26);
-    let machine = flow.state_machine("capture", &machine(&queue, 3, 4));
-    let execution = flow.start(
-        &machine,
-        &json!({"snapshot": snapshot, "name": "late", "destination": "s3://evidence/cases"}),
-    );
-    let work = tempfile::tempdir().unwrap();
-    let config = config_file(work.path(), &work.path().join("off"));
-    let imds = ImdsServer::start(Some(&user_data(&queue, 5)), INSTANCE);
-    let proxy = collector_e2e::FaultProxy::start(&s3.server, &["--ebs-unavailable", "1000"]);
-    let mut cmd = collector(&s3, &imds, &config);
-    cmd.env("AWS_ENDPOINT_URL_EBS", proxy.endpoint());
-    let run = Run::of(&mut cmd);
+    let scene = Scene::queued(26, (3, 4), "late", 5);
+    let (child, _proxy) = scene.slowed_collector("1000");
+    let run = Run::wait(child);
     run.expect_code(0);
-    let outcome = flow.wait(&execution, Duration::from_secs(5));
+    let outcome = scene.flow.wait(&scene.execution, Duration::from_secs(5));
     assert_eq!(outcome.status, ExecutionStatus::Failed, "{outcome:?}");
     assert!(
         run.stderr.contains("no longer waits for this job"),
@@ -480,7 +474,11 @@ fn a_job_whose_execution_stopped_waiting_is_stopped_and_leaves_nothing() {
         run.stderr
     );
     assert!(run.stderr.contains("Job abandoned"), "{}", run.stderr);
-    assert_eq!(flow.messages(&queue), (0, 0), "the message is deleted");
-    assert!(manifests(&s3).is_empty(), "{:?}", keys(&s3));
-    assert_eq!(s3.open_uploads("evidence"), 0);
+    assert_eq!(
+        scene.flow.messages(&scene.queue),
+        (0, 0),
+        "the message is deleted"
+    );
+    assert!(manifests(&scene.s3).is_empty(), "{:?}", keys(&scene.s3));
+    assert_eq!(scene.s3.open_uploads("evidence"), 0);
 }
