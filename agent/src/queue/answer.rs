@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::message::{JobSource, QueuedJob};
+use super::message::{QueuedJob, QueuedSource};
 use crate::exit::Exit;
 use crate::result::AcquisitionResult;
 
@@ -38,8 +38,8 @@ pub fn of(job: &QueuedJob, collector: &str, result: &AcquisitionResult) -> Answe
     match (&result.manifest, result.hashes.get("sha256")) {
         (Some(manifest), Some(sha256)) if stored => {
             let (snapshot, volume) = match &job.source {
-                JobSource::Snapshot(id) => (Some(id.to_string()), None),
-                JobSource::Volume { volume, .. } => (None, Some(volume.to_string())),
+                QueuedSource::Snapshot(id) => (Some(id.to_string()), None),
+                QueuedSource::Volume { volume, .. } => (None, Some(volume.to_string())),
             };
             Answer::Success(
                 json!({
@@ -99,7 +99,7 @@ mod tests {
 
     use super::*;
 
-    fn job(source: JobSource) -> QueuedJob {
+    fn job(source: QueuedSource) -> QueuedJob {
         QueuedJob {
             token: "t".to_owned(),
             execution_arn: "arn:aws:states:r:1:execution:m:e".to_owned(),
@@ -111,8 +111,8 @@ mod tests {
         }
     }
 
-    fn snapshot() -> JobSource {
-        JobSource::Snapshot("snap-0123456789abcdef0".parse().expect("id"))
+    fn snapshot() -> QueuedSource {
+        QueuedSource::Snapshot("snap-0123456789abcdef0".parse().expect("id"))
     }
 
     fn stored(exit: Exit) -> AcquisitionResult {
@@ -146,7 +146,7 @@ mod tests {
             assert_eq!(output["bytes"], 1 << 20);
             assert_eq!(output["incident_id"], "INC-1");
         }
-        let volume = JobSource::Volume {
+        let volume = QueuedSource::Volume {
             volume: "vol-0bbbbbbbbbbbbbbbb".parse().expect("id"),
             instance: "i-0123456789abcdef0".to_owned(),
         };

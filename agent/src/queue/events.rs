@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::calls::Received;
-use super::message::{QueuedJob, Refusal};
+use super::message::{MessageRefusal, QueuedJob};
 use super::worker::QueuePlan;
 use crate::config::raw::OnComplete;
 use crate::daemon::Job;
@@ -48,7 +48,7 @@ pub fn taken(message: &Received, queued: &QueuedJob, job: &Job) -> Value {
 }
 
 /// A message was refused and deleted without running.
-pub fn refused(message: &Received, refusal: &Refusal) -> Value {
+pub fn refused(message: &Received, refusal: &MessageRefusal) -> Value {
     json!({
         "event": "job_refused",
         "message_id": message.id,

@@ -44,7 +44,7 @@ struct Wire {
 
 /// What a job images.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobSource {
+pub enum QueuedSource {
     /// A snapshot, read through the EBS direct APIs.
     Snapshot(SnapshotId),
     /// A volume the flow attached to the collector `instance` (the fallback path).
@@ -68,7 +68,7 @@ pub struct QueuedJob {
     /// The evidence name.
     pub evidence_name: SafeName,
     /// What to image.
-    pub source: JobSource,
+    pub source: QueuedSource,
     /// The suspect's volume the source copies, recorded in the manifest.
     pub source_volume_id: Option<VolumeId>,
     /// Who collects, recorded in the manifest.
@@ -77,7 +77,7 @@ pub struct QueuedJob {
 
 /// Why a message is refused, and the token to report it to when one could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct MessageRefusal {
     /// The task token, when the body is a JSON object with a plausible one.
     pub token: Option<String>,
     /// What is wrong, for the report and the execution.
@@ -85,9 +85,9 @@ pub struct Refusal {
 }
 
 /// Reads `body` as a job for the collector whose evidence goes to `destination`.
-pub fn parse(body: &str, destination: &S3Url) -> Result<QueuedJob, Refusal> {
+pub fn parse(body: &str, destination: &S3Url) -> Result<QueuedJob, MessageRefusal> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(Refusal {
+        return Err(MessageRefusal {
             token: None,
             reason: format!(
                 "the message is {} bytes, more than a job's {MAX_BODY_BYTES}",
@@ -96,7 +96,7 @@ pub fn parse(body: &str, destination: &S3Url) -> Result<QueuedJob, Refusal> {
         });
     }
     let token = readable_token(body);
-    let refuse = |reason: String| Refusal {
+    let refuse = |reason: String| MessageRefusal {
         token: token.clone(),
         reason,
     };
@@ -147,13 +147,13 @@ pub fn parse(body: &str, destination: &S3Url) -> Result<QueuedJob, Refusal> {
 }
 
 /// The source: a snapshot, or a volume attached to a named collector, never both.
-fn source(wire: &Wire) -> Result<JobSource, String> {
+fn source(wire: &Wire) -> Result<QueuedSource, String> {
     match (&wire.snapshot_id, &wire.volume_id, &wire.instance_id) {
         (Some(snapshot), None, None) => snapshot
             .parse::<SnapshotId>()
-            .map(JobSource::Snapshot)
+            .map(QueuedSource::Snapshot)
             .map_err(|e| format!("snapshot_id: {e}")),
-        (None, Some(volume), Some(instance)) => Ok(JobSource::Volume {
+        (None, Some(volume), Some(instance)) => Ok(QueuedSource::Volume {
             volume: volume
                 .parse::<VolumeId>()
                 .map_err(|e| format!("volume_id: {e}"))?,

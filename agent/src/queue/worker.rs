@@ -18,7 +18,7 @@ use super::answer::{self, Answer};
 use super::attach::{self, NotAttached};
 use super::calls::{Calls, Received, TaskCallError};
 use super::events;
-use super::message::{self, JobSource, QueuedJob, Refusal};
+use super::message::{self, MessageRefusal, QueuedJob, QueuedSource};
 use crate::config::raw::OnComplete;
 use crate::config::typed::QueueSection;
 use crate::config::{Config, JobContext};
@@ -83,7 +83,7 @@ pub fn run(plan: &QueuePlan, reports: &Reports, cancel: &AtomicBool) -> Result<E
 }
 
 /// Why the loop ended.
-enum Ending {
+enum QueueEnding {
     /// The queue stayed empty for the idle time.
     Idle,
     /// Polling failed for the whole idle time: the last error.
@@ -111,11 +111,11 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    fn serve(&mut self, cancel: &AtomicBool) -> Ending {
+    fn serve(&mut self, cancel: &AtomicBool) -> QueueEnding {
         let mut failures = 0u32;
         loop {
             if cancel.load(Ordering::Relaxed) {
-                return Ending::Interrupted;
+                return QueueEnding::Interrupted;
             }
             let idle_for = self.last_job.elapsed();
             let stays = self.plan.config.watch.on_complete == OnComplete::Stay;
@@ -123,7 +123,7 @@ impl Worker<'_> {
                 return self
                     .poll_error
                     .take()
-                    .map_or(Ending::Idle, Ending::Unreachable);
+                    .map_or(QueueEnding::Idle, QueueEnding::Unreachable);
             }
             // A worker that stays polls in full long polls; one that ends waits no longer than
             // its idle time has left.
@@ -160,7 +160,7 @@ impl Worker<'_> {
             Ok(job) => job,
             Err(refusal) => return self.refuse(message, &refusal),
         };
-        if let JobSource::Volume { instance, .. } = &job.source
+        if let QueuedSource::Volume { instance, .. } = &job.source
             && self.plan.instance_id.as_deref() != Some(instance.as_str())
         {
             // The flow attached that volume to another collector: leave the job to it.
@@ -172,7 +172,7 @@ impl Worker<'_> {
             return;
         }
         if let Err(reason) = self.admit(&job) {
-            let refusal = Refusal {
+            let refusal = MessageRefusal {
                 token: Some(job.token),
                 reason,
             };
@@ -186,7 +186,7 @@ impl Worker<'_> {
     /// Checks what the message cannot prove: that its snapshot carries the tag the collector role
     /// may read. (A volume job's volume is the flow's, attached to this very instance.)
     fn admit(&self, job: &QueuedJob) -> Result<(), String> {
-        let JobSource::Snapshot(snapshot) = &job.source else {
+        let QueuedSource::Snapshot(snapshot) = &job.source else {
             return Ok(());
         };
         let wanted = &self.plan.queue.snapshot_tag;
@@ -200,7 +200,7 @@ impl Worker<'_> {
         }
     }
 
-    fn refuse(&mut self, message: &Received, refusal: &Refusal) {
+    fn refuse(&mut self, message: &Received, refusal: &MessageRefusal) {
         self.tally.refused += 1;
         tracing::warn!(message = %message.id, reason = %refusal.reason,
             reported = refusal.token.is_some(), "Job message refused; deleted, never run.");
@@ -218,8 +218,8 @@ impl Worker<'_> {
 
     fn run_job(&mut self, message: &Received, queued: &QueuedJob, cancel: &AtomicBool) {
         let source = match &queued.source {
-            JobSource::Snapshot(id) => daemon::JobSource::Snapshot(id.clone()),
-            JobSource::Volume { volume, .. } => {
+            QueuedSource::Snapshot(id) => daemon::JobSource::Snapshot(id.clone()),
+            QueuedSource::Volume { volume, .. } => {
                 match self.attached(message, queued, volume, cancel) {
                     Ok(disk) => daemon::JobSource::Disk(disk),
                     Err(NotAttached::Stopped) => return,
@@ -418,20 +418,20 @@ impl Worker<'_> {
         }
     }
 
-    fn finish(self, ending: &Ending) -> Result<Exit, Failure> {
+    fn finish(self, ending: &QueueEnding) -> Result<Exit, Failure> {
         let (exit, reason) = match ending {
-            Ending::Idle => (exit_of(self.tally.worst_exit), "the job queue stayed empty"),
-            Ending::Unreachable(_) => (
+            QueueEnding::Idle => (exit_of(self.tally.worst_exit), "the job queue stayed empty"),
+            QueueEnding::Unreachable(_) => (
                 Exit::JobContextUnavailable,
                 "the job queue cannot be polled",
             ),
-            Ending::Interrupted => (Exit::Interrupted, "interrupted"),
+            QueueEnding::Interrupted => (Exit::Interrupted, "interrupted"),
         };
-        if let Ending::Unreachable(error) = ending {
+        if let QueueEnding::Unreachable(error) = ending {
             tracing::error!(error = %error, "The job queue could not be polled for the whole idle time.");
         }
         let action = match ending {
-            Ending::Interrupted => OnComplete::Exit,
+            QueueEnding::Interrupted => OnComplete::Exit,
             _ => self.plan.config.watch.on_complete,
         };
         self.reports

@@ -36,7 +36,7 @@ fn without(mut value: Value, key: &str) -> Value {
     value
 }
 
-fn refused(value: &Value) -> Refusal {
+fn refused(value: &Value) -> MessageRefusal {
     parse(&value.to_string(), &destination()).expect_err("refused")
 }
 
@@ -47,7 +47,10 @@ fn the_flows_snapshot_job_is_read_with_every_field() {
     assert_eq!(job.execution_arn, ARN);
     assert_eq!(job.incident.as_str(), "INC-42");
     assert_eq!(job.evidence_name.as_str(), "vol-0aaaaaaaaaaaaaaaa");
-    assert_eq!(job.source, JobSource::Snapshot(SNAP.parse().expect("id")));
+    assert_eq!(
+        job.source,
+        QueuedSource::Snapshot(SNAP.parse().expect("id"))
+    );
     assert_eq!(
         job.source_volume_id.map(|v| v.to_string()).as_deref(),
         Some("vol-0aaaaaaaaaaaaaaaa")
@@ -90,7 +93,7 @@ fn a_volume_job_names_the_volume_and_the_collector_it_is_attached_to() {
     let parsed = parse(&volume.to_string(), &destination()).expect("valid");
     assert_eq!(
         parsed.source,
-        JobSource::Volume {
+        QueuedSource::Volume {
             volume: "vol-0bbbbbbbbbbbbbbbb".parse().expect("id"),
             instance: "i-0123456789abcdef0".to_owned(),
         }
