@@ -29,6 +29,10 @@ use crate::result::AcquisitionResult;
 
 /// How often a running job's child is looked at.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a volume job for another collector stays hidden after this one passed it over: the
+/// volume queue is polled only by the flow's dedicated volume collectors, so a second is enough for
+/// the right one to get it, and a wrong receive costs the job only that.
+const PASS_OVER: Duration = Duration::from_secs(1);
 /// SQS's longest long poll.
 pub(super) const LONG_POLL: Duration = Duration::from_secs(20);
 /// Longest pause after a failed poll (doubling from one second).
@@ -163,12 +167,11 @@ impl Worker<'_> {
         if let QueuedSource::Volume { instance, .. } = &job.source
             && self.plan.instance_id.as_deref() != Some(instance.as_str())
         {
-            // The flow attached that volume to another collector: leave the job to it.
+            // The flow attached that volume to another collector: leave the job to it, visible
+            // again at once but for this collector's next poll.
             tracing::info!(message = %message.id, attached_to = %instance,
                 "A volume job for another collector; left in the queue.");
-            let _ = self
-                .calls
-                .set_visibility(&message.receipt, self.plan.queue.heartbeat);
+            let _ = self.calls.set_visibility(&message.receipt, PASS_OVER);
             return;
         }
         if let Err(reason) = self.admit(&job) {
