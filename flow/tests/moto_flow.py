@@ -709,8 +709,9 @@ def scenario_cross_account(flow):
     """The suspect in a member account: each snapshot is copied there re-encrypted with the
     snapshot key, that copy shared with the forensic account and copied (KMS) here; the jobs name
     the forensic copies, which hold the suspect's bytes; both copies are deleted at the end
-    (KeepCopiedSnapshots false), and kept with KeepCopiedSnapshots true; the member-side calls
-    carry the member role. moto assumes no role: every call runs in its one account."""
+    (KeepCopiedSnapshots false), and kept with KeepCopiedSnapshots true; given snapshots of a
+    member account take the same path; the member-side calls carry the member role. moto assumes
+    no role: every call runs in its one account."""
     check = Checks("cross-account")
     key = flow.substitutions["SnapshotKmsKeyArn"]
     member_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/forensic-collector-member"
@@ -774,6 +775,22 @@ def scenario_cross_account(flow):
     here = flow.c["ec2"].describe_snapshots(SnapshotIds=[j["snapshot_id"] for j in collector.jobs])["Snapshots"]
     check(len(kept) == 2 and len(here) == 2 and not [r for r, _, _ in scheduled(desc) if r == "deleteSnapshot"],
           f"KeepCopiedSnapshots true keeps both copies ({sorted(kept)})")
+
+    # Given snapshots of a member account (untagged: the member role may share only its tagged
+    # copy): the same path, the job named after the given snapshot.
+    blocks = known_blocks("given-member")
+    sid = write_snapshot(flow.c, blocks)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks={sid: blocks})
+    desc = run_execution(flow, flow.machine("forensic-flow"), {
+        "incident_id": "INC-9S", "account": MEMBER_ACCOUNT, "region": REGION, "snapshot_ids": [sid]}, collector)
+    calls = scheduled(desc)
+    member_copy = [p for r, p, c in calls if r == "copySnapshot" and c]
+    shared = [p["SnapshotId"] for r, p, c in calls if r == "modifySnapshotAttribute"]
+    check(desc["status"] == "SUCCEEDED" and not collector.problems and len(member_copy) == 1
+          and member_copy[0]["SourceSnapshotId"] == sid and shared and shared[0] != sid
+          and [j["evidence_name"] for j in collector.jobs] == [sid] and collector.jobs[0]["snapshot_id"] != sid,
+          f"a given member snapshot: copied there, that copy shared, the copy here captured "
+          f"({desc['status']} {collector.problems} {shared})")
     return check.failed
 
 
