@@ -221,6 +221,11 @@ def check_forensic_stack(clients, stack, resources, definition_text):
            "the definition is not the file's")
     expect(outputs["JobQueueUrl"] in defined or "${JobQueueUrl}" not in definition_text,
            "JobQueueUrl not substituted into the definition")
+    user_data = json.loads(defined)["States"]["Configure"]["Parameters"]["config"]["user_data"]
+    expect(user_data.get("cloudwatch") == {"readiness_group": "ForensicDiskReadiness",
+                                           "capture_group": "ForensicDiskCapture"}
+           and user_data.get("s3") == {"require_object_lock": True},
+           f"the collectors' user data names the stack's log groups, requires Object Lock: {user_data}")
 
     rule = events.describe_rule(Name=outputs["FindingRuleName"])
     expect(rule["State"] == "DISABLED", f"rule state {rule['State']}")

@@ -113,11 +113,16 @@ class Flow:
         self.machines = {}
 
     def setup(self, name="forensic-flow", overrides=None):
-        """Creates the bucket, job queue + dead-letter queue, failure topic (with a queue subscribed
-        to read what it published), log groups, KMS key, launch template and the state machine's
-        role; returns the substitutions (CloudFormation's DefinitionSubstitutions)."""
+        """Creates the bucket (with Object Lock, as the stack's: the collectors require it), job
+        queue + dead-letter queue, failure topic (with a queue subscribed to read what it
+        published), log groups (audit, the collectors' readiness and capture groups), KMS key,
+        launch template and the state machine's role; returns the substitutions
+        (CloudFormation's DefinitionSubstitutions)."""
         c = self.c
-        c["s3"].create_bucket(Bucket="forensic-evidence-flow")
+        c["s3"].create_bucket(Bucket="forensic-evidence-flow", ObjectLockEnabledForBucket=True)
+        lock = c["s3"].get_object_lock_configuration(Bucket="forensic-evidence-flow")["ObjectLockConfiguration"]
+        if lock.get("ObjectLockEnabled") != "Enabled":
+            raise RuntimeError(f"moto made the evidence bucket without Object Lock: {lock}")
         dlq = c["sqs"].create_queue(QueueName="forensic-jobs-dlq")["QueueUrl"]
         dlq_arn = c["sqs"].get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         queue = c["sqs"].create_queue(QueueName="forensic-jobs", Attributes={
@@ -129,7 +134,7 @@ class Flow:
                                                     AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         c["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=notices_arn,
                            Attributes={"RawMessageDelivery": "true"})
-        for group in ("/forensic-collector/audit", "/forensic-collector/captures"):
+        for group in ("/forensic-collector/audit", "/forensic-collector/readiness", "/forensic-collector/captures"):
             c["logs"].create_log_group(logGroupName=group)
         key = c["kms"].create_key(Description="forensic snapshot copies")["KeyMetadata"]["Arn"]
         image = c["ec2"].describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -147,7 +152,8 @@ class Flow:
             "ForensicAccount": ACCOUNT, "MemberRoleName": "forensic-collector-member",
             "EvidenceBucket": "forensic-evidence-flow", "EvidencePrefix": "evidence", "JobQueueUrl": queue,
             "SnapshotTagValue": TAG_VALUE, "SnapshotKmsKeyArn": key, "CollectorLaunchTemplateId": template,
-            "AuditLogGroup": "/forensic-collector/audit", "FailureTopicArn": topic, "KeepCopiedSnapshots": "false",
+            "AuditLogGroup": "/forensic-collector/audit", "ReadinessLogGroup": "/forensic-collector/readiness",
+            "CaptureLogGroup": "/forensic-collector/captures", "FailureTopicArn": topic, "KeepCopiedSnapshots": "false",
             "MaxCollectors": "2", "HeartbeatSeconds": "30", "JobTimeoutSeconds": "120",
             "CollectorHeartbeatSeconds": "5", "QueueIdleSeconds": "300", "PollSeconds": "1", "MaxPolls": "3",
         }
@@ -290,9 +296,12 @@ class FakeCollector(threading.Thread):
     snapshot (tag, blocks), heartbeats, answers. `fail` = evidence names answered with
     SendTaskFailure; `silent` = names never answered (no heartbeat: the state times out)."""
 
-    def __init__(self, flow, destination, fail=(), silent=(), expect_blocks=None, seconds=60, hold=0):
+    def __init__(self, flow, destination, fail=(), silent=(), expect_blocks=None, seconds=60, hold=0,
+                 on_job=None):
         """`hold`: after the first job arrives, keep taking jobs for `hold` seconds before answering
-        any (`first_batch` = how many arrived meanwhile: the jobs the flow had in flight)."""
+        any (`first_batch` = how many arrived meanwhile: the jobs the flow had in flight).
+        `on_job(job)`: called with each job before it is answered (to look at what exists while
+        the execution waits)."""
         super().__init__(daemon=True)
         self.hold, self.first_batch = hold, None
         self.flow, self.c = flow, clients(flow.port)
@@ -302,6 +311,7 @@ class FakeCollector(threading.Thread):
         self.deadline = time.monotonic() + seconds
         self.jobs, self.problems = [], []
         self.stop = threading.Event()
+        self.on_job = on_job
 
     def image_of(self, job):
         """(sha256 hex, {index: bytes}) of what the job names: the snapshot's blocks through the EBS
@@ -350,6 +360,8 @@ class FakeCollector(threading.Thread):
                     problems.append(f"destination {job['destination']}")
                 self.problems.extend(f"{job['evidence_name']}: {p}" for p in problems)
                 name, token = job["evidence_name"], job["task_token"]
+                if self.on_job:
+                    self.on_job(job)
                 if name in self.silent:
                     continue
                 sfn.send_task_heartbeat(taskToken=token)
@@ -468,6 +480,9 @@ def scenario_manual(flow):
         ud = collector_user_data(flow.c, ids[0])
         check(ud == {"job": {"bucket": "forensic-evidence-flow", "prefix": "evidence", "queue_url": flow.queue,
                              "snapshot_tag": TAG_VALUE, "heartbeat_secs": 5, "queue_idle_secs": 300},
+                     "s3": {"require_object_lock": True},
+                     "cloudwatch": {"readiness_group": "/forensic-collector/readiness",
+                                    "capture_group": "/forensic-collector/captures"},
                      "watch": {"on_complete": "poweroff"}}, f"collector user data per the contract ({ud})")
     check(flow.notices_received() == [], "no failure notice")
     return check.failed
@@ -668,34 +683,114 @@ def scenario_in_flight(flow):
     return check.failed
 
 
+def scheduled(desc):
+    """(resource, parameters, credentials) of every task the execution scheduled, in order."""
+    return [(d["resource"], json.loads(d["parameters"]), d.get("taskCredentials"))
+            for d in (e["taskScheduledEventDetails"] for e in desc["history"] if e["type"] == "TaskScheduled")]
+
+
+def snapshot_tags(snapshot):
+    return {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
+
+
+def member_copies_now(flow, execution_arn):
+    """{snapshot ID: (tags, KmsKeyId, the account IDs it is shared with)} of the member-side
+    copies the execution has made (tagged forensic-share-with) that exist now."""
+    c = flow.c["ec2"]
+    found = c.describe_snapshots(Filters=[{"Name": "tag:forensic-execution", "Values": [execution_arn]},
+                                          {"Name": "tag-key", "Values": ["forensic-share-with"]}])["Snapshots"]
+    return {s["SnapshotId"]: (snapshot_tags(s), s.get("KmsKeyId"), sorted(
+        p.get("UserId") for p in c.describe_snapshot_attribute(
+            SnapshotId=s["SnapshotId"], Attribute="createVolumePermission")["CreateVolumePermissions"]))
+        for s in found}
+
+
 def scenario_cross_account(flow):
-    """The suspect in a member account: snapshots shared and copied (KMS) here; the jobs name the
-    copies, which hold the suspect's bytes and are deleted at the end (KeepCopiedSnapshots false);
-    the member-side calls carry the member role. moto assumes no role: every call runs in its one
-    account."""
+    """The suspect in a member account: each snapshot is copied there re-encrypted with the
+    snapshot key, that copy shared with the forensic account and copied (KMS) here; the jobs name
+    the forensic copies, which hold the suspect's bytes; both copies are deleted at the end
+    (KeepCopiedSnapshots false), and kept with KeepCopiedSnapshots true; given snapshots of a
+    member account take the same path; the member-side calls carry the member role. moto assumes
+    no role: every call runs in its one account."""
     check = Checks("cross-account")
+    key = flow.substitutions["SnapshotKmsKeyArn"]
+    member_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/forensic-collector-member"
     suspect = make_suspect(flow)
-    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    seen = {}
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"],
+                              on_job=lambda job: seen.update(member_copies_now(flow, job["execution_arn"])))
     desc = run_execution(flow, flow.machine("forensic-flow"), {
         "incident_id": "INC-9", "account": MEMBER_ACCOUNT, "region": REGION,
         "instance_id": suspect["instance_id"]}, collector)
     expect_captured(flow, check, desc, suspect, collector)
-    member_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/forensic-collector-member"
-    calls = [(e["taskScheduledEventDetails"]["resource"], e["taskScheduledEventDetails"].get("taskCredentials"))
-             for e in desc["history"] if e["type"] == "TaskScheduled"]
-    as_member = sorted({r for r, c in calls if c == {"roleArn": member_role}})
-    check(as_member == ["createSnapshot", "describeInstances", "describeSnapshots", "describeVolumes",
-                        "modifySnapshotAttribute"], f"member-side calls scheduled with the member role ({as_member})")
-    check(all(c is None or c == {"roleArn": member_role} for _, c in calls)
-          and ("copySnapshot", None) in calls and ("runInstances", None) in calls,
+    calls = scheduled(desc)
+    as_member = sorted({r for r, _, c in calls if c == {"roleArn": member_role}})
+    check(as_member == ["copySnapshot", "createSnapshot", "deleteSnapshot", "describeInstances",
+                        "describeSnapshots", "describeVolumes", "modifySnapshotAttribute"],
+          f"member-side calls scheduled with the member role ({as_member})")
+    check(all(c is None or c == {"roleArn": member_role} for _, _, c in calls)
+          and {"copySnapshot", "runInstances", "deleteSnapshot"} <= {r for r, _, c in calls if c is None},
           "forensic-side calls without Credentials")
+    arn = desc["executionArn"]
+    sources = {p["SourceSnapshotId"] for r, p, c in calls if r == "copySnapshot" and c}
+    member_copy = [p for r, p, c in calls if r == "copySnapshot" and c]
+    check(len(member_copy) == 2 and all(p["Encrypted"] is True and p["KmsKeyId"] == key for p in member_copy),
+          f"each snapshot copied in the member account, encrypted with the snapshot key ({member_copy})")
+    check(len(seen) == 2 and all(
+        tags.get("forensic-collector") == TAG_VALUE and tags.get("forensic-incident") == "INC-9"
+        and tags.get("forensic-execution") == arn and tags.get("forensic-share-with") == ACCOUNT
+        and tags.get("forensic-copy-of") in sources and kms == key and shared == [ACCOUNT]
+        for tags, kms, shared in seen.values()),
+        f"the member-side copies: tagged, re-encrypted with the key, shared with the forensic account ({seen})")
+    shared = {p["SnapshotId"] for r, p, c in calls if r == "modifySnapshotAttribute"}
+    copied_here = {p["SourceSnapshotId"] for r, p, c in calls if r == "copySnapshot" and c is None}
+    check(seen and shared == set(seen) == copied_here and not shared & sources,
+          f"the member-side copies (not the originals) shared and copied here ({shared}, {copied_here})")
+    deleted_there = {p["SnapshotId"] for r, p, c in calls if r == "deleteSnapshot" and c}
+    deleted_here = {p["SnapshotId"] for r, p, c in calls if r == "deleteSnapshot" and c is None}
     copies = [j["snapshot_id"] for j in collector.jobs]
+    check(seen and deleted_there == set(seen) and deleted_here == set(copies) and not member_copies_now(flow, arn),
+          f"the member-side copies deleted with the member role, the copies here without ({deleted_there}, "
+          f"{deleted_here})")
     left = flow.c["ec2"].describe_snapshots(Filters=[{"Name": "tag-key", "Values": ["forensic-copy-of"]},
                                                      {"Name": "tag:forensic-incident", "Values": ["INC-9"]}])
-    check(len(copies) == 2 and not left["Snapshots"], f"jobs named copies, deleted at the end ({left['Snapshots']})")
-    shared = [e for e in desc["history"] if e["type"] == "TaskStateEntered"
-              and e["stateEnteredEventDetails"]["name"] in ("ShareSnapshot", "CopySnapshot")]
-    check(len(shared) == 4, f"each snapshot shared and copied ({len(shared)} states)")
+    check(len(copies) == 2 and not set(copies) & (set(seen) | sources) and not left["Snapshots"],
+          f"jobs named the copies here, deleted at the end ({left['Snapshots']})")
+    originals = flow.c["ec2"].describe_snapshots(SnapshotIds=sorted(sources))["Snapshots"] if sources else []
+    check(len(originals) == 2, f"the member account's own snapshots are kept ({sorted(sources)})")
+    states = [e["stateEnteredEventDetails"]["name"] for e in desc["history"] if e["type"] == "TaskStateEntered"]
+    check(sorted(n for n in states if n in ("CopyInMemberAccount", "ShareSnapshot", "CopySnapshot",
+                                            "DeleteMemberCopy"))
+          == sorted(["CopyInMemberAccount", "ShareSnapshot", "CopySnapshot", "DeleteMemberCopy"] * 2),
+          f"each snapshot copied there, shared, copied here, its member-side copy deleted ({len(states)} states)")
+
+    # KeepCopiedSnapshots true: both copies stay, nothing is deleted.
+    suspect = make_suspect(flow)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, flow.machine("forensic-flow-keep", KeepCopiedSnapshots="true"), {
+        "incident_id": "INC-9K", "account": MEMBER_ACCOUNT, "region": REGION,
+        "instance_id": suspect["instance_id"]}, collector)
+    expect_captured(flow, check, desc, suspect, collector)
+    kept = member_copies_now(flow, desc["executionArn"])
+    here = flow.c["ec2"].describe_snapshots(SnapshotIds=[j["snapshot_id"] for j in collector.jobs])["Snapshots"]
+    check(len(kept) == 2 and len(here) == 2 and not [r for r, _, _ in scheduled(desc) if r == "deleteSnapshot"],
+          f"KeepCopiedSnapshots true keeps both copies ({sorted(kept)})")
+
+    # Given snapshots of a member account (untagged: the member role may share only its tagged
+    # copy): the same path, the job named after the given snapshot.
+    blocks = known_blocks("given-member")
+    sid = write_snapshot(flow.c, blocks)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks={sid: blocks})
+    desc = run_execution(flow, flow.machine("forensic-flow"), {
+        "incident_id": "INC-9S", "account": MEMBER_ACCOUNT, "region": REGION, "snapshot_ids": [sid]}, collector)
+    calls = scheduled(desc)
+    member_copy = [p for r, p, c in calls if r == "copySnapshot" and c]
+    shared = [p["SnapshotId"] for r, p, c in calls if r == "modifySnapshotAttribute"]
+    check(desc["status"] == "SUCCEEDED" and not collector.problems and len(member_copy) == 1
+          and member_copy[0]["SourceSnapshotId"] == sid and shared and shared[0] != sid
+          and [j["evidence_name"] for j in collector.jobs] == [sid] and collector.jobs[0]["snapshot_id"] != sid,
+          f"a given member snapshot: copied there, that copy shared, the copy here captured "
+          f"({desc['status']} {collector.problems} {shared})")
     return check.failed
 
 

@@ -26,6 +26,12 @@ the code and the state machine they serve.
   creates a resource carries every tag its role's statements require (aws:RequestTag), and a
   role acting on a resource by tag (aws:ResourceTag) acts on what some Task creates with that
   tag: a mismatch there is an AccessDenied in AWS that moto, which enforces no IAM, never shows.
+  A grant listed as made ahead of the definition (AHEAD_OF_DEFINITION) that a Task now calls is
+  an error: the list must say what is still unused.
+- **The collectors' user data** (the definition's `config.user_data`, rendered with the
+  DefinitionSubstitutions) is what the collector role was checked for: `s3.require_object_lock`
+  true on a bucket with Object Lock, `cloudwatch.readiness_group`/`capture_group` the log groups
+  the role may write, `job.bucket`/`prefix`/`snapshot_tag` the role's bucket, prefix and tag.
   Every
   `${Name}` placeholder of the definition has a DefinitionSubstitutions entry, and every entry
   is used.
@@ -76,21 +82,11 @@ PLATFORM = {
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
 }
-# Granted to the member role before the definition calls them, and why. The check names them
-# on every run; drop an entry once the definition calls the action (or the grant, if the design
-# changes). A snapshot encrypted with the account's default EBS key cannot be shared, so the
-# member account must first copy it re-encrypted with the forensic account's snapshot key (the
-# original flow's "copy, share, copy again"), then delete that intermediate copy.
-AHEAD_OF_DEFINITION = {
-    "MemberRole": {
-        "ec2:CopySnapshot": "the member-side copy that re-encrypts with the forensic key",
-        "ec2:DeleteSnapshot": "removing that intermediate copy once the forensic copy exists",
-        **{action: "the re-encrypting copy's KMS use, through EC2"
-           for action in ("kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey",
-                          "kms:ReEncryptFrom", "kms:ReEncryptTo",
-                          "kms:GenerateDataKeyWithoutPlaintext")},
-    },
-}
+# Granted to a role before the definition calls them, and why: {role: {action: reason}}. The
+# check names them on every run, and fails on an entry the definition now calls (drop it then).
+# Empty since the definition makes the member-side copy that re-encrypts with the forensic key
+# (CopySnapshot, its KMS use through EC2, DeleteSnapshot of that copy).
+AHEAD_OF_DEFINITION = {}
 # Actions on a resource the definition made, and the calls that make it (for aws:ResourceTag).
 CREATED_BY = {
     "ec2:AttachVolume": ["ec2:CreateVolume"],
@@ -554,6 +550,10 @@ def check_roles_against_definition(flow, member, definition):
             implied |= IMPLIED.get(action, set())
         if role == "FlowRole" and any(c[1] for c in calls):
             implied.add("sts:AssumeRole")
+        stale = sorted(set(AHEAD_OF_DEFINITION.get(role, {})) & (needed | implied))
+        if stale:
+            raise Failed(f"AHEAD_OF_DEFINITION lists {', '.join(stale)} for {role}, which "
+                         f"{ASL.name} now calls: drop the entries")
         unused = granted_ - needed - implied
         ahead = {a for a in unused if a in AHEAD_OF_DEFINITION.get(role, {})}
         if ahead:
@@ -563,6 +563,47 @@ def check_roles_against_definition(flow, member, definition):
         if unused:
             raise Failed(f"{role} grants {', '.join(sorted(unused))}, which no state of "
                          f"{ASL.name} calls")
+
+
+def rendered_user_data(flow, definition):
+    """The collectors' user data as the definition's Configure state builds it, with the
+    stack's DefinitionSubstitutions (keys computed by an intrinsic, `NAME.$`, left out)."""
+    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    raw = definition["States"]["Configure"]["Parameters"]["config"]["user_data"]
+
+    def render(node):
+        if isinstance(node, dict):
+            return {k: render(v) for k, v in node.items() if not k.endswith(".$")}
+        if isinstance(node, str):
+            return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: str(substitutions[m.group(1)]), node)
+        return node
+    return render(raw)
+
+
+def check_user_data(flow, params, definition):
+    """The collectors run with the settings the collector role was checked for
+    (collector_params): Object Lock required on a bucket that has it, the two log groups the role
+    may write, the role's bucket, prefix and snapshot tag."""
+    data = rendered_user_data(flow, definition)
+    want = collector_params(params)
+    bucket = flow["EvidenceBucket"]["Properties"]
+    if (data.get("s3", {}).get("require_object_lock") is not True
+            or want["RequireObjectLock"] != "true"
+            or bucket.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled"):
+        raise Failed("the collectors' user data must set s3.require_object_lock true (the "
+                     f"bucket has Object Lock and the role was checked for it): {data.get('s3')}")
+    groups = data.get("cloudwatch", {})
+    for key, group in [("readiness_group", want["ReadinessLogGroup"]),
+                       ("capture_group", want["CaptureLogGroup"])]:
+        if groups.get(key) != group:
+            raise Failed(f"the collectors' user data names cloudwatch.{key} "
+                         f"{groups.get(key)!r}; the collector role may write {group!r}")
+    job = data.get("job", {})
+    for key, value in [("bucket", want["Bucket"]), ("prefix", want["Prefix"]),
+                       ("snapshot_tag", want["SnapshotTagValue"])]:
+        if job.get(key) != value:
+            raise Failed(f"the collectors' user data has job.{key} {job.get(key)!r}; the "
+                         f"collector role is scoped to {value!r}")
 
 
 def check_substitutions(flow_template, text):
@@ -601,10 +642,11 @@ def must_fail(name, check):
     raise Failed(f"self-test: the check accepted {name}")
 
 
-def self_test(flow, params, calls, sar, sar_keys):
+def self_test(flow, params, calls, sar, sar_keys, shipped=None):
     """The checks must refuse what they are for: a wildcard action, an unneeded or a missing
     queue permission, a '*' resource for a scoped action, an unknown action, a definition
-    calling an action no role grants."""
+    calling an action no role grants; with the shipped definition (`shipped`), user data that
+    is not what the collector role was checked for, and a stale AHEAD_OF_DEFINITION entry."""
     def mutated(change):
         resources = copy.deepcopy(flow)
         change(resources)
@@ -667,6 +709,30 @@ def self_test(flow, params, calls, sar, sar_keys):
     must_fail("a definition calling an action no role grants",
               lambda: check_roles_against_definition(flow, flow_member_sample(params),
                                                      definition))
+    if shipped is None:
+        return
+
+    def user_data_changed(change):
+        changed = copy.deepcopy(shipped)
+        change(changed["States"]["Configure"]["Parameters"]["config"]["user_data"])
+        return changed
+
+    must_fail("user data without s3.require_object_lock", lambda: check_user_data(
+        flow, params, user_data_changed(lambda u: u.pop("s3"))))
+    must_fail("user data naming the audit group as the capture group", lambda: check_user_data(
+        flow, params, user_data_changed(
+            lambda u: u["cloudwatch"].update(capture_group="${AuditLogGroup}"))))
+    must_fail("user data with the log groups swapped", lambda: check_user_data(
+        flow, params, user_data_changed(lambda u: u["cloudwatch"].update(
+            readiness_group=u["cloudwatch"]["capture_group"],
+            capture_group=u["cloudwatch"]["readiness_group"]))))
+    AHEAD_OF_DEFINITION["MemberRole"] = {"ec2:CopySnapshot": "self-test"}
+    try:
+        must_fail("an AHEAD_OF_DEFINITION entry the definition calls",
+                  lambda: check_roles_against_definition(flow, flow_member_sample(params),
+                                                         shipped))
+    finally:
+        AHEAD_OF_DEFINITION.pop("MemberRole")
 
 
 def flow_member_sample(params):
@@ -696,6 +762,7 @@ def main(argv):
             check_collector(flow, params, calls)
             if definition_text is not None:
                 check_roles_against_definition(flow, member, json.loads(definition_text))
+                check_user_data(flow, params, json.loads(definition_text))
             checked += 1
         except (Failed, iam.Failed) as err:
             raise Failed(f"{name}: {err}") from None
@@ -710,7 +777,8 @@ def main(argv):
                                 sar_keys)
             except Failed as err:
                 raise Failed(f"{name}: {err}") from None
-    self_test(present(flow_template, SAMPLE), SAMPLE, calls, sar, sar_keys)
+    self_test(present(flow_template, SAMPLE), SAMPLE, calls, sar, sar_keys,
+              json.loads(definition_text) if definition_text is not None else None)
     if definition_text is not None:
         check_substitutions(flow_template, definition_text)
         against = f"and {ASL.name}"
