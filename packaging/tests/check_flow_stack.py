@@ -5,7 +5,8 @@ the code and the state machine they serve.
 - **The collector role** of flow/template.yaml is rendered for sample parameters (with and
   without an evidence prefix) and checked by check_iam_policy.py's own `check`: exactly the
   actions the collector's SDK calls need (scanned from imaging/src and agent/src), each on its
-  scope (this stack's bucket and prefix, keys, log groups, job queue, the tagged snapshots).
+  scope (this stack's bucket and prefix, keys, log groups, the two job queues, the tagged
+  snapshots).
   In the flow the collector runs with SSE-KMS (the bucket's default key), with
   `require_object_lock` (the bucket has Object Lock; retention comes from the bucket's default
   rule, so no retention or legal-hold header), reading tagged and encrypted snapshots, in queue
@@ -28,10 +29,18 @@ the code and the state machine they serve.
   tag: a mismatch there is an AccessDenied in AWS that moto, which enforces no IAM, never shows.
   A grant listed as made ahead of the definition (AHEAD_OF_DEFINITION) that a Task now calls is
   an error: the list must say what is still unused.
-- **The collectors' user data** (the definition's `config.user_data`, rendered with the
-  DefinitionSubstitutions) is what the collector role was checked for: `s3.require_object_lock`
-  true on a bucket with Object Lock, `cloudwatch.readiness_group`/`capture_group` the log groups
-  the role may write, `job.bucket`/`prefix`/`snapshot_tag` the role's bucket, prefix and tag.
+- **The collectors' user data** (every `config.*` object a runInstances Task passes, rendered
+  with the DefinitionSubstitutions) is what the collector role was checked for:
+  `s3.require_object_lock` true on a bucket with Object Lock, `cloudwatch.readiness_group`/
+  `capture_group` the log groups the role may write, `job.bucket`/`prefix`/`snapshot_tag` the
+  role's bucket, prefix and tag.
+- **The queues**: every job a sqs:sendMessage Task sends goes to a queue that the collectors
+  launched for it (the runInstances Task of its Map, else of the enclosing scope) read
+  (`job.queue_url`); the flow role may send to exactly the queues the definition sends to, the
+  collector role take jobs from exactly the queues the collectors read. Volume jobs (a message
+  with `volume_id`) have a queue of their own without a redrive policy: only the collector the
+  volume is attached to can do such a job, and the others pass it over, so a dead-letter queue
+  after a few receives would take it away.
   Every
   `${Name}` placeholder of the definition has a DefinitionSubstitutions entry, and every entry
   is used.
@@ -115,6 +124,7 @@ SAMPLE = {
     "CollectorSecurityGroupId": "sg-0123456789abcdef0", "RootDeviceName": "/dev/xvda",
     "MaxCollectors": "4", "HeartbeatSeconds": "300", "JobTimeoutSeconds": "43200",
     "JobVisibilitySeconds": "600", "QueueIdleSeconds": "300", "CollectorHeartbeatSeconds": "60",
+    "VolumeCollectorIdleSeconds": "3600",
     "SnapshotPollSeconds": "30", "SnapshotMaxPolls": "480",
     "FlowRoleName": "ForensicCollectorFlow", "StateMachineLogLevel": "ERROR",
     "TracingEnabled": "true", "LogRetentionDays": "365",
@@ -131,6 +141,8 @@ SAMPLE = {
     "JobQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:forensic-flow-JobQueue",
     "JobDeadLetterQueue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/forensic-flow-Dlq",
     "JobDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:forensic-flow-Dlq",
+    "VolumeJobQueue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/forensic-flow-VolumeJobQueue",
+    "VolumeJobQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:forensic-flow-VolumeJobQueue",
     "ReadinessLogGroup": "ForensicDiskReadiness", "CaptureLogGroup": "ForensicDiskCapture",
     "AuditLogGroup": "ForensicDiskAudit",
     "FlowLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/vendedlogs/states/f:*",
@@ -443,7 +455,7 @@ def collector_params(params):
         "KmsKeyArn": params["EvidenceKey.Arn"], "ObjectLockRetention": "false",
         "ObjectLockLegalHold": "false", "RequireObjectLock": "true",
         "SnapshotTagValue": params["SnapshotTagValue"],
-        "SnapshotKmsKeyArn": params["SnapshotKey.Arn"], "JobQueueArn": params["JobQueue.Arn"],
+        "SnapshotKmsKeyArn": params["SnapshotKey.Arn"], "JobQueueArns": [params["JobQueue.Arn"], params["VolumeJobQueue.Arn"]],
         "AWS::Partition": params["AWS::Partition"], "AWS::Region": params["AWS::Region"],
         "AWS::AccountId": params["AWS::AccountId"],
     }
@@ -565,11 +577,45 @@ def check_roles_against_definition(flow, member, definition):
                          f"{ASL.name} calls")
 
 
-def rendered_user_data(flow, definition):
-    """The collectors' user data as the definition's Configure state builds it, with the
-    stack's DefinitionSubstitutions (keys computed by an intrinsic, `NAME.$`, left out)."""
+USER_DATA = re.compile(r"States\.Base64Encode\(States\.JsonToString\(\$\.config\.(\w+)\)\)")
+
+
+def user_data_of(name, state):
+    """The `config` key whose object a runInstances Task passes as user data (None for another
+    state)."""
+    if state.get("Type") != "Task" or not state["Resource"].endswith(":ec2:runInstances"):
+        return None
+    m = USER_DATA.fullmatch(state["Parameters"].get("UserData.$", ""))
+    if not m:
+        raise Failed(f"state {name}: user data not `States.Base64Encode(States.JsonToString("
+                     "$.config.NAME))`; the checker cannot tell what the collectors get")
+    return m.group(1)
+
+
+def user_data_keys(definition):
+    """Every `config` key a runInstances Task of the definition passes as user data."""
+    keys = set()
+
+    def walk(states):
+        for name, state in states.items():
+            key = user_data_of(name, state)
+            if key:
+                keys.add(key)
+            for inner in ("ItemProcessor", "Iterator"):
+                if inner in state:
+                    walk(state[inner]["States"])
+    walk(definition["States"])
+    return sorted(keys)
+
+
+def rendered_user_data(flow, definition, key="user_data"):
+    """The collectors' user data `config.KEY` as the definition's Configure state builds it, with
+    the stack's DefinitionSubstitutions (keys computed by an intrinsic, `NAME.$`, left out)."""
     substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
-    raw = definition["States"]["Configure"]["Parameters"]["config"]["user_data"]
+    config = definition["States"]["Configure"]["Parameters"]["config"]
+    if key not in config:
+        raise Failed(f"a runInstances Task passes $.config.{key}, which Configure does not set")
+    raw = config[key]
 
     def render(node):
         if isinstance(node, dict):
@@ -581,10 +627,22 @@ def rendered_user_data(flow, definition):
 
 
 def check_user_data(flow, params, definition):
+    """Every collector (each user data a runInstances Task passes) runs with the settings the
+    collector role was checked for."""
+    keys = user_data_keys(definition)
+    if not keys:
+        raise Failed("no runInstances Task passes user data")
+    for key in keys:
+        try:
+            check_one_user_data(rendered_user_data(flow, definition, key), flow, params)
+        except Failed as err:
+            raise Failed(f"config.{key}: {err}") from None
+
+
+def check_one_user_data(data, flow, params):
     """The collectors run with the settings the collector role was checked for
     (collector_params): Object Lock required on a bucket that has it, the two log groups the role
     may write, the role's bucket, prefix and snapshot tag."""
-    data = rendered_user_data(flow, definition)
     want = collector_params(params)
     bucket = flow["EvidenceBucket"]["Properties"]
     if (data.get("s3", {}).get("require_object_lock") is not True
@@ -604,6 +662,88 @@ def check_user_data(flow, params, definition):
         if job.get(key) != value:
             raise Failed(f"the collectors' user data has job.{key} {job.get(key)!r}; the "
                          f"collector role is scoped to {value!r}")
+
+
+def render_placeholders(text, substitutions):
+    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: str(substitutions[m.group(1)]), text)
+
+
+def queue_named(flow, params, url, where):
+    """The stack's queue resource whose URL is `url` (its name), or Failed."""
+    names = [n for n, r in flow.items() if r["Type"] == "AWS::SQS::Queue" and params.get(n) == url]
+    if len(names) != 1:
+        raise Failed(f"{where}: {url!r} is not one of the stack's queues")
+    return names[0]
+
+
+def job_sends(definition):
+    """(state, QueueUrl as written, user data key of the collectors launched for these jobs, is a
+    volume job) for every sqs:sendMessage Task: the collectors are those of the runInstances
+    Task in the same states, else in the nearest enclosing ones."""
+    found = []
+
+    def walk(states, launched):
+        here = [k for k in (user_data_of(n, s) for n, s in states.items()) if k]
+        if len(here) > 1:
+            raise Failed(f"several runInstances Tasks side by side ({here}): the checker cannot "
+                         "tell which collectors take which jobs")
+        launched = here[0] if here else launched
+        for name, state in states.items():
+            if state.get("Type") == "Task" and state["Resource"].startswith(
+                    "arn:aws:states:::sqs:sendMessage"):
+                body = state["Parameters"].get("MessageBody", {})
+                found.append((name, state["Parameters"].get("QueueUrl"), launched,
+                              "volume_id.$" in body or "volume_id" in body))
+            for inner in ("ItemProcessor", "Iterator"):
+                if inner in state:
+                    walk(state[inner]["States"], launched)
+    walk(definition["States"], None)
+    return found
+
+
+def check_queues(flow, params, definition):
+    """Jobs go to the queue their collectors read; the flow role sends to exactly those queues
+    and the collector role takes from exactly those; volume jobs have a queue of their own
+    without a redrive policy (see the docstring)."""
+    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    sends = job_sends(definition)
+    if not sends:
+        raise Failed("no sqs:sendMessage Task: the checker found no job")
+    sent, read, kinds = set(), set(), {}
+    for state, written, launched, volume in sends:
+        if not isinstance(written, str):
+            raise Failed(f"state {state}: QueueUrl must be a literal placeholder")
+        url = render_placeholders(written, substitutions)
+        queue = queue_named(flow, params, url, f"state {state}")
+        if launched is None:
+            raise Failed(f"state {state}: no runInstances Task launches collectors for its jobs")
+        reads = rendered_user_data(flow, definition, launched).get("job", {}).get("queue_url")
+        if reads != url:
+            raise Failed(f"state {state} sends jobs to {queue} ({url}), but the collectors "
+                         f"launched for them (config.{launched}) read {reads!r}")
+        sent.add(params[f"{queue}.Arn"])
+        read.add(params[f"{queue}.Arn"])
+        kinds.setdefault(queue, set()).add("volume" if volume else "snapshot")
+        if volume and "RedrivePolicy" in flow[queue]["Properties"]:
+            raise Failed(f"state {state} sends volume jobs to {queue}, which has a redrive "
+                         "policy: other collectors pass a volume job over, and after "
+                         "maxReceiveCount of those the job would go to the dead-letter queue")
+    for key in user_data_keys(definition):
+        url = rendered_user_data(flow, definition, key).get("job", {}).get("queue_url")
+        read.add(params[f"{queue_named(flow, params, url, f'config.{key}')}.Arn"])
+    for queue, what in kinds.items():
+        if len(what) > 1:
+            raise Failed(f"{queue} carries both snapshot and volume jobs: volume jobs need a "
+                         "queue of their own (no redrive policy)")
+    may_send = {r for s in statements(flow, "FlowRole")
+                if "sqs:SendMessage" in iam.listify(s["Action"])
+                for r in iam.listify(s["Resource"])}
+    if may_send != sent:
+        raise Failed(f"FlowRole may send to {sorted(may_send)}; the definition sends to "
+                     f"{sorted(sent)}")
+    if read != set(collector_params(params)["JobQueueArns"]):
+        raise Failed(f"the collectors read {sorted(read)}; the collector role was checked for "
+                     f"{collector_params(params)['JobQueueArns']}")
 
 
 def check_substitutions(flow_template, text):
@@ -646,7 +786,9 @@ def self_test(flow, params, calls, sar, sar_keys, shipped=None):
     """The checks must refuse what they are for: a wildcard action, an unneeded or a missing
     queue permission, a '*' resource for a scoped action, an unknown action, a definition
     calling an action no role grants; with the shipped definition (`shipped`), user data that
-    is not what the collector role was checked for, and a stale AHEAD_OF_DEFINITION entry."""
+    is not what the collector role was checked for, jobs on a queue their collectors do not
+    read, volume jobs on a queue with a dead-letter queue, a flow role sending to other queues,
+    and a stale AHEAD_OF_DEFINITION entry."""
     def mutated(change):
         resources = copy.deepcopy(flow)
         change(resources)
@@ -658,6 +800,9 @@ def self_test(flow, params, calls, sar, sar_keys, shipped=None):
     must_fail("a queue action on another queue", lambda: check_collector(mutated(
         lambda r: collector_statement(r, "TakeJobs").update(
             Resource="arn:aws:sqs:eu-west-1:123456789012:other")), params, calls))
+    must_fail("queue actions on the job queue only", lambda: check_collector(mutated(
+        lambda r: collector_statement(r, "TakeJobs").update(
+            Resource=params["JobQueue.Arn"])), params, calls))
     must_fail("a missing queue action", lambda: check_collector(mutated(
         lambda r: collector_statement(r, "TakeJobs")["Action"].remove("sqs:DeleteMessage")),
         params, calls))
@@ -712,10 +857,14 @@ def self_test(flow, params, calls, sar, sar_keys, shipped=None):
     if shipped is None:
         return
 
-    def user_data_changed(change):
+    def definition_changed(change):
         changed = copy.deepcopy(shipped)
-        change(changed["States"]["Configure"]["Parameters"]["config"]["user_data"])
+        change(changed)
         return changed
+
+    def user_data_changed(change):
+        return definition_changed(
+            lambda d: change(d["States"]["Configure"]["Parameters"]["config"]["user_data"]))
 
     must_fail("user data without s3.require_object_lock", lambda: check_user_data(
         flow, params, user_data_changed(lambda u: u.pop("s3"))))
@@ -726,6 +875,38 @@ def self_test(flow, params, calls, sar, sar_keys, shipped=None):
         flow, params, user_data_changed(lambda u: u["cloudwatch"].update(
             readiness_group=u["cloudwatch"]["capture_group"],
             capture_group=u["cloudwatch"]["readiness_group"]))))
+    must_fail("dedicated collectors' user data without s3.require_object_lock",
+              lambda: check_user_data(flow, params, definition_changed(
+                  lambda d: d["States"]["Configure"]["Parameters"]["config"]
+                  ["volume_user_data"].pop("s3"))))
+
+    def send_volume_job(d):
+        return next(s for n, s, _ in all_states(d["States"]) if n == "SendVolumeJob")
+
+    must_fail("volume jobs sent to the job queue", lambda: check_queues(
+        flow, params, definition_changed(lambda d: send_volume_job(d)["Parameters"].update(
+            QueueUrl="${JobQueueUrl}"))))
+
+    def volume_path_on_job_queue(d):
+        send_volume_job(d)["Parameters"].update(QueueUrl="${JobQueueUrl}")
+        d["States"]["Configure"]["Parameters"]["config"]["volume_user_data"]["job"].update(
+            queue_url="${JobQueueUrl}")
+    must_fail("the volume path on the job queue, collectors and jobs", lambda: check_queues(
+        flow, params, definition_changed(volume_path_on_job_queue)))
+    must_fail("dedicated collectors reading the job queue", lambda: check_queues(
+        flow, params, definition_changed(
+            lambda d: d["States"]["Configure"]["Parameters"]["config"]["volume_user_data"]
+            ["job"].update(queue_url="${JobQueueUrl}"))))
+    must_fail("a redrive policy on the volume job queue", lambda: check_queues(mutated(
+        lambda r: r["VolumeJobQueue"]["Properties"].update(RedrivePolicy={
+            "deadLetterTargetArn": params["JobDeadLetterQueue.Arn"], "maxReceiveCount": 3})),
+        params, shipped))
+    must_fail("the flow role sending to the job queue only", lambda: check_queues(mutated(
+        lambda r: next(s for s in statements(r, "FlowRole") if s.get("Sid") == "SendJobs")
+        .update(Resource=params["JobQueue.Arn"])), params, shipped))
+    must_fail("the flow role sending to the dead-letter queue too", lambda: check_queues(mutated(
+        lambda r: next(s for s in statements(r, "FlowRole") if s.get("Sid") == "SendJobs")
+        ["Resource"].append(params["JobDeadLetterQueue.Arn"])), params, shipped))
     AHEAD_OF_DEFINITION["MemberRole"] = {"ec2:CopySnapshot": "self-test"}
     try:
         must_fail("an AHEAD_OF_DEFINITION entry the definition calls",
@@ -733,6 +914,15 @@ def self_test(flow, params, calls, sar, sar_keys, shipped=None):
                                                          shipped))
     finally:
         AHEAD_OF_DEFINITION.pop("MemberRole")
+
+
+def all_states(states):
+    """(name, state, its scope) for every state, those of Maps included."""
+    for name, state in states.items():
+        yield name, state, states
+        for inner in ("ItemProcessor", "Iterator"):
+            if inner in state:
+                yield from all_states(state[inner]["States"])
 
 
 def flow_member_sample(params):
@@ -763,6 +953,7 @@ def main(argv):
             if definition_text is not None:
                 check_roles_against_definition(flow, member, json.loads(definition_text))
                 check_user_data(flow, params, json.loads(definition_text))
+                check_queues(flow, params, json.loads(definition_text))
             checked += 1
         except (Failed, iam.Failed) as err:
             raise Failed(f"{name}: {err}") from None

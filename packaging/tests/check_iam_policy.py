@@ -67,9 +67,10 @@ TABLE = {
     # Optional to the agent (the manifest's volume ID and start time; without it the run goes on
     # and records why), granted with the snapshot permissions.
     "describe_snapshots": (["ec2:DescribeSnapshots"], "any", "snapshots"),
-    # Queue mode (`watch` with job.queue_url, issue 21): jobs from one SQS queue, results and
+    # Queue mode (`watch` with job.queue_url, issue 21): jobs from an SQS queue, results and
     # heartbeats through the job's Step Functions task token. Only the flow's collector role
-    # (flow/template.yaml, checked by check_flow_stack.py) has a queue; this template has none.
+    # (flow/template.yaml, checked by check_flow_stack.py) has queues (the job queue and the
+    # volume job queue, its collectors reading one each); this template has none.
     "receive_message": (["sqs:ReceiveMessage"], "queue", "queue"),
     "delete_message": (["sqs:DeleteMessage"], "queue", "queue"),
     "change_message_visibility": (["sqs:ChangeMessageVisibility"], "queue", "queue"),
@@ -159,8 +160,9 @@ OPTIONS = {
         p["ObjectLockRetention"], p["ObjectLockLegalHold"], p["RequireObjectLock"]),
     "snapshots": lambda p: p["SnapshotTagValue"] != "",
     "snapshot_kms": lambda p: p["SnapshotTagValue"] != "" and p["SnapshotKmsKeyArn"] != "",
-    # A job queue exists only in the flow's stack (JobQueueArn is its sample parameter there).
-    "queue": lambda p: p.get("JobQueueArn", "") != "",
+    # Job queues exist only in the flow's stack (JobQueueArns, its queues' ARNs, is its sample
+    # parameter there).
+    "queue": lambda p: bool(p.get("JobQueueArns")),
 }
 # Every option off (the --render default and the "no options" variant).
 OFF = {"KmsKeyArn": "", "ObjectLockRetention": "false", "ObjectLockLegalHold": "false",
@@ -332,7 +334,7 @@ def scopes(params):
         "snapshot": tagged,
         "any": in_region,
         "snapshot_key": snapshot_key,
-        "queue": lambda r, s: r == params.get("JobQueueArn") and r != "",
+        "queue": lambda r, s: r in params.get("JobQueueArns", []),
     }
 
 
@@ -340,6 +342,8 @@ def check(policy, params, calls):
     """Raises Failed on the first problem of `policy` rendered with `params`."""
     allowed = scopes(params)
     granted = set()
+    # Queue actions: on which queues, each (every queue its collectors read, no other).
+    on_queues = {}
     for statement in policy["Statement"]:
         sid = statement.get("Sid", "?")
         if statement.get("Effect") != "Allow" or "NotAction" in statement \
@@ -359,6 +363,8 @@ def check(policy, params, calls):
                     raise Failed(f"{sid}: {action} on {resource} is beyond its scope ({kind}, "
                                  "or its condition is missing)")
             granted.add((action, kind))
+            if kind == "queue":
+                on_queues.setdefault(action, set()).update(resources)
         if "s3:ListBucket" in actions:
             prefix = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
             want = f"{params['Prefix']}/*" if params["Prefix"] else "*/disk_evidence/*"
@@ -378,6 +384,11 @@ def check(policy, params, calls):
     if extra:
         raise Failed("the policy grants " + ", ".join(f"{a} on the {k}" for a, k in extra) +
                      ", which no call made with these options needs")
+    queues = set(params.get("JobQueueArns", []))
+    for action, resources in sorted(on_queues.items()):
+        if resources != queues:
+            raise Failed(f"{action} is granted on {sorted(resources)}; the collectors read "
+                         f"exactly {sorted(queues)}")
 
 
 def variants():
