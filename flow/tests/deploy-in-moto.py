@@ -15,7 +15,7 @@ Starts tests/helpers/motoserver.py on a free loopback port, then:
    `Fn::Sub: [definition, DefinitionSubstitutions]`, which substitutes the same `${Name}`s;
 4. asserts each resource: the bucket's Object Lock rule, versioning, SSE-KMS key, public access
    block, lifecycle rule; the queue's redrive to the dead-letter queue (maxReceiveCount 3), SSE,
-   visibility timeout; the log groups and their retention; the topic's key; the roles and their
+   visibility timeout; the volume job queue's SSE and timeouts, without a redrive policy; the log groups and their retention; the topic's key; the roles and their
    policies; the instance profile; the launch template's IMDSv2, shutdown behaviour, encrypted
    root volume and instance profile; the state machine with every placeholder substituted; the
    rule DISABLED with the state machine as its target; the outputs;
@@ -180,6 +180,15 @@ def check_forensic_stack(clients, stack, resources, definition_text):
     expect(queue.get("SqsManagedSseEnabled") == "true", f"queue SSE: {queue}")
     expect(queue["VisibilityTimeout"] == "600" and queue["ReceiveMessageWaitTimeSeconds"] == "20",
            f"queue timeouts: {queue}")
+    volume_queue = sqs.get_queue_attributes(QueueUrl=outputs["VolumeJobQueueUrl"],
+                                            AttributeNames=["All"])["Attributes"]
+    expect("RedrivePolicy" not in volume_queue, f"the volume job queue has a redrive: {volume_queue}")
+    expect(volume_queue.get("SqsManagedSseEnabled") == "true", f"volume job queue SSE: {volume_queue}")
+    expect(volume_queue["VisibilityTimeout"] == "600"
+           and volume_queue["ReceiveMessageWaitTimeSeconds"] == "20"
+           and volume_queue["MessageRetentionPeriod"] == "43200",
+           f"volume job queue timeouts and retention (JobTimeoutSeconds): {volume_queue}")
+    queues = sorted([queue["QueueArn"], volume_queue["QueueArn"]])
 
     groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
     for name in ("ForensicDiskReadiness", "ForensicDiskCapture", "ForensicDiskAudit",
@@ -199,7 +208,9 @@ def check_forensic_stack(clients, stack, resources, definition_text):
     statements = document(iam.get_role_policy(RoleName=collector_role,
                                               PolicyName="collector"))["Statement"]
     take = next(s for s in statements if s["Sid"] == "TakeJobs")
-    expect(take["Resource"] == queue["QueueArn"], f"TakeJobs: {take}")
+    expect(sorted(take["Resource"]) == queues, f"TakeJobs: {take}")
+    send = next(s for s in flow_policy["Statement"] if s["Sid"] == "SendJobs")
+    expect(sorted(send["Resource"]) == queues, f"SendJobs: {send}")
 
     template = ec2.describe_launch_template_versions(
         LaunchTemplateId=outputs["CollectorLaunchTemplateId"])["LaunchTemplateVersions"][0]
@@ -221,7 +232,13 @@ def check_forensic_stack(clients, stack, resources, definition_text):
            "the definition is not the file's")
     expect(outputs["JobQueueUrl"] in defined or "${JobQueueUrl}" not in definition_text,
            "JobQueueUrl not substituted into the definition")
-    user_data = json.loads(defined)["States"]["Configure"]["Parameters"]["config"]["user_data"]
+    config = json.loads(defined)["States"]["Configure"]["Parameters"]["config"]
+    expect(config["user_data"]["job"]["queue_url"] == outputs["JobQueueUrl"]
+           and config["volume_user_data"]["job"]["queue_url"] == outputs["VolumeJobQueueUrl"]
+           and config["volume_user_data"]["job"]["queue_idle_secs.$"] == "States.StringToJson('3600')",
+           "the snapshot path's collectors read the job queue, the volume path's the volume job "
+           f"queue and wait VolumeCollectorIdleSeconds: {config['volume_user_data']['job']}")
+    user_data = config["user_data"]
     expect(user_data.get("cloudwatch") == {"readiness_group": "ForensicDiskReadiness",
                                            "capture_group": "ForensicDiskCapture"}
            and user_data.get("s3") == {"require_object_lock": True},

@@ -114,7 +114,7 @@ class Flow:
 
     def setup(self, name="forensic-flow", overrides=None):
         """Creates the bucket (with Object Lock, as the stack's: the collectors require it), job
-        queue + dead-letter queue, failure topic (with a queue subscribed to read what it
+        queue + dead-letter queue, the volume job queue (no dead-letter queue), failure topic (with a queue subscribed to read what it
         published), log groups (audit, the collectors' readiness and capture groups), KMS key,
         launch template and the state machine's role; returns the substitutions
         (CloudFormation's DefinitionSubstitutions)."""
@@ -128,6 +128,8 @@ class Flow:
         queue = c["sqs"].create_queue(QueueName="forensic-jobs", Attributes={
             "VisibilityTimeout": "60",
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+        volume_queue = c["sqs"].create_queue(QueueName="forensic-volume-jobs", Attributes={
+            "VisibilityTimeout": "60"})["QueueUrl"]
         topic = c["sns"].create_topic(Name="forensic-failures")["TopicArn"]
         self.notices = c["sqs"].create_queue(QueueName="forensic-failures-read")["QueueUrl"]
         notices_arn = c["sqs"].get_queue_attributes(QueueUrl=self.notices,
@@ -147,15 +149,18 @@ class Flow:
         self.role_arn = role["Role"]["Arn"]
         self.image = image
         self.queue = queue
+        self.volume_queue = volume_queue
         self.dlq = dlq
         self.substitutions = {
             "ForensicAccount": ACCOUNT, "MemberRoleName": "forensic-collector-member",
             "EvidenceBucket": "forensic-evidence-flow", "EvidencePrefix": "evidence", "JobQueueUrl": queue,
+            "VolumeJobQueueUrl": volume_queue,
             "SnapshotTagValue": TAG_VALUE, "SnapshotKmsKeyArn": key, "CollectorLaunchTemplateId": template,
             "AuditLogGroup": "/forensic-collector/audit", "ReadinessLogGroup": "/forensic-collector/readiness",
             "CaptureLogGroup": "/forensic-collector/captures", "FailureTopicArn": topic, "KeepCopiedSnapshots": "false",
             "MaxCollectors": "2", "HeartbeatSeconds": "30", "JobTimeoutSeconds": "120",
-            "CollectorHeartbeatSeconds": "5", "QueueIdleSeconds": "300", "PollSeconds": "1", "MaxPolls": "3",
+            "CollectorHeartbeatSeconds": "5", "QueueIdleSeconds": "300", "VolumeCollectorIdleSeconds": "900",
+            "PollSeconds": "1", "MaxPolls": "3",
         }
         self.substitutions.update(overrides or {})
         self.machine(name)
@@ -292,9 +297,10 @@ def check_job(body):
 
 
 class FakeCollector(threading.Thread):
-    """Plays the collectors: takes jobs from the queue, checks each against the contract and the
-    snapshot (tag, blocks), heartbeats, answers. `fail` = evidence names answered with
-    SendTaskFailure; `silent` = names never answered (no heartbeat: the state times out)."""
+    """Plays the collectors: takes jobs from the job queue and the volume job queue, checks each
+    against the contract and the snapshot (tag, blocks), heartbeats, answers. `fail` = evidence
+    names answered with SendTaskFailure; `silent` = names never answered (no heartbeat: the state
+    times out). `queues[evidence name]` = the URL of the queue its job came from."""
 
     def __init__(self, flow, destination, fail=(), silent=(), expect_blocks=None, seconds=60, hold=0,
                  on_job=None):
@@ -310,6 +316,7 @@ class FakeCollector(threading.Thread):
         self.expect_blocks = expect_blocks or {}
         self.deadline = time.monotonic() + seconds
         self.jobs, self.problems = [], []
+        self.queues = {}
         self.stop = threading.Event()
         self.on_job = on_job
 
@@ -340,22 +347,28 @@ class FakeCollector(threading.Thread):
 
     def run(self):
         sfn = self.c["stepfunctions"]
+        def receive(most, wait):
+            """(queue URL, message) from both queues: the job queue at once, then a long poll of
+            `wait` seconds on the volume job queue."""
+            return [(url, m) for url, seconds in ((self.flow.queue, 0), (self.flow.volume_queue, wait))
+                    for m in self.c["sqs"].receive_message(QueueUrl=url, MaxNumberOfMessages=most,
+                                                           WaitTimeSeconds=seconds).get("Messages", [])]
+
         while not self.stop.is_set() and time.monotonic() < self.deadline:
-            got = self.c["sqs"].receive_message(QueueUrl=self.flow.queue, MaxNumberOfMessages=1,
-                                                WaitTimeSeconds=1).get("Messages", [])
+            got = receive(1, 1)
             if got and self.first_batch is None and self.hold:
                 until = time.monotonic() + self.hold
                 while time.monotonic() < until:
-                    got += self.c["sqs"].receive_message(QueueUrl=self.flow.queue, MaxNumberOfMessages=10,
-                                                         WaitTimeSeconds=1).get("Messages", [])
+                    got += receive(10, 1)
                 self.first_batch = len(got)
-            for m in got:
+            for url, m in got:
                 job, problems = check_job(m["Body"])
-                self.c["sqs"].delete_message(QueueUrl=self.flow.queue, ReceiptHandle=m["ReceiptHandle"])
+                self.c["sqs"].delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
                 if job is None:
                     self.problems.extend(problems)
                     continue
                 self.jobs.append(job)
+                self.queues[job["evidence_name"]] = url
                 if job["destination"] != self.destination:
                     problems.append(f"destination {job['destination']}")
                 self.problems.extend(f"{job['evidence_name']}: {p}" for p in problems)
@@ -470,6 +483,8 @@ def scenario_manual(flow):
     check(len(collector.jobs) == 2 and all(j.get("examiner") == "J. Doe" and j["incident_id"] == "INC-42"
                                            and j["source_volume_id"] == j["evidence_name"] for j in collector.jobs),
           "each job names the incident, examiner and the suspect's volume")
+    check(collector.queues and set(collector.queues.values()) == {flow.queue},
+          f"snapshot jobs on the job queue, none on the volume job queue ({collector.queues})")
     ids = list(flow.instances_of(desc["executionArn"]))
     launch = [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in desc["history"]
               if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resource"] == "runInstances"]
@@ -794,6 +809,24 @@ def scenario_cross_account(flow):
     return check.failed
 
 
+def check_volume_queue(flow, check, desc, collector):
+    """The volume path's jobs went to the volume job queue (none to the job queue), and every
+    dedicated collector's user data names that queue and the volume collectors' idle time."""
+    check(len(collector.queues) == len(collector.jobs) == 2
+          and set(collector.queues.values()) == {flow.volume_queue},
+          f"volume jobs on the volume job queue, none on the job queue ({collector.queues})")
+    ids = list(flow.instances_of(desc["executionArn"]))
+    jobs = [collector_user_data(flow.c, i)["job"] for i in ids]
+    want = {"bucket": "forensic-evidence-flow", "prefix": "evidence", "queue_url": flow.volume_queue,
+            "snapshot_tag": TAG_VALUE, "heartbeat_secs": 5,
+            "queue_idle_secs": int(flow.substitutions["VolumeCollectorIdleSeconds"])}
+    check(len(ids) == 2 and all(j == want for j in jobs),
+          f"each dedicated collector reads the volume job queue, idle {want['queue_idle_secs']} s ({jobs})")
+    dead = flow.c["sqs"].receive_message(QueueUrl=flow.dlq, MaxNumberOfMessages=10,
+                                         WaitTimeSeconds=0).get("Messages", [])
+    check(not dead, f"nothing in the dead-letter queue ({len(dead)} messages)")
+
+
 def scenario_volume_path(flow):
     """capture_path volume: per snapshot a collector, a volume attached to it as /dev/sdf, the job
     naming volume and instance; afterwards the collector terminated and the volume deleted."""
@@ -806,6 +839,7 @@ def scenario_volume_path(flow):
     expect_captured(flow, check, desc, suspect, collector)
     check(all(j.get("volume_id") and j.get("instance_id") and "snapshot_id" not in j for j in collector.jobs),
           f"jobs name a volume and its instance ({collector.jobs})")
+    check_volume_queue(flow, check, desc, collector)
     left = flow.c["ec2"].describe_volumes(Filters=[{"Name": "tag:forensic-execution",
                                                     "Values": [desc["executionArn"]]}])["Volumes"]
     check(not left, f"temporary volumes deleted ({[v['VolumeId'] for v in left]})")
@@ -826,6 +860,7 @@ def scenario_volume_path_fails(flow):
     err, cause = failure_of(desc)
     check(len(collector.jobs) == 2 and not collector.problems,
           f"two volume jobs, attached and tagged temporary ({collector.problems})")
+    check_volume_queue(flow, check, desc, collector)
     check(desc["status"] == "FAILED" and err == "ForensicFlow.NoVolumeCaptured"
           and "ForensicCollector.Source" in cause and "Timeout" in cause, f"FAILED with both errors ({err}: {cause})")
     states = flow.instances_of(desc["executionArn"])
@@ -877,6 +912,7 @@ def main():
         suspect = make_suspect(flow)
         print(json.dumps({"port": args.port, "state_machine_arn": flow.machines["forensic-flow"],
                           "queue_url": flow.queue, "dead_letter_queue_url": flow.dlq,
+                          "volume_queue_url": flow.volume_queue,
                           "failure_notices_queue_url": flow.notices, "substitutions": subs,
                           "suspect": {"instance_id": suspect["instance_id"], "volume_size_gib": 1,
                                       "volumes": {v: {"image_sha256": image_sha256(blocks),
