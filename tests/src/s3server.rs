@@ -39,6 +39,27 @@ impl MotoServer {
         ]
     }
 
+    /// `forensic-collector` with this server's endpoint and test credentials in its environment.
+    pub fn collector(&self) -> Command {
+        let mut cmd = crate::collector();
+        for (key, value) in self.env() {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// `forensic-collector watch --config CONFIG` as on an EC2 instance whose IMDSv2 is `imds`
+    /// (user data, instance ID), with this server as every AWS service.
+    pub fn watch(&self, imds: &crate::ImdsServer, config: &std::path::Path) -> Command {
+        let mut cmd = self.collector();
+        cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+            .env_remove("FORENSIC_COLLECTOR_CONFIG")
+            .args(["watch", "--config"])
+            .arg(config);
+        cmd
+    }
+
     /// An SDK client for assertions.
     pub fn client(&self, runtime: &tokio::runtime::Runtime) -> aws_sdk_s3::Client {
         let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
@@ -119,11 +140,7 @@ impl LocalS3 {
 
     /// `forensic-collector` with this server's endpoint and test credentials in its environment.
     pub fn collector(&self) -> Command {
-        let mut cmd = crate::collector();
-        for (key, value) in self.server.env() {
-            cmd.env(key, value);
-        }
-        cmd
+        self.server.collector()
     }
 
     /// Multipart uploads still open in `bucket`.

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use collector_e2e::cwlogs::LogsReader;
 use collector_e2e::{
@@ -44,17 +43,6 @@ fn config_file(dir: &Path, root: &Path, on_complete: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-/// `forensic-collector watch --config CONFIG` against moto (S3, CloudWatch Logs, EBS) and `imds`.
-fn daemon(s3: &LocalS3, imds: &ImdsServer, config: &Path) -> Command {
-    let mut cmd = s3.collector();
-    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
-        .env_remove("FORENSIC_COLLECTOR_CONFIG")
-        .args(["watch", "--config"])
-        .arg(config);
-    cmd
 }
 
 /// The capture stream's events as JSON.
@@ -121,7 +109,7 @@ fn a_snapshot_named_in_user_data_is_imaged_without_a_disk_then_the_host_powers_o
         &format!("on_complete = \"poweroff\"\npoweroff_command = [\"touch\", {marker:?}]"),
     );
     let started = std::time::Instant::now();
-    let run = Run::of(&mut daemon(&s3, &imds, &config));
+    let run = Run::of(&mut s3.server.watch(&imds, &config));
     run.expect_code(0);
     eprintln!(
         "1 GiB snapshot ({} blocks written) imaged by the daemon in {:?}",
@@ -214,7 +202,7 @@ fn an_unknown_snapshot_fails_its_job_and_the_daemon_exits_with_its_code() {
         &work.path().join("dev-disk"),
         "on_complete = \"exit\"",
     );
-    let run = Run::of(&mut daemon(&s3, &imds, &config));
+    let run = Run::of(&mut s3.server.watch(&imds, &config));
     run.expect_code(10);
     assert!(evidence_keys(&s3).is_empty(), "{}", run.stderr);
     let events = capture_events(&logs);
@@ -253,7 +241,7 @@ fn a_snapshot_id_in_user_data_that_is_not_one_is_refused_before_anything_runs() 
         "SNAP-0123456789ABCDEF0",
     ] {
         let imds = ImdsServer::start(Some(&user_data(bad)), INSTANCE);
-        let run = Run::of(&mut daemon(&s3, &imds, &config));
+        let run = Run::of(&mut s3.server.watch(&imds, &config));
         run.expect_code(5);
         assert!(
             run.stderr.contains("job.snapshot_id from user data (json)")

@@ -48,6 +48,14 @@ fn setup(moto: &MotoServer) -> Value {
     serde_json::from_slice(&out.stdout).expect("setup prints JSON")
 }
 
+/// moto executing state machines, with what `setup` made there.
+fn deployed() -> (MotoServer, Flow, Value) {
+    let moto = MotoServer::start();
+    let flow = Flow::on(&moto);
+    let setup = setup(&moto);
+    (moto, flow, setup)
+}
+
 /// The sample finding for the suspect `instance`.
 fn finding(instance: &str) -> Value {
     let text = fs::read_to_string(repo_root().join("flow/tests/sample-finding.json")).unwrap();
@@ -130,15 +138,7 @@ fn boot(
         ),
     )
     .unwrap();
-    let mut cmd = collector_e2e::collector();
-    for (key, value) in moto.env() {
-        cmd.env(key, value);
-    }
-    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
-        .env_remove("FORENSIC_COLLECTOR_CONFIG")
-        .args(["watch", "--config"])
-        .arg(&config);
+    let mut cmd = moto.watch(&imds, &config);
     if let Some(endpoint) = ebs {
         cmd.env("AWS_ENDPOINT_URL_EBS", endpoint);
     }
@@ -149,11 +149,11 @@ fn boot(
 }
 
 fn verify(moto: &MotoServer, manifest: &str) {
-    let mut cmd = collector_e2e::collector();
-    for (key, value) in moto.env() {
-        cmd.env(key, value);
-    }
-    Run::of(cmd.args(["verify", manifest, "--s3-force-path-style"])).expect_code(0);
+    Run::of(
+        moto.collector()
+            .args(["verify", manifest, "--s3-force-path-style"]),
+    )
+    .expect_code(0);
 }
 
 /// The audit records of `execution` (its stream in the audit log group), parsed.
@@ -206,9 +206,7 @@ fn instance_states(flow: &Flow, execution: &str) -> Vec<String> {
 #[test]
 fn the_sample_finding_yields_verified_evidence_of_every_volume_through_the_real_collector() {
     require_root();
-    let moto = MotoServer::start();
-    let flow = Flow::on(&moto);
-    let setup = setup(&moto);
+    let (moto, flow, setup) = deployed();
     let suspect = &setup["suspect"];
     let instance = suspect["instance_id"].as_str().unwrap();
     let execution = flow.start(
@@ -282,9 +280,7 @@ fn the_sample_finding_yields_verified_evidence_of_every_volume_through_the_real_
 #[test]
 fn a_failed_job_fails_its_volume_only_with_a_notice_and_an_audit_record() {
     require_root();
-    let moto = MotoServer::start();
-    let flow = Flow::on(&moto);
-    let setup = setup(&moto);
+    let (moto, flow, setup) = deployed();
     let suspect = &setup["suspect"];
     let instance = suspect["instance_id"].as_str().unwrap();
     let execution = flow.start(

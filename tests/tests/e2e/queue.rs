@@ -58,17 +58,6 @@ fn config_file(dir: &Path, marker: &Path) -> PathBuf {
     path
 }
 
-/// `watch` against moto with `imds` carrying its user data.
-fn collector(s3: &LocalS3, imds: &ImdsServer, config: &Path) -> Command {
-    let mut cmd = s3.collector();
-    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
-        .env_remove("FORENSIC_COLLECTOR_CONFIG")
-        .args(["watch", "--config"])
-        .arg(config);
-    cmd
-}
-
 /// Every object key in the evidence bucket.
 fn keys(s3: &LocalS3) -> Vec<String> {
     let out = s3
@@ -146,7 +135,7 @@ impl Scene {
 
     /// The collector, as a command.
     fn collector(&self) -> Command {
-        collector(&self.s3, &self.imds, &self.config)
+        self.s3.server.watch(&self.imds, &self.config)
     }
 
     /// The collector with its EBS calls through a proxy that answers 503 `unavailable` times, so
@@ -257,7 +246,7 @@ fn malformed_foreign_and_untagged_jobs_are_refused_reported_and_never_run() {
         let work = tempfile::tempdir().unwrap();
         let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
         let config = config_file(work.path(), &work.path().join("powered-off"));
-        let run = Run::of(&mut collector(&s3, &imds, &config));
+        let run = Run::of(&mut s3.server.watch(&imds, &config));
         run.expect_code(0);
 
         let outcome = flow.wait(&execution, Duration::from_secs(30));
@@ -411,7 +400,7 @@ fn a_volume_job_is_imaged_by_the_collector_it_is_attached_to_and_left_by_others(
 
     // Another collector: the volume is not attached to it, so it leaves the job.
     let other = ImdsServer::start(Some(&user_data(&queue, 3)), "i-0beef0beef0beef0b");
-    let run = Run::of(&mut collector(&s3, &other, &config));
+    let run = Run::of(&mut s3.server.watch(&other, &config));
     run.expect_code(0);
     assert!(
         run.stderr.contains("A volume job for another collector"),
@@ -426,7 +415,7 @@ fn a_volume_job_is_imaged_by_the_collector_it_is_attached_to_and_left_by_others(
     collector_e2e::random_file(&disk_file, 8 << 20, 2121);
     let disk = collector_e2e::LoopDevice::attach(&disk_file, &[]);
     let imds = ImdsServer::start(Some(&user_data(&queue, 3)), INSTANCE);
-    let child = Run::spawn(&mut collector(&s3, &imds, &config));
+    let child = Run::spawn(&mut s3.server.watch(&imds, &config));
     std::thread::sleep(Duration::from_secs(2));
     std::os::unix::fs::symlink(
         disk.path(),
