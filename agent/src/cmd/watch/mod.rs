@@ -15,11 +15,13 @@ use anyhow::anyhow;
 
 use crate::cli::WatchArgs;
 use crate::cloudwatch::{ReportSettings, Reporter};
+use crate::config::typed::QueueSection;
 use crate::config::{self, ConfigRefusal, Effective, Flag, JobContext, Layers, LoadOptions};
 use crate::daemon::Reports;
 use crate::daemon::{self, DaemonPlan};
 use crate::exit::{Exit, Failure};
 use crate::queue::QueuePlan;
+use imaging::S3Url;
 
 /// Runs `watch` and returns how the process should exit.
 pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
@@ -37,36 +39,46 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
         ));
     }
     options.wait_for_imds = true;
-    let (effective, job) = accept(&options).map_err(|refused| {
+    let (effective, work) = accept(&options).map_err(|refused| {
         refusal::report(&refused.error, &refused.partial, refused.instance_id);
         Failure::new(refused.error.exit(), refused.error)
     })?;
     let config = &effective.config;
     let program = std::env::current_exe()
         .map_err(|e| Failure::new(Exit::Internal, anyhow!("cannot find this program: {e}")))?;
-    log_loaded(&effective, job.as_ref());
+    let job_context = match &work {
+        Work::Jobs(job) => Some(job),
+        Work::Queue { .. } => None,
+    };
+    log_loaded(&effective, job_context);
     let reports = reports(&effective)?;
-    match (job, &config.job.queue, &config.job.destination) {
-        (Some(job), _, _) => {
+    match work {
+        Work::Jobs(job) => {
             let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone());
             daemon::run(&plan, &reports, cancel)
         }
-        (None, Some(queue), Some(destination)) => {
+        Work::Queue { queue, destination } => {
             let plan = QueuePlan {
                 program,
                 config: config.clone(),
-                destination: destination.clone(),
-                queue: queue.clone(),
+                destination,
+                queue,
                 instance_id: effective.instance_id.clone(),
             };
             crate::queue::run(&plan, &reports, cancel)
         }
-        // `accept` returns no job context only in job-queue mode, which requires the bucket.
-        (None, _, _) => Err(Failure::new(
-            Exit::Internal,
-            anyhow!("job-queue mode without its queue or bucket"),
-        )),
     }
+}
+
+/// What the configuration gives `watch` to do.
+enum Work {
+    /// The daemon's job: attached disks, or the job's snapshot.
+    Jobs(JobContext),
+    /// Job-queue mode: each message brings its own job, for this destination.
+    Queue {
+        queue: QueueSection,
+        destination: S3Url,
+    },
 }
 
 /// One line saying what was loaded and from where.
@@ -116,15 +128,22 @@ fn reports(effective: &Effective) -> Result<Reports, Failure> {
     Ok(Reports::new(Some(Reporter::start(client, settings))))
 }
 
-/// The effective configuration and its job context (none in job-queue mode, where each message
-/// brings its own), or why they are refused.
-fn accept(options: &LoadOptions) -> Result<(Effective, Option<JobContext>), Box<ConfigRefusal>> {
+/// The effective configuration and what it gives `watch` to do, or why they are refused.
+fn accept(options: &LoadOptions) -> Result<(Effective, Work), Box<ConfigRefusal>> {
     let effective = config::load_salvaging(options)?;
-    if effective.config.job.queue.is_some() {
-        return Ok((effective, None));
+    // Validation refuses a queue without a bucket (`typed::queue`).
+    if let (Some(queue), Some(destination)) = (
+        &effective.config.job.queue,
+        &effective.config.job.destination,
+    ) {
+        let work = Work::Queue {
+            queue: queue.clone(),
+            destination: destination.clone(),
+        };
+        return Ok((effective, work));
     }
     match effective.require_job() {
-        Ok(job) => Ok((effective, Some(job))),
+        Ok(job) => Ok((effective, Work::Jobs(job))),
         Err(error) => {
             let mut partial = Layers::default();
             partial.apply(effective.settings);
