@@ -47,17 +47,17 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
     let program = std::env::current_exe()
         .map_err(|e| Failure::new(Exit::Internal, anyhow!("cannot find this program: {e}")))?;
     let job_context = match &work {
-        Work::Jobs(job) => Some(job),
-        Work::Queue { .. } => None,
+        Assignment::Jobs(job) => Some(job),
+        Assignment::Queue { .. } => None,
     };
     log_loaded(&effective, job_context);
     let reports = reports(&effective)?;
     match work {
-        Work::Jobs(job) => {
+        Assignment::Jobs(job) => {
             let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone());
             daemon::run(&plan, &reports, cancel)
         }
-        Work::Queue { queue, destination } => {
+        Assignment::Queue { queue, destination } => {
             let plan = QueuePlan {
                 program,
                 config: config.clone(),
@@ -71,7 +71,7 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
 }
 
 /// What the configuration gives `watch` to do.
-enum Work {
+enum Assignment {
     /// The daemon's job: attached disks, or the job's snapshot.
     Jobs(JobContext),
     /// Job-queue mode: each message brings its own job, for this destination.
@@ -129,21 +129,21 @@ fn reports(effective: &Effective) -> Result<Reports, Failure> {
 }
 
 /// The effective configuration and what it gives `watch` to do, or why they are refused.
-fn accept(options: &LoadOptions) -> Result<(Effective, Work), Box<ConfigRefusal>> {
+fn accept(options: &LoadOptions) -> Result<(Effective, Assignment), Box<ConfigRefusal>> {
     let effective = config::load_salvaging(options)?;
     // Validation refuses a queue without a bucket (`typed::queue`).
     if let (Some(queue), Some(destination)) = (
         &effective.config.job.queue,
         &effective.config.job.destination,
     ) {
-        let work = Work::Queue {
+        let work = Assignment::Queue {
             queue: queue.clone(),
             destination: destination.clone(),
         };
         return Ok((effective, work));
     }
     match effective.require_job() {
-        Ok(job) => Ok((effective, Work::Jobs(job))),
+        Ok(job) => Ok((effective, Assignment::Jobs(job))),
         Err(error) => {
             let mut partial = Layers::default();
             partial.apply(effective.settings);
