@@ -192,12 +192,17 @@ impl JobTable {
                 JobState::Done(result) => Some(result.exit_code),
                 _ => None,
             })
-            .max_by_key(|&code| match code {
-                0 => 0,
-                3 => 1,
-                _ => 2,
-            })
+            .max_by_key(|&code| severity(code))
             .unwrap_or(0)
+    }
+}
+
+/// How bad a job's exit code is: a failure outranks unreadable sectors (3), which outrank success.
+pub fn severity(code: u8) -> u8 {
+    match code {
+        0 => 0,
+        3 => 1,
+        _ => 2,
     }
 }
 

@@ -33,7 +33,7 @@ use crate::detect::{Refusal, WatchError, WatchEvent, Watcher};
 use crate::exit::{Exit, Failure};
 
 pub use child::{ChildEvent, ChildProgress, RunningChild};
-pub use jobs::{Job, JobSource, JobState, JobTable};
+pub use jobs::{Job, JobSource, JobState, JobTable, severity};
 pub use plan::{DaemonPlan, Work};
 pub use reports::Reports;
 
@@ -362,7 +362,7 @@ fn spawn_watcher(
 }
 
 /// The documented exit for a job's exit code.
-fn exit_of(code: u8) -> Exit {
+pub(crate) fn exit_of(code: u8) -> Exit {
     Exit::from_code(code).unwrap_or(Exit::Internal)
 }
 

@@ -423,7 +423,10 @@ impl Worker<'_> {
 
     fn finish(self, ending: &QueueEnding) -> Result<Exit, Failure> {
         let (exit, reason) = match ending {
-            QueueEnding::Idle => (exit_of(self.tally.worst_exit), "the job queue stayed empty"),
+            QueueEnding::Idle => (
+                daemon::exit_of(self.tally.worst_exit),
+                "the job queue stayed empty",
+            ),
             QueueEnding::Unreachable(_) => (
                 Exit::JobContextUnavailable,
                 "the job queue cannot be polled",
@@ -465,16 +468,11 @@ impl Worker<'_> {
 
 /// The worse of two exit codes: a failure outranks unreadable sectors, which outrank success.
 fn worse(a: u8, b: u8) -> u8 {
-    let rank = |code: u8| match code {
-        0 => 0,
-        3 => 1,
-        _ => 2,
-    };
-    if rank(b) > rank(a) { b } else { a }
-}
-
-fn exit_of(code: u8) -> Exit {
-    Exit::from_code(code).unwrap_or(Exit::Internal)
+    if daemon::severity(b) > daemon::severity(a) {
+        b
+    } else {
+        a
+    }
 }
 
 /// Sleeps `pause`, waking early when `cancel` is set.
