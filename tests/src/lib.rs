@@ -9,6 +9,7 @@
 
 pub mod cwlogs;
 pub mod ebs;
+pub mod fakehost;
 pub mod fixtures;
 pub mod helper;
 pub mod imds;
@@ -21,6 +22,7 @@ pub mod stepfunctions;
 use std::path::PathBuf;
 
 pub use ebs::{EbsRequest, ImageDigests, SnapshotImage, SnapshotServer};
+pub use fakehost::FakeHost;
 pub use fixtures::{FaultFs, Tmpfs};
 pub use imds::{Down, ImdsServer};
 pub use loopdev::LoopDevice;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use super::Memory;
-use super::layout::{Piece, small};
+use super::layout::{Span, small};
 use super::lime;
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
@@ -65,7 +65,7 @@ pub(crate) fn fill(memory: &Memory, offset: u64, buf: &mut [u8]) -> Vec<BadRange
     for piece in memory.layout().pieces(offset, buf.len()) {
         let image_offset = offset + at as u64;
         match piece {
-            Piece::Header {
+            Span::Header {
                 start,
                 end,
                 from,
@@ -74,7 +74,7 @@ pub(crate) fn fill(memory: &Memory, offset: u64, buf: &mut [u8]) -> Vec<BadRange
                 buf[at..at + len].copy_from_slice(&lime::header(start, end)[from..from + len]);
                 at += len;
             }
-            Piece::Memory {
+            Span::Memory {
                 address,
                 file_offset,
                 len,

@@ -33,7 +33,7 @@ impl PlacedRange {
 
 /// A piece of the image to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Piece {
+pub(crate) enum Span {
     /// `len` bytes of header bytes `header[from..from + len]` of the range starting at `start`.
     Header {
         start: u64,
@@ -51,12 +51,12 @@ pub(crate) enum Piece {
 
 /// The whole image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Layout {
+pub(crate) struct LimeLayout {
     /// The ranges in image order (ascending addresses).
     pub ranges: Vec<PlacedRange>,
 }
 
-impl Layout {
+impl LimeLayout {
     /// Places `ranges` (each with its extents) one after the other.
     pub(crate) fn new(ranges: Vec<((u64, u64), Vec<Extent>)>) -> Self {
         let mut offset = 0;
@@ -83,7 +83,7 @@ impl Layout {
 
     /// The pieces that make image bytes `[offset, offset + len)`, in order, their lengths summing
     /// to `len` (clipped at the image's end).
-    pub(crate) fn pieces(&self, offset: u64, len: usize) -> Vec<Piece> {
+    pub(crate) fn pieces(&self, offset: u64, len: usize) -> Vec<Span> {
         let end = offset.saturating_add(len as u64).min(self.size());
         let mut out = Vec::new();
         let first = self.ranges.partition_point(|r| r.image_end() <= offset);
@@ -95,7 +95,7 @@ impl Layout {
             if at < range.data_offset() {
                 let from = at - range.image_offset;
                 let stop = range.data_offset().min(end);
-                out.push(Piece::Header {
+                out.push(Span::Header {
                     start: range.start,
                     end: range.end,
                     from: small(from),
@@ -111,7 +111,7 @@ impl Layout {
                 }
                 let skip = at - extent_image;
                 let stop = extent_end.min(end);
-                out.push(Piece::Memory {
+                out.push(Span::Memory {
                     address: extent.start + skip,
                     file_offset: extent.file_offset.map(|o| o + skip),
                     len: small(stop - at),

@@ -35,7 +35,7 @@ pub use record::{MemoryRange, MemoryRecord};
 use crate::error::{Error, MemoryFailure, Result};
 use host::Lockdown;
 use kcore::Extent;
-use layout::Layout;
+use layout::LimeLayout;
 
 /// Bytes read by the probe that chooses a reader: one page.
 const PROBE_BYTES: usize = 4096;
@@ -107,7 +107,7 @@ pub struct Memory {
     reader: MemoryReader,
     path: PathBuf,
     file: File,
-    layout: Layout,
+    layout: LimeLayout,
     page_size: u32,
     record: MemoryRecord,
     passed_over: Vec<(MemoryReader, String)>,
@@ -229,7 +229,7 @@ impl Memory {
         self.record.renumber(bad);
     }
 
-    pub(crate) fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &LimeLayout {
         &self.layout
     }
 
@@ -253,7 +253,7 @@ fn try_reader(
     reader: MemoryReader,
     path: &Path,
     ram: &[(u64, u64)],
-) -> Result<(File, Layout), Tried> {
+) -> Result<(File, LimeLayout), Tried> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -274,7 +274,7 @@ fn try_reader(
             .map(|&r| (r, vec![kcore::identity_extent(r)]))
             .collect(),
     };
-    let layout = Layout::new(ranges);
+    let layout = LimeLayout::new(ranges);
     let probe = layout
         .ranges
         .iter()
@@ -309,7 +309,7 @@ fn page_size() -> u32 {
 fn describe(
     roots: &SystemRoots,
     reader: MemoryReader,
-    layout: &Layout,
+    layout: &LimeLayout,
     page_size: u32,
 ) -> MemoryRecord {
     let text = |rel: &str| {

@@ -23,6 +23,7 @@ mod linkproxy;
 mod memory;
 mod packaging;
 mod queue;
+mod ram;
 mod s3;
 mod s3_faults;
 mod s3_link;
