@@ -333,3 +333,102 @@ fn what_cannot_be_captured_is_refused_with_its_own_exit_code() {
         .arg(&out);
     refuse(&mut unknown, 2, "must be kcore, crash or mem");
 }
+
+/// The token of the one message `queue` holds (the waiting state's), within 30 s.
+fn token_from(flow: &collector_e2e::Flow, queue: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = flow
+            .runtime
+            .block_on(
+                flow.sqs
+                    .receive_message()
+                    .queue_url(queue)
+                    .wait_time_seconds(1)
+                    .send(),
+            )
+            .expect("ReceiveMessage");
+        if let Some(message) = out.messages().first() {
+            let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+            return body["token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the waiting state sent no token");
+    }
+}
+
+// Issue 22: `--task-token` answers the waiting state itself — success with the manifest's URL and
+// SHA-256 when evidence was stored, failure named after the exit when it was refused.
+#[test]
+fn a_task_token_is_answered_with_the_evidence_or_the_refusal() {
+    require_root();
+    let local = LocalS3::with_bucket("evidence", false);
+    let flow = collector_e2e::Flow::on(&local.server);
+    let queue = flow.queue("memory-tokens");
+    let definition = serde_json::json!({
+        "StartAt": "Memory",
+        "States": {"Memory": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+            "TimeoutSeconds": 120, "End": true}}
+    })
+    .to_string();
+    let machine = flow.state_machine("memory-step", &definition);
+    let capture = |token: &str, name: &str| {
+        let mut cmd = local.collector();
+        cmd.args([
+            "acquire",
+            "memory://",
+            "--dest",
+            "s3://evidence/cases",
+            "--incident",
+            "IR-24",
+        ])
+        .args([
+            "--name",
+            name,
+            "--s3-force-path-style",
+            "--task-token",
+            token,
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    };
+
+    let host = FakeHost::new(&RAM, &ALL);
+    let execution = flow.start(&machine, &serde_json::json!({}));
+    let token = token_from(&flow, &queue);
+    Run::of(&mut host.wrap(&capture(&token, "answered"))).expect_code(0);
+    let outcome = flow.wait(&execution, Duration::from_secs(60));
+    assert_eq!(outcome.status.as_str(), "SUCCEEDED", "{outcome:?}");
+    assert_eq!(
+        outcome.output["manifest_url"],
+        "s3://evidence/cases/IR-24/memory_evidence/answered.manifest.json"
+    );
+    let image = local.get_http("evidence", "cases/IR-24/memory_evidence/answered.mem.lime");
+    assert_eq!(
+        outcome.output["image_sha256"],
+        collector_e2e::sha256_hex(&image)
+    );
+
+    let mut locked = FakeHost::new(&RAM, &ALL);
+    locked.before_run("mount -t tmpfs lockdown /sys/kernel/security");
+    locked.before_run("echo 'none integrity [confidentiality]' > /sys/kernel/security/lockdown");
+    let execution = flow.start(&machine, &serde_json::json!({}));
+    let token = token_from(&flow, &queue);
+    Run::of(&mut locked.wrap(&capture(&token, "refused"))).expect_code(15);
+    let outcome = flow.wait(&execution, Duration::from_secs(60));
+    assert_eq!(outcome.status.as_str(), "FAILED", "{outcome:?}");
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("ForensicCollector.KernelLockdown")
+    );
+    assert!(
+        outcome
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exit 15"),
+        "{outcome:?}"
+    );
+}
