@@ -104,6 +104,12 @@ fec00000-fec003ff : IOAPIC 0
     }
 
     #[test]
+    fn ram_from_address_zero_is_not_the_hidden_view() {
+        let text = "00000000-0009ffff : System RAM\n";
+        assert_eq!(system_ram(text).unwrap(), [(0, 0xa0000)]);
+    }
+
+    #[test]
     fn adjacent_ranges_merge() {
         let text = "00001000-00001fff : System RAM\n00002000-00002fff : System RAM\n00004000-00004fff : System RAM\n";
         assert_eq!(
