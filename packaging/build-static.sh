@@ -8,9 +8,10 @@
 # packaging/build.sh runs it after the packages, from the same checkout, so both come from one
 # commit (each binary's --version names it). Steps: install the pinned cross toolchain if missing
 # (zig's C compiler and linker through cargo-zigbuild, from PyPI; the two rustup targets); build
-# each target; strip; write `sha256sum`-format files; packaging/check-static.sh then asserts the
-# binaries are static, for the right machine, and run in an empty chroot (aarch64 through
-# qemu-aarch64-static).
+# both targets in one cargo run; strip; write `sha256sum`-format files; packaging/check-static.sh
+# then asserts the binaries are static, for the right machine, and run in an empty chroot (aarch64
+# through qemu-aarch64-static), and packaging/tests/check-static-fails.sh that it fails broken
+# copies of them; last, the SHA-256 lines.
 #
 # Why zig: aws-lc-sys (TLS) compiles C for the target, so each musl target needs a C compiler with
 # that target's musl headers. Debian's musl-tools covers x86_64 only; an aarch64 musl cross gcc is
@@ -47,19 +48,25 @@ done
 out=target/static
 rm -rf "$out"
 mkdir -p "$out"
+# Both targets in one cargo run: each ends in a fat-LTO link that uses one core for minutes (one
+# codegen unit); side by side, the two links share the machine's cores instead of taking turns.
+targets=()
+for arch in "${ARCHES[@]}"; do targets+=(--target "$arch-unknown-linux-musl"); done
+start=$(date +%s)
+cargo zigbuild --locked --profile "$PROFILE" -p forensic-collector "${targets[@]}"
+echo "build-static.sh: ${ARCHES[*]} ($PROFILE) built in $(($(date +%s) - start)) s" >&2
 for arch in "${ARCHES[@]}"; do
-    triple=$arch-unknown-linux-musl
-    start=$(date +%s)
-    cargo zigbuild --locked --profile "$PROFILE" -p forensic-collector --target "$triple"
-    echo "build-static.sh: $triple ($PROFILE) built in $(($(date +%s) - start)) s" >&2
     # The host's strip does not read an aarch64 ELF ("Unable to recognise the format").
     strip="strip"
     [ "$arch" = aarch64 ] && strip=aarch64-linux-gnu-strip
-    "$strip" --strip-all -o "$out/forensic-collector-$arch" "target/$triple/$PROFILE/forensic-collector"
+    "$strip" --strip-all -o "$out/forensic-collector-$arch" \
+        "target/$arch-unknown-linux-musl/$PROFILE/forensic-collector"
     (cd "$out" && sha256sum "forensic-collector-$arch" >"forensic-collector-$arch.sha256")
 done
 
 ls -l "$out"
 "$root/packaging/check-static.sh" "$out"
+# ... and those checks can fail: broken copies of these binaries must not pass.
+"$root/packaging/tests/check-static-fails.sh" "$out" "target/x86_64-unknown-linux-musl/$PROFILE/forensic-collector"
 echo "build-static.sh: SHA-256 of the static binaries ($(git rev-parse HEAD 2>/dev/null || echo 'no git')):"
 cat "$out"/*.sha256

@@ -60,7 +60,7 @@ for arch in x86_64 aarch64; do
     fi
     described=$(file -b "$binary")
     echo "file: $name: $described"
-    check "$name is an ELF for ${MACHINE[$arch]}" has "ELF 64-bit LSB executable, ${MACHINE[$arch]}," "$described"
+    check "$name is an ELF executable for ${MACHINE[$arch]}" has "ELF 64-bit LSB executable, ${MACHINE[$arch]}," "$described"
     check "$name is statically linked" has ", statically linked," "$described"
     check "$name is stripped" has ", stripped" "$described"
     check "$name has no dynamic section (readelf -d)" \
