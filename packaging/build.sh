@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Builds the .deb (Ubuntu LTS) and .rpm (Amazon Linux 2023) of forensic-collector from one
-# command, on a Debian or Ubuntu host with rustup's toolchain:
+# Builds the .deb (Ubuntu LTS) and .rpm (Amazon Linux 2023) of forensic-collector, and the static
+# binaries for x86_64 and aarch64 hosts without the package, from one command and one commit, on a
+# Debian or Ubuntu host with rustup's toolchain:
 #
-#   packaging/build.sh            # packages into target/packages/
+#   packaging/build.sh            # packages into target/packages/, static binaries into target/static/
 #
 # Steps: install the pinned packaging tools if missing; build the `dist` profile (release plus fat
 # LTO and one codegen unit, see the workspace Cargo.toml); cargo-deb makes the .deb (stripped) and
 # a -dbgsym .ddeb (the line tables, by build ID); the binary is stripped for the .rpm, whose line
-# tables go to forensic-collector.debug beside it; packaging/check.sh then asserts the contents.
+# tables go to forensic-collector.debug beside it; packaging/check.sh then asserts the contents;
+# last, packaging/build-static.sh builds, checks and prints the SHA-256 of the static binaries.
 # Needs cargo (rustup's toolchain), binutils (objcopy, strip) and dpkg-dev (dpkg-shlibdeps), and
 # for check.sh rpm and cpio: packaging/deps.sh installs the Debian ones first when run as root
 # (apt-get, quietly; nothing when they are there), else names them before anything is built.
@@ -64,3 +66,7 @@ cargo generate-rpm --profile "$PROFILE" -p agent --output "$out/"
 
 ls -l "$out"
 "$root/packaging/check.sh" "$out"
+
+# The static (musl) binaries for hosts without the package (SSM memory capture), from this same
+# checkout; the script checks them (packaging/check-static.sh) and prints their SHA-256 last.
+"$root/packaging/build-static.sh"

@@ -40,3 +40,31 @@ need_packages() {
     fi
     rm -f "$log"
 }
+
+# `need_pip SCRIPT CHECK SPEC…` pip-installs the pinned SPECs (`name==version`) for ${PYTHON:-python3}
+# unless the shell command CHECK already succeeds, then requires CHECK to succeed. For tools that
+# Debian does not package (zig). As root: Debian's own python3 refuses a system-wide install
+# (PEP 668) unless told --break-system-packages, which is what a build machine wants here.
+need_pip() {
+    local script=$1 check=$2 out
+    shift 2
+    eval "$check" >/dev/null 2>&1 && return 0
+    local python=${PYTHON:-python3}
+    "$python" -m pip --version >/dev/null 2>&1 || need_packages "$script" python3-pip=pip3 || return 1
+    echo "$script: pip install $*" >&2
+    local pip=("$python" -m pip install --quiet --disable-pip-version-check "$@")
+    if ! out=$(PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 2>&1); then
+        if grep -q externally-managed <<<"$out"; then
+            PIP_ROOT_USER_ACTION=ignore "${pip[@]}" --break-system-packages >&2 || return 1
+        else
+            echo "$out" >&2
+            echo "$script: pip install $* failed" >&2
+            return 1
+        fi
+    fi
+    if command -v pyenv >/dev/null; then pyenv rehash || true; fi # new console scripts on PATH
+    eval "$check" >/dev/null 2>&1 || {
+        echo "$script: installed $* but '$check' still fails" >&2
+        return 1
+    }
+}

@@ -88,8 +88,8 @@
 //! - `regular_file`: bounded reads of files an operator names (manifests, sidecars, config).
 //! - `error`: the error type, classified into kinds that callers map to exit codes.
 //!
-//! `unsafe` appears in two places: `buffer` (aligned allocation) and `device` (the block-device
-//! ioctls). Each block carries a `// SAFETY:` comment; the workspace lints deny one without.
+//! `unsafe` appears in three places: `buffer` (aligned allocation), `device` (the block-device
+//! ioctls) and `sink::staging` (the `renameat2` system call, which nix wraps for glibc only). Each block carries a `// SAFETY:` comment; the workspace lints deny one without.
 //! `unreachable_pub` is on, so an item is either part of the API above or `pub(crate)` at most.
 
 // No function over 80 lines (clippy.toml): the lib build checks every non-test function; a test

@@ -21,14 +21,15 @@
 //! that was not published removes everything it created, so any failure (disk full, signal) leaves the
 //! output directory as it was and a rerun is possible.
 
+use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, OFlag, RenameFlags, openat, renameat2};
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, fsync, linkat, unlinkat};
 
@@ -253,13 +254,40 @@ fn rename_no_replace<A: AsFd, B: AsFd>(
     to_dir: &B,
     to: &str,
 ) -> nix::Result<()> {
-    match renameat2(from_dir, from, to_dir, to, RenameFlags::RENAME_NOREPLACE) {
+    match renameat2_noreplace(from_dir, from, to_dir, to) {
         Err(Errno::EINVAL | Errno::ENOSYS) => {
             linkat(from_dir, from, to_dir, to, nix::fcntl::AtFlags::empty())?;
             unlinkat(from_dir, from, UnlinkatFlags::NoRemoveDir)
         }
         other => other,
     }
+}
+
+/// `renameat2(…, RENAME_NOREPLACE)` as a raw system call: nix wraps it for glibc only, and the
+/// static binaries (musl, packaging/build-static.sh) need it too. One code path for both libcs.
+/// A kernel older than 3.15 answers ENOSYS, which the caller handles.
+fn renameat2_noreplace<A: AsFd, B: AsFd>(
+    from_dir: &A,
+    from: &str,
+    to_dir: &B,
+    to: &str,
+) -> nix::Result<()> {
+    // A name with a NUL byte cannot be passed; EINVAL as nix's own path conversion says.
+    let from = CString::new(from).map_err(|_| Errno::EINVAL)?;
+    let to = CString::new(to).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: renameat2 takes two directory descriptors, borrowed and open for the whole call, two
+    // NUL-terminated paths that outlive it, and a flags integer; it writes no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            from_dir.as_fd().as_raw_fd(),
+            from.as_ptr(),
+            to_dir.as_fd().as_raw_fd(),
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    Errno::result(rc).map(drop)
 }
 
 /// A name for this run's staging directory: PID and clock, unique enough that a collision is
