@@ -35,6 +35,14 @@ Step Functions developer guide), and what this module makes it do instead:
   base64 already; boto3 base64-encodes it once more, so the instance's user data would be the
   base64 text of what the state machine meant. Here: the aws-sdk clients send it as given.
 
+- SSM SendCommand accepts any document name and any instance ID and records the command as
+  run ("Success"). SSM refuses a document that does not exist (InvalidDocument) and an instance
+  whose SSM agent is not registered and online (InvalidInstanceId), at once; the flow's memory
+  step counts on that to go on to the disks without waiting. Here: the document must exist
+  (CreateDocument), and an instance counts as managed only while it is running and carries the tag
+  `motosfn:ssm-managed` = `true` (a test's stand-in for "its agent registered"; moto has no
+  agent inventory). The command stays in moto's records (ListCommands) for a test's fake agent.
+
 What stays as moto does it (see flow/README.md): a task's `Credentials` (RoleArn) is evaluated
 but no role is assumed: every call runs in moto's default account with fixed keys.
 """
@@ -45,6 +53,9 @@ import importlib
 import botocore.session
 from botocore.handlers import base64_encode_user_data
 from jsonpath_ng.ext import parse
+from moto.core.exceptions import JsonRESTError
+from moto.ec2.models import ec2_backends
+from moto.ssm.models import SimpleSystemManagerBackend
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.models import StateMachineInstance
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -64,6 +75,9 @@ EXTRACT_JSON_USERS = [
 ]
 # A path with any of these may name several nodes (wildcard, recursion, filter, slice, union).
 INDEFINITE = ("*", "..", "?", ":", ",", "(")
+
+# The tag that makes a moto instance "SSM-managed" (its agent registered), and its value.
+SSM_MANAGED_TAG = ("motosfn:ssm-managed", "true")
 
 # Step Functions' aws-sdk service names that boto3 spells otherwise.
 SERVICE_NAMES = {"cloudwatchlogs": "logs", "sfn": "stepfunctions", "states": "stepfunctions"}
@@ -134,6 +148,26 @@ def install():
         return sfn_responses.EmptyResult()
 
     sfn_responses.StepFunctionResponse.send_task_failure = send_task_failure
+
+    original_send_command = SimpleSystemManagerBackend.send_command
+
+    def send_command(self, *args, **kwargs):
+        name = kwargs.get("document_name")
+        if name not in self._documents:
+            raise JsonRESTError("InvalidDocument", f"Document {name} does not exist.")
+        ec2 = ec2_backends[self.account_id][self.region_name]
+        for instance_id in kwargs.get("instance_ids") or []:
+            try:
+                instance = ec2.get_instance(instance_id)
+            except Exception:  # moto's InvalidInstanceIdError: SSM answers with its own error
+                instance = None
+            tags = {(t["key"], t["value"]) for t in instance.get_tags()} if instance else set()
+            if instance is None or instance.state != "running" or SSM_MANAGED_TAG not in tags:
+                raise JsonRESTError("InvalidInstanceId", f"Instances [[{instance_id}]] not in a "
+                                    "valid state for account")
+        return original_send_command(self, *args, **kwargs)
+
+    SimpleSystemManagerBackend.send_command = send_command
     for name in EXTRACT_JSON_USERS:
         module = importlib.import_module(name)
         module.extract_json = definite_extract(module.extract_json)
