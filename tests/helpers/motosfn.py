@@ -54,6 +54,7 @@ import botocore.session
 from botocore.handlers import base64_encode_user_data
 from jsonpath_ng.ext import parse
 from moto.core.exceptions import JsonRESTError
+from moto.ec2.exceptions import InvalidInstanceIdError
 from moto.ec2.models import ec2_backends
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.stepfunctions import responses as sfn_responses
@@ -159,7 +160,7 @@ def install():
         for instance_id in kwargs.get("instance_ids") or []:
             try:
                 instance = ec2.get_instance(instance_id)
-            except Exception:  # moto's InvalidInstanceIdError: SSM answers with its own error
+            except InvalidInstanceIdError:  # EC2's error; SSM answers with its own
                 instance = None
             tags = {(t["key"], t["value"]) for t in instance.get_tags()} if instance else set()
             if instance is None or instance.state != "running" or SSM_MANAGED_TAG not in tags:
