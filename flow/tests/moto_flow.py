@@ -411,6 +411,10 @@ class FakeCollector(threading.Thread):
                     "volume_id": job.get("volume_id"), "collector": "fake"}))
 
 
+# Seconds a fake agent retries a task token moto does not know yet (below).
+TOKEN_RETRY_SECONDS = 10
+
+
 class FakeAgent(threading.Thread):
     """Plays the SSM agent and the collector on a managed suspect: finds the memory command sent
     to `instance_id` in moto (ListCommands), records it, and answers its task token as the
@@ -425,6 +429,20 @@ class FakeAgent(threading.Thread):
         self.deadline = time.monotonic() + seconds
         self.commands, self.problems = [], []
         self.stop = threading.Event()
+
+    def answer(self, call, **kwargs):
+        """`call(**kwargs)`, retried while moto answers InvalidToken: moto records the command
+        (ListCommands shows it) before its task registers the token, so an agent that answers at
+        once can be early. Step Functions knows the token before SendCommand is called."""
+        until = time.monotonic() + TOKEN_RETRY_SECONDS
+        while True:
+            try:
+                return call(**kwargs)
+            except self.c["stepfunctions"].exceptions.InvalidToken as err:
+                if time.monotonic() > until:
+                    self.problems.append(f"{call.__name__}: {err}")
+                    return None
+                time.sleep(0.2)
 
     def run(self):
         sfn = self.c["stepfunctions"]
@@ -445,14 +463,14 @@ class FakeAgent(threading.Thread):
                 if self.silent:
                     continue
                 token = params.get("taskToken", "")
-                sfn.send_task_heartbeat(taskToken=token)
+                self.answer(sfn.send_task_heartbeat, taskToken=token)
                 if self.fail:
-                    sfn.send_task_failure(taskToken=token, error="ForensicCollector.KernelLockdown",
-                                          cause="test: lockdown=confidentiality forbids reading memory")
+                    self.answer(sfn.send_task_failure, taskToken=token, error="ForensicCollector.KernelLockdown",
+                                cause="test: lockdown=confidentiality forbids reading memory")
                     continue
                 prefix = f"s3://{params['bucket']}/{params['prefix']}" if params.get("prefix") \
                     else f"s3://{params['bucket']}"
-                sfn.send_task_success(taskToken=token, output=json.dumps({
+                self.answer(sfn.send_task_success, taskToken=token, output=json.dumps({
                     "outcome": "completed", "exit_code": 0,
                     "manifest_url": f"{prefix}/{params['incident']}/memory_evidence/"
                                     f"{self.instance_id}-memory.manifest.json",
@@ -1038,7 +1056,8 @@ def scenario_memory_failed(flow):
     agent.stop.set()
     agent.join(5)
     out, _ = expect_captured(flow, check, desc, suspect, collector)
-    check(len(agent.commands) == 1, f"capture_memory true sends the command ({len(agent.commands)})")
+    check(len(agent.commands) == 1 and not agent.problems,
+          f"capture_memory true sends the command ({len(agent.commands)}, {agent.problems})")
     check(out.get("memory") == {"error": "ForensicCollector.KernelLockdown",
                                 "cause": "test: lockdown=confidentiality forbids reading memory"},
           f"the result's memory is the collector's error ({out.get('memory')})")
@@ -1089,6 +1108,28 @@ def scenario_memory_unmanaged(flow):
     return check.failed
 
 
+def scenario_memory_cross_account(flow):
+    """The suspect in a member account: the memory command is sent with the member role (moto
+    records it; every call runs in its one account) and answered; the disks follow."""
+    check = Checks("memory-cross-account")
+    member_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/forensic-collector-member"
+    suspect = make_suspect(flow, managed=True)
+    agent = FakeAgent(flow, suspect["instance_id"])
+    agent.start()
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, memory_machine(flow), {
+        "incident_id": "INC-M7", "account": MEMBER_ACCOUNT, "region": REGION,
+        "instance_id": suspect["instance_id"]}, collector)
+    agent.stop.set()
+    agent.join(5)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    sends = [c for r, _, c in scheduled(desc) if r == "sendCommand.waitForTaskToken"]
+    check(sends == [{"roleArn": member_role}] and not agent.problems,
+          f"SendCommand with the member role ({sends}, {agent.problems})")
+    check((out.get("memory") or {}).get("outcome") == "completed", f"memory captured ({out.get('memory')})")
+    return check.failed
+
+
 def scenario_memory_off(flow):
     """capture_memory false (memory on by default), and a volume_ids request: no command, memory
     null."""
@@ -1123,7 +1164,7 @@ SCENARIOS = {
     "volume-path-fails": scenario_volume_path_fails,
     "memory-captured": scenario_memory_captured, "memory-failed": scenario_memory_failed,
     "memory-silent": scenario_memory_silent, "memory-unmanaged": scenario_memory_unmanaged,
-    "memory-off": scenario_memory_off,
+    "memory-off": scenario_memory_off, "memory-cross-account": scenario_memory_cross_account,
 }
 
 

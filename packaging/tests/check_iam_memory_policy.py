@@ -19,8 +19,11 @@ prefix or none, one incident or all) the rendered memory policy must grant exact
 - states:SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat on Resource "*" (the Service
   Authorization Reference lists no resource type for them: the token names the execution),
   limited to the stack's region;
-and nothing else: no logs, no snapshots, no queue, no wildcard action. A self-test breaks the
-policy in each of these ways and expects a failure.
+and nothing else: no logs, no snapshots, no queue, no wildcard action. check_flow_stack.py's
+Service Authorization Reference rules hold too (every action exists, condition keys and ARN
+shapes fit their actions, Resource "*" only for actions without a resource type — the reference
+lists none for the three task token actions). A self-test breaks the policy in each of these
+ways and expects a failure.
 
 `--render Bucket=… ToolsBucket=… ToolsPrefix=… Region=… [Prefix=… Incident=… KmsKeyArn=…]`
 prints the plain policy document, to attach to a role without CloudFormation.
@@ -30,6 +33,7 @@ import copy
 import json
 import sys
 
+import check_flow_stack
 from check_iam_policy import OFF, ROOT, SAMPLE, Failed, listify, render
 from check_iam_policy import TEMPLATE as COLLECTOR_TEMPLATE
 
@@ -199,13 +203,15 @@ def main(argv):
         print(json.dumps(render(template, params, RESOURCE), indent=2))
         return 0
     count = 0
+    sar, sar_keys = check_flow_stack.reference()
     try:
         self_test(template, collector_template)
         for name, params in variants():
             try:
-                check(render(template, params, RESOURCE), render(collector_template, params),
-                      params)
-            except Failed as err:
+                policy = render(template, params, RESOURCE)
+                check(policy, render(collector_template, params), params)
+                check_flow_stack.check_wildcards(TEMPLATE.name, policy, False, sar, sar_keys)
+            except (Failed, check_flow_stack.Failed) as err:
                 raise Failed(f"{name}: {err}") from None
             count += 1
     except Failed as err:

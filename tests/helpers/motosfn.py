@@ -42,6 +42,9 @@ Step Functions developer guide), and what this module makes it do instead:
   (CreateDocument), and an instance counts as managed only while it is running and carries the tag
   `motosfn:ssm-managed` = `true` (a test's stand-in for "its agent registered"; moto has no
   agent inventory). The command stays in moto's records (ListCommands) for a test's fake agent.
+- SendCommand with InstanceIds and no Targets: moto adds the instances its Targets select, and no
+  Targets is an empty EC2 filter, so the command names every instance of the region (and
+  ListCommands of any of them shows it). Here: no Targets selects none.
 
 What stays as moto does it (see flow/README.md): a task's `Credentials` (RoleArn) is evaluated
 but no role is assumed: every call runs in moto's default account with fixed keys.
@@ -56,7 +59,7 @@ from jsonpath_ng.ext import parse
 from moto.core.exceptions import JsonRESTError
 from moto.ec2.exceptions import InvalidInstanceIdError
 from moto.ec2.models import ec2_backends
-from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.models import StateMachineInstance
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -169,6 +172,9 @@ def install():
         return original_send_command(self, *args, **kwargs)
 
     SimpleSystemManagerBackend.send_command = send_command
+    original_targets = Command._get_instance_ids_from_targets
+    Command._get_instance_ids_from_targets = (
+        lambda self: original_targets(self) if self.targets else [])
     for name in EXTRACT_JSON_USERS:
         module = importlib.import_module(name)
         module.extract_json = definite_extract(module.extract_json)
