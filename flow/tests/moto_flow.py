@@ -411,10 +411,6 @@ class FakeCollector(threading.Thread):
                     "volume_id": job.get("volume_id"), "collector": "fake"}))
 
 
-# Seconds a fake agent retries a task token moto does not know yet (below).
-TOKEN_RETRY_SECONDS = 10
-
-
 class FakeAgent(threading.Thread):
     """Plays the SSM agent and the collector on a managed suspect: finds the memory command sent
     to `instance_id` in moto (ListCommands), records it, and answers its task token as the
@@ -431,18 +427,12 @@ class FakeAgent(threading.Thread):
         self.stop = threading.Event()
 
     def answer(self, call, **kwargs):
-        """`call(**kwargs)`, retried while moto answers InvalidToken: moto records the command
-        (ListCommands shows it) before its task registers the token, so an agent that answers at
-        once can be early. Step Functions knows the token before SendCommand is called."""
-        until = time.monotonic() + TOKEN_RETRY_SECONDS
-        while True:
-            try:
-                return call(**kwargs)
-            except self.c["stepfunctions"].exceptions.InvalidToken as err:
-                if time.monotonic() > until:
-                    self.problems.append(f"{call.__name__}: {err}")
-                    return None
-                time.sleep(0.2)
+        """`call(**kwargs)`; a refusal is a problem of the run (the token must be known)."""
+        try:
+            return call(**kwargs)
+        except self.c["stepfunctions"].exceptions.ClientError as err:
+            self.problems.append(f"{call.__name__}: {err}")
+            return None
 
     def run(self):
         sfn = self.c["stepfunctions"]

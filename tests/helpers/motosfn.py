@@ -27,6 +27,12 @@ Step Functions developer guide), and what this module makes it do instead:
 - A second StartExecution of a state machine fails with HTTP 500 ("cannot pickle
   '_thread.RLock' object"): moto deep-copies the state machine for each execution, with the
   executions it ran (and their locks). Here: the copy leaves the executions out.
+- An answer (SendTaskSuccess/Failure) that arrives after the task's call returned but before the
+  task sets up its heartbeat timer is lost when the state has HeartbeatSeconds: the timer starts
+  unset and waits HeartbeatSeconds without looking at the answer, and the state fails with
+  States.Timeout. (An SSM agent reading the command from ListCommands answers that early.) Step
+  Functions keeps the answer. Here: a timer set up after an answer starts as if just notified,
+  so the answer is taken at once.
 - SendTaskFailure's `cause` is dropped: a Catch sees `"Cause": null`. Here: kept.
 - A path with a wildcard or filter that matches nothing raises (States.Runtime) unless it has the
   one shape moto allows (`$.a[*]`, `$.a[*].b`): `$.Reservations[*].Instances[*].InstanceId` of an
@@ -136,6 +142,16 @@ def install():
         return True
 
     CallbackEndpoint.notify_heartbeat = notify_heartbeat
+
+    original_setup_heartbeat = CallbackEndpoint.setup_heartbeat_endpoint
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = original_setup_heartbeat(self, heartbeat_seconds)
+        if self.get_outcome() is not None:
+            endpoint.notify()
+        return endpoint
+
+    CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
 
     def deepcopy_without_executions(self, memo):
         clone = self.__class__.__new__(self.__class__)
