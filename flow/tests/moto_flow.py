@@ -176,7 +176,7 @@ class Flow:
             "MemoryToolsBucket": "forensic-tools", "MemoryToolsPrefix": "forensic-collector/1.4.0",
             "MemorySha256X8664": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "MemorySha256Aarch64": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
-            "MemoryHeartbeatSeconds": "30", "MemoryTimeoutSeconds": "300",
+            "MemoryTimeoutSeconds": "300", "MemoryAnswerSeconds": "300",
         }
         self.substitutions.update(overrides or {})
         self.machine(name)
@@ -1000,6 +1000,13 @@ def scenario_memory_captured(flow):
         cmd = agent.commands[0]
         params = {k: v[0] for k, v in cmd["Parameters"].items()}
         subs = flow.substitutions
+        timeouts = [p for r, p, _ in scheduled(desc) if r == "sendCommand.waitForTaskToken"]
+        task = [e["taskScheduledEventDetails"] for e in desc["history"] if e["type"] == "TaskScheduled"
+                and e["taskScheduledEventDetails"]["resource"] == "sendCommand.waitForTaskToken"]
+        check(len(timeouts) == 1 and timeouts[0]["TimeoutSeconds"] == 300 and len(task) == 1
+              and task[0].get("timeoutInSeconds") == 600 and task[0].get("heartbeatInSeconds") is None,
+              f"delivery bound 300 s; the step's timeout MemoryTimeoutSeconds + MemoryAnswerSeconds, no "
+              f"heartbeat ({task})")
         check(cmd["DocumentName"] == MEMORY_DOCUMENT_NAME and cmd["InstanceIds"] == [iid],
               f"the memory document sent to the suspect ({cmd['DocumentName']}, {cmd['InstanceIds']})")
         want = {"toolsBucket": subs["MemoryToolsBucket"], "toolsPrefix": subs["MemoryToolsPrefix"],
@@ -1058,7 +1065,8 @@ def scenario_memory_failed(flow):
 
 def scenario_memory_silent(flow):
     """The command reaches the suspect but nothing answers (a binary refused by its hash, or one
-    that died): after MemoryHeartbeatSeconds the step fails, the disks are captured."""
+    that died): after MemoryTimeoutSeconds + MemoryAnswerSeconds the step fails, the disks are
+    captured."""
     check = Checks("memory-silent")
     suspect = make_suspect(flow, managed=True)
     agent = FakeAgent(flow, suspect["instance_id"], silent=True)
@@ -1066,16 +1074,17 @@ def scenario_memory_silent(flow):
     collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
     started = time.monotonic()
     desc = run_execution(flow, flow.machine("forensic-flow-memory-fast", MemoryCaptureDefault="true",
-                                            MemoryHeartbeatSeconds="3"), {
+                                            MemoryTimeoutSeconds="3", MemoryAnswerSeconds="2"), {
         "incident_id": "INC-M3", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"]},
         collector)
     agent.stop.set()
     agent.join(5)
     out, _ = expect_captured(flow, check, desc, suspect, collector)
     mem = out.get("memory") or {}
-    # moto names a missed heartbeat States.Timeout, AWS States.HeartbeatTimeout.
-    check(mem.get("error") in ("States.HeartbeatTimeout", "States.Timeout") and len(agent.commands) == 1,
-          f"memory fails on the missed heartbeat ({mem}, {len(agent.commands)} commands, "
+    params = {k: v[0] for k, v in agent.commands[0]["Parameters"].items()} if agent.commands else {}
+    check(mem.get("error") == "States.Timeout" and params.get("executionTimeout") == "3",
+          f"memory fails by the step's timeout, the document's executionTimeout "
+          f"MemoryTimeoutSeconds ({mem}, {params.get('executionTimeout')}, "
           f"{time.monotonic() - started:.0f} s)")
     return check.failed
 

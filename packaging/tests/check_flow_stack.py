@@ -132,8 +132,7 @@ SAMPLE = {
     "AuditLogGroupName": "ForensicDiskAudit", "FailureTopicKmsKeyId": "alias/aws/sns",
     "MemoryDocumentName": "ForensicCollectorMemory", "MemoryToolsBucket": "forensic-tools",
     "MemoryToolsPrefix": "forensic-collector/1.4.0", "MemorySha256X8664": "0" * 64,
-    "MemorySha256Aarch64": "1" * 64, "MemoryHeartbeatSeconds": "300",
-    "MemoryTimeoutSeconds": "7200",
+    "MemorySha256Aarch64": "1" * 64, "MemoryTimeoutSeconds": "3600",
     # member-role.yaml
     "ForensicAccountId": ACCOUNT, "Regions": "", "ExternalId": "",
     # Resources: Ref and Fn::GetAtt.

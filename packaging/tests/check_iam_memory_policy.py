@@ -16,13 +16,13 @@ prefix or none, one incident or all) the rendered memory policy must grant exact
 - s3:GetObject on TOOLSPREFIX/forensic-collector-x86_64 and …-aarch64 and no other key, and
   s3:ListBucket on the tools bucket for s3:prefix KEY/ of those two keys only (the SSM agent's
   aws:downloadContent lists the key as a folder, prefix KEY/, before it gets the object);
-- states:SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat on Resource "*" (the Service
-  Authorization Reference lists no resource type for them: the token names the execution),
-  limited to the stack's region;
+- states:SendTaskSuccess and SendTaskFailure on Resource "*" (the Service Authorization
+  Reference lists no resource type for them: the token names the execution), limited to the
+  stack's region; not SendTaskHeartbeat (the collector sends none);
 and nothing else: no logs, no snapshots, no queue, no wildcard action. check_flow_stack.py's
 Service Authorization Reference rules hold too (every action exists, condition keys and ARN
 shapes fit their actions, Resource "*" only for actions without a resource type — the reference
-lists none for the three task token actions). A self-test breaks the policy in each of these
+lists none for the task token actions). A self-test breaks the policy in each of these
 ways and expects a failure.
 
 `--render Bucket=… ToolsBucket=… ToolsPrefix=… Region=… [Prefix=… Incident=… KmsKeyArn=…]`
@@ -43,8 +43,9 @@ RESOURCE = "MemoryCapturePolicy"
 EVIDENCE_SIDS = {"WriteEvidence", "ReadOwnEvidence", "RemoveFailedRunObjects", "ListOpenUploads",
                  "CheckObjectLock", "SetRetention", "SetLegalHold", "EncryptEvidence"}
 BINARIES = ("forensic-collector-x86_64", "forensic-collector-aarch64")
-TASK_TOKEN_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure",
-                      "states:SendTaskHeartbeat")
+# `acquire --task-token` answers once at the end and sends no heartbeats
+# (agent/src/cmd/acquire/task.rs).
+TASK_TOKEN_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure")
 MEMORY_SAMPLE = {"ToolsBucket": "forensic-tools", "ToolsPrefix": "forensic-collector/1.4.0",
                  "Incident": "INC-2026-0042"}
 
@@ -163,8 +164,10 @@ def self_test(template, collector_template):
             Resource=f"{tools}/forensic-collector/1.4.0/forensic-collector-x86_64")),
         ("a tools listing of the whole bucket", lambda s: sid(s, "FindCollectorBinaries").pop(
             "Condition")),
-        ("no heartbeat", lambda s: sid(s, "AnswerTaskToken")["Action"].remove(
-            "states:SendTaskHeartbeat")),
+        ("no failure answer", lambda s: sid(s, "AnswerTaskToken")["Action"].remove(
+            "states:SendTaskFailure")),
+        ("heartbeats the collector never sends", lambda s: sid(s, "AnswerTaskToken")[
+            "Action"].append("states:SendTaskHeartbeat")),
         ("another Step Functions action", lambda s: sid(s, "AnswerTaskToken")["Action"].append(
             "states:StartExecution")),
         ("task tokens in every region", lambda s: sid(s, "AnswerTaskToken").pop("Condition")),
