@@ -22,12 +22,12 @@ from pathlib import Path
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-TABLE_ROW = re.compile(r"^\|\s*`\$\{([A-Za-z0-9]+)\}`\s*\|\s*(number|string)\s*\|")
-SAMPLE = {"number": "1", "string": "sample"}
+TABLE_ROW = re.compile(r"^\|\s*`\$\{([A-Za-z0-9]+)\}`\s*\|\s*(number|string|boolean)\s*\|")
+SAMPLE = {"number": "1", "string": "sample", "boolean": "true"}
 
 
 def documented(readme):
-    """{placeholder: "number" | "string"} from flow/README.md's table rows
+    """{placeholder: "number" | "string" | "boolean"} from flow/README.md's table rows
     "| `${Name}` | number | meaning |"."""
     rows = {}
     for line in readme.splitlines():

@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = ROOT / "flow" / "statemachine.asl.json"
 SAMPLE_FINDING = Path(__file__).resolve().parent / "sample-finding.json"
 MOTOSERVER = ROOT / "tests" / "helpers" / "motoserver.py"
+MEMORY_DOCUMENT = ROOT / "packaging" / "ssm" / "forensic-collector-memory.yaml"
+MEMORY_DOCUMENT_NAME = "ForensicCollectorMemory"
+# What tests/helpers/motosfn.py takes for "this instance's SSM agent is registered".
+SSM_MANAGED_TAG = {"Key": "motosfn:ssm-managed", "Value": "true"}
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account: every call, whatever the keys
 MEMBER_ACCOUNT = "111111111111"
@@ -52,6 +56,8 @@ JOB_OPTIONAL = {"snapshot_id": str, "volume_id": str, "instance_id": str, "sourc
 # One audit record per capture (flow-contract.md), plus its type, time and execution.
 AUDIT_FIELDS = {"type", "time", "execution", "incident_id", "finding", "account", "region", "instance_id",
                 "volume_id", "snapshot_id", "copied_snapshot_id", "manifest_url", "image_sha256", "status", "error"}
+# The memory capture's audit record: the same fields (no volume, no snapshots) and what it is.
+MEMORY_AUDIT_FIELDS = AUDIT_FIELDS | {"evidence"}
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
@@ -138,6 +144,9 @@ class Flow:
                            Attributes={"RawMessageDelivery": "true"})
         for group in ("/forensic-collector/audit", "/forensic-collector/readiness", "/forensic-collector/captures"):
             c["logs"].create_log_group(logGroupName=group)
+        # The memory document, as an operator creates it in each account with suspects.
+        c["ssm"].create_document(Content=MEMORY_DOCUMENT.read_text(), Name=MEMORY_DOCUMENT_NAME,
+                                 DocumentType="Command", DocumentFormat="YAML")
         key = c["kms"].create_key(Description="forensic snapshot copies")["KeyMetadata"]["Arn"]
         image = c["ec2"].describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         template = c["ec2"].create_launch_template(LaunchTemplateName="forensic-collector", LaunchTemplateData={
@@ -161,6 +170,13 @@ class Flow:
             "MaxCollectors": "2", "HeartbeatSeconds": "30", "JobTimeoutSeconds": "120",
             "CollectorHeartbeatSeconds": "5", "QueueIdleSeconds": "300", "VolumeCollectorIdleSeconds": "900",
             "PollSeconds": "1", "MaxPolls": "3",
+            # As a stack without MemoryToolsBucket: memory only when the input asks
+            # (capture_memory true); the memory scenarios' machine says true.
+            "MemoryCaptureDefault": "false", "MemoryDocumentName": MEMORY_DOCUMENT_NAME,
+            "MemoryToolsBucket": "forensic-tools", "MemoryToolsPrefix": "forensic-collector/1.4.0",
+            "MemorySha256X8664": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "MemorySha256Aarch64": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+            "MemoryTimeoutSeconds": "300", "MemoryAnswerSeconds": "300",
         }
         self.substitutions.update(overrides or {})
         self.machine(name)
@@ -236,12 +252,14 @@ def image_sha256(blocks, size_gib=1):
     return digest.hexdigest()
 
 
-def make_suspect(flow, volumes=2, zone=REGION + "a"):
+def make_suspect(flow, volumes=2, zone=REGION + "a", managed=False):
     """An instance (in moto) whose attached data volumes were created from snapshots of known bytes;
-    its root volume is removed so that it has exactly `volumes` volumes. Returns
+    its root volume is removed so that it has exactly `volumes` volumes. `managed`: its SSM agent
+    counts as registered (SendCommand reaches it). Returns
     {"instance_id", "volumes": {volume ID: {block index: bytes}}}."""
     c = flow.c
-    inst = c["ec2"].run_instances(ImageId=flow.image, MinCount=1, MaxCount=1,
+    tags = [{"ResourceType": "instance", "Tags": [SSM_MANAGED_TAG]}] if managed else []
+    inst = c["ec2"].run_instances(ImageId=flow.image, MinCount=1, MaxCount=1, TagSpecifications=tags,
                                   Placement={"AvailabilityZone": zone})["Instances"][0]
     iid = inst["InstanceId"]
     for m in inst.get("BlockDeviceMappings", []):
@@ -393,6 +411,63 @@ class FakeCollector(threading.Thread):
                     "volume_id": job.get("volume_id"), "collector": "fake"}))
 
 
+class FakeAgent(threading.Thread):
+    """Plays the SSM agent and the collector on a managed suspect: finds the memory command sent
+    to `instance_id` in moto (ListCommands), records it, and answers its task token as the
+    collector does: a heartbeat, then SendTaskSuccess with a memory result, SendTaskFailure
+    (`fail`), or nothing (`silent`). `before(command)` runs first (to look at what exists while
+    the execution waits for memory)."""
+
+    def __init__(self, flow, instance_id, fail=False, silent=False, seconds=60, before=None):
+        super().__init__(daemon=True)
+        self.c, self.instance_id = clients(flow.port), instance_id
+        self.fail, self.silent, self.before = fail, silent, before
+        self.deadline = time.monotonic() + seconds
+        self.commands, self.problems = [], []
+        self.stop = threading.Event()
+
+    def answer(self, call, **kwargs):
+        """`call(**kwargs)`; a refusal is a problem of the run (the token must be known)."""
+        try:
+            return call(**kwargs)
+        except self.c["stepfunctions"].exceptions.ClientError as err:
+            self.problems.append(f"{call.__name__}: {err}")
+            return None
+
+    def run(self):
+        sfn = self.c["stepfunctions"]
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            commands = self.c["ssm"].list_commands(InstanceId=self.instance_id)["Commands"]
+            if len(commands) <= len(self.commands):
+                time.sleep(0.2)
+                continue
+            for command in commands[len(self.commands):]:
+                self.commands.append(command)
+                params = {k: v for k, v in command.get("Parameters", {}).items()}
+                if any(not isinstance(v, list) or len(v) != 1 for v in params.values()):
+                    self.problems.append(f"parameters are not one-value lists: {params}")
+                    continue
+                params = {k: v[0] for k, v in params.items()}
+                if self.before:
+                    self.before(command)
+                if self.silent:
+                    continue
+                token = params.get("taskToken", "")
+                self.answer(sfn.send_task_heartbeat, taskToken=token)
+                if self.fail:
+                    self.answer(sfn.send_task_failure, taskToken=token, error="ForensicCollector.KernelLockdown",
+                                cause="test: lockdown=confidentiality forbids reading memory")
+                    continue
+                prefix = f"s3://{params['bucket']}/{params['prefix']}" if params.get("prefix") \
+                    else f"s3://{params['bucket']}"
+                self.answer(sfn.send_task_success, taskToken=token, output=json.dumps({
+                    "outcome": "completed", "exit_code": 0,
+                    "manifest_url": f"{prefix}/{params['incident']}/memory_evidence/"
+                                    f"{self.instance_id}-memory.manifest.json",
+                    "image_sha256": hashlib.sha256(self.instance_id.encode()).hexdigest(),
+                    "collector": "fake"}))
+
+
 def run_execution(flow, machine_arn, payload, collector=None, seconds=90):
     """Starts an execution with `payload` (an object, or raw JSON text), waits (bounded) until it
     ends; returns describe_execution's answer plus "history"."""
@@ -460,7 +535,7 @@ def expect_captured(flow, check, desc, suspect, collector, failed=()):
             check(set(v) == {"volume_id", "snapshot_id", "manifest_url", "image_sha256", "outcome"}
                   and v["manifest_url"].endswith(f"/{vid}.manifest.json") and len(v["image_sha256"]) == 64,
                   f"{vid} lists manifest and SHA-256 ({v})")
-    records = flow.audit_records(arn)
+    records = [r for r in flow.audit_records(arn) if r.get("evidence") != "memory"]
     check(records and all(set(r) == AUDIT_FIELDS for r in records), f"audit records have the contract's fields "
           f"({[sorted(set(r) ^ AUDIT_FIELDS) for r in records]})")
     check(sorted(r["volume_id"] for r in records) == sorted(suspect["volumes"])
@@ -545,6 +620,7 @@ def scenario_malformed(flow):
         "no source": {k: v for k, v in base.items() if k != "instance_id"},
         "empty volume list": {**{k: v for k, v in base.items() if k != "instance_id"}, "volume_ids": []},
         "bad capture path": {**base, "capture_path": "dd"},
+        "capture_memory not a boolean": {**base, "capture_memory": "yes"},
         "numeric examiner": {**base, "examiner": 7},
         "other region": {**base, "region": "eu-west-1"},
         "finding without account": {"detail-type": "Security Hub Findings - Imported", "detail": {"findings": [
@@ -875,6 +951,209 @@ def scenario_volume_path_fails(flow):
     return check.failed
 
 
+def memory_machine(flow):
+    """The state machine with memory on by default (a stack with MemoryToolsBucket set)."""
+    return flow.machine("forensic-flow-memory", MemoryCaptureDefault="true")
+
+
+def memory_commands(flow, instance_id):
+    return flow.c["ssm"].list_commands(InstanceId=instance_id)["Commands"]
+
+
+def expect_memory_record(flow, check, desc, status, error=None):
+    """The execution's one memory audit record: its fields, status and error."""
+    records = [r for r in flow.audit_records(desc["executionArn"]) if r.get("evidence") == "memory"]
+    check(len(records) == 1 and set(records[0]) == MEMORY_AUDIT_FIELDS and records[0]["status"] == status
+          and (records[0]["error"] or {}).get("error") == error,
+          f"one memory audit record, {status}{' ' + error if error else ''} ({records})")
+
+
+def scenario_memory_captured(flow):
+    """Memory on by default, a managed suspect: the document is sent to it before any snapshot
+    (with the evidence bucket, prefix, incident, tools and hashes, and the task token), the fake
+    agent answers, the result's memory has the manifest, and both volumes are captured after."""
+    check = Checks("memory-captured")
+    suspect = make_suspect(flow, managed=True)
+    iid = suspect["instance_id"]
+    seen = {}
+
+    def before(command):
+        vols = list(suspect["volumes"])
+        seen["snapshots"] = flow.c["ec2"].describe_snapshots(
+            Filters=[{"Name": "volume-id", "Values": vols}, {"Name": "tag-key", "Values": ["forensic-execution"]}]
+        )["Snapshots"]
+        seen["collectors"] = flow.c["ec2"].describe_instances(Filters=[
+            {"Name": "tag-key", "Values": ["forensic-execution"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+
+    agent = FakeAgent(flow, iid, before=before)
+    agent.start()
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, memory_machine(flow), {
+        "incident_id": "INC-M1", "account": ACCOUNT, "region": REGION, "instance_id": iid}, collector)
+    agent.stop.set()
+    agent.join(5)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    check(not agent.problems and len(agent.commands) == 1, f"one memory command ({agent.problems}, "
+          f"{len(agent.commands)})")
+    if agent.commands:
+        cmd = agent.commands[0]
+        params = {k: v[0] for k, v in cmd["Parameters"].items()}
+        subs = flow.substitutions
+        timeouts = [p for r, p, _ in scheduled(desc) if r == "sendCommand.waitForTaskToken"]
+        task = [e["taskScheduledEventDetails"] for e in desc["history"] if e["type"] == "TaskScheduled"
+                and e["taskScheduledEventDetails"]["resource"] == "sendCommand.waitForTaskToken"]
+        check(len(timeouts) == 1 and timeouts[0]["TimeoutSeconds"] == 300 and len(task) == 1
+              and task[0].get("timeoutInSeconds") == 600 and task[0].get("heartbeatInSeconds") is None,
+              f"delivery bound 300 s; the step's timeout MemoryTimeoutSeconds + MemoryAnswerSeconds, no "
+              f"heartbeat ({task})")
+        check(cmd["DocumentName"] == MEMORY_DOCUMENT_NAME and cmd["InstanceIds"] == [iid],
+              f"the memory document sent to the suspect ({cmd['DocumentName']}, {cmd['InstanceIds']})")
+        want = {"toolsBucket": subs["MemoryToolsBucket"], "toolsPrefix": subs["MemoryToolsPrefix"],
+                "sha256X8664": subs["MemorySha256X8664"], "sha256Aarch64": subs["MemorySha256Aarch64"],
+                "bucket": "forensic-evidence-flow", "prefix": "evidence", "incident": "INC-M1",
+                "executionTimeout": subs["MemoryTimeoutSeconds"]}
+        check({k: params.get(k) for k in want} == want and params.get("taskToken"),
+              f"its parameters: the stack's tools and hashes, the evidence bucket and prefix, the incident, "
+              f"a task token ({params})")
+        document = yaml_parameters()
+        check(set(params) == set(document),
+              f"exactly the document's parameters ({sorted(set(params) ^ set(document))} differ)")
+        bad = [k for k, v in params.items() if not re.search(document[k]["allowedPattern"], v)]
+        check(not bad, f"each value passes the document's allowedPattern ({bad})")
+    check(seen.get("snapshots") == [] and seen.get("collectors") == [],
+          f"no snapshot and no collector yet when the suspect got the command ({seen})")
+    mem = out.get("memory") or {}
+    check(set(mem) == {"manifest_url", "image_sha256", "outcome"} and mem.get("outcome") == "completed"
+          and mem.get("manifest_url") == f"s3://forensic-evidence-flow/evidence/INC-M1/memory_evidence/"
+                                         f"{iid}-memory.manifest.json",
+          f"the result's memory names the manifest ({mem})")
+    expect_memory_record(flow, check, desc, "completed")
+    return check.failed
+
+
+def yaml_parameters():
+    """The memory document's parameters (name -> spec)."""
+    import yaml
+
+    return yaml.safe_load(MEMORY_DOCUMENT.read_text())["parameters"]
+
+
+def scenario_memory_failed(flow):
+    """capture_memory true in the input (the machine's default is off); the collector on the
+    suspect answers SendTaskFailure: memory lists the error, the disks are captured anyway."""
+    check = Checks("memory-failed")
+    suspect = make_suspect(flow, managed=True)
+    agent = FakeAgent(flow, suspect["instance_id"], fail=True)
+    agent.start()
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, flow.machine("forensic-flow"), {
+        "incident_id": "INC-M2", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"],
+        "capture_memory": True}, collector)
+    agent.stop.set()
+    agent.join(5)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    check(len(agent.commands) == 1 and not agent.problems,
+          f"capture_memory true sends the command ({len(agent.commands)}, {agent.problems})")
+    check(out.get("memory") == {"error": "ForensicCollector.KernelLockdown",
+                                "cause": "test: lockdown=confidentiality forbids reading memory"},
+          f"the result's memory is the collector's error ({out.get('memory')})")
+    expect_memory_record(flow, check, desc, "failed", "ForensicCollector.KernelLockdown")
+    check(flow.notices_received() == [], "no failure notice (memory is best-effort; every volume captured)")
+    return check.failed
+
+
+def scenario_memory_silent(flow):
+    """The command reaches the suspect but nothing answers (a binary refused by its hash, or one
+    that died): after MemoryTimeoutSeconds + MemoryAnswerSeconds the step fails, the disks are
+    captured."""
+    check = Checks("memory-silent")
+    suspect = make_suspect(flow, managed=True)
+    agent = FakeAgent(flow, suspect["instance_id"], silent=True)
+    agent.start()
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    started = time.monotonic()
+    desc = run_execution(flow, flow.machine("forensic-flow-memory-fast", MemoryCaptureDefault="true",
+                                            MemoryTimeoutSeconds="3", MemoryAnswerSeconds="2"), {
+        "incident_id": "INC-M3", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"]},
+        collector)
+    agent.stop.set()
+    agent.join(5)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    mem = out.get("memory") or {}
+    params = {k: v[0] for k, v in agent.commands[0]["Parameters"].items()} if agent.commands else {}
+    check(mem.get("error") == "States.Timeout" and params.get("executionTimeout") == "3",
+          f"memory fails by the step's timeout, the document's executionTimeout "
+          f"MemoryTimeoutSeconds ({mem}, {params.get('executionTimeout')}, "
+          f"{time.monotonic() - started:.0f} s)")
+    return check.failed
+
+
+def scenario_memory_unmanaged(flow):
+    """Memory on, but the suspect has no registered SSM agent: SendCommand is refused at once
+    (InvalidInstanceId), memory records it, the disks are captured without waiting."""
+    check = Checks("memory-unmanaged")
+    suspect = make_suspect(flow)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, memory_machine(flow), {
+        "incident_id": "INC-M4", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"]},
+        collector)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    mem = out.get("memory") or {}
+    check(set(mem) == {"error", "cause"} and "InvalidInstanceId" in (mem.get("error", "") + mem.get("cause", "")),
+          f"memory names the refusal ({mem})")
+    check(memory_commands(flow, suspect["instance_id"]) == [], "no command recorded")
+    expect_memory_record(flow, check, desc, "failed", mem.get("error"))
+    return check.failed
+
+
+def scenario_memory_cross_account(flow):
+    """The suspect in a member account: the memory command is sent with the member role (moto
+    records it; every call runs in its one account) and answered; the disks follow."""
+    check = Checks("memory-cross-account")
+    member_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/forensic-collector-member"
+    suspect = make_suspect(flow, managed=True)
+    agent = FakeAgent(flow, suspect["instance_id"])
+    agent.start()
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, memory_machine(flow), {
+        "incident_id": "INC-M7", "account": MEMBER_ACCOUNT, "region": REGION,
+        "instance_id": suspect["instance_id"]}, collector)
+    agent.stop.set()
+    agent.join(5)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    sends = [c for r, _, c in scheduled(desc) if r == "sendCommand.waitForTaskToken"]
+    check(sends == [{"roleArn": member_role}] and not agent.problems,
+          f"SendCommand with the member role ({sends}, {agent.problems})")
+    check((out.get("memory") or {}).get("outcome") == "completed", f"memory captured ({out.get('memory')})")
+    return check.failed
+
+
+def scenario_memory_off(flow):
+    """capture_memory false (memory on by default), and a volume_ids request: no command, memory
+    null."""
+    check = Checks("memory-off")
+    suspect = make_suspect(flow, managed=True)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, memory_machine(flow), {
+        "incident_id": "INC-M5", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"],
+        "capture_memory": False}, collector)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    check("memory" in out and out["memory"] is None, f"memory null ({out.get('memory', 'absent')})")
+    check(memory_commands(flow, suspect["instance_id"]) == [], "no SendCommand")
+    check(not [r for r in flow.audit_records(desc["executionArn"]) if r.get("evidence") == "memory"],
+          "no memory audit record")
+    suspect = make_suspect(flow, managed=True)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, memory_machine(flow), {
+        "incident_id": "INC-M6", "account": ACCOUNT, "region": REGION,
+        "volume_ids": sorted(suspect["volumes"])}, collector)
+    out, _ = expect_captured(flow, check, desc, suspect, collector)
+    check(out.get("memory", "absent") is None and memory_commands(flow, suspect["instance_id"]) == [],
+          f"a volume_ids request has no host to capture: no command, memory null ({out.get('memory', 'absent')})")
+    return check.failed
+
+
 SCENARIOS = {
     "manual": scenario_manual, "finding": scenario_finding, "malformed": scenario_malformed,
     "not-found": scenario_not_found, "no-volumes": scenario_no_volumes, "never-completes": scenario_never_completes,
@@ -882,6 +1161,9 @@ SCENARIOS = {
     "volume-ids": scenario_volume_ids, "snapshot-ids": scenario_snapshot_ids,
     "in-flight": scenario_in_flight, "cross-account": scenario_cross_account, "volume-path": scenario_volume_path,
     "volume-path-fails": scenario_volume_path_fails,
+    "memory-captured": scenario_memory_captured, "memory-failed": scenario_memory_failed,
+    "memory-silent": scenario_memory_silent, "memory-unmanaged": scenario_memory_unmanaged,
+    "memory-off": scenario_memory_off, "memory-cross-account": scenario_memory_cross_account,
 }
 
 

@@ -13,12 +13,22 @@
   allowedPattern, is used, and every `{{ x }}` used is declared; in scripts a parameter appears only
   as a whole single-quoted assignment (`name='{{ x }}'`); each allowedPattern accepts its samples
   and refuses shell syntax and the values SSM_REFUSED lists (options, malformed snapshot IDs);
-  the script with the samples substituted passes `bash -n` and shellcheck.
+  the script with the samples substituted passes `bash -n`, `sh -n` and shellcheck (as bash and
+  as sh: the agent runs a script without a shebang with /bin/sh, dash on Debian and Ubuntu).
+  aws:downloadContent steps take parameters only in sourceInfo, which with the samples is JSON
+  naming an object by its path-style S3 URL, into an absolute destinationPath on /run.
+- The memory document (the one that runs `memory://`, on a suspect host): every download lands in
+  the directory its first step empties and its capture step removes; the capture step installs its
+  cleanup trap before anything can fail, compares the binary's SHA-256 with the parameter before
+  it makes the binary executable or runs it, picks the binary by `uname -m` and refuses any other
+  architecture; parameters with an empty default (prefix, taskToken) accept "" and nothing else
+  hostile.
 
 run_docs.py runs the documents' scripts for real.
 """
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -63,7 +73,16 @@ TOE_PHASES = ["build", "validate", "test"]
 # SSM plugins this project uses and the inputs each needs.
 SSM_ACTIONS = {
     "aws:runShellScript": lambda i: isinstance(i, dict) and _strings(i.get("runCommand")),
+    "aws:downloadContent": lambda i: isinstance(i, dict) and i.get("sourceType") == "S3"
+    and isinstance(i.get("sourceInfo"), str) and isinstance(i.get("destinationPath"), str),
 }
+# Where aws:downloadContent may put a file: tmpfs only (never the suspect's disks).
+DOWNLOAD_ROOT = "/run/"
+# A path-style S3 URL as the agent's aws:downloadContent takes it in sourceInfo.
+S3_SOURCE = re.compile(r"https://s3\.amazonaws\.com/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/"
+                       r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
+# The memory document's own exit codes when it refuses the binary (none is the collector's).
+MEMORY_REFUSALS = {"missing": 40, "hash": 41, "arch": 42, "private_dir": 43}
 # Values for every SSM parameter, to check the patterns (each must be accepted, and is mixed with
 # HOSTILE text) and to render the script (the first).
 SSM_SAMPLES = {
@@ -78,6 +97,12 @@ SSM_SAMPLES = {
     "prefix": "cases/2026",
     "incident": "INC-2026-0042",
     "executionTimeout": "7200",
+    "toolsBucket": "forensic-tools",
+    "toolsPrefix": "forensic-collector/1.4.0",
+    "sha256X8664": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "sha256Aarch64": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+    # The shape of a Step Functions task token (base64, long), then a short one.
+    "taskToken": ["AQCEAAAAKgAAAAMAAAAAAAAAAbDj+Hs6z1xM/2rV8O3aL4gR0bP5Q1w9cN7yKe2Ut/fA==", "A1"],
 }
 # Values a parameter's pattern must refuse besides HOSTILE: what acquire would take for an option,
 # a snapshot ID of another length or case (acquire refuses it too, but only after the command
@@ -96,7 +121,22 @@ SSM_REFUSED = {
                "/dev/mem", "/dev/random", "/dev/tty", "/dev/disk/by-id/a/b", "/dev/disk/by-id/",
                "/dev/disk/x", "/dev/disk/by-id/..", "/dev/sda/x", "/dev/nvme0", "/dev/sd",
                "/dev/loop-control", "/dev/nvme1n1/../../shm/x"],
+    "sha256X8664": ["9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0",
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a088",
+                    "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    "taskToken": ["-x", "--help", "--task-token=x", "+AQ", "/AQ", "=", "A" * 2049],
+    "toolsPrefix": ["..", "a/../b", "a/./b", "/a", "a/", "a//b", ".hidden"],
+    "prefix": ["..", "a/../b", "/a", "a/", "a//b"],
 }
+SSM_REFUSED["sha256Aarch64"] = SSM_REFUSED["sha256X8664"]
+# Refused by every parameter's pattern, whatever its sample: a climb out of a folder, command
+# substitution, quotes and a placeholder on their own.
+REFUSED_BY_ALL = ["..", "$(id)", "'", '"', "{{ x }}"]
+# Refused by every parameter that is a whole argument of the collector (a value that begins with
+# '-' could be taken for an option). Not by the prefixes: they only ever follow "s3://BUCKET/".
+OPTION_LIKE = ["-x", "--help"]
+NEVER_AN_ARGUMENT = {"prefix", "toolsPrefix"}
 
 
 def samples(name):
@@ -138,12 +178,16 @@ def strings_in(node):
             yield from strings_in(v)
 
 
-def lint_script(script, where):
-    """`bash -n` and shellcheck on one script; raises Failed with their output."""
+def lint_script(script, where, posix=False):
+    """`bash -n` and shellcheck on one script (and as sh, when `posix`: SSM runs a script without
+    a shebang with /bin/sh); raises Failed with their output."""
     with tempfile.NamedTemporaryFile("w", suffix=".sh") as f:
         f.write("#!/bin/bash\n" + script + "\n")
         f.flush()
-        for cmd in (["bash", "-n", f.name], ["shellcheck", "--shell=bash", f.name]):
+        cmds = [["bash", "-n", f.name], ["shellcheck", "--shell=bash", f.name]]
+        if posix:
+            cmds += [["sh", "-n", f.name], ["shellcheck", "--shell=sh", f.name]]
+        for cmd in cmds:
             done = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if done.returncode != 0:
                 raise Failed(f"{where}: {cmd[0]} fails:\n{done.stdout}{done.stderr}")
@@ -255,12 +299,14 @@ def check_ssm(doc, where):
         for value in samples(name) + ([spec["default"]] if "default" in spec else []):
             if not re.search(pattern, value):
                 raise Failed(f"{at}: allowedPattern refuses {value!r}")
-        hostile = [""] + SSM_REFUSED.get(name, [])
+        # Empty only where it is the default (an optional parameter).
+        hostile = ([] if spec.get("default") == "" else [""]) + REFUSED_BY_ALL + \
+            ([] if name in NEVER_AN_ARGUMENT else OPTION_LIKE) + SSM_REFUSED.get(name, [])
         for sample in samples(name):
             half = len(sample) // 2
             hostile += [v for h in HOSTILE for v in (
                 h, h + sample, sample[:half] + h + sample[half:], sample + h)
-                if v != sample + "\n"]
+                if v != sample + "\n" and not (v == "\n" and spec.get("default") == "")]
         for value in hostile:
             if re.search(pattern, value):
                 raise Failed(f"{at}: allowedPattern accepts {value!r}")
@@ -282,17 +328,111 @@ def check_ssm(doc, where):
             raise Failed(f"{at}: {{{{ }}}} names no parameter declares: "
                          f"{sorted(names - set(declared))}")
         used |= names
+        if action == "aws:downloadContent":
+            check_download(step, at)
+            continue
         script = inputs["runCommand"]
         for line in script:
             for m in PLACEHOLDER.finditer(line):
                 if not re.fullmatch(r"[a-z_][a-z0-9_]*='\{\{ [A-Za-z0-9_]+ \}\}'", line):
                     raise Failed(f"{at}: {{{{ {m.group(1)} }}}} must only appear as a whole "
                                  f"single-quoted assignment, not in {line!r}")
-        lint_script(as_run_command(step, first_samples()), at)
+        lint_script(as_run_command(step, first_samples()), at, posix=True)
     same_parameters(declared, used, str(where))
-    if set(SSM_REFUSED) - set(declared):
-        raise Failed(f"{where}: SSM_REFUSED names no parameter: "
-                     f"{sorted(set(SSM_REFUSED) - set(declared))}")
+    if is_memory_document(doc):
+        check_memory(doc, where)
+
+
+def check_download(step, at):
+    """An aws:downloadContent step: parameters only in sourceInfo, which with the samples is JSON
+    {"path": path-style S3 URL}; the destination an absolute path on /run without parameters."""
+    inputs = step["inputs"]
+    destination = inputs["destinationPath"]
+    if PLACEHOLDER.search(destination) or PLACEHOLDER.search(inputs["sourceType"]):
+        raise Failed(f"{at}: a parameter in destinationPath or sourceType")
+    if not destination.startswith(DOWNLOAD_ROOT) or ".." in destination.split("/"):
+        raise Failed(f"{at}: destinationPath {destination!r} is not under {DOWNLOAD_ROOT} "
+                     "(tmpfs: nothing may land on the suspect's disks)")
+    try:
+        info = json.loads(PLACEHOLDER.sub(lambda m: samples(m.group(1))[0], inputs["sourceInfo"]))
+    except ValueError as err:
+        raise Failed(f"{at}: sourceInfo with the samples is not JSON: {err}") from None
+    if set(info) != {"path"} or not S3_SOURCE.fullmatch(info["path"]):
+        raise Failed(f"{at}: sourceInfo must be {{\"path\": \"https://s3.amazonaws.com/BUCKET/KEY\"}}, "
+                     f"is {info}")
+
+
+def is_memory_document(doc):
+    return any("memory://" in line for step in doc.get("mainSteps") or []
+               for line in (step.get("inputs") or {}).get("runCommand") or [])
+
+
+def index_of(lines, pattern, at, what):
+    """The index of the first line matching `pattern`; Failed naming `what` if none does."""
+    for i, line in enumerate(lines):
+        if re.search(pattern, line):
+            return i
+    raise Failed(f"{at}: no {what} (a line matching {pattern!r})")
+
+
+def check_memory(doc, where):
+    """The memory document's order of things: the downloads land in the directory its first step
+    empties and its last step removes; the cleanup trap comes before any exit; the hash check
+    before the binary is made executable or run; the architecture picks the binary."""
+    steps = doc["mainSteps"]
+    scripts = [s for s in steps if s["action"] == "aws:runShellScript"]
+    downloads = [s for s in steps if s["action"] == "aws:downloadContent"]
+    if not downloads or steps[0]["action"] != "aws:runShellScript" or \
+            steps[-1]["action"] != "aws:runShellScript" or \
+            any(s["action"] != "aws:downloadContent" for s in steps[1:-1]):
+        raise Failed(f"{where}: the memory document must be: a script that empties the download "
+                     "directory, the downloads, the capture script")
+    prepare, capture = scripts[0]["inputs"]["runCommand"], scripts[-1]["inputs"]["runCommand"]
+    at = f"{where}: step {scripts[-1]['name']}"
+    folders = {d["inputs"]["destinationPath"].rstrip("/") for d in downloads}
+    if len(folders) != 1:
+        raise Failed(f"{where}: the downloads go to several places: {sorted(folders)}")
+    folder = folders.pop()
+    for lines, name in ((prepare, scripts[0]["name"]), (capture, scripts[-1]["name"])):
+        if f"download_dir={folder}" not in lines:
+            raise Failed(f"{where}: step {name} does not set download_dir={folder}, where the "
+                         "downloads land")
+    index_of(prepare, r'^rm -rf -- "\$download_dir"$', f"{where}: step {scripts[0]['name']}",
+             "removal of what an earlier run left")
+    for url_end, arch in (("forensic-collector-x86_64", "x86_64"),
+                          ("forensic-collector-aarch64", "aarch64")):
+        if not any(d["inputs"]["sourceInfo"].endswith(f'/{url_end}"}}') for d in downloads):
+            raise Failed(f"{where}: no download of {url_end}")
+        index_of(capture, rf"^\s*{arch}\b.*\) arch={arch}; want=", at,
+                 f"choice of the {arch} binary by uname -m")
+    trap = index_of(capture, r"^trap cleanup EXIT$", at, "cleanup trap on EXIT")
+    cleanup = index_of(capture, r"^cleanup\(\) \{$", at, "cleanup function")
+    body = capture[cleanup:capture.index("}", cleanup) + 1]
+    for removed in ('rm -rf -- "$run_dir"', 'rm -rf -- "$download_dir"', 'umount "$run_dir"'):
+        if not any(removed in line for line in body):
+            raise Failed(f"{at}: cleanup does not {removed}")
+    in_function = set()
+    for i, line in enumerate(capture):
+        if re.match(r"^[a-z_]+\(\) \{", line):
+            end = i if line.rstrip().endswith("}") else capture.index("}", i)
+            in_function.update(range(i, end + 1))
+    first_exit = min(i for i, line in enumerate(capture) if i not in in_function
+                     and re.search(r"(^|[;|&)] *|\b(then|else) )(exit|refuse)\b", line))
+    if trap > first_exit:
+        raise Failed(f"{at}: the cleanup trap comes after an exit (line {first_exit})")
+    compare = index_of(capture, r'\[ "\$got" != "\$want" \]; then refuse '
+                       f'{MEMORY_REFUSALS["hash"]}', at, "refusal on a SHA-256 mismatch")
+    hashed = index_of(capture, r'sha256sum -- "\$binary"', at, "SHA-256 of the binary")
+    executable = index_of(capture, r'chmod [0-7]*[1357][0-7]* -- "\$binary"', at,
+                          "chmod of the binary")
+    run = index_of(capture, r'^"\$binary" ', at, "run of the binary")
+    if not hashed < compare < executable < run:
+        raise Failed(f"{at}: the SHA-256 must be computed ({hashed}) and compared ({compare}) "
+                     f"before the binary is made executable ({executable}) and run ({run})")
+    index_of(capture, rf"\*\) refuse {MEMORY_REFUSALS['arch']} ", at,
+             "refusal of an unknown architecture")
+    index_of(capture, rf"then refuse {MEMORY_REFUSALS['missing']} ", at,
+             "refusal when the download is missing")
 
 
 def must_fail(what, check, doc, change):
@@ -370,6 +510,62 @@ def self_test(component, ssm):
         must_fail(what, check_ssm, ssm, change)
 
 
+def self_test_memory(memory):
+    """Each memory-document check must refuse a document broken in the way it looks for."""
+    def capture(d):
+        return d["mainSteps"][-1]["inputs"]["runCommand"]
+
+    def fetch(d):
+        return d["mainSteps"][1]["inputs"]
+
+    def line_with(d, text):
+        return next(i for i, line in enumerate(capture(d)) if text in line)
+
+    def move(d, text, after):
+        lines = capture(d)
+        line = lines.pop(line_with(d, text))
+        lines.insert(line_with(d, after) + 1, line)
+
+    def pattern(name, value):
+        return lambda d: d["parameters"][name].update(allowedPattern=value)
+
+    for what, change in [
+        ("the hash compared after the run", lambda d: move(d, '"$got" != "$want"', "wait ")),
+        ("the binary made executable before its hash", lambda d: move(
+            d, "chmod 0700", "binary=$run_dir/forensic-collector")),
+        ("no hash comparison", lambda d: capture(d).pop(line_with(d, '"$got" != "$want"'))),
+        ("the cleanup trap after the first refusal", lambda d: move(
+            d, "trap cleanup EXIT", "esac")),
+        ("no cleanup trap", lambda d: capture(d).pop(line_with(d, "trap cleanup EXIT"))),
+        ("a cleanup that keeps the downloads", lambda d: capture(d).pop(
+            line_with(d, '  rm -rf -- "$download_dir"'))),
+        ("a cleanup that keeps the private mount", lambda d: capture(d).__setitem__(
+            line_with(d, 'umount "$run_dir"'), '  rm -rf -- "$run_dir"')),
+        ("no refusal of an unknown architecture", lambda d: capture(d).pop(
+            line_with(d, "*) refuse 42"))),
+        ("no aarch64 binary", lambda d: capture(d).pop(line_with(d, "aarch64|arm64)"))),
+        ("a download to the disk", lambda d: fetch(d).update(destinationPath="/var/tmp/fc/")),
+        ("downloads to two places", lambda d: fetch(d).update(
+            destinationPath="/run/elsewhere/")),
+        ("a parameter in destinationPath", lambda d: fetch(d).update(
+            destinationPath="/run/{{ incident }}/")),
+        ("a sourceInfo that is not JSON", lambda d: fetch(d).update(
+            sourceInfo=fetch(d)["sourceInfo"].rstrip("}"))),
+        ("a sourceInfo that is not a path-style S3 URL", lambda d: fetch(d).update(
+            sourceInfo='{"path": "s3://{{ toolsBucket }}/{{ toolsPrefix }}/x"}')),
+        ("a download from GitHub", lambda d: fetch(d).update(sourceType="GitHub")),
+        ("a task token pattern admitting options", pattern(
+            "taskToken", "^([A-Za-z0-9+/=_-]{1,2048})?$")),
+        ("a hash pattern admitting upper case", pattern("sha256X8664", "^[0-9a-fA-F]{64}$")),
+        ("a hash pattern of any length", pattern("sha256Aarch64", "^[0-9a-f]+$")),
+        ("a prefix pattern admitting '..'", pattern(
+            "toolsPrefix", "^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")),
+        ("an empty value where the default is not empty", pattern("incident", "^[A-Za-z0-9_.-]*$")),
+        ("a token passed unquoted", lambda d: capture(d).append("echo {{ taskToken }}")),
+    ]:
+        must_fail(what, check_ssm, memory, change)
+
+
 def load(path):
     return yaml.safe_load(path.read_text())  # YAML is a superset of JSON
 
@@ -381,10 +577,17 @@ def main(argv):
         components = [load(p) for p in COMPONENTS]
         ssm_documents = [load(p) for p in SSM_DOCUMENTS]
         self_test(components[0], ssm_documents[0])
+        memory = [d for d in ssm_documents if is_memory_document(d)]
+        if len(memory) != 1:
+            raise Failed(f"{len(memory)} memory documents (running memory://), expected 1")
+        self_test_memory(memory[0])
         for path, doc in zip(COMPONENTS, components):
             check_component(doc, path.relative_to(ROOT))
         for path, doc in zip(SSM_DOCUMENTS, ssm_documents):
             check_ssm(doc, path.relative_to(ROOT))
+        declared = {name for doc in ssm_documents for name in doc.get("parameters") or {}}
+        if set(SSM_REFUSED) - declared:
+            raise Failed(f"SSM_REFUSED names no parameter: {sorted(set(SSM_REFUSED) - declared)}")
     except Failed as err:
         print(f"check_docs: {err}", file=sys.stderr)
         return 1

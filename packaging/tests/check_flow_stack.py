@@ -130,6 +130,9 @@ SAMPLE = {
     "TracingEnabled": "true", "LogRetentionDays": "365",
     "ReadinessLogGroupName": "ForensicDiskReadiness", "CaptureLogGroupName": "ForensicDiskCapture",
     "AuditLogGroupName": "ForensicDiskAudit", "FailureTopicKmsKeyId": "alias/aws/sns",
+    "MemoryDocumentName": "ForensicCollectorMemory", "MemoryToolsBucket": "forensic-tools",
+    "MemoryToolsPrefix": "forensic-collector/1.4.0", "MemorySha256X8664": "0" * 64,
+    "MemorySha256Aarch64": "1" * 64, "MemoryTimeoutSeconds": "3600",
     # member-role.yaml
     "ForensicAccountId": ACCOUNT, "Regions": "", "ExternalId": "",
     # Resources: Ref and Fn::GetAtt.
@@ -486,7 +489,11 @@ def task_calls(definition):
         for name, state in states.items():
             if state.get("Type") == "Task":
                 resource = state["Resource"]
-                m = re.fullmatch(r"arn:aws:states:::aws-sdk:([a-z0-9]+):([A-Za-z0-9]+)", resource)
+                # AWS SDK integrations take Request Response or .waitForTaskToken (not .sync);
+                # either way the role needs the API's action.
+                m = re.fullmatch(
+                    r"arn:aws:states:::aws-sdk:([a-z0-9]+):([A-Za-z0-9]+)(\.waitForTaskToken)?",
+                    resource)
                 if m:
                     service = SDK_PREFIX.get(m.group(1), m.group(1))
                     action = f"{service}:{m.group(2)[0].upper()}{m.group(2)[1:]}"

@@ -237,8 +237,9 @@ def kind_of(action, statement, region):
 NO_VALUE = object()
 
 
-def render(template, params):
-    """The managed policy's document with `params`, intrinsic functions resolved."""
+def render(template, params, resource="CollectorPolicy"):
+    """The managed policy's (`resource`'s) document with `params`, intrinsic functions
+    resolved."""
     conditions = {}
 
     def condition(name):
@@ -246,12 +247,12 @@ def render(template, params):
             conditions[name] = resolve(template["Conditions"][name])
         return conditions[name]
 
-    def sub(text):
+    def sub(text, variables=None):
         def one(m):
             name = m.group(1)
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
-            return params[name]
+            return (variables or {}).get(name, params.get(name))
         return re.sub(r"\$\{([^}]+)\}", one, text)
 
     def resolve(node):
@@ -264,6 +265,8 @@ def render(template, params):
             if key == "Ref":
                 return NO_VALUE if arg == "AWS::NoValue" else params[arg]
             if key == "Fn::Sub":
+                if isinstance(arg, list):
+                    return sub(arg[0], {k: resolve(v) for k, v in arg[1].items()})
                 return sub(arg)
             if key == "Fn::If":
                 return resolve(arg[1] if condition(arg[0]) else arg[2])
@@ -286,7 +289,7 @@ def render(template, params):
                 out[k] = v
         return out
 
-    return resolve(template["Resources"]["CollectorPolicy"]["Properties"]["PolicyDocument"])
+    return resolve(template["Resources"][resource]["Properties"]["PolicyDocument"])
 
 
 # ---- The checks ------------------------------------------------------------------------------

@@ -27,6 +27,12 @@ Step Functions developer guide), and what this module makes it do instead:
 - A second StartExecution of a state machine fails with HTTP 500 ("cannot pickle
   '_thread.RLock' object"): moto deep-copies the state machine for each execution, with the
   executions it ran (and their locks). Here: the copy leaves the executions out.
+- An answer (SendTaskSuccess/Failure) that arrives after the task's call returned but before the
+  task sets up its heartbeat timer is lost when the state has HeartbeatSeconds: the timer starts
+  unset and waits HeartbeatSeconds without looking at the answer, and the state fails with
+  States.Timeout. (An SSM agent reading the command from ListCommands answers that early.) Step
+  Functions keeps the answer. Here: a timer set up after an answer starts as if just notified,
+  so the answer is taken at once.
 - SendTaskFailure's `cause` is dropped: a Catch sees `"Cause": null`. Here: kept.
 - A path with a wildcard or filter that matches nothing raises (States.Runtime) unless it has the
   one shape moto allows (`$.a[*]`, `$.a[*].b`): `$.Reservations[*].Instances[*].InstanceId` of an
@@ -34,6 +40,17 @@ Step Functions developer guide), and what this module makes it do instead:
 - EC2 RunInstances `UserData`: Step Functions sends it as given, which the EC2 API requires to be
   base64 already; boto3 base64-encodes it once more, so the instance's user data would be the
   base64 text of what the state machine meant. Here: the aws-sdk clients send it as given.
+
+- SSM SendCommand accepts any document name and any instance ID and records the command as
+  run ("Success"). SSM refuses a document that does not exist (InvalidDocument) and an instance
+  whose SSM agent is not registered and online (InvalidInstanceId), at once; the flow's memory
+  step counts on that to go on to the disks without waiting. Here: the document must exist
+  (CreateDocument), and an instance counts as managed only while it is running and carries the tag
+  `motosfn:ssm-managed` = `true` (a test's stand-in for "its agent registered"; moto has no
+  agent inventory). The command stays in moto's records (ListCommands) for a test's fake agent.
+- SendCommand with InstanceIds and no Targets: moto adds the instances its Targets select, and no
+  Targets is an empty EC2 filter, so the command names every instance of the region (and
+  ListCommands of any of them shows it). Here: no Targets selects none.
 
 What stays as moto does it (see flow/README.md): a task's `Credentials` (RoleArn) is evaluated
 but no role is assumed: every call runs in moto's default account with fixed keys.
@@ -45,6 +62,10 @@ import importlib
 import botocore.session
 from botocore.handlers import base64_encode_user_data
 from jsonpath_ng.ext import parse
+from moto.core.exceptions import JsonRESTError
+from moto.ec2.exceptions import InvalidInstanceIdError
+from moto.ec2.models import ec2_backends
+from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.models import StateMachineInstance
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -64,6 +85,9 @@ EXTRACT_JSON_USERS = [
 ]
 # A path with any of these may name several nodes (wildcard, recursion, filter, slice, union).
 INDEFINITE = ("*", "..", "?", ":", ",", "(")
+
+# The tag that makes a moto instance "SSM-managed" (its agent registered), and its value.
+SSM_MANAGED_TAG = ("motosfn:ssm-managed", "true")
 
 # Step Functions' aws-sdk service names that boto3 spells otherwise.
 SERVICE_NAMES = {"cloudwatchlogs": "logs", "sfn": "stepfunctions", "states": "stepfunctions"}
@@ -119,6 +143,16 @@ def install():
 
     CallbackEndpoint.notify_heartbeat = notify_heartbeat
 
+    original_setup_heartbeat = CallbackEndpoint.setup_heartbeat_endpoint
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = original_setup_heartbeat(self, heartbeat_seconds)
+        if self.get_outcome() is not None:
+            endpoint.notify()
+        return endpoint
+
+    CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
     def deepcopy_without_executions(self, memo):
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
@@ -134,6 +168,29 @@ def install():
         return sfn_responses.EmptyResult()
 
     sfn_responses.StepFunctionResponse.send_task_failure = send_task_failure
+
+    original_send_command = SimpleSystemManagerBackend.send_command
+
+    def send_command(self, *args, **kwargs):
+        name = kwargs.get("document_name")
+        if name not in self._documents:
+            raise JsonRESTError("InvalidDocument", f"Document {name} does not exist.")
+        ec2 = ec2_backends[self.account_id][self.region_name]
+        for instance_id in kwargs.get("instance_ids") or []:
+            try:
+                instance = ec2.get_instance(instance_id)
+            except InvalidInstanceIdError:  # EC2's error; SSM answers with its own
+                instance = None
+            tags = {(t["key"], t["value"]) for t in instance.get_tags()} if instance else set()
+            if instance is None or instance.state != "running" or SSM_MANAGED_TAG not in tags:
+                raise JsonRESTError("InvalidInstanceId", f"Instances [[{instance_id}]] not in a "
+                                    "valid state for account")
+        return original_send_command(self, *args, **kwargs)
+
+    SimpleSystemManagerBackend.send_command = send_command
+    original_targets = Command._get_instance_ids_from_targets
+    Command._get_instance_ids_from_targets = (
+        lambda self: original_targets(self) if self.targets else [])
     for name in EXTRACT_JSON_USERS:
         module = importlib.import_module(name)
         module.extract_json = definite_extract(module.extract_json)
