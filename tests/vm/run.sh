@@ -463,7 +463,7 @@ memory_collector_checks() {
   local s3env=(--env AWS_ENDPOINT_URL=http://10.0.2.100 --env AWS_REGION=us-east-1
     --env AWS_ACCESS_KEY_ID=testing --env AWS_SECRET_ACCESS_KEY=testing)
   local hostenv=(env AWS_ENDPOINT_URL="$MOTO" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing
-    AWS_SECRET_ACCESS_KEY=testing FORENSIC_COLLECTOR_S3_FORCE_PATH_STYLE=true)
+    AWS_SECRET_ACCESS_KEY=testing)
   # To S3, then the object read back and checked as the directory's image was; verify on the host.
   base=$PREFIX/$incident/memory_evidence
   mem_run 0 "acquire memory:// --dest s3://" --timeout "$JOB_TIMEOUT" "${s3env[@]}" -- \
@@ -474,7 +474,7 @@ memory_collector_checks() {
   memimage check --image "$SHARE/s3.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" \
     --manifest "$SHARE/s3.manifest.json" --label S3
   rm -f "$SHARE/s3.mem.lime"
-  "${hostenv[@]}" "$HOST_FC" verify "s3://$BUCKET/$base/mem.manifest.json" >"$WORK/verify-s3.out" 2>&1 ||
+  "${hostenv[@]}" "$HOST_FC" verify --s3-force-path-style "s3://$BUCKET/$base/mem.manifest.json" >"$WORK/verify-s3.out" 2>&1 ||
     { cat "$WORK/verify-s3.out" >&2; echo "run.sh: verify of the S3 capture failed (host)" >&2; exit 1; }
   say "verify s3://$BUCKET/$base/mem.manifest.json on the host: passed"
   phase "boot memory: checks of the S3 image, verify"
@@ -557,10 +557,10 @@ boot_membench() {
       if (!($1 in lo) || $2 < lo[$1]) lo[$1] = $2; if ($2 > hi[$1]) hi[$1] = $2 }
     END {
       printf "%-10s %8s %13s %10s %10s %8s %11s\n", "row", "MB/s", "wall s range", "x avml", "CPU s/GiB", "RSS MiB", "written MB"
-      a = ram / (wall["avml"] / n["avml"])
+      a = ("avml" in n) ? wall["avml"] / n["avml"] : 0
       for (i = 1; i <= split(names, rows, " "); i++) { r = rows[i]; w = wall[r] / n[r]
-        printf "%-10s %8.1f %6.1f-%-6.1f %10.2f %10.2f %8.1f %11.1f\n", r, ram / w / 1e6, lo[r], hi[r],
-          (ram / w) / a, cpu[r] / n[r] / (ram / 2^30), rss[r] / 1024, out[r] / 1e6 }
+        printf "%-10s %8.1f %6.1f-%-6.1f %10s %10.2f %8.1f %11.1f\n", r, ram / w / 1e6, lo[r], hi[r],
+          a ? sprintf("%.2f", a / w) : "-", cpu[r] / n[r] / (ram / 2^30), rss[r] / 1024, out[r] / 1e6 }
     }' "$WORK/bench.tsv" | while IFS= read -r line; do say "  $line"; done
   guest -- systemctl poweroff 2>/dev/null || true
   wait_exit
