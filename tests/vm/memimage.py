@@ -27,6 +27,10 @@ the guest's own /proc/iomem and /proc/version, read independently of the collect
       dd (FILE: the first 64 KiB of /proc/kcore, its ELF program headers): the bench's raw-read
       baseline, no LiME headers, no hashing.
 
+  memimage.py self-test
+      Runs every check of `check` on made-up images: a correct one must pass, and each kind of
+      wrong image or manifest must fail the check meant to catch it. run.sh runs it first.
+
   memimage.py ram --iomem FILE
       Prints the bytes of System RAM in IOMEM (the sum of its top-level ranges).
 """
@@ -93,17 +97,22 @@ def banner_of(version_file):
 
 
 def check_image(args):
-    check = Checks()
-    label = args.label or os.path.basename(args.image)
     with open(args.iomem) as f:
         want = ram_ranges(f.read())
-    banner = banner_of(args.version)
-    size = os.path.getsize(args.image)
+    check = Checks()
+    inspect(check, args.label or os.path.basename(args.image), args.image, want, banner_of(args.version),
+            args.manifest)
+    return finish(check.failures)
+
+
+def inspect(check, label, image, want, banner, manifest=None):
+    """Every check of one image (and its manifest) against the guest's ranges and banner."""
+    size = os.path.getsize(image)
     print(f"      {label}: {size} bytes; guest's System RAM: "
           + ", ".join(f"{s:#x}-{e:#x}" for s, e in want))
     check(bool(want), f"{label}: the guest's /proc/iomem lists System RAM")
     try:
-        headers = lime_headers(args.image)
+        headers = lime_headers(image)
         error = None
     except ValueError as e:
         headers, error = [], str(e)
@@ -113,12 +122,13 @@ def check_image(args):
                        f"({len(got)} headers, {len(want)} ranges" + ("" if got == want else f"; got {[(hex(s), hex(e)) for s, e in got]}") + ")")
     expected_size = sum(e - s + 1 for s, e in want) + HEADER.size * len(want)
     check(size == expected_size, f"{label}: size {size} = sum of the ranges + 32 x {len(want)} ({expected_size})")
-    with open(args.image, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        at = m.find(banner.encode())
+    at = -1
+    if size:
+        with open(image, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            at = m.find(banner.encode())
     check(at >= 0, f"{label}: the guest's banner {banner[:48]!r}... is in the image" + (f" (offset {at})" if at >= 0 else ""))
-    if args.manifest:
-        check_manifest(check, label, args.manifest, args.image, want, headers, banner)
-    return finish(check.failures)
+    if manifest:
+        check_manifest(check, label, manifest, image, want, headers, banner)
 
 
 def sha256_of(path):
@@ -227,6 +237,83 @@ def ram(args):
     return 0
 
 
+# The self-test's guest: two System RAM ranges (one ending mid-page, as a q35 guest's first does),
+# a nested entry and reserved ranges around them that must not count.
+SELF_IOMEM = """00000000-00000fff : Reserved
+00001000-00002bff : System RAM
+00002c00-00002fff : Reserved
+00010000-00017fff : System RAM
+  00011000-00011fff : Kernel code
+00018000-0001ffff : PCI Bus 0000:00
+"""
+SELF_BANNER = "Linux version 6.1.0-selftest (memimage.py) #1 SMP PREEMPT_DYNAMIC"
+
+
+def self_test(args):
+    """Every check on made-up images: a correct one passes, and each kind of wrong image or
+    manifest fails the check meant to catch it (and the run fails). Proves the checks can fail."""
+    import contextlib
+    import io
+    import json
+    import tempfile
+
+    want = ram_ranges(SELF_IOMEM)
+    # (name, ranges as written, banner planted, stray tail, manifest changes, the failing check's words)
+    cases = [
+        ("correct", want, True, b"", {}, None),
+        ("a range's end one byte short", [(0x1000, 0x2bfe), want[1]], True, b"", {}, "same bounds"),
+        ("the partial page left out", [(0x1000, 0x1fff), want[1]], True, b"", {}, "same bounds"),
+        ("a range split in two headers", [want[0], (0x10000, 0x13fff), (0x14000, 0x17fff)], True, b"", {},
+         "same bounds"),
+        ("ranges in the other order", [want[1], want[0]], True, b"", {}, "same order"),
+        ("a reserved range imaged too", [(0, 0xfff), *want], True, b"", {}, "no other"),
+        ("a stray byte after the last range", want, True, b"\0", {}, "LiME v1 headers and their ranges"),
+        ("no banner in the bytes", want, False, b"", {}, "banner"),
+        ("manifest: source.kind disk", want, True, b"", {"kind": "disk"}, "source.kind"),
+        ("manifest: ends inclusive", want, True, b"", {"end": -1}, "manifest ranges"),
+        ("manifest: offsets of the headers", want, True, b"", {"offset": -32}, "image offsets"),
+        ("manifest: a range read short", want, True, b"", {"bytes_read": -4096}, "bytes_read"),
+        ("manifest: another banner", want, True, b"", {"banner": SELF_BANNER + " x"}, "manifest banner"),
+        ("manifest: another image's sha256", want, True, b"", {"sha256": "0" * 64}, "sha256"),
+    ]
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, ranges, planted, tail, change, catch in cases:
+            image, manifest = os.path.join(tmp, "image.lime"), os.path.join(tmp, "manifest.json")
+            body, offsets = bytearray(), []
+            for i, (start, end) in enumerate(ranges):
+                body += HEADER.pack(LIME_MAGIC, 1, start, end, bytes(8))
+                offsets.append(len(body))
+                data = bytearray((start + j) % 251 for j in range(end - start + 1))
+                if planted and i == len(ranges) - 1:
+                    data[0x800:0x800 + len(SELF_BANNER)] = SELF_BANNER.encode()
+                body += data
+            body += tail
+            with open(image, "wb") as f:
+                f.write(body)
+            memory = {"reader": "kcore", "banner": change.get("banner", SELF_BANNER),
+                      "kernel_release": "6.1.0-selftest",
+                      "ranges": [{"start": s, "end": e + 1 + change.get("end", 0),
+                                  "image_offset": o + change.get("offset", 0),
+                                  "bytes_read": e + 1 - s + change.get("bytes_read", 0)}
+                                 for (s, e), o in zip(ranges, offsets)]}
+            with open(manifest, "w") as f:
+                json.dump({"source": {"kind": change.get("kind", "memory"), "memory": memory},
+                           "image": {"size_bytes": len(body),
+                                     "hashes": {"sha256": change.get("sha256", hashlib.sha256(body).hexdigest())}}}, f)
+            check = Checks()
+            with contextlib.redirect_stdout(io.StringIO()):
+                inspect(check, name, image, want, SELF_BANNER, manifest)
+            caught = [f for f in check.failures if catch and catch in f]
+            ok = not check.failures if catch is None else bool(caught)
+            print(("ok    " if ok else "FAIL  ") + f"self-test {name}: " +
+                  ("passes" if catch is None else f"fails '{caught[0] if caught else catch}'")
+                  + ("" if ok else f" (failed: {check.failures})"))
+            if not ok:
+                failures.append(name)
+    return finish(failures)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--endpoint", help="moto's URL (get, nothing-left)")
@@ -249,10 +336,11 @@ def main():
     k = sub.add_parser("kcore-script")
     for name in ("kcore-head", "iomem", "out"):
         k.add_argument(f"--{name}", required=True)
+    sub.add_parser("self-test")
     r = sub.add_parser("ram")
     r.add_argument("--iomem", required=True)
     args = p.parse_args()
-    return {"ram": ram,"check": check_image, "volatility": volatility, "get": get, "nothing-left": nothing_left,
+    return {"ram": ram, "self-test": self_test,"check": check_image, "volatility": volatility, "get": get, "nothing-left": nothing_left,
             "kcore-script": kcore_script}[args.command](args)
 
 

@@ -430,6 +430,10 @@ memimage() { "$PYTHON" "$HERE/memimage.py" --endpoint "$MOTO" "$@"; }
 boot_memory() {
   local incident=IR-VM-MEM
   AVML=${AVML:-$(command -v avml || true)}
+  # The image checks first, on made-up images: each must catch what it is there for.
+  "$PYTHON" "$HERE/memimage.py" self-test >"$WORK/memimage-self-test.out" ||
+    { cat "$WORK/memimage-self-test.out" >&2; echo "run.sh: memimage.py self-test failed" >&2; exit 1; }
+  say "memimage.py self-test: $(grep -c '^ok ' "$WORK/memimage-self-test.out") made-up images, each passed or failed as it must"
   memory_guest memory "$incident" i-0123456789abcdef2
   mkdir -m 0755 "$SHARE/dir"
   if [ "$MEMORY_CAPTURE" = avml ]; then
