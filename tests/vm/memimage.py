@@ -2,7 +2,8 @@
 """memimage: the host side of the VM lab's memory checks: a LiME image of the guest's RAM against
 the guest's own /proc/iomem and /proc/version, read independently of the collector.
 
-  memimage.py check --image FILE --iomem FILE --version FILE [--kcore-head FILE] [--manifest FILE] [--label L]
+  memimage.py check --image FILE --iomem FILE --version FILE [--kcore-head FILE] [--manifest FILE]
+                    [--label L] [--subset]
       The image's LiME headers (u32 LE magic 0x4C694D45, u32 version 1, u64 start, u64 end
       inclusive, 8 zero bytes, then end - start + 1 bytes) are exactly the `System RAM` ranges at
       the top level of IOMEM, same bounds, same order, nothing else in the file; its size is their
@@ -11,7 +12,9 @@ the guest's own /proc/iomem and /proc/version, read independently of the collect
       offsets, the banner, the kernel release, the image's size and SHA-256. With --kcore-head (the
       guest's first 64 KiB of /proc/kcore), the parts of the ranges kcore maps no page of (a range
       ending mid-page) must be zeros in the image and, in the manifest, bad ranges (ENXIO) not
-      counted as read, status completed_with_errors. Exit 1 with every failed check.
+      counted as read, status completed_with_errors. --subset (avml's image, which leaves out
+      all-zero blocks): the headers need only lie inside the ranges, in order. Exit 1 with every
+      failed check.
 
   memimage.py holes --iomem FILE --kcore-head FILE
       Prints those unmapped parts (START-END inclusive, space-separated; nothing when none).
@@ -106,14 +109,16 @@ def check_image(args):
         want = ram_ranges(f.read())
     check = Checks()
     inspect(check, args.label or os.path.basename(args.image), args.image, want, banner_of(args.version),
-            args.manifest, read_holes(args.kcore_head, want))
+            args.manifest, read_holes(args.kcore_head, want), args.subset)
     return finish(check.failures)
 
 
-def inspect(check, label, image, want, banner, manifest=None, holes=()):
+def inspect(check, label, image, want, banner, manifest=None, holes=(), subset=False):
     """Every check of one image (and its manifest) against the guest's ranges and banner. HOLES:
     the parts of those ranges /proc/kcore does not map (kcore_holes), when kcore was read: zeros
-    in the image, recorded as bad ranges in the manifest."""
+    in the image, recorded as bad ranges in the manifest. SUBSET: the headers need only lie inside
+    the ranges, in order (avml's image leaves out all-zero blocks); the size and banner checks
+    then hold against those headers."""
     size = os.path.getsize(image)
     print(f"      {label}: {size} bytes; guest's System RAM: "
           + ", ".join(f"{s:#x}-{e:#x}" for s, e in want))
@@ -125,6 +130,12 @@ def inspect(check, label, image, want, banner, manifest=None, holes=()):
         headers, error = [], str(e)
     check(error is None, f"{label}: the whole file is LiME v1 headers and their ranges" + (f" ({error})" if error else ""))
     got = [(s, e) for s, e, _ in headers]
+    if subset:
+        inside = all(any(s <= a and b <= e for s, e in want) for a, b in got)
+        ordered = all(got[i][1] < got[i + 1][0] for i in range(len(got) - 1))
+        check(bool(got) and inside and ordered,
+              f"{label}: (subset) {len(got)} LiME headers, in order, each inside one System RAM range")
+        want = got
     check(got == want, f"{label}: one LiME header per System RAM range, same bounds, same order, no other "
                        f"({len(got)} headers, {len(want)} ranges" + ("" if got == want else f"; got {[(hex(s), hex(e)) for s, e in got]}") + ")")
     expected_size = sum(e - s + 1 for s, e in want) + HEADER.size * len(want)
@@ -428,6 +439,24 @@ def self_test(args):
             expect(not check.failures if catch is None else bool(caught),
                    f"self-test {name}: " + ("passes" if catch is None else f"fails '{caught[0] if caught else catch}'")
                    + ("" if (not check.failures if catch is None else caught) else f" (failed: {check.failures})"))
+        # avml's way: the partial page and an all-zero stretch left out. --subset accepts it;
+        # a header outside the ranges it does not.
+        for name, ranges, subset_ok in [("avml-like", [(0x1000, 0x1fff), (0x10000, 0x13fff), (0x16000, 0x17fff)], True),
+                                        ("avml-like with a reserved page", [(0, 0xfff), (0x10000, 0x17fff)], False)]:
+            image = os.path.join(tmp, "subset.lime")
+            with open(image, "wb") as f:
+                for start, end in ranges:
+                    data = bytearray(end - start + 1)
+                    data[0x100:0x100 + len(SELF_BANNER)] = SELF_BANNER.encode()
+                    f.write(HEADER.pack(LIME_MAGIC, 1, start, end, bytes(8)) + data)
+            results = []
+            for subset in (True, False):
+                check = Checks()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    inspect(check, name, image, want, SELF_BANNER, subset=subset)
+                results.append(not check.failures)
+            expect(results == [subset_ok, False], f"self-test {name}: --subset {'passes' if subset_ok else 'fails'}, "
+                   f"the full check fails (got {results})")
     return finish(failures)
 
 
@@ -440,6 +469,7 @@ def main():
         c.add_argument(f"--{name}", required=True)
     c.add_argument("--manifest")
     c.add_argument("--label")
+    c.add_argument("--subset", action="store_true", help="headers inside the ranges suffice (avml)")
     c.add_argument("--kcore-head", help="the guest's /proc/kcore, first 64 KiB: what it does not map must be zeros, recorded")
     h = sub.add_parser("holes")
     h.add_argument("--iomem", required=True)

@@ -447,7 +447,15 @@ boot_memory() {
     [ -x "$WORK/tools/avml" ] || { echo "run.sh: MEMORY_CAPTURE=avml: no avml on PATH (or AVML=)" >&2; exit 1; }
     mem_run 0 "avml to the directory" --timeout "$JOB_TIMEOUT" -- /mnt/tools/avml acquire /mnt/out/dir/mem.mem.lime
     phase "boot memory: avml capture ($MEMORY_MIB MiB)"
-    memimage check --image "$SHARE/dir/mem.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" --label avml
+    # avml leaves out all-zero blocks and kcore's unmapped partial pages: its headers lie inside
+    # the ranges (the full check fails on its image: the ranges check shown to fail for real).
+    if memimage check --image "$SHARE/dir/mem.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" \
+      --label "avml, full check" >"$WORK/avml-full.out"; then
+      cat "$WORK/avml-full.out"; echo "run.sh: avml's image passed the full check: did avml change?" >&2; exit 1
+    fi
+    grep '^FAIL' "$WORK/avml-full.out"
+    memimage check --image "$SHARE/dir/mem.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" \
+      --label avml --subset
   else
     mem_run "$MEMORY_OK" "acquire memory:// --out (9p, host tmpfs)" --timeout "$JOB_TIMEOUT" -- \
       "$FC" acquire memory:// --out /mnt/out/dir --incident "$incident" --name mem
