@@ -41,6 +41,8 @@ pub enum SourceKind {
     RegularFile,
     /// An EBS snapshot read through the EBS direct APIs (`source.snapshot` says which).
     EbsSnapshot,
+    /// The host's physical memory (`source.memory` says how it was read; schema 5 on).
+    Memory,
 }
 
 /// What happened to the kernel read-only flag, recorded in the manifest.
@@ -294,7 +296,7 @@ impl Source {
                     .is_none_or(backing_file_reachable);
                 sysfs_ok && backing_ok && self.query_size().is_ok_and(|size| size == self.size)
             }
-            SourceKind::RegularFile | SourceKind::EbsSnapshot => {
+            SourceKind::RegularFile | SourceKind::EbsSnapshot | SourceKind::Memory => {
                 self.file.metadata().is_ok_and(|m| m.len() >= self.size)
             }
         }
@@ -401,7 +403,7 @@ fn open_read_only(path: &Path, kind: SourceKind) -> io::Result<(File, OpenMode)>
             (libc::O_DIRECT, mode(true, false)),
         ],
         // A `Source` is never a snapshot (`Source::open` gives only the two kinds above).
-        SourceKind::RegularFile | SourceKind::EbsSnapshot => &[
+        SourceKind::RegularFile | SourceKind::EbsSnapshot | SourceKind::Memory => &[
             (libc::O_DIRECT | libc::O_NOATIME, mode(true, false)),
             (libc::O_DIRECT, mode(true, false)),
             (libc::O_NOATIME, mode(false, false)),

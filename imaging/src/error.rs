@@ -156,6 +156,14 @@ pub enum Error {
         /// What failed, with the service's own words.
         message: String,
     },
+    /// Physical memory cannot be read (see [`MemoryFailure`]).
+    #[error("memory: {message}")]
+    Memory {
+        /// Which refusal this is.
+        failure: MemoryFailure,
+        /// What was found, with every reader tried.
+        message: String,
+    },
     /// A broken invariant inside the engine; a bug, reported instead of a panic.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -179,6 +187,19 @@ pub enum SnapshotFailure {
     Vanished,
 }
 
+/// Why physical memory could not be read, in the terms of the source exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryFailure {
+    /// Not root, or without CAP_SYS_RAWIO.
+    NotPermitted,
+    /// Kernel lockdown forbids it.
+    Lockdown,
+    /// No reader exists on this host (no /proc/kcore, /dev/crash or /dev/mem).
+    NoSource,
+    /// Readers exist but none reads RAM (or /proc/iomem cannot be used).
+    Unreadable,
+}
+
 /// Coarse classes of [`Error`], stable enough for a binary to map to documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -188,6 +209,8 @@ pub enum ErrorKind {
     SourcePermission,
     /// The source is something we cannot image.
     SourceUnusable,
+    /// The kernel's lockdown forbids reading the source (physical memory).
+    KernelLockdown,
     /// The source went away mid-read.
     SourceVanished,
     /// Reading failed for another reason.
@@ -242,6 +265,12 @@ impl Error {
                 SnapshotFailure::Unusable => ErrorKind::SourceUnusable,
                 SnapshotFailure::Read => ErrorKind::SourceRead,
                 SnapshotFailure::Vanished => ErrorKind::SourceVanished,
+            },
+            Error::Memory { failure, .. } => match failure {
+                MemoryFailure::NotPermitted => ErrorKind::SourcePermission,
+                MemoryFailure::Lockdown => ErrorKind::KernelLockdown,
+                MemoryFailure::NoSource => ErrorKind::SourceMissing,
+                MemoryFailure::Unreadable => ErrorKind::SourceUnusable,
             },
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,

@@ -66,6 +66,8 @@
 //!   acquisition.
 //! - `snapshot`: an EBS snapshot as the source, read through the EBS direct APIs (no volume):
 //!   blocks listed and fetched many at a time, each checked against its SHA-256 from EBS, holes as zeros.
+//! - `memory`: the host's physical memory as the source (`/proc/kcore`, `/dev/crash` or
+//!   `/dev/mem`, the `System RAM` ranges of `/proc/iomem`), imaged in the LiME format.
 //! - `identity`: what the source is: model, serial, EBS volume ID, loop backing file (from sysfs).
 //! - `sysfs`: block device numbers (`major:minor`) and the sysfs directory of each.
 //! - `buffer`: the fixed pool of aligned buffers. Memory is flat in device size because nothing
@@ -101,6 +103,7 @@ mod error;
 mod hash;
 mod identity;
 mod manifest;
+mod memory;
 mod naming;
 mod pipeline;
 mod ranges;
@@ -111,14 +114,16 @@ mod snapshot;
 mod sysfs;
 
 pub use device::{LiveUse, ReadOnlyFlag, Source, SourceKind, SourceOptions, SystemPaths};
-pub use error::{Error, ErrorKind, Result, SnapshotFailure};
+pub use error::{Error, ErrorKind, MemoryFailure, Result, SnapshotFailure};
 pub use hash::{HashAlgorithm, Hasher, Piece, PieceHasher};
 pub use identity::{Identity, VolumeId};
 pub use manifest::{
     AcquisitionRecord, CaseInfo, Context, HostInfo, ImageRecord, Manifest, Piecewise, SourceRecord,
     Status, ToolInfo, check_examiner,
 };
-pub use naming::{EvidenceFiles, SafeName};
+pub use memory::lime::{LimeWalker, read_ranges as read_lime_ranges};
+pub use memory::{Memory, MemoryRange, MemoryReader, MemoryRecord};
+pub use naming::{EvidenceFiles, EvidenceKind, SafeName};
 pub use pipeline::{Input, Outcome, PipelineConfig, Progress, run};
 pub use ranges::BadRange;
 pub use regular_file::{

@@ -29,6 +29,7 @@ use crate::device::{LiveUse, ReadOnlyFlag, Source, SourceKind};
 use crate::error::{Error, Result};
 use crate::hash::{HashAlgorithm, Piece};
 use crate::identity::Identity;
+use crate::memory::{Memory, MemoryRecord};
 use crate::pipeline::{Outcome, PipelineConfig};
 use crate::ranges::{self, BadRange};
 use crate::snapshot::{SNAPSHOT_SECTOR_SIZE, Snapshot, SnapshotRecord};
@@ -39,8 +40,11 @@ pub(crate) const SCHEMA: &str = "forensic-collector/manifest";
 /// then). A reader of version 2 took every piece list for SHA-256; the new number makes it refuse
 /// the manifest as too new ("unsupported schema version 3") instead of calling the pieces damaged
 /// or the record forged. 4: `source.kind` may be `ebs_snapshot`, with `source.snapshot`; a
-/// version-3 reader would call that kind unknown and the manifest malformed.
-pub(crate) const SCHEMA_VERSION: u32 = 4;
+/// version-3 reader would call that kind unknown and the manifest malformed. 5: `source.kind` may
+/// be `memory`, with `source.memory` (a LiME image of physical memory).
+pub(crate) const SCHEMA_VERSION: u32 = 5;
+/// The first version whose source may be physical memory.
+pub(crate) const FIRST_VERSION_WITH_MEMORY: u32 = 5;
 /// The first version whose source may be an EBS snapshot.
 pub(crate) const FIRST_VERSION_WITH_SNAPSHOTS: u32 = 4;
 /// The first version whose piece lists may be other than SHA-256.
@@ -179,6 +183,9 @@ pub struct SourceRecord {
     /// The snapshot, when `kind` is `ebs_snapshot` (schema 4 on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotRecord>,
+    /// The memory capture, when `kind` is `memory` (schema 5 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryRecord>,
 }
 
 impl SourceRecord {
@@ -198,6 +205,7 @@ impl SourceRecord {
             live_acquisition: !source.live_use().is_idle(),
             live_use: source.live_use().clone(),
             snapshot: None,
+            memory: None,
         }
     }
 
@@ -218,6 +226,29 @@ impl SourceRecord {
             live_acquisition: false,
             live_use: LiveUse::default(),
             snapshot: Some(snapshot.record()),
+            memory: None,
+        }
+    }
+
+    /// The record of a memory capture, before its run (each range's `bytes_read` is set from the
+    /// run's bad ranges by [`Manifest::new`]). Memory is always live: the image is a smear over the
+    /// acquisition's interval (`source.memory.consistency`), so `live_acquisition` is true.
+    pub fn of_memory(memory: &Memory) -> Self {
+        Self {
+            path: PathBuf::from(memory.uri()),
+            resolved_path: Some(memory.path().to_path_buf()),
+            kind: SourceKind::Memory,
+            size_bytes: memory.size(),
+            logical_sector_size: memory.page_size(),
+            physical_sector_size: memory.page_size(),
+            identity: Identity::default(),
+            direct_io: false,
+            exclusive_open: false,
+            kernel_read_only: ReadOnlyFlag::NotApplicable,
+            live_acquisition: true,
+            live_use: LiveUse::default(),
+            snapshot: None,
+            memory: Some(memory.record()),
         }
     }
 }
@@ -318,6 +349,11 @@ impl Manifest {
         outcome: Outcome,
     ) -> Self {
         let bad_bytes = ranges::total_bytes(&outcome.bad_ranges);
+        let (mut source, mut outcome) = (source, outcome);
+        if let Some(memory) = source.memory.as_mut() {
+            memory.renumber(&mut outcome.bad_ranges);
+            memory.count_read(&outcome.bad_ranges);
+        }
         let seconds = outcome.elapsed.as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         // throughput is informative; f64 is exact to 2^53 bytes

@@ -88,14 +88,45 @@ fn check(text: &str, what: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// What an evidence set holds: a disk's raw image or a memory capture's LiME image. It decides
+/// the image's suffix and, on S3, the folder beside the incident (`disk_evidence/`,
+/// `memory_evidence/`, as responders' tools and the original flow sort them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvidenceKind {
+    /// A block device, file or snapshot: `<name>.image.dd`.
+    #[default]
+    Disk,
+    /// Physical memory: `<name>.mem.lime`.
+    Memory,
+}
+
+impl EvidenceKind {
+    /// The folder under the incident on S3.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Self::Disk => "disk_evidence",
+            Self::Memory => "memory_evidence",
+        }
+    }
+
+    fn image_suffix(self) -> &'static str {
+        match self {
+            Self::Disk => "image.dd",
+            Self::Memory => "mem.lime",
+        }
+    }
+}
+
 /// The files of one acquisition, all derived from its evidence name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFiles {
+    /// Disk or memory.
+    pub kind: EvidenceKind,
     /// The evidence name itself, the prefix of every file.
     pub name: String,
-    /// `<name>.image.dd`
+    /// `<name>.image.dd` (`<name>.mem.lime` for memory)
     pub image: String,
-    /// `<name>.image.dd.sha256`, a line `sha256sum -c` accepts.
+    /// The image's name and `.sha256`, a line `sha256sum -c` accepts.
     pub sidecar: String,
     /// `<name>.capture.log`, the human log of the run.
     pub capture_log: String,
@@ -104,12 +135,19 @@ pub struct EvidenceFiles {
 }
 
 impl EvidenceFiles {
-    /// File names for evidence `name`.
+    /// File names for disk evidence `name`.
     pub fn new(name: &SafeName) -> Self {
+        Self::of(EvidenceKind::Disk, name)
+    }
+
+    /// File names for evidence `name` of `kind`.
+    pub fn of(kind: EvidenceKind, name: &SafeName) -> Self {
+        let suffix = kind.image_suffix();
         Self {
+            kind,
             name: name.to_string(),
-            image: format!("{name}.image.dd"),
-            sidecar: format!("{name}.image.dd.sha256"),
+            image: format!("{name}.{suffix}"),
+            sidecar: format!("{name}.{suffix}.sha256"),
             capture_log: format!("{name}.capture.log"),
             manifest: format!("{name}.manifest.json"),
         }
@@ -194,6 +232,26 @@ mod tests {
                 "vol-1.manifest.json"
             ]
         );
+    }
+
+    #[test]
+    fn memory_evidence_is_a_lime_image_in_its_own_folder() {
+        let files = EvidenceFiles::of(
+            EvidenceKind::Memory,
+            &SafeName::parse("i-1-memory", "name").unwrap(),
+        );
+        assert_eq!(
+            files.all(),
+            [
+                "i-1-memory.mem.lime",
+                "i-1-memory.mem.lime.sha256",
+                "i-1-memory.capture.log",
+                "i-1-memory.manifest.json"
+            ]
+        );
+        assert_eq!(EvidenceKind::Memory.folder(), "memory_evidence");
+        assert_eq!(EvidenceKind::Disk.folder(), "disk_evidence");
+        assert_eq!(".mem.lime.sha256".len(), LONGEST_SUFFIX.len());
     }
 
     #[test]

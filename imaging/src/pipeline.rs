@@ -25,6 +25,7 @@ use crate::buffer::{BUFFER_ALIGN, BufferPool};
 use crate::device::Source;
 use crate::error::{Error, Result};
 use crate::hash::{HashAlgorithm, HashStage, Piece, StageDigests};
+use crate::memory::{self, Memory};
 use crate::ranges::{self, BadRange};
 use crate::reader::{self, Chunk, ChunkPlan, ReaderShared};
 use crate::sink::{Sink, SinkReceipt};
@@ -70,6 +71,11 @@ pub(crate) const MIN_PIECE_SIZE: u64 = 1 << 20;
 /// read on the twelfth, and each attempt can cost a device timeout (seconds to minutes), so a disk
 /// with many bad sectors would otherwise take days.
 pub(crate) const MAX_SECTOR_RETRIES: u32 = 10;
+
+/// Chunks a memory capture keeps ahead of its consumers (in place of `queue_depth`): with the
+/// consumers' queue, (2 + 4) × 1 MiB of buffers by default. One thread reads memory, so more
+/// would only take the suspect's RAM.
+pub(crate) const MEMORY_QUEUE_DEPTH: usize = 2;
 
 /// Tunables of one acquisition.
 #[derive(Debug, Clone)]
@@ -117,6 +123,8 @@ impl PipelineConfig {
     pub const MIN_PIECE_SIZE: u64 = MIN_PIECE_SIZE;
     /// Most extra attempts per unreadable sector: 10.
     pub const MAX_SECTOR_RETRIES: u32 = MAX_SECTOR_RETRIES;
+    /// Chunks a memory capture reads ahead: 2.
+    pub const MEMORY_QUEUE_DEPTH: usize = MEMORY_QUEUE_DEPTH;
 }
 
 impl Default for PipelineConfig {
@@ -215,6 +223,10 @@ impl PipelineConfig {
     pub fn for_input(&self, input: Input<'_>) -> Self {
         match input {
             Input::Device(_) => self.clone(),
+            Input::Memory(_) => Self {
+                queue_depth: MEMORY_QUEUE_DEPTH.min(self.queue_depth),
+                ..self.clone()
+            },
             Input::Snapshot(snapshot) => Self {
                 chunk_size: snapshot.block_size() as usize,
                 queue_depth: self.blocks_in_flight,
@@ -268,6 +280,10 @@ pub enum Input<'a> {
     /// An EBS snapshot, read through the EBS direct APIs with `queue_depth` blocks in flight, in
     /// chunks of exactly its block size.
     Snapshot(&'a Snapshot),
+    /// The host's physical memory, imaged as LiME by one reader thread with at most
+    /// [`PipelineConfig::MEMORY_QUEUE_DEPTH`] chunks ahead of the slowest consumer: the host is the
+    /// suspect, and its RAM is the evidence.
+    Memory(&'a Memory),
 }
 
 impl Input<'_> {
@@ -276,6 +292,7 @@ impl Input<'_> {
         match self {
             Input::Device(source) => source.size(),
             Input::Snapshot(snapshot) => snapshot.size(),
+            Input::Memory(memory) => memory.size(),
         }
     }
 }
@@ -327,6 +344,10 @@ pub fn run(
                     snapshot::feed(snapshot, plan, pool, stop, config.blocks_in_flight, &tx);
                 });
             }
+            Input::Memory(memory) => {
+                let (pool, stop, tx) = (&pool, &stop, chunk_tx.clone());
+                scope.spawn(move || memory::feed(memory, plan, pool, stop, &tx));
+            }
         }
         drop(chunk_tx);
 
@@ -356,11 +377,15 @@ pub fn run(
     };
     let (hashes, pieces, bad) = flow;
     let receipt = sink.finish()?;
+    let mut bad_ranges = ranges::merge(bad);
+    if let Input::Memory(memory) = input {
+        memory.renumber(&mut bad_ranges);
+    }
     Ok(Outcome {
         bytes: plan.size,
         hashes,
         pieces,
-        bad_ranges: ranges::merge(bad),
+        bad_ranges,
         receipt,
         started_at,
         ended_at: Utc::now(),

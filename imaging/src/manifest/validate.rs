@@ -10,8 +10,8 @@
 use std::fmt;
 
 use super::{
-    FIRST_VERSION_WITH_BLAKE3_PIECES, FIRST_VERSION_WITH_SNAPSHOTS, ImageRecord, Manifest, SCHEMA,
-    SCHEMA_VERSION, Status,
+    FIRST_VERSION_WITH_BLAKE3_PIECES, FIRST_VERSION_WITH_MEMORY, FIRST_VERSION_WITH_SNAPSHOTS,
+    ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status,
 };
 use crate::device::SourceKind;
 use crate::hash::HashAlgorithm;
@@ -143,6 +143,34 @@ fn check_source(manifest: &Manifest, problems: &mut Problems) {
         }
         (_, Some(_)) => problems.push(format!(
             "source.snapshot is present but source.kind is {}",
+            serde_json::to_value(source.kind).unwrap_or_default()
+        )),
+        (_, None) => {}
+    }
+    check_memory(manifest, problems);
+}
+
+/// A memory source records how it was read and the ranges that make up exactly its LiME image,
+/// in a schema that has memory; any other source records none.
+fn check_memory(manifest: &Manifest, problems: &mut Problems) {
+    let source = &manifest.source;
+    match (source.kind, &source.memory) {
+        (SourceKind::Memory, None) => {
+            problems.push("source.kind is memory but source.memory is missing");
+        }
+        (SourceKind::Memory, Some(memory)) => {
+            if manifest.schema_version < FIRST_VERSION_WITH_MEMORY {
+                problems.push(format!(
+                    "source.kind memory is new in schema version {FIRST_VERSION_WITH_MEMORY}, not {}",
+                    manifest.schema_version
+                ));
+            }
+            if let Err(why) = memory.check(source.size_bytes) {
+                problems.push(format!("source.memory: {why}"));
+            }
+        }
+        (_, Some(_)) => problems.push(format!(
+            "source.memory is present but source.kind is {}",
             serde_json::to_value(source.kind).unwrap_or_default()
         )),
         (_, None) => {}
@@ -352,9 +380,16 @@ fn check_bad_ranges(manifest: &Manifest, problems: &mut Problems) {
                 range.offset
             ));
         }
-        if range.first_sector != range.offset / sector
-            || range.sector_count != range.length.div_ceil(sector)
-        {
+        let expected = match &manifest.source.memory {
+            None => Some((range.offset / sector, range.length.div_ceil(sector))),
+            Some(memory) => memory.pages_of(range.offset, range.length, sector),
+        };
+        if expected.is_none() {
+            problems.push(format!(
+                "{at} ({} bytes at {}) is not inside the memory of one range of source.memory",
+                range.length, range.offset
+            ));
+        } else if expected != Some((range.first_sector, range.sector_count)) {
             problems.push(format!(
                 "{at}: sectors {} + {} disagree with bytes {} + {} in {sector}-byte sectors",
                 range.first_sector, range.sector_count, range.offset, range.length

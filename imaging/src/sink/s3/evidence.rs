@@ -1,5 +1,5 @@
 //! One evidence set under an S3 prefix, as an acquisition stores it: its keys
-//! (`<prefix>/<incident>/disk_evidence/<file>`), the check that none of them exists yet, the claim
+//! (`<prefix>/<incident>/disk_evidence/<file>`, or `memory_evidence/`), the check that none of them exists yet, the claim
 //! on its name, the image's sink, the companions, the tags, and the removal of exactly what this
 //! run created when it stops before its manifest. The caller says what to do and when; this type
 //! holds the client, the runtime and the ledger of owned objects that every step needs.
@@ -15,7 +15,7 @@ use super::small::{self, Stored};
 use super::{S3Options, S3Sink, S3Url, real_version};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::naming::{EvidenceFiles, SafeName};
+use crate::naming::{EvidenceFiles, EvidenceKind, SafeName};
 use crate::sink::Sink;
 
 /// An evidence set's place in a bucket, and what this run stored there.
@@ -24,6 +24,7 @@ pub struct S3Evidence {
     client: Client,
     url: S3Url,
     incident: SafeName,
+    kind: EvidenceKind,
     options: S3Options,
     /// The objects this run created: only these are ever deleted, and they must be unchanged
     /// before a companion is stored.
@@ -46,10 +47,18 @@ impl S3Evidence {
             client,
             url,
             incident,
+            kind: EvidenceKind::Disk,
             options,
             ledger: Ledger::default(),
             claim: None,
         }
+    }
+
+    /// The same place for evidence of `kind` (its own folder under the incident).
+    #[must_use]
+    pub fn with_kind(mut self, kind: EvidenceKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The `s3://bucket/key` URI of `file_name` of the evidence.
@@ -58,8 +67,11 @@ impl S3Evidence {
     }
 
     fn key(&self, file_name: &str) -> String {
-        self.url
-            .key(&format!("{}/disk_evidence/{file_name}", self.incident))
+        self.url.key(&format!(
+            "{}/{}/{file_name}",
+            self.incident,
+            self.kind.folder()
+        ))
     }
 
     /// The keys of the evidence set named by `files`.
