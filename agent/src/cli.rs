@@ -91,15 +91,17 @@ pub struct ConfigCheckArgs {
 #[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireArgs {
-    /// Block device (e.g. /dev/nvme1n1), regular file, or EBS snapshot
-    /// (`ebs-snapshot://snap-…`, read through the EBS direct APIs) to image.
+    /// Block device (e.g. /dev/nvme1n1), regular file, EBS snapshot (`ebs-snapshot://snap-…`,
+    /// read through the EBS direct APIs), or this host's physical memory (`memory://`, imaged as
+    /// LiME from /proc/kcore, /dev/crash or /dev/mem; `memory://kcore` etc. names one) to image.
     pub source: PathBuf,
 
     /// Directory for the image, its sidecar, capture log and manifest (created if missing).
     #[arg(long, default_value = "evidence", conflicts_with = "dest")]
     pub out: PathBuf,
 
-    /// Stream to S3 instead: `s3://BUCKET/PREFIX`; objects go under PREFIX/<incident>/disk_evidence/.
+    /// Stream to S3 instead: `s3://BUCKET/PREFIX`; objects go under PREFIX/<incident>/disk_evidence/
+    /// (memory: memory_evidence/).
     #[arg(long)]
     pub dest: Option<String>,
 
@@ -154,6 +156,14 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub result_json: bool,
 
+    /// A Step Functions task token: at the end, answer the task with SendTaskSuccess (where the
+    /// evidence is) or SendTaskFailure (`ForensicCollector.<exit>`), with this host's credentials
+    /// (`states:SendTaskSuccess`/`SendTaskFailure`). For a state machine that starts the capture
+    /// through SSM Run Command and waits with `.waitForTaskToken`.
+    #[arg(long)]
+    #[serde(default)]
+    pub task_token: Option<String>,
+
     /// The settings `acquire` shares with the configuration (reading, hashing, S3 upload), one flag
     /// per key declared with a flag in `config::settings`, checked as the configuration is.
     #[command(flatten)]
@@ -187,6 +197,7 @@ impl AcquireArgs {
         let mut args = self.clone();
         // A snapshot source names a valid snapshot ID; other sources are paths, opened later.
         SnapshotId::from_source(&args.source.to_string_lossy())?;
+        crate::cmd::acquire::memory_source(&args.source.to_string_lossy())?;
         settings::PROGRESS_INTERVAL_SECS.check(args.progress_interval)?;
         match (&args.object_lock_mode, &args.object_lock_retain_until) {
             (None, None) => {}

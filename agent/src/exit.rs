@@ -41,6 +41,8 @@ pub enum Exit {
     SourceVanished,
     /// Reading failed for another reason.
     SourceRead,
+    /// Kernel lockdown forbids reading the source (physical memory).
+    KernelLockdown,
     /// The output could not be written (permission, existing evidence).
     Output,
     /// The output filesystem is full.
@@ -68,6 +70,7 @@ impl Exit {
             Exit::SourceUnusable => 12,
             Exit::SourceVanished => 13,
             Exit::SourceRead => 14,
+            Exit::KernelLockdown => 15,
             Exit::Output => 20,
             Exit::OutputFull => 21,
             Exit::Destination => 30,
@@ -97,6 +100,7 @@ impl Exit {
             Exit::SourceUnusable => "source is not a block device or regular file",
             Exit::SourceVanished => "source vanished mid-run",
             Exit::SourceRead => "other read error",
+            Exit::KernelLockdown => "kernel lockdown forbids reading memory",
             Exit::Output => "output cannot be written",
             Exit::OutputFull => "output filesystem full",
             Exit::Destination => "S3 refused or failed",
@@ -114,7 +118,7 @@ impl Exit {
     }
 
     /// Every exit, in code order.
-    pub const ALL: [Exit; 17] = [
+    pub const ALL: [Exit; 18] = [
         Exit::Ok,
         Exit::Internal,
         Exit::Usage,
@@ -128,6 +132,7 @@ impl Exit {
         Exit::SourceUnusable,
         Exit::SourceVanished,
         Exit::SourceRead,
+        Exit::KernelLockdown,
         Exit::Output,
         Exit::OutputFull,
         Exit::Destination,
@@ -154,6 +159,7 @@ impl From<ErrorKind> for Exit {
             ErrorKind::SourceUnusable => Exit::SourceUnusable,
             ErrorKind::SourceVanished => Exit::SourceVanished,
             ErrorKind::SourceRead => Exit::SourceRead,
+            ErrorKind::KernelLockdown => Exit::KernelLockdown,
             ErrorKind::OutputFull => Exit::OutputFull,
             ErrorKind::Output => Exit::Output,
             ErrorKind::Destination => Exit::Destination,

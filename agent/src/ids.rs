@@ -17,7 +17,17 @@ pub fn account_id(text: &str) -> Result<String, String> {
 /// An EC2 instance ID: `i-` and 8 or 17 lower-case hex digits, the IDs EC2 issues (the same shape
 /// as snapshot and volume IDs).
 pub fn instance_id(text: &str) -> Result<String, String> {
-    let hex = text.strip_prefix("i-").unwrap_or_default();
+    ec2_id(text, "i-", "an EC2 instance ID")
+}
+
+/// `ami-` and 8 or 17 lower-case hex digits: an AMI ID, as IMDS gives it (`meta-data/ami-id`).
+pub fn ami_id(text: &str) -> Result<String, String> {
+    ec2_id(text, "ami-", "an AMI ID")
+}
+
+/// `PREFIX` and 8 or 17 lower-case hex digits, the two lengths EC2 issues.
+fn ec2_id(text: &str, prefix: &str, what: &str) -> Result<String, String> {
+    let hex = text.strip_prefix(prefix).unwrap_or_default();
     let ok = matches!(hex.len(), 8 | 17)
         && hex
             .bytes()
@@ -26,7 +36,7 @@ pub fn instance_id(text: &str) -> Result<String, String> {
         Ok(text.to_owned())
     } else {
         Err(format!(
-            "{text:?} is not an EC2 instance ID (i- and 8 or 17 lower-case hex digits)"
+            "{text:?} is not {what} ({prefix} and 8 or 17 lower-case hex digits)"
         ))
     }
 }

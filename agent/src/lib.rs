@@ -38,6 +38,7 @@ pub mod exit;
 pub mod ids;
 pub mod imds;
 pub mod logging;
+pub mod priority;
 pub mod progress;
 pub mod queue;
 pub mod result;

@@ -38,8 +38,15 @@ fn main() -> ExitCode {
                 Command::RunJob => true,
                 _ => false,
             };
+            let result = AcquisitionResult::failed(failure.exit, format!("{:#}", failure.error));
+            if let Command::Acquire(args) = &cli.command
+                && let Some(token) = &args.task_token
+            {
+                let instance = args.instance_id.as_deref();
+                cmd::acquire::task::send(token, &cmd::acquire::task::answer_of(&result, instance));
+            }
             if result_json {
-                AcquisitionResult::failed(failure.exit, format!("{:#}", failure.error)).print();
+                result.print();
             }
             failure.exit.into()
         }

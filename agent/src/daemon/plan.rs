@@ -184,6 +184,7 @@ fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> A
         source_volume_id: None,
         instance_id,
         result_json: true,
+        task_token: None,
         object_lock_mode: None,
         object_lock_retain_until: None,
         settings: SettingFlags::of(&config.raw),
@@ -359,6 +360,8 @@ mod tests {
             ".new_capture",
             ".no_kernel_read_only",
             ".result_json",
+            // A daemon's child answers no task itself: the queue worker does.
+            ".task_token",
         ];
         let mut configured = Vec::new();
         leaves(&serde_json::to_value(&child).unwrap(), "", &mut configured);

@@ -48,6 +48,9 @@ pub struct InstanceData {
     pub user_data: Option<String>,
     /// `i-…`, when IMDS has one.
     pub instance_id: Option<String>,
+    /// `ami-…`, the image the instance was launched from, when IMDS has one (recorded with
+    /// memory captures: which build of the kernel and userland the suspect ran).
+    pub ami_id: Option<String>,
 }
 
 /// An IMDS failure.
@@ -155,6 +158,8 @@ pub async fn fetch_waiting(
 
 /// Where IMDS gives the instance ID.
 const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
+/// Where IMDS gives the AMI ID.
+const AMI_ID_PATH: &str = "/latest/meta-data/ami-id";
 
 /// Fetches user data and the instance ID from `endpoint` (`None`: the SDK's resolution —
 /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, the profile, or 169.254.169.254), once: a fresh client, so
@@ -190,9 +195,17 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, InstanceDataE
             path: INSTANCE_ID_PATH,
             message,
         })?;
+    // Informative only (the memory record's `ami_id`): an answer that is no AMI ID is dropped,
+    // not a reason to refuse the job.
+    let ami_id = optional(&client, &shown, AMI_ID_PATH)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|id| crate::ids::ami_id(id.trim()).ok());
     Ok(InstanceData {
         user_data,
         instance_id,
+        ami_id,
     })
 }
 

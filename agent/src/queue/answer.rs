@@ -62,15 +62,21 @@ pub fn of(job: &QueuedJob, collector: &str, result: &AcquisitionResult) -> Answe
         _ => {
             let exit = Exit::from_code(result.exit_code).unwrap_or(Exit::Internal);
             let error = result.error.as_deref().unwrap_or("no evidence was stored");
-            Answer::Failure {
-                error: error_name(exit),
-                cause: clip(&format!(
-                    "exit {} ({}) on {collector}: {error}",
-                    exit.code(),
-                    exit.meaning()
-                )),
-            }
+            failure(exit, &format!("on {collector}: {error}"))
         }
+    }
+}
+
+/// The failure of a run that ended with `exit`: `ForensicCollector.<exit>`, the cause `exit N
+/// (meaning) WHERE: WHY` with `detail` as `WHERE: WHY`.
+pub fn failure(exit: Exit, detail: &str) -> Answer {
+    Answer::Failure {
+        error: error_name(exit),
+        cause: clip(&format!(
+            "exit {} ({}) {detail}",
+            exit.code(),
+            exit.meaning()
+        )),
     }
 }
 

@@ -41,6 +41,36 @@ pub enum TaskCallError {
     Other(String),
 }
 
+/// Sends `answer` to the task `token` (the queue worker's and `acquire --task-token`'s one way).
+pub fn send_answer(
+    runtime: &Runtime,
+    sfn: &aws_sdk_sfn::Client,
+    token: &str,
+    answer: &Answer,
+) -> Result<(), TaskCallError> {
+    match answer {
+        Answer::Success(output) => runtime
+            .block_on(
+                sfn.send_task_success()
+                    .task_token(token)
+                    .output(output)
+                    .send(),
+            )
+            .map(drop)
+            .map_err(|e| task_error("SendTaskSuccess", &e)),
+        Answer::Failure { error, cause } => runtime
+            .block_on(
+                sfn.send_task_failure()
+                    .task_token(token)
+                    .error(error)
+                    .cause(cause)
+                    .send(),
+            )
+            .map(drop)
+            .map_err(|e| task_error("SendTaskFailure", &e)),
+    }
+}
+
 /// The codes with which Step Functions says a token is no longer waited on.
 const GONE: [&str; 3] = ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"];
 
@@ -156,31 +186,7 @@ impl Calls {
 
     /// Sends the job's result.
     pub fn answer(&self, token: &str, answer: &Answer) -> Result<(), TaskCallError> {
-        match answer {
-            Answer::Success(output) => self
-                .runtime
-                .block_on(
-                    self.sfn
-                        .send_task_success()
-                        .task_token(token)
-                        .output(output)
-                        .send(),
-                )
-                .map(drop)
-                .map_err(|e| task_error("SendTaskSuccess", &e)),
-            Answer::Failure { error, cause } => self
-                .runtime
-                .block_on(
-                    self.sfn
-                        .send_task_failure()
-                        .task_token(token)
-                        .error(error)
-                        .cause(cause)
-                        .send(),
-                )
-                .map(drop)
-                .map_err(|e| task_error("SendTaskFailure", &e)),
-        }
+        send_answer(self.runtime, &self.sfn, token, answer)
     }
 
     /// The value of the snapshot's `forensic-collector` tag, `None` when it has none.

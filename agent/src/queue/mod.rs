@@ -14,9 +14,9 @@
 //! - `events`: what it reports to CloudWatch besides the daemon's job events.
 //! - `worker`: the loop: poll, check, run, beat, answer, delete; idle, then done.
 
-mod answer;
+pub(crate) mod answer;
 mod attach;
-mod calls;
+pub(crate) mod calls;
 mod events;
 pub mod message;
 pub mod url;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use super::Memory;
-use super::layout::Piece;
+use super::layout::{Piece, small};
 use super::lime;
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
@@ -120,7 +120,7 @@ fn read_by_page(
     while done < out.len() as u64 {
         let here = address + done;
         let step = (page - here % page).min(out.len() as u64 - done);
-        let slice = &mut out[done as usize..(done + step) as usize];
+        let slice = &mut out[small(done)..small(done + step)];
         if let Err(errno) = read_exact_at(file, slice, file_offset + done) {
             slice.fill(0);
             bad.push(lost(image_offset + done, here, step, page, errno));

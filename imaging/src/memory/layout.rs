@@ -98,8 +98,8 @@ impl Layout {
                 out.push(Piece::Header {
                     start: range.start,
                     end: range.end,
-                    from: from as usize,
-                    len: (stop - at) as usize,
+                    from: small(from),
+                    len: small(stop - at),
                 });
                 at = stop;
             }
@@ -114,11 +114,16 @@ impl Layout {
                 out.push(Piece::Memory {
                     address: extent.start + skip,
                     file_offset: extent.file_offset.map(|o| o + skip),
-                    len: (stop - at) as usize,
+                    len: small(stop - at),
                 });
                 at = stop;
             }
         }
         out
     }
+}
+
+/// A length or offset inside one chunk (at most `usize` by construction) as a `usize`.
+pub(crate) fn small(x: u64) -> usize {
+    usize::try_from(x).unwrap_or(usize::MAX)
 }

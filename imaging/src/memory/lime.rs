@@ -13,16 +13,18 @@
 use std::io::{Read, Seek, SeekFrom};
 
 /// Bytes of one header.
-pub(crate) const HEADER_LEN: u64 = 32;
+const HEADER_BYTES: usize = 32;
+/// The same, as an image offset.
+pub(crate) const HEADER_LEN: u64 = HEADER_BYTES as u64;
 /// `EMiL` read as a little-endian `u32`.
 const MAGIC: u32 = 0x4C69_4D45;
 /// The only format version written and read.
 const VERSION: u32 = 1;
 
 /// The header of the range `[start, end)` (`end` exclusive, `end > start`).
-pub(crate) fn header(start: u64, end: u64) -> [u8; HEADER_LEN as usize] {
+pub(crate) fn header(start: u64, end: u64) -> [u8; HEADER_BYTES] {
     debug_assert!(end > start, "a LiME range holds at least one byte");
-    let mut out = [0u8; HEADER_LEN as usize];
+    let mut out = [0u8; HEADER_BYTES];
     out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     out[4..8].copy_from_slice(&VERSION.to_le_bytes());
     out[8..16].copy_from_slice(&start.to_le_bytes());
@@ -31,7 +33,7 @@ pub(crate) fn header(start: u64, end: u64) -> [u8; HEADER_LEN as usize] {
 }
 
 /// Reads a header: the range `[start, end)` it announces, or why these bytes are not one.
-pub(crate) fn parse_header(bytes: &[u8; HEADER_LEN as usize]) -> Result<(u64, u64), String> {
+pub(crate) fn parse_header(bytes: &[u8; HEADER_BYTES]) -> Result<(u64, u64), String> {
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let quad = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     if word(0) != MAGIC {
@@ -93,11 +95,11 @@ impl LimeWalker {
                 bytes = &bytes[take..];
                 continue;
             }
-            let want = HEADER_LEN as usize - self.header.len();
+            let want = HEADER_BYTES - self.header.len();
             let take = want.min(bytes.len());
             self.header.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            if self.header.len() == HEADER_LEN as usize {
+            if self.header.len() == HEADER_BYTES {
                 self.end_header();
             }
         }
@@ -105,8 +107,7 @@ impl LimeWalker {
 
     fn end_header(&mut self) {
         let at = self.offset;
-        let header: [u8; HEADER_LEN as usize] =
-            self.header.as_slice().try_into().expect("a whole header");
+        let header: [u8; HEADER_BYTES] = self.header.as_slice().try_into().expect("a whole header");
         self.header.clear();
         self.offset += HEADER_LEN;
         match parse_header(&header) {
@@ -156,15 +157,15 @@ impl LimeWalker {
 /// already hashed through another read.
 pub fn read_ranges<R: Read + Seek>(mut file: R, size: u64) -> Result<Vec<(u64, u64)>, String> {
     let mut walker = LimeWalker::new();
-    let mut header = [0u8; HEADER_LEN as usize];
+    let mut header = [0u8; HEADER_BYTES];
     let mut at = 0u64;
     while at < size {
-        let take = HEADER_LEN.min(size - at) as usize;
+        let take = usize::try_from(size - at).map_or(HEADER_BYTES, |left| left.min(HEADER_BYTES));
         file.seek(SeekFrom::Start(at))
             .and_then(|_| file.read_exact(&mut header[..take]))
             .map_err(|e| format!("cannot read the image at offset {at}: {e}"))?;
         walker.feed(&header[..take]);
-        if walker.problem.is_some() || take < HEADER_LEN as usize {
+        if walker.problem.is_some() || take < HEADER_BYTES {
             break;
         }
         // Skip the range's bytes: the walker counts them as seen.

@@ -1,3 +1,10 @@
+// Test arithmetic on small, known values.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
 use std::io::Cursor;
 
 use proptest::prelude::*;

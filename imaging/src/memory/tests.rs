@@ -2,6 +2,13 @@
 //! as the kernel writes it (an ELF core whose program headers carry physical addresses), an
 //! `iomem`, and the small files the record is made of.
 
+// Test arithmetic on small, known values.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

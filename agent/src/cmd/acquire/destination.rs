@@ -10,13 +10,18 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use imaging::s3::{Cleanup, Retention, S3Evidence, S3Options};
-use imaging::{EvidenceFiles, LocalClaim, LocalSink, S3Url, SafeName, Sink, Staging};
+use imaging::{EvidenceFiles, EvidenceKind, LocalClaim, LocalSink, S3Url, SafeName, Sink, Staging};
 use imaging::{Manifest, Source};
 
 use super::usage;
 use crate::cli::AcquireArgs;
 use crate::config::typed::S3;
 use crate::exit::{Exit, Failure};
+
+/// Most memory for S3 part buffers when the source is this host's memory: 48 MiB (with the
+/// pipeline's 6 MiB of read buffers), whatever `s3.part_memory` allows a disk capture. A lower
+/// setting is kept. Segment objects keep large memories within S3's 10,000 parts.
+pub const MEMORY_PART_MEMORY: u64 = 48 << 20;
 
 /// An evidence destination.
 pub enum Destination {
@@ -29,6 +34,7 @@ pub enum Destination {
 /// A local output directory and, once prepared, this run's staging directory in it.
 pub struct LocalTarget {
     dir: PathBuf,
+    kind: EvidenceKind,
     staging: Option<Arc<Staging>>,
     /// This run's claim on its evidence name, for `--new-capture` (removed when dropped).
     claim: Option<LocalClaim>,
@@ -46,19 +52,23 @@ impl LocalTarget {
 /// operator asked for Object Lock.
 pub struct S3Target {
     evidence: S3Evidence,
+    kind: EvidenceKind,
     require_object_lock: bool,
 }
 
 impl Destination {
     /// Builds the destination named by the arguments; S3 needs an incident ID for its key layout.
+    /// `kind` says whether the evidence is a disk's or memory (its file names and S3 folder).
     pub fn from_args(
         args: &AcquireArgs,
         settings: &S3,
         incident: Option<&SafeName>,
+        kind: EvidenceKind,
     ) -> Result<Self, Failure> {
         let Some(dest) = &args.dest else {
             return Ok(Self::Local(LocalTarget {
                 dir: args.out.clone(),
+                kind,
                 staging: None,
                 claim: None,
             }));
@@ -75,11 +85,26 @@ impl Destination {
         let client = crate::aws::s3_client(runtime, settings);
         // A retention asked for on the command line needs Object Lock as the configured one does.
         let require_object_lock = settings.require_object_lock || retention.is_some();
-        let options = upload_options(settings, retention);
+        let mut options = upload_options(settings, retention);
+        if kind == EvidenceKind::Memory {
+            // The host is the suspect and its RAM the evidence: part buffers stay small.
+            options.part_memory = options.part_memory.min(MEMORY_PART_MEMORY);
+        }
         Ok(Self::S3(Box::new(S3Target {
-            evidence: S3Evidence::new(runtime.handle().clone(), client, url, incident, options),
+            evidence: S3Evidence::new(runtime.handle().clone(), client, url, incident, options)
+                .with_kind(kind),
+            kind,
             require_object_lock,
         })))
+    }
+
+    /// The files of evidence `name` at this destination (a disk's or memory's).
+    pub fn files(&self, name: &SafeName) -> EvidenceFiles {
+        let kind = match self {
+            Self::Local(local) => local.kind,
+            Self::S3(s3) => s3.kind,
+        };
+        EvidenceFiles::of(kind, name)
     }
 
     /// Where the evidence will be, for logs.
@@ -153,7 +178,7 @@ impl Destination {
             )
         })?;
         let name = self.choose_name(name, new_capture)?;
-        let files = EvidenceFiles::new(&name);
+        let files = self.files(&name);
         if let Some(source) = device {
             refuse_source_among_outputs(source, &dir, &files)?;
         }
@@ -172,7 +197,7 @@ impl Destination {
     /// replaces anything, stays the final guard (a run without `--new-capture` takes no claim).
     fn choose_name(&mut self, name: SafeName, new_capture: bool) -> Result<SafeName, Failure> {
         if !new_capture {
-            self.refuse_existing(&EvidenceFiles::new(&name))?;
+            self.refuse_existing(&self.files(&name))?;
             return Ok(name);
         }
         check_capture_room(&name)?;
@@ -182,7 +207,7 @@ impl Destination {
             } else {
                 name.numbered(number).map_err(usage)?
             };
-            let files = EvidenceFiles::new(&candidate);
+            let files = self.files(&candidate);
             if let Some(existing) = self.existing_evidence(&files)? {
                 tracing::info!(existing = %existing,
                     "Evidence of this name exists; --new-capture tries the next name.");

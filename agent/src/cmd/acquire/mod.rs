@@ -21,6 +21,9 @@
 
 pub mod destination;
 mod source;
+pub mod task;
+
+pub use source::memory_source;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +32,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use imaging::VolumeId;
 use imaging::{CaseInfo, Context, HostInfo, Manifest, Status};
-use imaging::{EvidenceFiles, SafeName};
+use imaging::{EvidenceFiles, EvidenceKind, SafeName};
 use imaging::{Outcome, PipelineConfig, Sink};
 
 use crate::cli::AcquireArgs;
@@ -59,12 +62,16 @@ pub fn run(
         case: prepared.case.clone(),
         host: HostInfo {
             hostname: sysinfo::hostname(),
-            instance_id: args.instance_id.clone(),
+            instance_id: prepared.instance_id.clone(),
         },
         image_file_name: prepared.files.image.clone(),
         peak_rss_bytes: sysinfo::peak_rss_bytes(),
     };
-    let manifest = Manifest::new(context, prepared.source.record(), &prepared.config, outcome);
+    let mut record = prepared.source.record();
+    if let Some(memory) = record.memory.as_mut() {
+        memory.ami_id.clone_from(&prepared.ami_id);
+    }
+    let manifest = Manifest::new(context, record, &prepared.config, outcome);
     finish(&prepared, &manifest, args, capture, cancel)
 }
 
@@ -79,6 +86,10 @@ struct Prepared {
     files: EvidenceFiles,
     /// The case as the manifest records it.
     case: CaseInfo,
+    /// The collecting instance: as given, or (memory) as IMDS says.
+    instance_id: Option<String>,
+    /// The instance's AMI (memory captures, when IMDS answers).
+    ami_id: Option<String>,
 }
 
 /// The names the arguments give, each checked before anything is opened.
@@ -130,7 +141,18 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
     // first block is read to prove the role may, with retries): a signal meanwhile ends the run at
     // once rather than after the retries.
     let starting = crate::signals::start_up();
-    let mut destination = Destination::from_args(args, &settings.s3, given.incident.as_ref())?;
+    let kind = match source::memory_source(&args.source.to_string_lossy()) {
+        Ok(Some(_)) => EvidenceKind::Memory,
+        _ => EvidenceKind::Disk,
+    };
+    if kind == EvidenceKind::Memory {
+        // Before the first thread of the run starts: threads inherit it (`priority`).
+        for failed in crate::priority::lower() {
+            tracing::warn!(failed = %failed, "Could not lower the capture's priority.");
+        }
+    }
+    let mut destination =
+        Destination::from_args(args, &settings.s3, given.incident.as_ref(), kind)?;
     let mut source = Opened::open(args)?;
     drop(starting);
     // An empty source (a 0-byte device, a `/proc` file) would give an empty image that looks like
@@ -142,14 +164,18 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
         }
         .into());
     }
+    let (instance_id, ami_id) = match kind {
+        EvidenceKind::Memory => instance_facts(args),
+        EvidenceKind::Disk => (args.instance_id.clone(), None),
+    };
     let name = match given.evidence {
         Some(name) => name,
-        None => source.default_name()?,
+        None => source.default_name(instance_id.as_deref())?,
     };
     // The suspect's volume: as given, else as the snapshot says.
     let source_volume = given.source_volume.or_else(|| source.origin_volume());
     let name = destination.prepare(source.device(), name, args.new_capture)?;
-    let files = EvidenceFiles::new(&name);
+    let files = destination.files(&name);
     let metadata = object_metadata(
         &source,
         &name,
@@ -172,8 +198,34 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
         source,
         files,
         case,
+        instance_id,
+        ami_id,
     };
     Ok((prepared, sink))
+}
+
+/// The instance ID (as given, else IMDS's) and AMI ID of a memory capture's host: run on a
+/// suspect by SSM, nobody passes them, and they say which machine the memory is of. IMDS is asked
+/// once, briefly (`imds::fetch`), unless `AWS_EC2_METADATA_DISABLED` says it is off; off EC2 the
+/// manifest records neither.
+fn instance_facts(args: &AcquireArgs) -> (Option<String>, Option<String>) {
+    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let answer = if disabled {
+        None
+    } else {
+        crate::aws::runtime()
+            .ok()
+            .and_then(|runtime| match runtime.block_on(crate::imds::fetch(None)) {
+                Ok(data) => Some(data),
+                Err(e) => {
+                    tracing::info!(reason = %e, "No instance metadata: the manifest records no instance or AMI ID.");
+                    None
+                }
+            })
+    };
+    let (instance, ami) = answer.map_or((None, None), |a| (a.instance_id, a.ami_id));
+    (args.instance_id.clone().or(instance), ami)
 }
 
 /// Reads the source into `sink` through the engine, showing progress; a failed or interrupted read
@@ -242,8 +294,15 @@ fn finish(
     // The last line of every run that stored evidence: where its record is, whole, so it can be
     // handed to `verify` or to a colleague as it stands.
     tracing::info!(manifest = %manifest_at, "Evidence stored; `forensic-collector verify` checks it against this manifest.");
+    let result = AcquisitionResult::from_manifest(manifest, manifest_at);
+    if let Some(token) = &args.task_token {
+        task::send(
+            token,
+            &task::answer_of(&result, prepared.instance_id.as_deref()),
+        );
+    }
     if args.result_json {
-        AcquisitionResult::from_manifest(manifest, manifest_at).print();
+        result.print();
     }
     Ok(match manifest.acquisition.status {
         Status::Completed => Exit::Ok,

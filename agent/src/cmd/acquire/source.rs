@@ -1,6 +1,7 @@
-//! What `acquire` reads: a device or file opened read-only, or an EBS snapshot read through the
-//! EBS direct APIs. Everything the command does with its source that differs between the two is
-//! here; the rest of the run (destination, pipeline, manifest, publishing) is the same for both.
+//! What `acquire` reads: a device or file opened read-only, an EBS snapshot read through the
+//! EBS direct APIs, or this host's physical memory (`memory://`). Everything the command does with
+//! its source that differs between them is here; the rest of the run (destination, pipeline,
+//! manifest, publishing) is the same for all.
 
 use std::fs;
 
@@ -9,6 +10,7 @@ use imaging::Input;
 use imaging::SafeName;
 use imaging::SourceRecord;
 use imaging::VolumeId;
+use imaging::{Memory, MemoryReader};
 use imaging::{ReadOnlyFlag, Source, SourceKind, SourceOptions};
 use imaging::{Snapshot, SnapshotId};
 
@@ -24,6 +26,26 @@ pub enum Opened {
         /// The snapshot.
         snapshot: Snapshot,
     },
+    /// This host's physical memory, through the first reader that works (or the one named).
+    Memory(Memory),
+}
+
+/// The scheme of a memory source: `memory://` (the first reader that works, in AVML's order) or
+/// `memory://kcore`, `memory://crash`, `memory://mem`.
+pub const MEMORY_SCHEME: &str = "memory://";
+
+/// The reader `source` asks for when it is a memory source: `Some(None)` for any, `Some(Some(r))`
+/// for one; `None` when it is not a memory source; an error for an unknown reader.
+pub fn memory_source(source: &str) -> Result<Option<Option<MemoryReader>>, String> {
+    let Some(name) = source.strip_prefix(MEMORY_SCHEME) else {
+        return Ok(None);
+    };
+    if name.is_empty() {
+        return Ok(Some(None));
+    }
+    MemoryReader::from_name(name).map(|r| Some(Some(r))).ok_or_else(|| {
+        format!("{source:?}: the memory reader must be kcore, crash or mem (or none: memory:// tries each)")
+    })
 }
 
 impl Opened {
@@ -33,6 +55,11 @@ impl Opened {
     /// read-only flag later ([`Opened::write_block`]).
     pub fn open(args: &AcquireArgs) -> Result<Self, Failure> {
         let text = args.source.to_string_lossy();
+        if let Some(reader) =
+            memory_source(&text).map_err(|e| Failure::new(Exit::Usage, anyhow!(e)))?
+        {
+            return Ok(Self::Memory(Memory::open(reader)?));
+        }
         let snapshot =
             SnapshotId::from_source(&text).map_err(|e| Failure::new(Exit::Usage, anyhow!(e)))?;
         let Some(id) = snapshot else {
@@ -56,6 +83,7 @@ impl Opened {
         match self {
             Self::Device(source) => Input::Device(source),
             Self::Snapshot { snapshot, .. } => Input::Snapshot(snapshot),
+            Self::Memory(memory) => Input::Memory(memory),
         }
     }
 
@@ -63,7 +91,7 @@ impl Opened {
     pub fn device(&self) -> Option<&Source> {
         match self {
             Self::Device(source) => Some(source),
-            Self::Snapshot { .. } => None,
+            Self::Snapshot { .. } | Self::Memory(_) => None,
         }
     }
 
@@ -77,6 +105,7 @@ impl Opened {
         match self {
             Self::Device(source) => source.path().display().to_string(),
             Self::Snapshot { snapshot, .. } => snapshot.id().uri(),
+            Self::Memory(memory) => format!("{} ({})", memory.uri(), memory.path().display()),
         }
     }
 
@@ -89,13 +118,20 @@ impl Opened {
     }
 
     /// The evidence name when none is given: the EBS volume ID of a device that has one, else the
-    /// device's or file's own name; a snapshot's ID.
-    pub fn default_name(&self) -> Result<SafeName, Failure> {
+    /// device's or file's own name; a snapshot's ID; for memory `<instance ID>-memory` (else
+    /// `<host name>-memory`).
+    pub fn default_name(&self, instance_id: Option<&str>) -> Result<SafeName, Failure> {
         let usage = |message: String| Failure::new(Exit::Usage, anyhow!(message));
         let source = match self {
             Self::Device(source) => source,
             Self::Snapshot { snapshot, .. } => {
                 return SafeName::parse(snapshot.id().as_str(), "evidence name").map_err(usage);
+            }
+            Self::Memory(_) => {
+                let host = instance_id.map_or_else(crate::sysinfo::hostname, str::to_owned);
+                return SafeName::sanitise(&format!("{host}-memory")).ok_or_else(|| {
+                    usage("cannot derive a name for the memory image; pass --name".to_owned())
+                });
             }
         };
         if let Some(id) = &source.identity().ebs_volume_id {
@@ -103,7 +139,7 @@ impl Opened {
         }
         let base = match source.kind() {
             SourceKind::BlockDevice => source.identity().kernel_name.clone(),
-            SourceKind::RegularFile | SourceKind::EbsSnapshot => None,
+            SourceKind::RegularFile | SourceKind::EbsSnapshot | SourceKind::Memory => None,
         };
         let base = base.or_else(|| {
             let path =
@@ -127,7 +163,7 @@ impl Opened {
     /// DescribeSnapshots gave it.
     pub fn origin_volume(&self) -> Option<VolumeId> {
         match self {
-            Self::Device(_) => None,
+            Self::Device(_) | Self::Memory(_) => None,
             Self::Snapshot { snapshot, .. } => {
                 snapshot.volume_id().and_then(VolumeId::from_serial_or_id)
             }
@@ -139,6 +175,7 @@ impl Opened {
         match self {
             Self::Device(source) => SourceRecord::of_device(source),
             Self::Snapshot { snapshot, .. } => SourceRecord::of_snapshot(snapshot),
+            Self::Memory(memory) => SourceRecord::of_memory(memory),
         }
     }
 
@@ -147,6 +184,10 @@ impl Opened {
     pub fn report(&self, name: &SafeName, volume_given: bool) {
         let source = match self {
             Self::Device(source) => source,
+            Self::Memory(memory) => {
+                report_memory(memory, name);
+                return;
+            }
             Self::Snapshot { snapshot, .. } => {
                 let record = snapshot.record();
                 if !volume_given
@@ -197,4 +238,24 @@ impl Opened {
             tracing::warn!(reason = %reason, "Could not set the kernel read-only flag; the device is still opened read-only.");
         }
     }
+}
+
+/// Logs the memory source: the reader, why earlier ones were passed over, and what the image is.
+fn report_memory(memory: &Memory, name: &SafeName) {
+    for (reader, why) in memory.passed_over() {
+        tracing::info!(reader = reader.name(), reason = %why, "Memory reader passed over.");
+    }
+    let record = memory.record();
+    tracing::info!(
+        source = %memory.uri(),
+        path = %memory.path().display(),
+        name = %name,
+        size = memory.size(),
+        ranges = record.ranges.len(),
+        kernel = %record.kernel_release,
+        "Physical memory opened; the image is LiME, one header per System RAM range."
+    );
+    tracing::warn!(
+        "Memory is live: the image is a smear of the capture's interval, each page as it was when read."
+    );
 }

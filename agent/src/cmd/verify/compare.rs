@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use imaging::ImageRecord;
 use imaging::{HashAlgorithm, Piece};
+use imaging::{ImageRecord, MemoryRecord};
 
 /// How many damaged piece numbers one line names; the rest are counted. A different image of a
 /// large disk differs in every piece, and the first numbers say enough.
@@ -24,6 +24,8 @@ pub(super) struct Measured {
     pub sidecar: Sidecar,
     /// Stored objects that differ from their own record (size, segment SHA-256).
     pub object_problems: Vec<String>,
+    /// For a memory image: the LiME ranges found in it, or what is wrong with its structure.
+    pub lime: Option<Result<Vec<(u64, u64)>, String>>,
 }
 
 /// The sidecar as found.
@@ -85,6 +87,50 @@ pub(super) fn compare(
     }
     compare_sidecar(&measured.sidecar, expected_sidecar, &mut report);
     report
+}
+
+/// A memory image's structure: its LiME headers must be exactly the ranges the manifest records
+/// (`source.memory.ranges`), in order, and nothing else. The hashes prove the image is what was
+/// captured; this proves what was captured is the LiME image the record describes.
+pub(super) fn compare_lime(
+    memory: Option<&MemoryRecord>,
+    found: Option<&Result<Vec<(u64, u64)>, String>>,
+    report: &mut Report,
+) {
+    let Some(memory) = memory else {
+        return;
+    };
+    let expected: Vec<(u64, u64)> = memory.ranges.iter().map(|r| (r.start, r.end)).collect();
+    match found {
+        Some(Ok(ranges)) if *ranges == expected => report.lines.push(format!(
+            "lime: OK {}",
+            counted(ranges.len() as u64, "range")
+        )),
+        Some(Ok(ranges)) => {
+            let first = ranges
+                .iter()
+                .zip(&expected)
+                .position(|(f, e)| f != e)
+                .unwrap_or(ranges.len().min(expected.len()));
+            report.lines.push(format!(
+                "lime: MISMATCH {} in the image, {} in the manifest; they differ from range {first}",
+                ranges.len(),
+                expected.len()
+            ));
+            report
+                .problems
+                .push("the image's LiME ranges differ from the manifest's".to_owned());
+        }
+        Some(Err(why)) => {
+            report.lines.push(format!("lime: MALFORMED {why}"));
+            report
+                .problems
+                .push(format!("the image is not a whole LiME image: {why}"));
+        }
+        None => report
+            .problems
+            .push("the memory image's LiME structure was not checked".to_owned()),
+    }
 }
 
 /// Piece by piece: the line says how the image was cut (the real lengths, not the nominal piece
@@ -225,7 +271,76 @@ mod tests {
             pieces: (0..3).map(|i| piece(i, SHA)).collect(),
             sidecar: Sidecar::Text(format!("{SHA}  s.image.dd\n")),
             object_problems: Vec::new(),
+            lime: None,
         }
+    }
+
+    fn memory(ranges: &[(u64, u64)]) -> MemoryRecord {
+        let mut offset = 0;
+        MemoryRecord {
+            reader: imaging::MemoryReader::Kcore,
+            kernel_release: "6.1.0".into(),
+            banner: "Linux version 6.1.0".into(),
+            boot_id: None,
+            machine: "x86_64".into(),
+            page_size: 4096,
+            ami_id: None,
+            consistency: "smear".into(),
+            ranges: ranges
+                .iter()
+                .map(|&(start, end)| {
+                    let range = imaging::MemoryRange {
+                        start,
+                        end,
+                        image_offset: offset,
+                        bytes_read: end - start,
+                    };
+                    offset += 32 + end - start;
+                    range
+                })
+                .collect(),
+        }
+    }
+
+    // Issue 22: verify passes a memory image only when its LiME headers are exactly the manifest's
+    // ranges; a disk image has no such check.
+    #[test]
+    fn a_memory_image_must_hold_exactly_the_recorded_lime_ranges() {
+        let record = memory(&[(0x1000, 0x2000), (0x4000, 0x8000)]);
+        let check = |found: Option<Result<Vec<(u64, u64)>, String>>| {
+            let mut report = Report::default();
+            compare_lime(Some(&record), found.as_ref(), &mut report);
+            report
+        };
+        let ok = check(Some(Ok(vec![(0x1000, 0x2000), (0x4000, 0x8000)])));
+        assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+        assert_eq!(ok.lines, ["lime: OK 2 ranges"]);
+        let other = check(Some(Ok(vec![(0x1000, 0x2000), (0x4000, 0x7000)])));
+        assert_eq!(
+            other.problems,
+            ["the image's LiME ranges differ from the manifest's"]
+        );
+        assert!(
+            other.lines[0].contains("differ from range 1"),
+            "{:?}",
+            other.lines
+        );
+        let fewer = check(Some(Ok(vec![(0x1000, 0x2000)])));
+        assert!(
+            fewer.lines[0].contains("1 in the image, 2 in the manifest"),
+            "{:?}",
+            fewer.lines
+        );
+        let broken = check(Some(Err("no LiME header at image offset 32".into())));
+        assert!(
+            broken.problems[0].contains("not a whole LiME image"),
+            "{:?}",
+            broken.problems
+        );
+        assert!(!check(None).problems.is_empty());
+        let mut disk = Report::default();
+        compare_lime(None, None, &mut disk);
+        assert!(disk.problems.is_empty() && disk.lines.is_empty());
     }
 
     fn sidecar() -> Option<&'static str> {

@@ -59,6 +59,12 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
     reporter.finish();
     let outcome = outcome?;
     let sidecar = read_sidecar(&dir.join(format!("{}.sha256", manifest.image.file_name)));
+    // A memory image's headers, read one by one (the bytes between were just hashed).
+    let lime = manifest.source.memory.as_ref().map(|_| {
+        imaging::open_regular_file(&image, u64::MAX)
+            .map_err(|e| format!("cannot open {}: {e}", image.display()))
+            .and_then(|(file, _)| imaging::read_lime_ranges(file, source.size()))
+    });
     Ok(Checked {
         measured: Measured {
             size: source.size(),
@@ -66,6 +72,7 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
             pieces: outcome.pieces,
             sidecar,
             object_problems: Vec::new(),
+            lime,
         },
         image: image.display().to_string(),
         manifest,

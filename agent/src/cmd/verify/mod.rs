@@ -1,6 +1,6 @@
 //! `forensic-collector verify`: re-read an image and prove it still matches its manifest — every
 //! whole-image hash, every piece (so damage is located, not just detected), the size, and the
-//! `sha256sum` sidecar. Local images are re-read through the imaging pipeline; S3 images are
+//! `sha256sum` sidecar, and for a memory image its LiME structure. Local images are re-read through the imaging pipeline; S3 images are
 //! streamed back object by object.
 //!
 //! `verify` passes only what it checked. Both paths obtain their manifest through the engine's one
@@ -47,10 +47,15 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         local::measure(Path::new(&args.manifest), json, cancel)?
     };
     let expected_sidecar = checked.manifest.sha256sum_text();
-    let report = compare::compare(
+    let mut report = compare::compare(
         &checked.manifest.image,
         expected_sidecar.as_deref(),
         &checked.measured,
+    );
+    compare::compare_lime(
+        checked.manifest.source.memory.as_ref(),
+        checked.measured.lime.as_ref(),
+        &mut report,
     );
     for line in &report.lines {
         println!("{line}");

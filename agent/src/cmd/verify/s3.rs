@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
 use imaging::S3Url;
-use imaging::{Hasher, PieceHasher};
+use imaging::{Hasher, LimeWalker, PieceHasher};
 use imaging::{ImageRecord, Manifest};
 use sha2::Digest;
 
@@ -45,7 +45,7 @@ pub(super) fn measure(
     let objects = stored_objects(&manifest.image, &folder)
         .map_err(|e| unusable(anyhow!("manifest {origin}: {e}")))?;
 
-    let mut whole = WholeImage::new(&manifest.image);
+    let mut whole = WholeImage::new(&manifest.image, manifest.source.memory.is_some());
     let mut problems = Vec::new();
     for object in &objects {
         let measured = stream_object(runtime, &client, bucket, object, &mut whole, cancel)?;
@@ -195,12 +195,16 @@ struct WholeImage {
     size: u64,
     hashers: Vec<Hasher>,
     pieces: Option<PieceHasher>,
+    /// A memory image's structure, walked in the same read.
+    lime: Option<LimeWalker>,
 }
 
 impl WholeImage {
-    /// Hashers for what `image` records; its validation guarantees a positive piece size.
-    fn new(image: &ImageRecord) -> Self {
+    /// Hashers for what `image` records (its validation guarantees a positive piece size), and
+    /// a LiME walker when it is a memory image.
+    fn new(image: &ImageRecord, memory: bool) -> Self {
         Self {
+            lime: memory.then(LimeWalker::new),
             size: 0,
             hashers: image.hashes.keys().map(|&a| Hasher::new(a)).collect(),
             pieces: image
@@ -216,6 +220,9 @@ impl WholeImage {
         if let Some(pieces) = self.pieces.as_mut() {
             pieces.update(chunk);
         }
+        if let Some(lime) = self.lime.as_mut() {
+            lime.feed(chunk);
+        }
     }
 
     fn finish(self, sidecar: Sidecar, problems: Vec<String>) -> Measured {
@@ -229,6 +236,7 @@ impl WholeImage {
             pieces: self.pieces.map(PieceHasher::finish).unwrap_or_default(),
             sidecar,
             object_problems: problems,
+            lime: self.lime.map(LimeWalker::finish),
         }
     }
 }
