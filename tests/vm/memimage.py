@@ -9,7 +9,7 @@ the guest's own /proc/iomem and /proc/version, read independently of the collect
       the top level of IOMEM, same bounds, same order, nothing else in the file; its size is their
       sum + 32 per range; the /proc/version line (VERSION) occurs in its bytes. With --manifest,
       the collector's manifest agrees: source.kind memory, its ranges (end exclusive) and image
-      offsets, the banner, the kernel release, the image's size and SHA-256. With --kcore-head (the
+      offsets (of each range's LiME header), the banner, the kernel release, the image's size and SHA-256. With --kcore-head (the
       guest's first 64 KiB of /proc/kcore), the parts of the ranges kcore maps no page of (a range
       ending mid-page) must be zeros in the image and, in the manifest, bad ranges (ENXIO) not
       counted as read, status completed_with_errors. --subset (avml's image, which leaves out
@@ -184,8 +184,10 @@ def check_manifest(check, label, manifest_file, image, want, headers, banner, ho
     got = [(r.get("start"), r.get("end")) for r in ranges]
     check(got == [(s, e + 1) for s, e in want],
           f"{label}: manifest ranges = System RAM (end exclusive) (got {got[:4]}{'...' if len(got) > 4 else ''})")
+    # image_offset: where the range's LiME header starts (its bytes follow the 32-byte header).
     offsets = [r.get("image_offset") for r in ranges]
-    check(offsets == [data for _, _, data in headers], f"{label}: manifest image offsets = the image's (got {offsets[:4]})")
+    check(offsets == [data - HEADER.size for _, _, data in headers],
+          f"{label}: manifest image offsets = the image's LiME headers' (got {offsets[:4]})")
     lost = [sum(hi - lo for lo, hi in holes if s <= lo <= e) for s, e in want]
     read = [r.get("bytes_read") for r in ranges]
     check(read == [e + 1 - s - n for (s, e), n in zip(want, lost)],
@@ -391,7 +393,7 @@ def self_test(args):
         ("bytes where kcore maps nothing", want, True, True, b"", {}, "zeros where"),
         ("manifest: source.kind disk", want, True, False, b"", {"kind": "disk"}, "source.kind"),
         ("manifest: ends inclusive", want, True, False, b"", {"end": -1}, "manifest ranges"),
-        ("manifest: offsets of the headers", want, True, False, b"", {"offset": -32}, "image offsets"),
+        ("manifest: offsets of the bytes, not the headers", want, True, False, b"", {"offset": 32}, "image offsets"),
         ("manifest: the hole counted as read", want, True, False, b"", {"lost": 0}, "bytes_read"),
         ("manifest: the hole not recorded", want, True, False, b"", {"bad": []}, "bad_ranges"),
         ("manifest: status completed", want, True, False, b"", {"status": "completed"}, "status"),
@@ -404,8 +406,8 @@ def self_test(args):
             image, manifest = os.path.join(tmp, "image.lime"), os.path.join(tmp, "manifest.json")
             body, offsets, bad = bytearray(), [], []
             for i, (start, end) in enumerate(ranges):
-                body += HEADER.pack(LIME_MAGIC, 1, start, end, bytes(8))
                 offsets.append(len(body))
+                body += HEADER.pack(LIME_MAGIC, 1, start, end, bytes(8))
                 data = bytearray((start + j) % 251 or 1 for j in range(end - start + 1))
                 if planted and i == len(ranges) - 1:
                     data[0x800:0x800 + len(SELF_BANNER)] = SELF_BANNER.encode()

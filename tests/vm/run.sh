@@ -500,19 +500,25 @@ memory_collector_checks() {
 
   # Refusals: each its exit code, nothing written.
   mkdir -m 1777 "$SHARE/nobody" "$SHARE/rawio"
+  mkdir "$SHARE/crash" "$SHARE/mem"
   mem_run 11 "refused as nobody" -- setpriv --reuid nobody --regid nogroup --clear-groups -- \
     "$FC" acquire memory:// --out /mnt/out/nobody --name mem
   no_evidence nobody "refused as nobody"
   mem_run 11 "refused as root without CAP_SYS_RAWIO" -- setpriv --bounding-set -sys_rawio -- \
     "$FC" acquire memory:// --out /mnt/out/rawio --name mem
   no_evidence rawio "refused without CAP_SYS_RAWIO"
+  # Debian's kernel has no /dev/crash, and its /dev/mem (STRICT_DEVMEM) refuses RAM.
+  mem_run 10 "refused: memory://crash, no /dev/crash" -- "$FC" acquire memory://crash --out /mnt/out/crash --name mem
+  no_evidence crash "refused memory://crash"
+  mem_run 12 "refused: memory://mem, /dev/mem does not read RAM" -- "$FC" acquire memory://mem --out /mnt/out/mem --name mem
+  no_evidence mem "refused memory://mem"
   before=$(cd "$SHARE/dir" && ls -l --time-style=+%s.%N && sha256sum mem.manifest.json)
   mem_run 20 "refused: evidence already in the directory" -- \
     "$FC" acquire memory:// --out /mnt/out/dir --incident "$incident" --name mem
   after=$(cd "$SHARE/dir" && ls -l --time-style=+%s.%N && sha256sum mem.manifest.json)
   [ "$before" = "$after" ] || { echo "run.sh: the refused capture changed the evidence there" >&2; exit 1; }
   say "refused: the evidence already there is unchanged"
-  phase "boot memory: refusals (nobody, no CAP_SYS_RAWIO, evidence there)"
+  phase "boot memory: refusals (nobody, no CAP_SYS_RAWIO, readers, evidence there)"
 
   # SIGTERM mid-upload: exit 130, the multipart upload aborted, nothing under the incident.
   pid=$("$PYTHON" "$HERE/qmp.py" "$GA" start "${s3env[@]}" -- "$FC" acquire memory:// \
