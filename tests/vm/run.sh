@@ -8,7 +8,8 @@
 #                   (root; tests/run runs it)
 #   KEEP_WORK=1 …   keep /var/tmp/fc-vm-run.*: console logs, moto.log, imds logs, outputs
 #   ACCEL=kvm|tcg … default: KVM unless the host's KVM is kvm_pvm (paravirtual; see README.md)
-#   MEMORY_MIB=N …  the memory boot's guest RAM (default 1024)
+#   MEMORY_MIB=N …  the memory boots' guest RAM (default: memory 512, as TCG captures at ≈ 10-20
+#                   MB/s; membench 1024)
 #   MEMORY_CAPTURE=avml …  the memory boot's image checks on AVML's capture instead (no manifest,
 #                   S3 or refusals): the checks do not depend on the collector
 #
@@ -62,9 +63,10 @@ MAX_EXPOSURE=${MAX_EXPOSURE:-2.0}
 # Time limits, generous for TCG on 2 busy cores (measured: boot ≈ 20-35 s, 64 MiB ≈ 5-12 s).
 READY_TIMEOUT=${READY_TIMEOUT:-240}
 JOB_TIMEOUT=${JOB_TIMEOUT:-300}
-GUEST_MIB=1024
-EXTRA_QEMU=()
-MEMORY_MIB=${MEMORY_MIB:-1024}
+# The next boot's RAM and extra QEMU arguments (the memory boots' shares); boot() resets them.
+BOOT_MIB=1024
+BOOT_QEMU=()
+MEMORY_MIB=${MEMORY_MIB:-}
 MEMORY_CAPTURE=${MEMORY_CAPTURE:-collector}
 # tests/helpers/setup-deps.sh installs Volatility 3 (pinned) in this venv.
 VOL=/opt/fc-test-tools/volatility3/bin/vol
@@ -220,7 +222,7 @@ EOF
   # the cached image is never written. hp0, hp1: free PCIe root ports, as q35 hot-plugs only into
   # those. The virtio-serial port is the guest agent's (the stand-in for the SSM agent).
   timeout $((READY_TIMEOUT + 3 * JOB_TIMEOUT)) qemu-system-x86_64 -nodefaults -machine q35 "${CPU[@]}" \
-    -smp 2 -m "$GUEST_MIB" "${EXTRA_QEMU[@]}" \
+    -smp 2 -m "$BOOT_MIB" "${BOOT_QEMU[@]}" \
     -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
     -append "console=ttyS0 root=/dev/vda rw quiet systemd.show_status=0" \
     -drive file="$IMG/rootfs.img",format=raw,if=virtio,snapshot=on \
@@ -232,6 +234,8 @@ EOF
     -display none -serial file:"$CONSOLE" -qmp unix:"$QMP",server=on,wait=off \
     -no-reboot >"$WORK/qemu-$name.log" 2>&1 &
   QEMU_PID=$!
+  BOOT_MIB=1024
+  BOOT_QEMU=()
   "$PYTHON" "$HERE/qmp.py" "$QMP" wait-ready --timeout 30
   evidence wait-log --group ForensicDiskReadiness --stream "$INSTANCE" --contains "incron is running" \
     --timeout "$READY_TIMEOUT" >/dev/null
@@ -363,7 +367,7 @@ boot_stop() {
 }
 
 # --- boot 3: the guest's own memory, as Run Command captures it ----------------------------------
-# memory_guest: boots a guest with MEMORY_MIB of RAM and two 9p shares: fcout, a tmpfs on the host
+# memory_guest NAME INCIDENT INSTANCE MIB: boots a guest with MIB of RAM and two 9p shares: fcout, a tmpfs on the host
 # (SHARE), mounted at /mnt/out, the evidence directory (a tmpfs in the guest could not hold an
 # image of the guest's whole RAM; this one is outside the guest's RAM and disks, and the host reads
 # the images there directly); and fctools, read-only at /mnt/tools: the collector binary when one
@@ -371,6 +375,9 @@ boot_stop() {
 # as the guest). Sets FC (the collector in the guest) and HOST_FC (the same binary on the host).
 memory_guest() {
   local name=$1 incident=$2 instance=$3
+  GUEST_MIB=$4
+  BOOT_MIB=$4
+  [ -z "$SHARE" ] || rm -rf "$SHARE"   # the previous memory boot's images
   SHARE=$(mktemp -d /dev/shm/fc-vm-mem.XXXXXX)
   mkdir -p "$WORK/tools"
   cp /usr/bin/time "$WORK/tools/time"
@@ -384,9 +391,8 @@ memory_guest() {
     FC=/usr/bin/forensic-collector
     HOST_FC=$WORK/deb/usr/bin/forensic-collector
   fi
-  GUEST_MIB=$MEMORY_MIB
   # shellcheck disable=SC2054  # -fsdev and -device take comma-separated lists: one argument each
-  EXTRA_QEMU=(-fsdev "local,id=fcout,path=$SHARE,security_model=none"
+  BOOT_QEMU=(-fsdev "local,id=fcout,path=$SHARE,security_model=none"
     -device virtio-9p-pci,fsdev=fcout,mount_tag=fcout
     -fsdev "local,id=fctools,path=$WORK/tools,security_model=none,readonly=on"
     -device virtio-9p-pci,fsdev=fctools,mount_tag=fctools)
@@ -402,7 +408,7 @@ memory_guest() {
   # partial last page of a range (q35: 0x9f000-0x9fbff) can only be zero-filled and recorded.
   guest -- /bin/sh -c 'head -c 65536 /proc/kcore | base64 -w0' | base64 -d >"$WORK/kcore.head"
   HOLES=$("$PYTHON" "$HERE/memimage.py" holes --iomem "$WORK/iomem" --kcore-head "$WORK/kcore.head")
-  say "guest $(cut -d' ' -f1-3 "$WORK/version"), $MEMORY_MIB MiB: System RAM $(grep -c ' : System RAM$' "$WORK/iomem") range(s), not in /proc/kcore: ${HOLES:-nothing}; collector $FC"
+  say "guest $(cut -d' ' -f1-3 "$WORK/version"), $GUEST_MIB MiB: System RAM $(grep -c ' : System RAM$' "$WORK/iomem") range(s), not in /proc/kcore: ${HOLES:-nothing}; collector $FC"
 }
 
 MEM_N=0
@@ -438,7 +444,7 @@ boot_memory() {
   "$PYTHON" "$HERE/memimage.py" self-test >"$WORK/memimage-self-test.out" ||
     { cat "$WORK/memimage-self-test.out" >&2; echo "run.sh: memimage.py self-test failed" >&2; exit 1; }
   say "memimage.py self-test: $(grep -c '^ok ' "$WORK/memimage-self-test.out") made-up images, each passed or failed as it must"
-  memory_guest memory "$incident" i-0123456789abcdef2
+  memory_guest memory "$incident" i-0123456789abcdef2 "${MEMORY_MIB:-512}"
   # A capture through /proc/kcore is complete (0) unless kcore leaves part of the RAM unmapped:
   # then those bytes are zeros, recorded, and the run says so (3, completed with unreadable pages).
   if [ -z "$HOLES" ]; then MEMORY_OK=0; else MEMORY_OK=3; fi
@@ -446,7 +452,7 @@ boot_memory() {
   if [ "$MEMORY_CAPTURE" = avml ]; then
     [ -x "$WORK/tools/avml" ] || { echo "run.sh: MEMORY_CAPTURE=avml: no avml on PATH (or AVML=)" >&2; exit 1; }
     mem_run 0 "avml to the directory" --timeout "$JOB_TIMEOUT" -- /mnt/tools/avml acquire /mnt/out/dir/mem.mem.lime
-    phase "boot memory: avml capture ($MEMORY_MIB MiB)"
+    phase "boot memory: avml capture ($GUEST_MIB MiB)"
     # avml leaves out all-zero blocks and kcore's unmapped partial pages: its headers lie inside
     # the ranges (the full check fails on its image: the ranges check shown to fail for real).
     if memimage check --image "$SHARE/dir/mem.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" \
@@ -459,7 +465,7 @@ boot_memory() {
   else
     mem_run "$MEMORY_OK" "acquire memory:// --out (9p, host tmpfs)" --timeout "$JOB_TIMEOUT" -- \
       "$FC" acquire memory:// --out /mnt/out/dir --incident "$incident" --name mem
-    phase "boot memory: capture to the directory ($MEMORY_MIB MiB)"
+    phase "boot memory: capture to the directory ($GUEST_MIB MiB)"
     memimage check --image "$SHARE/dir/mem.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" \
       --kcore-head "$WORK/kcore.head" --manifest "$SHARE/dir/mem.manifest.json" --label directory
     mem_run 0 "verify in the guest" --timeout "$JOB_TIMEOUT" -- "$FC" verify /mnt/out/dir/mem.manifest.json
@@ -487,7 +493,7 @@ memory_collector_checks() {
   base=$PREFIX/$incident/memory_evidence
   mem_run "$MEMORY_OK" "acquire memory:// --dest s3://" --timeout "$JOB_TIMEOUT" "${s3env[@]}" -- \
     "$FC" acquire memory:// --dest "s3://$BUCKET/$PREFIX" --incident "$incident" --name mem --s3-force-path-style
-  phase "boot memory: capture to S3 ($MEMORY_MIB MiB)"
+  phase "boot memory: capture to S3 ($GUEST_MIB MiB)"
   memimage get --bucket "$BUCKET" --key "$base/mem.mem.lime" --out "$SHARE/s3.mem.lime"
   memimage get --bucket "$BUCKET" --key "$base/mem.manifest.json" --out "$SHARE/s3.manifest.json"
   memimage check --image "$SHARE/s3.mem.lime" --iomem "$WORK/iomem" --version "$WORK/version" \
@@ -554,7 +560,7 @@ boot_membench() {
   read -ra rows <<<"${BENCH_ROWS:-collector avml dd}"
   AVML=${AVML:-$(command -v avml || true)}
   [ -n "$AVML" ] || { echo "run.sh: membench needs avml (cargo install --locked avml; or AVML=PATH)" >&2; exit 1; }
-  memory_guest membench IR-VM-BENCH i-0123456789abcdef3
+  memory_guest membench IR-VM-BENCH i-0123456789abcdef3 "${MEMORY_MIB:-1024}"
   "$PYTHON" "$HERE/memimage.py" kcore-script --kcore-head "$WORK/kcore.head" --iomem "$WORK/iomem" \
     --out /mnt/out/b/ranges.raw >"$WORK/tools/dd-ranges.sh"
   ram=$("$PYTHON" "$HERE/memimage.py" ram --iomem "$WORK/iomem")
@@ -575,7 +581,7 @@ boot_membench() {
     done
   done
   phase "membench: $rounds round(s) of ${rows[*]}"
-  say "memory capture, $MEMORY_MIB MiB guest ($ram bytes of System RAM), $ACCEL, to a host tmpfs over 9p, $rounds round(s):"
+  say "memory capture, $GUEST_MIB MiB guest ($ram bytes of System RAM), $ACCEL, to a host tmpfs over 9p, $rounds round(s):"
   awk -v ram="$ram" -v names="${rows[*]}" '
     { n[$1]++; wall[$1] += $2; cpu[$1] += $3 + $4; if ($5 > rss[$1]) rss[$1] = $5; out[$1] = $6
       if (!($1 in lo) || $2 < lo[$1]) lo[$1] = $2; if ($2 > hi[$1]) hi[$1] = $2 }
