@@ -421,6 +421,8 @@ mem_run() {
   t=$(stamp)
   guest "$@" >"$WORK/mem-$MEM_N.out" 2>"$WORK/mem-$MEM_N.err" || rc=$?
   say "$what: exit $rc after $(since "$t") s"
+  # A refusal's reason: the collector's last log line.
+  [ "$want" -lt 10 ] || say "  $(tail -1 "$WORK/mem-$MEM_N.err" | sed 's/^.* forensic_collector: //')"
   if [ "$rc" -ne "$want" ]; then
     tail -20 "$WORK/mem-$MEM_N.err" >&2
     echo "run.sh: $what: exit $rc, expected $want" >&2; exit 1
