@@ -21,8 +21,9 @@
 #          still installed; `systemd-analyze security` on the unit as installed; poweroff.
 #  memory  `acquire memory://` of the guest's own RAM, as Run Command runs it: to a host tmpfs shared
 #          over 9p and to S3; the LiME image against the guest's /proc/iomem and /proc/version,
-#          `verify`, Volatility 3; refusals (not root, no CAP_SYS_RAWIO, evidence already there,
-#          SIGTERM mid-upload, kernel lockdown raised at the end), each leaving no evidence.
+#          `verify`, Volatility 3; refusals (not root, no CAP_SYS_RAWIO, no /dev/crash, /dev/mem
+#          under STRICT_DEVMEM, evidence already there, SIGTERM mid-upload, kernel lockdown raised
+#          at the end), each leaving no evidence.
 #  membench (not by default; tests/bench/memory.sh runs it) the collector against avml and a dd of
 #          the same ranges, in the same guest to the same directory.
 # --collector BINARY: the binary the memory boots run in the guest (and `verify` on the host);
@@ -367,12 +368,13 @@ boot_stop() {
 }
 
 # --- boot 3: the guest's own memory, as Run Command captures it ----------------------------------
-# memory_guest NAME INCIDENT INSTANCE MIB: boots a guest with MIB of RAM and two 9p shares: fcout, a tmpfs on the host
-# (SHARE), mounted at /mnt/out, the evidence directory (a tmpfs in the guest could not hold an
-# image of the guest's whole RAM; this one is outside the guest's RAM and disks, and the host reads
-# the images there directly); and fctools, read-only at /mnt/tools: the collector binary when one
-# is given (the static build, else the .deb's as installed), avml, GNU time (the host's: same glibc
-# as the guest). Sets FC (the collector in the guest) and HOST_FC (the same binary on the host).
+# memory_guest NAME INCIDENT INSTANCE MIB: boots a guest with MIB of RAM and two 9p shares:
+# fcout, a tmpfs on the host (SHARE), mounted at /mnt/out, the evidence directory (a tmpfs in the
+# guest could not hold an image of the guest's whole RAM; this one is outside the guest's RAM and
+# disks, and the host reads the images there directly); and fctools, read-only at /mnt/tools: the
+# collector binary when one is given (the static build, else the .deb's as installed), avml, GNU
+# time (the host's: same glibc as the guest). Sets FC (the collector in the guest) and HOST_FC
+# (the same binary on the host).
 memory_guest() {
   local name=$1 incident=$2 instance=$3
   GUEST_MIB=$4
