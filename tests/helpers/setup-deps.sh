@@ -19,6 +19,10 @@ AWSCLI_VERSION=1.45.11
 BOTOCORE_VERSION=1.43.11
 BOTO3_VERSION=1.43.11
 STATELINT_VERSION=3.1.0
+VOLATILITY3_VERSION=2.28.2
+# Volatility 3 gets a venv of its own (its dependencies stay out of the interpreter moto runs in);
+# tests/vm/run.sh runs $VOLATILITY3_VENV/bin/vol.
+VOLATILITY3_VENV=/opt/fc-test-tools/volatility3
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -qq)
 
 # Debian package -> a command it must provide ("" = a library).
@@ -133,6 +137,19 @@ pip_install "statelint==$STATELINT_VERSION" \
 # the release pair that goes with that botocore.
 pip_install "awscli==$AWSCLI_VERSION botocore==$BOTOCORE_VERSION boto3==$BOTO3_VERSION" \
   "aws --version 2>&1 | grep -q '^aws-cli/$AWSCLI_VERSION ' && \"$PYTHON\" -c 'import boto3, sys; sys.exit(boto3.__version__ != \"$BOTO3_VERSION\")'"
+# Volatility 3: the VM test's independent reader of the memory images (tests/vm/memimage.py runs
+# `vol -q -f IMAGE banners.Banners`, which needs no symbol table). In its own venv, pinned.
+vol_version() { "$VOLATILITY3_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("volatility3"))' 2>/dev/null; }
+if [ "$(vol_version)" != "$VOLATILITY3_VERSION" ] || [ ! -x "$VOLATILITY3_VENV/bin/vol" ]; then
+  echo "setup-deps: volatility3==$VOLATILITY3_VERSION in a venv at $VOLATILITY3_VENV"
+  $SUDO rm -rf "$VOLATILITY3_VENV"
+  $SUDO "$PYTHON" -m venv "$VOLATILITY3_VENV"
+  $SUDO env PIP_ROOT_USER_ACTION=ignore "$VOLATILITY3_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "volatility3==$VOLATILITY3_VERSION" ||
+    { echo "setup-deps: pip install volatility3==$VOLATILITY3_VERSION failed" >&2; exit 1; }
+  "$VOLATILITY3_VENV/bin/vol" --help >/dev/null 2>&1 ||
+    { echo "setup-deps: volatility3 installed but $VOLATILITY3_VENV/bin/vol does not run" >&2; exit 1; }
+fi
 FUSE_LIBRARY_NAME=fuse3 "$PYTHON" -c 'import mfusepy; assert mfusepy.fuse_version_major == 3' \
   >/dev/null 2>&1 || { echo "setup-deps: mfusepy cannot load libfuse3" >&2; exit 1; }
 

@@ -5,6 +5,8 @@ commands in the guest through the QEMU guest agent (as SSM Run Command does on E
   qmp.py SOCKET hotplug --image FILE --serial SERIAL [--port hpN] [--error-sector N [--errno E]]
   qmp.py SOCKET wait-ready [--timeout S]
   qmp.py GA_SOCKET exec [--timeout S] [--env K=V]... -- PROGRAM [ARG...]
+  qmp.py GA_SOCKET start [--timeout S] [--env K=V]... -- PROGRAM [ARG...]
+  qmp.py GA_SOCKET wait --pid PID [--timeout S]
 
 hotplug: adds FILE as a raw block node, then an NVMe controller with that serial on the PCIe root
 port PORT (default hp0; q35 hot-plugs only into root ports that existed at boot; one disk per port). The guest's kernel names it
@@ -21,6 +23,9 @@ exec: waits (bounded) for the guest agent (qemu-guest-agent in the guest, on the
 port org.qemu.guest_agent.0), runs PROGRAM there as root with exactly the given environment (none
 but PATH unless --env), waits for it to exit, copies its output to stdout and stderr, and exits
 with its exit code (or 124 when it outlives --timeout; the guest process is then left running).
+
+start: as exec, but prints the guest's PID of PROGRAM and returns at once (to signal it while it
+runs, e.g. SIGTERM mid-capture); wait: waits for that PID as exec does, with its output and exit code.
 
 Exits 1 on a QMP error or a timeout, with the reason on stderr.
 """
@@ -101,17 +106,27 @@ class GuestAgent:
                        lambda reply: command != "guest-sync" or reply.get("return") == arguments.get("id"))
 
 
+def guest_start(path, argv, env, timeout):
+    """Starts ARGV in the guest; returns its PID there without waiting for it."""
+    agent = GuestAgent(path, time.monotonic() + timeout)
+    return agent.execute("guest-exec", path=argv[0], arg=argv[1:], env=[GUEST_PATH, *env],
+                         **{"capture-output": True})["pid"]
+
+
 def guest_exec(path, argv, env, timeout):
     deadline = time.monotonic() + timeout
+    return guest_wait(path, guest_start(path, argv, env, timeout), deadline, argv[0])
+
+
+def guest_wait(path, pid, deadline, what):
+    """Waits (until DEADLINE) for guest process PID; copies its output, returns its exit code."""
     agent = GuestAgent(path, deadline)
-    pid = agent.execute("guest-exec", path=argv[0], arg=argv[1:], env=[GUEST_PATH, *env],
-                        **{"capture-output": True})["pid"]
     while True:
         status = agent.execute("guest-exec-status", pid=pid)
         if status.get("exited"):
             break
         if time.monotonic() > deadline:
-            print(f"qmp: {argv[0]} still runs in the guest after {timeout} s", file=sys.stderr)
+            print(f"qmp: {what} still runs in the guest", file=sys.stderr)
             return 124
         time.sleep(0.2)
     for key, stream in (("out-data", sys.stdout), ("err-data", sys.stderr)):
@@ -119,7 +134,7 @@ def guest_exec(path, argv, env, timeout):
         stream.buffer.write(data)
         stream.flush()
     if status.get("signal") is not None:
-        print(f"qmp: {argv[0]} was killed by signal {status['signal']}", file=sys.stderr)
+        print(f"qmp: {what} was killed by signal {status['signal']}", file=sys.stderr)
         return 128 + status["signal"]
     return status.get("exitcode", 1)
 
@@ -159,10 +174,22 @@ def main():
     e.add_argument("--timeout", type=float, default=60.0)
     e.add_argument("--env", action="append", default=[])
     e.add_argument("argv", nargs="+")
+    s = sub.add_parser("start")
+    s.add_argument("--timeout", type=float, default=60.0)
+    s.add_argument("--env", action="append", default=[])
+    s.add_argument("argv", nargs="+")
+    gw = sub.add_parser("wait")
+    gw.add_argument("--pid", type=int, required=True)
+    gw.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
 
-    if args.command == "exec":
+    if args.command in ("exec", "start", "wait"):
         try:
+            if args.command == "start":
+                print(guest_start(args.socket, args.argv, args.env, args.timeout))
+                return 0
+            if args.command == "wait":
+                return guest_wait(args.socket, args.pid, time.monotonic() + args.timeout, f"PID {args.pid}")
             return guest_exec(args.socket, args.argv, args.env, args.timeout)
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             print(f"qmp: {err}", file=sys.stderr)
