@@ -251,7 +251,9 @@ fn memory_goes_to_s3_under_memory_evidence_and_an_interrupted_capture_leaves_not
         std::thread::sleep(Duration::from_millis(50));
     }
     // unshare execs sh, which execs the binary: the child's PID is the collector's.
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let raw_pid = i32::try_from(child.id()).unwrap();
+    assert_every_thread_at_the_lowest_priority(raw_pid);
+    let pid = nix::unistd::Pid::from_raw(raw_pid);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let run = Run::wait(child);
     run.expect_code(130);
@@ -268,6 +270,27 @@ fn memory_goes_to_s3_under_memory_evidence_and_an_interrupted_capture_leaves_not
         )
         .unwrap();
     assert!(listed.contents().is_empty(), "{:?}", listed.contents());
+}
+
+/// Every thread of a running capture — the reader, the hashers, the runtime's workers — at nice 19
+/// and best-effort I/O level 7: the suspect's own work goes first (docs/memory.md).
+fn assert_every_thread_at_the_lowest_priority(pid: i32) {
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| t.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(tasks.len() > 2, "threads: {tasks:?}");
+    for tid in &tasks {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+        // Fields after the command's closing parenthesis; nice is field 19, the 17th of those.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = after.split(' ').nth(16).unwrap();
+        assert_eq!(nice, "19", "thread {tid}: {stat}");
+        let tid: libc::c_int = tid.parse().unwrap();
+        // SAFETY: ioprio_get takes integers and touches no memory of ours.
+        let ioprio = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, tid) };
+        assert_eq!(ioprio, (2 << 13) | 7, "thread {tid}: best-effort 7");
+    }
 }
 
 // Issue 22: each refusal its exit code and words, and no evidence: no reader at all (10), a
