@@ -4,6 +4,7 @@
 # Debian or Ubuntu host with rustup's toolchain:
 #
 #   packaging/build.sh            # packages into target/packages/, static binaries into target/static/
+#   packaging/build.sh --no-static   # the packages only (tests/run builds the static ones beside its tests)
 #
 # Steps: install the pinned packaging tools if missing; build the `dist` profile (release plus fat
 # LTO and one codegen unit, see the workspace Cargo.toml); cargo-deb makes the .deb (stripped) and
@@ -20,6 +21,13 @@ set -euo pipefail
 readonly CARGO_DEB_VERSION=3.8.0
 readonly CARGO_GENERATE_RPM_VERSION=0.21.1
 readonly PROFILE=dist
+
+static=yes
+case ${1:-} in
+    "") ;;
+    --no-static) static=no ;;
+    *) echo "usage: packaging/build.sh [--no-static]" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -69,4 +77,4 @@ ls -l "$out"
 
 # The static (musl) binaries for hosts without the package (SSM memory capture), from this same
 # checkout; the script checks them (packaging/check-static.sh) and prints their SHA-256 last.
-"$root/packaging/build-static.sh"
+[ "$static" = no ] || "$root/packaging/build-static.sh"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Runs flow/statemachine.asl.json in moto's server, with a fake collector, end to end.
 
-  moto_flow.py run [SCENARIO...]     start moto (tests/helpers/motoserver.py), run the scenarios
+  moto_flow.py run [--jobs N] [SCENARIO...]
+                                     start moto (tests/helpers/motoserver.py), run the scenarios
                                      (all when none is named), print one line per check, exit 1 on
-                                     any failure
+                                     any failure; --jobs N: in N processes, each with its own moto
   moto_flow.py setup --port N [--sub NAME=VALUE]...
                                      against a running motoserver.py on 127.0.0.1:N: create every
                                      resource the definition names, the state machine and a
@@ -1167,12 +1168,38 @@ SCENARIOS = {
 }
 
 
+def run_in_processes(names, jobs, seconds=900):
+    """Runs the scenarios in `jobs` processes of this script, each with its own moto: no scenario
+    sees another's queues or instances. A scenario mostly waits on moto's interpreter, so the
+    processes overlap those waits. Each process's lines are printed whole when it ends."""
+    groups = [names[i::jobs] for i in range(jobs) if names[i::jobs]]
+    procs = [subprocess.Popen([sys.executable, __file__, "run", *group], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for group in groups]
+    failed = 0
+    deadline = time.monotonic() + seconds
+    for group, proc in zip(groups, procs):
+        try:
+            out, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            out, _ = proc.communicate()
+            out += f"\nmoto_flow: {' '.join(group)} did not end within {seconds} s\n"
+        sys.stdout.write(out)
+        failed += proc.returncode != 0
+    print(f"moto_flow: {failed} of {len(groups)} processes failed" if failed
+          else f"moto_flow: all checks passed in {len(groups)} processes")
+    return 1 if failed else 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("scenarios", nargs="*")
     r.add_argument("--log", help="motoserver.py's request log")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="split the scenarios over N processes, each with its own moto (they mostly wait)")
     s = sub.add_parser("setup")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--sub", action="append", default=[], metavar="NAME=VALUE",
@@ -1205,6 +1232,10 @@ def main():
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenarios {unknown} (see `list`)")
+    if args.jobs < 1 or (args.jobs > 1 and args.log):
+        p.error("--jobs takes N >= 1, and one process to write a --log")
+    if args.jobs > 1:
+        return run_in_processes(args.scenarios or list(SCENARIOS), args.jobs)
     proc, port = start_moto(args.log)
     try:
         enable_execution(port)
