@@ -31,38 +31,51 @@ pub enum Answer {
 
 /// The answer for `job`, run by `collector` with `result`.
 pub fn of(job: &QueuedJob, collector: &str, result: &AcquisitionResult) -> Answer {
+    let (snapshot, volume) = match &job.source {
+        QueuedSource::Snapshot(id) => (Some(id.to_string()), None),
+        QueuedSource::Volume { volume, .. } => (None, Some(volume.to_string())),
+    };
+    let about = json!({
+        "incident_id": job.incident.as_str(),
+        "snapshot_id": snapshot,
+        "volume_id": volume,
+        "collector": collector,
+    });
+    of_result(result, collector, about)
+}
+
+/// The answer to a run that ended with `result` on `host`: success when it stored evidence (its
+/// manifest's URL, the image's SHA-256 and what the caller adds in `about`, a JSON object), else
+/// the failure named after its exit code. The queue worker and `acquire --task-token` both answer
+/// with it, so a flow reads the same fields from either.
+pub fn of_result(result: &AcquisitionResult, host: &str, about: serde_json::Value) -> Answer {
     let stored = matches!(
         Exit::from_code(result.exit_code),
         Some(Exit::Ok | Exit::CompletedWithErrors)
     );
     match (&result.manifest, result.hashes.get("sha256")) {
         (Some(manifest), Some(sha256)) if stored => {
-            let (snapshot, volume) = match &job.source {
-                QueuedSource::Snapshot(id) => (Some(id.to_string()), None),
-                QueuedSource::Volume { volume, .. } => (None, Some(volume.to_string())),
-            };
-            Answer::Success(
-                json!({
-                    "outcome": result.status,
-                    "exit_code": result.exit_code,
-                    "evidence_name": result.evidence_name,
-                    "manifest_url": manifest,
-                    "image": result.image,
-                    "image_sha256": sha256,
-                    "bytes": result.bytes,
-                    "bad_ranges": result.bad_ranges.len(),
-                    "incident_id": job.incident.as_str(),
-                    "snapshot_id": snapshot,
-                    "volume_id": volume,
-                    "collector": collector,
-                })
-                .to_string(),
-            )
+            let mut output = json!({
+                "outcome": result.status,
+                "exit_code": result.exit_code,
+                "evidence_name": result.evidence_name,
+                "manifest_url": manifest,
+                "image": result.image,
+                "image_sha256": sha256,
+                "bytes": result.bytes,
+                "bad_ranges": result.bad_ranges.len(),
+            });
+            if let (Some(output), serde_json::Value::Object(about)) =
+                (output.as_object_mut(), about)
+            {
+                output.extend(about);
+            }
+            Answer::Success(output.to_string())
         }
         _ => {
             let exit = Exit::from_code(result.exit_code).unwrap_or(Exit::Internal);
             let error = result.error.as_deref().unwrap_or("no evidence was stored");
-            failure(exit, &format!("on {collector}: {error}"))
+            failure(exit, &format!("on {host}: {error}"))
         }
     }
 }

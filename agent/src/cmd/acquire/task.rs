@@ -7,38 +7,14 @@
 
 use serde_json::json;
 
-use crate::exit::Exit;
 use crate::queue::answer::{self, Answer};
 use crate::result::AcquisitionResult;
 
-/// The answer to the task for a run that ended with `result`, on the instance `instance_id`.
+/// The answer to the task for a run that ended with `result`, on the instance `instance_id`
+/// (else this host, by name).
 pub fn answer_of(result: &AcquisitionResult, instance_id: Option<&str>) -> Answer {
-    let stored = matches!(
-        Exit::from_code(result.exit_code),
-        Some(Exit::Ok | Exit::CompletedWithErrors)
-    );
-    match (&result.manifest, result.hashes.get("sha256")) {
-        (Some(manifest), Some(sha256)) if stored => Answer::Success(
-            json!({
-                "outcome": result.status,
-                "exit_code": result.exit_code,
-                "evidence_name": result.evidence_name,
-                "manifest_url": manifest,
-                "image": result.image,
-                "image_sha256": sha256,
-                "bytes": result.bytes,
-                "bad_ranges": result.bad_ranges.len(),
-                "instance_id": instance_id,
-            })
-            .to_string(),
-        ),
-        _ => {
-            let exit = Exit::from_code(result.exit_code).unwrap_or(Exit::Internal);
-            let error = result.error.as_deref().unwrap_or("no evidence was stored");
-            let host = instance_id.map_or_else(crate::sysinfo::hostname, str::to_owned);
-            answer::failure(exit, &format!("on {host}: {error}"))
-        }
-    }
+    let host = instance_id.map_or_else(crate::sysinfo::hostname, str::to_owned);
+    answer::of_result(result, &host, json!({ "instance_id": instance_id }))
 }
 
 /// Sends `answer` to `token` with the environment's credentials; a failure to send is logged
@@ -64,6 +40,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::exit::Exit;
 
     fn stored(exit: Exit) -> AcquisitionResult {
         let mut result = AcquisitionResult::failed(exit, String::new());
