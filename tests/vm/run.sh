@@ -411,6 +411,9 @@ memory_guest() {
   guest -- /bin/sh -c 'head -c 65536 /proc/kcore | base64 -w0' | base64 -d >"$WORK/kcore.head"
   HOLES=$("$PYTHON" "$HERE/memimage.py" holes --iomem "$WORK/iomem" --kcore-head "$WORK/kcore.head")
   say "guest $(cut -d' ' -f1-3 "$WORK/version"), $GUEST_MIB MiB: System RAM $(grep -c ' : System RAM$' "$WORK/iomem") range(s), not in /proc/kcore: ${HOLES:-nothing}; collector $FC"
+  # A capture through /proc/kcore is complete (0) unless kcore leaves part of the RAM unmapped:
+  # then those bytes are zeros, recorded, and the run says so (3, completed with unreadable pages).
+  if [ -z "$HOLES" ]; then MEMORY_OK=0; else MEMORY_OK=3; fi
 }
 
 MEM_N=0
@@ -449,9 +452,6 @@ boot_memory() {
     { cat "$WORK/memimage-self-test.out" >&2; echo "run.sh: memimage.py self-test failed" >&2; exit 1; }
   say "memimage.py self-test: $(grep -c '^ok ' "$WORK/memimage-self-test.out") made-up images, each passed or failed as it must"
   memory_guest memory "$incident" i-0123456789abcdef2 "${MEMORY_MIB:-512}"
-  # A capture through /proc/kcore is complete (0) unless kcore leaves part of the RAM unmapped:
-  # then those bytes are zeros, recorded, and the run says so (3, completed with unreadable pages).
-  if [ -z "$HOLES" ]; then MEMORY_OK=0; else MEMORY_OK=3; fi
   mkdir -m 0755 "$SHARE/dir"
   if [ "$MEMORY_CAPTURE" = avml ]; then
     [ -x "$WORK/tools/avml" ] || { echo "run.sh: MEMORY_CAPTURE=avml: no avml on PATH (or AVML=)" >&2; exit 1; }
@@ -578,7 +578,9 @@ boot_membench() {
     for row in "${rows[@]}"; do
       mkdir "$SHARE/b"
       read -ra cmd <<<"${cmds[$row]}"
-      mem_run 0 "round $round: $row" --timeout "$JOB_TIMEOUT" -- \
+      expect=0
+      [ "$row" != collector ] || expect=$MEMORY_OK
+      mem_run "$expect" "round $round: $row" --timeout "$JOB_TIMEOUT" -- \
         /mnt/tools/time -f '%e %U %S %M' -o /mnt/out/time "${cmd[@]}"
       printf '%s %s %s\n' "$row" "$(cat "$SHARE/time")" "$(du -sb --apparent-size "$SHARE/b" | cut -f1)" >>"$WORK/bench.tsv"
       rm -rf "$SHARE/b" "$SHARE/time"
