@@ -17,6 +17,7 @@ use crossbeam_channel::Sender;
 use super::Memory;
 use super::layout::{Span, small};
 use super::lime;
+use super::record::pages;
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::ranges::BadRange;
@@ -129,30 +130,44 @@ fn read_by_page(
     }
 }
 
-/// Reads exactly `out.len()` bytes at `offset`; the errno of the failure (ENODATA for a short read).
+/// Reads exactly `out.len()` bytes at `offset` (std retries an interrupted read); the errno of the
+/// failure, ENODATA for a short read.
 fn read_exact_at(file: &File, out: &mut [u8], offset: u64) -> std::result::Result<(), i32> {
-    let mut done = 0;
-    while done < out.len() {
-        match file.read_at(&mut out[done..], offset + done as u64) {
-            Ok(0) => return Err(libc::ENODATA),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
-        }
-    }
-    Ok(())
+    file.read_exact_at(out, offset).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => libc::ENODATA,
+        _ => e.raw_os_error().unwrap_or(libc::EIO),
+    })
 }
 
 /// The record of `len` bytes of memory at `address` (image offset `image_offset`) written as zeros.
 fn lost(image_offset: u64, address: u64, len: u64, page: u64, errno: i32) -> BadRange {
-    let first_page = address / page;
-    let last_page = (address + len - 1) / page;
+    let (first_sector, sector_count) = pages(address, len, page);
     BadRange {
         offset: image_offset,
         length: len,
-        first_sector: first_page,
-        sector_count: last_page - first_page + 1,
+        first_sector,
+        sector_count,
         sector_size: u32::try_from(page).unwrap_or(u32::MAX),
         errno,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_short_read_is_enodata_and_a_failed_one_its_own_errno() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[7u8; 100]).unwrap();
+        let mut out = [0u8; 10];
+        assert_eq!(read_exact_at(&file, &mut out, 90), Ok(()));
+        assert_eq!(out, [7u8; 10]);
+        assert_eq!(read_exact_at(&file, &mut out, 95), Err(libc::ENODATA));
+        let dir = tempfile::tempdir().unwrap();
+        let dir = File::open(dir.path()).unwrap();
+        assert_eq!(read_exact_at(&dir, &mut out, 0), Err(libc::EISDIR));
     }
 }

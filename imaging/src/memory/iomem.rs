@@ -110,6 +110,12 @@ fec00000-fec003ff : IOAPIC 0
     }
 
     #[test]
+    fn a_range_of_one_byte_is_ram() {
+        let text = "00001000-00001000 : System RAM\n";
+        assert_eq!(system_ram(text).unwrap(), [(0x1000, 0x1001)]);
+    }
+
+    #[test]
     fn adjacent_ranges_merge() {
         let text = "00001000-00001fff : System RAM\n00002000-00002fff : System RAM\n00004000-00004fff : System RAM\n";
         assert_eq!(

@@ -40,16 +40,19 @@ pub(crate) struct Extent {
 }
 
 /// The physical segments of the kcore `file` (its header and program headers are read; the
-/// rest is not touched), sorted by start.
+/// rest is not touched), sorted by start; none is empty.
 pub(crate) fn segments<R: Read + Seek>(file: R) -> Result<Vec<Segment>, String> {
     let elf = ElfStream::<AnyEndian, R>::open_stream(file)
         .map_err(|e| format!("not an ELF core file: {e}"))?;
     let mut found: Vec<Segment> = elf
         .segments()
         .iter()
-        .filter(|p| p.p_type == PT_LOAD && p.p_paddr != u64::MAX && p.p_filesz > 0)
+        .filter(|p| p.p_type == PT_LOAD && p.p_paddr != u64::MAX)
         .filter_map(|p| {
             let len = p.p_filesz.min(p.p_memsz);
+            if len == 0 {
+                return None;
+            }
             Some(Segment {
                 start: p.p_paddr,
                 end: p.p_paddr.checked_add(len)?,

@@ -127,3 +127,97 @@ impl LimeLayout {
 pub(crate) fn small(x: u64) -> usize {
     usize::try_from(x).unwrap_or(usize::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two ranges: `[0x1000, 0x3000)` read at file offset 0x1000, and `[0x8000, 0x9000)` unmapped.
+    fn two_ranges() -> LimeLayout {
+        LimeLayout::new(vec![
+            (
+                (0x1000, 0x3000),
+                vec![Extent {
+                    start: 0x1000,
+                    len: 0x2000,
+                    file_offset: Some(0x1000),
+                }],
+            ),
+            (
+                (0x8000, 0x9000),
+                vec![Extent {
+                    start: 0x8000,
+                    len: 0x1000,
+                    file_offset: None,
+                }],
+            ),
+        ])
+    }
+
+    #[test]
+    fn ranges_are_placed_header_then_bytes_one_after_another() {
+        let layout = two_ranges();
+        let offsets: Vec<_> = layout.ranges.iter().map(|r| r.image_offset).collect();
+        assert_eq!(offsets, [0, 32 + 0x2000]);
+        assert_eq!(layout.size(), 64 + 0x3000);
+    }
+
+    #[test]
+    fn pieces_starting_at_a_ranges_first_byte_of_memory_hold_no_header() {
+        let layout = two_ranges();
+        assert_eq!(
+            layout.pieces(32, 0x10),
+            [Span::Memory {
+                address: 0x1000,
+                file_offset: Some(0x1000),
+                len: 0x10
+            }]
+        );
+        let second = 32 + 0x2000 + 32;
+        assert_eq!(
+            layout.pieces(second, 0x2000),
+            [Span::Memory {
+                address: 0x8000,
+                file_offset: None,
+                len: 0x1000
+            }]
+        );
+    }
+
+    #[test]
+    fn pieces_across_a_range_end_take_the_next_header_part_by_part() {
+        let layout = two_ranges();
+        assert_eq!(
+            layout.pieces(0x2000 + 16, 32),
+            [
+                Span::Memory {
+                    address: 0x2ff0,
+                    file_offset: Some(0x2ff0),
+                    len: 16
+                },
+                Span::Header {
+                    start: 0x8000,
+                    end: 0x9000,
+                    from: 0,
+                    len: 16
+                }
+            ]
+        );
+        assert_eq!(
+            layout.pieces(0x2000 + 32 + 16, 20),
+            [
+                Span::Header {
+                    start: 0x8000,
+                    end: 0x9000,
+                    from: 16,
+                    len: 16
+                },
+                Span::Memory {
+                    address: 0x8000,
+                    file_offset: None,
+                    len: 4
+                }
+            ]
+        );
+    }
+}

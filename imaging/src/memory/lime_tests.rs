@@ -132,6 +132,25 @@ fn headers_are_read_by_seeking_too() {
     );
 }
 
+#[test]
+fn an_image_ending_inside_a_header_is_found_by_seeking_too() {
+    let ranges = [(0x1000, 0x1800), (0x4000, 0x4100)];
+    let mut cut = image(&ranges);
+    cut.extend_from_slice(&header(0x5000, 0x5100)[..5]);
+    let err = read_ranges(Cursor::new(&cut), cut.len() as u64).unwrap_err();
+    assert!(err.contains("inside a LiME header (5 of 32"), "{err}");
+}
+
+#[test]
+fn seeking_stops_at_the_first_bad_header() {
+    let ranges = [(0x1000, 0x1800), (0x4000, 0x4100)];
+    let mut bad = image(&ranges);
+    bad[0] = 0;
+    // The size claims more than the file holds: reading on past the bad header would fail there.
+    let err = read_ranges(Cursor::new(&bad), bad.len() as u64 + 64).unwrap_err();
+    assert!(err.contains("no LiME header at image offset 0"), "{err}");
+}
+
 /// Sorted, non-overlapping ranges of 1 to 300 bytes with gaps of 0 to 5000.
 fn range_sets() -> impl Strategy<Value = Vec<(u64, u64)>> {
     prop::collection::vec((0u64..5000, 1u64..300), 1..12).prop_map(|parts| {

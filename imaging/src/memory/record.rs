@@ -48,6 +48,13 @@ pub struct MemoryRange {
     pub bytes_read: u64,
 }
 
+/// The pages (first page frame number, count) that `len` bytes of memory at physical `address`
+/// touch, in pages of `page` bytes (`len` and `page` not zero): a page partly covered counts.
+pub(crate) fn pages(address: u64, len: u64, page: u64) -> (u64, u64) {
+    let (first, last) = (address / page, (address + len - 1) / page);
+    (first, last - first + 1)
+}
+
 /// Longest text field kept (the banner is about 200 bytes; a release about 40).
 const MAX_TEXT: usize = 1024;
 
@@ -90,7 +97,7 @@ impl MemoryRecord {
                     range.end, range.start
                 ));
             }
-            if index > 0 && range.start < previous_end {
+            if range.start < previous_end {
                 return Err(format!(
                     "{at} starts at {:#x}, before the previous range's end {previous_end:#x}",
                     range.start
@@ -150,8 +157,7 @@ impl MemoryRecord {
                     .is_some_and(|end| end <= data + (r.end - r.start))
         })?;
         let address = range.start + (offset - range.image_offset - super::lime::HEADER_LEN);
-        let (first, last) = (address / page, (address + len - 1) / page);
-        Some((first, last - first + 1))
+        Some(pages(address, len, page))
     }
 
     /// Sets each range's `bytes_read` from the run's zero-filled ranges (image offsets).
@@ -165,5 +171,200 @@ impl MemoryRecord {
                 .sum();
             range.bytes_read = (range.end - range.start) - lost;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::lime::HEADER_LEN;
+
+    /// A record of `ranges` (`[start, end)`), each read whole and placed right after the one before.
+    fn record_of(ranges: &[(u64, u64)]) -> MemoryRecord {
+        let mut offset = 0;
+        MemoryRecord {
+            reader: MemoryReader::Kcore,
+            kernel_release: "6.1.0-28-amd64".to_owned(),
+            banner: "Linux version 6.1.0-28-amd64".to_owned(),
+            boot_id: None,
+            machine: "x86_64".to_owned(),
+            page_size: 4096,
+            ami_id: None,
+            consistency: SMEAR.to_owned(),
+            ranges: ranges
+                .iter()
+                .map(|&(start, end)| {
+                    let range = MemoryRange {
+                        start,
+                        end,
+                        image_offset: offset,
+                        bytes_read: end - start,
+                    };
+                    offset += HEADER_LEN + (end - start);
+                    range
+                })
+                .collect(),
+        }
+    }
+
+    /// The image size `record` describes when it is right.
+    fn size_of(record: &MemoryRecord) -> u64 {
+        record
+            .ranges
+            .iter()
+            .map(|r| HEADER_LEN + (r.end - r.start))
+            .sum()
+    }
+
+    fn checked(record: &MemoryRecord) -> Result<(), String> {
+        record.check(size_of(record))
+    }
+
+    #[test]
+    fn a_record_of_ranges_placed_one_after_another_passes() {
+        let record = record_of(&[(0x1000, 0x9fc00), (0x10_0000, 0x20_0000)]);
+        assert_eq!(checked(&record), Ok(()));
+        assert!(
+            record
+                .check(size_of(&record) + 1)
+                .unwrap_err()
+                .contains("not the image's")
+        );
+    }
+
+    #[test]
+    fn the_page_size_is_a_power_of_two_of_at_least_512() {
+        for (page_size, passes) in [
+            (512, true),
+            (4096, true),
+            (65536, true),
+            (256, false),
+            (0, false),
+            (4095, false),
+            (3 * 512, false),
+        ] {
+            let mut record = record_of(&[(0x1000, 0x2000)]);
+            record.page_size = page_size;
+            let result = checked(&record);
+            assert_eq!(result.is_ok(), passes, "{page_size}: {result:?}");
+            if !passes {
+                assert!(result.unwrap_err().contains("page_size"));
+            }
+        }
+    }
+
+    #[test]
+    fn texts_of_up_to_1024_bytes_pass_and_longer_ones_do_not() {
+        for (len, passes) in [(MAX_TEXT, true), (MAX_TEXT + 1, false)] {
+            let mut record = record_of(&[(0x1000, 0x2000)]);
+            record.banner = "b".repeat(len);
+            let result = checked(&record);
+            assert_eq!(result.is_ok(), passes, "{len}: {result:?}");
+            if !passes {
+                assert!(result.unwrap_err().contains("banner is longer"));
+            }
+        }
+        let mut record = record_of(&[(0x1000, 0x2000)]);
+        record.machine = "m".repeat(MAX_TEXT + 1);
+        assert!(checked(&record).unwrap_err().contains("machine"));
+    }
+
+    #[test]
+    fn ranges_may_touch_but_not_overlap_or_go_backwards() {
+        let touching = record_of(&[(0x1000, 0x2000), (0x2000, 0x3000), (0x8000, 0x9000)]);
+        assert_eq!(checked(&touching), Ok(()));
+        for ranges in [
+            [(0x1000, 0x2000), (0x1fff, 0x3000), (0x8000, 0x9000)],
+            [(0x1000, 0x2000), (0x2000, 0x3000), (0x1000, 0x1800)],
+        ] {
+            let err = checked(&record_of(&ranges)).unwrap_err();
+            assert!(err.contains("before the previous range's end"), "{err}");
+        }
+        let first_at_zero = record_of(&[(0, 0x1000), (0x1000, 0x2000)]);
+        assert_eq!(checked(&first_at_zero), Ok(()));
+    }
+
+    #[test]
+    fn a_record_that_is_not_this_programs_is_refused() {
+        let mut other = record_of(&[(0x1000, 0x2000)]);
+        other.consistency = "atomic".to_owned();
+        assert!(checked(&other).unwrap_err().contains("consistency"));
+        let none = record_of(&[]);
+        assert!(checked(&none).unwrap_err().contains("no range"));
+        let mut empty = record_of(&[(0x1000, 0x2000)]);
+        empty.ranges[0].end = 0x1000;
+        assert!(checked(&empty).unwrap_err().contains("not after its start"));
+        let mut misplaced = record_of(&[(0x1000, 0x2000), (0x3000, 0x4000)]);
+        misplaced.ranges[1].image_offset += 1;
+        assert!(checked(&misplaced).unwrap_err().contains("image offset"));
+        let mut overread = record_of(&[(0x1000, 0x2000)]);
+        overread.ranges[0].bytes_read = 0x1001;
+        assert!(checked(&overread).unwrap_err().contains("read 4097 bytes"));
+    }
+
+    #[test]
+    fn pages_of_memory_bytes_count_every_page_they_touch() {
+        let record = record_of(&[(0x1000, 0x9000), (0x10_0000, 0x10_4000)]);
+        let data = HEADER_LEN;
+        // One whole page, the first of the range.
+        assert_eq!(record.pages_of(data, 0x1000, 0x1000), Some((1, 1)));
+        // A range ending mid-page counts the partial page.
+        assert_eq!(record.pages_of(data + 0x800, 0x1000, 0x1000), Some((1, 2)));
+        // One byte, the last of the range.
+        assert_eq!(record.pages_of(data + 0x7fff, 1, 0x1000), Some((8, 1)));
+        // The second range: after the first's header and bytes, and its own header.
+        let second = 2 * HEADER_LEN + 0x8000;
+        assert_eq!(
+            record.pages_of(second + 0x2000, 0x2000, 0x1000),
+            Some((0x102, 2))
+        );
+    }
+
+    #[test]
+    fn pages_of_nothing_or_of_a_header_are_none() {
+        let record = record_of(&[(0x1000, 0x9000), (0x10_0000, 0x10_4000)]);
+        let data = HEADER_LEN;
+        assert_eq!(record.pages_of(data, 0, 0x1000), None);
+        assert_eq!(record.pages_of(data, 0x1000, 0), None);
+        assert_eq!(record.pages_of(0, 0x10, 0x1000), None);
+        // Bytes running past the range's end into the next header.
+        assert_eq!(record.pages_of(data + 0x7000, 0x1001, 0x1000), None);
+        assert_eq!(record.pages_of(u64::MAX, 2, 0x1000), None);
+    }
+
+    #[test]
+    fn bad_ranges_are_renumbered_by_the_pages_they_cover() {
+        let record = record_of(&[(0x1000, 0x9000)]);
+        let mut bad = [BadRange {
+            offset: HEADER_LEN + 0x800,
+            length: 0x1000,
+            first_sector: 99,
+            sector_count: 99,
+            sector_size: 4096,
+            errno: libc::EIO,
+        }];
+        record.renumber(&mut bad);
+        assert_eq!((bad[0].first_sector, bad[0].sector_count), (1, 2));
+    }
+
+    #[test]
+    fn each_range_counts_the_bytes_not_zero_filled() {
+        let mut record = record_of(&[(0x1000, 0x9000), (0x10_0000, 0x10_4000)]);
+        let second = 2 * HEADER_LEN + 0x8000;
+        let bad = |offset, length| BadRange {
+            offset,
+            length,
+            first_sector: 0,
+            sector_count: 1,
+            sector_size: 4096,
+            errno: libc::EIO,
+        };
+        record.count_read(&[
+            bad(HEADER_LEN + 0x1000, 0x1000),
+            bad(HEADER_LEN + 0x3000, 0x800),
+            bad(second, 0x4000),
+        ]);
+        let read: Vec<_> = record.ranges.iter().map(|r| r.bytes_read).collect();
+        assert_eq!(read, [0x8000 - 0x1800, 0]);
     }
 }

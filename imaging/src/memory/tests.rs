@@ -212,11 +212,15 @@ fn the_record_says_what_an_examiner_needs() {
     let offsets: Vec<_> = record
         .ranges
         .iter()
-        .map(|r| (r.start, r.end, r.image_offset))
+        .map(|r| (r.start, r.end, r.image_offset, r.bytes_read))
         .collect();
+    // Before the run, every range counts as read whole.
     assert_eq!(
         offsets,
-        [(0x1000, 0x9fc00, 0), (0x10_0000, 0x20_0000, 0x9ec00 + 32)]
+        [
+            (0x1000, 0x9fc00, 0, 0x9ec00),
+            (0x10_0000, 0x20_0000, 0x9ec00 + 32, 0x10_0000)
+        ]
     );
     record.check(0x9ec00 + 0x10_0000 + 64).unwrap();
 }
@@ -457,6 +461,48 @@ fn kcore_segments_choose_the_widest_mapping_and_leave_gaps_unmapped() {
         kcore::extents((0x9000, 0xa000), &segments)[0].file_offset,
         None
     );
+}
+
+// A kcore's segments are its PT_LOAD program headers that give a physical address and hold bytes:
+// the note that opens a real kcore (p_paddr 0) and empty headers would map memory to nothing.
+#[test]
+fn only_loaded_segments_with_an_address_and_bytes_map_memory() {
+    let mut core = kcore(&[
+        (0, 0x100),
+        (0x1000, 0x1000),
+        (0x3000, 0x1000),
+        (0x5000, 0x1000),
+        (0x7000, 0x1000),
+    ]);
+    let field = |segment: usize, at: usize| 64 + 56 * segment + at;
+    core[field(0, 0)..field(0, 4)].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    core[field(2, 32)..field(2, 40)].copy_from_slice(&0u64.to_le_bytes()); // p_filesz
+    core[field(3, 40)..field(3, 48)].copy_from_slice(&0u64.to_le_bytes()); // p_memsz
+    let segments = kcore::segments(std::io::Cursor::new(core)).unwrap();
+    let view: Vec<_> = segments.iter().map(|s| (s.start, s.end)).collect();
+    assert_eq!(view, [(0x1000, 0x2000), (0x7000, 0x8000)]);
+}
+
+#[test]
+fn a_device_addressed_by_physical_address_reads_a_range_in_one_extent() {
+    let extent = kcore::identity_extent((0x10_0000, 0x20_0000));
+    assert_eq!(
+        (extent.start, extent.len, extent.file_offset),
+        (0x10_0000, 0x10_0000, Some(0x10_0000))
+    );
+}
+
+// Each reader's file is opened without following a symbolic link: /proc/kcore and /dev/mem are
+// never links, so one is something else put in their place.
+#[test]
+fn a_reader_that_is_a_symbolic_link_is_not_followed() {
+    let (_dir, roots) = machine(|root| {
+        physical(root, "elsewhere", 0x20_0000);
+        std::os::unix::fs::symlink(root.join("dev/elsewhere"), root.join("dev/mem")).unwrap();
+    });
+    let (why, message) = failure(Memory::open_at(&roots, None));
+    assert_eq!(why, MemoryFailure::Unreadable);
+    assert!(message.contains("mem: cannot open"), "{message}");
 }
 
 #[test]

@@ -259,3 +259,38 @@ fn report_memory(memory: &Memory, name: &SafeName) {
         "Memory is live: the image is a smear of the capture's interval, each page as it was when read."
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_source_names_any_reader_or_one() {
+        assert_eq!(memory_source("memory://"), Ok(Some(None)));
+        for reader in MemoryReader::ALL {
+            assert_eq!(
+                memory_source(&format!("memory://{}", reader.name())),
+                Ok(Some(Some(reader)))
+            );
+        }
+    }
+
+    #[test]
+    fn other_sources_are_not_memory() {
+        for source in [
+            "/dev/nvme1n1",
+            "ebs-snapshot://snap-0123456789abcdef0",
+            "memory",
+        ] {
+            assert_eq!(memory_source(source), Ok(None), "{source}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_memory_reader_is_refused_with_the_choices() {
+        for source in ["memory://kmem", "memory:///dev/mem"] {
+            let err = memory_source(source).unwrap_err();
+            assert!(err.contains("must be kcore, crash or mem"), "{err}");
+        }
+    }
+}

@@ -409,6 +409,44 @@ mod tests {
         assert!(err.contains("image.s3 is missing"), "{err}");
     }
 
+    /// A LiME image of `ranges` (`[start, end)`), each range's bytes a pattern of its address.
+    fn lime_image(ranges: &[(u64, u64)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(start, end) in ranges {
+            out.extend_from_slice(&0x4C69_4D45u32.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&(end - 1).to_le_bytes());
+            out.extend_from_slice(&[0; 8]);
+            out.extend((start..end).map(|a| a.to_le_bytes()[0]));
+        }
+        out
+    }
+
+    // Issue 22: a memory image's LiME structure is walked in the one read that hashes it,
+    // whatever the cut of its stream; a disk image is not walked.
+    #[test]
+    fn a_memory_image_is_walked_in_the_read_that_hashes_it() {
+        let ranges = [(0x1000, 0x1100), (0x3000, 0x3010)];
+        let bytes = lime_image(&ranges);
+        let mut record = image(Vec::new());
+        record.hashes = BTreeMap::from([(imaging::HashAlgorithm::Sha256, String::new())]);
+        let mut whole = WholeImage::new(&record, true);
+        for chunk in bytes.chunks(7) {
+            whole.update(chunk);
+        }
+        let measured = whole.finish(Sidecar::Absent, Vec::new());
+        assert_eq!(measured.size, bytes.len() as u64);
+        assert_eq!(measured.lime, Some(Ok(ranges.to_vec())));
+        assert_eq!(
+            measured.hashes[&imaging::HashAlgorithm::Sha256],
+            hex::encode(sha2::Sha256::digest(&bytes))
+        );
+        let mut disk = WholeImage::new(&record, false);
+        disk.update(&bytes);
+        assert_eq!(disk.finish(Sidecar::Absent, Vec::new()).lime, None);
+    }
+
     // Issue 19: a manifest naming another bucket passed, read from the URL's bucket.
     #[test]
     fn the_objects_must_be_in_the_manifests_own_bucket() {
