@@ -47,6 +47,14 @@ fn capture(imds: &ImdsServer, out: &Path, extra: &[&str]) -> Command {
 // Issue 22: the whole capture — a LiME header per System RAM range, the memory at the physical
 // addresses kcore's program headers give, the manifest's memory record (reader, banner, boot ID,
 // instance and AMI from IMDS, ranges), named after the instance, and verify checking it.
+/// `acquire memory:// --dest s3://evidence/cases --incident INCIDENT` against `local`, path-style.
+fn s3_capture(local: &LocalS3, incident: &str) -> Command {
+    let mut cmd = local.collector();
+    cmd.args(["acquire", "memory://", "--dest", "s3://evidence/cases"])
+        .args(["--incident", incident, "--s3-force-path-style"]);
+    cmd
+}
+
 #[test]
 fn memory_is_imaged_as_lime_with_its_record_and_verifies() {
     require_root();
@@ -227,26 +235,19 @@ fn memory_goes_to_s3_under_memory_evidence_and_an_interrupted_capture_leaves_not
         &["--delay-ms".into(), "100".into()],
     );
     slow_host.kcore_from(&slow.file());
-    let mut cmd = local.collector();
-    cmd.args([
-        "acquire",
-        "memory://",
-        "--dest",
-        "s3://evidence/cases",
-        "--incident",
-        "IR-23",
-    ])
-    .args([
-        "--name",
-        "slow",
-        "--s3-force-path-style",
-        "--chunk-size",
-        "256KiB",
-    ])
-    .env("AWS_EC2_METADATA_DISABLED", "true");
-    let child = Run::spawn(&mut slow_host.wrap(&cmd));
+    let mut cmd = s3_capture(&local, "IR-23");
+    cmd.args(["--name", "slow", "--chunk-size", "256KiB"])
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut child = Run::spawn(&mut slow_host.wrap(&cmd));
     let deadline = Instant::now() + Duration::from_secs(60);
     while local.open_uploads("evidence") == 0 {
+        if child.try_wait().unwrap().is_some() {
+            let run = Run::wait(child);
+            panic!(
+                "the capture ended before its upload started: exit {}\n{}",
+                run.code, run.stderr
+            );
+        }
         assert!(Instant::now() < deadline, "the upload never started");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -398,23 +399,9 @@ fn a_task_token_is_answered_with_the_evidence_or_the_refusal() {
     .to_string();
     let machine = flow.state_machine("memory-step", &definition);
     let capture = |token: &str, name: &str| {
-        let mut cmd = local.collector();
-        cmd.args([
-            "acquire",
-            "memory://",
-            "--dest",
-            "s3://evidence/cases",
-            "--incident",
-            "IR-24",
-        ])
-        .args([
-            "--name",
-            name,
-            "--s3-force-path-style",
-            "--task-token",
-            token,
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+        let mut cmd = s3_capture(&local, "IR-24");
+        cmd.args(["--name", name, "--task-token", token])
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         cmd
     };
 
