@@ -47,6 +47,17 @@ fn capture(imds: &ImdsServer, out: &Path, extra: &[&str]) -> Command {
 // Issue 22: the whole capture — a LiME header per System RAM range, the memory at the physical
 // addresses kcore's program headers give, the manifest's memory record (reader, banner, boot ID,
 // instance and AMI from IMDS, ranges), named after the instance, and verify checking it.
+/// Runs `verify`: it must pass and say it checked the LiME structure of the fake host's two ranges.
+fn verifies_both_ranges(verify: &mut Command) {
+    let checked = Run::of(verify);
+    checked.expect_code(0);
+    assert!(
+        checked.stdout.contains("lime: OK 2 ranges"),
+        "{}",
+        checked.stdout
+    );
+}
+
 /// `acquire memory:// --dest s3://evidence/cases --incident INCIDENT` against `local`, path-style.
 fn s3_capture(local: &LocalS3, incident: &str) -> Command {
     let mut cmd = local.collector();
@@ -123,13 +134,7 @@ fn memory_is_imaged_as_lime_with_its_record_and_verifies() {
     verify
         .arg("verify")
         .arg(out.join(format!("{name}.manifest.json")));
-    let checked = Run::of(&mut verify);
-    checked.expect_code(0);
-    assert!(
-        checked.stdout.contains("lime: OK 2 ranges"),
-        "{}",
-        checked.stdout
-    );
+    verifies_both_ranges(&mut verify);
 
     // The same name again is existing evidence: refused, nothing of the first touched.
     let again = Run::of(&mut host.wrap(&capture(&imds, &out, &[])));
@@ -220,13 +225,7 @@ fn memory_goes_to_s3_under_memory_evidence_and_an_interrupted_capture_leaves_not
     assert_eq!(image, host.expected_image(&ALL));
     let mut verify = local.collector();
     verify.args(["verify", url, "--s3-force-path-style"]);
-    let checked = Run::of(&mut verify);
-    checked.expect_code(0);
-    assert!(
-        checked.stdout.contains("lime: OK 2 ranges"),
-        "{}",
-        checked.stdout
-    );
+    verifies_both_ranges(&mut verify);
 
     // A slow kcore (FUSE, 100 ms a read) keeps the second capture going until SIGTERM.
     let mut slow_host = FakeHost::new(&RAM, &ALL);
