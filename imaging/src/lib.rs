@@ -84,6 +84,8 @@
 //!   validating reader `verify` uses. Where and when it is stored is the caller's (the agent's
 //!   destinations); see `sink::staging` for the local publish order.
 //! - `naming`: evidence names and the file names derived from them.
+//! - [`custody`] (public): the manifest's chain-of-custody section, the signed custody statement's
+//!   canonical bytes, and checking its signature offline against a public key.
 //! - `ranges`: merging bad sectors into byte ranges.
 //! - `regular_file`: bounded reads of files an operator names (manifests, sidecars, config).
 //! - `error`: the error type, classified into kinds that callers map to exit codes.
@@ -98,6 +100,7 @@
 #![warn(unreachable_pub)]
 
 mod buffer;
+pub mod custody;
 mod device;
 mod error;
 mod hash;

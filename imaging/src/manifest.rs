@@ -10,7 +10,7 @@
 //! caller gets it.
 
 #[cfg(test)]
-mod sample;
+pub(crate) mod sample;
 mod validate;
 
 /// Largest manifest (or sidecar) read. A manifest's size is dominated by its piece list, about
@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::custody::{Custody, CustodyFacts, StepTimes};
 use crate::device::{LiveUse, ReadOnlyFlag, Source, SourceKind};
 use crate::error::{Error, Result};
 use crate::hash::{HashAlgorithm, Piece};
@@ -41,8 +42,12 @@ pub(crate) const SCHEMA: &str = "forensic-collector/manifest";
 /// the manifest as too new ("unsupported schema version 3") instead of calling the pieces damaged
 /// or the record forged. 4: `source.kind` may be `ebs_snapshot`, with `source.snapshot`; a
 /// version-3 reader would call that kind unknown and the manifest malformed. 5: `source.kind` may
-/// be `memory`, with `source.memory` (a LiME image of physical memory).
-pub(crate) const SCHEMA_VERSION: u32 = 5;
+/// be `memory`, with `source.memory` (a LiME image of physical memory). 6: `custody` (who, where,
+/// when, with which build, and whether a signed statement vouches for the record) is required; a
+/// version-5 reader would refuse it as an unknown field.
+pub(crate) const SCHEMA_VERSION: u32 = 6;
+/// The first version with a custody section, which every manifest from then on has.
+pub(crate) const FIRST_VERSION_WITH_CUSTODY: u32 = 6;
 /// The first version whose source may be physical memory.
 pub(crate) const FIRST_VERSION_WITH_MEMORY: u32 = 5;
 /// The first version whose source may be an EBS snapshot.
@@ -71,6 +76,10 @@ pub struct Manifest {
     pub image: ImageRecord,
     /// Ranges written as zeros because they could not be read. Empty on a clean run.
     pub bad_ranges: Vec<BadRange>,
+    /// Who captured the evidence, where, when and with what, and whether a signed statement
+    /// vouches for this record (schema 6 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custody: Option<Custody>,
 }
 
 /// Bounds of reading a record back.
@@ -333,6 +342,8 @@ pub struct Context {
     pub image_file_name: String,
     /// Peak RSS, when the caller measured it.
     pub peak_rss_bytes: Option<u64>,
+    /// The custody facts the caller gathered; the engine adds the times of the run's steps.
+    pub custody: CustodyFacts,
 }
 
 /// `x` to the nearest tenth (`447.79901` → `447.8`), as the log lines print it.
@@ -354,6 +365,18 @@ impl Manifest {
             memory.renumber(&mut outcome.bad_ranges);
             memory.count_read(&outcome.bad_ranges);
         }
+        let times = StepTimes {
+            started_at: outcome.started_at,
+            last_byte_read_at: outcome.last_read_at,
+            image_confirmed_at: outcome.ended_at,
+            image_version_ids: outcome
+                .receipt
+                .s3
+                .iter()
+                .flat_map(|s3| &s3.objects)
+                .filter_map(|object| object.version_id.clone())
+                .collect(),
+        };
         let seconds = outcome.elapsed.as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         // throughput is informative; f64 is exact to 2^53 bytes
@@ -399,6 +422,7 @@ impl Manifest {
                 }),
             },
             bad_ranges: outcome.bad_ranges,
+            custody: Some(context.custody.into_custody(times)),
         }
     }
 
@@ -514,6 +538,7 @@ mod tests {
         assert_eq!(read.case.examiner, None);
         let mut with = old.clone();
         with["case"]["examiner"] = "Dr. Åsa Müller (badge 7)".into();
+        with["custody"]["examiner"] = "Dr. Åsa Müller (badge 7)".into();
         let read = Manifest::from_json(&with.to_string(), Path::new("m.json")).unwrap();
         assert_eq!(
             read.case.examiner.as_deref(),

@@ -130,6 +130,10 @@ pub struct EvidenceFiles {
     pub sidecar: String,
     /// `<name>.capture.log`, the human log of the run.
     pub capture_log: String,
+    /// `<name>.custody.json`, the signed custody statement (when a signing key was given).
+    pub custody_statement: String,
+    /// `<name>.custody.sig`, the statement's signature.
+    pub custody_signature: String,
     /// `<name>.manifest.json`, written last.
     pub manifest: String,
 }
@@ -149,17 +153,21 @@ impl EvidenceFiles {
             image: format!("{name}.{suffix}"),
             sidecar: format!("{name}.{suffix}.sha256"),
             capture_log: format!("{name}.capture.log"),
+            custody_statement: format!("{name}.custody.json"),
+            custody_signature: format!("{name}.custody.sig"),
             manifest: format!("{name}.manifest.json"),
         }
     }
 
     /// Every file of the evidence, image first and manifest last: the order they are written in
     /// (a local run publishes the sidecar after the manifest).
-    pub fn all(&self) -> [&str; 4] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.image,
             &self.sidecar,
             &self.capture_log,
+            &self.custody_statement,
+            &self.custody_signature,
             &self.manifest,
         ]
     }
@@ -229,6 +237,8 @@ mod tests {
                 "vol-1.image.dd",
                 "vol-1.image.dd.sha256",
                 "vol-1.capture.log",
+                "vol-1.custody.json",
+                "vol-1.custody.sig",
                 "vol-1.manifest.json"
             ]
         );
@@ -246,6 +256,8 @@ mod tests {
                 "i-1-memory.mem.lime",
                 "i-1-memory.mem.lime.sha256",
                 "i-1-memory.capture.log",
+                "i-1-memory.custody.json",
+                "i-1-memory.custody.sig",
                 "i-1-memory.manifest.json"
             ]
         );

@@ -264,6 +264,8 @@ pub struct Outcome {
     pub receipt: SinkReceipt,
     /// Wall-clock start (UTC).
     pub started_at: DateTime<Utc>,
+    /// Wall-clock time the last byte was read and hashed, before the sink finished.
+    pub last_read_at: DateTime<Utc>,
     /// Wall-clock end, after the sink made the image durable.
     pub ended_at: DateTime<Utc>,
     /// Monotonic duration of the whole run.
@@ -376,6 +378,7 @@ pub fn run(
         (Ok(sink), Ok(flow)) => (sink, flow),
     };
     let (hashes, pieces, bad) = flow;
+    let last_read_at = Utc::now();
     let receipt = sink.finish()?;
     let mut bad_ranges = ranges::merge(bad);
     if let Input::Memory(memory) = input {
@@ -388,6 +391,7 @@ pub fn run(
         bad_ranges,
         receipt,
         started_at,
+        last_read_at,
         ended_at: Utc::now(),
         elapsed: clock.elapsed(),
     })

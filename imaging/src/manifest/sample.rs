@@ -45,7 +45,7 @@ fn local_json_with(piece_algorithm: HashAlgorithm, schema_version: u32) -> Value
     let data = bytes();
     let mut pieces = PieceHasher::new(piece_algorithm, PIECE);
     pieces.update(&data);
-    json!({
+    let mut manifest = json!({
         "schema": "forensic-collector/manifest",
         "schema_version": schema_version,
         "tool": {"name": "forensic-collector", "version": "0.1.0", "git_revision": "unknown"},
@@ -91,6 +91,31 @@ fn local_json_with(piece_algorithm: HashAlgorithm, schema_version: u32) -> Value
             "piecewise": {"algorithm": piece_algorithm, "piece_size": PIECE, "pieces": pieces.finish()}
         },
         "bad_ranges": []
+    });
+    if schema_version >= super::FIRST_VERSION_WITH_CUSTODY {
+        manifest["custody"] = custody_json();
+    }
+    manifest
+}
+
+/// The custody section of the samples: unsigned, no AWS principal, a hand-started run.
+pub(crate) fn custody_json() -> Value {
+    json!({
+        "principal": null,
+        "unix_user": {"uid": 0, "name": "root"},
+        "host": {"hostname": "vm", "kernel": "6.1.0-28-amd64", "region": null,
+                 "instance_id": null, "ami_id": null, "instance_type": null},
+        "tool": {"version": "0.1.0", "git_revision": "unknown", "executable_sha256": "ab".repeat(32)},
+        "examiner": null,
+        "settings": {"imaging.hashes": "default", "s3.part_size": "flag --part-size"},
+        "events": {
+            "detected_at": null,
+            "started_at": "2026-12-01T15:10:22.567922950Z",
+            "last_byte_read_at": "2026-12-01T15:10:22.600000000Z",
+            "image_confirmed_at": "2026-12-01T15:10:22.626186564Z",
+            "manifest_written_at": "2026-12-01T15:10:22.627000000Z"
+        },
+        "signature": {"state": "unsigned"}
     })
 }
 

@@ -10,8 +10,8 @@
 use std::fmt;
 
 use super::{
-    FIRST_VERSION_WITH_BLAKE3_PIECES, FIRST_VERSION_WITH_MEMORY, FIRST_VERSION_WITH_SNAPSHOTS,
-    ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status,
+    FIRST_VERSION_WITH_BLAKE3_PIECES, FIRST_VERSION_WITH_CUSTODY, FIRST_VERSION_WITH_MEMORY,
+    FIRST_VERSION_WITH_SNAPSHOTS, ImageRecord, Manifest, SCHEMA, SCHEMA_VERSION, Status,
 };
 use crate::device::SourceKind;
 use crate::hash::HashAlgorithm;
@@ -79,6 +79,7 @@ impl Manifest {
         check_pieces(&self.image, self.schema_version, &mut problems);
         check_objects(&self.image, &mut problems);
         check_bad_ranges(self, &mut problems);
+        check_custody(self, &mut problems);
         problems.into_result()
     }
 }
@@ -99,6 +100,28 @@ impl ImageRecord {
 /// two cannot drift.
 fn object_name(file_name: &str, index: usize, count: usize) -> String {
     segment_key(file_name, index as u64, count as u64)
+}
+
+/// From schema 6 on every manifest has a custody section, checked against the rest of the record
+/// (`custody::check`); before it none has one.
+fn check_custody(manifest: &Manifest, problems: &mut Problems) {
+    let since = manifest.schema_version >= FIRST_VERSION_WITH_CUSTODY;
+    match &manifest.custody {
+        None if since => problems.push(format!(
+            "custody is missing (schema version {} records it)",
+            manifest.schema_version
+        )),
+        Some(_) if !since => problems.push(format!(
+            "custody is recorded, which schema version {} does not have",
+            manifest.schema_version
+        )),
+        Some(custody) => {
+            for problem in crate::custody::check::problems(manifest, custody) {
+                problems.push(problem);
+            }
+        }
+        None => {}
+    }
 }
 
 fn check_schema(manifest: &Manifest, problems: &mut Problems) {
@@ -523,6 +546,7 @@ mod tests {
             .unwrap();
         let mut sha256_now = sample::local_v2_json();
         sha256_now["schema_version"] = SCHEMA_VERSION.into();
+        sha256_now["custody"] = sample::custody_json();
         sample::unchecked(sha256_now).validate().unwrap();
         for other in ["md5", "sha1"] {
             let refused = local(|v| v["image"]["piecewise"]["algorithm"] = other.into());
@@ -540,6 +564,7 @@ mod tests {
         assert_mentions(&err, "pieces of schema version 2 are always sha256");
         let mut v3 = sample::local_json();
         v3["schema_version"] = FIRST_VERSION_WITH_BLAKE3_PIECES.into();
+        v3.as_object_mut().unwrap().remove("custody");
         sample::unchecked(v3).validate().unwrap();
     }
 

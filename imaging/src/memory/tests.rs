@@ -272,6 +272,11 @@ fn a_run_hashes_the_image_and_its_manifest_validates() {
         },
         image_file_name: "m.mem.lime".into(),
         peak_rss_bytes: None,
+        custody: crate::custody::test_facts(&crate::ToolInfo {
+            name: "t".into(),
+            version: "1".into(),
+            git_revision: "-".into(),
+        }),
     };
     let manifest = crate::Manifest::new(
         context,
