@@ -146,6 +146,20 @@ pub fn queue_clients(
     )
 }
 
+/// Longest wait for one STS or KMS attempt: each is one small request, and a minute means the
+/// connection is stuck.
+pub const CUSTODY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The clients of the custody record: STS (who the run's calls are made as) and KMS (the
+/// statement's signature), retrying as the EBS clients do.
+pub fn custody_clients(runtime: &Runtime) -> (aws_sdk_sts::Client, aws_sdk_kms::Client) {
+    let shared = retrying(runtime, CUSTODY_ATTEMPT_TIMEOUT);
+    (
+        aws_sdk_sts::Client::new(&shared),
+        aws_sdk_kms::Client::new(&shared),
+    )
+}
+
 /// A CloudWatch Logs client from the environment: instance role, env or profile credentials;
 /// region from the environment or IMDS; endpoint from `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` or
 /// `AWS_ENDPOINT_URL`.

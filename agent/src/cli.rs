@@ -37,6 +37,9 @@ pub enum Command {
     /// Inspect the daemon's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The signed custody record's keys (docs/custody.md).
+    #[command(subcommand)]
+    Custody(CustodyCommand),
     /// Run as the collector daemon: watch for attached volumes, image each to S3, report to
     /// CloudWatch Logs, then exit, stay or power off (the systemd service).
     Watch(WatchArgs),
@@ -70,6 +73,26 @@ pub enum ConfigCommand {
     /// Load the config file, EC2 user data and environment as `watch` would, validate, and print
     /// every key with its source; `--json` prints JSON.
     Check(ConfigCheckArgs),
+}
+
+/// `custody` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CustodyCommand {
+    /// Write the public half of a KMS signing key as PEM (`kms:GetPublicKey`), for
+    /// `verify --public-key` and openssl on a machine without AWS access.
+    ExportKey(ExportKeyArgs),
+}
+
+/// `custody export-key` options.
+#[derive(Debug, Args)]
+pub struct ExportKeyArgs {
+    /// The key: ID, alias or ARN.
+    #[arg(long)]
+    pub kms_key_id: String,
+
+    /// Write the PEM to this new file (never over an existing one); without it, to stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `config check` options.
@@ -168,6 +191,19 @@ pub struct AcquireArgs {
     /// per key declared with a flag in `config::settings`, checked as the configuration is.
     #[command(flatten)]
     pub settings: SettingFlags,
+
+    /// When the `watch` daemon saw the disk (its child jobs only): the custody record's first
+    /// event.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Where each setting came from (`section.key` → `file …`, `user data (json)`, …), as the
+    /// `watch` daemon's configuration says (its child jobs only): the custody record's
+    /// `settings`. A command line's own are its flags over the defaults.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub setting_origins: std::collections::BTreeMap<String, String>,
 }
 
 /// `verify` options.
@@ -180,6 +216,12 @@ pub struct VerifyArgs {
     /// Address buckets as ENDPOINT/BUCKET (S3-compatible servers).
     #[arg(long)]
     pub s3_force_path_style: bool,
+
+    /// Check the custody statement's signature offline with this public key (PEM, from
+    /// `custody export-key` or `aws kms get-public-key`) instead of asking KMS; an unsigned
+    /// record then fails.
+    #[arg(long, value_name = "PEM")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// `--object-lock-mode`: a mode as the configuration takes it (`ids::object_lock_mode`).

@@ -49,6 +49,10 @@ pub enum Exit {
     OutputFull,
     /// S3 refused or failed (denied, no such bucket, retries exhausted, checksum mismatch).
     Destination,
+    /// A custody statement was asked for and KMS did not sign it (denied, key disabled or of the
+    /// wrong kind, unreachable), or `verify` could not have KMS check a signature: no evidence
+    /// pretends to be signed.
+    Signing,
     /// Interrupted by SIGINT/SIGTERM.
     Interrupted,
 }
@@ -74,6 +78,7 @@ impl Exit {
             Exit::Output => 20,
             Exit::OutputFull => 21,
             Exit::Destination => 30,
+            Exit::Signing => 31,
             Exit::Interrupted => 130,
         }
     }
@@ -104,6 +109,7 @@ impl Exit {
             Exit::Output => "output cannot be written",
             Exit::OutputFull => "output filesystem full",
             Exit::Destination => "S3 refused or failed",
+            Exit::Signing => "KMS did not sign (or check) the custody statement",
             Exit::Interrupted => "interrupted by a signal",
         }
     }
@@ -118,7 +124,7 @@ impl Exit {
     }
 
     /// Every exit, in code order.
-    pub const ALL: [Exit; 18] = [
+    pub const ALL: [Exit; 19] = [
         Exit::Ok,
         Exit::Internal,
         Exit::Usage,
@@ -136,6 +142,7 @@ impl Exit {
         Exit::Output,
         Exit::OutputFull,
         Exit::Destination,
+        Exit::Signing,
         Exit::Interrupted,
     ];
 

@@ -25,6 +25,16 @@ pub fn ami_id(text: &str) -> Result<String, String> {
     ec2_id(text, "ami-", "an AMI ID")
 }
 
+/// A region or instance type as IMDS names them (`us-east-1`, `m7i.large`): 1 to 64 lower-case
+/// letters, digits, '-' and '.'. `None` for anything else, which is then not recorded.
+pub fn ec2_word(text: &str) -> Option<String> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    ok.then(|| text.to_owned())
+}
+
 /// `PREFIX` and 8 or 17 lower-case hex digits, the two lengths EC2 issues.
 fn ec2_id(text: &str, prefix: &str, what: &str) -> Result<String, String> {
     let hex = text.strip_prefix(prefix).unwrap_or_default();
@@ -110,6 +120,16 @@ mod tests {
                 instance_id(bad).unwrap_err().contains("EC2 instance ID"),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn regions_and_instance_types_are_ec2_words() {
+        assert_eq!(ec2_word("us-east-1").as_deref(), Some("us-east-1"));
+        assert_eq!(ec2_word("m7i.large").as_deref(), Some("m7i.large"));
+        assert_eq!(ec2_word(&"a".repeat(64)).map(|w| w.len()), Some(64));
+        for bad in ["", "US-EAST-1", "a b", "a\nb", "a/b", &"a".repeat(65)] {
+            assert_eq!(ec2_word(bad), None, "{bad:?}");
         }
     }
 

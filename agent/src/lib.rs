@@ -11,6 +11,8 @@
 //!   `verify` of S3 and the CloudWatch reporter.
 //! - `config`: the daemon's layered, validated configuration; `imds`: EC2 user data and instance
 //!   ID over IMDSv2.
+//! - `custody`: the manifest's chain-of-custody facts (STS, IMDS, the executable's hash) and KMS
+//!   signing of its statement.
 //! - `cloudwatch`: reporting readiness and capture events to CloudWatch Logs, beside imaging.
 //! - `ids`: the AWS identifiers taken as text (account, instance, KMS key), one check each.
 //! - `exit`: outcomes → documented exit codes (`--help` lists them from there; a test holds the
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod cloudwatch;
 pub mod cmd;
 pub mod config;
+pub mod custody;
 pub mod daemon;
 pub mod detect;
 pub mod exit;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use forensic_collector::cli::{Cli, Command, ConfigCommand};
+use forensic_collector::cli::{Cli, Command, ConfigCommand, CustodyCommand};
 use forensic_collector::exit::Exit;
 use forensic_collector::result::AcquisitionResult;
 use forensic_collector::{cmd, logging, signals};
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Acquire(args) => cmd::acquire::run(args, json, &capture, &cancel),
         Command::Verify(args) => cmd::verify::run(args, json, &cancel),
         Command::Config(ConfigCommand::Check(args)) => cmd::config::run(args, cli.json),
+        Command::Custody(CustodyCommand::ExportKey(args)) => cmd::custody::export_key(args),
         Command::Watch(args) => cmd::watch::run(args, &cancel),
         Command::RunJob => cmd::acquire::read_job(std::io::stdin().lock())
             .and_then(|args| cmd::acquire::run(&args, json, &capture, &cancel)),

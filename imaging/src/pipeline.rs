@@ -377,8 +377,7 @@ pub fn run(
         }
         (Ok(sink), Ok(flow)) => (sink, flow),
     };
-    let (hashes, pieces, bad) = flow;
-    let last_read_at = Utc::now();
+    let ((hashes, pieces, bad), last_read_at) = (flow, Utc::now());
     let receipt = sink.finish()?;
     let mut bad_ranges = ranges::merge(bad);
     if let Input::Memory(memory) = input {

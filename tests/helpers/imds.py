@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """imds: a loopback stand-in for the EC2 instance metadata service, IMDSv2 only.
 
-  imds.py [--port N] [--user-data FILE] [--instance-id ID] [--ami-id ID] [--down-for SECONDS [--down-as MODE]]
+  imds.py [--port N] [--user-data FILE] [--instance-id ID] [--ami-id ID] [--region R] [--instance-type T]
+          [--down-for SECONDS [--down-as MODE]]
           [--turned-off] [--log FILE]
 
   PUT /latest/api/token  with X-aws-ec2-metadata-token-ttl-seconds (1-21600) returns a token and
@@ -10,6 +11,8 @@
   GET /latest/user-data  the bytes of FILE, 404 when no FILE is given or it does not exist.
   GET /latest/meta-data/instance-id   ID (default i-0123456789abcdef0).
   GET /latest/meta-data/ami-id        ID (default ami-0123456789abcdef0).
+  GET /latest/meta-data/placement/region  R (default us-east-1).
+  GET /latest/meta-data/instance-type     T (default m7i.large).
   anything else          404.
   Every answer carries `Server: EC2ws`, as the real service's do.
 
@@ -46,6 +49,8 @@ def main():
     p.add_argument("--user-data")
     p.add_argument("--instance-id", default="i-0123456789abcdef0")
     p.add_argument("--ami-id", default="ami-0123456789abcdef0")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--instance-type", default="m7i.large")
     p.add_argument("--down-for", type=float, default=0.0)
     p.add_argument("--down-as", choices=["refuse", "503"], default="refuse")
     p.add_argument("--turned-off", action="store_true")
@@ -132,6 +137,10 @@ def main():
                 return self._reply(200, args.instance_id.encode(), token_state=state)
             if self.path == "/latest/meta-data/ami-id":
                 return self._reply(200, args.ami_id.encode(), token_state=state)
+            if self.path == "/latest/meta-data/placement/region":
+                return self._reply(200, args.region.encode(), token_state=state)
+            if self.path == "/latest/meta-data/instance-type":
+                return self._reply(200, args.instance_type.encode(), token_state=state)
             self._reply(404, token_state=state)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler, bind_and_activate=False)

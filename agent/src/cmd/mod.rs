@@ -3,5 +3,6 @@
 
 pub mod acquire;
 pub mod config;
+pub mod custody;
 pub mod verify;
 pub mod watch;

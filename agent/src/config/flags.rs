@@ -45,6 +45,11 @@ impl SettingFlags {
         )
     }
 
+    /// Whether `dotted` (`section.key`) was given.
+    pub fn contains(&self, dotted: &str) -> bool {
+        self.0.contains_key(dotted)
+    }
+
     /// The configuration these values make over the defaults, checked as every source is; the
     /// error names the flag.
     pub fn config(&self) -> Result<Config, String> {
@@ -233,7 +238,7 @@ mod tests {
         let flags = SettingFlags::of(&raw);
         assert_eq!(
             flags.0.len(),
-            flagged().count() - 3,
+            flagged().count() - 4,
             "all but the unset ones"
         );
         let json = serde_json::to_string(&flags).unwrap();

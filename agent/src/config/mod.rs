@@ -74,6 +74,16 @@ pub use layers::{KeyPath, Layers, Setting};
 pub use origin::{Origin, UserDataFormat};
 pub use typed::Config;
 
+/// Where each setting of `settings` came from, as `config check` prints it (`section.key` →
+/// `default`, `file PATH`, `user data (json)`, `env VAR`, `flag --…`): the custody record's
+/// `settings`. A key set by several sources is the last one's, as the merge takes it.
+pub fn origins_of(settings: &[Setting]) -> BTreeMap<String, String> {
+    settings
+        .iter()
+        .map(|setting| (setting.key.to_string(), setting.origin.to_string()))
+        .collect()
+}
+
 /// The config file read when `--config` names none.
 pub const DEFAULT_PATH: &str = "/etc/forensic-collector/config.toml";
 /// The variable that named the config file until issue 19. Its sources (the environment, fed from

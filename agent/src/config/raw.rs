@@ -30,9 +30,12 @@ mod tests {
             .unwrap_err()
             .message()
             .to_owned();
+        // serde lists the fields of a section with several ("expected one of `a`, `b`") and
+        // names the field of a section with one ("expected `a`").
         let list = message
             .split("expected one of ")
             .nth(1)
+            .or_else(|| message.split("expected ").nth(1))
             .unwrap_or_else(|| panic!("no field list in {message}"));
         list.split(',')
             .map(|f| f.trim().trim_matches(|c| c == '`' || c == '\n').to_owned())

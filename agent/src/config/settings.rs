@@ -482,6 +482,16 @@ settings! {
         FLUSH_TIMEOUT_SECS flush_timeout_secs: u64 = Count(cloudwatch::DEFAULT_FLUSH_TIMEOUT.as_secs()),
             Any, range("flush timeout (seconds)", 1, 600, Number);
     }
+    /// `[custody]`: the signed chain-of-custody record (docs/custody.md).
+    [custody] RawCustody {
+        /// Sign a custody statement of every capture with this KMS asymmetric key (key ID, alias
+        /// or ARN; `ECC_NIST_P256` or `RSA_*`, usage `SIGN_VERIFY`), stored beside the manifest;
+        /// a capture that cannot sign fails. Unset, the manifest says "unsigned". The launcher's
+        /// choice like the bucket: it names which key vouches for the evidence, and the role may
+        /// use only the keys its policy grants `kms:Sign` on.
+        #[flag = "sign-kms-key-id"]
+        KMS_KEY_ID kms_key_id: Option<String> = Unset, Any;
+    }
 }
 
 /// `acquire` run by hand logs progress more often than the daemon reports it: a person is
@@ -782,7 +792,10 @@ mod tests {
         assert_eq!(Initial::Bool(true).number(), 0);
         let table = defaults_table();
         assert_eq!(table.len(), SECTIONS.len());
-        assert_eq!(SECTIONS, ["job", "watch", "imaging", "s3", "cloudwatch"]);
+        assert_eq!(
+            SECTIONS,
+            ["job", "watch", "imaging", "s3", "cloudwatch", "custody"]
+        );
         assert!(table["job"].get("bucket").is_none());
         assert_eq!(table["watch"]["settle_ms"], 300.into());
         assert_eq!(find("s3", "part_size"), Some(&PART_SIZE));

@@ -76,6 +76,9 @@ pub struct Job {
     pub name: String,
     /// State.
     pub state: JobState,
+    /// When it was detected (the disk settled, the snapshot or queued job taken): the custody
+    /// record's first event.
+    pub detected_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Job {
@@ -123,6 +126,7 @@ impl JobTable {
             source,
             name,
             state: JobState::Queued,
+            detected_at: chrono::Utc::now(),
         });
         self.queue.push_back(index);
         Some(index)

@@ -93,6 +93,14 @@ impl DaemonPlan {
         }
     }
 
+    /// The plan whose children record `origins` (`section.key` → where its value came from, as
+    /// `config::origins_of` gives them) in their manifests' custody section.
+    #[must_use]
+    pub fn with_origins(mut self, origins: std::collections::BTreeMap<String, String>) -> Self {
+        self.template.setting_origins = origins;
+        self
+    }
+
     /// `s3://bucket/prefix/<incident>/disk_evidence/`, for events.
     pub fn destination_text(&self) -> String {
         let key = self
@@ -142,6 +150,7 @@ impl DaemonPlan {
         let mut args = self.template.clone();
         args.source = job.source.path();
         args.name = Some(job.name.clone());
+        args.detected_at = Some(job.detected_at);
         // The job context's source volume belongs to the disk named after it (a single-volume
         // job); other disks of a multi-volume job are not copies of it. A snapshot job's
         // snapshot is a copy of the volume the launcher named, if it named one.
@@ -188,6 +197,8 @@ fn template(config: &Config, job: &JobContext, instance_id: Option<String>) -> A
         object_lock_mode: None,
         object_lock_retain_until: None,
         settings: SettingFlags::of(&config.raw),
+        detected_at: None,
+        setting_origins: std::collections::BTreeMap::new(),
     }
 }
 
@@ -250,6 +261,7 @@ mod tests {
             source: JobSource::Disk(attached.clone()),
             name,
             state: super::super::jobs::JobState::Queued,
+            detected_at: chrono::Utc::now(),
         };
         let named = plan.child_job(&job(plan.evidence_name(&attached, 0)));
         assert_eq!(named.source, PathBuf::from("/dev/nvme1n1"));
@@ -291,6 +303,7 @@ mod tests {
             source: JobSource::Disk(disk(None, None)),
             name: VOLUME.into(),
             state: super::super::jobs::JobState::Queued,
+            detected_at: chrono::Utc::now(),
         })
     }
 
@@ -320,6 +333,7 @@ mod tests {
         raw.s3.legal_hold = true;
         raw.s3.require_object_lock = true;
         raw.cloudwatch.progress_interval_secs = 45;
+        raw.custody.kms_key_id = Some("alias/custody".into());
         raw
     }
 
@@ -525,6 +539,7 @@ mod tests {
             source,
             name,
             state: super::super::jobs::JobState::Queued,
+            detected_at: chrono::Utc::now(),
         });
         // As written: a path comparison would take `ebs-snapshot:/snap-…` for the same.
         assert_eq!(

@@ -51,6 +51,10 @@ pub struct InstanceData {
     /// `ami-…`, the image the instance was launched from, when IMDS has one (recorded with
     /// memory captures: which build of the kernel and userland the suspect ran).
     pub ami_id: Option<String>,
+    /// The instance's region and type (the manifest's custody host), when IMDS has them.
+    pub region: Option<String>,
+    /// See `region`.
+    pub instance_type: Option<String>,
 }
 
 /// An IMDS failure.
@@ -160,6 +164,10 @@ pub async fn fetch_waiting(
 const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
 /// Where IMDS gives the AMI ID.
 const AMI_ID_PATH: &str = "/latest/meta-data/ami-id";
+/// Where IMDS gives the region.
+const REGION_PATH: &str = "/latest/meta-data/placement/region";
+/// Where IMDS gives the instance type.
+const INSTANCE_TYPE_PATH: &str = "/latest/meta-data/instance-type";
 
 /// Fetches user data and the instance ID from `endpoint` (`None`: the SDK's resolution —
 /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, the profile, or 169.254.169.254), once: a fresh client, so
@@ -202,10 +210,19 @@ pub async fn fetch(endpoint: Option<&str>) -> Result<InstanceData, InstanceDataE
         .ok()
         .flatten()
         .and_then(|id| crate::ids::ami_id(id.trim()).ok());
+    // Informative too (the custody record): kept only if it looks like EC2's.
+    let mut informative = Vec::new();
+    for path in [REGION_PATH, INSTANCE_TYPE_PATH] {
+        let answer = optional(&client, &shown, path).await.ok().flatten();
+        informative.push(answer.and_then(|text| crate::ids::ec2_word(text.trim())));
+    }
+    let [region, instance_type]: [Option<String>; 2] = informative.try_into().unwrap_or_default();
     Ok(InstanceData {
         user_data,
         instance_id,
         ami_id,
+        region,
+        instance_type,
     })
 }
 

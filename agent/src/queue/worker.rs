@@ -51,6 +51,8 @@ pub struct QueuePlan {
     pub queue: QueueSection,
     /// This instance, from IMDS.
     pub instance_id: Option<String>,
+    /// Where each setting came from, for the custody record (`config::origins_of`).
+    pub origins: std::collections::BTreeMap<String, String>,
 }
 
 impl QueuePlan {
@@ -282,6 +284,7 @@ impl Worker<'_> {
             source,
             name: queued.evidence_name.to_string(),
             state: JobState::Running,
+            detected_at: chrono::Utc::now(),
         }
     }
 
@@ -302,7 +305,8 @@ impl Worker<'_> {
             &self.plan.config,
             &context,
             self.plan.instance_id.clone(),
-        );
+        )
+        .with_origins(self.plan.origins.clone());
         let mut acquire = plan.child_job(job);
         // The daemon names a disk's source volume only when the evidence is named after it; a
         // queued job's message says which suspect volume its source copies.

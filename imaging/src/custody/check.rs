@@ -126,8 +126,14 @@ mod tests {
         );
         let rev = problems(|v| v["custody"]["tool"]["git_revision"] = "abc".into());
         assert!(rev.starts_with("custody.tool (0.1.0 abc)"), "{rev}");
-        for bad in ["AB".repeat(32), "ab".repeat(31), "zz".repeat(32), "ab".repeat(33)] {
-            let found = problems(|v| v["custody"]["tool"]["executable_sha256"] = bad.clone().into());
+        for bad in [
+            "AB".repeat(32),
+            "ab".repeat(31),
+            "zz".repeat(32),
+            "ab".repeat(33),
+        ] {
+            let found =
+                problems(|v| v["custody"]["tool"]["executable_sha256"] = bad.clone().into());
             assert!(found.contains("executable_sha256"), "{bad}: {found}");
         }
         let examiner = problems(|v| v["custody"]["examiner"] = "J".into());
@@ -159,9 +165,17 @@ mod tests {
             "custody.events.started_at (2026-12-01 15:10:22.567922950 UTC) is before detected_at (2026-12-01 15:10:23 UTC)"
         );
         assert!(shift("last_byte_read_at", "2026-12-01T15:10:22Z").contains("last_byte_read_at"));
-        assert!(shift("image_confirmed_at", "2026-12-01T15:10:22.59Z").contains("image_confirmed_at"));
-        assert!(shift("manifest_written_at", "2026-12-01T15:10:22.6Z").contains("manifest_written_at"));
-        assert_eq!(shift("manifest_written_at", "2026-12-01T15:10:22.626186564Z"), "", "equal times are in order");
+        assert!(
+            shift("image_confirmed_at", "2026-12-01T15:10:22.59Z").contains("image_confirmed_at")
+        );
+        assert!(
+            shift("manifest_written_at", "2026-12-01T15:10:22.6Z").contains("manifest_written_at")
+        );
+        assert_eq!(
+            shift("manifest_written_at", "2026-12-01T15:10:22.626186564Z"),
+            "",
+            "equal times are in order"
+        );
     }
 
     #[test]

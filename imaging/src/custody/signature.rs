@@ -162,7 +162,10 @@ mod tests {
         .unwrap();
         let key = PublicKey::from_der(spki.as_ref()).unwrap();
         (key, move |m: &[u8]| {
-            pair.sign(&SystemRandom::new(), m).unwrap().as_ref().to_vec()
+            pair.sign(&SystemRandom::new(), m)
+                .unwrap()
+                .as_ref()
+                .to_vec()
         })
     }
 
@@ -295,14 +298,14 @@ mod tests {
             );
             assert_eq!(alg.to_string(), alg.name());
         }
-        assert_eq!(
-            SigningAlgorithm::EcdsaSha256.name(),
-            "ECDSA_SHA_256"
-        );
+        assert_eq!(SigningAlgorithm::EcdsaSha256.name(), "ECDSA_SHA_256");
         assert_eq!(
             SigningAlgorithm::RsassaPssSha256.name(),
             "RSASSA_PSS_SHA_256"
         );
-        assert_eq!(SigningAlgorithm::from_name("RSASSA_PKCS1_V1_5_SHA_256"), None);
+        assert_eq!(
+            SigningAlgorithm::from_name("RSASSA_PKCS1_V1_5_SHA_256"),
+            None
+        );
     }
 }

@@ -164,7 +164,9 @@ impl Statement {
         let mut problems = Vec::new();
         let mut differ = |what: &str, stated: &str, actual: &str| {
             if stated != actual {
-                problems.push(format!("{what}: the statement says {stated}, it is {actual}"));
+                problems.push(format!(
+                    "{what}: the statement says {stated}, it is {actual}"
+                ));
             }
         };
         differ(
@@ -256,11 +258,19 @@ mod tests {
         assert_eq!(statement.image.sha256, sample::sha256(&sample::bytes()));
         assert_eq!(
             statement.image.blake3.as_deref(),
-            manifest.image.hashes.get(&HashAlgorithm::Blake3).map(String::as_str)
+            manifest
+                .image
+                .hashes
+                .get(&HashAlgorithm::Blake3)
+                .map(String::as_str)
         );
         assert_eq!(statement.image.size_bytes, manifest.image.size_bytes);
         assert_eq!(statement.signed_at, "2026-12-07T14:00:00.500000Z");
-        assert!(statement.disagreements(&manifest, &bytes, "s.manifest.json").is_empty());
+        assert!(
+            statement
+                .disagreements(&manifest, &bytes, "s.manifest.json")
+                .is_empty()
+        );
         let mut no_sha = manifest.clone();
         no_sha.image.hashes.remove(&HashAlgorithm::Sha256);
         assert!(Statement::new(&no_sha, &bytes, &signing()).is_none());
@@ -271,27 +281,51 @@ mod tests {
         let (_, _, statement) = made();
         let bytes = statement.to_bytes();
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(serde_json::to_vec(&sorted(value)).unwrap(), bytes, "sorted keys");
+        assert_eq!(
+            serde_json::to_vec(&sorted(value)).unwrap(),
+            bytes,
+            "sorted keys"
+        );
         assert!(!bytes.contains(&b' ') && !bytes.contains(&b'\n'), "compact");
         assert!(bytes.len() < Statement::MAX_BYTES);
         assert_eq!(Statement::parse(&bytes).unwrap(), statement);
 
         let text = String::from_utf8(bytes.clone()).unwrap();
         let spaced = text.replacen(":", ": ", 1);
-        assert!(Statement::parse(spaced.as_bytes()).unwrap_err().contains("canonical"));
+        assert!(
+            Statement::parse(spaced.as_bytes())
+                .unwrap_err()
+                .contains("canonical")
+        );
         let newline = format!("{text}\n");
-        assert!(Statement::parse(newline.as_bytes()).unwrap_err().contains("canonical"));
+        assert!(
+            Statement::parse(newline.as_bytes())
+                .unwrap_err()
+                .contains("canonical")
+        );
         let reordered = serde_json::to_vec(&serde_json::json!({
             "schema_version": 1, "algorithm": "ECDSA_SHA_256",
         }))
         .unwrap();
         assert!(Statement::parse(&reordered).is_err());
         let extra = text.replacen('{', "{\"x\":1,", 1);
-        assert!(Statement::parse(extra.as_bytes()).unwrap_err().contains("not a custody statement"));
+        assert!(
+            Statement::parse(extra.as_bytes())
+                .unwrap_err()
+                .contains("not a custody statement")
+        );
         let other = text.replace(SCHEMA, "other/schema");
-        assert!(Statement::parse(other.as_bytes()).unwrap_err().contains("other/schema"));
+        assert!(
+            Statement::parse(other.as_bytes())
+                .unwrap_err()
+                .contains("other/schema")
+        );
         let version = text.replace("\"schema_version\":1", "\"schema_version\":2");
-        assert!(Statement::parse(version.as_bytes()).unwrap_err().contains("version 2"));
+        assert!(
+            Statement::parse(version.as_bytes())
+                .unwrap_err()
+                .contains("version 2")
+        );
         let null_blake3 = text.replacen("\"blake3\":", "\"blake3\":null,\"x\":", 1);
         assert!(Statement::parse(null_blake3.as_bytes()).is_err());
     }
@@ -316,10 +350,13 @@ mod tests {
             change(&mut s);
             s.disagreements(&manifest, &bytes, "s.manifest.json")
         };
-        let cases: [(&str, &dyn Fn(&mut Statement)); 8] = [
+        type Change<'a> = &'a dyn Fn(&mut Statement);
+        let cases: [(&str, Change); 8] = [
             ("manifest SHA-256", &|s| s.manifest.sha256 = "00".into()),
             ("manifest size", &|s| s.manifest.size_bytes += 1),
-            ("manifest file", &|s| s.manifest.file = "t.manifest.json".into()),
+            ("manifest file", &|s| {
+                s.manifest.file = "t.manifest.json".into()
+            }),
             ("evidence name", &|s| s.evidence_name = "t".into()),
             ("image file", &|s| s.image.file = "t.image.dd".into()),
             ("image size", &|s| s.image.size_bytes -= 1),
@@ -337,7 +374,10 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].starts_with("manifest SHA-256: "), "{found:?}");
         let found = statement.disagreements(&manifest, &bytes, "renamed.json");
-        assert_eq!(found, vec!["manifest file: the statement says s.manifest.json, it is renamed.json"]);
+        assert_eq!(
+            found,
+            vec!["manifest file: the statement says s.manifest.json, it is renamed.json"]
+        );
         let mut other = manifest.clone();
         other.image.hashes.remove(&HashAlgorithm::Blake3);
         let found = statement.disagreements(&other, &bytes, "s.manifest.json");

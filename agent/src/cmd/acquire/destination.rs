@@ -329,6 +329,8 @@ impl Destination {
                 let order = [
                     files.image.as_str(),
                     &files.capture_log,
+                    &files.custody_statement,
+                    &files.custody_signature,
                     &files.manifest,
                     &files.sidecar,
                 ];

@@ -19,6 +19,7 @@
 //! A run that stored evidence ends with one log line naming its manifest whole (an absolute path or
 //! an `s3://` URL), the one argument `verify` needs.
 
+mod custody;
 pub mod destination;
 mod source;
 pub mod task;
@@ -66,6 +67,7 @@ pub fn run(
         },
         image_file_name: prepared.files.image.clone(),
         peak_rss_bytes: sysinfo::peak_rss_bytes(),
+        custody: prepared.custody.facts.clone(),
     };
     let mut record = prepared.source.record();
     if let Some(memory) = record.memory.as_mut() {
@@ -90,6 +92,8 @@ struct Prepared {
     instance_id: Option<String>,
     /// The instance's AMI (memory captures, when IMDS answers).
     ami_id: Option<String>,
+    /// The custody facts, and the key that signs the statement, if one was asked for.
+    custody: custody::Prepared,
 }
 
 /// The names the arguments give, each checked before anything is opened.
@@ -141,6 +145,8 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
     // first block is read to prove the role may, with retries): a signal meanwhile ends the run at
     // once rather than after the retries.
     let starting = crate::signals::start_up();
+    // A key that cannot sign refuses the run before anything is created or read.
+    let signer = custody::signer(&settings)?;
     let kind = match source::memory_source(&args.source.to_string_lossy()) {
         Ok(Some(_)) => EvidenceKind::Memory,
         _ => EvidenceKind::Disk,
@@ -164,8 +170,17 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
         }
         .into());
     }
+    // IMDS is asked when the run is on AWS anyway (memory on a suspect, S3, a snapshot, a key):
+    // off EC2 a local capture would wait seconds for an answer that never comes.
+    let on_aws = kind == EvidenceKind::Memory || custody::uses_aws(args, signer.is_some());
+    let instance = if on_aws { instance_data() } else { None };
     let (instance_id, ami_id) = match kind {
-        EvidenceKind::Memory => instance_facts(args),
+        EvidenceKind::Memory => (
+            args.instance_id
+                .clone()
+                .or_else(|| instance.as_ref().and_then(|i| i.instance_id.clone())),
+            instance.as_ref().and_then(|i| i.ami_id.clone()),
+        ),
         EvidenceKind::Disk => (args.instance_id.clone(), None),
     };
     let name = match given.evidence {
@@ -186,6 +201,13 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
     source.write_block();
     source.report(&name, args.source_volume_id.is_some());
     let config = settings.imaging.for_input(source.input());
+    let custody = custody::prepare(
+        args,
+        signer,
+        &files,
+        instance.as_ref(),
+        instance_id.as_deref(),
+    )?;
     let case = CaseInfo {
         incident_id: given.incident.map(|i| i.to_string()),
         evidence_name: name.to_string(),
@@ -200,32 +222,28 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
         case,
         instance_id,
         ami_id,
+        custody,
     };
     Ok((prepared, sink))
 }
 
-/// The instance ID (as given, else IMDS's) and AMI ID of a memory capture's host: run on a
-/// suspect by SSM, nobody passes them, and they say which machine the memory is of. IMDS is asked
-/// once, briefly (`imds::fetch`), unless `AWS_EC2_METADATA_DISABLED` says it is off; off EC2 the
-/// manifest records neither.
-fn instance_facts(args: &AcquireArgs) -> (Option<String>, Option<String>) {
+/// What IMDS says of this instance, asked once, briefly (`imds::fetch`), unless
+/// `AWS_EC2_METADATA_DISABLED` says it is off; off EC2, `None`. A memory capture's instance and
+/// AMI (run on a suspect by SSM, nobody passes them) and every run's custody host come from it.
+fn instance_data() -> Option<crate::imds::InstanceData> {
     let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
         .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let answer = if disabled {
-        None
-    } else {
-        crate::aws::runtime()
-            .ok()
-            .and_then(|runtime| match runtime.block_on(crate::imds::fetch(None)) {
-                Ok(data) => Some(data),
-                Err(e) => {
-                    tracing::info!(reason = %e, "No instance metadata: the manifest records no instance or AMI ID.");
-                    None
-                }
-            })
-    };
-    let (instance, ami) = answer.map_or((None, None), |a| (a.instance_id, a.ami_id));
-    (args.instance_id.clone().or(instance), ami)
+    if disabled {
+        return None;
+    }
+    let runtime = crate::aws::runtime().ok()?;
+    match runtime.block_on(crate::imds::fetch(None)) {
+        Ok(data) => Some(data),
+        Err(e) => {
+            tracing::info!(reason = %e, "No instance metadata: the manifest records no instance, AMI or region.");
+            None
+        }
+    }
 }
 
 /// Reads the source into `sink` through the engine, showing progress; a failed or interrupted read
@@ -289,7 +307,7 @@ fn finish(
         destination, files, ..
     } = prepared;
     log_result(manifest);
-    write_companions(destination, files, manifest, capture, cancel)?;
+    write_companions(prepared, manifest, capture, cancel)?;
     let manifest_at = destination.describe_file(&files.manifest);
     // The last line of every run that stored evidence: where its record is, whole, so it can be
     // handed to `verify` or to a colleague as it stands.
@@ -377,14 +395,17 @@ fn log_result(manifest: &Manifest) {
     }
 }
 
-/// Sidecar, capture log, then the manifest last (the S3 order); then the evidence is published.
+/// Sidecar, capture log, the signed custody statement and its signature (when a key was given),
+/// then the manifest last (the S3 order); then the evidence is published.
 fn write_companions(
-    destination: &Destination,
-    files: &EvidenceFiles,
+    prepared: &Prepared,
     manifest: &Manifest,
     capture: &CaptureLog,
     cancel: &AtomicBool,
 ) -> Result<(), Failure> {
+    let Prepared {
+        destination, files, ..
+    } = prepared;
     // A signal after the last byte was read (an operator's Ctrl-C, the daemon dying) still stops
     // the run before anything else is stored: what is stored so far is removed, no manifest.
     let go_on = || {
@@ -404,7 +425,12 @@ fn write_companions(
     tracing::info!(manifest = %files.manifest, "Writing manifest.");
     destination.store(&files.capture_log, &capture.contents())?;
     go_on()?;
-    destination.store(&files.manifest, manifest.to_json().as_bytes())?;
+    let record = manifest.to_json().into_bytes();
+    prepared
+        .custody
+        .sign_and_store(destination, files, manifest, &record)?;
+    go_on()?;
+    destination.store(&files.manifest, &record)?;
     destination.publish(files)
 }
 

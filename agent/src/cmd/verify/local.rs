@@ -7,18 +7,26 @@ use std::time::Duration;
 
 use imaging::{DiscardSink, Input, Manifest, PipelineConfig, Source, SourceOptions};
 
+use imaging::custody::Statement;
+
 use super::compare::{Measured, Sidecar};
+use super::custody::{self, Beside};
 use super::{Checked, unusable};
 use crate::exit::{Exit, Failure};
 use crate::progress::ProgressDisplay;
 
 /// Reads the manifest at `path` (refusing an unusable one) and re-reads the image beside it.
 pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Checked, Failure> {
-    let manifest = Manifest::read(path).map_err(unusable)?;
+    // Read once as bytes: the manifest is parsed from, and its custody statement names, exactly
+    // these.
+    let record = imaging::read_regular_file(path, Manifest::MAX_RECORD_BYTES)
+        .map_err(|e| unusable(anyhow::anyhow!("manifest {}: {e}", path.display())))?;
+    let manifest = Manifest::from_slice(&record, path).map_err(unusable)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let custody = custody_files(dir, path, &manifest, record);
     // A safe name (checked by the manifest's validation): it stays in `dir`.
     let image = dir.join(&manifest.image.file_name);
     // The error names the image as the manifest's, so "source" in it is not read as the disk.
@@ -76,7 +84,30 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
         },
         image: image.display().to_string(),
         manifest,
+        custody,
     })
+}
+
+/// The manifest's bytes and the custody statement and signature beside it, named after its
+/// evidence (a safe name, so they stay in `dir`).
+fn custody_files(dir: &Path, path: &Path, manifest: &Manifest, record: Vec<u8>) -> custody::Read {
+    let beside = |suffix: &str, limit: u64| {
+        let file = dir.join(format!("{}.{suffix}", manifest.case.evidence_name));
+        match imaging::read_regular_file(&file, limit) {
+            Ok(bytes) => Beside::Bytes(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Beside::Absent,
+            Err(e) => Beside::Unreadable(format!("{}: {e}", file.display())),
+        }
+    };
+    custody::Read {
+        record,
+        manifest_file: path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        statement: beside("custody.json", Statement::MAX_BYTES as u64 + 1),
+        signature: beside("custody.sig", custody::MAX_SIGNATURE_BYTES),
+    }
 }
 
 /// The sidecar at `path`: absent, its text, or why it could not be read (a FIFO or a device

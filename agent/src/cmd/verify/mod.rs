@@ -13,8 +13,11 @@
 //! - [`local`]: a manifest file, and the image file beside it.
 //! - [`s3`]: a manifest object, and the image objects it lists under its own prefix.
 //! - [`compare`]: what was measured against what the manifest records, check by check.
+//! - [`custody`]: the signed custody statement against the manifest, and its signature (offline
+//!   with `--public-key`, else by KMS).
 
 mod compare;
+mod custody;
 mod local;
 mod s3;
 
@@ -30,6 +33,8 @@ use compare::Measured;
 /// A manifest and what re-reading its image found.
 struct Checked {
     manifest: Manifest,
+    /// The manifest's exact bytes, its file name, and the custody files beside it.
+    custody: custody::Read,
     measured: Measured,
     /// Where the image was read, for the log.
     image: String,
@@ -57,6 +62,7 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         checked.measured.lime.as_ref(),
         &mut report,
     );
+    custody::check(&checked.manifest, &checked.custody, args, &mut report)?;
     for line in &report.lines {
         println!("{line}");
     }

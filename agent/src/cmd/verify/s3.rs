@@ -12,6 +12,7 @@ use imaging::{ImageRecord, Manifest};
 use sha2::Digest;
 
 use super::compare::{Measured, Sidecar};
+use super::custody::{self, Beside};
 use super::{Checked, unusable};
 use crate::exit::{Exit, Failure};
 
@@ -74,10 +75,29 @@ pub(super) fn measure(
         Err(failure) => Sidecar::Unreadable(format!("{:#}", failure.error)),
     };
     let location = objects.first().map_or_else(String::new, |o| o.key.clone());
+    let beside = |suffix: &str| {
+        let key = folder.key(&format!("{}.{suffix}", manifest.case.evidence_name));
+        match fetch_record(runtime, &client, bucket, &key) {
+            Ok(Some(bytes)) => Beside::Bytes(bytes),
+            Ok(None) => Beside::Absent,
+            Err(failure) => Beside::Unreadable(format!("{:#}", failure.error)),
+        }
+    };
+    let custody = custody::Read {
+        manifest_file: manifest_key
+            .rsplit('/')
+            .next()
+            .unwrap_or(manifest_key)
+            .to_owned(),
+        statement: beside("custody.json"),
+        signature: beside("custody.sig"),
+        record: text,
+    };
     Ok(Checked {
         measured: whole.finish(sidecar, problems),
         image: format!("s3://{bucket}/{location}"),
         manifest,
+        custody,
     })
 }
 

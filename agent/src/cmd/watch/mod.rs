@@ -54,7 +54,8 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
     let reports = reports(&effective)?;
     match work {
         Assignment::Jobs(job) => {
-            let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone());
+            let plan = DaemonPlan::new(program, config, &job, effective.instance_id.clone())
+                .with_origins(crate::config::origins_of(&effective.settings));
             daemon::run(&plan, &reports, cancel)
         }
         Assignment::Queue { queue, destination } => {
@@ -64,6 +65,7 @@ pub fn run(args: &WatchArgs, cancel: &AtomicBool) -> Result<Exit, Failure> {
                 destination,
                 queue,
                 instance_id: effective.instance_id.clone(),
+                origins: crate::config::origins_of(&effective.settings),
             };
             crate::queue::run(&plan, &reports, cancel)
         }

@@ -83,6 +83,9 @@ pub struct Config {
     pub s3: S3,
     /// `[cloudwatch]`.
     pub cloudwatch: CloudWatch,
+    /// `[custody]`: the key that signs custody statements, when one is set (a KMS key ID, alias
+    /// or ARN, checked by `ids::kms_key_id`).
+    pub sign_kms_key_id: Option<String>,
     /// The tree it was validated from: what the daemon hands its children, who check it again
     /// (`config::flags::SettingFlags::of`).
     pub raw: RawConfig,
@@ -141,6 +144,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Invalid> {
         imaging: imaging(raw)?,
         s3: destinations::s3(raw)?,
         cloudwatch: destinations::cloudwatch(raw)?,
+        sign_kms_key_id: optional(
+            "custody.kms_key_id",
+            raw.custody.kms_key_id.as_ref(),
+            crate::ids::kms_key_id,
+        )?,
         raw: raw.clone(),
     })
 }
