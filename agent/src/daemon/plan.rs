@@ -501,6 +501,7 @@ mod tests {
         assert_eq!(
             AcquireArgs {
                 settings: child.settings.clone(),
+                detected_at: child.detected_at,
                 ..from_flags
             },
             child
@@ -558,6 +559,7 @@ mod tests {
             AcquireArgs {
                 source: disk_child.source.clone(),
                 name: disk_child.name.clone(),
+                detected_at: disk_child.detected_at,
                 ..child.clone()
             },
             disk_child
