@@ -6,7 +6,8 @@ records what the client sent.
                 [--corrupt-object-checksum] [--lose-completions N]
                 [--ebs-throttle N] [--ebs-throttle-status 400|429] [--ebs-unavailable N]
                 [--ebs-reset-blocks N] [--ebs-corrupt-blocks N] [--ebs-corrupt-index I]
-                [--ebs-corrupt-all] [--ebs-corrupt-first-snapshot] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks] [--log FILE]
+                [--ebs-corrupt-all] [--ebs-corrupt-first-snapshot] [--ebs-deny] [--ec2-deny] [--ebs-deny-blocks]
+                [--kms-deny-sign-after N] [--log FILE]
 
 S3 (UploadPart):
   --fail-parts N     the first N UploadPart requests get HTTP 500 InternalError (not forwarded)
@@ -43,6 +44,11 @@ EBS direct APIs (GetSnapshotBlock), in this order (each budget is spent before t
   --ec2-deny               only EC2 requests (DescribeSnapshots) get 403 UnauthorizedOperation
   --ebs-deny-blocks        only GetSnapshotBlock gets 403 AccessDeniedException: a role that may
                            list a snapshot's blocks but not read them (or not decrypt them)
+
+KMS (Sign):
+  --kms-deny-sign-after N  the first N Sign requests are forwarded, every later one gets HTTP 400
+                           AccessDeniedException (awsJson: `__type` in the body), as when the role's
+                           kms:Sign is revoked mid-run; 0 denies them all
 
   --log FILE   one JSON line per request: method, path, query, request headers, the service (from
                the SigV4 credential scope), the EBS operation, and what was done
@@ -135,6 +141,7 @@ def main():
     p.add_argument("--ebs-deny", action="store_true")
     p.add_argument("--ec2-deny", action="store_true")
     p.add_argument("--ebs-deny-blocks", action="store_true")
+    p.add_argument("--kms-deny-sign-after", type=int)
     p.add_argument("--log")
     args = p.parse_args()
 
@@ -142,7 +149,8 @@ def main():
     first_lock, first_snapshot = threading.Lock(), []
     budget = {"fail": args.fail_parts, "reset": args.reset_parts, "throttle": args.ebs_throttle,
               "unavailable": args.ebs_unavailable, "reset-block": args.ebs_reset_blocks,
-              "corrupt": args.ebs_corrupt_blocks, "lose-completion": args.lose_completions}
+              "corrupt": args.ebs_corrupt_blocks, "lose-completion": args.lose_completions,
+              "kms-sign": args.kms_deny_sign_after or 0}
     log = RequestLog(args.log)
     lost_uploads = set()  # upload IDs whose completion answer was lost
 
@@ -173,6 +181,10 @@ def main():
         def _fault_for(self, service, operation, is_part, path):
             if args.deny_all:
                 return "deny"
+            if service == "kms" and self.headers.get("X-Amz-Target") == "TrentService.Sign":
+                if args.kms_deny_sign_after is None or spend("kms-sign"):
+                    return "forward"
+                return "deny-kms"
             if service == "ec2" and (args.ebs_deny or args.ec2_deny):
                 return "deny-ec2"
             if service == "ebs" and (args.ebs_deny or (args.ebs_deny_blocks and operation == "GetSnapshotBlock")):
@@ -235,6 +247,10 @@ def main():
                 return self._answer(403, {"Content-Type": "application/xml"}, ACCESS_DENIED)
             if action == "refuse-retry":
                 return self._answer(412, {"Content-Type": "application/xml"}, PRECONDITION_FAILED)
+            if action == "deny-kms":
+                body = json.dumps({"__type": "AccessDeniedException",
+                                   "message": "not authorized to perform kms:Sign (injected by faultproxy)"})
+                return self._answer(400, {"Content-Type": "application/x-amz-json-1.1"}, body.encode())
             if action == "deny-ec2":
                 return self._answer(403, {"Content-Type": "text/xml;charset=UTF-8"}, EC2_UNAUTHORIZED)
             if action == "deny-ebs":

@@ -19,6 +19,8 @@ Step Functions state machines run too (once `POST /moto-api/config` with
 services as Step Functions does (motosfn.py: PascalCase members, `cloudwatchlogs`, UserData sent
 as given).
 
+moto's KMS is patched to refuse a disabled key (or one pending deletion) as KMS does (motokms.py).
+
 One more makes it behave like real S3: moto checks `If-None-Match: *` and `If-Match` and then
 writes, without a lock, so two racing CompleteMultipartUpload calls on one key can both pass the
 check (seen: both runs "won", the second silently replaced the first's image). S3 decides a conditional write atomically. Here every
@@ -35,6 +37,7 @@ import sys
 import threading
 
 import motoebs
+import motokms
 import motosfn
 from loopback import RequestLog, serve
 from moto.moto_server.werkzeug_app import (
@@ -94,6 +97,7 @@ def main():
         p.error("--ebs-page-cap must be at least 1")
     motoebs.install(page_cap=args.ebs_page_cap, empty_pages=args.ebs_empty_pages)
     motosfn.install()
+    motokms.install()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # werkzeug logs every request on stderr, which the tests inherit; --log has them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -13,7 +13,20 @@ const RUN_DEADLINE: Duration = Duration::from_secs(300);
 /// `cargo build --workspace && cargo test --workspace` (as tests/run does): `cargo test` does not
 /// build another package's binary.
 pub fn collector() -> Command {
-    let path = std::env::var_os("FORENSIC_COLLECTOR_BIN").map_or_else(
+    let path = binary_path();
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build --workspace` first (tests/run does)",
+        path.display()
+    );
+    let mut cmd = Command::new(path);
+    cmd.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
+    cmd
+}
+
+/// Where the binary under test is: `$FORENSIC_COLLECTOR_BIN`, else the workspace's own.
+pub fn binary_path() -> PathBuf {
+    std::env::var_os("FORENSIC_COLLECTOR_BIN").map_or_else(
         || {
             let exe = std::env::current_exe().expect("test executable path");
             let profile_dir = exe
@@ -23,15 +36,7 @@ pub fn collector() -> Command {
             profile_dir.join("forensic-collector")
         },
         PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo build --workspace` first (tests/run does)",
-        path.display()
-    );
-    let mut cmd = Command::new(path);
-    cmd.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
-    cmd
+    )
 }
 
 /// Removes from `cmd`'s environment every setting of ours (and the IMDS switches and the original

@@ -15,6 +15,7 @@ mod bad_sectors;
 mod boot;
 mod cloudwatch;
 mod config;
+mod custody;
 mod daemon;
 mod daemon_snapshot;
 mod flow;

@@ -13,7 +13,6 @@ use imaging::Manifest;
 use imaging::custody::{PublicKey, SignatureRecord, Statement};
 
 use super::compare::Report;
-use crate::cli::VerifyArgs;
 use crate::exit::{Exit, Failure};
 
 /// A small file beside the manifest, as read.
@@ -48,10 +47,9 @@ pub(super) const MAX_SIGNATURE_BYTES: u64 = 1024;
 pub(super) fn check(
     manifest: &Manifest,
     read: &Read,
-    args: &VerifyArgs,
+    key: Option<&(&Path, PublicKey)>,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    let key = args.public_key.as_deref().map(read_key).transpose()?;
     let Some(custody) = &manifest.custody else {
         report.lines.push(format!(
             "custody: none recorded (manifest schema version {})",
@@ -88,7 +86,7 @@ pub(super) fn check(
             parsed.key_arn, parsed.algorithm
         ));
     }
-    let how = match check_signature(key.as_ref(), &parsed, statement, signature)? {
+    let how = match check_signature(key, &parsed, statement, signature)? {
         Ok(how) => how,
         Err(problem) => return fail_all(report, disagreements, &problem),
     };
@@ -185,7 +183,7 @@ fn fail_all(report: &mut Report, problems: Vec<String>, last: &str) -> Result<()
 }
 
 /// `--public-key`: a PEM public key in a regular file.
-fn read_key(path: &Path) -> Result<(&Path, PublicKey), Failure> {
+pub(super) fn read_key(path: &Path) -> Result<(&Path, PublicKey), Failure> {
     let usage = |why: String| {
         Failure::new(
             Exit::Usage,

@@ -42,6 +42,12 @@ struct Checked {
 
 /// Verifies and returns `Exit::Ok` on a full match, `Exit::VerifyMismatch` otherwise.
 pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, Failure> {
+    // A key that is none is refused before the image is read.
+    let key = args
+        .public_key
+        .as_deref()
+        .map(custody::read_key)
+        .transpose()?;
     let checked = if args.manifest.starts_with("s3://") {
         let url = args
             .manifest
@@ -62,7 +68,12 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         checked.measured.lime.as_ref(),
         &mut report,
     );
-    custody::check(&checked.manifest, &checked.custody, args, &mut report)?;
+    custody::check(
+        &checked.manifest,
+        &checked.custody,
+        key.as_ref(),
+        &mut report,
+    )?;
     for line in &report.lines {
         println!("{line}");
     }
