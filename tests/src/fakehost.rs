@@ -58,6 +58,9 @@ impl FakeHost {
             fs::write(proc.join(name), text).expect("fake /proc file");
         }
         fs::write(proc.join("kcore"), elf_core(mapped)).expect("fake kcore");
+        // /proc/self/exe: the binary under test, which the custody record hashes.
+        std::os::unix::fs::symlink(crate::process::binary_path(), proc.join("self/exe"))
+            .expect("fake /proc/self/exe");
         Self {
             dir,
             ram: ram.to_vec(),

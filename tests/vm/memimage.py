@@ -206,7 +206,7 @@ def check_manifest(check, label, manifest_file, image, want, headers, banner, ho
     check(memory.get("kernel_release") == release, f"{label}: manifest kernel_release {release} (got {memory.get('kernel_release')})")
     image_facts = manifest.get("image", {})
     size = os.path.getsize(image)
-    check(manifest.get("schema_version") == 5, f"{label}: manifest schema_version 5 (got {manifest.get('schema_version')})")
+    check(manifest.get("schema_version") == 6, f"{label}: manifest schema_version 6 (got {manifest.get('schema_version')})")
     check(image_facts.get("size_bytes") == size, f"{label}: manifest image size {image_facts.get('size_bytes')} = {size}")
     sha = sha256_of(image)
     check(image_facts.get("hashes", {}).get("sha256") == sha, f"{label}: manifest sha256 = sha256 of the image")
@@ -429,7 +429,7 @@ def self_test(args):
                                   "bytes_read": e + 1 - s - change.get("lost", lost[s])}
                                  for (s, e), o in zip(ranges, offsets)]}
             with open(manifest, "w") as f:
-                json.dump({"schema_version": 5, "source": {"kind": change.get("kind", "memory"), "memory": memory},
+                json.dump({"schema_version": 6, "source": {"kind": change.get("kind", "memory"), "memory": memory},
                            "acquisition": {"status": change.get("status", "completed_with_errors")},
                            "bad_ranges": change.get("bad", bad),
                            "image": {"size_bytes": change.get("size", len(body)),

@@ -102,3 +102,77 @@ pub fn origins(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn flags(argv: &[&str]) -> crate::config::flags::SettingFlags {
+        let mut all = vec!["forensic-collector", "acquire", "/dev/null"];
+        all.extend_from_slice(argv);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Acquire(args) => args.settings,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_command_lines_settings_are_its_flags_over_the_defaults() {
+        let origins = origins(
+            &BTreeMap::new(),
+            &flags(&["--queue-depth", "4", "--sign-kms-key-id", "alias/k"]),
+        );
+        assert_eq!(origins["imaging.queue_depth"], "flag --queue-depth");
+        assert_eq!(origins["custody.kms_key_id"], "flag --sign-kms-key-id");
+        assert_eq!(origins["imaging.chunk_size"], "default");
+        let flagged = crate::config::settings::ALL
+            .iter()
+            .filter(|s| s.flag.is_some())
+            .count();
+        assert_eq!(
+            origins.len(),
+            flagged,
+            "every setting acquire takes, no other"
+        );
+        assert!(!origins.contains_key("watch.disk_root"));
+    }
+
+    #[test]
+    fn a_daemons_origins_are_kept_as_given() {
+        let given = BTreeMap::from([("job.bucket".to_owned(), "user data (json)".to_owned())]);
+        assert_eq!(origins(&given, &flags(&["--queue-depth", "4"])), given);
+    }
+
+    #[test]
+    fn the_executable_is_hashed_whole() {
+        let tool = tool().unwrap();
+        let bytes = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(
+            tool.executable_sha256,
+            hex::encode(sha2::Sha256::digest(&bytes))
+        );
+        assert_eq!(tool.version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn the_host_takes_what_imds_said_and_a_given_instance_first() {
+        let data = InstanceData {
+            instance_id: Some("i-0123456789abcdef0".into()),
+            ami_id: Some("ami-0123456789abcdef0".into()),
+            region: Some("eu-west-1".into()),
+            instance_type: Some("m7i.large".into()),
+            ..InstanceData::default()
+        };
+        let host = host(Some(&data), None);
+        assert_eq!(host.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(host.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(host.instance_type.as_deref(), Some("m7i.large"));
+        assert_eq!(host.ami_id.as_deref(), Some("ami-0123456789abcdef0"));
+        assert!(!host.kernel.is_empty() && host.kernel != "unknown");
+        let given = super::host(Some(&data), Some("i-00000000"));
+        assert_eq!(given.instance_id.as_deref(), Some("i-00000000"));
+        let off = super::host(None, None);
+        assert_eq!((off.region, off.instance_id), (None, None));
+    }
+}

@@ -92,7 +92,13 @@ fn memory_is_imaged_as_lime_with_its_record_and_verifies() {
         "the image is the LiME of the fake RAM"
     );
     let m = manifest(&out.join(format!("{name}.manifest.json")));
-    assert_eq!(m["schema_version"], 5);
+    assert_eq!(m["schema_version"], 6);
+    // Issue 23: the custody record's host, from the IMDS stand-in.
+    let host_facts = &m["custody"]["host"];
+    assert_eq!(host_facts["region"], "us-east-1");
+    assert_eq!(host_facts["instance_type"], "m7i.large");
+    assert_eq!(host_facts["ami_id"], "ami-0123456789abcdef0");
+    assert_eq!(host_facts["instance_id"], "i-0123456789abcdef0");
     assert_eq!(m["source"]["kind"], "memory");
     assert_eq!(m["source"]["path"], "memory://kcore");
     assert_eq!(m["source"]["live_acquisition"], true);

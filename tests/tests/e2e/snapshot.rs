@@ -40,7 +40,7 @@ fn digest_by(tool: &str, file: &Path) -> String {
 /// The snapshot's record in a manifest: kind, path and `source.snapshot` as the contract says.
 fn assert_snapshot_source(m: &Value, server: &SnapshotServer, blocks_listed: usize) {
     let id = &server.snapshot_id;
-    assert_eq!(m["schema_version"], 5, "{m:#}");
+    assert_eq!(m["schema_version"], 6, "{m:#}");
     assert_eq!(m["source"]["kind"], "ebs_snapshot", "{:#}", m["source"]);
     assert_eq!(m["source"]["path"], format!("ebs-snapshot://{id}"));
     assert_eq!(m["source"]["size_bytes"], server.image.size_bytes());

@@ -145,8 +145,6 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
     // first block is read to prove the role may, with retries): a signal meanwhile ends the run at
     // once rather than after the retries.
     let starting = crate::signals::start_up();
-    // A key that cannot sign refuses the run before anything is created or read.
-    let signer = custody::signer(&settings)?;
     let kind = match source::memory_source(&args.source.to_string_lossy()) {
         Ok(Some(_)) => EvidenceKind::Memory,
         _ => EvidenceKind::Disk,
@@ -157,6 +155,9 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
             tracing::warn!(failed = %failed, "Could not lower the capture's priority.");
         }
     }
+    // A key that cannot sign refuses the run before anything is created or read (after the
+    // priority is lowered: the AWS runtime's threads inherit it).
+    let signer = custody::signer(&settings)?;
     let mut destination =
         Destination::from_args(args, &settings.s3, given.incident.as_ref(), kind)?;
     let mut source = Opened::open(args)?;
@@ -197,10 +198,7 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
         given.incident.as_ref(),
         source_volume.as_ref(),
     );
-    let sink = destination.image_sink(&files, source.size(), metadata)?;
-    source.write_block();
-    source.report(&name, args.source_volume_id.is_some());
-    let config = settings.imaging.for_input(source.input());
+    // Before the image's sink exists: a failure here leaves nothing to abort.
     let custody = custody::prepare(
         args,
         signer,
@@ -208,6 +206,10 @@ fn prepare(args: &AcquireArgs, settings: Config) -> Result<(Prepared, Box<dyn Si
         instance.as_ref(),
         instance_id.as_deref(),
     )?;
+    let sink = destination.image_sink(&files, source.size(), metadata)?;
+    source.write_block();
+    source.report(&name, args.source_volume_id.is_some());
+    let config = settings.imaging.for_input(source.input());
     let case = CaseInfo {
         incident_id: given.incident.map(|i| i.to_string()),
         evidence_name: name.to_string(),

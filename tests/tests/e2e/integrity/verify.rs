@@ -384,6 +384,8 @@ fn verify_local_accepts_old_evidence_with_small_sha256_pieces() {
         })
         .collect();
     manifest["schema_version"] = json!(2);
+    // Version 2 had no custody section (schema 6 on).
+    manifest.as_object_mut().unwrap().remove("custody");
     manifest["image"]["piecewise"]["algorithm"] = json!("sha256");
     manifest["image"]["piecewise"]["piece_size"] = json!(piece);
     manifest["image"]["piecewise"]["pieces"] = json!(pieces);
