@@ -555,4 +555,33 @@ fn an_image_name_that_is_a_name_does_not_stop_the_daemon_and_the_examiner_is_rec
     assert!(manifest["case"].get("source_volume_id").is_none());
     assert_eq!(manifest["host"]["instance_id"], INSTANCE);
     assert_eq!(manifest["image"]["piecewise"]["piece_size"], 4 * MIB);
+    // Issue 23: the custody record of a daemon's job: where each setting came from (the file,
+    // the user data), when the disk was detected, which instance and principal.
+    let custody = &manifest["custody"];
+    let settings = &custody["settings"];
+    assert!(
+        settings["imaging.piece_size"]
+            .as_str()
+            .unwrap()
+            .starts_with("file /"),
+        "{settings}"
+    );
+    assert_eq!(
+        settings["job.examiner"]
+            .as_str()
+            .map(|s| s.starts_with("file /")),
+        Some(true),
+        "{settings}"
+    );
+    assert_eq!(settings["job.bucket"], "user data (shell)", "{settings}");
+    assert_eq!(settings["imaging.chunk_size"], "default", "{settings}");
+    let events = &custody["events"];
+    let detected = events["detected_at"].as_str().expect("detected_at");
+    let started = events["started_at"].as_str().unwrap();
+    assert!(detected < started, "{events}");
+    assert_eq!(custody["host"]["instance_id"], INSTANCE);
+    assert_eq!(custody["host"]["region"], "us-east-1");
+    assert_eq!(custody["host"]["instance_type"], "m7i.large");
+    assert_eq!(custody["principal"]["account"], "123456789012");
+    assert_eq!(custody["examiner"], "Åsa Berg, IR team");
 }
