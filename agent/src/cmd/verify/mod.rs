@@ -83,7 +83,11 @@ pub fn run(args: &VerifyArgs, json: bool, cancel: &AtomicBool) -> Result<Exit, F
         tracing::info!(image = %image, "Verification passed: the image matches its manifest.");
         Ok(Exit::Ok)
     } else {
-        tracing::error!(image = %image, problems = ?problems, "Verification FAILED: the image does not match its manifest.");
+        if problems.iter().all(|p| p.starts_with("custody: ")) {
+            tracing::error!(image = %image, problems = ?problems, "Verification FAILED: the image matches its manifest, but the custody record does not vouch for it.");
+        } else {
+            tracing::error!(image = %image, problems = ?problems, "Verification FAILED: the image does not match its manifest.");
+        }
         Ok(Exit::VerifyMismatch)
     }
 }

@@ -12,6 +12,8 @@ use imaging::{ImageRecord, Manifest};
 use sha2::Digest;
 
 use super::compare::{Measured, Sidecar};
+use imaging::custody::Statement;
+
 use super::custody::{self, Beside};
 use super::{Checked, unusable};
 use crate::exit::{Exit, Failure};
@@ -75,9 +77,9 @@ pub(super) fn measure(
         Err(failure) => Sidecar::Unreadable(format!("{:#}", failure.error)),
     };
     let location = objects.first().map_or_else(String::new, |o| o.key.clone());
-    let beside = |suffix: &str| {
+    let beside = |suffix: &str, limit: u64| {
         let key = folder.key(&format!("{}.{suffix}", manifest.case.evidence_name));
-        match fetch_record(runtime, &client, bucket, &key) {
+        match fetch_bounded(runtime, &client, bucket, &key, limit) {
             Ok(Some(bytes)) => Beside::Bytes(bytes),
             Ok(None) => Beside::Absent,
             Err(failure) => Beside::Unreadable(format!("{:#}", failure.error)),
@@ -89,8 +91,8 @@ pub(super) fn measure(
             .next()
             .unwrap_or(manifest_key)
             .to_owned(),
-        statement: beside("custody.json"),
-        signature: beside("custody.sig"),
+        statement: beside("custody.json", Statement::MAX_BYTES as u64 + 1),
+        signature: beside("custody.sig", custody::MAX_SIGNATURE_BYTES),
         record: text,
     };
     Ok(Checked {
@@ -164,6 +166,18 @@ fn fetch_record(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Vec<u8>>, Failure> {
+    fetch_bounded(runtime, client, bucket, key, Manifest::MAX_RECORD_BYTES)
+}
+
+/// As [`fetch_record`], refusing an object over `limit` bytes (a custody statement or signature is
+/// a few hundred bytes: a larger one is refused before it is read whole).
+fn fetch_bounded(
+    runtime: &tokio::runtime::Runtime,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, Failure> {
     let location = format!("s3://{bucket}/{key}");
     let failed = |detail: String| {
         Failure::new(
@@ -173,8 +187,7 @@ fn fetch_record(
     };
     let too_large = || {
         unusable(anyhow!(
-            "{location} is larger than {} bytes, more than any record this program writes",
-            Manifest::MAX_RECORD_BYTES
+            "{location} is larger than {limit} bytes, more than any record this program writes"
         ))
     };
     runtime.block_on(async {
@@ -193,7 +206,7 @@ fn fetch_record(
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0);
-        if announced > Manifest::MAX_RECORD_BYTES {
+        if announced > limit {
             return Err(too_large());
         }
         let mut bytes = Vec::new();
@@ -201,7 +214,7 @@ fn fetch_record(
         while let Some(chunk) = body.next().await {
             let chunk = chunk
                 .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-            if (bytes.len() + chunk.len()) as u64 > Manifest::MAX_RECORD_BYTES {
+            if (bytes.len() + chunk.len()) as u64 > limit {
                 return Err(too_large());
             }
             bytes.extend_from_slice(&chunk);
