@@ -48,8 +48,8 @@ impl Signer {
                         algorithm,
                     });
                 }
-                Err(Refusal::Algorithm(text)) => refusals.push(format!("{algorithm}: {text}")),
-                Err(Refusal::Other(text)) => {
+                Err(SignRefusal::Algorithm(text)) => refusals.push(format!("{algorithm}: {text}")),
+                Err(SignRefusal::Other(text)) => {
                     return Err(signing(format!(
                         "KMS key {key_id} cannot sign custody statements: {text}"
                     )));
@@ -88,14 +88,14 @@ impl Signer {
 }
 
 /// Why KMS did not sign.
-enum Refusal {
+enum SignRefusal {
     /// The key does not take this algorithm (its spec is another).
     Algorithm(String),
     /// Anything else: denied, disabled, not found, unreachable.
     Other(String),
 }
 
-impl Refusal {
+impl SignRefusal {
     fn text(&self) -> &str {
         match self {
             Self::Algorithm(text) | Self::Other(text) => text,
@@ -109,7 +109,7 @@ async fn sign(
     key_id: &str,
     algorithm: SigningAlgorithm,
     message: &[u8],
-) -> Result<(String, Vec<u8>), Refusal> {
+) -> Result<(String, Vec<u8>), SignRefusal> {
     let answer = client
         .sign()
         .key_id(key_id)
@@ -126,16 +126,16 @@ async fn sign(
             if matches!(code, "ValidationException" | "InvalidKeyUsageException")
                 && text.contains("lgorithm")
             {
-                Refusal::Algorithm(text)
+                SignRefusal::Algorithm(text)
             } else {
-                Refusal::Other(text)
+                SignRefusal::Other(text)
             }
         })?;
     let arn = answer.key_id.unwrap_or_else(|| key_id.to_owned());
     let signature = answer
         .signature
         .map(Blob::into_inner)
-        .ok_or_else(|| Refusal::Other("KMS answered without a signature".to_owned()))?;
+        .ok_or_else(|| SignRefusal::Other("KMS answered without a signature".to_owned()))?;
     Ok((arn, signature))
 }
 

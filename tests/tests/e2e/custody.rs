@@ -288,7 +288,11 @@ fn one_flipped_byte_of_the_manifest_image_statement_or_signature_fails_naming_it
     fs::write(huge.with_file_name("disk.custody.sig"), vec![0u8; 4096]).unwrap();
     let run = verify(&moto, &huge, &offline);
     run.expect_code(4);
-    assert!(custody_line(&run).contains("FAILED signature: unreadable"), "{}", run.stdout);
+    assert!(
+        custody_line(&run).contains("FAILED signature: unreadable"),
+        "{}",
+        run.stdout
+    );
 
     // Another key, offline and as the manifest's (a second key of the same kind).
     let other = Kms::on(&moto).signing_key("ECC_NIST_P256");

@@ -17,7 +17,7 @@ use crate::custody::kms::Signer;
 use crate::exit::{Exit, Failure};
 
 /// The custody facts of a prepared run, and its signer.
-pub(super) struct Prepared {
+pub(super) struct CustodyPlan {
     /// What the manifest's custody section says besides the step times.
     pub(super) facts: CustodyFacts,
     signer: Option<Signer>,
@@ -52,7 +52,7 @@ pub(super) fn prepare(
     files: &EvidenceFiles,
     instance: Option<&crate::imds::InstanceData>,
     instance_id: Option<&str>,
-) -> Result<Prepared, Failure> {
+) -> Result<CustodyPlan, Failure> {
     let principal = if uses_aws(args, signer.is_some()) {
         let runtime = crate::aws::runtime()?;
         let (sts, _) = crate::aws::custody_clients(runtime);
@@ -84,10 +84,10 @@ pub(super) fn prepare(
         detected_at: args.detected_at,
         signature,
     };
-    Ok(Prepared { facts, signer })
+    Ok(CustodyPlan { facts, signer })
 }
 
-impl Prepared {
+impl CustodyPlan {
     /// With a signer: the statement of `record` (the manifest's bytes), signed, stored with its
     /// signature. Without one, nothing.
     pub(super) fn sign_and_store(

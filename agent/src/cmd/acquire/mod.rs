@@ -93,7 +93,7 @@ struct Prepared {
     /// The instance's AMI (memory captures, when IMDS answers).
     ami_id: Option<String>,
     /// The custody facts, and the key that signs the statement, if one was asked for.
-    custody: custody::Prepared,
+    custody: custody::CustodyPlan,
 }
 
 /// The names the arguments give, each checked before anything is opened.

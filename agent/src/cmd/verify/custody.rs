@@ -28,7 +28,7 @@ pub(super) enum Beside {
 
 /// What the custody check reads: the manifest's exact bytes and name, and the files beside it.
 #[derive(Debug, Clone)]
-pub(super) struct Read {
+pub(super) struct CustodyFiles {
     /// The manifest as stored.
     pub record: Vec<u8>,
     /// Its file name.
@@ -46,7 +46,7 @@ pub(super) const MAX_SIGNATURE_BYTES: u64 = 1024;
 /// KMS could not be asked; a bad `--public-key` is a usage error.
 pub(super) fn check(
     manifest: &Manifest,
-    read: &Read,
+    read: &CustodyFiles,
     key: Option<&(&Path, PublicKey)>,
     report: &mut Report,
 ) -> Result<(), Failure> {
@@ -147,7 +147,7 @@ fn check_signature(
 
 /// An unsigned record: passes as such unless a signature was asked for, or a statement or
 /// signature lies beside it.
-fn unsigned(read: &Read, required: bool, report: &mut Report) -> Result<(), Failure> {
+fn unsigned(read: &CustodyFiles, required: bool, report: &mut Report) -> Result<(), Failure> {
     if read.statement != Beside::Absent || read.signature != Beside::Absent {
         return fail(
             report,

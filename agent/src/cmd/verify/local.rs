@@ -90,7 +90,12 @@ pub(super) fn measure(path: &Path, json: bool, cancel: &AtomicBool) -> Result<Ch
 
 /// The manifest's bytes and the custody statement and signature beside it, named after its
 /// evidence (a safe name, so they stay in `dir`).
-fn custody_files(dir: &Path, path: &Path, manifest: &Manifest, record: Vec<u8>) -> custody::Read {
+fn custody_files(
+    dir: &Path,
+    path: &Path,
+    manifest: &Manifest,
+    record: Vec<u8>,
+) -> custody::CustodyFiles {
     let beside = |suffix: &str, limit: u64| {
         let file = dir.join(format!("{}.{suffix}", manifest.case.evidence_name));
         match imaging::read_regular_file(&file, limit) {
@@ -99,7 +104,7 @@ fn custody_files(dir: &Path, path: &Path, manifest: &Manifest, record: Vec<u8>) 
             Err(e) => Beside::Unreadable(format!("{}: {e}", file.display())),
         }
     };
-    custody::Read {
+    custody::CustodyFiles {
         record,
         manifest_file: path
             .file_name()

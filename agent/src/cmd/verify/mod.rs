@@ -34,7 +34,7 @@ use compare::Measured;
 struct Checked {
     manifest: Manifest,
     /// The manifest's exact bytes, its file name, and the custody files beside it.
-    custody: custody::Read,
+    custody: custody::CustodyFiles,
     measured: Measured,
     /// Where the image was read, for the log.
     image: String,

@@ -85,7 +85,7 @@ pub(super) fn measure(
             Err(failure) => Beside::Unreadable(format!("{:#}", failure.error)),
         }
     };
-    let custody = custody::Read {
+    let custody = custody::CustodyFiles {
         manifest_file: manifest_key
             .rsplit('/')
             .next()
