@@ -368,6 +368,8 @@ REQUEST_KEYS = {
     "kms:EncryptionContext:aws:ebs:id": "kms:", "ec2:CreateAction": "ec2:CreateTags",
     "iam:PassedToService": "iam:PassRole", "s3:prefix": "s3:ListBucket",
     "sts:ExternalId": "sts:AssumeRole",
+    "kms:MessageType": ("kms:Sign", "kms:Verify"),
+    "kms:SigningAlgorithm": ("kms:Sign", "kms:Verify"),
 }
 
 
