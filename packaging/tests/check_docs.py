@@ -103,6 +103,11 @@ SSM_SAMPLES = {
     "sha256Aarch64": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
     # The shape of a Step Functions task token (base64, long), then a short one.
     "taskToken": ["AQCEAAAAKgAAAAMAAAAAAAAAAbDj+Hs6z1xM/2rV8O3aL4gR0bP5Q1w9cN7yKe2Ut/fA==", "A1"],
+    # The forms KMS takes for a key: alias, key ID (UUID, multi-Region mrk-), key and alias ARNs.
+    "signKmsKeyId": ["alias/forensic-custody", "22222222-2222-2222-2222-222222222222",
+                     "mrk-0123456789abcdef0123456789abcdef",
+                     "arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-2222-2222-222222222222",
+                     "arn:aws-us-gov:kms:us-gov-west-1:123456789012:alias/forensic-custody"],
 }
 # Values a parameter's pattern must refuse besides HOSTILE: what acquire would take for an option,
 # a snapshot ID of another length or case (acquire refuses it too, but only after the command
@@ -128,7 +133,18 @@ SSM_REFUSED = {
     "taskToken": ["-x", "--help", "--task-token=x", "+AQ", "/AQ", "=", "A" * 2049],
     "toolsPrefix": ["..", "a/../b", "a/./b", "/a", "a/", "a//b", ".hidden"],
     "prefix": ["..", "a/../b", "/a", "a/", "a//b"],
+    "signKmsKeyId": ["--sign-kms-key-id=x", "alias/", "alias", "key/x", "alias/a.b",
+                     "arn:aws:kms:eu-west-1:123456789012:key/*",
+                     "arn:aws:kms:eu-west-1:123456789012:key/",
+                     "arn:aws:kms:eu-west-1:1234:key/22222222-2222-2222-2222-222222222222",
+                     "arn:aws:s3:::evidence-bucket", "mrk-0123", "2222"],
 }
+# The custody signing key (issue 23): every document that runs the collector takes it, empty by
+# default, and passes it as one option only when it is not empty (the agent refuses an empty
+# key; an option with an empty value is no "unsigned").
+SIGN_PARAMETER = "signKmsKeyId"
+SIGN_LINE = ('if [ -n "$sign_kms_key_id" ]; then set -- "$@" '
+             '"--sign-kms-key-id=$sign_kms_key_id"; fi')
 SSM_REFUSED["sha256Aarch64"] = SSM_REFUSED["sha256X8664"]
 # Refused by every parameter's pattern, whatever its sample: a climb out of a folder, command
 # substitution, quotes and a placeholder on their own.
@@ -339,8 +355,31 @@ def check_ssm(doc, where):
                                  f"single-quoted assignment, not in {line!r}")
         lint_script(as_run_command(step, first_samples()), at, posix=True)
     same_parameters(declared, used, str(where))
+    check_signing(doc, where)
     if is_memory_document(doc):
         check_memory(doc, where)
+
+
+def check_signing(doc, where):
+    """The document takes signKmsKeyId (empty by default) and its script passes
+    --sign-kms-key-id only when the value is not empty, after the assignment, before the run."""
+    spec = (doc.get("parameters") or {}).get(SIGN_PARAMETER)
+    if spec is None or spec.get("default") != "":
+        raise Failed(f"{where}: no {SIGN_PARAMETER} parameter with default \"\" (the custody "
+                     "signing key, passed through to --sign-kms-key-id)")
+    script = [line for step in doc["mainSteps"] if step["action"] == "aws:runShellScript"
+              for line in step["inputs"]["runCommand"]]
+    assigned = index_of(script, rf"^sign_kms_key_id='\{{\{{ {SIGN_PARAMETER} \}}\}}'$", where,
+                        f"assignment of {SIGN_PARAMETER}")
+    passed = index_of(script, "^" + re.escape(SIGN_LINE) + "$", where,
+                      "--sign-kms-key-id passed only when the key is not empty")
+    ran = index_of(script, r'(^exec /usr/bin/forensic-collector|^"\$binary") "\$@"', where,
+                   "run of the collector with the arguments built")
+    if not assigned < passed < ran:
+        raise Failed(f"{where}: the key must be assigned ({assigned}), then added to the "
+                     f"arguments ({passed}), then the collector run ({ran})")
+    if any("--sign-kms-key-id" in line for i, line in enumerate(script) if i != passed):
+        raise Failed(f"{where}: --sign-kms-key-id appears outside {SIGN_LINE!r}")
 
 
 def check_download(step, at):
@@ -506,6 +545,18 @@ def self_test(component, ssm):
         ("an unused parameter", lambda d: step(d).remove("incident='{{ incident }}'")),
         ("an undeclared parameter", lambda d: step(d).append("x='{{ other }}'")),
         ("an unknown action", lambda d: d["mainSteps"][0].update(action="aws:runDocument")),
+        ("no signing key parameter", lambda d: (d["parameters"].pop("signKmsKeyId"), step(
+            d).remove("sign_kms_key_id='{{ signKmsKeyId }}'"))),
+        ("a signing key that is required", lambda d: d["parameters"]["signKmsKeyId"].pop(
+            "default")),
+        ("a signing key pattern admitting options", lambda d: d["parameters"][
+            "signKmsKeyId"].update(allowedPattern="^([A-Za-z0-9:/_-]+)?$")),
+        ("a signing key pattern admitting any ARN", lambda d: d["parameters"][
+            "signKmsKeyId"].update(allowedPattern="^(arn:[a-z0-9:/*-]+|alias/[A-Za-z0-9/_-]+)?$")),
+        ("the key passed even when empty", lambda d: step(d).__setitem__(
+            step(d).index(SIGN_LINE), 'set -- "$@" "--sign-kms-key-id=$sign_kms_key_id"')),
+        ("the key added after the run", lambda d: step(d).append(step(d).pop(
+            step(d).index(SIGN_LINE)))),
     ]:
         must_fail(what, check_ssm, ssm, change)
 

@@ -10,7 +10,9 @@
   a loop device as its source and once with an EBS snapshot written through moto's EBS direct APIs
   (1 GiB volume, three blocks, the rest holes). Only the binary's path and one flag differ:
   /usr/bin/forensic-collector becomes a wrapper around BIN_DIR's binary adding
-  --s3-force-path-style, which the local server needs. The result line on stdout must say
+  --s3-force-path-style, which the local server needs. The device run signs its custody statement
+  with a moto KMS key (signKmsKeyId) and `verify` checks it; the snapshot run passes no key. The
+  result line on stdout must say
   `completed`, the evidence must be in the bucket under the prefix, named after the device or the
   snapshot, and the snapshot's image hash must be the SHA-256 of the volume it restores to.
 
@@ -112,10 +114,12 @@ def evidence_keys(s3, prefix, incident):
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
-def expect_evidence(s3, prefix, incident, name):
+def expect_evidence(s3, prefix, incident, name, signed=False):
     keys = evidence_keys(s3, prefix, incident)
-    want = sorted(f"{prefix}/{incident}/disk_evidence/{name}{suffix}" for suffix in (
-        ".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"))
+    suffixes = [".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"]
+    if signed:
+        suffixes += [".custody.json", ".custody.sig"]
+    want = sorted(f"{prefix}/{incident}/disk_evidence/{name}{suffix}" for suffix in suffixes)
     if keys != want:
         raise Failed(f"objects in the bucket: {keys}, expected {want}")
     return keys
@@ -184,19 +188,30 @@ def run_ssm_document(doc, bin_dir, work):
             wrapper.write_text(f'#!/bin/sh\nexec "{bin_dir}/forensic-collector" "$@" '
                                "--s3-force-path-style\n")
             wrapper.chmod(0o755)
+            # The custody signing key (issue 23): moto's KMS signs RAW with an ECC key.
+            key = boto3.client("kms", **clients).create_key(
+                KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
             values = {"source": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
-                      "incident": "INC-ssm-1", "executionTimeout": "600"}
+                      "incident": "INC-ssm-1", "executionTimeout": "600", "signKmsKeyId": key}
             result = run_steps(doc, values, wrapper, env)
-            keys = expect_evidence(s3, "cases/ssm", "INC-ssm-1", Path(loop).name)
+            keys = expect_evidence(s3, "cases/ssm", "INC-ssm-1", Path(loop).name, signed=True)
+            manifest = next(k for k in keys if k.endswith(".manifest.json"))
+            checked = run(f"'{wrapper}' verify 's3://evidence-bucket/{manifest}'", env)
+            if "custody" not in checked or "unsigned" in checked:
+                raise Failed(f"verify of the signed capture does not report its signature:\n"
+                             f"{checked}")
             print(f"run_docs: SSM document imaged {loop} to s3://evidence-bucket/cases/ssm/ "
-                  f"({len(keys)} objects, result {result['status']})")
+                  f"({len(keys)} objects, custody signed with {key}, verified; result "
+                  f"{result['status']})")
 
             # The first, second and last blocks of the volume written, the rest holes.
             last = (SNAPSHOT_GIB << 30) // SNAPSHOT_BLOCK - 1
             blocks = {i: os.urandom(SNAPSHOT_BLOCK) for i in (0, 1, last)}
             snapshot, sha256 = write_snapshot(boto3.client("ebs", **clients), blocks)
             pattern_agrees_with_acquire(doc, bin_dir, env, work)
-            values = dict(values, source=f"ebs-snapshot://{snapshot}", incident="INC-ssm-2")
+            # No key: nothing signed, no --sign-kms-key-id (the agent refuses an empty one).
+            values = dict(values, source=f"ebs-snapshot://{snapshot}", incident="INC-ssm-2",
+                          signKmsKeyId="")
             result = run_steps(doc, values, wrapper, env)
             keys = expect_evidence(s3, "cases/ssm", "INC-ssm-2", snapshot)
             if result.get("hashes", {}).get("sha256") != sha256:
