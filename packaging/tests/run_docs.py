@@ -33,10 +33,12 @@ import boto3
 from botocore.config import Config
 from check_docs import (
     COMPONENTS,
+    CUSTODY_KEYS_BAKED,
     ROOT,
     SSM_DOCUMENTS,
     SSM_REFUSED,
     as_run_command,
+    bake,
     is_memory_document,
     load,
     samples,
@@ -73,6 +75,31 @@ def run_test_phase(component, bin_dir):
                     out = run(script, env)
                     print(f"run_docs: component test phase {step['name']}: "
                           f"{out.strip().splitlines()[-1]}")
+
+
+def run_custody_bake(component, bin_dir):
+    """The component's custody bake, then `config check` of the result by the binary: the key is
+    custody.kms_key_id from the file, in the package's config.toml and in the preset alike."""
+    key = CUSTODY_KEYS_BAKED[0]
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        preset = work / "preset.toml"
+        for name, source, exec_start in [
+                ("config.toml", ROOT / "packaging" / "config.example.toml", ""),
+                ("preset.toml", ROOT / "packaging" / "presets" / "original-flow.toml",
+                 f"{{ argv[]=/usr/bin/forensic-collector watch --config {preset} ; }}")]:
+            config = work / name
+            config.write_text(source.read_text())
+            config.chmod(0o600)
+            done = bake(component, "component", work, key, exec_start)
+            if done.returncode != 0:
+                raise Failed(f"baking {key} into {name}: {done.stdout}{done.stderr}")
+            out = run(f"'{bin_dir}/forensic-collector' config check --allow-missing-job "
+                      f"--config '{config}'", dict(os.environ, AWS_EC2_METADATA_DISABLED="true"))
+            if not re.search(rf'^kms_key_id = "{re.escape(key)}" +# file ', out, re.MULTILINE):
+                raise Failed(f"config check of the baked {name} does not show the key:\n{out}")
+    print(f"run_docs: component bakes the custody key into config.toml and the preset; "
+          f"config check reads it")
 
 
 class Moto:
@@ -233,6 +260,7 @@ def main(argv):
     try:
         for path in COMPONENTS:
             run_test_phase(load(path), bin_dir)
+            run_custody_bake(load(path), bin_dir)
         # The memory document runs on a suspect host, not here: run_memory_doc.py runs it.
         for path in (p for p in SSM_DOCUMENTS if not is_memory_document(load(p))):
             with tempfile.TemporaryDirectory() as work:
