@@ -322,7 +322,7 @@ def check_custody_bake(doc, where):
     steps = [s for phase in doc["phases"] if phase["name"] == "build" for s in phase["steps"]]
     staged = [f for s in steps if s["action"] == "CreateFile" for f in s["inputs"]
               if f.get("path") == CUSTODY_STAGED]
-    if len(staged) != 1 or staged[0].get("content") != "{{ %s }}" % CUSTODY_PARAMETER:
+    if len(staged) != 1 or staged[0].get("content") != f"{{{{ {CUSTODY_PARAMETER} }}}}":
         raise Failed(f"{where}: {CUSTODY_PARAMETER} must be written by one CreateFile to "
                      f"{CUSTODY_STAGED}")
     bake_script(doc, where)
@@ -332,8 +332,8 @@ def check_custody_bake(doc, where):
         preset = work / "preset.toml"
         cases = [(key, "config.toml", "") for key in CUSTODY_KEYS_BAKED] + [
             (CUSTODY_KEYS_BAKED[1], "preset.toml",
-             f"{{ path=/usr/bin/forensic-collector ; argv[]=/usr/bin/forensic-collector watch "
-             f"--config {preset} ; ignore_errors=no }}"),
+             (f"{{ path=/usr/bin/forensic-collector ; argv[]=/usr/bin/forensic-collector "
+              f"watch --config {preset} ; ignore_errors=no }}")),
             ("none", "config.toml", "")] + [(bad, "config.toml", "") for bad in
                                              CUSTODY_KEYS_REFUSED]
         for value, name, exec_start in cases:

@@ -98,8 +98,8 @@ def run_custody_bake(component, bin_dir):
                       f"--config '{config}'", dict(os.environ, AWS_EC2_METADATA_DISABLED="true"))
             if not re.search(rf'^kms_key_id = "{re.escape(key)}" +# file ', out, re.MULTILINE):
                 raise Failed(f"config check of the baked {name} does not show the key:\n{out}")
-    print(f"run_docs: component bakes the custody key into config.toml and the preset; "
-          f"config check reads it")
+    print("run_docs: component bakes the custody key into config.toml and the preset; "
+          "config check reads it")
 
 
 class Moto:
