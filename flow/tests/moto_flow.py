@@ -1180,7 +1180,9 @@ def scenario_custody(flow):
     expect_captured(flow, check, desc, suspect, collector)
     signing = [{k: v[0] for k, v in c["Parameters"].items()}.get("signKmsKeyId")
                for c in agent.commands]
-    check(signing == [key], f"the memory document gets signKmsKeyId = the stack's key ({signing})")
+    pattern = yaml_parameters()["signKmsKeyId"]["allowedPattern"]
+    check(signing == [key] and re.search(pattern, key),
+          f"the memory document gets signKmsKeyId = the stack's key, which its pattern admits ({signing})")
     ids = list(flow.instances_of(desc["executionArn"]))
     data = [collector_user_data(flow.c, i) for i in ids]
     check(ids and all(d.get("custody") == {"kms_key_id": key} and d["job"]["queue_url"] == flow.queue

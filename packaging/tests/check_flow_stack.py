@@ -33,7 +33,10 @@ the code and the state machine they serve.
   with the DefinitionSubstitutions) is what the collector role was checked for:
   `s3.require_object_lock` true on a bucket with Object Lock, `cloudwatch.readiness_group`/
   `capture_group` the log groups the role may write, `job.bucket`/`prefix`/`snapshot_tag` the
-  role's bucket, prefix and tag.
+  role's bucket, prefix and tag, and `custody.kms_key_id` the custody key the role may sign with
+  (no `custody` section without one). The user data is what the run has once the states right
+  after `Configure` that only shape `$.config` are done (a Choice on the custody key, the Passes
+  that add the section); every memory step passes that key as `signKmsKeyId`.
 - **The queues**: every job a sqs:sendMessage Task sends goes to a queue that the collectors
   launched for it (the runInstances Task of its Map, else of the enclosing scope) read
   (`job.queue_url`); the flow role may send to exactly the queues the definition sends to, the
