@@ -224,7 +224,7 @@ def run_ssm_document(doc, bin_dir, work):
             keys = expect_evidence(s3, "cases/ssm", "INC-ssm-1", Path(loop).name, signed=True)
             manifest = next(k for k in keys if k.endswith(".manifest.json"))
             checked = run(f"'{wrapper}' verify 's3://evidence-bucket/{manifest}'", env)
-            if "custody" not in checked or "unsigned" in checked:
+            if f"custody: OK signed by {key} (ECDSA_SHA_256)" not in checked:
                 raise Failed(f"verify of the signed capture does not report its signature:\n"
                              f"{checked}")
             print(f"run_docs: SSM document imaged {loop} to s3://evidence-bucket/cases/ssm/ "
