@@ -139,7 +139,7 @@ def document(answer):
         return ast.literal_eval(policy)
 
 
-def check_forensic_stack(clients, stack, resources, definition_text):
+def check_forensic_stack(clients, stack, resources, definition_text, custody_key):
     s3, sqs, logs, sns, iam, ec2, sfn, events, kms = (
         clients[n] for n in ("s3", "sqs", "logs", "sns", "iam", "ec2", "stepfunctions",
                              "events", "kms"))
@@ -207,6 +207,10 @@ def check_forensic_stack(clients, stack, resources, definition_text):
     collector_role = outputs["CollectorRoleArn"].rsplit("/", 1)[1]
     statements = document(iam.get_role_policy(RoleName=collector_role,
                                               PolicyName="collector"))["Statement"]
+    sign = [s for s in statements if s["Sid"] == "SignCustodyStatements"]
+    expect(len(sign) == 1 and sign[0]["Action"] in ("kms:Sign", ["kms:Sign"])
+           and sign[0]["Resource"] == custody_key,
+           f"the collector role signs with the custody key ({custody_key}) alone: {sign}")
     take = next(s for s in statements if s["Sid"] == "TakeJobs")
     expect(sorted(take["Resource"]) == queues, f"TakeJobs: {take}")
     send = next(s for s in flow_policy["Statement"] if s["Sid"] == "SendJobs")
@@ -238,6 +242,13 @@ def check_forensic_stack(clients, stack, resources, definition_text):
            and config["volume_user_data"]["job"]["queue_idle_secs.$"] == "States.StringToJson('3600')",
            "the snapshot path's collectors read the job queue, the volume path's the volume job "
            f"queue and wait VolumeCollectorIdleSeconds: {config['volume_user_data']['job']}")
+    expect(config.get("custody_key") == custody_key,
+           f"the definition's custody key is the stack's ({config.get('custody_key')!r})")
+    memory = [s for s in json.loads(defined)["States"].values()
+              if s.get("Resource", "").endswith("ssm:sendCommand.waitForTaskToken")]
+    expect(memory and all(s["Parameters"]["Parameters"].get("signKmsKeyId") == [custody_key]
+                          for s in memory),
+           f"the memory steps pass the custody key as signKmsKeyId: {memory}")
     user_data = config["user_data"]
     expect(user_data.get("cloudwatch") == {"readiness_group": "ForensicDiskReadiness",
                                            "capture_group": "ForensicDiskCapture"}
@@ -403,11 +414,16 @@ def run(definition, keep):
         print("aws cloudformation package: DefinitionS3Location uploaded and replaced")
 
         subnet, group, ami = network(clients["ec2"])
+        # The custody signing key is the operator's (an existing asymmetric key).
+        custody_key = clients["kms"].create_key(
+            KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+            Description="custody statements")["KeyMetadata"]["Arn"]
         template = for_moto(packaged, definition.read_text())
         params = {"CollectorAmiId": ami, "CollectorSubnetId": subnet,
                   "CollectorSecurityGroupId": group, "ObjectLockRetentionDays": "30",
                   "OrganizationId": "o-abcdefghij", "MemberAccountIds": "111111111111",
-                  "StateMachineLogLevel": "ERROR", "TracingEnabled": "true"}
+                  "StateMachineLogLevel": "ERROR", "TracingEnabled": "true",
+                  "CustodyKmsKeyArn": custody_key}
         cfn.create_stack(StackName=STACK, TemplateBody=json.dumps(template),
                          Capabilities=["CAPABILITY_NAMED_IAM"],
                          Parameters=[{"ParameterKey": k, "ParameterValue": v}
@@ -426,7 +442,7 @@ def run(definition, keep):
         rendered = present(without_machine, values)
         for line in apply_gaps(clients, rendered, ids):
             print(f"  ignored by moto's CloudFormation, applied through the API: {line}")
-        check_forensic_stack(clients, stack, resources, definition.read_text())
+        check_forensic_stack(clients, stack, resources, definition.read_text(), custody_key)
 
         member = yaml.load((ROOT / "flow" / "member-role.yaml").read_text(), Loader=Loader)
         cfn.create_stack(StackName=MEMBER_STACK, TemplateBody=json.dumps(member),

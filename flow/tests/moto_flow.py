@@ -178,6 +178,9 @@ class Flow:
             "MemorySha256X8664": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "MemorySha256Aarch64": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
             "MemoryTimeoutSeconds": "300", "MemoryAnswerSeconds": "300",
+            # As a stack without CustodyKmsKeyArn: unsigned, no custody section in the user data
+            # (scenario_manual's exact user data); the custody scenario's machine has a key.
+            "CustodyKmsKeyId": "",
         }
         self.substitutions.update(overrides or {})
         self.machine(name)
@@ -1013,7 +1016,7 @@ def scenario_memory_captured(flow):
         want = {"toolsBucket": subs["MemoryToolsBucket"], "toolsPrefix": subs["MemoryToolsPrefix"],
                 "sha256X8664": subs["MemorySha256X8664"], "sha256Aarch64": subs["MemorySha256Aarch64"],
                 "bucket": "forensic-evidence-flow", "prefix": "evidence", "incident": "INC-M1",
-                "executionTimeout": subs["MemoryTimeoutSeconds"]}
+                "executionTimeout": subs["MemoryTimeoutSeconds"], "signKmsKeyId": ""}
         check({k: params.get(k) for k in want} == want and params.get("taskToken"),
               f"its parameters: the stack's tools and hashes, the evidence bucket and prefix, the incident, "
               f"a task token ({params})")
@@ -1155,6 +1158,50 @@ def scenario_memory_off(flow):
     return check.failed
 
 
+def scenario_custody(flow):
+    """A stack with a custody signing key (an ECC_NIST_P256 SIGN_VERIFY key in moto's KMS): the
+    snapshot path's collectors and the volume path's dedicated collectors get custody.kms_key_id
+    in their user data, beside the rest of the contract, and the memory step passes the key as
+    the document's signKmsKeyId."""
+    check = Checks("custody")
+    key = flow.c["kms"].create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+                                   Description="custody statements")["KeyMetadata"]["Arn"]
+    machine = flow.machine("forensic-flow-custody", CustodyKmsKeyId=key,
+                           MemoryCaptureDefault="true")
+    suspect = make_suspect(flow, managed=True)
+    agent = FakeAgent(flow, suspect["instance_id"])
+    agent.start()
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, machine, {
+        "incident_id": "INC-C1", "account": ACCOUNT, "region": REGION,
+        "instance_id": suspect["instance_id"]}, collector)
+    agent.stop.set()
+    agent.join(5)
+    expect_captured(flow, check, desc, suspect, collector)
+    signing = [{k: v[0] for k, v in c["Parameters"].items()}.get("signKmsKeyId")
+               for c in agent.commands]
+    pattern = yaml_parameters()["signKmsKeyId"]["allowedPattern"]
+    check(signing == [key] and re.search(pattern, key),
+          f"the memory document gets signKmsKeyId = the stack's key, which its pattern admits ({signing})")
+    ids = list(flow.instances_of(desc["executionArn"]))
+    data = [collector_user_data(flow.c, i) for i in ids]
+    check(ids and all(d.get("custody") == {"kms_key_id": key} and d["job"]["queue_url"] == flow.queue
+                      and d["s3"] == {"require_object_lock": True} for d in data),
+          f"the collectors sign with the stack's key, the rest of their user data as without ({data})")
+
+    suspect = make_suspect(flow)
+    collector = FakeCollector(flow, "s3://forensic-evidence-flow/evidence", expect_blocks=suspect["volumes"])
+    desc = run_execution(flow, machine, {
+        "incident_id": "INC-C2", "account": ACCOUNT, "region": REGION, "instance_id": suspect["instance_id"],
+        "capture_path": "volume", "capture_memory": False}, collector)
+    expect_captured(flow, check, desc, suspect, collector)
+    check_volume_queue(flow, check, desc, collector)
+    data = [collector_user_data(flow.c, i) for i in flow.instances_of(desc["executionArn"])]
+    check(len(data) == 2 and all(d.get("custody") == {"kms_key_id": key} for d in data),
+          f"the dedicated collectors sign with the stack's key ({[d.get('custody') for d in data]})")
+    return check.failed
+
+
 SCENARIOS = {
     "manual": scenario_manual, "finding": scenario_finding, "malformed": scenario_malformed,
     "not-found": scenario_not_found, "no-volumes": scenario_no_volumes, "never-completes": scenario_never_completes,
@@ -1165,6 +1212,7 @@ SCENARIOS = {
     "memory-captured": scenario_memory_captured, "memory-failed": scenario_memory_failed,
     "memory-silent": scenario_memory_silent, "memory-unmanaged": scenario_memory_unmanaged,
     "memory-off": scenario_memory_off, "memory-cross-account": scenario_memory_cross_account,
+    "custody": scenario_custody,
 }
 
 

@@ -2,7 +2,9 @@
 # Checks the AWS documents of packaging/ and image-builder/, fast (a few seconds, no network):
 # cfn-lint (pinned by tests/helpers/setup-deps.sh) on every CloudFormation template, the IAM
 # policy against the SDK calls the code makes (check_iam_policy.py), the memory capture policy
-# against the collector policy's evidence statements (check_iam_memory_policy.py), the flow's stack
+# against the collector policy's evidence statements (check_iam_memory_policy.py), the examiner's
+# read-only policy against what verify and custody export-key call (check_iam_examiner_policy.py),
+# the flow's stack
 # (flow/template.yaml, flow/member-role.yaml: its roles against those calls and the state
 # machine's definition, no wildcard action; check_flow_stack.py), and the structure of the
 # AWSTOE component and SSM documents (check_docs.py), the memory SSM document's script run with a
@@ -28,6 +30,7 @@ cfn-lint -- "${templates[@]}"
 echo "check-docs: cfn-lint clean on ${templates[*]}"
 "$PYTHON" packaging/tests/check_iam_policy.py
 "$PYTHON" packaging/tests/check_iam_memory_policy.py
+"$PYTHON" packaging/tests/check_iam_examiner_policy.py
 "$PYTHON" packaging/tests/check_flow_stack.py
 "$PYTHON" packaging/tests/check_docs.py
 "$PYTHON" packaging/tests/run_memory_doc.py

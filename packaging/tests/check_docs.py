@@ -39,6 +39,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = sorted((ROOT / "image-builder").glob("component*.yaml"))
+PIPELINE = ROOT / "image-builder" / "pipeline.yaml"
 SSM_DOCUMENTS = sorted(p for p in (ROOT / "packaging" / "ssm").glob("*")
                        if p.suffix in (".yaml", ".yml", ".json"))
 
@@ -103,6 +104,11 @@ SSM_SAMPLES = {
     "sha256Aarch64": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
     # The shape of a Step Functions task token (base64, long), then a short one.
     "taskToken": ["AQCEAAAAKgAAAAMAAAAAAAAAAbDj+Hs6z1xM/2rV8O3aL4gR0bP5Q1w9cN7yKe2Ut/fA==", "A1"],
+    # The forms KMS takes for a key: alias, key ID (UUID, multi-Region mrk-), key and alias ARNs.
+    "signKmsKeyId": ["alias/forensic-custody", "22222222-2222-2222-2222-222222222222",
+                     "mrk-0123456789abcdef0123456789abcdef",
+                     "arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-2222-2222-222222222222",
+                     "arn:aws-us-gov:kms:us-gov-west-1:123456789012:alias/forensic-custody"],
 }
 # Values a parameter's pattern must refuse besides HOSTILE: what acquire would take for an option,
 # a snapshot ID of another length or case (acquire refuses it too, but only after the command
@@ -128,7 +134,18 @@ SSM_REFUSED = {
     "taskToken": ["-x", "--help", "--task-token=x", "+AQ", "/AQ", "=", "A" * 2049],
     "toolsPrefix": ["..", "a/../b", "a/./b", "/a", "a/", "a//b", ".hidden"],
     "prefix": ["..", "a/../b", "/a", "a/", "a//b"],
+    "signKmsKeyId": ["--sign-kms-key-id=x", "alias/", "alias", "key/x", "alias/a.b",
+                     "arn:aws:kms:eu-west-1:123456789012:key/*",
+                     "arn:aws:kms:eu-west-1:123456789012:key/",
+                     "arn:aws:kms:eu-west-1:1234:key/22222222-2222-2222-2222-222222222222",
+                     "arn:aws:s3:::evidence-bucket", "mrk-0123", "2222"],
 }
+# The custody signing key (issue 23): every document that runs the collector takes it, empty by
+# default, and passes it as one option only when it is not empty (the agent refuses an empty
+# key; an option with an empty value is no "unsigned").
+SIGN_PARAMETER = "signKmsKeyId"
+SIGN_LINE = ('if [ -n "$sign_kms_key_id" ]; then set -- "$@" '
+             '"--sign-kms-key-id=$sign_kms_key_id"; fi')
 SSM_REFUSED["sha256Aarch64"] = SSM_REFUSED["sha256X8664"]
 # Refused by every parameter's pattern, whatever its sample: a climb out of a folder, command
 # substitution, quotes and a placeholder on their own.
@@ -251,6 +268,105 @@ def check_component(doc, where):
             used |= names
     same_parameters(declared, used, str(where))
     check_preset_dropin(doc, where)
+    check_custody_bake(doc, where)
+
+
+# The custody signing key the component bakes (issue 23): its parameter, the file CreateFile
+# writes it to, and the configuration files a collector reads.
+CUSTODY_PARAMETER = "CustodyKmsKeyId"
+CUSTODY_STAGED = "/var/tmp/forensic-collector-custody-key"
+CONFIG_INSTALLED = "/etc/forensic-collector/config.toml"
+CUSTODY_KEYS_BAKED = ["arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-2222-2222-222222222222",
+                      "alias/forensic-custody", "mrk-0123456789abcdef0123456789abcdef"]
+CUSTODY_KEYS_REFUSED = ['alias/x"', "alias/x\nkms_key_id = \"y\"", "$(id)", "alias/a b",
+                        'x" ; touch /tmp/p ; "', "", "-v", "alias/../x", "arn:aws:kms:*"]
+
+
+def bake_script(doc, where):
+    """The one build script of the component that reads the staged custody key."""
+    scripts = [c for phase in doc["phases"] if phase["name"] == "build"
+               for s in phase["steps"] if s["action"] == "ExecuteBash"
+               for c in s["inputs"]["commands"] if CUSTODY_STAGED in c]
+    if len(scripts) != 1:
+        raise Failed(f"{where}: {len(scripts)} scripts read {CUSTODY_STAGED}, not one")
+    return scripts[0]
+
+
+def bake(doc, where, work, value, exec_start):
+    """Runs the component's custody bake script in `work`: the staged value in work/key, the
+    package's config file work/config.toml, a stand-in systemctl whose ExecStart is
+    `exec_start` (empty: no --config, the package's file). Returns the finished process."""
+    (work / "bin").mkdir(exist_ok=True)
+    stub = work / "bin" / "systemctl"
+    stub.write_text('#!/bin/sh\necho "$EXEC_START"\n')
+    stub.chmod(0o755)
+    script = bake_script(doc, where).replace(CUSTODY_STAGED, str(work / "key")).replace(
+        CONFIG_INSTALLED, str(work / "config.toml"))
+    (work / "key").write_text(value)
+    env = {"PATH": f"{work / 'bin'}:/usr/bin:/bin", "EXEC_START": exec_start}
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                          check=False, timeout=30)
+
+
+def check_custody_bake(doc, where):
+    """The component bakes CustodyKmsKeyId (default none) as [custody] kms_key_id into the file
+    the unit reads: run with a stand-in systemctl on copies of the package's config.toml (which
+    has a commented [custody] section) and of the original-flow preset (which has none), the
+    key ends up as custody.kms_key_id (TOML) and nothing else changes; `none` changes nothing;
+    a value that is no KMS key ID, alias or ARN is refused (exit 1) and changes nothing; the
+    staged value is removed every time."""
+    spec = next((e[CUSTODY_PARAMETER] for e in doc.get("parameters") or []
+                 if CUSTODY_PARAMETER in e), None)
+    if not spec or spec.get("default") != "none":
+        raise Failed(f"{where}: no {CUSTODY_PARAMETER} parameter with default none")
+    steps = [s for phase in doc["phases"] if phase["name"] == "build" for s in phase["steps"]]
+    staged = [f for s in steps if s["action"] == "CreateFile" for f in s["inputs"]
+              if f.get("path") == CUSTODY_STAGED]
+    if len(staged) != 1 or staged[0].get("content") != f"{{{{ {CUSTODY_PARAMETER} }}}}":
+        raise Failed(f"{where}: {CUSTODY_PARAMETER} must be written by one CreateFile to "
+                     f"{CUSTODY_STAGED}")
+    bake_script(doc, where)
+    import tomllib
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        preset = work / "preset.toml"
+        cases = [(key, "config.toml", "") for key in CUSTODY_KEYS_BAKED] + [
+            (CUSTODY_KEYS_BAKED[1], "preset.toml",
+             (f"{{ path=/usr/bin/forensic-collector ; argv[]=/usr/bin/forensic-collector "
+              f"watch --config {preset} ; ignore_errors=no }}")),
+            ("none", "config.toml", "")] + [(bad, "config.toml", "") for bad in
+                                             CUSTODY_KEYS_REFUSED]
+        for value, name, exec_start in cases:
+            (work / "config.toml").write_text(
+                (ROOT / "packaging" / "config.example.toml").read_text())
+            preset.write_text((ROOT / "packaging" / "presets" / "original-flow.toml").read_text())
+            before = tomllib.loads((work / name).read_text())
+            done = bake(doc, where, work, value, exec_start)
+            at = f"{where}: baking {value!r} into {name}"
+            if (work / "key").exists():
+                raise Failed(f"{at}: the staged value was left in place")
+            after = tomllib.loads((work / name).read_text())
+            good = value in CUSTODY_KEYS_BAKED
+            if done.returncode != (0 if good or value == "none" else 1):
+                raise Failed(f"{at}: exit {done.returncode}: {done.stdout}{done.stderr}")
+            if good:
+                before["custody"] = dict(before.get("custody", {}), kms_key_id=value)
+            if after != before:
+                raise Failed(f"{at}: the configuration became {after}, expected {before}")
+
+
+def check_pipeline_parameters(component):
+    """image-builder/pipeline.yaml's recipe gives the component every parameter it declares (a
+    parameter left out takes its default silently: CustodyKmsKeyId would bake no key) and no
+    other."""
+    import check_flow_stack
+    pipeline = check_flow_stack.load(PIPELINE)
+    given = [p["Name"] for c in pipeline["Resources"]["Recipe"]["Properties"]["Components"]
+             for p in c.get("Parameters", [])]
+    declared = [name for entry in component.get("parameters") or [] for name in entry]
+    if sorted(given) != sorted(declared):
+        raise Failed(f"{PIPELINE.relative_to(ROOT)}: the recipe passes {sorted(given)}, the "
+                     f"component declares {sorted(declared)}")
 
 
 def check_preset_dropin(doc, where):
@@ -339,8 +455,31 @@ def check_ssm(doc, where):
                                  f"single-quoted assignment, not in {line!r}")
         lint_script(as_run_command(step, first_samples()), at, posix=True)
     same_parameters(declared, used, str(where))
+    check_signing(doc, where)
     if is_memory_document(doc):
         check_memory(doc, where)
+
+
+def check_signing(doc, where):
+    """The document takes signKmsKeyId (empty by default) and its script passes
+    --sign-kms-key-id only when the value is not empty, after the assignment, before the run."""
+    spec = (doc.get("parameters") or {}).get(SIGN_PARAMETER)
+    if spec is None or spec.get("default") != "":
+        raise Failed(f"{where}: no {SIGN_PARAMETER} parameter with default \"\" (the custody "
+                     "signing key, passed through to --sign-kms-key-id)")
+    script = [line for step in doc["mainSteps"] if step["action"] == "aws:runShellScript"
+              for line in step["inputs"]["runCommand"]]
+    assigned = index_of(script, rf"^sign_kms_key_id='\{{\{{ {SIGN_PARAMETER} \}}\}}'$", where,
+                        f"assignment of {SIGN_PARAMETER}")
+    passed = index_of(script, "^" + re.escape(SIGN_LINE) + "$", where,
+                      "--sign-kms-key-id passed only when the key is not empty")
+    ran = index_of(script, r'(^exec /usr/bin/forensic-collector|^"\$binary") "\$@"', where,
+                   "run of the collector with the arguments built")
+    if not assigned < passed < ran:
+        raise Failed(f"{where}: the key must be assigned ({assigned}), then added to the "
+                     f"arguments ({passed}), then the collector run ({ran})")
+    if any("--sign-kms-key-id" in line for i, line in enumerate(script) if i != passed):
+        raise Failed(f"{where}: --sign-kms-key-id appears outside {SIGN_LINE!r}")
 
 
 def check_download(step, at):
@@ -453,6 +592,10 @@ def self_test(component, ssm):
     def bash(d):
         return build(d)[1]["inputs"]["commands"]
 
+    def bake_step(d):
+        return next(s["inputs"] for s in build(d) if s["action"] == "ExecuteBash"
+                    and CUSTODY_STAGED in s["inputs"]["commands"][0])
+
     def preset_dropin(d):
         return next((f for step in build(d) if step["action"] == "CreateFile"
                      for f in step["inputs"] if f.get("path") == PRESET_DROPIN_STAGED),
@@ -476,6 +619,14 @@ def self_test(component, ssm):
             content=preset_dropin(d)["content"].replace("original-flow", "other-flow"))),
         ("a drop-in without ExecStart's reset", lambda d: preset_dropin(d).update(
             content=preset_dropin(d)["content"].replace("ExecStart=\n", ""))),
+        ("a custody key baked unchecked", lambda d: bake_step(d).update(
+            commands=[bake_step(d)["commands"][0].replace("if ! [[ $key =~ $kms ]]", "if false")])),
+        ("a custody key baked into the package's file only", lambda d: bake_step(d).update(
+            commands=[bake_step(d)["commands"][0].replace(
+                "config=${config:-/etc/forensic-collector/config.toml}",
+                "config=/etc/forensic-collector/config.toml")])),
+        ("no custody key parameter", lambda d: d["parameters"].pop(next(
+            i for i, e in enumerate(d["parameters"]) if "CustodyKmsKeyId" in e))),
     ]:
         must_fail(what, check_component, component, change)
 
@@ -506,6 +657,18 @@ def self_test(component, ssm):
         ("an unused parameter", lambda d: step(d).remove("incident='{{ incident }}'")),
         ("an undeclared parameter", lambda d: step(d).append("x='{{ other }}'")),
         ("an unknown action", lambda d: d["mainSteps"][0].update(action="aws:runDocument")),
+        ("no signing key parameter", lambda d: (d["parameters"].pop("signKmsKeyId"), step(
+            d).remove("sign_kms_key_id='{{ signKmsKeyId }}'"))),
+        ("a signing key that is required", lambda d: d["parameters"]["signKmsKeyId"].pop(
+            "default")),
+        ("a signing key pattern admitting options", lambda d: d["parameters"][
+            "signKmsKeyId"].update(allowedPattern="^([A-Za-z0-9:/_-]+)?$")),
+        ("a signing key pattern admitting any ARN", lambda d: d["parameters"][
+            "signKmsKeyId"].update(allowedPattern="^(arn:[a-z0-9:/*-]+|alias/[A-Za-z0-9/_-]+)?$")),
+        ("the key passed even when empty", lambda d: step(d).__setitem__(
+            step(d).index(SIGN_LINE), 'set -- "$@" "--sign-kms-key-id=$sign_kms_key_id"')),
+        ("the key added after the run", lambda d: step(d).append(step(d).pop(
+            step(d).index(SIGN_LINE)))),
     ]:
         must_fail(what, check_ssm, ssm, change)
 
@@ -583,6 +746,7 @@ def main(argv):
         self_test_memory(memory[0])
         for path, doc in zip(COMPONENTS, components):
             check_component(doc, path.relative_to(ROOT))
+        check_pipeline_parameters(components[0])
         for path, doc in zip(SSM_DOCUMENTS, ssm_documents):
             check_ssm(doc, path.relative_to(ROOT))
         declared = {name for doc in ssm_documents for name in doc.get("parameters") or {}}

@@ -33,7 +33,10 @@ the code and the state machine they serve.
   with the DefinitionSubstitutions) is what the collector role was checked for:
   `s3.require_object_lock` true on a bucket with Object Lock, `cloudwatch.readiness_group`/
   `capture_group` the log groups the role may write, `job.bucket`/`prefix`/`snapshot_tag` the
-  role's bucket, prefix and tag.
+  role's bucket, prefix and tag, and `custody.kms_key_id` the custody key the role may sign with
+  (no `custody` section without one). The user data is what the run has once the states right
+  after `Configure` that only shape `$.config` are done (a Choice on the custody key, the Passes
+  that add the section); every memory step passes that key as `signKmsKeyId`.
 - **The queues**: every job a sqs:sendMessage Task sends goes to a queue that the collectors
   launched for it (the runInstances Task of its Map, else of the enclosing scope) read
   (`job.queue_url`); the flow role may send to exactly the queues the definition sends to, the
@@ -133,6 +136,7 @@ SAMPLE = {
     "MemoryDocumentName": "ForensicCollectorMemory", "MemoryToolsBucket": "forensic-tools",
     "MemoryToolsPrefix": "forensic-collector/1.4.0", "MemorySha256X8664": "0" * 64,
     "MemorySha256Aarch64": "1" * 64, "MemoryTimeoutSeconds": "3600",
+    "CustodyKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/22222222-2222-2222-2222-222222222222",
     # member-role.yaml
     "ForensicAccountId": ACCOUNT, "Regions": "", "ExternalId": "",
     # Resources: Ref and Fn::GetAtt.
@@ -368,6 +372,8 @@ REQUEST_KEYS = {
     "kms:EncryptionContext:aws:ebs:id": "kms:", "ec2:CreateAction": "ec2:CreateTags",
     "iam:PassedToService": "iam:PassRole", "s3:prefix": "s3:ListBucket",
     "sts:ExternalId": "sts:AssumeRole",
+    "kms:MessageType": ("kms:Sign", "kms:Verify"),
+    "kms:SigningAlgorithm": ("kms:Sign", "kms:Verify"),
 }
 
 
@@ -459,6 +465,7 @@ def collector_params(params):
         "ObjectLockLegalHold": "false", "RequireObjectLock": "true",
         "SnapshotTagValue": params["SnapshotTagValue"],
         "SnapshotKmsKeyArn": params["SnapshotKey.Arn"], "JobQueueArns": [params["JobQueue.Arn"], params["VolumeJobQueue.Arn"]],
+        "CustodyKmsKeyArn": params["CustodyKmsKeyArn"],
         "AWS::Partition": params["AWS::Partition"], "AWS::Region": params["AWS::Region"],
         "AWS::AccountId": params["AWS::AccountId"],
     }
@@ -616,13 +623,22 @@ def user_data_keys(definition):
 
 
 def rendered_user_data(flow, definition, key="user_data"):
-    """The collectors' user data `config.KEY` as the definition's Configure state builds it, with
-    the stack's DefinitionSubstitutions (keys computed by an intrinsic, `NAME.$`, left out)."""
-    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
-    config = definition["States"]["Configure"]["Parameters"]["config"]
+    """The collectors' user data `config.KEY` as the definition builds it: the Configure state,
+    then the states after it that only shape $.config (configured()), with the stack's
+    DefinitionSubstitutions (keys computed by an intrinsic, `NAME.$`, left out)."""
+    config = configured(flow, definition)
     if key not in config:
         raise Failed(f"a runInstances Task passes $.config.{key}, which Configure does not set")
-    raw = config[key]
+    return config[key]
+
+
+def configured(flow, definition):
+    """$.config as the run has it once the states right after Configure that only shape it are
+    done: Choices comparing a $.config value with StringEquals, and Passes whose Parameters (from
+    $.config values or literals) go to a ResultPath under $.config (the custody key's section in
+    the user data, set only when the stack has a key). The first other state ends the walk."""
+    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    states = definition["States"]
 
     def render(node):
         if isinstance(node, dict):
@@ -630,7 +646,45 @@ def rendered_user_data(flow, definition, key="user_data"):
         if isinstance(node, str):
             return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: str(substitutions[m.group(1)]), node)
         return node
-    return render(raw)
+
+    config = render(states["Configure"]["Parameters"]["config"])
+
+    def at(path, where):
+        if not path.startswith("$.config."):
+            raise Failed(f"state {where}: {path} is not under $.config; teach configured()")
+        node = config
+        for part in path[len("$.config."):].split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise Failed(f"state {where}: {path} is not set")
+            node = node[part]
+        return node
+
+    name = states["Configure"].get("Next")
+    for _ in range(len(states)):
+        state = states[name]
+        if state["Type"] == "Choice" and all(
+                set(c) == {"Variable", "StringEquals", "Next"}
+                and c["Variable"].startswith("$.config.") for c in state["Choices"]):
+            name = next((c["Next"] for c in state["Choices"]
+                         if at(c["Variable"], name) == render(c["StringEquals"])),
+                        state.get("Default"))
+        elif state["Type"] == "Pass" and state.get("ResultPath", "").startswith("$.config.") \
+                and "Parameters" in state:
+            value = {}
+            for k, v in state["Parameters"].items():
+                if k.endswith(".$"):
+                    value[k[:-2]] = at(v, name)
+                else:
+                    value[k] = render(v)
+            *parents, last = state["ResultPath"][len("$.config."):].split(".")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+            name = state["Next"]
+        else:
+            return config
+    raise Failed("the states after Configure loop")
 
 
 def check_user_data(flow, params, definition):
@@ -669,6 +723,32 @@ def check_one_user_data(data, flow, params):
         if job.get(key) != value:
             raise Failed(f"the collectors' user data has job.{key} {job.get(key)!r}; the "
                          f"collector role is scoped to {value!r}")
+    # The custody key: exactly the one the role may sign with; no section without one (the
+    # collector refuses an empty key ID, and a section naming another key fails every capture).
+    key = want["CustodyKmsKeyArn"]
+    custody = data.get("custody")
+    if key and custody != {"kms_key_id": key}:
+        raise Failed(f"the collectors' user data has custody {custody!r}; the stack's custody "
+                     f"key is {key!r}, which the collector role may sign with")
+    if not key and custody is not None:
+        raise Failed(f"the collectors' user data has custody {custody!r} though the stack has "
+                     "no custody key")
+
+
+def check_memory_signing(flow, params, definition):
+    """Every memory step (ssm:sendCommand Task) passes the stack's custody key as the document's
+    signKmsKeyId (empty without one)."""
+    substitutions = flow["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    sends = [(n, s) for n, s, _ in all_states(definition["States"]) if s.get("Type") == "Task"
+             and s["Resource"].startswith("arn:aws:states:::aws-sdk:ssm:sendCommand")]
+    if not sends:
+        raise Failed("no memory step (ssm:sendCommand Task)")
+    for name, state in sends:
+        given = state["Parameters"].get("Parameters", {}).get("signKmsKeyId")
+        rendered = [render_placeholders(v, substitutions) for v in given or []]
+        if rendered != [params["CustodyKmsKeyArn"]]:
+            raise Failed(f"state {name} passes signKmsKeyId {given!r} ({rendered}); the stack's "
+                         f"custody key is {params['CustodyKmsKeyArn']!r}")
 
 
 def render_placeholders(text, substitutions):
@@ -774,6 +854,7 @@ def variants():
     yield "one account, no logs, no tracing", dict(
         SAMPLE, OrganizationId="", MemberAccountIds="", StateMachineLogLevel="OFF",
         TracingEnabled="false")
+    yield "no custody key", dict(SAMPLE, CustodyKmsKeyArn="")
     yield "given snapshot key; member: regions, external ID", dict(
         SAMPLE, Regions="eu-west-1,us-east-1", ExternalId="x-123",
         SnapshotKmsKeyArn=SAMPLE["SnapshotKey.Arn"])
@@ -887,6 +968,28 @@ def self_test(flow, params, calls, sar, sar_keys, shipped=None):
                   lambda d: d["States"]["Configure"]["Parameters"]["config"]
                   ["volume_user_data"].pop("s3"))))
 
+    must_fail("collectors that do not sign with the stack's custody key", lambda: check_user_data(
+        flow, params, definition_changed(lambda d: d["States"]["CustodySigning"].update(
+            Default="CreateAuditStream"))))
+    must_fail("dedicated collectors that do not sign", lambda: check_user_data(
+        flow, params, definition_changed(lambda d: d["States"]["SignedUserData"].update(
+            Next="CreateAuditStream"))))
+    must_fail("collectors signing with another key", lambda: check_user_data(
+        flow, params, definition_changed(lambda d: d["States"]["SignedUserData"].update(
+            Parameters={"kms_key_id": "alias/other"}))))
+    no_key = dict(params, CustodyKmsKeyArn="")
+    unsigned = present(load(FLOW), no_key)
+    must_fail("a custody section without a custody key", lambda: check_user_data(
+        unsigned, no_key, user_data_changed(lambda u: u.update(
+            custody={"kms_key_id": "${CustodyKmsKeyId}"}))))
+    must_fail("a memory step without signKmsKeyId", lambda: check_memory_signing(
+        flow, params, definition_changed(lambda d: [
+            s["Parameters"]["Parameters"].pop("signKmsKeyId") for _, s, _ in all_states(
+                d["States"]) if s.get("Resource", "").endswith("sendCommand.waitForTaskToken")])))
+    must_fail("a collector role without kms:Sign on the custody key", lambda: check_collector(
+        mutated(lambda r: statements(r, "CollectorRole").remove(collector_statement(
+            r, "SignCustodyStatements"))), params, calls))
+
     def send_volume_job(d):
         return next(s for n, s, _ in all_states(d["States"]) if n == "SendVolumeJob")
 
@@ -960,6 +1063,7 @@ def main(argv):
             if definition_text is not None:
                 check_roles_against_definition(flow, member, json.loads(definition_text))
                 check_user_data(flow, params, json.loads(definition_text))
+                check_memory_signing(flow, params, json.loads(definition_text))
                 check_queues(flow, params, json.loads(definition_text))
             checked += 1
         except (Failed, iam.Failed) as err:

@@ -9,7 +9,7 @@ disk_evidence/, plus the task token's answer. So for every option set (KMS key, 
 prefix or none, one incident or all) the rendered memory policy must grant exactly:
 
 - the collector policy's evidence statements (write, read back, remove a failed run's objects,
-  list open uploads, Object Lock, KMS through S3 only), each with its conditions, on
+  list open uploads, Object Lock, KMS through S3 only, kms:Sign on the custody key alone), each with its conditions, on
   PREFIX/SCOPE/memory_evidence/* where the collector has PREFIX/*/disk_evidence/*; SCOPE is the
   Incident parameter, or `*` when it is empty;
 - s3:ListBucket on the evidence bucket for s3:prefix PREFIX/SCOPE/memory_evidence/* only;
@@ -41,7 +41,8 @@ TEMPLATE = ROOT / "packaging" / "iam-memory-policy.json"
 RESOURCE = "MemoryCapturePolicy"
 # The collector policy's statements that write and manage evidence: the memory policy has each.
 EVIDENCE_SIDS = {"WriteEvidence", "ReadOwnEvidence", "RemoveFailedRunObjects", "ListOpenUploads",
-                 "CheckObjectLock", "SetRetention", "SetLegalHold", "EncryptEvidence"}
+                 "CheckObjectLock", "SetRetention", "SetLegalHold", "EncryptEvidence",
+                 "SignCustodyStatements"}
 BINARIES = ("forensic-collector-x86_64", "forensic-collector-aarch64")
 # `acquire --task-token` answers once at the end and sends no heartbeats
 # (agent/src/cmd/acquire/task.rs).
@@ -92,7 +93,7 @@ def expected(collector, params):
                     resource = resource.replace("/*/disk_evidence/*",
                                                 f"/{scope}/memory_evidence/*")
                 elif resource not in (f"arn:{partition}:s3:::{params['Bucket']}",
-                                      params["KmsKeyArn"]):
+                                      params["KmsKeyArn"], params["CustodyKmsKeyArn"]):
                     raise Failed(f"collector policy: {statement['Sid']}: {resource} is neither "
                                  "the evidence folders nor the bucket; teach this check")
                 want.add((action, resource, condition))
@@ -131,7 +132,8 @@ def variants():
     yield "every incident, no prefix", dict(off, Incident="", Prefix="")
     yield "another partition", dict(on, **{"AWS::Region": "us-gov-west-1",
                                           "AWS::Partition": "aws-us-gov"})
-    for key in ("KmsKeyArn", "ObjectLockRetention", "ObjectLockLegalHold", "RequireObjectLock"):
+    for key in ("KmsKeyArn", "ObjectLockRetention", "ObjectLockLegalHold", "RequireObjectLock",
+                "CustodyKmsKeyArn"):
         yield f"only {key}", dict(off, **{key: SAMPLE[key]})
 
 
@@ -158,6 +160,12 @@ def self_test(template, collector_template):
         ("a listing without s3:prefix", lambda s: sid(s, "ListEvidencePrefix").pop(
             "Condition")),
         ("KMS without kms:ViaService", lambda s: sid(s, "EncryptEvidence").pop("Condition")),
+        ("no kms:Sign with a custody key", lambda s: s.remove(sid(s, "SignCustodyStatements"))),
+        ("kms:Sign on every key", lambda s: sid(s, "SignCustodyStatements").update(
+            Resource="arn:aws:kms:eu-west-1:123456789012:key/*")),
+        ("kms:Sign of any message", lambda s: sid(s, "SignCustodyStatements").pop("Condition")),
+        ("kms:Verify beside kms:Sign", lambda s: sid(s, "SignCustodyStatements")[
+            "Action"].append("kms:Verify")),
         ("the whole tools prefix", lambda s: sid(s, "ReadCollectorBinaries").update(
             Resource=f"{tools}/forensic-collector/1.4.0/*")),
         ("one binary only", lambda s: sid(s, "ReadCollectorBinaries").update(

@@ -9,6 +9,11 @@ small resolver for the intrinsic functions the template uses) and fails when:
   prefix, log group or key; a snapshot of another region or without the collector's tag);
 - the policy grants an action no SDK call in the code needs, or lacks one a call needs.
 
+The custody signing key (CustodyKmsKeyArn, issue 23) gets kms:Sign alone, on that key ARN, for RAW
+messages with ECDSA_SHA_256 or RSASSA_PSS_SHA_256 only, and no kms:ViaService (the agent calls KMS
+itself); kms:Verify, kms:GetPublicKey and kms:DescribeKey are refused here: the first two are the
+examiner's (packaging/iam-examiner-policy.json), the agent never calls the third.
+
 One resource "*" is allowed, for the actions in STAR_ONLY alone (each says why: the action has no
 resource-level permission), and only limited to the stack's region (`aws:RequestedRegion`).
 
@@ -77,7 +82,25 @@ TABLE = {
     "send_task_success": (["states:SendTaskSuccess"], "any", "queue"),
     "send_task_failure": (["states:SendTaskFailure"], "any", "queue"),
     "send_task_heartbeat": (["states:SendTaskHeartbeat"], "any", "queue"),
+    # Custody (issue 23). Who the run's calls are made as: STS GetCallerIdentity needs no
+    # permission (IAM cannot deny it), so it grants nothing.
+    "get_caller_identity": ([], "any", None),
+    # The statement's signature, and the probe signature before the first byte: RAW, with
+    # ECDSA_SHA_256 or RSASSA_PSS_SHA_256 (agent/src/custody/kms.rs), on the custody key alone.
+    "sign": (["kms:Sign"], "custody_key", "custody"),
+    # `verify` (online) and `custody export-key`: the examiner's, never the collector role's
+    # (packaging/iam-examiner-policy.json, check_iam_examiner_policy.py).
+    "verify": (["kms:Verify"], "custody_key", "examiner"),
+    "get_public_key": (["kms:GetPublicKey"], "custody_key", "examiner"),
 }
+# The custody key's actions: called directly (never through another service, so no
+# kms:ViaService), on the one key the CustodyKmsKeyArn parameter names.
+CUSTODY_KEY_ACTIONS = {"kms:Sign", "kms:Verify", "kms:GetPublicKey"}
+# What a Sign or Verify statement must be limited to: the messages and algorithms the agent
+# signs with (imaging's SigningAlgorithm::ALL, always RAW), so the role cannot sign digests
+# made elsewhere.
+SIGNING_CONDITION = {"kms:MessageType": "RAW",
+                     "kms:SigningAlgorithm": ["ECDSA_SHA_256", "RSASSA_PSS_SHA_256"]}
 
 # The only actions that may have Resource "*", and why. Each must also be limited to the stack's
 # region with aws:RequestedRegion, the one narrowing IAM offers such an action.
@@ -131,7 +154,7 @@ VIA = {
 }
 
 # The receiver is a client variable: `client`, or named after its service.
-OPERATION = re.compile(r"\b(?:client|ebs|ec2|sqs|sfn)\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
+OPERATION = re.compile(r"\b(?:client|ebs|ec2|sqs|sfn|sts|kms)\s*\.\s*([a-z0-9_]+)\s*\(\s*\)")
 # Methods of a client that are not AWS operations.
 NOT_OPERATIONS = {"clone", "config"}
 SEND = re.compile(r"\.\s*send\s*\(\s*\)")
@@ -148,6 +171,7 @@ SAMPLE = {
     "AttachSsmManagedPolicy": "true",
     "SnapshotTagValue": "acquire",
     "SnapshotKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/11111111-1111-1111-1111-111111111111",
+    "CustodyKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-2222-2222-222222222222",
     "AWS::Partition": "aws",
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
@@ -163,10 +187,14 @@ OPTIONS = {
     # Job queues exist only in the flow's stack (JobQueueArns, its queues' ARNs, is its sample
     # parameter there).
     "queue": lambda p: bool(p.get("JobQueueArns")),
+    "custody": lambda p: p.get("CustodyKmsKeyArn", "") != "",
+    # Calls only `verify` and `custody export-key` make: no collector role needs them.
+    "examiner": lambda p: False,
 }
 # Every option off (the --render default and the "no options" variant).
 OFF = {"KmsKeyArn": "", "ObjectLockRetention": "false", "ObjectLockLegalHold": "false",
-       "RequireObjectLock": "false", "SnapshotTagValue": "", "SnapshotKmsKeyArn": ""}
+       "RequireObjectLock": "false", "SnapshotTagValue": "", "SnapshotKmsKeyArn": "",
+       "CustodyKmsKeyArn": ""}
 
 
 class Failed(Exception):
@@ -213,6 +241,11 @@ def scan_calls(sources):
 def kind_of(action, statement, region):
     """The resource kind an action applies to: from TABLE; a KMS action's from the statement's
     kms:ViaService (the evidence key through S3, the snapshots' key through EBS)."""
+    if action in CUSTODY_KEY_ACTIONS:
+        if "kms:ViaService" in json.dumps(statement.get("Condition", {})):
+            raise Failed(f"{statement.get('Sid', '?')}: {action} is called directly, never through "
+                         "another service: a kms:ViaService condition would refuse it")
+        return "custody_key"
     if action.startswith("kms:"):
         via = set(listify(statement.get("Condition", {}).get("StringEquals", {})
                           .get("kms:ViaService", [])))
@@ -328,6 +361,23 @@ def scopes(params):
         context = conditions(s, "StringLike").get("kms:EncryptionContext:aws:ebs:id")
         return r == params["SnapshotKmsKeyArn"] and r != "" and context == "snap-*"
 
+    def custody_key(r, s):
+        # Sign/Verify limited to SIGNING_CONDITION exactly; GetPublicKey, which has neither
+        # request key, unconditioned (a condition on a key the request lacks refuses it).
+        actions = set(listify(s["Action"]))
+        if r != params.get("CustodyKmsKeyArn") or r == "":
+            return False
+        condition = s.get("Condition", {})
+        if actions & {"kms:Sign", "kms:Verify"}:
+            if actions - {"kms:Sign", "kms:Verify"} or set(condition) != {"StringEquals"}:
+                return False
+            given = condition["StringEquals"]
+            return set(given) == set(SIGNING_CONDITION) and \
+                given["kms:MessageType"] == SIGNING_CONDITION["kms:MessageType"] and \
+                sorted(listify(given["kms:SigningAlgorithm"])) == \
+                SIGNING_CONDITION["kms:SigningAlgorithm"]
+        return not condition
+
     return {
         "object": lambda r, s: in_evidence(r),
         "bucket": lambda r, s: r == s3,
@@ -338,6 +388,7 @@ def scopes(params):
         "any": in_region,
         "snapshot_key": snapshot_key,
         "queue": lambda r, s: r in params.get("JobQueueArns", []),
+        "custody_key": custody_key,
     }
 
 
@@ -406,7 +457,7 @@ def variants():
     yield "another region", dict(on, **{"AWS::Region": "us-gov-west-1",
                                        "AWS::Partition": "aws-us-gov"})
     for key in ["KmsKeyArn", "ObjectLockRetention", "ObjectLockLegalHold", "RequireObjectLock",
-                "SnapshotTagValue", "SnapshotKmsKeyArn"]:
+                "SnapshotTagValue", "SnapshotKmsKeyArn", "CustodyKmsKeyArn"]:
         # SnapshotKmsKeyArn alone must grant nothing: there is no snapshot to decrypt.
         yield f"only {key}", dict(off, **{key: SAMPLE[key]})
 
@@ -481,6 +532,35 @@ def self_test(template, calls):
         lambda s: s.remove(sid(s, "DecryptSnapshots"))), params, calls)
     must_fail("a KMS grant without kms:ViaService", mutated(
         lambda s: sid(s, "EncryptEvidence").pop("Condition")), params, calls)
+    custody = SAMPLE["CustodyKmsKeyArn"]
+    must_fail("kms:Sign on another key", mutated(
+        lambda s: sid(s, "SignCustodyStatements").update(Resource=params["KmsKeyArn"])),
+        params, calls)
+    must_fail("kms:Sign on every key", mutated(
+        lambda s: sid(s, "SignCustodyStatements").update(
+            Resource="arn:aws:kms:eu-west-1:123456789012:key/*")), params, calls)
+    must_fail("kms:Sign of any message type and algorithm", mutated(
+        lambda s: sid(s, "SignCustodyStatements").pop("Condition")), params, calls)
+    must_fail("kms:Sign of digests", mutated(
+        lambda s: condition("SignCustodyStatements", "StringEquals")(s).update(
+            {"kms:MessageType": "DIGEST"})), params, calls)
+    must_fail("kms:Sign with another algorithm", mutated(
+        lambda s: condition("SignCustodyStatements", "StringEquals")(s).update(
+            {"kms:SigningAlgorithm": ["ECDSA_SHA_256", "RSASSA_PKCS1_V1_5_SHA_256"]})),
+        params, calls)
+    must_fail("kms:Sign through S3", mutated(
+        lambda s: condition("SignCustodyStatements", "StringEquals")(s).update(
+            {"kms:ViaService": "s3.eu-west-1.amazonaws.com"})), params, calls)
+    must_fail("no kms:Sign with a custody key", mutated(
+        lambda s: s.remove(sid(s, "SignCustodyStatements"))), params, calls)
+    for action in ("kms:Verify", "kms:GetPublicKey", "kms:DescribeKey"):
+        must_fail(f"the collector given {action}", mutated(
+            lambda s, a=action: sid(s, "SignCustodyStatements")["Action"].append(a)),
+            params, calls)
+    must_fail("the collector given kms:GetPublicKey alone", mutated(
+        lambda s: s.append({"Sid": "Export", "Effect": "Allow", "Action": ["kms:GetPublicKey"],
+                            "Resource": custody})), params, calls)
+    must_fail("kms:Sign without a custody key", base, dict(params, CustodyKmsKeyArn=""), calls)
 
 
 def main(argv):

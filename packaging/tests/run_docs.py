@@ -10,7 +10,9 @@
   a loop device as its source and once with an EBS snapshot written through moto's EBS direct APIs
   (1 GiB volume, three blocks, the rest holes). Only the binary's path and one flag differ:
   /usr/bin/forensic-collector becomes a wrapper around BIN_DIR's binary adding
-  --s3-force-path-style, which the local server needs. The result line on stdout must say
+  --s3-force-path-style, which the local server needs. The device run signs its custody statement
+  with a moto KMS key (signKmsKeyId) and `verify` checks it; the snapshot run passes no key. The
+  result line on stdout must say
   `completed`, the evidence must be in the bucket under the prefix, named after the device or the
   snapshot, and the snapshot's image hash must be the SHA-256 of the volume it restores to.
 
@@ -31,10 +33,12 @@ import boto3
 from botocore.config import Config
 from check_docs import (
     COMPONENTS,
+    CUSTODY_KEYS_BAKED,
     ROOT,
     SSM_DOCUMENTS,
     SSM_REFUSED,
     as_run_command,
+    bake,
     is_memory_document,
     load,
     samples,
@@ -71,6 +75,31 @@ def run_test_phase(component, bin_dir):
                     out = run(script, env)
                     print(f"run_docs: component test phase {step['name']}: "
                           f"{out.strip().splitlines()[-1]}")
+
+
+def run_custody_bake(component, bin_dir):
+    """The component's custody bake, then `config check` of the result by the binary: the key is
+    custody.kms_key_id from the file, in the package's config.toml and in the preset alike."""
+    key = CUSTODY_KEYS_BAKED[0]
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        preset = work / "preset.toml"
+        for name, source, exec_start in [
+                ("config.toml", ROOT / "packaging" / "config.example.toml", ""),
+                ("preset.toml", ROOT / "packaging" / "presets" / "original-flow.toml",
+                 f"{{ argv[]=/usr/bin/forensic-collector watch --config {preset} ; }}")]:
+            config = work / name
+            config.write_text(source.read_text())
+            config.chmod(0o600)
+            done = bake(component, "component", work, key, exec_start)
+            if done.returncode != 0:
+                raise Failed(f"baking {key} into {name}: {done.stdout}{done.stderr}")
+            out = run(f"'{bin_dir}/forensic-collector' config check --allow-missing-job "
+                      f"--config '{config}'", dict(os.environ, AWS_EC2_METADATA_DISABLED="true"))
+            if not re.search(rf'^kms_key_id = "{re.escape(key)}" +# file ', out, re.MULTILINE):
+                raise Failed(f"config check of the baked {name} does not show the key:\n{out}")
+    print("run_docs: component bakes the custody key into config.toml and the preset; "
+          "config check reads it")
 
 
 class Moto:
@@ -112,10 +141,12 @@ def evidence_keys(s3, prefix, incident):
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
-def expect_evidence(s3, prefix, incident, name):
+def expect_evidence(s3, prefix, incident, name, signed=False):
     keys = evidence_keys(s3, prefix, incident)
-    want = sorted(f"{prefix}/{incident}/disk_evidence/{name}{suffix}" for suffix in (
-        ".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"))
+    suffixes = [".image.dd", ".image.dd.sha256", ".capture.log", ".manifest.json"]
+    if signed:
+        suffixes += [".custody.json", ".custody.sig"]
+    want = sorted(f"{prefix}/{incident}/disk_evidence/{name}{suffix}" for suffix in suffixes)
     if keys != want:
         raise Failed(f"objects in the bucket: {keys}, expected {want}")
     return keys
@@ -184,19 +215,30 @@ def run_ssm_document(doc, bin_dir, work):
             wrapper.write_text(f'#!/bin/sh\nexec "{bin_dir}/forensic-collector" "$@" '
                                "--s3-force-path-style\n")
             wrapper.chmod(0o755)
+            # The custody signing key (issue 23): moto's KMS signs RAW with an ECC key.
+            key = boto3.client("kms", **clients).create_key(
+                KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
             values = {"source": loop, "bucket": "evidence-bucket", "prefix": "cases/ssm",
-                      "incident": "INC-ssm-1", "executionTimeout": "600"}
+                      "incident": "INC-ssm-1", "executionTimeout": "600", "signKmsKeyId": key}
             result = run_steps(doc, values, wrapper, env)
-            keys = expect_evidence(s3, "cases/ssm", "INC-ssm-1", Path(loop).name)
+            keys = expect_evidence(s3, "cases/ssm", "INC-ssm-1", Path(loop).name, signed=True)
+            manifest = next(k for k in keys if k.endswith(".manifest.json"))
+            checked = run(f"'{wrapper}' verify 's3://evidence-bucket/{manifest}'", env)
+            if f"custody: OK signed by {key} (ECDSA_SHA_256)" not in checked:
+                raise Failed(f"verify of the signed capture does not report its signature:\n"
+                             f"{checked}")
             print(f"run_docs: SSM document imaged {loop} to s3://evidence-bucket/cases/ssm/ "
-                  f"({len(keys)} objects, result {result['status']})")
+                  f"({len(keys)} objects, custody signed with {key}, verified; result "
+                  f"{result['status']})")
 
             # The first, second and last blocks of the volume written, the rest holes.
             last = (SNAPSHOT_GIB << 30) // SNAPSHOT_BLOCK - 1
             blocks = {i: os.urandom(SNAPSHOT_BLOCK) for i in (0, 1, last)}
             snapshot, sha256 = write_snapshot(boto3.client("ebs", **clients), blocks)
             pattern_agrees_with_acquire(doc, bin_dir, env, work)
-            values = dict(values, source=f"ebs-snapshot://{snapshot}", incident="INC-ssm-2")
+            # No key: nothing signed, no --sign-kms-key-id (the agent refuses an empty one).
+            values = dict(values, source=f"ebs-snapshot://{snapshot}", incident="INC-ssm-2",
+                          signKmsKeyId="")
             result = run_steps(doc, values, wrapper, env)
             keys = expect_evidence(s3, "cases/ssm", "INC-ssm-2", snapshot)
             if result.get("hashes", {}).get("sha256") != sha256:
@@ -218,6 +260,7 @@ def main(argv):
     try:
         for path in COMPONENTS:
             run_test_phase(load(path), bin_dir)
+            run_custody_bake(load(path), bin_dir)
         # The memory document runs on a suspect host, not here: run_memory_doc.py runs it.
         for path in (p for p in SSM_DOCUMENTS if not is_memory_document(load(p))):
             with tempfile.TemporaryDirectory() as work:

@@ -167,7 +167,7 @@ def values_for(host, **overrides):
     values = {"toolsBucket": "forensic-tools", "toolsPrefix": "forensic-collector/1.4.0",
               "sha256X8664": host.sha256("x86_64"), "sha256Aarch64": host.sha256("aarch64"),
               "bucket": "evidence-bucket", "prefix": "cases/2026", "incident": "INC-1",
-              "taskToken": TOKEN, "executionTimeout": "600"}
+              "taskToken": TOKEN, "executionTimeout": "600", "signKmsKeyId": ""}
     values.update(overrides)
     return values
 
@@ -227,6 +227,9 @@ def main():
         scenario(doc, "no prefix, no token", values=lambda h: {"prefix": "", "taskToken": ""},
                  args=["acquire", "memory://", "--dest", "s3://evidence-bucket", "--incident",
                        "INC-1", "--result-json"])
+        key = "arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-2222-2222-222222222222"
+        scenario(doc, "a custody signing key", values=lambda h: {"signKmsKeyId": key},
+                 args=full + [f"--sign-kms-key-id={key}"])
         scenario(doc, "collector exit 12 propagates", code=12, expect=12)
         scenario(doc, "collector exit 30 propagates", code=30, expect=30)
         err = scenario(doc, "wrong SHA-256", expect=41, ran=False,
@@ -243,7 +246,7 @@ def main():
     except (Failed, subprocess.SubprocessError) as err:
         print(f"run_memory_doc: {err}", file=sys.stderr)
         return 1
-    print("run_memory_doc: the memory document ran 10 scenarios with a stand-in collector: "
+    print("run_memory_doc: the memory document ran 11 scenarios with a stand-in collector: "
           "hash and architecture refusals before any run, exit codes propagated, the binary "
           "removed every time")
     return 0

@@ -533,6 +533,7 @@ fn the_example_file_is_valid_and_spells_out_every_default() {
         "snapshot_id",
         "examiner",
         "expected_volumes",
+        "kms_key_id",
     ] {
         assert!(
             example.contains(&format!("# {optional} = ")),
