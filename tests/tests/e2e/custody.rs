@@ -519,6 +519,20 @@ fn an_unsigned_capture_records_its_custody_and_says_unsigned() {
         custody_line(&run),
         "custody: unsigned (no signing key was given at capture)"
     );
+    // Something under a custody file's name that cannot be read: absence is not proven.
+    fs::create_dir(out.join("disk.custody.sig")).unwrap();
+    let run = Run::of(
+        collector_e2e::collector()
+            .arg("verify")
+            .arg(out.join("disk.manifest.json")),
+    );
+    run.expect_code(4);
+    assert!(
+        custody_line(&run).contains("cannot tell whether a custody statement lies beside"),
+        "{}",
+        run.stdout
+    );
+    fs::remove_dir(out.join("disk.custody.sig")).unwrap();
     // Asked for a signature, an unsigned record fails.
     let pem = work.path().join("any.pem");
     fs::write(

@@ -148,6 +148,23 @@ fn check_signature(
 /// An unsigned record: passes as such unless a signature was asked for, or a statement or
 /// signature lies beside it.
 fn unsigned(read: &CustodyFiles, required: bool, report: &mut Report) -> Result<(), Failure> {
+    // S3 answers a missing key with 403 to a caller that may not list the bucket: an unreadable
+    // file is not proof of one, and not proof of none either.
+    if let Some(why) = [&read.statement, &read.signature]
+        .into_iter()
+        .find_map(|file| match file {
+            Beside::Unreadable(why) => Some(why),
+            _ => None,
+        })
+    {
+        return fail(
+            report,
+            &format!(
+                "cannot tell whether a custody statement lies beside this unsigned manifest: {why} \
+                 (an examiner needs s3:ListBucket to learn that a file is absent)"
+            ),
+        );
+    }
     if read.statement != Beside::Absent || read.signature != Beside::Absent {
         return fail(
             report,
