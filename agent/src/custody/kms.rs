@@ -120,11 +120,12 @@ async fn sign(
         .await
         .map_err(|err| {
             let text = error_text(&err);
-            // KMS answers a spec/algorithm mismatch with a validation error (or
-            // InvalidKeyUsage), naming the algorithm; everything else is a refusal of the key.
+            // KMS answers an algorithm its key spec does not take with InvalidKeyUsageException
+            // (moto: a ValidationException naming the algorithm): the next one may be the key's.
+            // Everything else (denied, disabled, not found, unreachable) refuses the key.
             let code = err.code().unwrap_or_default();
-            if matches!(code, "ValidationException" | "InvalidKeyUsageException")
-                && text.contains("lgorithm")
+            if code == "InvalidKeyUsageException"
+                || (code == "ValidationException" && text.contains("lgorithm"))
             {
                 SignRefusal::Algorithm(text)
             } else {
