@@ -57,10 +57,6 @@ ensure_tool() {
 ensure_tool cargo-deb deb "$CARGO_DEB_VERSION"
 ensure_tool cargo-generate-rpm generate-rpm "$CARGO_GENERATE_RPM_VERSION"
 
-# Package timestamps from the last commit, so the same commit gives the same file dates.
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
-export SOURCE_DATE_EPOCH
-
 if [ "$build_static" = yes ]; then
     # Both static binaries from this checkout, checked (packaging/check-static.sh); SHA-256 printed.
     "$root/packaging/build-static.sh"
@@ -79,6 +75,13 @@ else
         exit 1
     }
 fi
+
+# Package timestamps from the last commit, so the same commit gives the same file dates. Only
+# now: aws-lc-sys's build script reruns when SOURCE_DATE_EPOCH changes, so exported before the
+# static build it would rebuild the TLS library and everything above it at every commit, and
+# differ from tests/run's static step, which has none.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+export SOURCE_DATE_EPOCH
 
 start=$(date +%s)
 rm -rf "$out"
