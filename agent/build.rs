@@ -18,4 +18,9 @@ fn main() {
     println!("cargo:rustc-env=FORENSIC_COLLECTOR_GIT_REVISION={revision}");
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/refs");
+    // A build ID (an ELF note hashing the linked output) names the binary to debuggers and to the
+    // split line tables (the -dbgsym package files them under /usr/lib/debug/.build-id/). Debian's
+    // gcc asks its linker for one by default; zig's linker, which links the static musl binary the
+    // packages ship (packaging/build-static.sh), writes none unless asked.
+    println!("cargo:rustc-link-arg-bins=-Wl,--build-id=sha1");
 }

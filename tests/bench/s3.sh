@@ -13,9 +13,12 @@
 # multipart checksums, both of which acquire needs), it prints the probe's error verbatim and runs
 # acquire and the two other rows against moto as well, so every ratio compares runs on one server.
 # FC_SERVER=s3s|moto forces a server for acquire (a failure then stops the benchmark).
+# FC_BINS="NAME=PATH ..." measures those binaries instead of a release build of this checkout, one
+# acquire row each, interleaved per round (e.g. the static musl binary against a glibc build).
 #
 #   sudo tests/bench/s3.sh                          # 1 GiB device, 2 rounds
 #   SIZE_MIB=4096 ROUNDS=3 SERVER=moto sudo tests/bench/s3.sh
+#   FC_BINS="musl=target/static/forensic-collector-x86_64 glibc=target/dist/forensic-collector" sudo tests/bench/s3.sh
 #
 # Installs what it needs (idempotent): setup-deps.sh (dc3dd, /usr/bin/time, bc, curl, moto), awscli
 # v1 with pip (it honours AWS_ENDPOINT_URL; Debian's awscli 2.9 does not), s3s-fs with cargo install
@@ -57,8 +60,20 @@ ensure_awscli_v1
 S3S_FS=""
 if [ "$SERVER" = s3s ] || [ "$FC_SERVER" != moto ]; then ensure_s3s_fs; fi
 
-timeout 1800 cargo build --release --locked -q -p forensic-collector
-BIN=$PWD/target/release/forensic-collector
+# acquire's rows: NAME -> binary.
+declare -A FC_BIN
+FC_NAMES=()
+if [ -z "${FC_BINS:-}" ]; then
+  timeout 1800 cargo build --release --locked -q -p forensic-collector
+  FC_BINS="release=$PWD/target/release/forensic-collector"
+fi
+for spec in $FC_BINS; do
+  name=${spec%%=*} path=${spec#*=}
+  [ -x "$path" ] || { echo "FC_BINS: $path is not an executable" >&2; exit 2; }
+  FC_BIN[$name]=$(realpath "$path")
+  FC_NAMES+=("$name")
+done
+BIN=${FC_BIN[${FC_NAMES[0]}]}   # the probe's
 
 # --- S3 servers on loopback --------------------------------------------------------------------
 export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret
@@ -115,15 +130,17 @@ check_size() {
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 failed() { echo "benchmark command failed: $1" >&2; shift; cat "$@" >&2; exit 1; }
 
-# Runs "$@" with caches dropped; prints "<seconds> <peak_rss_kib>".
+# Runs "$@" with caches dropped; prints "<seconds> <peak_rss_kib> <cpu_seconds>" (user+sys).
 timed() {
   drop_caches
   local t0 t1
   t0=$(date +%s.%N)
-  timeout "$RUN_TIMEOUT" /usr/bin/time -o "$WORK/rss" -f '%M' "$@" >/dev/null 2>"$WORK/stderr" ||
+  timeout "$RUN_TIMEOUT" /usr/bin/time -o "$WORK/rss" -f '%M %U %S' "$@" >/dev/null 2>"$WORK/stderr" ||
     failed "$*" "$WORK/stderr"
   t1=$(date +%s.%N)
-  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
+  local rss user sys
+  read -r rss user sys < <(tail -1 "$WORK/rss")
+  echo "$(echo "$t1 - $t0" | bc -l) $rss $(echo "$user + $sys" | bc -l)"
 }
 
 # dc3dd (no of=: the image goes to stdout; of=/dev/stdout fails its "validation probe" on a pipe)
@@ -183,34 +200,38 @@ if [ "$SERVER" = s3s ]; then echo "# s3s: $("$S3S_FS" --version) at $(url s3s), 
 if [ "$SERVER" = moto ] || [ "$FC_SERVER" = moto ]; then
   echo "# moto: moto_server $("$PYTHON" -c 'import moto; print(moto.__version__)') at $(url moto), objects in memory"
 fi
-echo "# acquire: $BIN acquire $DEV ${FC_ARGS[*]}"
+for name in "${FC_NAMES[@]}"; do
+  echo "# acquire ($name): ${FC_BIN[$name]} acquire $DEV ${FC_ARGS[*]}; $("${FC_BIN[$name]}" --version)"
+done
 
 # Rows: "tool@server". The pipe and the file copy on every server in use; acquire on its own.
 servers=("$SERVER")
 [ "$FC_SERVER" = "$SERVER" ] || servers+=("$FC_SERVER")
 rows=()
 for s in "${servers[@]}"; do rows+=("pipe@$s" "file@$s"); done
-rows+=("acquire@$FC_SERVER")
+for name in "${FC_NAMES[@]}"; do rows+=("acquire:$name@$FC_SERVER"); done
 
-declare -A SECS RSS RSS_DC3DD RSS_AWS
-for r in "${rows[@]}"; do SECS[$r]=""; RSS[$r]=""; RSS_DC3DD[$r]=""; RSS_AWS[$r]=""; done
+declare -A SECS RSS CPU RSS_DC3DD RSS_AWS
+for r in "${rows[@]}"; do SECS[$r]=""; RSS[$r]=""; CPU[$r]=""; RSS_DC3DD[$r]=""; RSS_AWS[$r]=""; done
 for _ in $(seq 1 "$ROUNDS"); do
   for r in "${rows[@]}"; do
     s=${r#*@}
+    cpu=-
     case ${r%@*} in
       pipe)
         out=$(timed_pipe "$s" dc3dd.dd); read -r secs a b <<<"$out"
         RSS_DC3DD[$r]+="$a "; RSS_AWS[$r]+="$b "; rss=$((a + b)); key=dc3dd.dd ;;
       file)
         out=$(timed env AWS_ENDPOINT_URL="$(url "$s")" "${AWS[@]}" s3 cp "$WORK/source.raw" "s3://$BUCKET/file.dd")
-        read -r secs rss <<<"$out"; key=file.dd ;;
-      acquire)
-        out=$(timed env AWS_ENDPOINT_URL="$(url "$s")" "$BIN" acquire "$DEV" "${FC_ARGS[@]}")
-        read -r secs rss <<<"$out"; key=$FC_KEY ;;
+        read -r secs rss cpu <<<"$out"; key=file.dd ;;
+      acquire:*)
+        name=${r%@*}; name=${name#acquire:}
+        out=$(timed env AWS_ENDPOINT_URL="$(url "$s")" "${FC_BIN[$name]}" acquire "$DEV" "${FC_ARGS[@]}")
+        read -r secs rss cpu <<<"$out"; key=$FC_KEY ;;
     esac
     check_size "$s" "$key"
     empty_bucket "$s"
-    SECS[$r]+="$secs "; RSS[$r]+="$rss "
+    SECS[$r]+="$secs "; RSS[$r]+="$rss "; CPU[$r]+="$cpu "
   done
 done
 
@@ -219,18 +240,24 @@ label() {
   case ${1%@*} in
     pipe) echo "dc3dd hash=sha256 | aws s3 cp -" ;;
     file) echo "aws s3 cp FILE (backing file)" ;;
-    acquire) echo "forensic-collector acquire --dest s3://" ;;
+    acquire:*) local name=${1%@*}; echo "acquire --dest s3:// (${name#acquire:})" ;;
   esac
 }
 echo
-printf '%-42s %-6s %8s %14s %13s\n' tool server "MB/s" "x dc3dd pipe" "peak RSS MiB"
+printf '%-42s %-6s %8s %11s %14s %13s %10s\n' tool server "MB/s" "MB/s range" "x dc3dd pipe" "peak RSS MiB" "CPU s/GiB"
 for r in "${rows[@]}"; do
   s=${r#*@}
   secs=$(echo "${SECS[$r]}" | tr ' ' '\n' | median)
+  fastest=$(echo "${SECS[$r]}" | tr ' ' '\n' | sort -n | awk 'NF {print; exit}')
+  slowest=$(echo "${SECS[$r]}" | tr ' ' '\n' | maxof)
   pipe=$(echo "${SECS[pipe@$s]}" | tr ' ' '\n' | median)
   rss=$(echo "${RSS[$r]}" | tr ' ' '\n' | maxof)
-  printf '%-42s %-6s %8.1f %14.2f %13.1f\n' "$(label "$r")" "$s" "$(mbps "$secs")" \
-    "$(echo "$pipe / $secs" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+  cpu=$(echo "${CPU[$r]}" | tr ' ' '\n' | grep -v '^-$' | median)
+  cpu_gib=-
+  [ -z "$cpu" ] || cpu_gib=$(printf '%.2f' "$(echo "$cpu * 1024 / $SIZE_MIB" | bc -l)")
+  printf '%-42s %-6s %8.1f %11s %14.2f %13.1f %10s\n' "$(label "$r")" "$s" "$(mbps "$secs")" \
+    "$(printf '%.0f-%.0f' "$(mbps "$slowest")" "$(mbps "$fastest")")" \
+    "$(echo "$pipe / $secs" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$cpu_gib"
 done
 for s in "${servers[@]}"; do
   printf '# peak RSS of the pipe on %s is the sum of dc3dd (%.1f MiB) and aws (%.1f MiB)\n' "$s" \
@@ -238,3 +265,4 @@ for s in "${servers[@]}"; do
     "$(echo "$(echo "${RSS_AWS[pipe@$s]}" | tr ' ' '\n' | maxof) / 1024" | bc -l)"
 done
 echo "# x dc3dd pipe: the row's speed over the dc3dd pipe's on the same server"
+echo "# CPU s/GiB: user+sys of the measured command (median of the rounds); the pipe's two ends are not summed (-)"
