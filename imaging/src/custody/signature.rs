@@ -115,11 +115,6 @@ impl PublicKey {
             .unwrap_or_default()
     }
 
-    /// The DER bytes.
-    pub fn der(&self) -> &[u8] {
-        &self.der
-    }
-
     /// Checks `signature` over `message` with `algorithm`.
     pub fn verify(
         &self,
