@@ -365,8 +365,12 @@ def ssm_script(args):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "packaging" / "tests"))
     from check_docs import as_run_command, load
 
-    values = dict(v.split("=", 1) for v in args.values)
     doc = load(Path(args.doc))
+    # As SSM does: a parameter not given takes the document's default (an empty signKmsKeyId: no
+    # signing key).
+    values = {name: str(spec["default"]) for name, spec in doc.get("parameters", {}).items()
+              if "default" in spec}
+    values.update(dict(v.split("=", 1) for v in args.values))
     steps = doc["mainSteps"]
     if len(steps) != 1:
         print(f"evidence: {args.doc} has {len(steps)} steps; the lab runs one", file=sys.stderr)
