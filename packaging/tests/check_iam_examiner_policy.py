@@ -29,38 +29,20 @@ import sys
 
 import check_flow_stack
 import check_iam_policy as iam
-from check_iam_policy import ROOT, SAMPLE, SIGNING_CONDITION, Failed, listify, render
+from check_iam_policy import (
+    ROOT,
+    SAMPLE,
+    SIGNING_CONDITION,
+    Failed,
+    grants,
+    normal,
+    render,
+)
 
 TEMPLATE = ROOT / "packaging" / "iam-examiner-policy.json"
 RESOURCE = "ExaminerPolicy"
 VERIFY_SOURCES = [ROOT / "agent" / "src" / "cmd" / "verify"]
 FOLDERS = ("disk_evidence", "memory_evidence")
-
-
-def grants(policy):
-    """{(action, resource, conditions as sorted JSON)}; Failed on anything but plain Allows of
-    named actions."""
-    out = set()
-    for statement in policy["Statement"]:
-        sid = statement.get("Sid", "?")
-        if statement.get("Effect") != "Allow" or "NotAction" in statement \
-                or "NotResource" in statement:
-            raise Failed(f"{sid}: only plain Allow statements are expected")
-        condition = json.dumps(normal(statement.get("Condition", {})), sort_keys=True)
-        for action in listify(statement["Action"]):
-            if "*" in action or "?" in action:
-                raise Failed(f"{sid}: wildcard action {action}")
-            for resource in listify(statement["Resource"]):
-                out.add((action, resource, condition))
-    return out
-
-
-def normal(node):
-    if isinstance(node, dict):
-        return {k: normal(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return sorted(normal(v) for v in node)
-    return node
 
 
 def examiner_calls():

@@ -34,7 +34,7 @@ import json
 import sys
 
 import check_flow_stack
-from check_iam_policy import OFF, ROOT, SAMPLE, Failed, listify, render
+from check_iam_policy import OFF, ROOT, SAMPLE, Failed, grants, listify, normal, render
 from check_iam_policy import TEMPLATE as COLLECTOR_TEMPLATE
 
 TEMPLATE = ROOT / "packaging" / "iam-memory-policy.json"
@@ -49,33 +49,6 @@ BINARIES = ("forensic-collector-x86_64", "forensic-collector-aarch64")
 TASK_TOKEN_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure")
 MEMORY_SAMPLE = {"ToolsBucket": "forensic-tools", "ToolsPrefix": "forensic-collector/1.4.0",
                  "Incident": "INC-2026-0042"}
-
-
-def grants(policy):
-    """{(action, resource, conditions as sorted JSON)} of `policy`; Failed on a statement that
-    is not a plain Allow or on a wildcard action."""
-    out = set()
-    for statement in policy["Statement"]:
-        sid = statement.get("Sid", "?")
-        if statement.get("Effect") != "Allow" or "NotAction" in statement \
-                or "NotResource" in statement:
-            raise Failed(f"{sid}: only plain Allow statements are expected")
-        condition = json.dumps(normal(statement.get("Condition", {})), sort_keys=True)
-        for action in listify(statement["Action"]):
-            if "*" in action or "?" in action:
-                raise Failed(f"{sid}: wildcard action {action}")
-            for resource in listify(statement["Resource"]):
-                out.add((action, resource, condition))
-    return out
-
-
-def normal(node):
-    """Lists sorted, so that the order of values in a condition does not matter."""
-    if isinstance(node, dict):
-        return {k: normal(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return sorted(normal(v) for v in node)
-    return node
 
 
 def expected(collector, params):

@@ -327,6 +327,34 @@ def render(template, params, resource="CollectorPolicy"):
 
 # ---- The checks ------------------------------------------------------------------------------
 
+def grants(policy):
+    """{(action, resource, conditions as sorted JSON)} of `policy` (the memory and examiner checks
+    compare policies by these); Failed on a statement that
+    is not a plain Allow or on a wildcard action."""
+    out = set()
+    for statement in policy["Statement"]:
+        sid = statement.get("Sid", "?")
+        if statement.get("Effect") != "Allow" or "NotAction" in statement \
+                or "NotResource" in statement:
+            raise Failed(f"{sid}: only plain Allow statements are expected")
+        condition = json.dumps(normal(statement.get("Condition", {})), sort_keys=True)
+        for action in listify(statement["Action"]):
+            if "*" in action or "?" in action:
+                raise Failed(f"{sid}: wildcard action {action}")
+            for resource in listify(statement["Resource"]):
+                out.add((action, resource, condition))
+    return out
+
+
+def normal(node):
+    """Lists sorted, so that the order of values in a condition does not matter."""
+    if isinstance(node, dict):
+        return {k: normal(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return sorted(normal(v) for v in node)
+    return node
+
+
 def listify(value):
     return value if isinstance(value, list) else [value]
 
