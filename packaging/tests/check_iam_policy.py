@@ -346,6 +346,17 @@ def grants(policy):
     return out
 
 
+def grants_exactly(policy, want, who):
+    """Raises Failed unless `policy`'s grants() are exactly `want`, naming each grant too many
+    ("more than `who` needs") and each one missing."""
+    have = grants(policy)
+    if have - want:
+        raise Failed(f"grants what {who} does not need (or too widely): " +
+                     "; ".join(f"{a} on {r} {c}" for a, r, c in sorted(have - want)))
+    if want - have:
+        raise Failed("lacks: " + "; ".join(f"{a} on {r} {c}" for a, r, c in sorted(want - have)))
+
+
 def normal(node):
     """Lists sorted, so that the order of values in a condition does not matter."""
     if isinstance(node, dict):
